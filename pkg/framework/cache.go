@@ -1,0 +1,206 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+)
+
+// DefaultSyncTimeout bounds WaitForCacheSync when no timeout is given. A
+// cache that has not synced by then is almost always a kind the apiserver
+// does not serve (a CRD that is not installed) or a missing list/watch
+// permission; waiting longer only hides it.
+const DefaultSyncTimeout = 2 * time.Minute
+
+// CacheFactory keeps one shared informer per kind, scoped to one namespace
+// or to all, shared by every controller and every user of the cache.
+type CacheFactory struct {
+	clients   *ClientFactory
+	namespace string
+
+	mu        sync.Mutex
+	informers map[schema.GroupVersionKind]*sharedInformer
+	// runCtx is set by Start: informers created later start at once.
+	runCtx context.Context
+	wg     sync.WaitGroup
+}
+
+type sharedInformer struct {
+	res      Resource
+	informer cache.SharedIndexInformer
+	started  bool
+
+	mu      sync.Mutex
+	lastErr error // the last list/watch error, named in sync timeouts
+}
+
+// NewCacheFactory returns a cache factory; namespace "" caches all
+// namespaces.
+func NewCacheFactory(clients *ClientFactory, namespace string) *CacheFactory {
+	return &CacheFactory{clients: clients, namespace: namespace, informers: map[schema.GroupVersionKind]*sharedInformer{}}
+}
+
+// ForResource returns the shared informer of res, creating it on first use.
+func (f *CacheFactory) ForResource(res Resource) (cache.SharedIndexInformer, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if si, ok := f.informers[res.GVK]; ok {
+		return si.informer, nil
+	}
+	client, err := f.clients.ForResource(res)
+	if err != nil {
+		return nil, err
+	}
+	listGVK := res.GVK.GroupVersion().WithKind(res.GVK.Kind + "List")
+	scheme := f.clients.Scheme()
+	if !scheme.Recognizes(listGVK) {
+		return nil, fmt.Errorf("framework: list kind %s is not registered in the scheme", listGVK)
+	}
+	example, err := scheme.New(res.GVK)
+	if err != nil {
+		return nil, fmt.Errorf("framework: %w", err)
+	}
+	namespace := f.namespace
+	if !res.Namespaced {
+		namespace = ""
+	}
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			list, err := scheme.New(listGVK)
+			if err != nil {
+				return nil, err
+			}
+			return list, client.List(ctx, namespace, opts, list)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			return client.Watch(ctx, namespace, opts)
+		},
+	}
+	informer := cache.NewSharedIndexInformer(lw, example, 0, cache.Indexers{
+		cache.NamespaceIndex: cache.MetaNamespaceIndexFunc,
+	})
+	si := &sharedInformer{res: res, informer: informer}
+	if err := informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		si.mu.Lock()
+		si.lastErr = err
+		si.mu.Unlock()
+	}); err != nil {
+		return nil, fmt.Errorf("framework: informer for %s: %w", res, err)
+	}
+	f.informers[res.GVK] = si
+	if f.runCtx != nil {
+		f.startLocked(si)
+	}
+	return informer, nil
+}
+
+// Start runs every informer created so far, and every one created later,
+// until ctx ends. It does not wait for them to sync.
+func (f *CacheFactory) Start(ctx context.Context) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.runCtx = ctx
+	for _, si := range f.informers {
+		f.startLocked(si)
+	}
+}
+
+func (f *CacheFactory) startLocked(si *sharedInformer) {
+	if si.started {
+		return
+	}
+	si.started = true
+	ctx := f.runCtx
+	f.wg.Go(func() { si.informer.RunWithContext(ctx) })
+}
+
+// Wait blocks until every informer goroutine started by Start has returned
+// (after Start's ctx ended).
+func (f *CacheFactory) Wait() { f.wg.Wait() }
+
+// SyncError reports the kinds whose caches did not sync in time, each with
+// the last list/watch error seen for it.
+type SyncError struct {
+	Timeout  time.Duration
+	NotSynced map[Resource]error
+}
+
+func (e *SyncError) Error() string {
+	var parts []string
+	for res, err := range e.NotSynced {
+		part := res.String() + " (" + res.GVK.Kind + ")"
+		if err != nil {
+			part += ": " + err.Error()
+		} else {
+			part += ": no list answered yet"
+		}
+		parts = append(parts, part)
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("caches not synced after %v: %s; check that the CRD is installed and served and that RBAC allows list and watch",
+		e.Timeout, strings.Join(parts, "; "))
+}
+
+// WaitForCacheSync waits until every started informer has synced, at most
+// timeout (DefaultSyncTimeout when 0) and never past ctx. It returns nil or
+// a *SyncError naming every kind that did not sync.
+func (f *CacheFactory) WaitForCacheSync(ctx context.Context, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = DefaultSyncTimeout
+	}
+	f.mu.Lock()
+	var pending []*sharedInformer
+	for _, si := range f.informers {
+		if si.started {
+			pending = append(pending, si)
+		}
+	}
+	f.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	synced := make([]cache.InformerSynced, len(pending))
+	for i, si := range pending {
+		synced[i] = si.informer.HasSynced
+	}
+	if cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return nil
+	}
+	failed := &SyncError{Timeout: timeout, NotSynced: map[Resource]error{}}
+	for _, si := range pending {
+		if !si.informer.HasSynced() {
+			si.mu.Lock()
+			failed.NotSynced[si.res] = si.lastErr
+			si.mu.Unlock()
+		}
+	}
+	if len(failed.NotSynced) == 0 {
+		// All synced in the last instant.
+		return nil
+	}
+	if errors.Is(context.Cause(ctx), context.Canceled) {
+		return fmt.Errorf("framework: waiting for caches: %w", ctx.Err())
+	}
+	return failed
+}
+
+// objectCounts reports the number of cached objects per kind, for metrics.
+func (f *CacheFactory) objectCounts() map[schema.GroupVersionKind]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	counts := make(map[schema.GroupVersionKind]int, len(f.informers))
+	for gvk, si := range f.informers {
+		counts[gvk] = len(si.informer.GetStore().ListKeys())
+	}
+	return counts
+}

@@ -1,0 +1,229 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
+)
+
+// Resource names a kind the engine serves: its GroupVersionKind, the plural
+// resource name the API uses in URLs, and whether objects live in
+// namespaces. Generated code fills it in; nothing is discovered at run time.
+type Resource struct {
+	GVK        schema.GroupVersionKind
+	Plural     string
+	Namespaced bool
+}
+
+// GVR is the resource's GroupVersionResource.
+func (r Resource) GVR() schema.GroupVersionResource {
+	return r.GVK.GroupVersion().WithResource(r.Plural)
+}
+
+func (r Resource) String() string {
+	if r.GVK.Group == "" {
+		return r.Plural
+	}
+	return r.Plural + "." + r.GVK.Group
+}
+
+func (r Resource) validate() error {
+	if r.GVK.Kind == "" || r.GVK.Version == "" || r.Plural == "" {
+		return fmt.Errorf("resource %+v: kind, version and plural are all required", r)
+	}
+	return nil
+}
+
+// WriteGuard decides whether a mutating request may leave the process. It is
+// how leader election fences the clients handed to handlers without this
+// package knowing about elections: a nil error lets the request through.
+type WriteGuard func(req *http.Request) error
+
+// ClientFactory builds typed REST clients per GroupVersion from one
+// rest.Config and one scheme. All clients share one HTTP connection pool and
+// one WriteGuard.
+type ClientFactory struct {
+	config     *rest.Config
+	httpClient *http.Client
+	scheme     *runtime.Scheme
+	codecs     serializer.CodecFactory
+	guard      atomic.Pointer[WriteGuard]
+
+	mu      sync.Mutex
+	clients map[schema.GroupVersion]*rest.RESTClient
+}
+
+// NewClientFactory returns a factory for the kinds registered in scheme.
+func NewClientFactory(config *rest.Config, scheme *runtime.Scheme) (*ClientFactory, error) {
+	if config == nil {
+		return nil, errors.New("framework: rest.Config is nil")
+	}
+	if scheme == nil {
+		return nil, errors.New("framework: scheme is nil")
+	}
+	f := &ClientFactory{
+		scheme:  scheme,
+		codecs:  serializer.NewCodecFactory(scheme),
+		clients: map[schema.GroupVersion]*rest.RESTClient{},
+	}
+	cfg := rest.CopyConfig(config)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &guardedTransport{next: rt, guard: &f.guard} })
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("framework: HTTP client: %w", err)
+	}
+	f.config, f.httpClient = cfg, httpClient
+	return f, nil
+}
+
+// Scheme is the scheme the factory decodes with.
+func (f *ClientFactory) Scheme() *runtime.Scheme { return f.scheme }
+
+// GuardWrites installs g as the check every mutating request (POST, PUT,
+// PATCH, DELETE) of this factory's clients must pass; nil removes it. It may
+// be called at any time, also after clients were built.
+func (f *ClientFactory) GuardWrites(g WriteGuard) {
+	if g == nil {
+		f.guard.Store(nil)
+		return
+	}
+	f.guard.Store(&g)
+}
+
+type guardedTransport struct {
+	next  http.RoundTripper
+	guard *atomic.Pointer[WriteGuard]
+}
+
+func (t *guardedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	switch req.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		if g := t.guard.Load(); g != nil {
+			if err := (*g)(req); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return t.next.RoundTrip(req)
+}
+
+func (f *ClientFactory) restClient(gv schema.GroupVersion) (*rest.RESTClient, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.clients[gv]; ok {
+		return c, nil
+	}
+	cfg := rest.CopyConfig(f.config)
+	cfg.GroupVersion = &gv
+	cfg.APIPath = "/apis"
+	if gv.Group == "" {
+		cfg.APIPath = "/api"
+	}
+	cfg.NegotiatedSerializer = serializer.WithoutConversionCodecFactory{CodecFactory: f.codecs}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	c, err := rest.RESTClientForConfigAndClient(cfg, f.httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("framework: REST client for %s: %w", gv, err)
+	}
+	f.clients[gv] = c
+	return c, nil
+}
+
+// Client is an untyped client of one resource: every method decodes into
+// the object it is given, which must be the resource's Go type (or its list
+// type). Every call takes the caller's context.
+type Client struct {
+	res  Resource
+	rest rest.Interface
+}
+
+// ForResource returns a client of res. The scheme must know res.GVK.
+func (f *ClientFactory) ForResource(res Resource) (*Client, error) {
+	if err := res.validate(); err != nil {
+		return nil, fmt.Errorf("framework: %w", err)
+	}
+	if !f.scheme.Recognizes(res.GVK) {
+		return nil, fmt.Errorf("framework: kind %s is not registered in the scheme: add its package's AddToScheme", res.GVK)
+	}
+	rc, err := f.restClient(res.GVK.GroupVersion())
+	if err != nil {
+		return nil, err
+	}
+	return &Client{res: res, rest: rc}, nil
+}
+
+// Resource is the resource this client serves.
+func (c *Client) Resource() Resource { return c.res }
+
+func (c *Client) request(r *rest.Request, namespace string) *rest.Request {
+	r = r.Resource(c.res.Plural)
+	if c.res.Namespaced {
+		r = r.Namespace(namespace)
+	}
+	return r
+}
+
+// Get reads one object into into.
+func (c *Client) Get(ctx context.Context, namespace, name string, opts metav1.GetOptions, into runtime.Object) error {
+	return c.request(c.rest.Get(), namespace).Name(name).
+		VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(into)
+}
+
+// List reads objects into into, a list object.
+func (c *Client) List(ctx context.Context, namespace string, opts metav1.ListOptions, into runtime.Object) error {
+	return c.request(c.rest.Get(), namespace).
+		VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(into)
+}
+
+// Watch watches objects; events carry the resource's Go type.
+func (c *Client) Watch(ctx context.Context, namespace string, opts metav1.ListOptions) (watch.Interface, error) {
+	opts.Watch = true
+	return c.request(c.rest.Get(), namespace).
+		VersionedParams(&opts, metav1.ParameterCodec).Watch(ctx)
+}
+
+// Create creates obj in namespace and decodes the answer into result.
+func (c *Client) Create(ctx context.Context, namespace string, obj runtime.Object, opts metav1.CreateOptions, result runtime.Object) error {
+	return c.request(c.rest.Post(), namespace).
+		VersionedParams(&opts, metav1.ParameterCodec).Body(obj).Do(ctx).Into(result)
+}
+
+// Update replaces the object (named by obj) and decodes the answer into
+// result; subresource may be "" or e.g. "status".
+func (c *Client) Update(ctx context.Context, namespace, name, subresource string, obj runtime.Object, opts metav1.UpdateOptions, result runtime.Object) error {
+	r := c.request(c.rest.Put(), namespace).Name(name)
+	if subresource != "" {
+		r = r.SubResource(subresource)
+	}
+	return r.VersionedParams(&opts, metav1.ParameterCodec).Body(obj).Do(ctx).Into(result)
+}
+
+// Patch patches the named object and decodes the answer into result.
+func (c *Client) Patch(ctx context.Context, namespace, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, result runtime.Object, subresources ...string) error {
+	return c.request(c.rest.Patch(pt), namespace).Name(name).SubResource(subresources...).
+		VersionedParams(&opts, metav1.ParameterCodec).Body(data).Do(ctx).Into(result)
+}
+
+// Delete deletes the named object.
+func (c *Client) Delete(ctx context.Context, namespace, name string, opts metav1.DeleteOptions) error {
+	return c.request(c.rest.Delete(), namespace).Name(name).Body(&opts).Do(ctx).Error()
+}
+
+// DeleteCollection deletes the objects that listOpts selects.
+func (c *Client) DeleteCollection(ctx context.Context, namespace string, opts metav1.DeleteOptions, listOpts metav1.ListOptions) error {
+	return c.request(c.rest.Delete(), namespace).
+		VersionedParams(&listOpts, metav1.ParameterCodec).Body(&opts).Do(ctx).Error()
+}

@@ -1,0 +1,293 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/cache"
+)
+
+// chainHandler is a handler as the engine runs it: with the context of the
+// worker, so that the engine's own writes (finalizers) outlive the end of a
+// term for as long as the drain grace allows, but no longer.
+type chainHandler func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error)
+
+// Controller is the shared controller of one kind: one queue of keys fed by
+// the kind's shared informer, one handler chain, and workers that run while
+// StartWorkers' context lives. It is created by Factory.Controller.
+type Controller struct {
+	name     string
+	res      Resource
+	client   *Client
+	informer cache.SharedIndexInformer
+	queue    *Queue
+	log      *logrus.Entry
+	metrics  *metrics
+	newObj   func() (runtime.Object, error)
+
+	workers atomic.Int32
+	// queued reports whether the informer has handed this controller every
+	// object of its initial list, i.e. the queue holds every key.
+	queued cache.InformerSynced
+
+	mu       sync.Mutex
+	nextID   uint64
+	handlers atomic.Pointer[[]handlerEntry]
+}
+
+func newController(res Resource, client *Client, informer cache.SharedIndexInformer, newObj func() (runtime.Object, error), workers int, rl RateLimit, log *logrus.Entry, m *metrics) (*Controller, error) {
+	name := res.String()
+	c := &Controller{
+		name:     name,
+		res:      res,
+		client:   client,
+		informer: informer,
+		queue:    NewQueue(name, rl, m.queueMetrics(name)),
+		log:      log.WithField("controller", name),
+		metrics:  m,
+		newObj:   newObj,
+	}
+	c.workers.Store(int32(workers))
+	c.handlers.Store(&[]handlerEntry{})
+	// Every event only queues a key: the queue deduplicates, and workers
+	// read the newest state from the cache when they get to it.
+	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueueObject,
+		UpdateFunc: func(_, obj any) { c.enqueueObject(obj) },
+		DeleteFunc: c.enqueueObject,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("framework: controller %s: %w", name, err)
+	}
+	c.queued = reg.HasSynced
+	m.trackQueue(name, c.queue)
+	return c, nil
+}
+
+// Name is the controller's name: the resource, e.g. "configmaps" or
+// "virtualmachines.vm.rein.dev".
+func (c *Controller) Name() string { return c.name }
+
+// Resource is the kind this controller serves.
+func (c *Controller) Resource() Resource { return c.res }
+
+// Client is the controller's client (its writes pass the factory's guard).
+func (c *Controller) Client() *Client { return c.client }
+
+// Informer is the kind's shared informer.
+func (c *Controller) Informer() cache.SharedIndexInformer { return c.informer }
+
+// SetWorkers sets how many keys this controller processes at once; it takes
+// effect at the next StartWorkers. n < 1 is taken as 1.
+func (c *Controller) SetWorkers(n int) {
+	c.workers.Store(int32(max(n, 1)))
+}
+
+func (c *Controller) enqueueObject(obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		c.log.WithError(err).Warn("cannot compute the key of an object; it is not queued")
+		return
+	}
+	c.queue.Add(key)
+}
+
+// Enqueue queues key ("namespace/name" or "name") for the handler chain.
+func (c *Controller) Enqueue(key string) { c.queue.Add(key) }
+
+// EnqueueAfter queues key after delay.
+func (c *Controller) EnqueueAfter(key string, delay time.Duration) { c.queue.AddAfter(key, delay) }
+
+// EnqueueAll queues the key of every cached object.
+func (c *Controller) EnqueueAll() {
+	for _, key := range c.informer.GetStore().ListKeys() {
+		c.queue.Add(key)
+	}
+}
+
+// QueueLen is the number of keys waiting for a worker.
+func (c *Controller) QueueLen() int { return c.queue.Len() }
+
+// AddHandler appends h to the chain under name, until ctx ends. Handlers run
+// in registration order. A handler added after the cache has synced gets
+// every cached key queued, so it sees every existing object.
+func (c *Controller) AddHandler(ctx context.Context, name string, h Handler) {
+	c.addChainHandler(ctx, name, func(_ context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+		return h(key, obj)
+	})
+}
+
+func (c *Controller) addChainHandler(ctx context.Context, name string, h chainHandler) {
+	if ctx.Err() != nil {
+		return
+	}
+	c.mu.Lock()
+	c.nextID++
+	entry := handlerEntry{id: c.nextID, name: name, fn: h}
+	old := *c.handlers.Load()
+	chain := make([]handlerEntry, len(old), len(old)+1)
+	copy(chain, old)
+	chain = append(chain, entry)
+	c.handlers.Store(&chain)
+	c.mu.Unlock()
+
+	// Unregister when ctx ends; AfterFunc runs that in its own goroutine
+	// only then, so nothing waits in between.
+	context.AfterFunc(ctx, func() { c.removeHandler(entry.id) })
+
+	if c.informer.HasSynced() {
+		c.EnqueueAll()
+	}
+}
+
+// HandlerNames lists the registered handlers in chain order.
+func (c *Controller) HandlerNames() []string {
+	chain := *c.handlers.Load()
+	names := make([]string, len(chain))
+	for i, e := range chain {
+		names[i] = e.name
+	}
+	return names
+}
+
+func (c *Controller) removeHandler(id uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := *c.handlers.Load()
+	chain := make([]handlerEntry, 0, len(old))
+	for _, e := range old {
+		if e.id != id {
+			chain = append(chain, e)
+		}
+	}
+	c.handlers.Store(&chain)
+}
+
+// runWorker processes keys until ctx ends or the queue shuts down.
+func (c *Controller) runWorker(ctx context.Context) {
+	for c.processNext(ctx) {
+	}
+}
+
+func (c *Controller) processNext(ctx context.Context) bool {
+	key, ok := c.queue.Get(ctx)
+	if !ok {
+		return false
+	}
+	defer c.queue.Done(key)
+	// Leadership can end between Get and here: keep the key for the next
+	// term (it is queued again when Done runs) and write nothing.
+	if ctx.Err() != nil {
+		c.queue.Add(key)
+		return false
+	}
+	c.process(ctx, key)
+	return true
+}
+
+func (c *Controller) process(ctx context.Context, key string) {
+	item, exists, err := c.informer.GetIndexer().GetByKey(key)
+	if err != nil {
+		c.log.WithError(err).WithField("key", key).Error("cache lookup failed; retrying")
+		c.queue.AddRateLimited(key)
+		return
+	}
+	var obj runtime.Object
+	if exists {
+		// Handlers get their own copy: the cached object is shared with
+		// every reader and must never change under them.
+		obj = item.(runtime.Object).DeepCopyObject()
+	}
+	res := c.runChain(ctx, key, obj)
+	if len(res.errs) > 0 {
+		for _, e := range res.errs {
+			c.logHandlerError(e)
+		}
+		c.queue.AddRateLimited(key)
+		return
+	}
+	c.queue.Forget(key)
+	if res.requeueAfter > 0 {
+		c.queue.AddAfter(key, res.requeueAfter)
+	}
+}
+
+func (c *Controller) logHandlerError(e *HandlerError) {
+	entry := c.log.WithFields(logrus.Fields{"handler": e.Handler, "key": e.Key})
+	switch {
+	case e.Panicked:
+		entry.WithFields(logrus.Fields{"panic": fmt.Sprint(e.Err), "stack": string(e.Stack)}).Error("handler panicked; retrying with backoff")
+	case apierrors.IsConflict(e.Err):
+		// Someone changed the object since it was read: the retry reads
+		// the newer version. Expected in normal operation.
+		entry.WithError(e.Err).Debug("conflict; retrying with the newer object")
+	default:
+		entry.WithError(e.Err).Error("handler failed; retrying with backoff")
+	}
+}
+
+// runChain runs every handler in order on key, each with the object the
+// previous one returned. A failing handler does not stop the chain: the
+// handlers of a kind are independent (a cleanup must not wait for an
+// unrelated OnChange to succeed), and the key is retried for all of them.
+func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Object) chainResult {
+	var res chainResult
+	current := obj
+	for _, h := range *c.handlers.Load() {
+		start := time.Now()
+		out, herr := c.callHandler(ctx, h, key, current)
+		var requeue *RequeueAfterError
+		result := resultSuccess
+		switch {
+		case herr != nil:
+			result = resultError
+			if herr.Panicked {
+				result = resultPanic
+			}
+			res.errs = append(res.errs, herr)
+		case out.err == nil:
+			if out.obj != nil {
+				current = out.obj
+			}
+		case errors.Is(out.err, ErrSkip):
+			result = resultSkip
+		case errors.As(out.err, &requeue):
+			result = resultRequeue
+			res.askRequeue(requeue.Delay)
+			if out.obj != nil {
+				current = out.obj
+			}
+		}
+		c.metrics.observeHandler(c.name, h.name, result, time.Since(start))
+	}
+	return res
+}
+
+type handlerOutput struct {
+	obj runtime.Object
+	err error // nil, ErrSkip or a *RequeueAfterError
+}
+
+// callHandler runs one handler, turning a panic into a HandlerError so that
+// one bad object cannot take the process down.
+func (c *Controller) callHandler(ctx context.Context, h handlerEntry, key string, obj runtime.Object) (out handlerOutput, herr *HandlerError) {
+	defer func() {
+		if r := recover(); r != nil {
+			herr = &HandlerError{Controller: c.name, Handler: h.name, Key: key, Err: fmt.Errorf("%v", r), Panicked: true, Stack: debug.Stack()}
+		}
+	}()
+	o, err := h.fn(ctx, key, obj)
+	var requeue *RequeueAfterError
+	if err != nil && !errors.Is(err, ErrSkip) && !errors.As(err, &requeue) {
+		return handlerOutput{}, &HandlerError{Controller: c.name, Handler: h.name, Key: key, Err: err}
+	}
+	return handlerOutput{obj: o, err: err}, nil
+}

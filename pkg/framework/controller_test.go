@@ -1,0 +1,541 @@
+package framework_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/pkg/framework"
+)
+
+type seen struct {
+	key string
+	obj *corev1.ConfigMap // nil: deleted
+}
+
+func TestCreateUpdateDeleteReachHandlers(t *testing.T) {
+	ns := newNamespace(t)
+	f := newFactory(t, ns, framework.Options{})
+	events := make(chan seen, 16)
+	controller(t, f, configMaps).AddHandler(t.Context(), "record", func(key string, obj runtime.Object) (runtime.Object, error) {
+		cm, _ := obj.(*corev1.ConfigMap)
+		events <- seen{key, cm}
+		return nil, nil
+	})
+	run(t, f)
+
+	ctx := t.Context()
+	cs := adminClient(t).CoreV1().ConfigMaps(ns)
+	createConfigMap(t, ns, "a", map[string]string{"v": "1"})
+	got := receive(t, events, 10*time.Second, "create")
+	if got.key != ns+"/a" || got.obj == nil || got.obj.Data["v"] != "1" {
+		t.Fatalf("create: got %+v", got)
+	}
+	cm := got.obj.DeepCopy()
+	cm.Data["v"] = "2"
+	if _, err := cs.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got = receive(t, events, 10*time.Second, "update")
+	if got.obj == nil || got.obj.Data["v"] != "2" {
+		t.Fatalf("update: got %+v", got)
+	}
+	if err := cs.Delete(ctx, "a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got = receive(t, events, 10*time.Second, "delete")
+	if got.key != ns+"/a" || got.obj != nil {
+		t.Fatalf("delete: got key %q obj %v, want the key and nil", got.key, got.obj)
+	}
+}
+
+func TestChainRunsInOrderAndHandsOverObjects(t *testing.T) {
+	ns := newNamespace(t)
+	f := newFactory(t, ns, framework.Options{})
+	c := controller(t, f, configMaps)
+	ctx := t.Context()
+	type step struct {
+		handler string
+		rv      string
+	}
+	steps := make(chan step, 16)
+	// The first handler writes and returns the server's answer; the second
+	// must see that answer (new resourceVersion), not the cached copy.
+	c.AddHandler(ctx, "first", func(key string, obj runtime.Object) (runtime.Object, error) {
+		cm, ok := obj.(*corev1.ConfigMap)
+		if !ok || cm.Labels["stamped"] == "yes" {
+			return nil, nil
+		}
+		steps <- step{"first-in", cm.ResourceVersion}
+		if cm.Labels == nil {
+			cm.Labels = map[string]string{}
+		}
+		cm.Labels["stamped"] = "yes"
+		out, err := adminClient(t).CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
+		if err != nil {
+			return nil, err
+		}
+		steps <- step{"first-out", out.ResourceVersion}
+		return out, nil
+	})
+	c.AddHandler(ctx, "second", func(key string, obj runtime.Object) (runtime.Object, error) {
+		if cm, ok := obj.(*corev1.ConfigMap); ok {
+			steps <- step{"second", cm.ResourceVersion}
+		}
+		return nil, nil
+	})
+	run(t, f)
+	createConfigMap(t, ns, "chain", nil)
+
+	in := receive(t, steps, 10*time.Second, "first handler")
+	out := receive(t, steps, 10*time.Second, "first handler's write")
+	second := receive(t, steps, 10*time.Second, "second handler")
+	if in.handler != "first-in" || out.handler != "first-out" || second.handler != "second" {
+		t.Fatalf("order: %v, %v, %v", in, out, second)
+	}
+	if second.rv != out.rv || second.rv == in.rv {
+		t.Fatalf("second handler saw resourceVersion %s, want the first handler's answer %s (cache had %s)", second.rv, out.rv, in.rv)
+	}
+}
+
+func TestErrorsRetryWithGrowingDelay(t *testing.T) {
+	ns := newNamespace(t)
+	reg := prometheus.NewRegistry()
+	f := newFactory(t, ns, framework.Options{Registerer: reg,
+		RateLimit: framework.RateLimit{BaseDelay: 20 * time.Millisecond, MaxDelay: time.Minute, QPS: 1000, Burst: 1000}})
+	calls := make(chan time.Time, 16)
+	var n atomic.Int32
+	controller(t, f, configMaps).AddHandler(t.Context(), "flaky", func(key string, obj runtime.Object) (runtime.Object, error) {
+		calls <- time.Now()
+		if n.Add(1) <= 4 {
+			return nil, errors.New("not yet")
+		}
+		return nil, nil
+	})
+	run(t, f)
+	createConfigMap(t, ns, "flaky", nil)
+
+	var at []time.Time
+	for i := range 5 {
+		at = append(at, receive(t, calls, 10*time.Second, fmt.Sprintf("call %d", i+1)))
+	}
+	// Backoff after failure i is 20ms·2^i: each gap is at least that.
+	for i := 1; i < len(at); i++ {
+		gap := at[i].Sub(at[i-1])
+		want := 20 * time.Millisecond << (i - 1)
+		if gap < want {
+			t.Errorf("retry %d came %v after the failure, want at least %v", i, gap, want)
+		}
+	}
+	if got := metricValue(t, reg, "workqueue_retries_total", "configmaps"); got < 4 {
+		t.Errorf("workqueue_retries_total %v, want ≥ 4", got)
+	}
+}
+
+func TestRequeueAfterAndSkip(t *testing.T) {
+	ns := newNamespace(t)
+	reg := prometheus.NewRegistry()
+	f := newFactory(t, ns, framework.Options{Registerer: reg})
+	type call struct {
+		handler string
+		at      time.Time
+	}
+	calls := make(chan call, 16)
+	var polls atomic.Int32
+	c := controller(t, f, configMaps)
+	c.AddHandler(t.Context(), "poll", func(key string, obj runtime.Object) (runtime.Object, error) {
+		if !strings.HasSuffix(key, "/poll") {
+			return nil, nil
+		}
+		calls <- call{"poll", time.Now()}
+		if polls.Add(1) == 1 {
+			return nil, framework.RequeueAfter(300 * time.Millisecond)
+		}
+		return nil, nil
+	})
+	c.AddHandler(t.Context(), "skip", func(key string, obj runtime.Object) (runtime.Object, error) {
+		if !strings.HasSuffix(key, "/skip") {
+			return nil, nil
+		}
+		calls <- call{"skip", time.Now()}
+		return nil, framework.ErrSkip
+	})
+	run(t, f)
+	createConfigMap(t, ns, "poll", nil)
+	first := receive(t, calls, 10*time.Second, "first poll")
+	second := receive(t, calls, 10*time.Second, "requeued poll")
+	if first.handler != "poll" || second.handler != "poll" {
+		t.Fatalf("calls %v, %v", first, second)
+	}
+	if gap := second.at.Sub(first.at); gap < 300*time.Millisecond {
+		t.Fatalf("requeued after %v, want ≥ 300ms", gap)
+	}
+
+	createConfigMap(t, ns, "skip", nil)
+	if got := receive(t, calls, 10*time.Second, "skip"); got.handler != "skip" {
+		t.Fatalf("got %v", got)
+	}
+	// A skipped key is not retried: a retry would come within the 10ms
+	// base delay. Give it 50 times that, then check nothing arrived.
+	select {
+	case extra := <-calls:
+		t.Fatalf("unexpected call after skip/requeue: %v", extra)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if got := metricValue(t, reg, "rein_handler_executions_total", "configmaps", "skip", "skip"); got != 1 {
+		t.Errorf("skip results counted %v, want 1", got)
+	}
+	if got := metricValue(t, reg, "rein_handler_executions_total", "configmaps", "poll", "requeue"); got != 1 {
+		t.Errorf("requeue results counted %v, want 1", got)
+	}
+	if got := metricValue(t, reg, "workqueue_retries_total", "configmaps"); got != 0 {
+		t.Errorf("requeue-after and skip counted %v retries, want 0", got)
+	}
+}
+
+func TestPanickingHandlerIsRetriedAndProcessSurvives(t *testing.T) {
+	ns := newNamespace(t)
+	reg := prometheus.NewRegistry()
+	f := newFactory(t, ns, framework.Options{Registerer: reg})
+	done := make(chan string, 1)
+	var n atomic.Int32
+	controller(t, f, configMaps).AddHandler(t.Context(), "boom", func(key string, obj runtime.Object) (runtime.Object, error) {
+		if obj == nil {
+			return nil, nil
+		}
+		if n.Add(1) == 1 {
+			var m map[string]int
+			m["x"] = 1 // nil map write: a real runtime panic
+		}
+		done <- key
+		return nil, nil
+	})
+	run(t, f)
+	createConfigMap(t, ns, "boom", nil)
+	if key := receive(t, done, 10*time.Second, "retry after panic"); key != ns+"/boom" {
+		t.Fatalf("key %q", key)
+	}
+	if got := metricValue(t, reg, "rein_handler_executions_total", "configmaps", "boom", "panic"); got != 1 {
+		t.Errorf("panics counted %v, want 1", got)
+	}
+}
+
+func TestHandlerUnregisteredWhenContextEnds(t *testing.T) {
+	ns := newNamespace(t)
+	f := newFactory(t, ns, framework.Options{})
+	c := controller(t, f, configMaps)
+	hctx, unregister := context.WithCancel(t.Context())
+	var removedCalls atomic.Int32
+	c.AddHandler(hctx, "removed", func(string, runtime.Object) (runtime.Object, error) {
+		removedCalls.Add(1)
+		return nil, nil
+	})
+	keys := make(chan string, 4)
+	c.AddHandler(t.Context(), "kept", func(key string, _ runtime.Object) (runtime.Object, error) {
+		keys <- key
+		return nil, nil
+	})
+	run(t, f)
+	unregister()
+	// Unregistering runs on context.AfterFunc's goroutine: await its effect.
+	eventually(t, 5*time.Second, "handler removal", func() bool {
+		names := c.HandlerNames()
+		return len(names) == 1 && names[0] == "kept"
+	})
+	createConfigMap(t, ns, "after", nil)
+	if key := receive(t, keys, 10*time.Second, "kept handler"); key != ns+"/after" {
+		t.Fatalf("kept handler got %q", key)
+	}
+	if n := removedCalls.Load(); n != 0 {
+		t.Fatalf("removed handler ran %d times", n)
+	}
+}
+
+// TestCachesFillQueueWithoutWorkers is the split the election rests on:
+// every key is queued on a synced cache, and not one handler runs before
+// StartWorkers.
+func TestCachesFillQueueWithoutWorkers(t *testing.T) {
+	ns := newNamespace(t)
+	const objects = 40
+	for i := range objects {
+		createConfigMap(t, ns, fmt.Sprintf("cm-%02d", i), nil)
+	}
+	f := newFactory(t, ns, framework.Options{Workers: 4})
+	c := controller(t, f, configMaps)
+	var calls atomic.Int32
+	processed := make(chan string, objects)
+	c.AddHandler(t.Context(), "count", func(key string, _ runtime.Object) (runtime.Object, error) {
+		calls.Add(1)
+		processed <- key
+		return nil, nil
+	})
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	if err := f.StartCaches(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// StartCaches returns once the controller has every initial object.
+	if got := c.QueueLen(); got != objects {
+		t.Fatalf("queue holds %d keys after StartCaches, want %d", got, objects)
+	}
+	// A change while standing by only deduplicates into the queue.
+	cs := adminClient(t).CoreV1().ConfigMaps(ns)
+	cm, err := cs.Get(ctx, "cm-00", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data = map[string]string{"changed": "yes"}
+	if _, err := cs.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	createConfigMap(t, ns, "late", nil)
+	eventually(t, 5*time.Second, "the new key", func() bool { return c.QueueLen() == objects+1 })
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d handler runs before StartWorkers", n)
+	}
+
+	w, err := f.StartWorkers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for range objects + 1 {
+		got[receive(t, processed, 10*time.Second, "queued keys")] = true
+	}
+	if len(got) != objects+1 || !got[ns+"/late"] || !got[ns+"/cm-00"] {
+		t.Fatalf("processed %d distinct keys, want %d", len(got), objects+1)
+	}
+	stop()
+	if err := w.Wait(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStopWorkersDrainsAndKeepsQueue: when the workers' context ends,
+// running handlers finish, no new key is taken, and the queue keeps its
+// keys for the next StartWorkers.
+func TestStopWorkersDrainsAndKeepsQueue(t *testing.T) {
+	ns := newNamespace(t)
+	f := newFactory(t, ns, framework.Options{Workers: 1})
+	c := controller(t, f, configMaps)
+	started := make(chan string, 8)
+	release := make(chan struct{})
+	var finished atomic.Int32
+	c.AddHandler(t.Context(), "slow", func(key string, _ runtime.Object) (runtime.Object, error) {
+		started <- key
+		if strings.HasSuffix(key, "/slow") {
+			<-release
+		}
+		finished.Add(1)
+		return nil, nil
+	})
+	cacheCtx, stopCaches := context.WithCancel(t.Context())
+	defer stopCaches()
+	if err := f.StartCaches(cacheCtx); err != nil {
+		t.Fatal(err)
+	}
+	workCtx, stopWork := context.WithCancel(t.Context())
+	w, err := f.StartWorkers(workCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createConfigMap(t, ns, "slow", nil)
+	receive(t, started, 10*time.Second, "slow handler")
+
+	stopWork() // leadership ends while a handler runs
+	c.Enqueue(ns + "/queued-after-stop")
+	if err := w.Wait(200 * time.Millisecond); err == nil || !strings.Contains(err.Error(), "configmaps (1 keys)") {
+		t.Fatalf("Wait with a handler still running: %v, want an error naming configmaps", err)
+	}
+	close(release)
+	if err := w.Wait(5 * time.Second); err != nil {
+		t.Fatalf("Wait after the handler returned: %v", err)
+	}
+	if finished.Load() != 1 {
+		t.Fatalf("finished %d handlers, want the one in flight", finished.Load())
+	}
+	select {
+	case key := <-started:
+		t.Fatalf("worker took %s after its context ended", key)
+	default:
+	}
+	if c.QueueLen() != 1 {
+		t.Fatalf("queue holds %d keys after the stop, want 1", c.QueueLen())
+	}
+
+	w2, err := f.StartWorkers(cacheCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key := receive(t, started, 10*time.Second, "key kept across terms"); key != ns+"/queued-after-stop" {
+		t.Fatalf("next term processed %q", key)
+	}
+	stopCaches()
+	if err := w2.Wait(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCacheSyncTimeoutNamesTheKind(t *testing.T) {
+	f := newFactory(t, "", framework.Options{SyncTimeout: 2 * time.Second})
+	controller(t, f, gadgets) // registered in the scheme; no CRD is installed
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	start := time.Now()
+	err := f.StartCaches(ctx)
+	var syncErr *framework.SyncError
+	if !errors.As(err, &syncErr) {
+		t.Fatalf("StartCaches: %v, want a *SyncError", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("StartCaches gave up after %v, want about the 2s timeout", took)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "gadgets.test.rein.dev") || !strings.Contains(msg, "Gadget") {
+		t.Fatalf("error does not name the kind: %s", msg)
+	}
+	if !strings.Contains(msg, "could not find the requested resource") {
+		t.Fatalf("error does not carry the apiserver's answer: %s", msg)
+	}
+}
+
+func TestRegistrationMistakesFailStartCaches(t *testing.T) {
+	f := newFactory(t, "", framework.Options{})
+	err := controller(t, f, configMaps).AddRemoveHandler(t.Context(), "Not A Valid Name!", func(string, runtime.Object) (runtime.Object, error) { return nil, nil })
+	if err == nil || !strings.Contains(err.Error(), "Not A Valid Name!") {
+		t.Fatalf("invalid finalizer name: %v", err)
+	}
+	if _, err := f.Controller(framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("Nope"), Plural: "nopes"}); err == nil ||
+		!strings.Contains(err.Error(), "not registered in the scheme") {
+		t.Fatalf("unknown kind: %v", err)
+	}
+	f.SetupError(errors.New("handler x: bad"))
+	if err := f.StartCaches(t.Context()); err == nil || !strings.Contains(err.Error(), "handler x: bad") {
+		t.Fatalf("StartCaches with a recorded mistake: %v", err)
+	}
+}
+
+func TestControllerRegisteredAfterStartGetsEveryKey(t *testing.T) {
+	ns := newNamespace(t)
+	for i := range 5 {
+		createConfigMap(t, ns, fmt.Sprintf("pre-%d", i), nil)
+	}
+	f := newFactory(t, ns, framework.Options{})
+	// Only the cache is used at first, as a standby's index would.
+	if _, err := f.Caches().ForResource(configMaps); err != nil {
+		t.Fatal(err)
+	}
+	run(t, f)
+	keys := make(chan string, 8)
+	controller(t, f, configMaps).AddHandler(t.Context(), "late", func(key string, _ runtime.Object) (runtime.Object, error) {
+		keys <- key
+		return nil, nil
+	})
+	got := map[string]bool{}
+	for range 5 {
+		got[receive(t, keys, 10*time.Second, "existing keys")] = true
+	}
+	if len(got) != 5 {
+		t.Fatalf("late controller saw %v", got)
+	}
+}
+
+func TestWriteGuardRefusesWrites(t *testing.T) {
+	ns := newNamespace(t)
+	f := newFactory(t, ns, framework.Options{})
+	fenced := errors.New("fenced: not the leader")
+	var closed atomic.Bool
+	f.GuardWrites(func(*http.Request) error {
+		if closed.Load() {
+			return fenced
+		}
+		return nil
+	})
+	client := controller(t, f, configMaps).Client()
+	ctx := t.Context()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "guarded"}}
+	if err := client.Create(ctx, ns, cm, metav1.CreateOptions{}, &corev1.ConfigMap{}); err != nil {
+		t.Fatalf("write with the guard open: %v", err)
+	}
+	closed.Store(true)
+	err := client.Create(ctx, ns, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "refused"}}, metav1.CreateOptions{}, &corev1.ConfigMap{})
+	if !errors.Is(err, fenced) {
+		t.Fatalf("write with the guard closed: %v, want the guard's error", err)
+	}
+	// Reads pass.
+	if err := client.Get(ctx, ns, "guarded", metav1.GetOptions{}, &corev1.ConfigMap{}); err != nil {
+		t.Fatalf("read with the guard closed: %v", err)
+	}
+	if _, err := adminClient(t).CoreV1().ConfigMaps(ns).Get(ctx, "refused", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the refused object exists: %v", err)
+	}
+}
+
+func TestWidgetCustomResource(t *testing.T) {
+	ns := newNamespace(t)
+	f := newFactory(t, ns, framework.Options{})
+	c := controller(t, f, widgets)
+	observed := make(chan int, 4)
+	c.AddHandler(t.Context(), "status", func(key string, obj runtime.Object) (runtime.Object, error) {
+		w, ok := obj.(*testapi.Widget)
+		if !ok || w.Status.ObservedSize == w.Spec.Size {
+			return nil, nil
+		}
+		w.Status.ObservedSize = w.Spec.Size
+		out := &testapi.Widget{}
+		if err := c.Client().Update(context.Background(), w.Namespace, w.Name, "status", w, metav1.UpdateOptions{}, out); err != nil {
+			return nil, err
+		}
+		observed <- out.Status.ObservedSize
+		return out, nil
+	})
+	run(t, f)
+	w := &testapi.Widget{ObjectMeta: metav1.ObjectMeta{Name: "w"}, Spec: testapi.WidgetSpec{Size: 7}}
+	if err := c.Client().Create(t.Context(), ns, w, metav1.CreateOptions{}, &testapi.Widget{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := receive(t, observed, 10*time.Second, "status update"); got != 7 {
+		t.Fatalf("observedSize %d, want 7", got)
+	}
+}
+
+// metricValue is the value of the counter or gauge name whose label values
+// include all of labels (0 when there is none).
+func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range families {
+		if fam.GetName() != name {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			have := map[string]bool{}
+			for _, l := range m.GetLabel() {
+				have[l.GetValue()] = true
+			}
+			matches := true
+			for _, want := range labels {
+				matches = matches && have[want]
+			}
+			if matches {
+				return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+	}
+	return 0
+}

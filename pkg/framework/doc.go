@@ -1,0 +1,41 @@
+// Package framework is rein's untyped controller engine: what handlers run
+// on. pkg/generic is its typed face, and generated controllers build on that;
+// most users never import this package directly.
+//
+// One Factory serves one group of controllers:
+//
+//   - ClientFactory builds REST clients per GroupVersion from one scheme and
+//     one rest.Config, sharing one connection pool. Every mutating request
+//     passes a WriteGuard, which is how leader election fences writes
+//     without this package knowing about elections.
+//   - CacheFactory keeps one shared informer per kind (in one namespace or
+//     all). WaitForCacheSync never hangs: it gives up after a timeout and
+//     names each kind that did not sync, with its last list error.
+//   - Controller is the shared controller of one kind: a deduplicating,
+//     rate-limited Queue of keys fed by the informer, a chain of named
+//     handlers run in registration order, and workers.
+//
+// The split everything else rests on: StartCaches runs informers and fills
+// the queues on every replica, with no worker; StartWorkers runs the workers
+// on the leader only, until its context ends, and Workers.Wait drains the
+// handlers that were running then. The queue outlives a generation of
+// workers, so a later term starts from a full queue without a relist.
+//
+// Handler results: nil goes on; ErrSkip ends this handler's work on the key
+// quietly; RequeueAfter(d) processes the key again after d without counting
+// a failure; any other error (and a recovered panic) retries the key with
+// per-key exponential backoff combined with an overall token bucket. A
+// conflict is recognised with apierrors.IsConflict and logged at debug
+// level only: the retry reads the newer object.
+//
+// OnRemove handlers (Controller.AddRemoveHandler) hold deletion with a
+// finalizer that is added and removed by JSON merge patches carrying the
+// object's resourceVersion, so several of them on one kind never undo each
+// other's finalizers (the race of rancher#49328 / lasso#160).
+//
+// Metrics go to the prometheus.Registerer of Options: client-go's workqueue
+// metric names (through a workqueue.MetricsProvider on that registry),
+// rein_handler_executions_total and rein_handler_duration_seconds per
+// controller, handler and result, and rein_cache_objects per kind. Nothing
+// is registered globally.
+package framework

@@ -1,0 +1,249 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+)
+
+// DefaultWorkers is how many keys a controller processes at once unless
+// Options says otherwise.
+const DefaultWorkers = 5
+
+// Options configures a Factory. The zero value is ready to use.
+type Options struct {
+	// Namespace limits the caches of namespaced kinds to one namespace;
+	// "" caches all namespaces.
+	Namespace string
+	// Workers per controller; 0 means DefaultWorkers.
+	Workers int
+	// WorkersPerKind overrides Workers for single kinds.
+	WorkersPerKind map[schema.GroupVersionKind]int
+	// RateLimit paces retries; zero fields take RateLimit's defaults.
+	RateLimit RateLimit
+	// SyncTimeout bounds the wait for caches in StartCaches; 0 means
+	// DefaultSyncTimeout.
+	SyncTimeout time.Duration
+	// Registerer receives the engine's Prometheus metrics; nil records
+	// none.
+	Registerer prometheus.Registerer
+	// Logger is where the engine logs; nil means logrus's standard logger.
+	Logger *logrus.Entry
+}
+
+// Factory is the engine of one group of controllers: shared clients, shared
+// caches, and one shared controller per kind. Its life has two steps that
+// leader election sits between:
+//
+//  1. StartCaches, on every replica: informers run, caches sync, every key
+//     is queued. No handler runs.
+//  2. StartWorkers, on the leader only: workers run the handler chains until
+//     its context ends, then drain.
+type Factory struct {
+	opts    Options
+	log     *logrus.Entry
+	clients *ClientFactory
+	caches  *CacheFactory
+	metrics *metrics
+
+	mu          sync.Mutex
+	controllers map[schema.GroupVersionKind]*Controller
+	setupErrs   []error
+	workers     *Workers // the running generation, for controllers added late
+}
+
+// NewFactory returns a factory for the kinds of scheme, talking to the
+// apiserver of config.
+func NewFactory(config *rest.Config, scheme *runtime.Scheme, opts Options) (*Factory, error) {
+	clients, err := NewClientFactory(config, scheme)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	f := &Factory{
+		opts:        opts,
+		log:         log,
+		clients:     clients,
+		caches:      NewCacheFactory(clients, opts.Namespace),
+		controllers: map[schema.GroupVersionKind]*Controller{},
+	}
+	if f.metrics, err = newMetrics(opts.Registerer, f.caches); err != nil {
+		return nil, fmt.Errorf("framework: register metrics: %w", err)
+	}
+	return f, nil
+}
+
+// Clients is the factory's client factory.
+func (f *Factory) Clients() *ClientFactory { return f.clients }
+
+// Caches is the factory's cache factory.
+func (f *Factory) Caches() *CacheFactory { return f.caches }
+
+// Logger is the factory's logger.
+func (f *Factory) Logger() *logrus.Entry { return f.log }
+
+// GuardWrites installs g on every client of this factory: see
+// ClientFactory.GuardWrites.
+func (f *Factory) GuardWrites(g WriteGuard) { f.clients.GuardWrites(g) }
+
+// Controller returns the shared controller of res, creating it (and its
+// informer) on first use. A controller created while workers run gets
+// workers at once.
+func (f *Factory) Controller(res Resource) (*Controller, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.controllers[res.GVK]; ok {
+		return c, nil
+	}
+	client, err := f.clients.ForResource(res)
+	if err != nil {
+		return nil, err
+	}
+	informer, err := f.caches.ForResource(res)
+	if err != nil {
+		return nil, err
+	}
+	workers := f.opts.Workers
+	if n, ok := f.opts.WorkersPerKind[res.GVK]; ok {
+		workers = n
+	}
+	if workers <= 0 {
+		workers = DefaultWorkers
+	}
+	scheme := f.clients.Scheme()
+	newObj := func() (runtime.Object, error) { return scheme.New(res.GVK) }
+	c, err := newController(res, client, informer, newObj, workers, f.opts.RateLimit.withDefaults(), f.log, f.metrics)
+	if err != nil {
+		return nil, err
+	}
+	f.controllers[res.GVK] = c
+	if f.workers != nil {
+		f.workers.start(c)
+	}
+	return c, nil
+}
+
+// SetupError records a registration mistake (an invalid handler name, say)
+// found where no error can be returned; StartCaches reports it.
+func (f *Factory) SetupError(err error) {
+	f.mu.Lock()
+	f.setupErrs = append(f.setupErrs, err)
+	f.mu.Unlock()
+}
+
+// StartCaches starts every informer (and those created later) until ctx
+// ends, and waits until all have synced or Options.SyncTimeout passes. Keys
+// queue up; no handler runs. It fails with the registration errors recorded
+// so far, or with a *SyncError naming the kinds that did not sync.
+func (f *Factory) StartCaches(ctx context.Context) error {
+	f.mu.Lock()
+	setupErr := errors.Join(f.setupErrs...)
+	f.mu.Unlock()
+	if setupErr != nil {
+		return fmt.Errorf("framework: handler registration: %w", setupErr)
+	}
+	timeout := f.opts.SyncTimeout
+	if timeout <= 0 {
+		timeout = DefaultSyncTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	f.caches.Start(ctx)
+	if err := f.caches.WaitForCacheSync(ctx, timeout); err != nil {
+		return err
+	}
+	// A synced cache is not yet a full queue: the informer hands its
+	// initial list to each controller's event handler asynchronously. Wait
+	// for that too, so that a replica that wins the election next has every
+	// key queued and starts work without a relist.
+	f.mu.Lock()
+	queued := make([]cache.InformerSynced, 0, len(f.controllers))
+	for _, c := range f.controllers {
+		queued = append(queued, c.queued)
+	}
+	f.mu.Unlock()
+	waitCtx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if !cache.WaitForCacheSync(waitCtx.Done(), queued...) {
+		return fmt.Errorf("framework: controllers did not receive their initial objects within %v: %w", timeout, context.Cause(waitCtx))
+	}
+	return nil
+}
+
+// StartWorkers starts every controller's workers and returns at once. When
+// ctx ends, workers stop taking keys; handlers already running finish (see
+// Workers.Wait). Keys not yet taken stay queued for a later StartWorkers.
+// Only one generation of workers runs at a time: a call while another
+// generation's ctx lives returns an error.
+func (f *Factory) StartWorkers(ctx context.Context) (*Workers, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.workers != nil && f.workers.ctx.Err() == nil {
+		return nil, errors.New("framework: workers are already running; end the previous StartWorkers context first")
+	}
+	w := &Workers{ctx: ctx}
+	for _, c := range f.controllers {
+		w.start(c)
+	}
+	f.workers = w
+	return w, nil
+}
+
+// Workers is one generation of workers, started by StartWorkers.
+type Workers struct {
+	ctx context.Context
+	wg  sync.WaitGroup
+
+	mu          sync.Mutex
+	controllers []*Controller
+}
+
+func (w *Workers) start(c *Controller) {
+	w.mu.Lock()
+	w.controllers = append(w.controllers, c)
+	w.mu.Unlock()
+	for range c.workers.Load() {
+		w.wg.Go(func() { c.runWorker(w.ctx) })
+	}
+}
+
+// Wait blocks until StartWorkers' ctx has ended and every handler that was
+// running then has returned, or until grace has passed since it was called;
+// then it names the controllers whose handlers are still running.
+func (w *Workers) Wait(grace time.Duration) error {
+	done := make(chan struct{})
+	go func() {
+		w.wg.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-timer.C:
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var busy []string
+	for _, c := range w.controllers {
+		if n := c.queue.Processing(); n > 0 {
+			busy = append(busy, fmt.Sprintf("%s (%d keys)", c.name, n))
+		}
+	}
+	sort.Strings(busy)
+	return fmt.Errorf("framework: handlers still running %v after workers were told to stop: %s", grace, strings.Join(busy, ", "))
+}

@@ -1,0 +1,79 @@
+package framework
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// Handler is one link of a controller's handler chain. key is
+// "namespace/name" (or "name" for cluster-scoped kinds). obj is a private
+// copy of the cached object, or nil when the object no longer exists. The
+// returned object, when not nil, is what the next handler gets: return the
+// answer of an Update so the next handler does not work on a stale copy.
+type Handler func(key string, obj runtime.Object) (runtime.Object, error)
+
+// ErrSkip, returned by a handler, ends its work on this key quietly: it is
+// neither an error nor retried. The rest of the chain still runs.
+var ErrSkip = errors.New("skip")
+
+// RequeueAfterError asks for the key to be processed again after Delay,
+// without counting as a failure: use it to poll something outside the
+// cluster (a VM that is still provisioning). Build it with RequeueAfter.
+type RequeueAfterError struct {
+	Delay time.Duration
+}
+
+func (e *RequeueAfterError) Error() string { return fmt.Sprintf("requeue after %v", e.Delay) }
+
+// RequeueAfter returns an error that asks for the key to be processed again
+// after d. When several handlers of a chain ask, the shortest delay wins;
+// a real error in the same chain wins over all of them (backoff applies).
+func RequeueAfter(d time.Duration) error { return &RequeueAfterError{Delay: d} }
+
+// handlerEntry is a registered handler. id tells entries with the same name
+// apart when one is unregistered.
+type handlerEntry struct {
+	id   uint64
+	name string
+	fn   chainHandler
+}
+
+// HandlerError is one handler's failure on one key.
+type HandlerError struct {
+	Controller string
+	Handler    string
+	Key        string
+	Err        error
+	// Panicked is true when the handler panicked; Err then holds the panic
+	// value and Stack the goroutine's stack.
+	Panicked bool
+	Stack    []byte
+}
+
+func (e *HandlerError) Error() string {
+	verb := "failed"
+	if e.Panicked {
+		verb = "panicked"
+	}
+	return fmt.Sprintf("controller %s: handler %s %s on %s: %v", e.Controller, e.Handler, verb, e.Key, e.Err)
+}
+
+func (e *HandlerError) Unwrap() error { return e.Err }
+
+// chainResult sums up one run of a handler chain on one key.
+type chainResult struct {
+	errs         []*HandlerError
+	requeueAfter time.Duration // 0: none asked
+}
+
+func (r *chainResult) askRequeue(d time.Duration) {
+	if d <= 0 {
+		d = time.Nanosecond // "as soon as possible", still not a failure
+	}
+	if r.requeueAfter == 0 || d < r.requeueAfter {
+		r.requeueAfter = d
+	}
+}

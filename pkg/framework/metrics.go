@@ -1,0 +1,235 @@
+package framework
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// Handler results, the "result" label of rein_handler_executions_total.
+const (
+	resultSuccess = "success"
+	resultError   = "error"
+	resultPanic   = "panic"
+	resultSkip    = "skip"
+	resultRequeue = "requeue"
+)
+
+// metrics holds the engine's collectors on the registry the user gave. A
+// nil *metrics records nothing. Nothing is registered globally: two
+// factories on two registries never collide, and two on one registry share
+// the collectors.
+type metrics struct {
+	reg             prometheus.Registerer
+	handlerRuns     *prometheus.CounterVec
+	handlerDuration *prometheus.HistogramVec
+	queue           *queueMetricsProvider
+}
+
+func newMetrics(reg prometheus.Registerer, caches *CacheFactory) (*metrics, error) {
+	if reg == nil {
+		return nil, nil
+	}
+	m := &metrics{reg: reg}
+	var err error
+	m.handlerRuns, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rein_handler_executions_total",
+		Help: "Handler runs per controller, handler and result (success, error, panic, skip, requeue).",
+	}, []string{"controller", "handler", "result"}))
+	if err != nil {
+		return nil, err
+	}
+	m.handlerDuration, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "rein_handler_duration_seconds",
+		Help:    "Time one handler took on one key.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"controller", "handler"}))
+	if err != nil {
+		return nil, err
+	}
+	if m.queue, err = newQueueMetricsProvider(reg); err != nil {
+		return nil, err
+	}
+	if _, err := register(reg, &cacheCollector{caches: caches, desc: cachedObjectsDesc}); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector of the same description
+// that is already registered.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if errors.As(err, &already) {
+			if existing, ok := already.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, err
+	}
+	return c, nil
+}
+
+func (m *metrics) observeHandler(controller, handler, result string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.handlerRuns.WithLabelValues(controller, handler, result).Inc()
+	m.handlerDuration.WithLabelValues(controller, handler).Observe(took.Seconds())
+}
+
+func (m *metrics) queueMetrics(name string) *QueueMetrics {
+	if m == nil {
+		return nil
+	}
+	return NewQueueMetrics(m.queue, name)
+}
+
+// trackQueue exports the unfinished-work gauges of q, computed when
+// scraped rather than by a ticking goroutine.
+func (m *metrics) trackQueue(name string, q *Queue) {
+	if m == nil {
+		return
+	}
+	m.queue.track(name, q)
+}
+
+var cachedObjectsDesc = prometheus.NewDesc("rein_cache_objects",
+	"Objects in the shared cache per kind.", []string{"group", "version", "kind"}, nil)
+
+// cacheCollector reports the size of every shared cache at scrape time.
+type cacheCollector struct {
+	caches *CacheFactory
+	desc   *prometheus.Desc
+}
+
+func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	for gvk, n := range c.caches.objectCounts() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), gvk.Group, gvk.Version, gvk.Kind)
+	}
+}
+
+// queueMetricsProvider is a client-go workqueue.MetricsProvider on a
+// registry of the user's, with client-go's metric names so that existing
+// dashboards work.
+type queueMetricsProvider struct {
+	depth        *prometheus.GaugeVec
+	adds         *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	workDuration *prometheus.HistogramVec
+	retries      *prometheus.CounterVec
+	unfinished   *queueGaugeCollector
+}
+
+var _ workqueue.MetricsProvider = (*queueMetricsProvider)(nil)
+
+func newQueueMetricsProvider(reg prometheus.Registerer) (*queueMetricsProvider, error) {
+	p := &queueMetricsProvider{}
+	var err error
+	if p.depth, err = register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Subsystem: "workqueue", Name: "depth", Help: "Current depth of the workqueue.",
+	}, []string{"name"})); err != nil {
+		return nil, err
+	}
+	if p.adds, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Subsystem: "workqueue", Name: "adds_total", Help: "Adds handled by the workqueue.",
+	}, []string{"name"})); err != nil {
+		return nil, err
+	}
+	if p.latency, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Subsystem: "workqueue", Name: "queue_duration_seconds", Help: "Seconds a key waits in the workqueue before it is taken.",
+		Buckets: prometheus.ExponentialBuckets(1e-6, 10, 10),
+	}, []string{"name"})); err != nil {
+		return nil, err
+	}
+	if p.workDuration, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Subsystem: "workqueue", Name: "work_duration_seconds", Help: "Seconds processing one key takes.",
+		Buckets: prometheus.ExponentialBuckets(1e-6, 10, 10),
+	}, []string{"name"})); err != nil {
+		return nil, err
+	}
+	if p.retries, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Subsystem: "workqueue", Name: "retries_total", Help: "Rate-limited retries handled by the workqueue.",
+	}, []string{"name"})); err != nil {
+		return nil, err
+	}
+	if p.unfinished, err = register(reg, newQueueGaugeCollector()); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *queueMetricsProvider) NewDepthMetric(name string) workqueue.GaugeMetric {
+	return p.depth.WithLabelValues(name)
+}
+func (p *queueMetricsProvider) NewAddsMetric(name string) workqueue.CounterMetric {
+	return p.adds.WithLabelValues(name)
+}
+func (p *queueMetricsProvider) NewLatencyMetric(name string) workqueue.HistogramMetric {
+	return p.latency.WithLabelValues(name)
+}
+func (p *queueMetricsProvider) NewWorkDurationMetric(name string) workqueue.HistogramMetric {
+	return p.workDuration.WithLabelValues(name)
+}
+func (p *queueMetricsProvider) NewRetriesMetric(name string) workqueue.CounterMetric {
+	return p.retries.WithLabelValues(name)
+}
+
+// The two unfinished-work gauges are computed at scrape time from the
+// queue (see track); the provider hands the queue nothing to set.
+func (p *queueMetricsProvider) NewUnfinishedWorkSecondsMetric(string) workqueue.SettableGaugeMetric {
+	return noopGauge{}
+}
+func (p *queueMetricsProvider) NewLongestRunningProcessorSecondsMetric(string) workqueue.SettableGaugeMetric {
+	return noopGauge{}
+}
+
+func (p *queueMetricsProvider) track(name string, q *Queue) { p.unfinished.track(name, q) }
+
+type noopGauge struct{}
+
+func (noopGauge) Set(float64) {}
+
+var (
+	unfinishedDesc = prometheus.NewDesc("workqueue_unfinished_work_seconds",
+		"Seconds of work in progress that has not been observed by work_duration yet.", []string{"name"}, nil)
+	longestDesc = prometheus.NewDesc("workqueue_longest_running_processor_seconds",
+		"Seconds the longest running key of the queue has been processed.", []string{"name"}, nil)
+)
+
+// queueGaugeCollector reads unfinished work from the queues when scraped.
+type queueGaugeCollector struct {
+	mu     sync.Mutex
+	queues map[string]*Queue
+}
+
+func newQueueGaugeCollector() *queueGaugeCollector {
+	return &queueGaugeCollector{queues: map[string]*Queue{}}
+}
+
+func (c *queueGaugeCollector) track(name string, q *Queue) {
+	c.mu.Lock()
+	c.queues[name] = q
+	c.mu.Unlock()
+}
+
+func (c *queueGaugeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- unfinishedDesc
+	ch <- longestDesc
+}
+
+func (c *queueGaugeCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, q := range c.queues {
+		total, longest := q.UnfinishedWork()
+		ch <- prometheus.MustNewConstMetric(unfinishedDesc, prometheus.GaugeValue, total.Seconds(), name)
+		ch <- prometheus.MustNewConstMetric(longestDesc, prometheus.GaugeValue, longest.Seconds(), name)
+	}
+}

@@ -1,0 +1,26 @@
+// Package generic is the typed face of rein's engine, with Go generics:
+// Controller[T, TList] (and NonNamespacedController for cluster-scoped
+// kinds) offers typed OnChange/OnRemove handler chains, Enqueue helpers, a
+// typed Cache with indexers, and a typed client whose every call takes the
+// caller's context.
+//
+// Generated controllers are thin aliases of these interfaces; hand-written
+// code can use them directly:
+//
+//	cms := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, framework.Resource{
+//		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
+//	})
+//	cms.OnChange(ctx, "annotate", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+//		if cm == nil { return nil, nil } // deleted
+//		...
+//	})
+//
+// Objects come from the scheme of the factory (scheme.New), not from
+// reflection. A handler gets its own copy of the cached object; objects the
+// Cache returns are shared and must not be modified.
+//
+// Registration never panics and returns nothing: a mistake (a kind missing
+// from the scheme, a handler name that makes no valid finalizer) is kept by
+// the factory and returned by its StartCaches, so the replica fails to start
+// with the reason.
+package generic
