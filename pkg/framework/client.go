@@ -156,7 +156,8 @@ func (f *ClientFactory) ForResource(res Resource) (*Client, error) {
 		return nil, fmt.Errorf("framework: %w", err)
 	}
 	if !f.scheme.Recognizes(res.GVK) {
-		return nil, fmt.Errorf("framework: kind %s is not registered in the scheme: add its package's AddToScheme", res.GVK)
+		return nil, fmt.Errorf("framework: kind %s in %s is not registered in the scheme: add its API package's AddToScheme to the scheme given to NewFactory",
+			res.GVK.Kind, res.GVK.GroupVersion().String())
 	}
 	rc, err := f.restClient(res.GVK.GroupVersion())
 	if err != nil {

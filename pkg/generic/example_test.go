@@ -1,0 +1,87 @@
+package generic_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/generic"
+)
+
+// Register an OnChange and an OnRemove handler on ConfigMaps, run them, and
+// watch them act on one object's life. (The example runs against the test
+// control plane; in a program the rest.Config comes from a kubeconfig or the
+// cluster, and pkg/start runs caches and workers.)
+func Example() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	factory, err := framework.NewFactory(env.Config(), clientgoscheme.Scheme, framework.Options{Namespace: "default"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	configMaps := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, framework.Resource{
+		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
+	})
+
+	done := make(chan struct{})
+	configMaps.OnChange(ctx, "stamp", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+		if cm == nil || key != "default/example" || cm.DeletionTimestamp != nil || cm.Data["stamped"] == "yes" {
+			return nil, nil // deleted, not ours, going away, or done already
+		}
+		cm.Data = map[string]string{"stamped": "yes"}
+		fmt.Println("OnChange: stamping", key)
+		return configMaps.Update(ctx, cm) // the next handler sees the answer
+	})
+	configMaps.OnRemove(ctx, "example-cleanup", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+		if key == "default/example" {
+			fmt.Println("OnRemove: cleaning up after", key, "stamped:", cm.Data["stamped"])
+			close(done)
+		}
+		return cm, nil
+	})
+
+	if err := factory.StartCaches(ctx); err != nil { // every replica
+		fmt.Println(err)
+		return
+	}
+	workers, err := factory.StartWorkers(ctx) // the leader only
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	if _, err := configMaps.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "example", Namespace: "default"}}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	// Deletion waits for the OnRemove handler (its finalizer), once the
+	// finalizer is on the object.
+	for {
+		cm, err := configMaps.Get(ctx, "default", "example", metav1.GetOptions{})
+		if err == nil && len(cm.Finalizers) > 0 && cm.Data["stamped"] == "yes" {
+			fmt.Println("finalizer:", cm.Finalizers[0])
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := configMaps.Delete(ctx, "default", "example", metav1.DeleteOptions{}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	<-done
+	cancel()
+	if err := workers.Wait(10 * time.Second); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// OnChange: stamping default/example
+	// finalizer: rein.dev/example-cleanup
+	// OnRemove: cleaning up after default/example stamped: yes
+}
