@@ -78,6 +78,13 @@ func NewClientFactory(config *rest.Config, scheme *runtime.Scheme) (*ClientFacto
 		clients: map[schema.GroupVersion]*rest.RESTClient{},
 	}
 	cfg := rest.CopyConfig(config)
+	if cfg.QPS == 0 && cfg.RateLimiter == nil {
+		// client-go would throttle an unset config to 5 requests/s, which
+		// starves a controller's workers. Like controller-runtime (since
+		// v0.21) rein leaves fairness to the apiserver's priority and
+		// fairness instead; set QPS to keep a client-side limit.
+		cfg.QPS = -1
+	}
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &guardedTransport{next: rt, guard: &f.guard} })
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
