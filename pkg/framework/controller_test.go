@@ -286,9 +286,12 @@ func TestCachesFillQueueWithoutWorkers(t *testing.T) {
 	if err := f.StartCaches(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// StartCaches returns once the controller has every initial object.
+	if err := f.WaitForCacheSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// WaitForCacheSync returns once the controller has every initial object.
 	if got := c.QueueLen(); got != objects {
-		t.Fatalf("queue holds %d keys after StartCaches, want %d", got, objects)
+		t.Fatalf("queue holds %d keys after WaitForCacheSync, want %d", got, objects)
 	}
 	// A change while standing by only deduplicates into the queue.
 	cs := adminClient(t).CoreV1().ConfigMaps(ns)
@@ -346,6 +349,9 @@ func TestStopWorkersDrainsAndKeepsQueue(t *testing.T) {
 	if err := f.StartCaches(cacheCtx); err != nil {
 		t.Fatal(err)
 	}
+	if err := f.WaitForCacheSync(cacheCtx); err != nil {
+		t.Fatal(err)
+	}
 	workCtx, stopWork := context.WithCancel(t.Context())
 	w, err := f.StartWorkers(workCtx)
 	if err != nil {
@@ -393,14 +399,17 @@ func TestCacheSyncTimeoutNamesTheKind(t *testing.T) {
 	controller(t, f, gadgets) // registered in the scheme; no CRD is installed
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
+	if err := f.StartCaches(ctx); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
-	err := f.StartCaches(ctx)
+	err := f.WaitForCacheSync(ctx)
 	var syncErr *framework.SyncError
 	if !errors.As(err, &syncErr) {
-		t.Fatalf("StartCaches: %v, want a *SyncError", err)
+		t.Fatalf("WaitForCacheSync: %v, want a *SyncError", err)
 	}
 	if took := time.Since(start); took > 10*time.Second {
-		t.Fatalf("StartCaches gave up after %v, want about the 2s timeout", took)
+		t.Fatalf("WaitForCacheSync gave up after %v, want about the 2s timeout", took)
 	}
 	msg := err.Error()
 	if !strings.Contains(msg, "gadgets.test.rein.dev") || !strings.Contains(msg, "Gadget") {

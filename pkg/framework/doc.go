@@ -15,8 +15,9 @@
 //     rate-limited Queue of keys fed by the informer, a chain of named
 //     handlers run in registration order, and workers.
 //
-// The split everything else rests on: StartCaches runs informers and fills
-// the queues on every replica, with no worker; StartWorkers runs the workers
+// The split everything else rests on: StartCaches runs informers and
+// WaitForCacheSync waits until the queues hold every key, on every replica,
+// with no worker; StartWorkers runs the workers
 // on the leader only, until its context ends, and Workers.Wait drains the
 // handlers that were running then. The queue outlives a generation of
 // workers, so a later term starts from a full queue without a relist.

@@ -32,7 +32,7 @@ type Options struct {
 	WorkersPerKind map[schema.GroupVersionKind]int
 	// RateLimit paces retries; zero fields take RateLimit's defaults.
 	RateLimit RateLimit
-	// SyncTimeout bounds the wait for caches in StartCaches; 0 means
+	// SyncTimeout bounds one WaitForCacheSync; 0 means
 	// DefaultSyncTimeout.
 	SyncTimeout time.Duration
 	// Registerer receives the engine's Prometheus metrics; nil records
@@ -46,8 +46,8 @@ type Options struct {
 // caches, and one shared controller per kind. Its life has two steps that
 // leader election sits between:
 //
-//  1. StartCaches, on every replica: informers run, caches sync, every key
-//     is queued. No handler runs.
+//  1. StartCaches and WaitForCacheSync, on every replica: informers run,
+//     caches sync, every key is queued. No handler runs.
 //  2. StartWorkers, on the leader only: workers run the handler chains until
 //     its context ends, then drain.
 type Factory struct {
@@ -146,9 +146,9 @@ func (f *Factory) SetupError(err error) {
 }
 
 // StartCaches starts every informer (and those created later) until ctx
-// ends, and waits until all have synced or Options.SyncTimeout passes. Keys
-// queue up; no handler runs. It fails with the registration errors recorded
-// so far, or with a *SyncError naming the kinds that did not sync.
+// ends, and returns at once: keys queue up as the caches fill; no handler
+// runs. It fails, starting nothing, with the registration mistakes recorded
+// so far (see SetupError). Calling it again is harmless.
 func (f *Factory) StartCaches(ctx context.Context) error {
 	f.mu.Lock()
 	setupErr := errors.Join(f.setupErrs...)
@@ -156,12 +156,22 @@ func (f *Factory) StartCaches(ctx context.Context) error {
 	if setupErr != nil {
 		return fmt.Errorf("framework: handler registration: %w", setupErr)
 	}
+	f.caches.Start(ctx)
+	return nil
+}
+
+// WaitForCacheSync waits until every cache has synced and every controller
+// has queued the key of every cached object, at most Options.SyncTimeout and
+// never past ctx. It returns nil, or a *SyncError naming each kind that did
+// not sync with the last list error seen for it; the informers go on trying,
+// so calling it again may succeed.
+func (f *Factory) WaitForCacheSync(ctx context.Context) error {
 	timeout := f.opts.SyncTimeout
 	if timeout <= 0 {
 		timeout = DefaultSyncTimeout
 	}
-	deadline := time.Now().Add(timeout)
-	f.caches.Start(ctx)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	if err := f.caches.WaitForCacheSync(ctx, timeout); err != nil {
 		return err
 	}
@@ -175,10 +185,8 @@ func (f *Factory) StartCaches(ctx context.Context) error {
 		queued = append(queued, c.queued)
 	}
 	f.mu.Unlock()
-	waitCtx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	if !cache.WaitForCacheSync(waitCtx.Done(), queued...) {
-		return fmt.Errorf("framework: controllers did not receive their initial objects within %v: %w", timeout, context.Cause(waitCtx))
+	if !cache.WaitForCacheSync(ctx.Done(), queued...) {
+		return fmt.Errorf("framework: controllers did not receive their initial objects within %v: %w", timeout, context.Cause(ctx))
 	}
 	return nil
 }

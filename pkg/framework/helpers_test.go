@@ -98,6 +98,10 @@ func run(t testing.TB, f *framework.Factory) {
 		cancel()
 		t.Fatal(err)
 	}
+	if err := f.WaitForCacheSync(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
 	w, err := f.StartWorkers(ctx)
 	if err != nil {
 		cancel()

@@ -65,6 +65,9 @@ func reconcileRound(b *testing.B, ns string, objects, workers int, marker string
 	if err := f.StartCaches(ctx); err != nil {
 		b.Fatal(err)
 	}
+	if err := f.WaitForCacheSync(ctx); err != nil {
+		b.Fatal(err)
+	}
 	if got := c.QueueLen(); got != objects {
 		b.Fatalf("queue holds %d keys, want %d", got, objects)
 	}

@@ -51,6 +51,10 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
+	if err := factory.WaitForCacheSync(ctx); err != nil { // every key is queued now
+		fmt.Println(err)
+		return
+	}
 	workers, err := factory.StartWorkers(ctx) // the leader only
 	if err != nil {
 		fmt.Println(err)

@@ -69,6 +69,10 @@ func start(t testing.TB, f *framework.Factory) {
 		cancel()
 		t.Fatal(err)
 	}
+	if err := f.WaitForCacheSync(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
 	w, err := f.StartWorkers(ctx)
 	if err != nil {
 		cancel()
