@@ -131,7 +131,7 @@ func (f *CacheFactory) Wait() { f.wg.Wait() }
 // SyncError reports the kinds whose caches did not sync in time, each with
 // the last list/watch error seen for it.
 type SyncError struct {
-	Timeout  time.Duration
+	Timeout   time.Duration
 	NotSynced map[Resource]error
 }
 
