@@ -1,0 +1,102 @@
+// Package leader elects one leader among the replicas of a controller with a
+// coordination.k8s.io/v1 Lease, and fences the writes of a replica that may
+// no longer be the leader.
+//
+// The Lease holds the same record as client-go's tools/leaderelection
+// (holderIdentity, leaseDurationSeconds, acquireTime, renewTime,
+// leaseTransitions) and is judged by the same expiry rule, so rein replicas
+// and client-go replicas can campaign for one Lease side by side.
+//
+// # Algorithm
+//
+//  1. A candidate lists the Lease (field selector metadata.name=<name>) and
+//     watches it from the list's resourceVersion. Each time the watch shows
+//     the record change, the candidate notes the time on its OWN monotonic
+//     clock. That is the only time it trusts: the times in the record were
+//     read from other machines' clocks and are never compared with its own.
+//  2. No Lease: create it naming itself. Create is atomic; of candidates
+//     racing, one wins and the others see AlreadyExists and wait for the
+//     watch to show the winner.
+//  3. Holder "" (released; client-go writes holderIdentity "" and
+//     leaseDurationSeconds 1): take it at once, on the watch event.
+//  4. Otherwise set a timer for observed change + the record's
+//     leaseDurationSeconds. Every change re-arms it; when it fires, the
+//     holder has not renewed for a lease duration by this clock: take the
+//     lease over.
+//  5. Taking over is an update with the observed resourceVersion as
+//     precondition, so a renew this candidate has not seen yet makes the
+//     update fail (409 Conflict) instead of deposing a live leader. After a
+//     conflict the candidate waits for the watch to show what changed.
+//  6. The leader renews every RetryPeriod with an update from its cached
+//     copy of its own last write (that write's resourceVersion as
+//     precondition). On a conflict it reads the lease: another holder means
+//     the term is lost at once. Other failures are retried every
+//     RetryPeriod until RenewDeadline has passed since the last successful
+//     renew was SENT; then the term is lost.
+//  7. The fence (Fence, WrapConfig) is open while a term is live and
+//     now − (send time of the last successful renew) < RenewDeadline. A
+//     timer set for that deadline cancels Term.Context the moment it
+//     passes; every write checks the clock itself as well.
+//  8. Release stops renewing, closes the fence, and writes holder "" with
+//     the resourceVersion of the term's last successful write as
+//     precondition. If the lease changed since, it is someone else's: the
+//     release is refused and reported, never retried over the new holder.
+//
+// # Safety limits
+//
+// The election is safe under these conditions, and not otherwise:
+//
+//   - Clock RATE skew is bounded. The leader stops at RenewDeadline after it
+//     sent its last renew, on its clock; a standby takes over
+//     LeaseDuration after it saw that renew, on its clock; the renew was
+//     sent before it was stored and stored before it was seen. So the
+//     leader stops at least LeaseDuration − RenewDeadline (5s with the
+//     defaults 15s/10s/2s) before any standby starts, provided the clocks
+//     run at rates within a ratio of LeaseDuration/RenewDeadline (1.5) of
+//     each other. Clock OFFSETS do not matter: no timestamp is compared
+//     across machines.
+//   - The process clock keeps counting. Go's monotonic clock runs on while
+//     a process is stopped (SIGSTOP), and the fence reads it at every
+//     write, so the first write after SIGCONT is refused. It does not count
+//     time a whole machine or VM spends suspended: a replica resumed after
+//     a suspend longer than the margin may write before it notices.
+//   - Writes go through the fence. Fencing only covers requests sent by
+//     clients built from WrapConfig (or WrapRoundTripper). It is a check in
+//     this process, not at the apiserver: a write that passed the check
+//     just before the deadline can still arrive after it, so the margin
+//     LeaseDuration − RenewDeadline must also cover request latency. Where
+//     a stale write must be impossible rather than unlikely, write with a
+//     resourceVersion precondition too.
+//   - Identities are unique. A replica that finds its own identity in the
+//     lease may take it at once; NewIdentity adds a random suffix so that
+//     two processes never share one. As a further guard, an elector only
+//     treats a record as its own when it wrote that exact renewTime.
+//   - Mixed with client-go electors: client-go compares records to the
+//     second, so a rein leader counts a renew for its fence only when the
+//     record changed at that precision (with RetryPeriod < 1s the fence is
+//     extended about once a second, so RenewDeadline must exceed
+//     1s + RetryPeriod with room for a slow renew); and a client-go leader
+//     keeps leading
+//     for up to RetryPeriod + RenewDeadline after its last renew, so set
+//     LeaseDuration > RenewDeadline + RetryPeriod where both run.
+//
+// # Why watch instead of poll
+//
+// client-go's standbys GET the Lease every RetryPeriod, forever: with the
+// defaults, every standby sends a request each 2s to learn, nearly always,
+// that nothing changed, and a released lease is noticed only at the next
+// poll, up to 2s later. A rein standby holds one watch (a single long-lived
+// request) and a timer: a release reaches it as a watch event within
+// milliseconds and it takes the lease with one update, and an expiry needs
+// no request at all, only the local clock. A broken watch is resumed from
+// the last resourceVersion, or relisted when that is too old, with backoff.
+//
+// # RBAC
+//
+// The elector needs get, list, watch, create and update on leases
+// (coordination.k8s.io) in the lease's namespace. get, list, watch and
+// update may be limited with resourceNames (list and watch carry the
+// metadata.name field selector, which the apiserver authorizes as that
+// name); create cannot be. A 403 is reported as a *ForbiddenError naming
+// the lease and these verbs.
+package leader

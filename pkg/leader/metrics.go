@@ -1,0 +1,75 @@
+package leader
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Reasons a term ends, used as the "event" label of the transitions counter
+// and in logs.
+const (
+	eventAcquired = "acquired"
+	eventLost     = "lost"     // deposed, lease deleted, or renew deadline passed
+	eventReleased = "released" // Release was called
+	eventStopped  = "stopped"  // the Campaign context ended
+)
+
+type metrics struct {
+	isLeader      prometheus.Gauge
+	transitions   *prometheus.CounterVec
+	renewDuration prometheus.Histogram
+	renewFailures prometheus.Counter
+}
+
+// newMetrics makes the elector's metrics, labelled lease="namespace/name",
+// and registers them on reg unless reg is nil (then they are kept but
+// exported nowhere, so the code that updates them needs no nil checks).
+func newMetrics(reg prometheus.Registerer, lease string) (*metrics, error) {
+	labels := prometheus.Labels{"lease": lease}
+	m := &metrics{
+		isLeader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "rein", Subsystem: "leader_election", Name: "is_leader",
+			Help:        "1 while this replica holds the lease (a term is live), else 0.",
+			ConstLabels: labels,
+		}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rein", Subsystem: "leader_election", Name: "transitions_total",
+			Help:        "Leadership terms of this replica begun (event=acquired) and ended (event=lost|released|stopped).",
+			ConstLabels: labels,
+		}, []string{"event"}),
+		renewDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "rein", Subsystem: "leader_election", Name: "renew_duration_seconds",
+			Help:        "Duration of the leader's renew requests, successful or not.",
+			ConstLabels: labels,
+			Buckets:     prometheus.ExponentialBuckets(0.002, 2, 13), // 2ms … 8s
+		}),
+		renewFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "rein", Subsystem: "leader_election", Name: "renew_failures_total",
+			Help:        "Renew requests of the leader that failed.",
+			ConstLabels: labels,
+		}),
+	}
+	for _, ev := range []string{eventAcquired, eventLost, eventReleased, eventStopped} {
+		m.transitions.WithLabelValues(ev)
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var registered []prometheus.Collector
+	for _, c := range []prometheus.Collector{m.isLeader, m.transitions, m.renewDuration, m.renewFailures} {
+		if err := reg.Register(c); err != nil {
+			for _, r := range registered {
+				reg.Unregister(r)
+			}
+			var dup prometheus.AlreadyRegisteredError
+			if errors.As(err, &dup) {
+				return nil, fmt.Errorf("leader: metrics of lease %s are already registered on this registerer: give each elector of the same lease its own registry: %w", lease, err)
+			}
+			return nil, fmt.Errorf("leader: register metrics of lease %s: %w", lease, err)
+		}
+		registered = append(registered, c)
+	}
+	return m, nil
+}

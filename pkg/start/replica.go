@@ -1,0 +1,367 @@
+package start
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/leader"
+)
+
+// Starter is a group of controllers as the replica runs them: a
+// *framework.Factory, or a generated factory built on one.
+type Starter interface {
+	StartCaches(ctx context.Context) error
+	WaitForCacheSync(ctx context.Context) error
+	StartWorkers(ctx context.Context) (*framework.Workers, error)
+	GuardWrites(framework.WriteGuard)
+}
+
+var _ Starter = (*framework.Factory)(nil)
+
+// Group is one election group: controllers and hooks that fail over
+// together, behind one Lease.
+type Group struct {
+	// LeaseName names the group's Lease (in Options.LeaseNamespace). Empty
+	// means Options.LeaseName; two groups need two names.
+	LeaseName string
+	Starters  []Starter
+	// OnLeader hooks run in their own goroutines while the group leads.
+	OnLeader []func(ctx context.Context) error
+}
+
+// ErrLeaseLost is the error Replica.Run returns when a lease was lost
+// without being asked to stop (and ReturnToStandby is off).
+var ErrLeaseLost = errors.New("leader election lost")
+
+// Replica runs the life of one replica: warm caches, elect, work, shut
+// down. Run is the documented way to run one in a program; Replica is for
+// tests and for programs that decide themselves how to end.
+type Replica struct {
+	opts     Options
+	log      *logrus.Entry
+	identity string
+	groups   []*groupRun
+	http     *probeServers
+}
+
+type groupRun struct {
+	Group
+	elector *leader.Elector // nil without leader election
+	synced  atomic.Bool
+	log     *logrus.Entry
+}
+
+// New checks opts and the groups, builds one elector per group and binds
+// the metrics and probe addresses, so that every mistake surfaces here,
+// before anything runs.
+func New(opts Options, groups ...Group) (*Replica, error) {
+	if opts.Logger == nil {
+		opts.Logger = logrus.NewEntry(logrus.StandardLogger())
+	}
+	if opts.DrainGrace == 0 {
+		opts.DrainGrace = DefaultDrainGrace
+	}
+	if len(groups) == 0 {
+		return nil, errors.New("start: nothing to run: pass at least one factory")
+	}
+	var leaseNames []string
+	for i := range groups {
+		if groups[i].LeaseName == "" {
+			groups[i].LeaseName = opts.LeaseName
+		}
+		leaseNames = append(leaseNames, groups[i].LeaseName)
+	}
+	if err := opts.validate(leaseNames); err != nil {
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	r := &Replica{opts: opts, log: opts.Logger}
+
+	var clients kubernetes.Interface
+	if opts.LeaderElect {
+		var err error
+		if r.identity, err = leader.NewIdentity(opts.IdentityBase); err != nil {
+			return nil, fmt.Errorf("start: %w", err)
+		}
+		// The elector's client is not fenced and not throttled by the
+		// workers' traffic: it has its own connection.
+		cfg := *opts.Config
+		if clients, err = kubernetes.NewForConfig(&cfg); err != nil {
+			return nil, fmt.Errorf("start: lease client: %w", err)
+		}
+		r.log = r.log.WithField("identity", r.identity)
+	}
+
+	leases := map[string]bool{}
+	for i, g := range groups {
+		if len(g.Starters) == 0 {
+			return nil, fmt.Errorf("start: election group %d has no factory", i)
+		}
+		if leases[g.LeaseName] {
+			return nil, fmt.Errorf("start: two election groups share the lease %q: give each its own LeaseName", g.LeaseName)
+		}
+		leases[g.LeaseName] = true
+		gr := &groupRun{Group: g, log: r.log}
+		if opts.LeaderElect {
+			gr.log = r.log.WithField("lease", opts.LeaseNamespace+"/"+g.LeaseName)
+			e, err := leader.New(leader.Config{
+				Client:    clients.CoordinationV1(),
+				Namespace: opts.LeaseNamespace, Name: g.LeaseName, Identity: r.identity,
+				LeaseDuration: opts.LeaseDuration, RenewDeadline: opts.RenewDeadline, RetryPeriod: opts.RetryPeriod,
+				Logger: gr.log, Registerer: opts.Registry,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("start: %w", err)
+			}
+			gr.elector = e
+			fence := e.Fence()
+			// Every write of the group's handlers passes the fence: none
+			// leaves the process unless the lease was renewed within the
+			// renew deadline, by the monotonic clock.
+			for _, s := range g.Starters {
+				s.GuardWrites(func(*http.Request) error { return fence.Err() })
+			}
+		}
+		r.groups = append(r.groups, gr)
+	}
+
+	srv, err := newProbeServers(opts, r.healthy, r.ready)
+	if err != nil {
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	r.http = srv
+	return r, nil
+}
+
+// Identity is this replica's identity in its Leases ("" without election).
+func (r *Replica) Identity() string { return r.identity }
+
+// MetricsAddr and ProbeAddr are the bound addresses ("" when off), useful
+// when an address was given with port 0.
+func (r *Replica) MetricsAddr() string { return r.http.metricsAddr() }
+
+// ProbeAddr is the address serving /healthz and /readyz.
+func (r *Replica) ProbeAddr() string { return r.http.probeAddr() }
+
+func (r *Replica) ready() error {
+	for _, g := range r.groups {
+		if !g.synced.Load() {
+			return fmt.Errorf("caches of lease group %q not synced yet", g.LeaseName)
+		}
+	}
+	return nil
+}
+
+func (r *Replica) healthy(req *http.Request) error {
+	for _, g := range r.groups {
+		if g.elector != nil {
+			if err := g.elector.Check(req); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Run runs the replica until ctx ends (the graceful path: stop taking
+// keys, drain running handlers within DrainGrace, release the leases; it
+// returns nil) or a lease is lost without ReturnToStandby (workers stop at
+// once and no write leaves the process; it returns an error matching
+// ErrLeaseLost). A fatal start-up problem (a handler registration mistake)
+// is returned too. Run may be called once.
+func (r *Replica) Run(ctx context.Context) error {
+	r.http.serve(r.log)
+	defer r.http.shutdown()
+
+	// Caches outlive the workers: draining handlers still read them.
+	cachesCtx, stopCaches := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCaches()
+
+	errs := make(chan error, len(r.groups))
+	var wg sync.WaitGroup
+	groupsCtx, stopGroups := context.WithCancel(ctx)
+	defer stopGroups()
+	for _, g := range r.groups {
+		wg.Go(func() {
+			err := r.runGroup(groupsCtx, cachesCtx, g)
+			if err != nil {
+				// One group's failure ends the replica: the others shut
+				// down gracefully.
+				stopGroups()
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		if err != nil {
+			all = append(all, err)
+		}
+	}
+	return errors.Join(all...)
+}
+
+func (r *Replica) runGroup(ctx, cachesCtx context.Context, g *groupRun) error {
+	for _, s := range g.Starters {
+		if err := s.StartCaches(cachesCtx); err != nil {
+			return err
+		}
+	}
+	if !r.waitForCaches(ctx, g) {
+		return nil // told to stop before the caches synced
+	}
+	g.synced.Store(true)
+	g.log.Info("caches synced; every key is queued")
+
+	if g.elector == nil {
+		return r.work(ctx, g, ctx, nil)
+	}
+	for {
+		// The campaign's context ends only after the drain, so that the
+		// fence stays open while running handlers finish.
+		campaignCtx, endCampaign := context.WithCancel(context.WithoutCancel(ctx))
+		// A standby stops campaigning at once when told to stop.
+		stopWithCtx := context.AfterFunc(ctx, endCampaign)
+		term, err := g.elector.Campaign(campaignCtx)
+		stopWithCtx()
+		if err != nil {
+			endCampaign()
+			if ctx.Err() != nil {
+				g.log.Info("stopped while standing by")
+				return nil
+			}
+			return fmt.Errorf("lease %s: %w", g.LeaseName, err)
+		}
+		err = r.work(ctx, g, term.Context(), term)
+		endCampaign()
+		if err == nil || !errors.Is(err, ErrLeaseLost) {
+			return err
+		}
+		if !r.opts.ReturnToStandby {
+			return err
+		}
+		<-term.Done() // the elector campaigns again once the term has wound down
+		g.log.WithError(err).Warn("lease lost; back to standby with warm caches")
+	}
+}
+
+// waitForCaches waits until the group's caches have synced, logging what
+// is missing every few seconds. It never gives up on its own: an apiserver
+// that is down or a CRD not yet installed keeps the replica unready, says
+// so, and lets it recover; it returns false when ctx ends first.
+func (r *Replica) waitForCaches(ctx context.Context, g *groupRun) bool {
+	for _, s := range g.Starters {
+		for {
+			waitCtx, cancel := context.WithTimeout(ctx, cacheSyncLogEvery)
+			err := s.WaitForCacheSync(waitCtx)
+			cancel()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return false
+			}
+			g.log.WithError(err).Warn("waiting for caches; not ready")
+		}
+	}
+	return true
+}
+
+// cacheSyncLogEvery is how often a replica whose caches do not sync says so.
+const cacheSyncLogEvery = 5 * time.Second
+
+// work runs the group's workers and hooks under workCtx (the term's
+// context) until ctx ends (graceful: drain, then release) or workCtx ends
+// first (lost).
+func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context, term *leader.Term) error {
+	workCtx, stopWork := context.WithCancel(termCtx)
+	defer stopWork()
+	var workers []*framework.Workers
+	for _, s := range g.Starters {
+		w, err := s.StartWorkers(workCtx)
+		if err != nil {
+			return err
+		}
+		workers = append(workers, w)
+	}
+	var hooks sync.WaitGroup
+	for i, hook := range g.OnLeader {
+		hooks.Go(func() {
+			if err := hook(workCtx); err != nil && workCtx.Err() == nil {
+				g.log.WithError(err).WithField("hook", i).Error("OnLeader hook failed")
+			}
+		})
+	}
+	g.log.Info("leading: workers started")
+
+	select {
+	case <-ctx.Done():
+	case <-workCtx.Done():
+	}
+	if ctx.Err() != nil {
+		stopWork()
+		g.log.Info("stopping: no new keys; draining running handlers")
+		deadline := time.Now().Add(r.opts.DrainGrace)
+		for _, w := range workers {
+			if err := w.Wait(time.Until(deadline)); err != nil {
+				g.log.WithError(err).Warn("drain grace passed; releasing anyway (the fence stops late writes)")
+			}
+		}
+		if !waitGroupUntil(&hooks, deadline) {
+			g.log.Warn("OnLeader hooks still running after the drain grace")
+		}
+		if term != nil {
+			releaseCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.RenewDeadline)
+			defer cancel()
+			if err := term.Release(releaseCtx); err != nil {
+				g.log.WithError(err).Warn("lease not released; standbys take it when it expires")
+			} else {
+				g.log.Info("lease released")
+			}
+		}
+		return nil
+	}
+	// The term ended by itself: the fence is closed already, so no write
+	// leaves the process; the workers stop taking keys at once.
+	err := fmt.Errorf("%w: lease %s: %w", ErrLeaseLost, g.LeaseName, context.Cause(workCtx))
+		g.log.WithError(err).Error("lost the lease; workers stopped")
+		if r.opts.ReturnToStandby {
+			// Before campaigning again, wait for this term's handlers.
+			deadline := time.Now().Add(r.opts.DrainGrace)
+			for _, w := range workers {
+				_ = w.Wait(time.Until(deadline))
+			}
+			waitGroupUntil(&hooks, deadline)
+		}
+		return err
+}
+
+// waitGroupUntil waits for wg until deadline; it reports whether wg is done.
+func waitGroupUntil(wg *sync.WaitGroup, deadline time.Time) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}

@@ -1,0 +1,626 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	toolswatch "k8s.io/client-go/tools/watch"
+
+	"github.com/rein-k8s/rein/pkg/testenv"
+)
+
+// Short election timings keep the tests fast; the benchmarks use 15/10/2s.
+const (
+	leaseDuration = 2 * time.Second
+	renewDeadline = 1500 * time.Millisecond
+	retryPeriod   = 300 * time.Millisecond
+	objects       = 30
+)
+
+var (
+	env      *testenv.Env
+	binaries = map[string]string{} // program → built binary
+)
+
+func TestMain(m *testing.M) {
+	code, err := setup(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func setup(m *testing.M) (int, error) {
+	dir, err := os.MkdirTemp("", "rein-e2e-bin-")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	for _, prog := range []string{"replica", "clientgo"} {
+		out := filepath.Join(dir, prog)
+		build := exec.Command("go", "build", "-race", "-o", out, "./"+prog)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return 0, fmt.Errorf("build %s: %w", prog, err)
+		}
+		binaries[prog] = out
+	}
+	env, err = testenv.Start(testenv.Options{Audit: true})
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = env.Stop() }()
+	return m.Run(), nil
+}
+
+// cluster is one test's namespace, Lease, RBAC and ConfigMaps.
+type cluster struct {
+	t        *testing.T
+	ns       string
+	admin    kubernetes.Interface
+	leases   *leaseLog
+	replicas []*replica
+	version  int    // the data["v"] every ConfigMap has now
+	dir      string // replicas' logs
+}
+
+const leaseName = "e2e"
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := env.Admin().Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Logs live in a folder made before the cleanup below is registered,
+	// so that they are still there when it prints them.
+	c := &cluster{t: t, ns: ns.Name, admin: admin, version: 1, dir: t.TempDir()}
+	// The least a replica needs, granted to the group all replica users
+	// share: the test proves it is enough.
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "replica"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch", "patch", "update"}},
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
+			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+		},
+	}
+	if _, err := admin.RbacV1().Roles(c.ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "replica"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "replica"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "Group", Name: "e2e-replicas"}},
+	}
+	if _, err := admin.RbacV1().RoleBindings(c.ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range objects {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%02d", i)}, Data: map[string]string{"v": "1"}}
+		if _, err := admin.CoreV1().ConfigMaps(c.ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.leases = watchLease(t, admin, c.ns, leaseName)
+	t.Cleanup(func() {
+		for _, r := range c.replicas {
+			r.kill()
+		}
+		if t.Failed() {
+			for _, r := range c.replicas {
+				t.Logf("--- log of %s:\n%s", r.name, r.logTail(60))
+			}
+		}
+		_ = admin.CoreV1().Namespaces().Delete(context.Background(), c.ns, metav1.DeleteOptions{})
+	})
+	return c
+}
+
+// replica is one running process.
+type replica struct {
+	name    string // its POD_NAME
+	cmd     *exec.Cmd
+	logPath string
+	proxy   *proxy
+	exited  chan struct{}
+	code    int
+
+	idOnce sync.Once
+	id     string
+}
+
+type replicaOptions struct {
+	program string // "replica" (default) or "clientgo"
+	podName string // default: the replica's name
+	proxied bool   // reach the apiserver through a proxy the test can cut
+}
+
+// start runs a replica as its own testenv user.
+func (c *cluster) start(name string, o replicaOptions) *replica {
+	t := c.t
+	t.Helper()
+	if o.program == "" {
+		o.program = "replica"
+	}
+	if o.podName == "" {
+		o.podName = name
+	}
+	user, err := env.AddUser("replica-"+name, "e2e-replicas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &replica{name: name, exited: make(chan struct{})}
+	kubeconfig := user.KubeconfigPath
+	if o.proxied {
+		r.proxy = newProxy(t, env.Config().Host)
+		kubeconfig = r.proxy.kubeconfig(t, user.KubeconfigPath)
+	}
+	r.logPath = filepath.Join(c.dir, name+".log")
+	logFile, err := os.Create(r.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cmd = exec.Command(binaries[o.program],
+		"--kubeconfig", kubeconfig, "--namespace", c.ns,
+		"--leader-elect-resource-name", leaseName, "--leader-elect-resource-namespace", c.ns,
+		"--leader-elect-lease-duration", leaseDuration.String(),
+		"--leader-elect-renew-deadline", renewDeadline.String(),
+		"--leader-elect-retry-period", retryPeriod.String(),
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0",
+		"--drain-grace", "5s")
+	r.cmd.Env = append(os.Environ(), "POD_NAME="+o.podName)
+	r.cmd.Stdout, r.cmd.Stderr = logFile, logFile
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		err := r.cmd.Wait()
+		_ = logFile.Close()
+		var exitErr *exec.ExitError
+		switch {
+		case err == nil:
+			r.code = 0
+		case errors.As(err, &exitErr):
+			r.code = exitErr.ExitCode()
+		default:
+			r.code = -1
+		}
+		close(r.exited)
+	}()
+	c.replicas = append(c.replicas, r)
+	return r
+}
+
+func (r *replica) signal(sig syscall.Signal) error { return r.cmd.Process.Signal(sig) }
+
+func (r *replica) kill() {
+	_ = r.cmd.Process.Signal(syscall.SIGCONT)
+	_ = r.cmd.Process.Kill()
+	<-r.exited
+	if r.proxy != nil {
+		r.proxy.close()
+	}
+}
+
+// awaitExit waits for the process to end and returns its exit code.
+func (r *replica) awaitExit(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-r.exited:
+		return r.code
+	case <-time.After(timeout):
+		t.Fatalf("%s still running after %v", r.name, timeout)
+		return 0
+	}
+}
+
+func (r *replica) running() bool {
+	select {
+	case <-r.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (r *replica) logTail(lines int) string {
+	data, _ := os.ReadFile(r.logPath)
+	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
+
+// identity reads the replica's lease identity from its log (every rein
+// log line carries identity=...; the client-go replica prints it first).
+func (r *replica) identity() string {
+	r.idOnce.Do(func() {
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			data, _ := os.ReadFile(r.logPath)
+			if _, after, ok := strings.Cut(string(data), "identity="); ok {
+				if fields := strings.Fields(after); len(fields) > 0 {
+					r.id = strings.Trim(fields[0], `"`)
+				}
+				return
+			}
+			if !r.running() {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	return r.id
+}
+
+// owner returns the running replica whose identity holds the lease.
+func (c *cluster) owner(holder string) *replica {
+	if holder == "" {
+		return nil
+	}
+	for _, r := range c.replicas {
+		if r.running() && r.identity() == holder {
+			return r
+		}
+	}
+	return nil
+}
+
+// leaseChange is one observed change of the Lease's holder.
+type leaseChange struct {
+	holder string
+	at     time.Time
+}
+
+// leaseLog records every holder change of one Lease, from a watch.
+type leaseLog struct {
+	mu      sync.Mutex
+	changes []leaseChange
+	changed chan struct{} // closed and replaced on each change
+}
+
+func watchLease(t *testing.T, cs kubernetes.Interface, ns, name string) *leaseLog {
+	l := &leaseLog{changed: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	lw := &toolsListWatch{cs: cs, ns: ns, sel: sel}
+	list, err := cs.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{FieldSelector: sel})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	rw, err := toolswatch.NewRetryWatcherWithContext(ctx, list.ResourceVersion, lw)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		last := "\x00"
+		for ev := range rw.ResultChan() {
+			lease, ok := ev.Object.(*coordinationv1.Lease)
+			if !ok {
+				continue
+			}
+			holder := ""
+			if lease.Spec.HolderIdentity != nil {
+				holder = *lease.Spec.HolderIdentity
+			}
+			if ev.Type == watch.Deleted {
+				holder = ""
+			}
+			if holder == last {
+				continue
+			}
+			last = holder
+			l.mu.Lock()
+			l.changes = append(l.changes, leaseChange{holder, time.Now()})
+			close(l.changed)
+			l.changed = make(chan struct{})
+			l.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { cancel(); rw.Stop(); <-done })
+	return l
+}
+
+type toolsListWatch struct {
+	cs      kubernetes.Interface
+	ns, sel string
+}
+
+func (w *toolsListWatch) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	opts.FieldSelector = w.sel
+	return w.cs.CoordinationV1().Leases(w.ns).Watch(ctx, opts)
+}
+
+// awaitHolder waits for a holder change after index from that pred accepts;
+// it returns the holder, when it was seen, and the index to wait from next.
+func (l *leaseLog) awaitHolder(t *testing.T, from int, timeout time.Duration, pred func(string) bool) (string, time.Time, int) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		l.mu.Lock()
+		for i := from; i < len(l.changes); i++ {
+			if pred(l.changes[i].holder) {
+				ch := l.changes[i]
+				l.mu.Unlock()
+				return ch.holder, ch.at, i + 1
+			}
+		}
+		from = len(l.changes)
+		changed := l.changed
+		l.mu.Unlock()
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("no matching lease holder within %v; changes: %v", timeout, l.snapshot())
+		}
+	}
+}
+
+func (l *leaseLog) snapshot() []leaseChange {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]leaseChange(nil), l.changes...)
+}
+
+func (l *leaseLog) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.changes)
+}
+
+// awaitLeader waits until a running replica of c holds the lease.
+func (c *cluster) awaitLeader(from int, timeout time.Duration) (*replica, time.Time, int) {
+	c.t.Helper()
+	var leader *replica
+	_, at, next := c.leases.awaitHolder(c.t, from, timeout, func(h string) bool {
+		leader = c.owner(h)
+		return leader != nil
+	})
+	return leader, at, next
+}
+
+// bump sets data["v"] of every ConfigMap to the next version.
+func (c *cluster) bump() {
+	c.t.Helper()
+	c.version++
+	patch := []byte(`{"data":{"v":"` + strconv.Itoa(c.version) + `"}}`)
+	for i := range objects {
+		if _, err := c.admin.CoreV1().ConfigMaps(c.ns).Patch(context.Background(), fmt.Sprintf("cm-%02d", i),
+			"application/merge-patch+json", patch, metav1.PatchOptions{}); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+// awaitReconciled waits until every ConfigMap carries the current version
+// in its reconciled annotation.
+func (c *cluster) awaitReconciled(timeout time.Duration) {
+	c.t.Helper()
+	want := strconv.Itoa(c.version)
+	deadline := time.Now().Add(timeout)
+	for {
+		list, err := c.admin.CoreV1().ConfigMaps(c.ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		behind := 0
+		for _, cm := range list.Items {
+			if cm.Annotations["e2e.rein.dev/reconciled"] != want {
+				behind++
+			}
+		}
+		if behind == 0 && len(list.Items) == objects {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%d of %d ConfigMaps not reconciled to v%s after %v", behind, len(list.Items), want, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// auditEvent is the part of an audit.k8s.io/v1 Event the checks need.
+type auditEvent struct {
+	Verb      string `json:"verb"`
+	UserAgent string `json:"userAgent"`
+	ObjectRef struct {
+		Resource  string `json:"resource"`
+		Namespace string `json:"namespace"`
+	} `json:"objectRef"`
+	ResponseStatus struct {
+		Code int `json:"code"`
+	} `json:"responseStatus"`
+	RequestReceived time.Time `json:"requestReceivedTimestamp"`
+	Completed       time.Time `json:"stageTimestamp"`
+}
+
+// writeSpan is the span of one process's successful writes.
+type writeSpan struct {
+	writer      string
+	first, last time.Time
+	writes      int
+}
+
+// checkNoOverlappingWriters reads the audit log and fails the test when the
+// successful ConfigMap writes of two processes overlap in time: each
+// process's writes, from the first's arrival to the last's completion, must
+// lie wholly before or after every other's.
+func (c *cluster) checkNoOverlappingWriters() []writeSpan {
+	c.t.Helper()
+	f, err := os.Open(env.AuditLogPath())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	spans := map[string]*writeSpan{}
+	r := bufio.NewReaderSize(f, 1<<20)
+	for {
+		line, err := r.ReadBytes('\n')
+		if len(line) > 0 {
+			var ev auditEvent
+			if json.Unmarshal(line, &ev) == nil && ev.ObjectRef.Resource == "configmaps" && ev.ObjectRef.Namespace == c.ns &&
+				strings.HasPrefix(ev.UserAgent, "rein-e2e/") && ev.ResponseStatus.Code < 300 &&
+				(ev.Verb == "patch" || ev.Verb == "update" || ev.Verb == "create" || ev.Verb == "delete") {
+				s := spans[ev.UserAgent]
+				if s == nil {
+					s = &writeSpan{writer: ev.UserAgent, first: ev.RequestReceived, last: ev.Completed}
+					spans[ev.UserAgent] = s
+				}
+				if ev.RequestReceived.Before(s.first) {
+					s.first = ev.RequestReceived
+				}
+				if ev.Completed.After(s.last) {
+					s.last = ev.Completed
+				}
+				s.writes++
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	var list []writeSpan
+	for _, s := range spans {
+		list = append(list, *s)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].first.Before(list[j].first) })
+	for i := 1; i < len(list); i++ {
+		if list[i].first.Before(list[i-1].last) {
+			c.t.Errorf("writers overlap: %s wrote %s–%s, %s from %s", list[i-1].writer,
+				list[i-1].first.Format("15:04:05.000000"), list[i-1].last.Format("15:04:05.000000"),
+				list[i].writer, list[i].first.Format("15:04:05.000000"))
+		}
+	}
+	for _, s := range list {
+		c.t.Logf("writer %s: %d writes %s–%s", s.writer, s.writes, s.first.Format("15:04:05.000"), s.last.Format("15:04:05.000"))
+	}
+	return list
+}
+
+// proxy forwards TCP to the apiserver until cut.
+type proxy struct {
+	l      net.Listener
+	target string
+
+	mu    sync.Mutex
+	cut   bool
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func newProxy(t *testing.T, apiserverURL string) *proxy {
+	target := strings.TrimPrefix(apiserverURL, "https://")
+	target = strings.TrimSuffix(target, "/")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l, target: target, conns: map[net.Conn]struct{}{}}
+	p.wg.Go(p.accept)
+	return p
+}
+
+func (p *proxy) accept() {
+	for {
+		conn, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.cut {
+			p.mu.Unlock()
+			_ = conn.Close()
+			continue
+		}
+		upstream, err := net.Dial("tcp", p.target)
+		if err != nil {
+			p.mu.Unlock()
+			_ = conn.Close()
+			continue
+		}
+		p.conns[conn] = struct{}{}
+		p.conns[upstream] = struct{}{}
+		p.mu.Unlock()
+		pipe := func(dst, src net.Conn) {
+			_, _ = io.Copy(dst, src)
+			_ = dst.Close()
+			_ = src.Close()
+		}
+		p.wg.Go(func() { pipe(upstream, conn) })
+		p.wg.Go(func() { pipe(conn, upstream) })
+	}
+}
+
+// setCut cuts (closes every connection, refuses new ones) or restores.
+func (p *proxy) setCut(cut bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = cut
+	if cut {
+		for c := range p.conns {
+			_ = c.Close()
+		}
+		p.conns = map[net.Conn]struct{}{}
+	}
+}
+
+func (p *proxy) close() {
+	_ = p.l.Close()
+	p.setCut(true)
+	p.wg.Wait()
+}
+
+// kubeconfig writes a copy of the user's kubeconfig that reaches the
+// apiserver through the proxy.
+func (p *proxy) kubeconfig(t *testing.T, userKubeconfig string) string {
+	cfg, err := clientcmd.LoadFromFile(userKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cluster := range cfg.Clusters {
+		cluster.Server = "https://" + p.l.Addr().String()
+	}
+	path := filepath.Join(t.TempDir(), "proxied.kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

@@ -1,0 +1,98 @@
+// Command replica is the small controller rein's multi-process tests run
+// several copies of: it is built only on rein's public API (framework,
+// generic, start) and writes one annotation on each ConfigMap of one
+// namespace, copying the ConfigMap's data["v"], so a test can tell which
+// objects are reconciled. Each process sends its writes with the user agent
+// "rein-e2e/<POD_NAME>/<pid>", so the apiserver's audit log tells which
+// process wrote what and when.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/generic"
+	"github.com/rein-k8s/rein/pkg/start"
+)
+
+// Annotations the handler writes.
+const (
+	ReconciledAnnotation = "e2e.rein.dev/reconciled"
+	WriterAnnotation     = "e2e.rein.dev/writer"
+)
+
+func main() {
+	opts := start.NewOptions()
+	fs := flag.NewFlagSet("replica", flag.ContinueOnError)
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file of the replica's user")
+	namespace := fs.String("namespace", "", "namespace whose ConfigMaps are reconciled")
+	workers := fs.Int("workers", 4, "workers")
+	opts.BindFlags(fs)
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		os.Exit(2)
+	}
+	log := logrus.New()
+	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "15:04:05.000"})
+	if *kubeconfig == "" || *namespace == "" {
+		log.Error("--kubeconfig and --namespace are required")
+		os.Exit(2)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	if err != nil {
+		log.WithError(err).Error("kubeconfig")
+		os.Exit(2)
+	}
+	writer := fmt.Sprintf("rein-e2e/%s/%d", opts.IdentityBase, os.Getpid())
+	cfg.UserAgent = writer
+	opts.Config = cfg
+	opts.Logger = logrus.NewEntry(log).WithField("replica", opts.IdentityBase)
+	reg := prometheus.NewRegistry()
+	opts.Registry = reg
+
+	factory, err := framework.NewFactory(cfg, clientgoscheme.Scheme, framework.Options{
+		Namespace: *namespace, Workers: *workers, Registerer: reg, Logger: opts.Logger,
+	})
+	if err != nil {
+		log.WithError(err).Error("factory")
+		os.Exit(2)
+	}
+	configMaps := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, framework.Resource{
+		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
+	})
+	ctx := context.Background()
+	configMaps.OnChange(ctx, "stamp", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+		if cm == nil {
+			return nil, nil
+		}
+		want := cm.Data["v"]
+		if got, ok := cm.Annotations[ReconciledAnnotation]; ok && got == want {
+			return nil, nil
+		}
+		// resourceVersion makes the patch conditional: a write based on an
+		// old read is refused rather than applied late.
+		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+			"resourceVersion": cm.ResourceVersion,
+			"annotations":     map[string]string{ReconciledAnnotation: want, WriterAnnotation: writer},
+		}})
+		if err != nil {
+			return nil, err
+		}
+		return configMaps.Patch(ctx, cm.Namespace, cm.Name, types.MergePatchType, patch)
+	})
+	if err := start.Run(ctx, opts, factory); err != nil {
+		log.WithError(err).Error("cannot start")
+		os.Exit(2)
+	}
+	select {}
+}
