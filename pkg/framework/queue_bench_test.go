@@ -10,11 +10,11 @@ import (
 	"k8s.io/client-go/util/workqueue"
 )
 
-// benchBatch is how many distinct keys a benchmark round adds before
+// queueBenchBatch is how many distinct keys a benchmark round adds before
 // taking them all; a controller's resync looks like this.
-const benchBatch = 1000
+const queueBenchBatch = 1000
 
-func benchKeys(n int) []string {
+func queueBenchKeys(n int) []string {
 	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("namespace-%d/object-%d", i%17, i)
@@ -30,9 +30,9 @@ func newClientGoQueue() workqueue.TypedRateLimitingInterface[string] {
 }
 
 // BenchmarkQueue measures Add + Get + Done of one key (ns/op is per key) on
-// one goroutine, in rounds of benchBatch distinct keys.
+// one goroutine, in rounds of queueBenchBatch distinct keys.
 func BenchmarkQueue(b *testing.B) {
-	keys := benchKeys(benchBatch)
+	keys := queueBenchKeys(queueBenchBatch)
 	b.Run("rein", func(b *testing.B) {
 		q := NewQueue("", RateLimit{}, nil)
 		defer q.ShutDown()
@@ -40,7 +40,7 @@ func BenchmarkQueue(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for done := 0; done < b.N; {
-			n := min(benchBatch, b.N-done)
+			n := min(queueBenchBatch, b.N-done)
 			for _, k := range keys[:n] {
 				q.Add(k)
 			}
@@ -57,7 +57,7 @@ func BenchmarkQueue(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for done := 0; done < b.N; {
-			n := min(benchBatch, b.N-done)
+			n := min(queueBenchBatch, b.N-done)
 			for _, k := range keys[:n] {
 				q.Add(k)
 			}
@@ -81,14 +81,14 @@ func BenchmarkQueueParallel(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			// Each goroutine adds its own keys, one at a time, so every
 			// Add has a matching Get and no Get waits for ever.
-			keys := benchKeys(benchBatch)
+			keys := queueBenchKeys(queueBenchBatch)
 			prefix := fmt.Sprint(worker.Add(1), "/")
 			for i := range keys {
 				keys[i] = prefix + keys[i]
 			}
 			ctx := context.Background()
 			for i := 0; pb.Next(); i++ {
-				q.Add(keys[i%benchBatch])
+				q.Add(keys[i%queueBenchBatch])
 				k, _ := q.Get(ctx)
 				q.Done(k)
 			}
@@ -100,13 +100,13 @@ func BenchmarkQueueParallel(b *testing.B) {
 		var worker atomic.Int64
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
-			keys := benchKeys(benchBatch)
+			keys := queueBenchKeys(queueBenchBatch)
 			prefix := fmt.Sprint(worker.Add(1), "/")
 			for i := range keys {
 				keys[i] = prefix + keys[i]
 			}
 			for i := 0; pb.Next(); i++ {
-				q.Add(keys[i%benchBatch])
+				q.Add(keys[i%queueBenchBatch])
 				k, _ := q.Get()
 				q.Done(k)
 			}
@@ -119,7 +119,7 @@ func BenchmarkQueueParallel(b *testing.B) {
 // the cost of the wakeup path; both queues pay the same for the report.
 func BenchmarkQueueWakeup(b *testing.B) {
 	const workers = 2
-	keys := benchKeys(benchBatch)
+	keys := queueBenchKeys(queueBenchBatch)
 	b.Run("rein", func(b *testing.B) {
 		q := NewQueue("", RateLimit{}, nil)
 		// Workers run under a leadership term's cancellable context.
@@ -144,7 +144,7 @@ func BenchmarkQueueWakeup(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := range b.N {
-			q.Add(keys[i%benchBatch])
+			q.Add(keys[i%queueBenchBatch])
 			<-processed
 		}
 		b.StopTimer()
@@ -172,7 +172,7 @@ func BenchmarkQueueWakeup(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := range b.N {
-			q.Add(keys[i%benchBatch])
+			q.Add(keys[i%queueBenchBatch])
 			<-processed
 		}
 		b.StopTimer()

@@ -11,12 +11,12 @@ import (
 	"k8s.io/client-go/util/workqueue"
 )
 
-// fastRetries has a bucket that never delays, so tests see the bare backoff.
-var fastRetries = RateLimit{QPS: 1e9, Burst: 1 << 30}
+// unbucketedRetries has a bucket that never delays, so tests see the bare backoff.
+var unbucketedRetries = RateLimit{QPS: 1e9, Burst: 1 << 30}
 
-// waitFor polls cond until it holds, failing the test after a generous
+// waitForQueue polls cond until it holds, failing the test after a generous
 // deadline. It observes state; it does not order events.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitForQueue(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -45,8 +45,8 @@ func (q *Queue) numDelayed() int {
 	return len(q.delayed)
 }
 
-// mustGet takes a key that is expected to be ready now.
-func mustGet(t *testing.T, q *Queue) string {
+// mustGetKey takes a key that is expected to be ready now.
+func mustGetKey(t *testing.T, q *Queue) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -57,29 +57,29 @@ func mustGet(t *testing.T, q *Queue) string {
 	return key
 }
 
-// getAsync runs Get in a goroutine and delivers its result.
-type getResult struct {
+// getKeyAsync runs Get in a goroutine and delivers its result.
+type getKeyResult struct {
 	key string
 	ok  bool
 }
 
-func getAsync(ctx context.Context, q *Queue) <-chan getResult {
-	c := make(chan getResult, 1)
+func getKeyAsync(ctx context.Context, q *Queue) <-chan getKeyResult {
+	c := make(chan getKeyResult, 1)
 	go func() {
 		key, ok := q.Get(ctx)
-		c <- getResult{key, ok}
+		c <- getKeyResult{key, ok}
 	}()
 	return c
 }
 
-func receive(t *testing.T, c <-chan getResult) getResult {
+func receiveGet(t *testing.T, c <-chan getKeyResult) getKeyResult {
 	t.Helper()
 	select {
 	case r := <-c:
 		return r
 	case <-time.After(10 * time.Second):
 		t.Fatal("Get did not return")
-		return getResult{}
+		return getKeyResult{}
 	}
 }
 
@@ -92,10 +92,10 @@ func TestQueueDedupWhileQueued(t *testing.T) {
 	if got := q.Len(); got != 2 {
 		t.Fatalf("Len = %d, want 2", got)
 	}
-	if k := mustGet(t, q); k != "a" {
+	if k := mustGetKey(t, q); k != "a" {
 		t.Fatalf("first Get = %q, want a", k)
 	}
-	if k := mustGet(t, q); k != "b" {
+	if k := mustGetKey(t, q); k != "b" {
 		t.Fatalf("second Get = %q, want b", k)
 	}
 	if q.Len() != 0 || q.Processing() != 2 {
@@ -111,7 +111,7 @@ func TestQueueDedupWhileQueued(t *testing.T) {
 func TestQueueRequeueAfterDoneWhenAddedDuringProcessing(t *testing.T) {
 	q := NewQueue("t", RateLimit{}, nil)
 	q.Add("a")
-	k := mustGet(t, q)
+	k := mustGetKey(t, q)
 	q.Add("a")
 	q.Add("a")
 	if q.Len() != 0 {
@@ -119,10 +119,10 @@ func TestQueueRequeueAfterDoneWhenAddedDuringProcessing(t *testing.T) {
 	}
 	// A processing key must not be handed to a second worker.
 	ctx, cancel := context.WithCancel(context.Background())
-	second := getAsync(ctx, q)
-	waitFor(t, "second Get to block", func() bool { return q.numWaiters() == 1 })
+	second := getKeyAsync(ctx, q)
+	waitForQueue(t, "second Get to block", func() bool { return q.numWaiters() == 1 })
 	q.Done(k)
-	r := receive(t, second)
+	r := receiveGet(t, second)
 	cancel()
 	if !r.ok || r.key != "a" {
 		t.Fatalf("Get after Done = %q, %v; want a, true", r.key, r.ok)
@@ -145,7 +145,7 @@ func TestQueueFIFOOrder(t *testing.T) {
 		want = append(want, fmt.Sprint(i))
 	}
 	for range 10 {
-		q.Done(mustGet(t, q))
+		q.Done(mustGetKey(t, q))
 	}
 	want = want[10:]
 	for i := 40; i < 70; i++ {
@@ -153,7 +153,7 @@ func TestQueueFIFOOrder(t *testing.T) {
 		want = append(want, fmt.Sprint(i))
 	}
 	for i, w := range want {
-		if k := mustGet(t, q); k != w {
+		if k := mustGetKey(t, q); k != w {
 			t.Fatalf("Get #%d = %q, want %q", i, k, w)
 		}
 		q.Done(w)
@@ -175,10 +175,10 @@ func TestQueueGetReturnsOnContextEndAndKeepsKeys(t *testing.T) {
 
 	// Blocked on an empty queue.
 	ctx, cancel := context.WithCancel(context.Background())
-	blocked := getAsync(ctx, q)
-	waitFor(t, "Get to block", func() bool { return q.numWaiters() == 1 })
+	blocked := getKeyAsync(ctx, q)
+	waitForQueue(t, "Get to block", func() bool { return q.numWaiters() == 1 })
 	cancel()
-	if r := receive(t, blocked); r.ok {
+	if r := receiveGet(t, blocked); r.ok {
 		t.Fatalf("Get after cancel = %q, true; want ok=false", r.key)
 	}
 	if q.numWaiters() != 0 {
@@ -196,10 +196,10 @@ func TestQueueGetReturnsOnContextEndAndKeepsKeys(t *testing.T) {
 	}
 
 	// The next term finds the keys intact.
-	if k := mustGet(t, q); k != "a" {
+	if k := mustGetKey(t, q); k != "a" {
 		t.Fatalf("Get = %q, want a", k)
 	}
-	if k := mustGet(t, q); k != "b" {
+	if k := mustGetKey(t, q); k != "b" {
 		t.Fatalf("Get = %q, want b", k)
 	}
 }
@@ -210,10 +210,10 @@ func TestQueueCancelledWaiterPassesWakeupOn(t *testing.T) {
 	q := NewQueue("t", RateLimit{}, nil)
 	for i := range 300 {
 		ctx, cancel := context.WithCancel(context.Background())
-		doomed := getAsync(ctx, q)
-		waitFor(t, "first Get to block", func() bool { return q.numWaiters() == 1 })
-		survivor := getAsync(context.Background(), q)
-		waitFor(t, "second Get to block", func() bool { return q.numWaiters() == 2 })
+		doomed := getKeyAsync(ctx, q)
+		waitForQueue(t, "first Get to block", func() bool { return q.numWaiters() == 1 })
+		survivor := getKeyAsync(context.Background(), q)
+		waitForQueue(t, "second Get to block", func() bool { return q.numWaiters() == 2 })
 
 		key := fmt.Sprint(i)
 		// The oldest waiter, doomed, receives the signal while its
@@ -226,14 +226,14 @@ func TestQueueCancelledWaiterPassesWakeupOn(t *testing.T) {
 		close(start)
 		wg.Wait()
 
-		d := receive(t, doomed)
+		d := receiveGet(t, doomed)
 		if d.ok {
 			// doomed won the race and took the key; release the
 			// survivor with another key.
 			q.Done(d.key)
 			q.Add("other")
 		}
-		s := receive(t, survivor)
+		s := receiveGet(t, survivor)
 		if !s.ok {
 			t.Fatalf("round %d: survivor Get ok=false", i)
 		}
@@ -247,14 +247,14 @@ func TestQueueCancelledWaiterPassesWakeupOn(t *testing.T) {
 
 func TestQueueShutDownWakesEveryGet(t *testing.T) {
 	q := NewQueue("t", RateLimit{}, nil)
-	var results []<-chan getResult
+	var results []<-chan getKeyResult
 	for range 5 {
-		results = append(results, getAsync(context.Background(), q))
+		results = append(results, getKeyAsync(context.Background(), q))
 	}
-	waitFor(t, "5 Gets to block", func() bool { return q.numWaiters() == 5 })
+	waitForQueue(t, "5 Gets to block", func() bool { return q.numWaiters() == 5 })
 	q.ShutDown()
 	for _, c := range results {
-		if r := receive(t, c); r.ok {
+		if r := receiveGet(t, c); r.ok {
 			t.Fatalf("Get after ShutDown = %q, true; want ok=false", r.key)
 		}
 	}
@@ -271,15 +271,15 @@ func TestQueueShutDownLetsQueuedKeysDrain(t *testing.T) {
 	q := NewQueue("t", RateLimit{}, nil)
 	q.Add("a")
 	q.Add("b")
-	k := mustGet(t, q)
+	k := mustGetKey(t, q)
 	q.Add(k) // pending again while processing
 	q.ShutDown()
-	if k := mustGet(t, q); k != "b" {
+	if k := mustGetKey(t, q); k != "b" {
 		t.Fatalf("Get = %q, want b", k)
 	}
 	q.Done("b")
 	q.Done(k)
-	if got := mustGet(t, q); got != k {
+	if got := mustGetKey(t, q); got != k {
 		t.Fatalf("Get = %q, want %q re-added before ShutDown", got, k)
 	}
 	q.Done(k)
@@ -345,7 +345,7 @@ func TestQueueConcurrentWorkersAndProducers(t *testing.T) {
 		}()
 	}
 	producersDone.Wait()
-	waitFor(t, "the queue to drain", func() bool { return q.Len() == 0 && q.Processing() == 0 })
+	waitForQueue(t, "the queue to drain", func() bool { return q.Len() == 0 && q.Processing() == 0 })
 	stopWorkers()
 	workersDone.Wait()
 
@@ -371,7 +371,7 @@ func TestQueueAddAfterDeliversAfterDelay(t *testing.T) {
 	if q.Len() != 0 {
 		t.Fatalf("Len = %d right after AddAfter, want 0", q.Len())
 	}
-	k := mustGet(t, q)
+	k := mustGetKey(t, q)
 	if elapsed := time.Since(start); elapsed < delay {
 		t.Fatalf("delivered after %v, before the %v delay", elapsed, delay)
 	}
@@ -399,7 +399,7 @@ func TestQueueAddAfterEarliestWins(t *testing.T) {
 	if q.numDelayed() != 1 {
 		t.Fatalf("delayed = %d, want 1 entry per key", q.numDelayed())
 	}
-	k := mustGet(t, q)
+	k := mustGetKey(t, q)
 	if elapsed := time.Since(start); elapsed < 20*time.Millisecond || elapsed > 5*time.Second {
 		t.Fatalf("delivered after %v, want about 20ms", elapsed)
 	}
@@ -416,7 +416,7 @@ func TestQueueAddAfterReleasesInDeadlineOrder(t *testing.T) {
 		q.AddAfter(k, delays[k])
 	}
 	for _, want := range []string{"a", "b", "c", "d"} {
-		if k := mustGet(t, q); k != want {
+		if k := mustGetKey(t, q); k != want {
 			t.Fatalf("Get = %q, want %q", k, want)
 		}
 		q.Done(want)
@@ -442,7 +442,7 @@ func TestQueueShutDownStopsTimer(t *testing.T) {
 }
 
 func TestQueueRetryBackoffGrowsExponentiallyAndForgetResets(t *testing.T) {
-	rl := fastRetries
+	rl := unbucketedRetries
 	rl.MaxDelay = 40 * time.Millisecond
 	q := NewQueue("t", rl, nil)
 	want := []time.Duration{5, 10, 20, 40, 40, 40}
@@ -494,10 +494,10 @@ func TestQueueRetryBucketLimitsBurstOfKeys(t *testing.T) {
 }
 
 func TestQueueAddRateLimitedDelivers(t *testing.T) {
-	q := NewQueue("t", fastRetries, nil)
+	q := NewQueue("t", unbucketedRetries, nil)
 	start := time.Now()
 	q.AddRateLimited("a")
-	k := mustGet(t, q)
+	k := mustGetKey(t, q)
 	if elapsed := time.Since(start); elapsed < 5*time.Millisecond {
 		t.Fatalf("delivered after %v, before the 5ms backoff", elapsed)
 	}
@@ -533,10 +533,10 @@ func TestQueueUnfinishedWork(t *testing.T) {
 	}
 	q.Add("a")
 	q.Add("b")
-	a := mustGet(t, q)
+	a := mustGetKey(t, q)
 	start := time.Now()
-	mustGet(t, q)
-	waitFor(t, "time to pass", func() bool { return time.Since(start) > time.Millisecond })
+	mustGetKey(t, q)
+	waitForQueue(t, "time to pass", func() bool { return time.Since(start) > time.Millisecond })
 	total, longest := q.UnfinishedWork()
 	if longest < time.Millisecond || total < longest+time.Millisecond {
 		t.Fatalf("UnfinishedWork = %v, %v; want longest >= 1ms and total >= longest+1ms", total, longest)
@@ -548,60 +548,60 @@ func TestQueueUnfinishedWork(t *testing.T) {
 	}
 }
 
-// fakeMetric records the calls a workqueue metric receives.
-type fakeMetric struct {
+// fakeQueueMetric records the calls a workqueue metric receives.
+type fakeQueueMetric struct {
 	mu           sync.Mutex
 	value        float64
 	observations []float64
 }
 
-func (m *fakeMetric) Inc() { m.mu.Lock(); m.value++; m.mu.Unlock() }
-func (m *fakeMetric) Dec() { m.mu.Lock(); m.value--; m.mu.Unlock() }
-func (m *fakeMetric) Set(v float64) {
+func (m *fakeQueueMetric) Inc() { m.mu.Lock(); m.value++; m.mu.Unlock() }
+func (m *fakeQueueMetric) Dec() { m.mu.Lock(); m.value--; m.mu.Unlock() }
+func (m *fakeQueueMetric) Set(v float64) {
 	m.mu.Lock()
 	m.value = v
 	m.mu.Unlock()
 }
-func (m *fakeMetric) Observe(v float64) {
+func (m *fakeQueueMetric) Observe(v float64) {
 	m.mu.Lock()
 	m.observations = append(m.observations, v)
 	m.mu.Unlock()
 }
-func (m *fakeMetric) get() (float64, []float64) {
+func (m *fakeQueueMetric) get() (float64, []float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.value, append([]float64(nil), m.observations...)
 }
 
-// fakeProvider is a workqueue.MetricsProvider handing out fakeMetrics.
-type fakeProvider struct {
+// fakeQueueMetricsProvider is a workqueue.MetricsProvider handing out fakeMetrics.
+type fakeQueueMetricsProvider struct {
 	names                                                    []string
-	depth, adds, latency, work, unfinished, longest, retries fakeMetric
+	depth, adds, latency, work, unfinished, longest, retries fakeQueueMetric
 }
 
-func (p *fakeProvider) NewDepthMetric(name string) workqueue.GaugeMetric {
+func (p *fakeQueueMetricsProvider) NewDepthMetric(name string) workqueue.GaugeMetric {
 	p.names = append(p.names, name)
 	return &p.depth
 }
-func (p *fakeProvider) NewAddsMetric(name string) workqueue.CounterMetric {
+func (p *fakeQueueMetricsProvider) NewAddsMetric(name string) workqueue.CounterMetric {
 	p.names = append(p.names, name)
 	return &p.adds
 }
-func (p *fakeProvider) NewLatencyMetric(name string) workqueue.HistogramMetric {
+func (p *fakeQueueMetricsProvider) NewLatencyMetric(name string) workqueue.HistogramMetric {
 	p.names = append(p.names, name)
 	return &p.latency
 }
-func (p *fakeProvider) NewWorkDurationMetric(name string) workqueue.HistogramMetric {
+func (p *fakeQueueMetricsProvider) NewWorkDurationMetric(name string) workqueue.HistogramMetric {
 	p.names = append(p.names, name)
 	return &p.work
 }
-func (p *fakeProvider) NewUnfinishedWorkSecondsMetric(name string) workqueue.SettableGaugeMetric {
+func (p *fakeQueueMetricsProvider) NewUnfinishedWorkSecondsMetric(name string) workqueue.SettableGaugeMetric {
 	return &p.unfinished
 }
-func (p *fakeProvider) NewLongestRunningProcessorSecondsMetric(name string) workqueue.SettableGaugeMetric {
+func (p *fakeQueueMetricsProvider) NewLongestRunningProcessorSecondsMetric(name string) workqueue.SettableGaugeMetric {
 	return &p.longest
 }
-func (p *fakeProvider) NewRetriesMetric(name string) workqueue.CounterMetric {
+func (p *fakeQueueMetricsProvider) NewRetriesMetric(name string) workqueue.CounterMetric {
 	p.names = append(p.names, name)
 	return &p.retries
 }
@@ -610,8 +610,8 @@ func TestQueueMetrics(t *testing.T) {
 	if NewQueueMetrics(nil, "x") != nil {
 		t.Fatal("NewQueueMetrics(nil) != nil")
 	}
-	p := &fakeProvider{}
-	q := NewQueue("widgets", fastRetries, NewQueueMetrics(p, "widgets"))
+	p := &fakeQueueMetricsProvider{}
+	q := NewQueue("widgets", unbucketedRetries, NewQueueMetrics(p, "widgets"))
 	for _, n := range p.names {
 		if n != "widgets" {
 			t.Fatalf("metric created with name %q, want widgets", n)
@@ -632,8 +632,8 @@ func TestQueueMetrics(t *testing.T) {
 	}
 
 	queued := time.Now()
-	waitFor(t, "time to pass", func() bool { return time.Since(queued) > time.Millisecond })
-	k := mustGet(t, q)
+	waitForQueue(t, "time to pass", func() bool { return time.Since(queued) > time.Millisecond })
+	k := mustGetKey(t, q)
 	if depth, _ := p.depth.get(); depth != 1 {
 		t.Fatalf("depth after Get = %v, want 1", depth)
 	}
@@ -643,7 +643,7 @@ func TestQueueMetrics(t *testing.T) {
 	}
 
 	taken := time.Now()
-	waitFor(t, "time to pass", func() bool { return time.Since(taken) > time.Millisecond })
+	waitForQueue(t, "time to pass", func() bool { return time.Since(taken) > time.Millisecond })
 	q.Done(k)
 	_, work := p.work.get()
 	if len(work) != 1 || work[0] < 0.001 || work[0] > 10 {
@@ -655,8 +655,8 @@ func TestQueueMetrics(t *testing.T) {
 	if retries, _ := p.retries.get(); retries != 2 {
 		t.Fatalf("retries = %v, want 2", retries)
 	}
-	q.Done(mustGet(t, q)) // b
-	q.Done(mustGet(t, q)) // c, after its backoff
+	q.Done(mustGetKey(t, q)) // b
+	q.Done(mustGetKey(t, q)) // c, after its backoff
 	if depth, _ := p.depth.get(); depth != 0 {
 		t.Fatalf("final depth = %v, want 0", depth)
 	}

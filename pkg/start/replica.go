@@ -340,16 +340,16 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 	// The term ended by itself: the fence is closed already, so no write
 	// leaves the process; the workers stop taking keys at once.
 	err := fmt.Errorf("%w: lease %s: %w", ErrLeaseLost, g.LeaseName, context.Cause(workCtx))
-		g.log.WithError(err).Error("lost the lease; workers stopped")
-		if r.opts.ReturnToStandby {
-			// Before campaigning again, wait for this term's handlers.
-			deadline := time.Now().Add(r.opts.DrainGrace)
-			for _, w := range workers {
-				_ = w.Wait(time.Until(deadline))
-			}
-			waitGroupUntil(&hooks, deadline)
+	g.log.WithError(err).Error("lost the lease; workers stopped")
+	if r.opts.ReturnToStandby {
+		// Before campaigning again, wait for this term's handlers.
+		deadline := time.Now().Add(r.opts.DrainGrace)
+		for _, w := range workers {
+			_ = w.Wait(time.Until(deadline))
 		}
-		return err
+		waitGroupUntil(&hooks, deadline)
+	}
+	return err
 }
 
 // waitGroupUntil waits for wg until deadline; it reports whether wg is done.
