@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -60,9 +62,16 @@ func setup(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
+	// Tests run the replicas with the race detector; benchmarks measure
+	// them as users would run them.
+	flag.Parse()
+	race := "-race"
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		race = "-race=false"
+	}
 	for _, prog := range []string{"replica", "clientgo"} {
 		out := filepath.Join(dir, prog)
-		build := exec.Command("go", "build", "-race", "-o", out, "./"+prog)
+		build := exec.Command("go", "build", race, "-o", out, "./"+prog)
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			return 0, fmt.Errorf("build %s: %w", prog, err)
@@ -79,18 +88,22 @@ func setup(m *testing.M) (int, error) {
 
 // cluster is one test's namespace, Lease, RBAC and ConfigMaps.
 type cluster struct {
-	t        *testing.T
+	t        testing.TB
 	ns       string
 	admin    kubernetes.Interface
 	leases   *leaseLog
 	replicas []*replica
 	version  int    // the data["v"] every ConfigMap has now
 	dir      string // replicas' logs
+	objects  int    // how many ConfigMaps
 }
 
 const leaseName = "e2e"
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster { return newClusterWith(t, objects) }
+
+// newClusterWith is newCluster with n ConfigMaps.
+func newClusterWith(t testing.TB, n int) *cluster {
 	t.Helper()
 	ctx := context.Background()
 	admin, err := env.Admin().Clientset()
@@ -125,12 +138,8 @@ func newCluster(t *testing.T) *cluster {
 	if _, err := admin.RbacV1().RoleBindings(c.ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for i := range objects {
-		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%02d", i)}, Data: map[string]string{"v": "1"}}
-		if _, err := admin.CoreV1().ConfigMaps(c.ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c.objects = n
+	createConfigMaps(t, admin, c.ns, n)
 	c.leases = watchLease(t, admin, c.ns, leaseName)
 	t.Cleanup(func() {
 		for _, r := range c.replicas {
@@ -148,7 +157,9 @@ func newCluster(t *testing.T) *cluster {
 
 // replica is one running process.
 type replica struct {
-	name    string // its POD_NAME
+	name    string // unique in the test
+	podName string // its POD_NAME
+	program string
 	cmd     *exec.Cmd
 	logPath string
 	proxy   *proxy
@@ -160,9 +171,10 @@ type replica struct {
 }
 
 type replicaOptions struct {
-	program string // "replica" (default) or "clientgo"
-	podName string // default: the replica's name
-	proxied bool   // reach the apiserver through a proxy the test can cut
+	program string   // "replica" (default) or "clientgo"
+	podName string   // default: the replica's name
+	proxied bool     // reach the apiserver through a proxy the test can cut
+	args    []string // more flags; they override the defaults
 }
 
 // start runs a replica as its own testenv user.
@@ -179,7 +191,7 @@ func (c *cluster) start(name string, o replicaOptions) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &replica{name: name, exited: make(chan struct{})}
+	r := &replica{name: name, podName: o.podName, program: o.program, exited: make(chan struct{})}
 	kubeconfig := user.KubeconfigPath
 	if o.proxied {
 		r.proxy = newProxy(t, env.Config().Host)
@@ -198,6 +210,7 @@ func (c *cluster) start(name string, o replicaOptions) *replica {
 		"--leader-elect-retry-period", retryPeriod.String(),
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0",
 		"--drain-grace", "5s")
+	r.cmd.Args = append(r.cmd.Args, o.args...)
 	r.cmd.Env = append(os.Environ(), "POD_NAME="+o.podName)
 	r.cmd.Stdout, r.cmd.Stderr = logFile, logFile
 	if err := r.cmd.Start(); err != nil {
@@ -233,7 +246,7 @@ func (r *replica) kill() {
 }
 
 // awaitExit waits for the process to end and returns its exit code.
-func (r *replica) awaitExit(t *testing.T, timeout time.Duration) int {
+func (r *replica) awaitExit(t testing.TB, timeout time.Duration) int {
 	t.Helper()
 	select {
 	case <-r.exited:
@@ -310,7 +323,7 @@ type leaseLog struct {
 	changed chan struct{} // closed and replaced on each change
 }
 
-func watchLease(t *testing.T, cs kubernetes.Interface, ns, name string) *leaseLog {
+func watchLease(t testing.TB, cs kubernetes.Interface, ns, name string) *leaseLog {
 	l := &leaseLog{changed: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
@@ -368,7 +381,7 @@ func (w *toolsListWatch) WatchWithContext(ctx context.Context, opts metav1.ListO
 
 // awaitHolder waits for a holder change after index from that pred accepts;
 // it returns the holder, when it was seen, and the index to wait from next.
-func (l *leaseLog) awaitHolder(t *testing.T, from int, timeout time.Duration, pred func(string) bool) (string, time.Time, int) {
+func (l *leaseLog) awaitHolder(t testing.TB, from int, timeout time.Duration, pred func(string) bool) (string, time.Time, int) {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
@@ -419,8 +432,8 @@ func (c *cluster) bump() {
 	c.t.Helper()
 	c.version++
 	patch := []byte(`{"data":{"v":"` + strconv.Itoa(c.version) + `"}}`)
-	for i := range objects {
-		if _, err := c.admin.CoreV1().ConfigMaps(c.ns).Patch(context.Background(), fmt.Sprintf("cm-%02d", i),
+	for i := range c.objects {
+		if _, err := c.admin.CoreV1().ConfigMaps(c.ns).Patch(context.Background(), cmName(i),
 			"application/merge-patch+json", patch, metav1.PatchOptions{}); err != nil {
 			c.t.Fatal(err)
 		}
@@ -444,7 +457,7 @@ func (c *cluster) awaitReconciled(timeout time.Duration) {
 				behind++
 			}
 		}
-		if behind == 0 && len(list.Items) == objects {
+		if behind == 0 && len(list.Items) == c.objects {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -453,6 +466,33 @@ func (c *cluster) awaitReconciled(timeout time.Duration) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// createConfigMaps creates cm-0000… with data v=1, 16 at a time.
+func createConfigMaps(t testing.TB, cs kubernetes.Interface, ns string, n int) {
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		errs = make(chan error, 16)
+	)
+	for range 16 {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: cmName(i)}, Data: map[string]string{"v": "1"}}
+				if _, err := cs.CoreV1().ConfigMaps(ns).Create(context.Background(), cm, metav1.CreateOptions{}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func cmName(i int) string { return fmt.Sprintf("cm-%04d", i) }
 
 // auditEvent is the part of an audit.k8s.io/v1 Event the checks need.
 type auditEvent struct {
@@ -546,7 +586,7 @@ type proxy struct {
 	wg    sync.WaitGroup
 }
 
-func newProxy(t *testing.T, apiserverURL string) *proxy {
+func newProxy(t testing.TB, apiserverURL string) *proxy {
 	target := strings.TrimPrefix(apiserverURL, "https://")
 	target = strings.TrimSuffix(target, "/")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -610,7 +650,7 @@ func (p *proxy) close() {
 
 // kubeconfig writes a copy of the user's kubeconfig that reaches the
 // apiserver through the proxy.
-func (p *proxy) kubeconfig(t *testing.T, userKubeconfig string) string {
+func (p *proxy) kubeconfig(t testing.TB, userKubeconfig string) string {
 	cfg, err := clientcmd.LoadFromFile(userKubeconfig)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -38,6 +40,7 @@ func main() {
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file of the replica's user")
 	namespace := fs.String("namespace", "", "namespace whose ConfigMaps are reconciled")
 	workers := fs.Int("workers", 4, "workers")
+	mark := fs.String("mark", "value", `what the handler keeps current: "value" (the annotation copies data["v"]) or "writer" (each process re-marks every object once: benchmarks use it to give a new leader work on every object)`)
 	opts.BindFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
@@ -71,12 +74,20 @@ func main() {
 		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
 	})
 	ctx := context.Background()
+	var firstReconcile sync.Once
 	configMaps.OnChange(ctx, "stamp", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+		firstReconcile.Do(func() {
+			opts.Logger.WithField("at", time.Now().Format(time.RFC3339Nano)).Info("first reconcile")
+		})
 		if cm == nil {
 			return nil, nil
 		}
 		want := cm.Data["v"]
-		if got, ok := cm.Annotations[ReconciledAnnotation]; ok && got == want {
+		done := cm.Annotations[ReconciledAnnotation] == want
+		if *mark == "writer" {
+			done = cm.Annotations[WriterAnnotation] == writer
+		}
+		if _, ok := cm.Annotations[ReconciledAnnotation]; ok && done {
 			return nil, nil
 		}
 		// resourceVersion makes the patch conditional: a write based on an
