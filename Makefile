@@ -42,6 +42,16 @@ $(TOOLS)/staticcheck: Makefile
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	@touch $@
 
+.PHONY: bench
+bench: testbin ## benchmarks: queue, end-to-end reconcile, election (about 10 minutes)
+	$(GO) test -run '^$$' -bench 'BenchmarkQueue' -benchmem -count 6 ./pkg/framework
+	$(GO) test -run '^$$' -bench 'BenchmarkReconcile' -benchtime 5x -timeout 30m ./pkg/framework
+	$(MAKE) bench-election
+
+.PHONY: bench-election
+bench-election: testbin ## failover figures with lease 15s/renew 10s/retry 2s, 5000 objects, 5 rounds
+	$(GO) test -run '^$$' -bench 'BenchmarkElection' -benchtime 1x -timeout 30m ./test/e2e
+
 .PHONY: generate
 generate: ## regenerate generated code (nothing is generated yet: codegen comes with issue 5)
 	@echo "generate: rein has no generated code yet; codegen/ will write it"

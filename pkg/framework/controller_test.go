@@ -216,8 +216,8 @@ func TestPanickingHandlerIsRetriedAndProcessSurvives(t *testing.T) {
 			return nil, nil
 		}
 		if n.Add(1) == 1 {
-			var m map[string]int
-			m["x"] = 1 // nil map write: a real runtime panic
+			var none []string
+			_ = none[len(key)] // index out of range: a real runtime panic
 		}
 		done <- key
 		return nil, nil

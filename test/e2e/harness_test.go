@@ -410,12 +410,6 @@ func (l *leaseLog) snapshot() []leaseChange {
 	return append([]leaseChange(nil), l.changes...)
 }
 
-func (l *leaseLog) len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.changes)
-}
-
 // awaitLeader waits until a running replica of c holds the lease.
 func (c *cluster) awaitLeader(from int, timeout time.Duration) (*replica, time.Time, int) {
 	c.t.Helper()
