@@ -38,7 +38,6 @@ type Term struct {
 
 	mu       sync.Mutex
 	ended    bool
-	event    string // why it ended: eventLost, eventReleased, eventStopped
 	err      error
 	foreign  bool                  // the lease is someone else's (or gone): never release it
 	released bool                  // Release succeeded
@@ -70,10 +69,10 @@ func (t *Term) Context() context.Context { return t.ctx }
 // Done is closed when the term has ended and its goroutines have stopped.
 func (t *Term) Done() <-chan struct{} { return t.done }
 
-// Err says why the term ended: nil while it runs and after Release; an
-// error matching ErrLeadershipLost when leadership was lost (deposed, lease
-// deleted, renew deadline passed); the Campaign context's error when that
-// ended.
+// Err says why the term ended: nil while it runs and when Release ended
+// it; an error matching ErrLeadershipLost when leadership was lost
+// (deposed, lease deleted, renew deadline passed); the Campaign context's
+// error when that ended it.
 func (t *Term) Err() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -114,7 +113,6 @@ func (t *Term) end(event string, err error) {
 		return
 	}
 	t.ended = true
-	t.event = event
 	if event != eventReleased {
 		t.err = err
 	}
