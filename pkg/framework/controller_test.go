@@ -548,3 +548,34 @@ func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels ...
 	}
 	return 0
 }
+
+// TestTwoFactoriesShareARegistry: metrics of two factories on one registry
+// do not collide; cached objects are summed per kind.
+func TestTwoFactoriesShareARegistry(t *testing.T) {
+	ns := newNamespace(t)
+	for i := range 3 {
+		createConfigMap(t, ns, fmt.Sprintf("m-%d", i), nil)
+	}
+	reg := prometheus.NewRegistry()
+	for range 2 {
+		f := newFactory(t, ns, framework.Options{Registerer: reg})
+		controller(t, f, configMaps)
+		ctx, cancel := context.WithCancel(t.Context())
+		t.Cleanup(func() { cancel(); f.Caches().Wait() })
+		if err := f.StartCaches(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.WaitForCacheSync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := reg.Gather(); err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	if got := metricValue(t, reg, "rein_cache_objects", "ConfigMap"); got != 6 {
+		t.Fatalf("rein_cache_objects{kind=ConfigMap} = %v, want 3 objects × 2 factories", got)
+	}
+	if got := metricValue(t, reg, "workqueue_depth", "configmaps"); got != 6 {
+		t.Fatalf("workqueue_depth{name=configmaps} = %v, want 6 keys queued over both factories", got)
+	}
+}

@@ -2,10 +2,12 @@ package framework
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
 )
 
@@ -53,9 +55,11 @@ func newMetrics(reg prometheus.Registerer, caches *CacheFactory) (*metrics, erro
 	if m.queue, err = newQueueMetricsProvider(reg); err != nil {
 		return nil, err
 	}
-	if _, err := register(reg, &cacheCollector{caches: caches, desc: cachedObjectsDesc}); err != nil {
+	cc, err := register(reg, &cacheCollector{})
+	if err != nil {
 		return nil, err
 	}
+	cc.add(caches)
 	return m, nil
 }
 
@@ -101,17 +105,33 @@ func (m *metrics) trackQueue(name string, q *Queue) {
 var cachedObjectsDesc = prometheus.NewDesc("rein_cache_objects",
 	"Objects in the shared cache per kind.", []string{"group", "version", "kind"}, nil)
 
-// cacheCollector reports the size of every shared cache at scrape time.
+// cacheCollector reports the size of the shared caches at scrape time,
+// summed per kind over the factories that share a registry.
 type cacheCollector struct {
-	caches *CacheFactory
-	desc   *prometheus.Desc
+	mu     sync.Mutex
+	caches []*CacheFactory
 }
 
-func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *cacheCollector) add(f *CacheFactory) {
+	c.mu.Lock()
+	c.caches = append(c.caches, f)
+	c.mu.Unlock()
+}
+
+func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) { ch <- cachedObjectsDesc }
 
 func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
-	for gvk, n := range c.caches.objectCounts() {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), gvk.Group, gvk.Version, gvk.Kind)
+	c.mu.Lock()
+	factories := slices.Clone(c.caches)
+	c.mu.Unlock()
+	total := map[schema.GroupVersionKind]int{}
+	for _, f := range factories {
+		for gvk, n := range f.objectCounts() {
+			total[gvk] += n
+		}
+	}
+	for gvk, n := range total {
+		ch <- prometheus.MustNewConstMetric(cachedObjectsDesc, prometheus.GaugeValue, float64(n), gvk.Group, gvk.Version, gvk.Kind)
 	}
 }
 
@@ -204,18 +224,20 @@ var (
 )
 
 // queueGaugeCollector reads unfinished work from the queues when scraped.
+// Queues of one name (one kind in two factories on one registry) are
+// summed, as client-go's depth and adds metrics of that name are.
 type queueGaugeCollector struct {
 	mu     sync.Mutex
-	queues map[string]*Queue
+	queues map[string][]*Queue
 }
 
 func newQueueGaugeCollector() *queueGaugeCollector {
-	return &queueGaugeCollector{queues: map[string]*Queue{}}
+	return &queueGaugeCollector{queues: map[string][]*Queue{}}
 }
 
 func (c *queueGaugeCollector) track(name string, q *Queue) {
 	c.mu.Lock()
-	c.queues[name] = q
+	c.queues[name] = append(c.queues[name], q)
 	c.mu.Unlock()
 }
 
@@ -227,8 +249,13 @@ func (c *queueGaugeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *queueGaugeCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for name, q := range c.queues {
-		total, longest := q.UnfinishedWork()
+	for name, queues := range c.queues {
+		var total, longest time.Duration
+		for _, q := range queues {
+			t, l := q.UnfinishedWork()
+			total += t
+			longest = max(longest, l)
+		}
 		ch <- prometheus.MustNewConstMetric(unfinishedDesc, prometheus.GaugeValue, total.Seconds(), name)
 		ch <- prometheus.MustNewConstMetric(longestDesc, prometheus.GaugeValue, longest.Seconds(), name)
 	}
