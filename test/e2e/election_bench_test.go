@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -172,26 +173,10 @@ func (r *replica) firstReconcile() time.Time {
 // awaitMarkedBy waits until every ConfigMap carries r's writer annotation.
 func (c *cluster) awaitMarkedBy(r *replica, timeout time.Duration) {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		list, err := c.admin.CoreV1().ConfigMaps(c.ns).List(context.Background(), metav1.ListOptions{})
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		behind := 0
-		for _, cm := range list.Items {
-			if cm.Annotations["e2e.rein.dev/writer"] != r.writer() {
-				behind++
-			}
-		}
-		if behind == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("%d ConfigMaps not marked by %s after %v", behind, r.name, timeout)
-		}
-		time.Sleep(time.Second)
-	}
+	writer := r.writer()
+	c.awaitAll(timeout, "marked by "+r.name, func(cm *corev1.ConfigMap) bool {
+		return cm.Annotations["e2e.rein.dev/writer"] == writer
+	})
 }
 
 func (c *cluster) acquireTime() time.Time {

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -439,6 +437,14 @@ func (c *cluster) bump() {
 func (c *cluster) awaitReconciled(timeout time.Duration) {
 	c.t.Helper()
 	want := strconv.Itoa(c.version)
+	c.awaitAll(timeout, "reconciled to v"+want, func(cm *corev1.ConfigMap) bool {
+		return cm.Annotations["e2e.rein.dev/reconciled"] == want
+	})
+}
+
+// awaitAll waits until done holds for all of the cluster's ConfigMaps.
+func (c *cluster) awaitAll(timeout time.Duration, what string, done func(*corev1.ConfigMap) bool) {
+	c.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		list, err := c.admin.CoreV1().ConfigMaps(c.ns).List(context.Background(), metav1.ListOptions{})
@@ -446,8 +452,8 @@ func (c *cluster) awaitReconciled(timeout time.Duration) {
 			c.t.Fatal(err)
 		}
 		behind := 0
-		for _, cm := range list.Items {
-			if cm.Annotations["e2e.rein.dev/reconciled"] != want {
+		for i := range list.Items {
+			if !done(&list.Items[i]) {
 				behind++
 			}
 		}
@@ -455,9 +461,9 @@ func (c *cluster) awaitReconciled(timeout time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("%d of %d ConfigMaps not reconciled to v%s after %v", behind, len(list.Items), want, timeout)
+			c.t.Fatalf("%d of %d ConfigMaps not %s after %v", behind, len(list.Items), what, timeout)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -516,41 +522,25 @@ type writeSpan struct {
 // lie wholly before or after every other's.
 func (c *cluster) checkNoOverlappingWriters() []writeSpan {
 	c.t.Helper()
-	f, err := os.Open(env.AuditLogPath())
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
 	spans := map[string]*writeSpan{}
-	r := bufio.NewReaderSize(f, 1<<20)
-	for {
-		line, err := r.ReadBytes('\n')
-		if len(line) > 0 {
-			var ev auditEvent
-			if json.Unmarshal(line, &ev) == nil && ev.ObjectRef.Resource == "configmaps" && ev.ObjectRef.Namespace == c.ns &&
-				strings.HasPrefix(ev.UserAgent, "rein-e2e/") && ev.ResponseStatus.Code < 300 &&
-				(ev.Verb == "patch" || ev.Verb == "update" || ev.Verb == "create" || ev.Verb == "delete") {
-				s := spans[ev.UserAgent]
-				if s == nil {
-					s = &writeSpan{writer: ev.UserAgent, first: ev.RequestReceived, last: ev.Completed}
-					spans[ev.UserAgent] = s
-				}
-				if ev.RequestReceived.Before(s.first) {
-					s.first = ev.RequestReceived
-				}
-				if ev.Completed.After(s.last) {
-					s.last = ev.Completed
-				}
-				s.writes++
-			}
+	c.scanAudit(func(ev *auditEvent) {
+		if ev.ObjectRef.Resource != "configmaps" || !strings.HasPrefix(ev.UserAgent, "rein-e2e/") || ev.ResponseStatus.Code >= 300 ||
+			(ev.Verb != "patch" && ev.Verb != "update" && ev.Verb != "create" && ev.Verb != "delete") {
+			return
 		}
-		if err == io.EOF {
-			break
+		s := spans[ev.UserAgent]
+		if s == nil {
+			s = &writeSpan{writer: ev.UserAgent, first: ev.RequestReceived, last: ev.Completed}
+			spans[ev.UserAgent] = s
 		}
-		if err != nil {
-			c.t.Fatal(err)
+		if ev.RequestReceived.Before(s.first) {
+			s.first = ev.RequestReceived
 		}
-	}
+		if ev.Completed.After(s.last) {
+			s.last = ev.Completed
+		}
+		s.writes++
+	})
 	var list []writeSpan
 	for _, s := range spans {
 		list = append(list, *s)
