@@ -94,10 +94,10 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // +kubebuilder:object:root=true
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 type {{.Name}}List struct {
-	metav1.TypeMeta ` + "`" + `json:",inline"` + "`" + `
-	metav1.ListMeta ` + "`" + `json:"metadata,omitempty"` + "`" + `
+	metav1.TypeMeta `+"`"+`json:",inline"`+"`"+`
+	metav1.ListMeta `+"`"+`json:"metadata,omitempty"`+"`"+`
 
-	Items []{{.Name}} ` + "`" + `json:"items"` + "`" + `
+	Items []{{.Name}} `+"`"+`json:"items"`+"`"+`
 }
 {{end}}`)
 
