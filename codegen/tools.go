@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"runtime/debug"
 	"strings"
 
@@ -20,22 +21,29 @@ const codeGeneratorModule = "k8s.io/code-generator"
 // codeGenerators are the k8s.io/code-generator commands rein-gen runs.
 var codeGenerators = []string{"deepcopy-gen", "client-gen", "lister-gen", "informer-gen"}
 
-// codeGeneratorVersion is the version of k8s.io/code-generator linked into
-// this binary, which is the one rein's go.mod requires.
-func codeGeneratorVersion() (string, error) {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "", errors.New("codegen: no build information in this binary; cannot tell which k8s.io/code-generator to run")
-	}
-	for _, dep := range info.Deps {
-		if dep.Path == codeGeneratorModule {
-			if dep.Replace != nil {
-				return dep.Replace.Version, nil
+// codeGeneratorVersion is the version of k8s.io/code-generator that rein's
+// go.mod requires: from this binary's build information, or, where a
+// binary has none (a test binary), from the go command in rein's source.
+func codeGeneratorVersion(ctx context.Context) (string, error) {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range info.Deps {
+			if dep.Path == codeGeneratorModule {
+				if dep.Replace != nil {
+					return dep.Replace.Version, nil
+				}
+				return dep.Version, nil
 			}
-			return dep.Version, nil
 		}
 	}
-	return "", errors.New("codegen: k8s.io/code-generator is not among this binary's dependencies")
+	_, self, _, ok := goruntime.Caller(0)
+	if !ok {
+		return "", errors.New("codegen: cannot tell which k8s.io/code-generator to run: no build information")
+	}
+	var mod struct{ Version string }
+	if err := goJSON(ctx, filepath.Dir(self), &mod, "list", "-m", "-json", codeGeneratorModule); err != nil || mod.Version == "" {
+		return "", fmt.Errorf("codegen: cannot tell which k8s.io/code-generator to run: %v", err)
+	}
+	return mod.Version, nil
 }
 
 // installCodeGenerators builds the generators once per version into the
@@ -44,7 +52,7 @@ func codeGeneratorVersion() (string, error) {
 // relative to their working directory, and they end the process (klog.Fatal)
 // on some errors, which a library must not do.
 func installCodeGenerators(ctx context.Context) (string, error) {
-	version, err := codeGeneratorVersion()
+	version, err := codeGeneratorVersion(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -124,7 +132,11 @@ func (r *run) runCodeGenerators(ctx context.Context) error {
 		cmd := exec.CommandContext(ctx, filepath.Join(bin, step.name), append(common, step.args...)...)
 		cmd.Dir = r.moduleDir
 		if output, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("codegen: %s failed: %w\n%s", step.name, err, strings.TrimSpace(string(output)))
+			hint := ""
+			if strings.Contains(string(output), "go mod tidy") {
+				hint = "; the module's go.mod is not tidy: run `go mod tidy` in " + r.moduleDir + " first"
+			}
+			return fmt.Errorf("codegen: %s failed: %w%s\n%s", step.name, err, hint, strings.TrimSpace(string(output)))
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/ast"
 	"go/parser"
 	"go/scanner"
 	"go/token"
@@ -161,7 +162,7 @@ func generate(ctx context.Context, dir string, pkgs []string) (map[string][]byte
 
 	// Packages that go list could not load (missing, no Go files, broken
 	// imports...).
-	if err := packageErrors(roots, "does not load", false); err != nil {
+	if err := packageErrors(roots, "loading", false); err != nil {
 		return nil, err
 	}
 	// Syntax errors, checked here rather than left to the loader, which
@@ -174,8 +175,9 @@ func generate(ctx context.Context, dir string, pkgs []string) (map[string][]byte
 		return nil, err
 	}
 
-	// Every package needs its group: without it controller-tools would
-	// make CRDs with an empty group, named "<plural>.".
+	// Every package with kinds needs its group: without it controller-tools
+	// would make CRDs with an empty group, named "<plural>.". Packages
+	// without kinds (shared types matched by ./api/...) need none.
 	var errs []string
 	for _, root := range roots {
 		pkgMarkers, err := markers.PackageMarkers(rt.Collector, root)
@@ -187,25 +189,37 @@ func generate(ctx context.Context, dir string, pkgs []string) (map[string][]byte
 			continue
 		}
 		group, _ := pkgMarkers.Get("groupName").(string)
+		if group != "" {
+			continue
+		}
+		kinds := kindNames(root)
 		switch {
+		case len(kinds) == 0:
+			// Nothing to generate from this package.
 		case pkgMarkers.Get("groupName") == nil:
-			errs = append(errs, fmt.Sprintf("crds: package %s has no +groupName marker in its doc.go: add // +groupName=example.com (the API group) above the package clause", root.PkgPath))
-		case group == "":
-			errs = append(errs, fmt.Sprintf("crds: package %s has an empty +groupName marker: CRDs need an API group, e.g. // +groupName=example.com", root.PkgPath))
+			errs = append(errs, fmt.Sprintf("crds: package %s has no +groupName marker in its doc.go: add // +groupName=example.com (the API group of %s) above the package clause",
+				root.PkgPath, strings.Join(kinds, ", ")))
+		default:
+			errs = append(errs, fmt.Sprintf("crds: package %s has an empty +groupName marker: the CRDs of %s need an API group, e.g. // +groupName=example.com",
+				root.PkgPath, strings.Join(kinds, ", ")))
 		}
 	}
-	if err := packageErrors(roots, "has errors", true); err != nil {
+	if err := packageErrors(roots, "reading the markers of", true); err != nil {
 		return nil, err
 	}
 	if len(errs) > 0 {
 		return nil, errors.New(strings.Join(errs, "\n"))
 	}
 
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
 	out := &memoryOutput{files: map[string][]byte{}}
 	gctx := rt.GenerationContext
 	gctx.OutputRule = out
 	genErr := gen.Generate(&gctx)
-	if err := packageErrors(roots, "has errors", true); err != nil {
+	if err := packageErrors(roots, "generating the CRDs of", true); err != nil {
 		return nil, err
 	}
 	if genErr != nil {
@@ -215,7 +229,59 @@ func generate(ctx context.Context, dir string, pkgs []string) (map[string][]byte
 		return nil, fmt.Errorf("crds: no kinds found in %s: a kind is a struct type that embeds metav1.TypeMeta and metav1.ObjectMeta (k8s.io/apimachinery/pkg/apis/meta/v1), marked // +kubebuilder:object:root=true",
 			strings.Join(rootPaths(roots), ", "))
 	}
+	for name := range out.files {
+		if strings.HasPrefix(name, "_") { // "<group>_<plural>.yaml" with no group
+			return nil, fmt.Errorf("crds: the CRD %s of %s has no API group: add // +groupName=example.com (the API group) to the package of its kind",
+				strings.TrimPrefix(strings.TrimSuffix(name, ".yaml"), "_"), strings.Join(rootPaths(roots), ", "))
+		}
+	}
 	return out.files, nil
+}
+
+// kindNames lists the struct types of pkg that embed TypeMeta and
+// ObjectMeta (by value), which controller-tools turns into CRDs. It looks at
+// the syntax only, which is enough to tell whether pkg needs a group.
+func kindNames(pkg *loader.Package) []string {
+	pkg.NeedSyntax()
+	var kinds []string
+	for _, file := range pkg.Syntax {
+		for _, decl := range file.Decls {
+			gd, ok := decl.(*ast.GenDecl)
+			if !ok || gd.Tok != token.TYPE {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				ts, ok := spec.(*ast.TypeSpec)
+				if !ok {
+					continue
+				}
+				st, ok := ts.Type.(*ast.StructType)
+				if !ok {
+					continue
+				}
+				var typeMeta, objectMeta bool
+				for _, field := range st.Fields.List {
+					if len(field.Names) != 0 {
+						continue
+					}
+					var name string
+					switch t := field.Type.(type) {
+					case *ast.SelectorExpr:
+						name = t.Sel.Name
+					case *ast.Ident:
+						name = t.Name
+					}
+					typeMeta = typeMeta || name == "TypeMeta"
+					objectMeta = objectMeta || name == "ObjectMeta"
+				}
+				if typeMeta && objectMeta {
+					kinds = append(kinds, ts.Name.Name)
+				}
+			}
+		}
+	}
+	slices.Sort(kinds)
+	return kinds
 }
 
 // packageErrors returns the errors recorded on the loaded packages (roots
@@ -229,7 +295,7 @@ func packageErrors(roots []*loader.Package, what string, skipTypeErrors bool) er
 	if len(msgs) == 0 {
 		return nil
 	}
-	return fmt.Errorf("crds: %s %s:\n%s", strings.Join(rootPaths(roots), ", "), what, strings.Join(limit(msgs), "\n"))
+	return fmt.Errorf("crds: %s %s failed:\n%s", what, strings.Join(rootPaths(roots), ", "), strings.Join(limit(msgs), "\n"))
 }
 
 // collectErrors lists, without duplicates, the errors on the package graph
@@ -255,6 +321,7 @@ func collectErrors(roots []*loader.Package, keep func(packages.Error) bool) []st
 			default:
 				msg = e.Pos + ": " + e.Msg
 			}
+			msg += hint(e.Msg)
 			if !seen[msg] {
 				seen[msg] = true
 				msgs = append(msgs, msg)
@@ -262,6 +329,17 @@ func collectErrors(roots []*loader.Package, keep func(packages.Error) bool) []st
 		}
 	})
 	return msgs
+}
+
+// hint tells how to fix the controller-tools errors that do not say it.
+func hint(msg string) string {
+	switch {
+	case strings.Contains(msg, "has no storage version"):
+		return ": mark the kind of exactly one version with // +kubebuilder:storageversion"
+	case strings.Contains(msg, "without JSON tag"):
+		return ": give it a json tag, or json:\"-\" to leave it out"
+	}
+	return ""
 }
 
 // checkSyntax parses the files of the packages of the main module in the
@@ -297,7 +375,7 @@ func checkSyntax(roots []*loader.Package, fset *token.FileSet) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	return fmt.Errorf("crds: %s does not compile:\n%s", strings.Join(rootPaths(roots), ", "), strings.Join(limit(msgs), "\n"))
+	return fmt.Errorf("crds: syntax errors in %s:\n%s", strings.Join(rootPaths(roots), ", "), strings.Join(limit(msgs), "\n"))
 }
 
 func rootPaths(roots []*loader.Package) []string {

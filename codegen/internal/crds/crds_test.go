@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -300,17 +302,29 @@ func TestWriteGeneratesCRDs(t *testing.T) {
 }
 
 // The same input gives the same bytes, whether the package is named by
-// import path or by relative pattern, and a header without '#' is commented.
+// import path or by relative pattern (which also matches a package of shared
+// types), and a header without '#' is commented.
 func TestWriteIsDeterministic(t *testing.T) {
-	dir := writeModule(t, demoFiles())
+	files := demoFiles()
+	// Matched by ./api/... below: shared types need no +groupName.
+	files["api/common/common.go"] = "package common\n\n// Ref names an object.\ntype Ref struct {\n\tName string `json:\"name\"`\n}\n"
+	dir := writeModule(t, files)
 	outA, outB := t.TempDir(), t.TempDir()
-	filesA, err := write(t, Options{Dir: dir, Packages: []string{"example.com/m/api/v1"}, OutDir: outA, Header: header})
-	if err != nil {
-		t.Fatal(err)
-	}
-	filesB, err := write(t, Options{Dir: dir, Packages: []string{"./api/..."}, OutDir: outB, Header: strings.TrimPrefix(header, "# ")})
-	if err != nil {
-		t.Fatal(err)
+	// Two at once, to check that nothing is shared between calls.
+	var (
+		filesA, filesB []string
+		errA, errB     error
+		wg             sync.WaitGroup
+	)
+	wg.Go(func() {
+		filesA, errA = Write(context.Background(), Options{Dir: dir, Packages: []string{"example.com/m/api/v1"}, OutDir: outA, Header: header})
+	})
+	wg.Go(func() {
+		filesB, errB = Write(context.Background(), Options{Dir: dir, Packages: []string{"./api/..."}, OutDir: outB, Header: strings.TrimPrefix(header, "# ")})
+	})
+	wg.Wait()
+	if errA != nil || errB != nil {
+		t.Fatal(errA, errB)
 	}
 	if len(filesA) != 2 || len(filesB) != 2 {
 		t.Fatalf("files %q and %q, want two each", filesA, filesB)
@@ -357,11 +371,42 @@ func checkError(t *testing.T, files map[string]string, pkgs []string, want ...st
 	}
 }
 
+// Two packages of one group with the same kind make one CRD with two
+// versions, which needs a storage version.
+func TestTwoVersions(t *testing.T) {
+	files := demoFiles()
+	files["api/v2/doc.go"] = strings.Replace(docGo, "package v1", "package v2", 1)
+	files["api/v2/types.go"] = strings.Replace(typesGo, "package v1", "package v2", 1)
+	checkError(t, files, []string{"./api/..."},
+		"CRD for Gizmo.demo.rein.dev has no storage version", "+kubebuilder:storageversion")
+
+	for _, kind := range []string{"Widget", "Gizmo"} {
+		files["api/v2/types.go"] = strings.Replace(files["api/v2/types.go"], "\n// "+kind+" is", "\n// +kubebuilder:storageversion\n\n// "+kind+" is", 1)
+	}
+	dir := writeModule(t, files)
+	out := t.TempDir()
+	written, err := write(t, Options{Dir: dir, Packages: []string{"./api/..."}, OutDir: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(written) != 2 {
+		t.Fatalf("files = %q, want two", written)
+	}
+	widget, _ := readCRD(t, filepath.Join(out, "demo.rein.dev_widgets.yaml"))
+	var versions []string
+	for _, v := range widget.Spec.Versions {
+		versions = append(versions, fmt.Sprintf("%s served=%v storage=%v", v.Name, v.Served, v.Storage))
+	}
+	if got := strings.Join(versions, ", "); got != "v1 served=true storage=false, v2 served=true storage=true" {
+		t.Errorf("versions: %s", got)
+	}
+}
+
 func TestMissingGroupName(t *testing.T) {
 	files := demoFiles()
 	files["api/v1/doc.go"] = "// Package v1 has no group.\npackage v1\n"
 	checkError(t, files, []string{"example.com/m/api/v1"},
-		"crds: package example.com/m/api/v1 has no +groupName marker in its doc.go: add // +groupName=")
+		"crds: package example.com/m/api/v1 has no +groupName marker in its doc.go: add // +groupName=", "Gizmo, Widget")
 }
 
 func TestSyntaxError(t *testing.T) {
