@@ -58,14 +58,15 @@ type ShipStatus struct {
 	Seen bool ` + "`json:\"seen,omitempty\"`" + `
 }
 
-// Harbor is where ships rest.
+// Gizmo is a cluster-scoped kind whose plural is irregular (gizmoes), so
+// the clientset, the CRD and the controllers must agree on it.
 //
 // +genclient
 // +genclient:nonNamespaced
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster
-type Harbor struct {
+type Gizmo struct {
 	metav1.TypeMeta   ` + "`json:\",inline\"`" + `
 	metav1.ObjectMeta ` + "`json:\"metadata,omitempty\"`" + `
 }
@@ -78,9 +79,11 @@ import (
 	"os/signal"
 	"syscall"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
 	fleetv1 "example.com/m/api/fleet/v1"
+	"example.com/m/generated/clientset/versioned"
 	"example.com/m/generated/controllers/fleet"
 )
 
@@ -100,14 +103,18 @@ func main() {
 		s.Status.Seen = true
 		return ships.UpdateStatus(ctx, s)
 	})
-	harbors := f.Fleet().V1().Harbor()
-	harbors.OnChange(ctx, "label", func(key string, h *fleetv1.Harbor) (*fleetv1.Harbor, error) {
+	gizmos := f.Fleet().V1().Gizmo()
+	gizmos.OnChange(ctx, "label", func(key string, h *fleetv1.Gizmo) (*fleetv1.Gizmo, error) {
 		if h == nil || h.Labels["seen"] == "yes" {
 			return h, nil
 		}
 		h.Labels = map[string]string{"seen": "yes"}
-		return harbors.Update(ctx, h)
+		return gizmos.Update(ctx, h)
 	})
+	// The clientset of code-generator reaches the same resources.
+	if _, err := versioned.NewForConfigOrDie(cfg).FleetV1().Gizmoes().List(ctx, metav1.ListOptions{}); err != nil {
+		panic(err)
+	}
 	if err := f.StartCaches(ctx); err != nil {
 		panic(err)
 	}
@@ -181,8 +188,8 @@ func TestGenerateBuildAndRunAModule(t *testing.T) {
 		"api/fleet/v1/zz_generated.deepcopy.go", "api/fleet/v1/zz_generated_register.go", "api/fleet/v1/zz_generated_list_types.go",
 		"generated/clientset/versioned/clientset.go", "generated/listers/fleet/v1/ship.go",
 		"generated/informers/externalversions/factory.go", "generated/controllers/fleet/factory.go",
-		"generated/controllers/fleet/v1/ship.go", "generated/controllers/fleet/v1/harbor.go",
-		"config/crd/fleet.example.com_ships.yaml", "config/crd/fleet.example.com_harbors.yaml",
+		"generated/controllers/fleet/v1/ship.go", "generated/controllers/fleet/v1/gizmo.go",
+		"config/crd/fleet.example.com_ships.yaml", "config/crd/fleet.example.com_gizmoes.yaml",
 	} {
 		if _, err := os.Stat(filepath.Join(dir, want)); err != nil {
 			t.Errorf("not generated: %s", want)
@@ -217,7 +224,7 @@ func TestGenerateBuildAndRunAModule(t *testing.T) {
 
 	dyn := dynamic.NewForConfigOrDie(env.Config())
 	ships := dyn.Resource(schema.GroupVersionResource{Group: "fleet.example.com", Version: "v1", Resource: "ships"}).Namespace("default")
-	harbors := dyn.Resource(schema.GroupVersionResource{Group: "fleet.example.com", Version: "v1", Resource: "harbors"})
+	gizmos := dyn.Resource(schema.GroupVersionResource{Group: "fleet.example.com", Version: "v1", Resource: "gizmoes"})
 	ship := func(name string, crew int64) *unstructured.Unstructured {
 		return &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "fleet.example.com/v1", "kind": "Ship",
@@ -230,8 +237,8 @@ func TestGenerateBuildAndRunAModule(t *testing.T) {
 	if _, err := ships.Create(ctx, ship("endeavour", 80), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := harbors.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "fleet.example.com/v1", "kind": "Harbor", "metadata": map[string]any{"name": "plymouth"},
+	if _, err := gizmos.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "fleet.example.com/v1", "kind": "Gizmo", "metadata": map[string]any{"name": "plymouth"},
 	}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +248,7 @@ func TestGenerateBuildAndRunAModule(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, err := harbors.Get(ctx, "plymouth", metav1.GetOptions{})
+		h, err := gizmos.Get(ctx, "plymouth", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -250,7 +257,7 @@ func TestGenerateBuildAndRunAModule(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("not reconciled: ship status seen=%v, harbor labels %v", seen, h.GetLabels())
+			t.Fatalf("not reconciled: ship status seen=%v, gizmo labels %v", seen, h.GetLabels())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -199,7 +199,7 @@ type HarborList struct{}
 }
 
 func TestPlural(t *testing.T) {
-	for kind, want := range map[string]string{"VirtualMachine": "virtualmachines", "Policy": "policies", "Gateway": "gateways", "Ingress": "ingresses", "Box": "boxes", "Patch": "patches"} {
+	for kind, want := range map[string]string{"VirtualMachine": "virtualmachines", "Policy": "policies", "Gateway": "gateways", "Ingress": "ingresses", "Box": "boxes", "Patch": "patches", "Gizmo": "gizmoes"} {
 		if got := plural(kind); got != want {
 			t.Errorf("plural(%s) = %s, want %s", kind, got, want)
 		}

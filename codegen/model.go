@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"unicode"
+
+	"github.com/rein-k8s/rein/codegen/internal/crds"
 )
 
 // apiPackage is one group/version package of API types.
@@ -68,20 +70,10 @@ func pkgName(s string) string {
 	}, s)
 }
 
-// plural lowercases and pluralizes a kind the way client-gen and the CRD
-// generator both do for regular English nouns.
-func plural(kind string) string {
-	k := strings.ToLower(kind)
-	switch {
-	case strings.HasSuffix(k, "s"), strings.HasSuffix(k, "x"), strings.HasSuffix(k, "z"),
-		strings.HasSuffix(k, "ch"), strings.HasSuffix(k, "sh"):
-		return k + "es"
-	case strings.HasSuffix(k, "y") && len(k) > 1 && !strings.ContainsRune("aeiou", rune(k[len(k)-2])):
-		return k[:len(k)-1] + "ies"
-	default:
-		return k + "s"
-	}
-}
+// plural is a kind's resource name: controller-tools' default, so that the
+// CRD, the clientset (given it as a plural exception) and rein's
+// controllers all use one name. +kubebuilder:resource:path overrides it.
+func plural(kind string) string { return crds.DefaultPlural(kind) }
 
 // markers of a comment group, "+name=value" or "+name", one per line.
 func markers(groups ...*ast.CommentGroup) map[string]string {

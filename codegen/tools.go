@@ -11,6 +11,8 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/gobuffalo/flect"
+
 	// Linked for its version only: the generators run at the version of
 	// k8s.io/code-generator that rein's go.mod requires.
 	_ "k8s.io/code-generator"
@@ -102,13 +104,24 @@ func (r *run) runCodeGenerators(ctx context.Context) error {
 		return fmt.Errorf("codegen: %w", err)
 	}
 
-	var pkgs, inputs []string
+	var pkgs, inputs, plurals []string
 	for _, p := range r.packages {
 		pkgs = append(pkgs, p.ImportPath)
 		inputs = append(inputs, "--input", p.ImportPath)
+		for _, k := range p.Kinds {
+			// client-gen takes the plural type name and lowercases it for
+			// the path; flect keeps the kind's case (VirtualMachines).
+			pluralType := flect.Pluralize(k.Name)
+			if strings.ToLower(pluralType) != k.Plural {
+				pluralType = k.Plural // +kubebuilder:resource:path overrides
+			}
+			plurals = append(plurals, k.Name+":"+pluralType)
+		}
 	}
 	out := r.opts.OutputPackage
 	common := []string{"--go-header-file", header.Name()}
+	// Every kind's plural is given, so the clientset's paths are the CRD's.
+	pluralFlag := []string{"--plural-exceptions", strings.Join(plurals, ",")}
 	steps := []struct {
 		name string
 		args []string
@@ -116,15 +129,16 @@ func (r *run) runCodeGenerators(ctx context.Context) error {
 		{"deepcopy-gen", append([]string{"--output-file", "zz_generated.deepcopy.go"}, pkgs...)},
 		{"client-gen", append([]string{
 			"--output-dir", filepath.Join(r.outDir, "clientset"), "--output-pkg", out + "/clientset",
-			"--clientset-name", "versioned", "--input-base", "",
+			"--clientset-name", "versioned", "--input-base", "", pluralFlag[0], pluralFlag[1],
 		}, inputs...)},
 		{"lister-gen", append([]string{
 			"--output-dir", filepath.Join(r.outDir, "listers"), "--output-pkg", out + "/listers",
+			pluralFlag[0], pluralFlag[1],
 		}, pkgs...)},
 		{"informer-gen", append([]string{
 			"--output-dir", filepath.Join(r.outDir, "informers"), "--output-pkg", out + "/informers",
 			"--versioned-clientset-package", out + "/clientset/versioned",
-			"--listers-package", out + "/listers",
+			"--listers-package", out + "/listers", pluralFlag[0], pluralFlag[1],
 		}, pkgs...)},
 	}
 	for _, step := range steps {
