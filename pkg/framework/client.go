@@ -94,6 +94,11 @@ func NewClientFactory(config *rest.Config, scheme *runtime.Scheme) (*ClientFacto
 	return f, nil
 }
 
+// RESTConfig returns a copy of the factory's rest.Config, write guard
+// included: clients built from it (an event recorder's, a clientset for
+// other kinds) are fenced like the factory's own.
+func (f *ClientFactory) RESTConfig() *rest.Config { return rest.CopyConfig(f.config) }
+
 // Scheme is the scheme the factory decodes with.
 func (f *ClientFactory) Scheme() *runtime.Scheme { return f.scheme }
 

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
 	"github.com/rein-k8s/rein/pkg/framework"
@@ -482,6 +483,12 @@ func TestWriteGuardRefusesWrites(t *testing.T) {
 	err := client.Create(ctx, ns, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "refused"}}, metav1.CreateOptions{}, &corev1.ConfigMap{})
 	if !errors.Is(err, fenced) {
 		t.Fatalf("write with the guard closed: %v, want the guard's error", err)
+	}
+	// So are clients built from the factory's rest.Config (an event
+	// recorder's, say).
+	other := kubernetes.NewForConfigOrDie(f.Clients().RESTConfig())
+	if _, err := other.CoreV1().Events(ns).Create(ctx, &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "e"}}, metav1.CreateOptions{}); !errors.Is(err, fenced) {
+		t.Fatalf("write through RESTConfig with the guard closed: %v, want the guard's error", err)
 	}
 	// Reads pass.
 	if err := client.Get(ctx, ns, "guarded", metav1.GetOptions{}, &corev1.ConfigMap{}); err != nil {
