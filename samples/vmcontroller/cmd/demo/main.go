@@ -1,0 +1,302 @@
+// Command demo runs the sample on this machine and tells what happens:
+// a local control plane, the hypervisor simulator, three controller
+// replicas, a few VirtualMachines, a leader killed on purpose, the
+// takeover, and reconciliation going on. `make demo` runs it; Ctrl-C stops
+// it and cleans everything up.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
+	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
+	"github.com/rein-k8s/rein/samples/vmcontroller/internal/lab"
+	"github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/clientset/versioned"
+)
+
+var began = time.Now()
+
+func say(format string, args ...any) {
+	fmt.Printf("[%6.2fs] %s\n", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func repoRoot() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "samples/vmcontroller/deploy/crd")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("run the demo from the rein repository (make demo)")
+		}
+	}
+}
+
+func run(ctx context.Context) error {
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	say("building the sample and starting a local control plane (etcd + kube-apiserver)...")
+	l, err := lab.Start(ctx, lab.Options{RepoRoot: root, Transition: "1500ms", RefusedImages: "bad/"})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("cleaning up: replicas, hypervisor, control plane")
+		l.Close()
+	}()
+	say("control plane up in %v; hypervisor at %s", l.Env.StartDuration().Round(time.Millisecond), l.HypervisorURL)
+	if _, err := l.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: lab.Namespace}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	story := newStory(l, versioned.NewForConfigOrDie(l.Env.Config()), hypervisor.NewClient(l.HypervisorURL, nil))
+	go story.watch(ctx)
+
+	for i := 1; i <= 3; i++ {
+		p, err := l.StartReplica(fmt.Sprintf("replica-%d", i), nil)
+		if err != nil {
+			return err
+		}
+		say("started %s (pid %d): warming its cache, then campaigning", p.Name, p.Cmd.Process.Pid)
+	}
+	leader, err := l.AwaitLeader(ctx, nil, time.Minute)
+	if err != nil {
+		return err
+	}
+
+	say("creating VirtualMachines: web-1..web-3 (On), batch-1 (Off), legacy (an image the hypervisor refuses)")
+	for _, vm := range []struct {
+		name, image string
+		power       v1alpha1.PowerState
+	}{{"web-1", "ubuntu-24.04", v1alpha1.PowerOn}, {"web-2", "ubuntu-24.04", v1alpha1.PowerOn}, {"web-3", "debian-12", v1alpha1.PowerOn},
+		{"batch-1", "alpine-3.20", v1alpha1.PowerOff}, {"legacy", "bad/windows-95", v1alpha1.PowerOn}} {
+		if err := story.create(ctx, vm.name, vm.image, vm.power); err != nil {
+			return err
+		}
+	}
+	if err := story.awaitSettled(ctx, 2*time.Minute); err != nil {
+		return err
+	}
+
+	say(">>> killing the leader %s with SIGKILL: no release; a standby takes over when the lease expires (2s)", leader.Name)
+	killed := time.Now()
+	leader.Kill()
+	next, err := l.AwaitLeader(ctx, leader, time.Minute)
+	if err != nil {
+		return err
+	}
+	takeover := time.Since(killed)
+	say(">>> %s took over %v after the kill", next.Name, takeover.Round(time.Millisecond))
+	if p, err := l.StartReplica("replica-4", nil); err == nil {
+		say("started %s to keep three replicas", p.Name)
+	}
+	leader = next
+
+	say("creating web-4 and db-1, powering web-2 off")
+	for _, name := range []string{"web-4", "db-1"} {
+		if err := story.create(ctx, name, "ubuntu-24.04", v1alpha1.PowerOn); err != nil {
+			return err
+		}
+	}
+	if err := story.power(ctx, "web-2", v1alpha1.PowerOff); err != nil {
+		return err
+	}
+	if err := story.awaitSettled(ctx, 2*time.Minute); err != nil {
+		return err
+	}
+
+	say(">>> stopping the leader %s with SIGTERM: it drains, releases the lease, exits 0", leader.Name)
+	termed := time.Now()
+	if err := leader.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	next, err = l.AwaitLeader(ctx, leader, time.Minute)
+	if err != nil {
+		return err
+	}
+	handoff := time.Since(termed)
+	code, _ := leader.Wait(30 * time.Second)
+	say(">>> %s took over %v after SIGTERM; %s exited %d", next.Name, handoff.Round(time.Millisecond), leader.Name, code)
+
+	say("deleting web-3: its VM goes first, then the finalizer")
+	if err := story.vms.Delete(ctx, "web-3", metav1.DeleteOptions{}); err != nil {
+		return err
+	}
+	if err := story.awaitSettled(ctx, 2*time.Minute); err != nil {
+		return err
+	}
+	return story.summary(ctx, takeover, handoff)
+}
+
+// story prints what changes: the leader, each VirtualMachine's phase.
+type story struct {
+	l      *lab.Lab
+	vms    vmClient
+	hv     *hypervisor.Client
+	phases map[string]string
+	holder string
+}
+
+type vmClient = interface {
+	Create(ctx context.Context, vm *v1alpha1.VirtualMachine, opts metav1.CreateOptions) (*v1alpha1.VirtualMachine, error)
+	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (*v1alpha1.VirtualMachine, error)
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+	List(ctx context.Context, opts metav1.ListOptions) (*v1alpha1.VirtualMachineList, error)
+}
+
+func newStory(l *lab.Lab, cs versioned.Interface, hv *hypervisor.Client) *story {
+	return &story{l: l, vms: cs.VmV1alpha1().VirtualMachines("default"), hv: hv, phases: map[string]string{}}
+}
+
+func (s *story) create(ctx context.Context, name, image string, power v1alpha1.PowerState) error {
+	_, err := s.vms.Create(ctx, &v1alpha1.VirtualMachine{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       v1alpha1.VirtualMachineSpec{CPU: 2, Memory: resource.MustParse("2Gi"), Image: image, PowerState: power},
+	}, metav1.CreateOptions{})
+	return err
+}
+
+func (s *story) power(ctx context.Context, name string, p v1alpha1.PowerState) error {
+	_, err := s.vms.Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"powerState":"`+string(p)+`"}}`), metav1.PatchOptions{})
+	return err
+}
+
+// watch prints leader changes and phase changes until ctx ends.
+func (s *story) watch(ctx context.Context) {
+	for ctx.Err() == nil {
+		if h := s.l.Holder(ctx); h != s.holder {
+			s.holder = h
+			if h == "" {
+				say("lease: released, no holder")
+			} else {
+				say("lease: %s leads", h)
+			}
+		}
+		if list, err := s.vms.List(ctx, metav1.ListOptions{}); err == nil {
+			seen := map[string]bool{}
+			for _, vm := range list.Items {
+				seen[vm.Name] = true
+				phase := string(vm.Status.Phase)
+				if phase == "" {
+					phase = "(new)"
+				}
+				if vm.DeletionTimestamp != nil {
+					phase = "Deleting"
+				}
+				if old := s.phases[vm.Name]; old != phase {
+					detail := ""
+					if vm.Status.VMID != "" {
+						detail = " (VM " + vm.Status.VMID + ")"
+					}
+					for _, c := range vm.Status.Conditions {
+						if c.Status == metav1.ConditionFalse && c.Reason != "Transitioning" && c.Reason != "Provisioning" {
+							detail += " " + c.Type + "=False: " + c.Message
+							break
+						}
+					}
+					if old == "" {
+						old = "·"
+					}
+					say("%-8s %s → %s%s", vm.Name, old, phase, detail)
+					s.phases[vm.Name] = phase
+				}
+			}
+			for name := range s.phases {
+				if !seen[name] {
+					say("%-8s deleted", name)
+					delete(s.phases, name)
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// awaitSettled waits until every VirtualMachine is Running, Stopped or
+// Failed with a current status.
+func (s *story) awaitSettled(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		list, err := s.vms.List(ctx, metav1.ListOptions{})
+		if err == nil {
+			settled := true
+			for _, vm := range list.Items {
+				want := v1alpha1.PhaseRunning
+				if vm.Spec.PowerState == v1alpha1.PowerOff {
+					want = v1alpha1.PhaseStopped
+				}
+				if vm.DeletionTimestamp != nil || vm.Status.ObservedGeneration != vm.Generation ||
+					(vm.Status.Phase != want && vm.Status.Phase != v1alpha1.PhaseFailed) {
+					settled = false
+				}
+			}
+			if settled {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("VirtualMachines not settled after %v", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (s *story) summary(ctx context.Context, takeover, handoff time.Duration) error {
+	list, err := s.vms.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	stats, err := s.hv.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	count := map[v1alpha1.Phase]int{}
+	for _, vm := range list.Items {
+		count[vm.Status.Phase]++
+	}
+	var phases []string
+	for p, n := range count {
+		phases = append(phases, fmt.Sprintf("%s %d", p, n))
+	}
+	sort.Strings(phases)
+	fmt.Println()
+	fmt.Println("=== summary ===")
+	fmt.Printf("takeover after SIGKILL:  %v (lease duration 2s)\n", takeover.Round(time.Millisecond))
+	fmt.Printf("handoff after SIGTERM:   %v\n", handoff.Round(time.Millisecond))
+	fmt.Printf("VirtualMachines:         %s\n", strings.Join(phases, ", "))
+	fmt.Printf("VMs on the hypervisor:   %d\n", stats.VMs)
+	fmt.Printf("duplicates:              %d\n", stats.Duplicates)
+	fmt.Printf("(Go %s; logs of every process were in %s)\n", runtime.Version(), s.l.Dir)
+	return nil
+}

@@ -1,0 +1,100 @@
+// Command vmcontroller is rein's sample controller: it turns VirtualMachine
+// resources (vm.rein.dev/v1alpha1) into VMs on a hypervisor, and runs as
+// several replicas of which one, the Lease holder, works.
+//
+//	vmcontroller --hypervisor-url http://hypervisor:8090 [--kubeconfig FILE] [start flags]
+//
+// Without --kubeconfig it uses $KUBECONFIG or the in-cluster configuration.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/start"
+	"github.com/rein-k8s/rein/samples/vmcontroller/controller"
+	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
+	"github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/controllers/vm"
+)
+
+func main() {
+	log := logrus.New()
+	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "15:04:05.000"})
+
+	opts := start.NewOptions()
+	opts.LeaseName = "vmcontroller"
+	fs := flag.NewFlagSet("vmcontroller", flag.ContinueOnError)
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
+	hypervisorURL := fs.String("hypervisor-url", "", "base URL of the hypervisor API, e.g. http://hypervisor:8090 (required)")
+	namespace := fs.String("namespace", "", "watch VirtualMachines in this namespace only (default: all)")
+	workers := fs.Int("workers", 8, "VirtualMachines reconciled at once")
+	poll := fs.Duration("poll-interval", 500*time.Millisecond, "how soon a VM in transition is looked at again")
+	verbose := fs.Bool("v", false, "debug logging")
+	opts.BindFlags(fs)
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		os.Exit(2)
+	}
+	if *verbose {
+		log.SetLevel(logrus.DebugLevel)
+	}
+	if *hypervisorURL == "" {
+		fmt.Fprintln(os.Stderr, "vmcontroller: --hypervisor-url is required (e.g. http://hypervisor.vm-system.svc:8090)")
+		os.Exit(2)
+	}
+	cfg, err := loadConfig(*kubeconfig)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vmcontroller:", err)
+		os.Exit(2)
+	}
+	logger := logrus.NewEntry(log).WithField("replica", opts.IdentityBase)
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opts.Config, opts.Registry, opts.Logger = cfg, registry, logger
+
+	factory, err := vm.NewFactoryFromConfigWithOptions(cfg, framework.Options{
+		Namespace: *namespace, Workers: *workers, Registerer: registry, Logger: logger,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vmcontroller:", err)
+		os.Exit(2)
+	}
+	ctx := context.Background()
+	// Events are writes too: their client passes the same fence.
+	events, err := kubernetes.NewForConfig(factory.Clients().RESTConfig())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vmcontroller:", err)
+		os.Exit(2)
+	}
+	recorder := framework.NewEventRecorder(ctx, events, factory.Clients().Scheme(), "vmcontroller")
+	controller.Register(ctx, factory.Vm().V1alpha1().VirtualMachine(), hypervisor.NewClient(*hypervisorURL, nil), recorder,
+		controller.Options{PollInterval: *poll})
+
+	if err := start.Run(ctx, opts, factory); err != nil {
+		fmt.Fprintln(os.Stderr, "vmcontroller:", err)
+		os.Exit(2)
+	}
+	select {} // the process ends from start: after draining and releasing the lease
+}
+
+func loadConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no kubeconfig (--kubeconfig, $KUBECONFIG) and not in a cluster: %w", err)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,174 @@
+// Package controller is the sample's reconcile logic: it turns each
+// VirtualMachine into exactly one VM on the hypervisor, keeps its power
+// state, reports status and conditions, and deletes the VM before the
+// VirtualMachine goes.
+//
+// Exactly one VM per resource holds across failovers because the
+// hypervisor's create is idempotent on a client token, and the token is the
+// VirtualMachine's UID: a new leader that reconciles a resource its
+// predecessor was creating finds (or creates) the same VM.
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/rein-k8s/rein/pkg/generic"
+	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
+	vmctrl "github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/controllers/vm/v1alpha1"
+	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
+)
+
+// Handler names; "vm-cleanup" is also the finalizer rein.dev/vm-cleanup.
+const (
+	ProvisionHandler = "vm-provision"
+	CleanupHandler   = "vm-cleanup"
+)
+
+// Options tune the controller.
+type Options struct {
+	// PollInterval is how soon a VM in transition is looked at again
+	// (default 500ms).
+	PollInterval time.Duration
+}
+
+// Controller holds what the handlers need.
+type Controller struct {
+	vms      vmctrl.VirtualMachineController
+	hv       *hypervisor.Client
+	recorder record.EventRecorder
+	poll     time.Duration
+	ctx      context.Context
+}
+
+// Register adds the sample's handlers to vms until ctx ends.
+func Register(ctx context.Context, vms vmctrl.VirtualMachineController, hv *hypervisor.Client, recorder record.EventRecorder, opts Options) *Controller {
+	c := &Controller{vms: vms, hv: hv, recorder: recorder, poll: opts.PollInterval, ctx: ctx}
+	if c.poll <= 0 {
+		c.poll = 500 * time.Millisecond
+	}
+	// The status helper writes the status only when it changed.
+	vmctrl.RegisterVirtualMachineStatusHandler(ctx, vms, ProvisionHandler, c.reconcile)
+	vms.OnRemove(ctx, CleanupHandler, c.cleanup)
+	return c
+}
+
+// reconcile computes the status of vm, creating its VM and setting its
+// power on the way. A hypervisor error is shown in the conditions and
+// retried with backoff; a refused image is a terminal Failed phase (until
+// the spec changes), not a crash loop.
+func (c *Controller) reconcile(vm *v1alpha1.VirtualMachine, status v1alpha1.VirtualMachineStatus) (v1alpha1.VirtualMachineStatus, error) {
+	// A refused image stays refused until the spec (its generation) changes.
+	refusedAlready := status.Phase == v1alpha1.PhaseFailed && provisionedReason(status) == "ImageRefused" &&
+		status.ObservedGeneration == vm.Generation
+	status.ObservedGeneration = vm.Generation
+	desired := vm.Spec.PowerState
+	if desired == "" {
+		desired = v1alpha1.PowerOn
+	}
+
+	machine, err := c.hv.FindByToken(c.ctx, string(vm.UID))
+	if hypervisor.IsNotFound(err) {
+		if refusedAlready {
+			return status, nil
+		}
+		machine, err = c.hv.Create(c.ctx, hypervisor.CreateRequest{
+			Token: string(vm.UID), Name: vm.Namespace + "/" + vm.Name,
+			CPU: vm.Spec.CPU, MemoryMiB: mebibytes(vm), Image: vm.Spec.Image, Power: hypervisor.Power(desired),
+		})
+		if hypervisor.IsImageRefused(err) {
+			status.Phase = v1alpha1.PhaseFailed
+			setCondition(&status, vm, v1alpha1.ConditionProvisioned, metav1.ConditionFalse, "ImageRefused", fmt.Sprintf("image %s: %v", vm.Spec.Image, err))
+			setCondition(&status, vm, v1alpha1.ConditionReady, metav1.ConditionFalse, "ImageRefused", "the VM could not be created")
+			c.recorder.Eventf(vm, corev1.EventTypeWarning, "ImageRefused", "the hypervisor refused image %s: %v", vm.Spec.Image, err)
+			return status, nil
+		}
+		if err == nil {
+			c.recorder.Eventf(vm, corev1.EventTypeNormal, "Created", "VM %s created", machine.ID)
+		}
+	}
+	if err != nil {
+		return c.hypervisorFailed(vm, status, "cannot look up or create the VM", err)
+	}
+	status.VMID = machine.ID
+
+	if machine.Power != hypervisor.Power(desired) {
+		if machine, err = c.hv.SetPower(c.ctx, machine.ID, hypervisor.Power(desired)); err != nil {
+			return c.hypervisorFailed(vm, status, "cannot set power "+string(desired), err)
+		}
+	}
+
+	switch machine.State {
+	case hypervisor.StateRunning:
+		status.Phase = v1alpha1.PhaseRunning
+	case hypervisor.StateStopped:
+		status.Phase = v1alpha1.PhaseStopped
+	default: // provisioning, starting, stopping
+		status.Phase = v1alpha1.PhaseProvisioning
+	}
+	if machine.State == hypervisor.StateProvisioning {
+		setCondition(&status, vm, v1alpha1.ConditionProvisioned, metav1.ConditionFalse, "Provisioning", "the hypervisor is creating VM "+machine.ID)
+	} else {
+		setCondition(&status, vm, v1alpha1.ConditionProvisioned, metav1.ConditionTrue, "Created", "VM "+machine.ID+" exists")
+	}
+	wantState := hypervisor.StateRunning
+	if desired == v1alpha1.PowerOff {
+		wantState = hypervisor.StateStopped
+	}
+	if machine.State != wantState {
+		setCondition(&status, vm, v1alpha1.ConditionReady, metav1.ConditionFalse, "Transitioning", fmt.Sprintf("VM is %s, wanted %s", machine.State, wantState))
+		// Poll the hypervisor: it has no way to tell us when it is done.
+		return status, generic.RequeueAfter(c.poll)
+	}
+	setCondition(&status, vm, v1alpha1.ConditionReady, metav1.ConditionTrue, string(machine.State), "VM "+machine.ID+" is "+string(machine.State))
+	return status, nil
+}
+
+// hypervisorFailed records a hypervisor error in the conditions (the
+// status is written) and returns it, so the key is retried with backoff.
+func (c *Controller) hypervisorFailed(vm *v1alpha1.VirtualMachine, status v1alpha1.VirtualMachineStatus, what string, err error) (v1alpha1.VirtualMachineStatus, error) {
+	setCondition(&status, vm, v1alpha1.ConditionReady, metav1.ConditionFalse, "HypervisorError", what+": "+err.Error())
+	c.recorder.Eventf(vm, corev1.EventTypeWarning, "HypervisorError", "%s: %v", what, err)
+	return status, fmt.Errorf("%s: %w", what, err)
+}
+
+// cleanup deletes the VM of a VirtualMachine that is being deleted; the
+// finalizer goes only when the VM is gone.
+func (c *Controller) cleanup(key string, vm *v1alpha1.VirtualMachine) (*v1alpha1.VirtualMachine, error) {
+	machine, err := c.hv.FindByToken(c.ctx, string(vm.UID))
+	if hypervisor.IsNotFound(err) {
+		return vm, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up the VM of %s: %w", key, err)
+	}
+	if err := c.hv.Delete(c.ctx, machine.ID); err != nil && !hypervisor.IsNotFound(err) {
+		c.recorder.Eventf(vm, corev1.EventTypeWarning, "HypervisorError", "cannot delete VM %s: %v", machine.ID, err)
+		return nil, fmt.Errorf("delete VM %s of %s: %w", machine.ID, key, err)
+	}
+	return vm, nil
+}
+
+func mebibytes(vm *v1alpha1.VirtualMachine) int64 {
+	const mib = 1 << 20
+	return (vm.Spec.Memory.Value() + mib - 1) / mib
+}
+
+func setCondition(status *v1alpha1.VirtualMachineStatus, vm *v1alpha1.VirtualMachine, typ string, s metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
+		Type: typ, Status: s, Reason: reason, Message: message, ObservedGeneration: vm.Generation,
+	})
+}
+
+func provisionedReason(status v1alpha1.VirtualMachineStatus) string {
+	if c := meta.FindStatusCondition(status.Conditions, v1alpha1.ConditionProvisioned); c != nil {
+		return c.Reason
+	}
+	return ""
+}

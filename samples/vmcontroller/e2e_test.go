@@ -1,0 +1,405 @@
+package vmcontroller_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/utils/ptr"
+
+	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
+	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
+	"github.com/rein-k8s/rein/samples/vmcontroller/internal/lab"
+	"github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/clientset/versioned"
+)
+
+const vmCount = 200
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// applyRBAC applies the Namespace, ServiceAccount and RBAC of deploy/ for
+// real, so that replicas run with exactly those permissions.
+func applyRBAC(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	dyn := dynamic.NewForConfigOrDie(l.Env.Config())
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(l.Env.Config())))
+	for _, file := range []string{"namespace.yaml", "serviceaccount.yaml", "rbac.yaml"} {
+		f, err := os.Open(filepath.Join(repoRoot(), "samples/vmcontroller/deploy", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewYAMLOrJSONDecoder(f, 4096)
+		for {
+			var obj unstructured.Unstructured
+			if err := dec.Decode(&obj.Object); err != nil {
+				break
+			}
+			if len(obj.Object) == 0 {
+				continue
+			}
+			gvk := obj.GroupVersionKind()
+			mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+			if err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			ri := dyn.Resource(mapping.Resource)
+			var target dynamic.ResourceInterface = ri
+			if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+				if obj.GetNamespace() == "" {
+					obj.SetNamespace(lab.Namespace)
+				}
+				target = ri.Namespace(obj.GetNamespace())
+			}
+			data, _ := obj.MarshalJSON()
+			if _, err := target.Patch(context.Background(), obj.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: "rein-e2e", Force: ptr.To(true)}); err != nil {
+				t.Fatalf("%s: apply %s %s: %v", file, gvk.Kind, obj.GetName(), err)
+			}
+		}
+		_ = f.Close()
+	}
+}
+
+type fixture struct {
+	t       *testing.T
+	lab     *lab.Lab
+	vms     versioned.Interface
+	hv      *hypervisor.Client
+	ns      string
+	serial  int
+	user    string
+	flipped map[string]bool // names whose power was flipped from the initial
+}
+
+func (f *fixture) startReplica() *lab.Process {
+	f.t.Helper()
+	f.serial++
+	user, err := f.lab.Env.AddUser(f.user, "system:serviceaccounts", "system:serviceaccounts:"+lab.Namespace)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	p, err := f.lab.StartReplica(fmt.Sprintf("r%d", f.serial), user)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return p
+}
+
+func (f *fixture) desired(i int) v1alpha1.PowerState {
+	on := i%2 == 0
+	if f.flipped[vmName(i)] {
+		on = !on
+	}
+	if on {
+		return v1alpha1.PowerOn
+	}
+	return v1alpha1.PowerOff
+}
+
+func vmName(i int) string { return fmt.Sprintf("vm-%03d", i) }
+
+// flip changes the power of VMs [from, to) and records it.
+func (f *fixture) flip(from, to int) {
+	f.t.Helper()
+	for i := from; i < to; i++ {
+		f.flipped[vmName(i)] = !f.flipped[vmName(i)]
+		patch := fmt.Sprintf(`{"spec":{"powerState":%q}}`, f.desired(i))
+		if _, err := f.vms.VmV1alpha1().VirtualMachines(f.ns).Patch(context.Background(), vmName(i), types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+// awaitConverged waits until every VirtualMachine's status is current and
+// matches its spec, and the hypervisor has exactly one VM per resource in
+// the desired power state.
+func (f *fixture) awaitConverged(timeout time.Duration) {
+	f.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var why string
+	for time.Now().Before(deadline) {
+		why = f.converged()
+		if why == "" {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	f.t.Fatalf("not converged after %v: %s", timeout, why)
+}
+
+func (f *fixture) converged() string {
+	ctx := context.Background()
+	list, err := f.vms.VmV1alpha1().VirtualMachines(f.ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	machines, err := f.hv.List(ctx)
+	if err != nil {
+		return "hypervisor: " + err.Error()
+	}
+	byToken := map[string][]hypervisor.VM{}
+	for _, m := range machines {
+		byToken[m.Token] = append(byToken[m.Token], m)
+	}
+	if len(list.Items) != vmCount {
+		return fmt.Sprintf("%d VirtualMachines", len(list.Items))
+	}
+	for _, vm := range list.Items {
+		var i int
+		_, _ = fmt.Sscanf(vm.Name, "vm-%d", &i)
+		want := f.desired(i)
+		wantPhase, wantState := v1alpha1.PhaseRunning, hypervisor.StateRunning
+		if want == v1alpha1.PowerOff {
+			wantPhase, wantState = v1alpha1.PhaseStopped, hypervisor.StateStopped
+		}
+		got := byToken[string(vm.UID)]
+		switch {
+		case vm.Status.ObservedGeneration != vm.Generation:
+			return fmt.Sprintf("%s: observedGeneration %d, generation %d", vm.Name, vm.Status.ObservedGeneration, vm.Generation)
+		case vm.Status.Phase != wantPhase:
+			return fmt.Sprintf("%s: phase %s, want %s", vm.Name, vm.Status.Phase, wantPhase)
+		case len(got) != 1:
+			return fmt.Sprintf("%s: %d VMs on the hypervisor", vm.Name, len(got))
+		case got[0].State != wantState || vm.Status.VMID != got[0].ID:
+			return fmt.Sprintf("%s: VM %s is %s (status says %s), want %s", vm.Name, got[0].ID, got[0].State, vm.Status.VMID, wantState)
+		case !meta.IsStatusConditionTrue(vm.Status.Conditions, v1alpha1.ConditionReady):
+			return vm.Name + ": not Ready"
+		}
+	}
+	if len(machines) != vmCount {
+		return fmt.Sprintf("%d VMs on the hypervisor for %d resources", len(machines), vmCount)
+	}
+	return ""
+}
+
+// TestVirtualMachinesSurviveFailovers: 3 replicas bound only to deploy/'s
+// RBAC manage 200 VirtualMachines while the leader is killed, terminated
+// and paused past its lease and the hypervisor restarts; afterwards every
+// resource has exactly one VM in the desired power state with a current
+// status, and deleting them all leaves no VM behind.
+func TestVirtualMachinesSurviveFailovers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the sample")
+	}
+	ctx := context.Background()
+	l, err := lab.Start(ctx, lab.Options{RepoRoot: repoRoot(), Race: true, Transition: "200ms", RefusedImages: "bad/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	applyRBAC(t, l)
+	f := &fixture{t: t, lab: l, vms: versioned.NewForConfigOrDie(l.Env.Config()), hv: hypervisor.NewClient(l.HypervisorURL, nil),
+		ns: "vms", user: "system:serviceaccount:vm-system:vmcontroller", flipped: map[string]bool{}}
+	defer func() {
+		if t.Failed() {
+			for _, p := range append(l.Replicas, l.Hypervisor) {
+				log := p.Log()
+				if len(log) > 6000 {
+					log = log[len(log)-6000:]
+				}
+				t.Logf("--- %s:\n%s", p.Name, log)
+			}
+		}
+	}()
+	if _, err := l.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		f.startReplica()
+	}
+	leader, err := l.AwaitLeader(ctx, nil, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range vmCount {
+		vm := &v1alpha1.VirtualMachine{
+			ObjectMeta: metav1.ObjectMeta{Name: vmName(i)},
+			Spec: v1alpha1.VirtualMachineSpec{CPU: int32(1 + i%4), Memory: resource.MustParse("512Mi"),
+				Image: "ubuntu-24.04", PowerState: f.desired(i)},
+		}
+		if _, err := f.vms.VmV1alpha1().VirtualMachines(f.ns).Create(ctx, vm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.awaitConverged(2 * time.Minute)
+	t.Logf("200 VMs converged under %s", leader.Name)
+
+	// SIGKILL the leader mid-work.
+	f.flip(0, 50)
+	leader.Kill()
+	f.startReplica()
+	if leader, err = l.AwaitLeader(ctx, leader, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	f.awaitConverged(2 * time.Minute)
+	t.Logf("after SIGKILL: %s leads, converged", leader.Name)
+
+	// SIGTERM: drain, release, exit 0.
+	f.flip(50, 100)
+	if err := leader.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := leader.Wait(30 * time.Second); err != nil || code != 0 {
+		t.Fatalf("SIGTERM: exit %d, %v", code, err)
+	}
+	f.startReplica()
+	if leader, err = l.AwaitLeader(ctx, leader, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	// The hypervisor restarts while work is pending: nothing is lost.
+	f.flip(100, 150)
+	l.Hypervisor.Kill()
+	if err := l.StartHypervisor(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.awaitConverged(2 * time.Minute)
+	t.Logf("after SIGTERM and a hypervisor restart: %s leads, converged", leader.Name)
+
+	// SIGSTOP past the lease: a standby takes over; the woken leader exits 1.
+	if err := leader.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := leader
+	if leader, err = l.AwaitLeader(ctx, stopped, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	f.flip(150, 200)
+	f.awaitConverged(2 * time.Minute)
+	if err := stopped.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := stopped.Wait(30 * time.Second); err != nil || code != 1 {
+		t.Fatalf("woken leader: exit %d, %v; want 1 (lease lost)", code, err)
+	}
+	f.awaitConverged(time.Minute)
+	stats, err := f.hv.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Duplicates != 0 || stats.VMs != vmCount {
+		t.Fatalf("hypervisor stats %+v: want %d VMs and no duplicates", stats, vmCount)
+	}
+	t.Logf("after SIGSTOP/SIGCONT: %s leads; hypervisor %+v", leader.Name, *stats)
+
+	// Delete everything: each VM goes, then its finalizer.
+	if err := f.vms.VmV1alpha1().VirtualMachines(f.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		list, err := f.vms.VmV1alpha1().VirtualMachines(f.ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		machines, err := f.hv.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Items) == 0 && len(machines) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after deleting all: %d VirtualMachines, %d VMs left", len(list.Items), len(machines))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestInvalidAndRefused: the CRD schema refuses invalid VirtualMachines at
+// the apiserver; a refused image gives a Failed phase with the reason in a
+// condition and an Event, and the replica keeps running.
+func TestInvalidAndRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the sample")
+	}
+	ctx := context.Background()
+	l, err := lab.Start(ctx, lab.Options{RepoRoot: repoRoot(), Race: true, Transition: "100ms", RefusedImages: "bad/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dyn := dynamic.NewForConfigOrDie(l.Env.Config()).Resource(schema.GroupVersionResource{Group: "vm.rein.dev", Version: "v1alpha1", Resource: "virtualmachines"}).Namespace("default")
+	for _, tc := range []struct {
+		name string
+		spec map[string]any
+		want string
+	}{
+		{"zero-cpu", map[string]any{"cpu": int64(0), "memory": "1Gi", "image": "ubuntu"}, "spec.cpu"},
+		{"bad-power", map[string]any{"cpu": int64(1), "memory": "1Gi", "image": "ubuntu", "powerState": "Maybe"}, "spec.powerState"},
+	} {
+		obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "vm.rein.dev/v1alpha1", "kind": "VirtualMachine",
+			"metadata": map[string]any{"name": tc.name}, "spec": tc.spec}}
+		_, err := dyn.Create(ctx, obj, metav1.CreateOptions{})
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want Invalid naming %s", tc.name, err, tc.want)
+		} else {
+			t.Logf("%s refused: %v", tc.name, err)
+		}
+	}
+
+	replica, err := l.StartReplica("solo", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vms := versioned.NewForConfigOrDie(l.Env.Config()).VmV1alpha1().VirtualMachines("default")
+	if _, err := vms.Create(ctx, &v1alpha1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Name: "refused"},
+		Spec: v1alpha1.VirtualMachineSpec{CPU: 2, Memory: resource.MustParse("1Gi"), Image: "bad/windows-95"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		vm, err := vms.Get(ctx, "refused", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cond := meta.FindStatusCondition(vm.Status.Conditions, v1alpha1.ConditionProvisioned)
+		if vm.Status.Phase == v1alpha1.PhaseFailed && cond != nil && cond.Reason == "ImageRefused" && strings.Contains(cond.Message, "bad/windows-95") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v", vm.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The recorder sends events in the background: wait for it.
+	for found := false; !found; {
+		events, err := l.Admin.CoreV1().Events("default").List(ctx, metav1.ListOptions{
+			FieldSelector: fields.OneTermEqualSelector("involvedObject.name", "refused").String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range events.Items {
+			found = found || (ev.Reason == "ImageRefused" && ev.Type == corev1.EventTypeWarning)
+		}
+		if !found && time.Now().After(deadline) {
+			t.Fatalf("no ImageRefused warning Event among %d events", len(events.Items))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !replica.Running() {
+		t.Fatalf("the replica exited:\n%s", replica.Log())
+	}
+}
