@@ -21,8 +21,8 @@ import (
 
 	"github.com/rein-k8s/rein/pkg/generic"
 	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
-	vmctrl "github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/controllers/vm/v1alpha1"
 	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
+	vmctrl "github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/controllers/vm/v1alpha1"
 )
 
 // Handler names; "vm-cleanup" is also the finalizer rein.dev/vm-cleanup.

@@ -325,4 +325,3 @@ func (l *Lab) Close() {
 	}
 	_ = os.RemoveAll(l.Dir)
 }
-
