@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -73,9 +72,6 @@ func run(ctx context.Context) error {
 		l.Close()
 	}()
 	say("control plane up in %v; hypervisor at %s", l.Env.StartDuration().Round(time.Millisecond), l.HypervisorURL)
-	if _, err := l.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: lab.Namespace}}, metav1.CreateOptions{}); err != nil {
-		return err
-	}
 	story := newStory(l, versioned.NewForConfigOrDie(l.Env.Config()), hypervisor.NewClient(l.HypervisorURL, nil))
 	go story.watch(ctx)
 
