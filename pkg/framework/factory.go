@@ -217,6 +217,22 @@ type Workers struct {
 
 	mu          sync.Mutex
 	controllers []*Controller
+
+	// finished is closed when every worker has returned; one goroutine,
+	// started by the first Wait, closes it and ends with the workers.
+	finishedOnce sync.Once
+	finished     chan struct{}
+}
+
+func (w *Workers) done() <-chan struct{} {
+	w.finishedOnce.Do(func() {
+		w.finished = make(chan struct{})
+		go func() {
+			w.wg.Wait()
+			close(w.finished)
+		}()
+	})
+	return w.finished
 }
 
 func (w *Workers) start(c *Controller) {
@@ -232,15 +248,10 @@ func (w *Workers) start(c *Controller) {
 // running then has returned, or until grace has passed since it was called;
 // then it names the controllers whose handlers are still running.
 func (w *Workers) Wait(grace time.Duration) error {
-	done := make(chan struct{})
-	go func() {
-		w.wg.Wait()
-		close(done)
-	}()
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
 	select {
-	case <-done:
+	case <-w.done():
 		return nil
 	case <-timer.C:
 	}

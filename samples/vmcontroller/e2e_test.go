@@ -246,63 +246,70 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 	f.awaitConverged(2 * time.Minute)
 	t.Logf("200 VMs converged under %s", leader.Name)
 
-	// SIGKILL the leader mid-work.
-	f.flip(0, 50)
-	leader.Kill()
-	f.startReplica()
-	if leader, err = l.AwaitLeader(ctx, leader, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	f.awaitConverged(2 * time.Minute)
-	t.Logf("after SIGKILL: %s leads, converged", leader.Name)
+	// Twice: SIGKILL, SIGTERM, SIGSTOP past the lease, each while the
+	// leader has work; the hypervisor restarts once.
+	for round := range 2 {
+		// SIGKILL the leader mid-work.
+		f.flip(0, 50)
+		leader.Kill()
+		f.startReplica()
+		if leader, err = l.AwaitLeader(ctx, leader, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		f.awaitConverged(2 * time.Minute)
+		t.Logf("round %d: after SIGKILL %s leads, converged", round+1, leader.Name)
 
-	// SIGTERM: drain, release, exit 0.
-	f.flip(50, 100)
-	if err := leader.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code, err := leader.Wait(30 * time.Second); err != nil || code != 0 {
-		t.Fatalf("SIGTERM: exit %d, %v", code, err)
-	}
-	f.startReplica()
-	if leader, err = l.AwaitLeader(ctx, leader, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
+		// SIGTERM: drain, release, exit 0.
+		f.flip(50, 100)
+		if err := leader.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if code, err := leader.Wait(30 * time.Second); err != nil || code != 0 {
+			t.Fatalf("SIGTERM: exit %d, %v", code, err)
+		}
+		f.startReplica()
+		if leader, err = l.AwaitLeader(ctx, leader, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
 
-	// The hypervisor restarts while work is pending: nothing is lost.
-	f.flip(100, 150)
-	l.Hypervisor.Kill()
-	if err := l.StartHypervisor(ctx); err != nil {
-		t.Fatal(err)
-	}
-	f.awaitConverged(2 * time.Minute)
-	t.Logf("after SIGTERM and a hypervisor restart: %s leads, converged", leader.Name)
+		// The hypervisor restarts (once) while work is pending: nothing is lost.
+		f.flip(100, 150)
+		if round == 0 {
+			l.Hypervisor.Kill()
+			if err := l.StartHypervisor(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.awaitConverged(2 * time.Minute)
+		t.Logf("round %d: after SIGTERM (and a hypervisor restart in round 1) %s leads, converged", round+1, leader.Name)
 
-	// SIGSTOP past the lease: a standby takes over; the woken leader exits 1.
-	if err := leader.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
+		// SIGSTOP past the lease: a standby takes over; the woken leader exits 1.
+		if err := leader.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		stopped := leader
+		if leader, err = l.AwaitLeader(ctx, stopped, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		f.flip(150, 200)
+		f.awaitConverged(2 * time.Minute)
+		if err := stopped.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		if code, err := stopped.Wait(30 * time.Second); err != nil || code != 1 {
+			t.Fatalf("woken leader: exit %d, %v; want 1 (lease lost)", code, err)
+		}
+		f.startReplica() // keep three
+		f.awaitConverged(time.Minute)
+		stats, err := f.hv.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats.Duplicates != 0 || stats.VMs != vmCount {
+			t.Fatalf("hypervisor stats %+v: want %d VMs and no duplicates", stats, vmCount)
+		}
+		t.Logf("round %d: after SIGSTOP/SIGCONT %s leads; hypervisor %+v", round+1, leader.Name, *stats)
 	}
-	stopped := leader
-	if leader, err = l.AwaitLeader(ctx, stopped, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	f.flip(150, 200)
-	f.awaitConverged(2 * time.Minute)
-	if err := stopped.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
-	if code, err := stopped.Wait(30 * time.Second); err != nil || code != 1 {
-		t.Fatalf("woken leader: exit %d, %v; want 1 (lease lost)", code, err)
-	}
-	f.awaitConverged(time.Minute)
-	stats, err := f.hv.Stats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if stats.Duplicates != 0 || stats.VMs != vmCount {
-		t.Fatalf("hypervisor stats %+v: want %d VMs and no duplicates", stats, vmCount)
-	}
-	t.Logf("after SIGSTOP/SIGCONT: %s leads; hypervisor %+v", leader.Name, *stats)
 
 	// Delete everything: each VM goes, then its finalizer.
 	if err := f.vms.VmV1alpha1().VirtualMachines(f.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {

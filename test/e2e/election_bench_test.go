@@ -124,7 +124,8 @@ func benchElection(b *testing.B, objects, rounds int) {
 		if len(d)%2 == 0 {
 			med = (d[len(d)/2-1] + d[len(d)/2]) / 2
 		}
-		b.Logf("%-22s median %10v  min %10v  max %10v  (n=%d)", name, med.Round(time.Microsecond), d[0].Round(time.Microsecond), d[len(d)-1].Round(time.Microsecond), len(d))
+		// Printed, not logged: the testing package cuts long benchmark logs.
+		fmt.Printf("election: %-22s median %10v  min %10v  max %10v  (n=%d)\n", name, med.Round(time.Microsecond), d[0].Round(time.Microsecond), d[len(d)-1].Round(time.Microsecond), len(d))
 		b.ReportMetric(float64(med.Microseconds())/1000, name+"-ms")
 	}
 }
