@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	toolswatch "k8s.io/client-go/tools/watch"
+
+	"github.com/rein-k8s/rein/bench/internal/common"
+)
+
+// state follows, by watches, the namespace's ConfigMaps' marks and the Lease's holder.
+type state struct {
+	mu      sync.Mutex
+	marks   map[string]string // ConfigMap → mark
+	holders []holderChange
+	changed chan struct{}
+	cancel  context.CancelFunc
+}
+
+type holderChange struct {
+	holder string
+	at     time.Time
+}
+
+type lw struct {
+	watch func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error)
+}
+
+func (l lw) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+	return l.watch(ctx, o)
+}
+
+func follow(cs kubernetes.Interface, ns string) *state {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &state{marks: map[string]string{}, changed: make(chan struct{}), cancel: cancel}
+	list, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+	must(err)
+	for _, cm := range list.Items {
+		s.marks[cm.Name] = cm.Annotations[common.Annotation]
+	}
+	cmw, err := toolswatch.NewRetryWatcherWithContext(ctx, list.ResourceVersion, lw{func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		return cs.CoreV1().ConfigMaps(ns).Watch(ctx, o)
+	}})
+	must(err)
+	leases, err := cs.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{})
+	must(err)
+	lsw, err := toolswatch.NewRetryWatcherWithContext(ctx, leases.ResourceVersion, lw{func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		return cs.CoordinationV1().Leases(ns).Watch(ctx, o)
+	}})
+	must(err)
+	handle := func(ev watch.Event) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		switch o := ev.Object.(type) {
+		case *corev1.ConfigMap:
+			if ev.Type == watch.Deleted {
+				delete(s.marks, o.Name)
+			} else {
+				s.marks[o.Name] = o.Annotations[common.Annotation]
+			}
+		case *coordinationv1.Lease:
+			h := ""
+			if o.Spec.HolderIdentity != nil && ev.Type != watch.Deleted {
+				h = *o.Spec.HolderIdentity
+			}
+			if n := len(s.holders); n == 0 || s.holders[n-1].holder != h {
+				// The Lease's acquireTime is the acquirer's clock (this
+				// machine's); the watch event arrives later.
+				at := time.Now()
+				if h != "" && o.Spec.AcquireTime != nil {
+					at = o.Spec.AcquireTime.Time
+				}
+				s.holders = append(s.holders, holderChange{h, at})
+			}
+		default:
+			return
+		}
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
+	for _, w := range []watch.Interface{cmw, lsw} {
+		go func() {
+			defer w.Stop()
+			for ev := range w.ResultChan() {
+				if _, ok := ev.Object.(runtime.Object); ok {
+					handle(ev)
+				}
+			}
+		}()
+	}
+	return s
+}
+
+// await waits until cond holds (under the lock) or timeout passes.
+func (s *state) await(timeout time.Duration, cond func() bool) bool {
+	deadline := time.After(timeout)
+	for {
+		s.mu.Lock()
+		ok := cond()
+		ch := s.changed
+		s.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			return false
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// allMarked waits until n ConfigMaps carry mark.
+func (s *state) allMarked(mark string, n int, timeout time.Duration) bool {
+	return s.await(timeout, func() bool {
+		c := 0
+		for _, m := range s.marks {
+			if m == mark {
+				c++
+			}
+		}
+		return c == n
+	})
+}
+
+// holderAfter waits for a non-empty holder other than old seen after t.
+func (s *state) holderAfter(t time.Time, old string, timeout time.Duration) (string, time.Time, bool) {
+	var h string
+	var at time.Time
+	ok := s.await(timeout, func() bool {
+		for _, c := range s.holders {
+			if c.at.After(t) && c.holder != "" && c.holder != old {
+				h, at = c.holder, c.at
+				return true
+			}
+		}
+		return false
+	})
+	return h, at, ok
+}
+
+func (s *state) holder() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.holders); n > 0 {
+		return s.holders[n-1].holder
+	}
+	return ""
+}

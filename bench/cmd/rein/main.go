@@ -1,0 +1,70 @@
+// Command rein is the benchmark controller built on rein: it marks every
+// ConfigMap of a namespace with one annotation, leader-elected.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/rein-k8s/rein/bench/internal/common"
+	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/generic"
+	"github.com/rein-k8s/rein/pkg/start"
+)
+
+func main() {
+	var f common.Flags
+	f.Bind(flag.CommandLine)
+	flag.Parse()
+	cfg := f.Config()
+
+	opts := start.NewOptions()
+	if f.Identity != "" {
+		opts.IdentityBase = f.Identity
+	}
+	opts.Config = cfg
+	opts.LeaseName, opts.LeaseNamespace = f.LeaseName, f.LeaseNamespace
+	opts.LeaseDuration, opts.RenewDeadline, opts.RetryPeriod = f.LeaseDuration, f.RenewDeadline, f.RetryPeriod
+	opts.MetricsBindAddress, opts.HealthProbeBindAddress = "0", "0"
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	opts.Logger = logrus.NewEntry(log)
+	reg := prometheus.NewRegistry()
+	opts.Registry = reg
+
+	var lead common.Leadership
+	opts.OnLeader = append(opts.OnLeader, func(ctx context.Context) error { lead.Leading(); return nil })
+
+	factory, err := framework.NewFactory(cfg, clientgoscheme.Scheme, framework.Options{
+		Namespace: f.Namespace, Workers: f.Workers, Registerer: reg, Logger: opts.Logger,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "factory:", err)
+		os.Exit(2)
+	}
+	configMaps := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, framework.Resource{
+		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
+	})
+	ctx := context.Background()
+	patch := common.Patch(f.Mark)
+	configMaps.OnChange(ctx, "mark", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+		lead.Reconciling()
+		if cm == nil || cm.Annotations[common.Annotation] == f.Mark {
+			return nil, nil
+		}
+		return configMaps.Patch(ctx, cm.Namespace, cm.Name, types.MergePatchType, patch)
+	})
+	if err := start.Run(ctx, opts, factory); err != nil {
+		fmt.Fprintln(os.Stderr, "start:", err)
+		os.Exit(2)
+	}
+	select {}
+}

@@ -1,0 +1,70 @@
+// Command wrangler is the benchmark controller built on rancher/wrangler v3:
+// generated core controllers, leader.RunOrDie. wrangler names the replica
+// by os.Hostname(); with --identity the process sets its hostname to it,
+// which needs its own UTS namespace (the driver starts it in one), as every
+// pod has.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rancher/wrangler/v3/pkg/generated/controllers/core"
+	"github.com/rancher/wrangler/v3/pkg/leader"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/rein-k8s/rein/bench/internal/common"
+)
+
+func main() {
+	var f common.Flags
+	f.Bind(flag.CommandLine)
+	flag.Parse()
+	cfg := f.Config()
+	if f.Identity != "" {
+		if err := syscall.Sethostname([]byte(f.Identity)); err != nil {
+			fmt.Fprintln(os.Stderr, "sethostname (run in its own UTS namespace):", err)
+			os.Exit(2)
+		}
+	}
+	// wrangler reads its election timings from the environment only.
+	_ = os.Setenv("CATTLE_ELECTION_LEASE_DURATION", f.LeaseDuration.String())
+	_ = os.Setenv("CATTLE_ELECTION_RENEW_DEADLINE", f.RenewDeadline.String())
+	_ = os.Setenv("CATTLE_ELECTION_RETRY_PERIOD", f.RetryPeriod.String())
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer cancel()
+	factory, err := core.NewFactoryFromConfigWithNamespace(cfg, f.Namespace)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "factory:", err)
+		os.Exit(2)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "client:", err)
+		os.Exit(2)
+	}
+	configMaps := factory.Core().V1().ConfigMap()
+	var lead common.Leadership
+	patch := common.Patch(f.Mark)
+	configMaps.OnChange(ctx, "mark", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+		lead.Reconciling()
+		if cm == nil || cm.Annotations[common.Annotation] == f.Mark {
+			return cm, nil
+		}
+		return configMaps.Patch(cm.Namespace, cm.Name, types.MergePatchType, patch)
+	})
+	leader.RunOrDie(ctx, f.LeaseNamespace, f.LeaseName, client, func(ctx context.Context) {
+		lead.Leading()
+		if err := factory.Start(ctx, f.Workers); err != nil {
+			fmt.Fprintln(os.Stderr, "start:", err)
+			os.Exit(1)
+		}
+	})
+}
