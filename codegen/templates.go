@@ -222,9 +222,6 @@ var kindTemplate = tmpl("kind", `package {{.Version}}
 import (
 {{- if .HasStatus}}
 	"context"
-	"errors"
-
-	"k8s.io/apimachinery/pkg/api/equality"
 {{- end}}
 
 	"github.com/rein-k8s/rein/pkg/framework"
@@ -260,28 +257,13 @@ func (v *version) {{.Name}}() {{.Name}}Controller {
 {{if .HasStatus}}
 // {{.Name}}StatusHandler computes the status of obj from status, a copy of
 // its current status it may change and return.
-type {{.Name}}StatusHandler func(obj *{{.APIAlias}}.{{.Name}}, status {{.APIAlias}}.{{.StatusType}}) ({{.APIAlias}}.{{.StatusType}}, error)
+type {{.Name}}StatusHandler = generic.StatusHandler[*{{.APIAlias}}.{{.Name}}, {{.APIAlias}}.{{.StatusType}}]
 
 // Register{{.Name}}StatusHandler registers handler as an OnChange handler
-// named name that writes the status it returns, with UpdateStatus, only
-// when it differs from the object's (semantic equality). An error from
-// handler still writes the status it returned (so a condition can say what
-// failed) and then retries the key.
+// named name that writes the status it returns only when it changed: see
+// generic.RegisterStatusHandler.
 func Register{{.Name}}StatusHandler(ctx context.Context, controller {{.Name}}Controller, name string, handler {{.Name}}StatusHandler) {
-	controller.OnChange(ctx, name, func(key string, obj *{{.APIAlias}}.{{.Name}}) (*{{.APIAlias}}.{{.Name}}, error) {
-		if obj == nil || obj.DeletionTimestamp != nil {
-			return obj, nil
-		}
-		status, err := handler(obj, *obj.Status.DeepCopy())
-		if equality.Semantic.DeepEqual(obj.Status, status) {
-			return obj, err
-		}
-		obj.Status = status
-		updated, updateErr := controller.UpdateStatus(ctx, obj)
-		if updateErr != nil {
-			return nil, errors.Join(err, updateErr)
-		}
-		return updated, err
-	})
+	generic.RegisterStatusHandler(ctx, controller, name,
+		func(obj *{{.APIAlias}}.{{.Name}}) *{{.APIAlias}}.{{.StatusType}} { return &obj.Status }, handler)
 }
 {{end}}`)

@@ -108,3 +108,12 @@ func (l *GadgetList) DeepCopyObject() runtime.Object {
 	}
 	return &out
 }
+
+// DeepCopy copies s.
+func (s *WidgetStatus) DeepCopy() *WidgetStatus {
+	if s == nil {
+		return nil
+	}
+	out := *s
+	return &out
+}

@@ -4,9 +4,6 @@ package v1
 
 import (
 	"context"
-	"errors"
-
-	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
@@ -40,27 +37,12 @@ func (v *version) Deployment() DeploymentController {
 
 // DeploymentStatusHandler computes the status of obj from status, a copy of
 // its current status it may change and return.
-type DeploymentStatusHandler func(obj *appsv1.Deployment, status appsv1.DeploymentStatus) (appsv1.DeploymentStatus, error)
+type DeploymentStatusHandler = generic.StatusHandler[*appsv1.Deployment, appsv1.DeploymentStatus]
 
 // RegisterDeploymentStatusHandler registers handler as an OnChange handler
-// named name that writes the status it returns, with UpdateStatus, only
-// when it differs from the object's (semantic equality). An error from
-// handler still writes the status it returned (so a condition can say what
-// failed) and then retries the key.
+// named name that writes the status it returns only when it changed: see
+// generic.RegisterStatusHandler.
 func RegisterDeploymentStatusHandler(ctx context.Context, controller DeploymentController, name string, handler DeploymentStatusHandler) {
-	controller.OnChange(ctx, name, func(key string, obj *appsv1.Deployment) (*appsv1.Deployment, error) {
-		if obj == nil || obj.DeletionTimestamp != nil {
-			return obj, nil
-		}
-		status, err := handler(obj, *obj.Status.DeepCopy())
-		if equality.Semantic.DeepEqual(obj.Status, status) {
-			return obj, err
-		}
-		obj.Status = status
-		updated, updateErr := controller.UpdateStatus(ctx, obj)
-		if updateErr != nil {
-			return nil, errors.Join(err, updateErr)
-		}
-		return updated, err
-	})
+	generic.RegisterStatusHandler(ctx, controller, name,
+		func(obj *appsv1.Deployment) *appsv1.DeploymentStatus { return &obj.Status }, handler)
 }

@@ -4,9 +4,6 @@ package v1
 
 import (
 	"context"
-	"errors"
-
-	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
@@ -40,27 +37,12 @@ func (v *version) Namespace() NamespaceController {
 
 // NamespaceStatusHandler computes the status of obj from status, a copy of
 // its current status it may change and return.
-type NamespaceStatusHandler func(obj *corev1.Namespace, status corev1.NamespaceStatus) (corev1.NamespaceStatus, error)
+type NamespaceStatusHandler = generic.StatusHandler[*corev1.Namespace, corev1.NamespaceStatus]
 
 // RegisterNamespaceStatusHandler registers handler as an OnChange handler
-// named name that writes the status it returns, with UpdateStatus, only
-// when it differs from the object's (semantic equality). An error from
-// handler still writes the status it returned (so a condition can say what
-// failed) and then retries the key.
+// named name that writes the status it returns only when it changed: see
+// generic.RegisterStatusHandler.
 func RegisterNamespaceStatusHandler(ctx context.Context, controller NamespaceController, name string, handler NamespaceStatusHandler) {
-	controller.OnChange(ctx, name, func(key string, obj *corev1.Namespace) (*corev1.Namespace, error) {
-		if obj == nil || obj.DeletionTimestamp != nil {
-			return obj, nil
-		}
-		status, err := handler(obj, *obj.Status.DeepCopy())
-		if equality.Semantic.DeepEqual(obj.Status, status) {
-			return obj, err
-		}
-		obj.Status = status
-		updated, updateErr := controller.UpdateStatus(ctx, obj)
-		if updateErr != nil {
-			return nil, errors.Join(err, updateErr)
-		}
-		return updated, err
-	})
+	generic.RegisterStatusHandler(ctx, controller, name,
+		func(obj *corev1.Namespace) *corev1.NamespaceStatus { return &obj.Status }, handler)
 }

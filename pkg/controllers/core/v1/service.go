@@ -4,9 +4,6 @@ package v1
 
 import (
 	"context"
-	"errors"
-
-	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
@@ -40,27 +37,12 @@ func (v *version) Service() ServiceController {
 
 // ServiceStatusHandler computes the status of obj from status, a copy of
 // its current status it may change and return.
-type ServiceStatusHandler func(obj *corev1.Service, status corev1.ServiceStatus) (corev1.ServiceStatus, error)
+type ServiceStatusHandler = generic.StatusHandler[*corev1.Service, corev1.ServiceStatus]
 
 // RegisterServiceStatusHandler registers handler as an OnChange handler
-// named name that writes the status it returns, with UpdateStatus, only
-// when it differs from the object's (semantic equality). An error from
-// handler still writes the status it returned (so a condition can say what
-// failed) and then retries the key.
+// named name that writes the status it returns only when it changed: see
+// generic.RegisterStatusHandler.
 func RegisterServiceStatusHandler(ctx context.Context, controller ServiceController, name string, handler ServiceStatusHandler) {
-	controller.OnChange(ctx, name, func(key string, obj *corev1.Service) (*corev1.Service, error) {
-		if obj == nil || obj.DeletionTimestamp != nil {
-			return obj, nil
-		}
-		status, err := handler(obj, *obj.Status.DeepCopy())
-		if equality.Semantic.DeepEqual(obj.Status, status) {
-			return obj, err
-		}
-		obj.Status = status
-		updated, updateErr := controller.UpdateStatus(ctx, obj)
-		if updateErr != nil {
-			return nil, errors.Join(err, updateErr)
-		}
-		return updated, err
-	})
+	generic.RegisterStatusHandler(ctx, controller, name,
+		func(obj *corev1.Service) *corev1.ServiceStatus { return &obj.Status }, handler)
 }

@@ -4,9 +4,6 @@ package v1alpha1
 
 import (
 	"context"
-	"errors"
-
-	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
@@ -40,27 +37,12 @@ func (v *version) VirtualMachine() VirtualMachineController {
 
 // VirtualMachineStatusHandler computes the status of obj from status, a copy of
 // its current status it may change and return.
-type VirtualMachineStatusHandler func(obj *vmv1alpha1.VirtualMachine, status vmv1alpha1.VirtualMachineStatus) (vmv1alpha1.VirtualMachineStatus, error)
+type VirtualMachineStatusHandler = generic.StatusHandler[*vmv1alpha1.VirtualMachine, vmv1alpha1.VirtualMachineStatus]
 
 // RegisterVirtualMachineStatusHandler registers handler as an OnChange handler
-// named name that writes the status it returns, with UpdateStatus, only
-// when it differs from the object's (semantic equality). An error from
-// handler still writes the status it returned (so a condition can say what
-// failed) and then retries the key.
+// named name that writes the status it returns only when it changed: see
+// generic.RegisterStatusHandler.
 func RegisterVirtualMachineStatusHandler(ctx context.Context, controller VirtualMachineController, name string, handler VirtualMachineStatusHandler) {
-	controller.OnChange(ctx, name, func(key string, obj *vmv1alpha1.VirtualMachine) (*vmv1alpha1.VirtualMachine, error) {
-		if obj == nil || obj.DeletionTimestamp != nil {
-			return obj, nil
-		}
-		status, err := handler(obj, *obj.Status.DeepCopy())
-		if equality.Semantic.DeepEqual(obj.Status, status) {
-			return obj, err
-		}
-		obj.Status = status
-		updated, updateErr := controller.UpdateStatus(ctx, obj)
-		if updateErr != nil {
-			return nil, errors.Join(err, updateErr)
-		}
-		return updated, err
-	})
+	generic.RegisterStatusHandler(ctx, controller, name,
+		func(obj *vmv1alpha1.VirtualMachine) *vmv1alpha1.VirtualMachineStatus { return &obj.Status }, handler)
 }

@@ -1,0 +1,55 @@
+package generic
+
+import (
+	"context"
+	"errors"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// StatusHandler computes the status of obj from status, a copy of its
+// current status that it may change and return.
+type StatusHandler[T runtime.Object, S any] func(obj T, status S) (S, error)
+
+// StatusController is what RegisterStatusHandler needs of a typed
+// controller; Controller and NonNamespacedController have it.
+type StatusController[T runtime.Object] interface {
+	OnChange(ctx context.Context, name string, h ObjectHandler[T])
+	UpdateStatus(ctx context.Context, obj T) (T, error)
+}
+
+// RegisterStatusHandler registers handler as an OnChange handler named name
+// that writes the status it returns, with UpdateStatus, only when it
+// differs from the object's (semantic equality), so that an unchanged
+// status costs no request. status returns a pointer to obj's status field.
+// An error from handler still writes the status it returned (so a
+// condition can say what failed) and then retries the key; deleted and
+// deleting objects are passed over. Generated code wraps it per kind
+// (Register<Kind>StatusHandler).
+func RegisterStatusHandler[T runtime.Object, S any, PS interface {
+	*S
+	DeepCopy() *S
+}](ctx context.Context, controller StatusController[T], name string, status func(T) PS, handler StatusHandler[T, S]) {
+	controller.OnChange(ctx, name, func(key string, obj T) (T, error) {
+		if isNil(obj) {
+			return obj, nil
+		}
+		if m, err := meta.Accessor(obj); err != nil || m.GetDeletionTimestamp() != nil {
+			return obj, err
+		}
+		current := status(obj)
+		next, err := handler(obj, *current.DeepCopy())
+		if equality.Semantic.DeepEqual(*current, next) {
+			return obj, err
+		}
+		*current = next
+		updated, updateErr := controller.UpdateStatus(ctx, obj)
+		if updateErr != nil {
+			var zero T
+			return zero, errors.Join(err, updateErr)
+		}
+		return updated, err
+	})
+}
