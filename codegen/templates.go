@@ -126,9 +126,6 @@ var factoryTemplate = tmpl("factory", `// Package {{.Package}} holds rein's type
 package {{.Package}}
 
 import (
-	"fmt"
-
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 
 	"github.com/rein-k8s/rein/pkg/framework"
@@ -163,13 +160,7 @@ func NewFactoryFromConfigOrDie(config *rest.Config) *Factory {
 // NewFactoryFromConfigWithOptions returns a factory with opts: namespace
 // scope, worker counts, retry pacing, metrics registry, logger.
 func NewFactoryFromConfigWithOptions(config *rest.Config, opts framework.Options) (*Factory, error) {
-	scheme := runtime.NewScheme()
-{{- range .Versions}}
-	if err := {{.APIAlias}}.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("register {{.APIImport}}: %w", err)
-	}
-{{- end}}
-	f, err := framework.NewFactory(config, scheme, opts)
+	f, err := framework.NewFactoryForAPIs(config, opts{{range .Versions}}, {{.APIAlias}}.AddToScheme{{end}})
 	if err != nil {
 		return nil, err
 	}

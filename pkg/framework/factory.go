@@ -87,6 +87,19 @@ func NewFactory(config *rest.Config, scheme *runtime.Scheme, opts Options) (*Fac
 	return f, nil
 }
 
+// NewFactoryForAPIs builds a scheme from the AddToScheme functions of API
+// packages and returns a factory on it: what generated group factories
+// call.
+func NewFactoryForAPIs(config *rest.Config, opts Options, addToScheme ...func(*runtime.Scheme) error) (*Factory, error) {
+	scheme := runtime.NewScheme()
+	for _, add := range addToScheme {
+		if err := add(scheme); err != nil {
+			return nil, fmt.Errorf("framework: register API types: %w", err)
+		}
+	}
+	return NewFactory(config, scheme, opts)
+}
+
 // Clients is the factory's client factory.
 func (f *Factory) Clients() *ClientFactory { return f.clients }
 

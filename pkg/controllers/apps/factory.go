@@ -8,9 +8,6 @@
 package apps
 
 import (
-	"fmt"
-
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 
 	ctrlv1 "github.com/rein-k8s/rein/pkg/controllers/apps/v1"
@@ -43,11 +40,7 @@ func NewFactoryFromConfigOrDie(config *rest.Config) *Factory {
 // NewFactoryFromConfigWithOptions returns a factory with opts: namespace
 // scope, worker counts, retry pacing, metrics registry, logger.
 func NewFactoryFromConfigWithOptions(config *rest.Config, opts framework.Options) (*Factory, error) {
-	scheme := runtime.NewScheme()
-	if err := appsv1.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("register k8s.io/api/apps/v1: %w", err)
-	}
-	f, err := framework.NewFactory(config, scheme, opts)
+	f, err := framework.NewFactoryForAPIs(config, opts, appsv1.AddToScheme)
 	if err != nil {
 		return nil, err
 	}

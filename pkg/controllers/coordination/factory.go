@@ -8,9 +8,6 @@
 package coordination
 
 import (
-	"fmt"
-
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 
 	ctrlv1 "github.com/rein-k8s/rein/pkg/controllers/coordination/v1"
@@ -43,11 +40,7 @@ func NewFactoryFromConfigOrDie(config *rest.Config) *Factory {
 // NewFactoryFromConfigWithOptions returns a factory with opts: namespace
 // scope, worker counts, retry pacing, metrics registry, logger.
 func NewFactoryFromConfigWithOptions(config *rest.Config, opts framework.Options) (*Factory, error) {
-	scheme := runtime.NewScheme()
-	if err := coordinationv1.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("register k8s.io/api/coordination/v1: %w", err)
-	}
-	f, err := framework.NewFactory(config, scheme, opts)
+	f, err := framework.NewFactoryForAPIs(config, opts, coordinationv1.AddToScheme)
 	if err != nil {
 		return nil, err
 	}
