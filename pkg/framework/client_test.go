@@ -1,0 +1,120 @@
+package framework_test
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+
+	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/pkg/framework"
+)
+
+// contentTypes records the Content-Type of every response, by path.
+type contentTypes struct {
+	mu   sync.Mutex
+	seen map[string][]string
+	next http.RoundTripper
+}
+
+func (c *contentTypes) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.next.RoundTrip(req)
+	if err == nil {
+		c.mu.Lock()
+		c.seen[req.Method+" "+req.URL.Path] = append(c.seen[req.Method+" "+req.URL.Path], resp.Header.Get("Content-Type"))
+		c.mu.Unlock()
+	}
+	return resp, err
+}
+
+func (c *contentTypes) of(key string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seen[key]
+}
+
+func recordingConfig(base *rest.Config) (*rest.Config, *contentTypes) {
+	rec := &contentTypes{seen: map[string][]string{}}
+	cfg := rest.CopyConfig(base)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { rec.next = rt; return rec })
+	return cfg, rec
+}
+
+// Built-in kinds go over the wire as protobuf, CRD kinds as JSON, and a
+// content type set in the rest.Config wins.
+func TestWireFormatPerKind(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	cfg, rec := recordingConfig(env.Config())
+	clients, err := framework.NewClientFactory(cfg, newScheme(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmClient, err := clients.ForResource(configMaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm corev1.ConfigMap
+	in := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "wire"}, Data: map[string]string{"k": "v"}}
+	if err := cmClient.Create(ctx, ns, in, metav1.CreateOptions{}, &cm); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmClient.Patch(ctx, ns, "wire", types.MergePatchType, []byte(`{"data":{"k":"w"}}`), metav1.PatchOptions{}, &cm); err != nil {
+		t.Fatal(err)
+	}
+	if cm.Data["k"] != "w" || cm.UID == "" {
+		t.Fatalf("patched ConfigMap decoded wrong: %+v", cm)
+	}
+	var list corev1.ConfigMapList
+	if err := cmClient.List(ctx, ns, metav1.ListOptions{}, &list); err != nil || len(list.Items) != 1 {
+		t.Fatalf("list: %v, %d items", err, len(list.Items))
+	}
+	// An error body (a Status) decodes from protobuf too.
+	var missing corev1.ConfigMap
+	if err := cmClient.Get(ctx, ns, "missing", metav1.GetOptions{}, &missing); err == nil || err.Error() != `configmaps "missing" not found` {
+		t.Fatalf("get missing: %v", err)
+	}
+	cmPath := "/api/v1/namespaces/" + ns + "/configmaps"
+	for _, key := range []string{"POST " + cmPath, "PATCH " + cmPath + "/wire", "GET " + cmPath, "GET " + cmPath + "/missing"} {
+		got := rec.of(key)
+		if len(got) == 0 || got[0] != "application/vnd.kubernetes.protobuf" {
+			t.Errorf("%s: response content types %v, want protobuf", key, got)
+		}
+	}
+
+	widgetClient, err := clients.ForResource(widgets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w testapi.Widget
+	if err := widgetClient.Create(ctx, ns, &testapi.Widget{ObjectMeta: metav1.ObjectMeta{Name: "wire"}, Spec: testapi.WidgetSpec{Size: 1}}, metav1.CreateOptions{}, &w); err != nil {
+		t.Fatal(err)
+	}
+	widgetKey := "POST /apis/" + testapi.SchemeGroupVersion.Group + "/v1/namespaces/" + ns + "/widgets"
+	if got := rec.of(widgetKey); len(got) == 0 || got[0] != "application/json" {
+		t.Errorf("%s: response content types %v, want JSON", widgetKey, got)
+	}
+
+	// The caller's choice in the rest.Config is kept.
+	jsonCfg, jsonRec := recordingConfig(env.Config())
+	jsonCfg.ContentType = "application/json"
+	jsonClients, err := framework.NewClientFactory(jsonCfg, newScheme(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonCM, err := jsonClients.ForResource(configMaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jsonCM.Get(ctx, ns, "wire", metav1.GetOptions{}, &cm); err != nil {
+		t.Fatal(err)
+	}
+	if got := jsonRec.of("GET " + cmPath + "/wire"); len(got) == 0 || got[0] != "application/json" {
+		t.Errorf("with ContentType set to JSON: response content types %v, want JSON", got)
+	}
+}
