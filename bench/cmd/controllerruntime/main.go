@@ -78,6 +78,10 @@ func main() {
 			if cm.Annotations[common.Annotation] == f.Mark {
 				return reconcile.Result{}, nil
 			}
+			if f.Write == "update" {
+				cm.Annotations = common.Marked(cm.Annotations, f.Mark) // cm is the client's copy
+				return reconcile.Result{}, c.Update(ctx, &cm)
+			}
 			return reconcile.Result{}, c.Patch(ctx, &cm, patch)
 		}))
 	if err != nil {

@@ -45,8 +45,11 @@ type driver struct {
 	logDir   string
 	workers  int
 	objects  int
+	write    string
 	idle     time.Duration
 	results  *results
+	profDir  string
+	ctlProf  bool
 }
 
 func must(err error) {
@@ -64,6 +67,8 @@ func main() {
 	fws := flag.String("frameworks", "", "comma-separated subset of rein,wrangler,controller-runtime,controller-runtime+warmup (default all)")
 	idle := flag.Duration("idle", 30*time.Second, "idle window for the election-load figure")
 	binDir := flag.String("bindir", "", "kube-apiserver and etcd (default $REIN_TESTBIN or ../bin)")
+	write := flag.String("write", "patch", "how every controller writes its mark: patch (JSON merge patch) or update (PUT of the cached object)")
+	profileDir := flag.String("profile-dir", "", "write CPU profiles of the apiserver (4 s) and of the controller (8 s from start), taken during each throughput run, into this folder")
 	flag.Parse()
 
 	want := map[string]bool{}
@@ -91,7 +96,7 @@ func main() {
 
 	tmp, err := os.MkdirTemp("", "rein-bench-")
 	must(err)
-	d := &driver{binaries: map[string]string{}, logDir: tmp, workers: *workers, objects: *objects, idle: *idle, results: newResults()}
+	d := &driver{binaries: map[string]string{}, logDir: tmp, workers: *workers, objects: *objects, idle: *idle, results: newResults(), profDir: *profileDir, write: *write}
 	logf("building controllers into %s", tmp)
 	for _, prog := range []string{"rein", "wrangler", "controllerruntime"} {
 		o := filepath.Join(tmp, prog)
@@ -210,8 +215,15 @@ func (r *run) timeout() time.Duration {
 // throughput: one replica, N unmarked objects.
 func (d *driver) throughput(r *run) {
 	p := r.startProc("r0", "1")
+	if d.profDir != "" {
+		go d.profileAPIServer(filepath.Join(d.profDir, r.tag+".pprof"))
+	}
 	if !r.st.allMarked("1", d.objects, r.timeout()) {
 		panic("not all marked in time")
+	}
+	if d.profDir != "" {
+		// the controller writes its profile 6 s after its start
+		time.Sleep(time.Until(p.started.Add(7 * time.Second)))
 	}
 	cpu, hwm := p.usage()
 	last := d.lastWrite(r.offset, p.ua)
@@ -309,4 +321,15 @@ func (r *run) awaitLeading(not *proc, timeout time.Duration) *proc {
 		time.Sleep(5 * time.Millisecond)
 	}
 	panic("no replica leads")
+}
+
+// profileAPIServer fetches a CPU profile of the apiserver into path.
+func (d *driver) profileAPIServer(path string) {
+	time.Sleep(2 * time.Second) // past process start and the initial list
+	data, err := d.cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "4").DoRaw(context.Background())
+	if err != nil {
+		logf("profile: %v", err)
+		return
+	}
+	_ = os.WriteFile(path, data, 0o644)
 }

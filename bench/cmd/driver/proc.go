@@ -31,8 +31,12 @@ func (r *run) startProc(name, mark string) *proc {
 		"--lease-name", "bench", "--lease-namespace", r.ns,
 		"--lease-duration", "15s", "--renew-deadline", "10s", "--retry-period", "2s",
 		"--workers", strconv.Itoa(r.d.workers), "--user-agent", p.ua, "--mark", mark, "--identity", name,
+		"--write", r.d.write,
 	}
 	args = append(args, r.fw.args...)
+	if r.d.profDir != "" && strings.HasPrefix(r.tag, "throughput") {
+		args = append(args, "--cpuprofile", filepath.Join(r.d.profDir, r.tag+"-"+name+".ctl.pprof"), "--cpuprofile-for", "6s")
+	}
 	p.cmd = exec.Command(r.d.binaries[r.fw.program], args...)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	if r.fw.program == "wrangler" {

@@ -60,6 +60,10 @@ func main() {
 		if cm == nil || cm.Annotations[common.Annotation] == f.Mark {
 			return nil, nil
 		}
+		if f.Write == "update" {
+			cm.Annotations = common.Marked(cm.Annotations, f.Mark) // cm is the engine's copy: the handler owns it
+			return configMaps.Update(ctx, cm)
+		}
 		return configMaps.Patch(ctx, cm.Namespace, cm.Name, types.MergePatchType, patch)
 	})
 	if err := start.Run(ctx, opts, factory); err != nil {

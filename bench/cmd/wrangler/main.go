@@ -58,6 +58,11 @@ func main() {
 		if cm == nil || cm.Annotations[common.Annotation] == f.Mark {
 			return cm, nil
 		}
+		if f.Write == "update" {
+			cm = cm.DeepCopy() // wrangler hands out the cache's object
+			cm.Annotations = common.Marked(cm.Annotations, f.Mark)
+			return configMaps.Update(cm)
+		}
 		return configMaps.Patch(cm.Namespace, cm.Name, types.MergePatchType, patch)
 	})
 	leader.RunOrDie(ctx, f.LeaseNamespace, f.LeaseName, client, func(ctx context.Context) {

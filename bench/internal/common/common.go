@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,9 @@ type Flags struct {
 	LeaseDuration, RenewDeadline, RetryPeriod        time.Duration
 	Workers                                          int
 	UserAgent, Mark, Identity                        string
+	Write                                            string
+	CPUProfile                                       string
+	CPUProfileFor                                    time.Duration
 }
 
 // Bind binds the shared flags to fs.
@@ -39,6 +43,9 @@ func (f *Flags) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.UserAgent, "user-agent", "", "user agent of every request (default bench/<pid>)")
 	fs.StringVar(&f.Mark, "mark", "1", "value of the annotation the handler writes")
 	fs.StringVar(&f.Identity, "identity", "", "replica name (POD_NAME; for wrangler, the hostname it sets in its own UTS namespace)")
+	fs.StringVar(&f.Write, "write", "patch", "how the handler writes the annotation: patch (JSON merge patch) or update (the cached object with the annotation, resourceVersion precondition)")
+	fs.StringVar(&f.CPUProfile, "cpuprofile", "", "write a CPU profile of the first --cpuprofile-for of the process to this file")
+	fs.DurationVar(&f.CPUProfileFor, "cpuprofile-for", 8*time.Second, "how long --cpuprofile records")
 }
 
 // Config parses fs and returns the rest.Config with the user agent set.
@@ -47,11 +54,18 @@ func (f *Flags) Config() *rest.Config {
 		fmt.Fprintln(os.Stderr, "--kubeconfig and --namespace are required")
 		os.Exit(2)
 	}
+	if f.Write != "patch" && f.Write != "update" {
+		fmt.Fprintf(os.Stderr, "--write=%q: want patch or update\n", f.Write)
+		os.Exit(2)
+	}
 	if f.LeaseNamespace == "" {
 		f.LeaseNamespace = f.Namespace
 	}
 	if f.UserAgent == "" {
 		f.UserAgent = fmt.Sprintf("bench/%d", os.Getpid())
+	}
+	if f.CPUProfile != "" {
+		startCPUProfile(f.CPUProfile, f.CPUProfileFor)
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", f.Kubeconfig)
 	if err != nil {
@@ -68,6 +82,16 @@ func (f *Flags) Config() *rest.Config {
 func Patch(mark string) []byte {
 	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{Annotation: mark}}})
 	return b
+}
+
+// Marked returns a copy of obj's annotations with the mark set, for an update.
+func Marked(annotations map[string]string, mark string) map[string]string {
+	out := make(map[string]string, len(annotations)+1)
+	for k, v := range annotations {
+		out[k] = v
+	}
+	out[Annotation] = mark
+	return out
 }
 
 // Leadership logs "leading" once and "first-reconcile" on the first handler
@@ -89,4 +113,23 @@ func (l *Leadership) Reconciling() {
 		return
 	}
 	l.first.Do(func() { fmt.Printf("first-reconcile %s\n", time.Now().Format(time.RFC3339Nano)) })
+}
+
+// startCPUProfile records a CPU profile into path for d, from now on; the
+// benchmark processes are killed rather than stopped, so the profile has a
+// fixed length.
+func startCPUProfile(path string, d time.Duration) {
+	out, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cpuprofile:", err)
+		os.Exit(2)
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		fmt.Fprintln(os.Stderr, "cpuprofile:", err)
+		os.Exit(2)
+	}
+	time.AfterFunc(d, func() {
+		pprof.StopCPUProfile()
+		_ = out.Close()
+	})
 }
