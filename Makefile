@@ -44,8 +44,12 @@ $(TOOLS)/staticcheck: Makefile
 	@touch $@
 
 .PHONY: bench
-bench: testbin ## benchmarks: queue, end-to-end reconcile, election (about 10 minutes)
+bench: testbin ## rein vs wrangler vs controller-runtime on one apiserver (bench/: 5 rounds, 5000 objects) and the queue microbenchmarks; rewrites docs/benchmarks.md (about 25 minutes on 2 cores)
 	$(GO) test -run '^$$' -bench 'BenchmarkQueue' -benchmem -count 6 ./pkg/framework
+	cd bench && $(GO) run ./cmd/driver --repeats 5 --objects 5000 --bindir $(BIN) --out ../docs/benchmarks.md
+
+.PHONY: bench-rein
+bench-rein: testbin ## rein alone: end-to-end reconcile with 5 and 20 workers, then bench-election (about 10 minutes)
 	$(GO) test -run '^$$' -bench 'BenchmarkReconcile' -benchtime 5x -timeout 30m ./pkg/framework
 	$(MAKE) bench-election
 
@@ -57,10 +61,6 @@ bench-election: testbin ## failover figures with lease 15s/renew 10s/retry 2s, 5
 SAMPLE_API := ./samples/vmcontroller/api/vm/v1alpha1
 SAMPLE_OUT := github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated
 GENERATED  := pkg/controllers samples/vmcontroller/pkg/generated samples/vmcontroller/api samples/vmcontroller/deploy/crd
-
-.PHONY: bench-peers
-bench-peers: testbin ## rein vs wrangler vs controller-runtime on one apiserver (bench/; 5 rounds of 5000 objects take about 50 minutes)
-	cd bench && $(GO) run ./cmd/driver --repeats 5 --objects 5000 --bindir $(BIN) --out ../docs/benchmarks.md
 
 .PHONY: generate
 generate: ## regenerate the built-in controllers and the sample's code and CRD

@@ -27,6 +27,7 @@ const DefaultSyncTimeout = 2 * time.Minute
 type CacheFactory struct {
 	clients   *ClientFactory
 	namespace string
+	opts      CacheOptions
 
 	mu        sync.Mutex
 	informers map[schema.GroupVersionKind]*sharedInformer
@@ -44,10 +45,33 @@ type sharedInformer struct {
 	lastErr error // the last list/watch error, named in sync timeouts
 }
 
-// NewCacheFactory returns a cache factory; namespace "" caches all
-// namespaces.
-func NewCacheFactory(clients *ClientFactory, namespace string) *CacheFactory {
-	return &CacheFactory{clients: clients, namespace: namespace, informers: map[schema.GroupVersionKind]*sharedInformer{}}
+// CacheOptions shape a CacheFactory's caches.
+type CacheOptions struct {
+	// Namespace limits the caches of namespaced kinds to one namespace;
+	// "" caches all namespaces.
+	Namespace string
+	// KeepManagedFields keeps metadata.managedFields in cached objects.
+	// By default they are dropped as objects enter the cache: handlers
+	// rarely read them, and they are often the largest part of an
+	// object's metadata. An update of a cached object still keeps them on
+	// the server, since an update without managedFields leaves them as
+	// they are.
+	KeepManagedFields bool
+}
+
+// NewCacheFactory returns a cache factory.
+func NewCacheFactory(clients *ClientFactory, opts CacheOptions) *CacheFactory {
+	return &CacheFactory{clients: clients, namespace: opts.Namespace, opts: opts, informers: map[schema.GroupVersionKind]*sharedInformer{}}
+}
+
+// dropManagedFields is the caches' transform unless managed fields are
+// kept. Tombstones (cache.DeletedFinalStateUnknown) pass unchanged: their
+// object went through the transform when it entered the cache.
+func dropManagedFields(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok && m.GetManagedFields() != nil {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
 }
 
 // ForResource returns the shared informer of res, creating it on first use.
@@ -89,6 +113,11 @@ func (f *CacheFactory) ForResource(res Resource) (cache.SharedIndexInformer, err
 	informer := cache.NewSharedIndexInformer(lw, example, 0, cache.Indexers{
 		cache.NamespaceIndex: cache.MetaNamespaceIndexFunc,
 	})
+	if !f.opts.KeepManagedFields {
+		if err := informer.SetTransform(dropManagedFields); err != nil {
+			return nil, fmt.Errorf("framework: informer for %s: %w", res, err)
+		}
+	}
 	si := &sharedInformer{res: res, informer: informer}
 	if err := informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		si.mu.Lock()

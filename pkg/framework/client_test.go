@@ -5,9 +5,11 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
@@ -116,5 +118,59 @@ func TestWireFormatPerKind(t *testing.T) {
 	}
 	if got := jsonRec.of("GET " + cmPath + "/wire"); len(got) == 0 || got[0] != "application/json" {
 		t.Errorf("with ContentType set to JSON: response content types %v, want JSON", got)
+	}
+}
+
+// Cached objects come without managedFields unless asked for; a handler
+// that updates its copy leaves the server's managedFields in place.
+func TestManagedFieldsDroppedFromCache(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "KeepManagedFields"}[keep], func(t *testing.T) {
+			ns := newNamespace(t)
+			f := newFactory(t, ns, framework.Options{KeepManagedFields: keep})
+			client, err := f.Clients().ForResource(configMaps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seenFields := make(chan int, 4)
+			controller(t, f, configMaps).AddHandler(t.Context(), "label", func(key string, obj runtime.Object) (runtime.Object, error) {
+				cm, _ := obj.(*corev1.ConfigMap)
+				if cm == nil || cm.Labels["handled"] == "yes" {
+					return nil, nil
+				}
+				seenFields <- len(cm.ManagedFields)
+				if cm.Labels == nil {
+					cm.Labels = map[string]string{}
+				}
+				cm.Labels["handled"] = "yes"
+				var out corev1.ConfigMap
+				return &out, client.Update(t.Context(), ns, cm.Name, "", cm, metav1.UpdateOptions{FieldManager: "handler"}, &out)
+			})
+			run(t, f)
+			createConfigMap(t, ns, "fields", map[string]string{"v": "1"})
+			n := receive(t, seenFields, 10*time.Second, "handler call")
+			if keep && n == 0 {
+				t.Fatal("KeepManagedFields: the handler's object has no managedFields")
+			}
+			if !keep && n != 0 {
+				t.Fatalf("default: the handler's object has %d managedFields entries, want none", n)
+			}
+			var managers []string
+			eventually(t, 10*time.Second, "the handler's update", func() bool {
+				cm, err := adminClient(t).CoreV1().ConfigMaps(ns).Get(t.Context(), "fields", metav1.GetOptions{})
+				if err != nil || cm.Labels["handled"] != "yes" {
+					return false
+				}
+				managers = managers[:0]
+				for _, m := range cm.ManagedFields {
+					managers = append(managers, m.Manager)
+				}
+				return true
+			})
+			// The creator's entry survives the update; the handler's is added.
+			if len(managers) != 2 || managers[1] != "handler" {
+				t.Fatalf("managers on the server after the update: %v, want the creator's and handler", managers)
+			}
+		})
 	}
 }

@@ -40,6 +40,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger is where the engine logs; nil means logrus's standard logger.
 	Logger *logrus.Entry
+	// KeepManagedFields keeps metadata.managedFields in cached objects,
+	// which are dropped by default (see CacheOptions).
+	KeepManagedFields bool
 }
 
 // Factory is the engine of one group of controllers: shared clients, shared
@@ -78,7 +81,7 @@ func NewFactory(config *rest.Config, scheme *runtime.Scheme, opts Options) (*Fac
 		opts:        opts,
 		log:         log,
 		clients:     clients,
-		caches:      NewCacheFactory(clients, opts.Namespace),
+		caches:      NewCacheFactory(clients, CacheOptions{Namespace: opts.Namespace, KeepManagedFields: opts.KeepManagedFields}),
 		controllers: map[schema.GroupVersionKind]*Controller{},
 	}
 	if f.metrics, err = newMetrics(opts.Registerer, f.caches); err != nil {

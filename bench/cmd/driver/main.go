@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,8 @@ var frameworks = []framework{
 type driver struct {
 	env      *testenv.Env
 	cs       kubernetes.Interface
+	ns       string // the namespace every run works in
+	st       *state // marks and Lease holders of ns
 	binaries map[string]string
 	logDir   string
 	workers  int
@@ -49,7 +52,7 @@ type driver struct {
 	idle     time.Duration
 	results  *results
 	profDir  string
-	ctlProf  bool
+	control  []int // pids of the apiserver and etcd
 }
 
 func must(err error) {
@@ -60,20 +63,25 @@ func must(err error) {
 
 func main() {
 	repeats := flag.Int("repeats", 5, "rounds; every round runs every scenario for every framework, interleaved")
-	objects := flag.Int("objects", 5000, "ConfigMaps per run")
+	objects := flag.Int("objects", 5000, "ConfigMaps every controller marks")
 	workers := flag.Int("workers", 5, "workers of every controller")
 	out := flag.String("out", "", "markdown file to write the report into (its bench section is replaced; empty: stdout)")
-	scen := flag.String("scenarios", "throughput,handoff,crash,idle", "comma-separated: throughput, handoff (graceful; gives winning → first reconcile too, alias winning), crash, idle (measured inside handoff runs)")
+	scen := flag.String("scenarios", "throughput,election", "comma-separated: throughput (one replica), election (three replicas: idle load, SIGTERM handoff, then SIGKILL takeover, each with winning → first reconcile)")
 	fws := flag.String("frameworks", "", "comma-separated subset of rein,wrangler,controller-runtime,controller-runtime+warmup (default all)")
-	idle := flag.Duration("idle", 30*time.Second, "idle window for the election-load figure")
+	idle := flag.Duration("idle", 10*time.Second, "idle window for the election-load figure")
 	binDir := flag.String("bindir", "", "kube-apiserver and etcd (default $REIN_TESTBIN or ../bin)")
 	write := flag.String("write", "patch", "how every controller writes its mark: patch (JSON merge patch) or update (PUT of the cached object)")
-	profileDir := flag.String("profile-dir", "", "write CPU profiles of the apiserver (4 s) and of the controller (8 s from start), taken during each throughput run, into this folder")
+	profileDir := flag.String("profile-dir", "", "write CPU profiles of the apiserver (4 s) and of the controller (6 s from start), taken during each throughput run, into this folder")
 	flag.Parse()
 
 	want := map[string]bool{}
 	for _, s := range strings.Split(*scen, ",") {
-		want[strings.TrimSpace(s)] = true
+		s = strings.TrimSpace(s)
+		if s != "throughput" && s != "election" {
+			fmt.Fprintf(os.Stderr, "--scenarios: unknown scenario %q (want throughput, election)\n", s)
+			os.Exit(2)
+		}
+		want[s] = true
 	}
 	if *fws != "" {
 		keep := map[string]bool{}
@@ -84,19 +92,30 @@ func main() {
 		for _, f := range frameworks {
 			if keep[f.name] {
 				sel = append(sel, f)
+				delete(keep, f.name)
 			}
 		}
+		if len(keep) > 0 || len(sel) == 0 {
+			fmt.Fprintf(os.Stderr, "--frameworks=%q: want a comma-separated subset of rein,wrangler,controller-runtime,controller-runtime+warmup\n", *fws)
+			os.Exit(2)
+		}
 		frameworks = sel
+	}
+	if *write != "patch" && *write != "update" {
+		fmt.Fprintf(os.Stderr, "--write=%q: want patch or update\n", *write)
+		os.Exit(2)
 	}
 	if *binDir == "" && os.Getenv(testenv.BinDirEnv) == "" {
 		if abs, err := filepath.Abs("../bin"); err == nil {
 			*binDir = abs
 		}
 	}
+	began := time.Now()
 
 	tmp, err := os.MkdirTemp("", "rein-bench-")
 	must(err)
-	d := &driver{binaries: map[string]string{}, logDir: tmp, workers: *workers, objects: *objects, idle: *idle, results: newResults(), profDir: *profileDir, write: *write}
+	d := &driver{binaries: map[string]string{}, logDir: tmp, workers: *workers, objects: *objects, write: *write,
+		idle: *idle, results: newResults(), profDir: *profileDir}
 	logf("building controllers into %s", tmp)
 	for _, prog := range []string{"rein", "wrangler", "controllerruntime"} {
 		o := filepath.Join(tmp, prog)
@@ -108,92 +127,52 @@ func main() {
 	d.env, err = testenv.Start(testenv.Options{BinDir: *binDir, Audit: true})
 	must(err)
 	defer func() { _ = d.env.Stop() }()
-	cs, err := d.env.Admin().Clientset()
+	d.control = childPIDs("kube-apiserver", "etcd")
+	cfg := d.env.Config()
+	cfg.QPS, cfg.Burst = -1, 0
+	cfg.ContentType = "application/vnd.kubernetes.protobuf" // the driver's own watch stays light
+	cs, err := kubernetes.NewForConfig(cfg)
 	must(err)
 	d.cs = cs
+	d.createObjects()
 
 	for round := 1; round <= *repeats; round++ {
-		for _, f := range frameworks {
-			if want["throughput"] {
+		if want["throughput"] {
+			for _, f := range frameworks {
 				d.guard(f, round, "throughput", d.throughput)
 			}
 		}
-		for _, f := range frameworks {
-			if want["handoff"] || want["idle"] || want["winning"] {
-				d.guard(f, round, "handoff", func(r *run) { d.handoff(r, syscall.SIGTERM, want["idle"]) })
-			}
-		}
-		for _, f := range frameworks {
-			if want["crash"] {
-				d.guard(f, round, "crash", func(r *run) { d.handoff(r, syscall.SIGKILL, false) })
+		if want["election"] {
+			for _, f := range frameworks {
+				d.guard(f, round, "election", d.election)
 			}
 		}
 	}
-	report := d.report(*repeats, *objects, *workers, *binDir)
+	report := d.report(*repeats, *objects, *workers, *binDir, time.Since(began))
 	if *out == "" {
 		fmt.Print(report)
 		return
 	}
 	must(writeSection(*out, report))
-	logf("wrote %s; logs in %s", *out, tmp)
+	logf("wrote %s in %v; logs in %s", *out, time.Since(began).Round(time.Second), tmp)
 }
 
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
-}
-
-// run is one scenario run of one framework in its own namespace.
-type run struct {
-	d      *driver
-	fw     framework
-	tag    string
-	ns     string
-	st     *state
-	offset int64
-	procs  []*proc
-}
-
-func (d *driver) guard(f framework, round int, scenario string, fn func(*run)) {
-	r := &run{d: d, fw: f, tag: fmt.Sprintf("%s-%s-%d", scenario, strings.ReplaceAll(f.name, "+", "-"), round)}
-	defer func() {
-		for _, p := range r.procs {
-			p.kill()
-		}
-		if r.st != nil {
-			r.st.cancel()
-		}
-		if r.ns != "" {
-			// testenv runs no namespace controller: delete the objects
-			// themselves so the apiserver's cache does not grow run by run.
-			_ = d.cs.CoreV1().ConfigMaps(r.ns).DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{})
-			_ = d.cs.CoreV1().Namespaces().Delete(context.Background(), r.ns, metav1.DeleteOptions{})
-		}
-		if e := recover(); e != nil {
-			logf("%s: FAILED: %v", r.tag, e)
-			for _, p := range r.procs {
-				logf("--- %s log tail:\n%s", p.name, p.tail())
-			}
-			d.results.fail(f.name, scenario)
-		}
-	}()
-	logf("%s: start", r.tag)
-	r.setup()
-	fn(r)
-}
-
-func (r *run) setup() {
+// createObjects creates the namespace and its ConfigMaps once: every run
+// marks them with a mark of its own, so every run finds all of them
+// unmarked.
+func (d *driver) createObjects() {
 	ctx := context.Background()
-	ns, err := r.d.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-"}}, metav1.CreateOptions{})
+	ns, err := d.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-"}}, metav1.CreateOptions{})
 	must(err)
-	r.ns = ns.Name
+	d.ns = ns.Name
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
 	for range 16 {
 		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < r.d.objects; i = int(next.Add(1)) - 1 {
+			for i := int(next.Add(1)) - 1; i < d.objects; i = int(next.Add(1)) - 1 {
 				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%05d", i)}, Data: map[string]string{"v": "1"}}
-				if _, err := r.d.cs.CoreV1().ConfigMaps(r.ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+				if _, err := d.cs.CoreV1().ConfigMaps(d.ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
 				}
@@ -204,23 +183,57 @@ func (r *run) setup() {
 	if e := firstErr.Load(); e != nil {
 		panic(e)
 	}
-	r.st = follow(r.d.cs, r.ns)
-	r.offset = r.d.auditSize()
+	d.st = follow(d.cs, d.ns)
+	logf("created %d ConfigMaps in %s", d.objects, d.ns)
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
+// run is one scenario run of one framework, on a Lease of its own.
+type run struct {
+	d      *driver
+	fw     framework
+	tag    string // also the Lease's name and the prefix of the marks
+	offset int64  // audit log size when the run began
+	procs  []*proc
+}
+
+func (d *driver) guard(f framework, round int, scenario string, fn func(*run)) {
+	r := &run{d: d, fw: f, tag: fmt.Sprintf("%s-%s-%d", scenario, strings.ReplaceAll(f.name, "+", "-"), round)}
+	defer func() {
+		for _, p := range r.procs {
+			p.kill()
+		}
+		if e := recover(); e != nil {
+			logf("%s: FAILED: %v", r.tag, e)
+			for _, p := range r.procs {
+				logf("--- %s log tail:\n%s", p.name, p.tail())
+			}
+			d.results.fail(f.name, scenario)
+		}
+	}()
+	logf("%s: start", r.tag)
+	r.offset = d.auditSize()
+	fn(r)
 }
 
 func (r *run) timeout() time.Duration {
 	return 2*time.Minute + time.Duration(r.d.objects)*20*time.Millisecond
 }
 
-// throughput: one replica, N unmarked objects.
+// throughput: one replica, every object unmarked for its mark.
 func (d *driver) throughput(r *run) {
-	p := r.startProc("r0", "1")
+	controlBefore := cpuOf(d.control...)
+	p := r.startProc("r0", r.tag)
 	if d.profDir != "" {
 		go d.profileAPIServer(filepath.Join(d.profDir, r.tag+".pprof"))
 	}
-	if !r.st.allMarked("1", d.objects, r.timeout()) {
+	if !d.st.allMarked(r.tag, d.objects, r.timeout()) {
 		panic("not all marked in time")
 	}
+	control := cpuOf(d.control...) - controlBefore
 	if d.profDir != "" {
 		// the controller writes its profile 6 s after its start
 		time.Sleep(time.Until(p.started.Add(7 * time.Second)))
@@ -231,87 +244,98 @@ func (d *driver) throughput(r *run) {
 	if !ok {
 		panic("no leading line")
 	}
+	requests := uaCount(d.requests(r.offset, p.started, time.Now()), p.ua)
 	res := d.results
 	res.add(r.fw.name, "throughput: process start → all written (s)", last.Sub(p.started).Seconds())
 	res.add(r.fw.name, "throughput: leading → all written (s)", last.Sub(lead).Seconds())
 	res.add(r.fw.name, "throughput: objects/s after leading", float64(d.objects)/last.Sub(lead).Seconds())
-	res.add(r.fw.name, "throughput: CPU seconds", cpu)
+	res.add(r.fw.name, "throughput: controller CPU seconds", cpu)
+	res.add(r.fw.name, "throughput: apiserver + etcd CPU seconds", control)
+	res.add(r.fw.name, "throughput: API requests", float64(requests))
 	res.add(r.fw.name, "throughput: peak RSS (MiB)", hwm/(1<<20))
-	logf("%s: %.2fs from start, %.2fs from leading, cpu %.2fs, rss %.0f MiB", r.tag, last.Sub(p.started).Seconds(), last.Sub(lead).Seconds(), cpu, hwm/(1<<20))
+	logf("%s: %.2fs from start, %.2fs from leading, cpu %.2fs (apiserver+etcd %.2fs), %d requests, rss %.0f MiB",
+		r.tag, last.Sub(p.started).Seconds(), last.Sub(lead).Seconds(), cpu, control, requests, hwm/(1<<20))
 }
 
-// handoff: 3 replicas, each with its own mark so that every new leader has
-// work on every object; stop the leader with sig.
-func (d *driver) handoff(r *run, sig syscall.Signal, idle bool) {
-	what := "graceful handoff (SIGTERM)"
-	if sig == syscall.SIGKILL {
-		what = "crash takeover (SIGKILL)"
-	}
+// election: three replicas, each with its own mark so that every new
+// leader has work on every object. Once the first leader has marked
+// everything: the idle window, then SIGTERM to the leader (graceful
+// handoff); once the successor has marked everything, SIGKILL to it (crash
+// takeover).
+func (d *driver) election(r *run) {
 	for i := range 3 {
-		r.startProc("r"+strconv.Itoa(i), "r"+strconv.Itoa(i))
+		r.startProc("r"+strconv.Itoa(i), r.tag+"-r"+strconv.Itoa(i))
 	}
-	leader := r.awaitLeading(nil, time.Minute)
-	if !r.st.allMarked(leader.mark, d.objects, r.timeout()) {
+	leader := r.awaitLeading(time.Minute)
+	if !d.st.allMarked(leader.mark, d.objects, r.timeout()) {
 		panic("first leader did not mark all in time")
 	}
-	// Let standbys settle (caches synced, warm-up done).
-	time.Sleep(5 * time.Second)
-	if idle {
-		from := time.Now()
-		time.Sleep(d.idle)
-		to := time.Now()
-		time.Sleep(time.Second) // audit log written
-		counts := d.requests(r.offset, from, to)
-		secs := to.Sub(from).Seconds()
-		var standby float64
-		n := 0
-		for _, p := range r.procs {
-			if p != leader {
-				standby += float64(uaCount(counts, p.ua)) / secs
-				n++
-			}
-		}
-		d.results.add(r.fw.name, "idle: leader requests/s", float64(uaCount(counts, leader.ua))/secs)
-		d.results.add(r.fw.name, "idle: standby requests/s (mean of 2)", standby/float64(n))
+	d.idleLoad(r, leader)
+
+	successor := d.takeover(r, leader, syscall.SIGTERM, "graceful handoff (SIGTERM)", "after handoff")
+	// A graceful exit ends the old leader.
+	select {
+	case <-leader.exited:
+	case <-time.After(30 * time.Second):
+		logf("%s: old leader still running 30s after SIGTERM", r.tag)
 	}
-	oldHolder := r.st.holder()
+	if !d.st.allMarked(successor.mark, d.objects, r.timeout()) {
+		panic("successor did not mark all in time")
+	}
+	d.takeover(r, successor, syscall.SIGKILL, "crash takeover (SIGKILL)", "after crash")
+}
+
+// idleLoad counts every replica's requests in the idle window.
+func (d *driver) idleLoad(r *run, leader *proc) {
+	// Past the leader's last write and the standbys' start-up.
+	time.Sleep(2 * time.Second)
+	from := time.Now()
+	time.Sleep(d.idle)
+	to := time.Now()
+	time.Sleep(time.Second) // requests received before `to` are in the audit log
+	counts := d.requests(r.offset, from, to)
+	secs := to.Sub(from).Seconds()
+	for _, p := range r.procs {
+		if p == leader {
+			d.results.add(r.fw.name, "idle: leader requests/s", float64(uaCount(counts, p.ua))/secs)
+		} else {
+			d.results.add(r.fw.name, "idle: standby requests/s (each)", float64(uaCount(counts, p.ua))/secs)
+		}
+	}
+}
+
+// takeover stops leader with sig and measures how its successor takes over.
+func (d *driver) takeover(r *run, leader *proc, sig syscall.Signal, what, when string) *proc {
+	oldHolder := d.st.holder(r.tag)
 	t0 := time.Now()
 	must(leader.cmd.Process.Signal(sig))
-	_, leaseAt, ok := r.st.holderAfter(t0, oldHolder, 2*time.Minute)
+	_, leaseAt, ok := d.st.holderAfter(r.tag, t0, oldHolder, 2*time.Minute)
 	if !ok {
-		panic("no new lease holder")
+		panic("no new lease holder after " + what)
 	}
-	succ := r.awaitLeading(leader, time.Minute)
+	succ := r.awaitLeading(time.Minute, leader)
 	first, ok := d.firstWrite(r.offset, succ.ua, time.Minute)
 	if !ok {
-		panic("successor wrote nothing")
+		panic("successor wrote nothing after " + what)
 	}
 	res := d.results
 	res.add(r.fw.name, what+": → successor holds the lease (s)", leaseAt.Sub(t0).Seconds())
 	res.add(r.fw.name, what+": → successor's first write (s)", first.Sub(t0).Seconds())
 	lead, _ := succ.logTime("leading")
-	if sig == syscall.SIGTERM {
-		if fr, ok := succ.logTime("first-reconcile"); ok {
-			res.add(r.fw.name, fmt.Sprintf("winning → first reconcile, %d cached objects (ms)", d.objects), fr.Sub(lead).Seconds()*1000)
-		}
+	if fr, ok := succ.logTime("first-reconcile"); ok {
+		res.add(r.fw.name, fmt.Sprintf("winning → first reconcile %s, %d cached objects (ms)", when, d.objects), fr.Sub(lead).Seconds()*1000)
 	}
-	logf("%s: lease %v, first write %v", r.tag, leaseAt.Sub(t0), first.Sub(t0))
-	// Graceful exit: the old leader should have ended.
-	if sig == syscall.SIGTERM {
-		select {
-		case <-leader.exited:
-		case <-time.After(30 * time.Second):
-			logf("%s: old leader still running 30s after SIGTERM", r.tag)
-		}
-	}
+	logf("%s: %s: lease %v, first write %v", r.tag, what, leaseAt.Sub(t0), first.Sub(t0))
+	return succ
 }
 
-// awaitLeading waits for a running replica other than not that logged "leading".
-func (r *run) awaitLeading(not *proc, timeout time.Duration) *proc {
+// awaitLeading waits for a running replica, other than the ones in not,
+// that logged "leading".
+func (r *run) awaitLeading(timeout time.Duration, not ...*proc) *proc {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		for _, p := range r.procs {
-			if p == not || !p.running() {
+			if slices.Contains(not, p) || !p.running() {
 				continue
 			}
 			if _, ok := p.logTime("leading"); ok {

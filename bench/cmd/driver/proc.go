@@ -2,13 +2,22 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+)
+
+// The election timings every controller runs with.
+const (
+	leaseDuration = 15 * time.Second
+	renewDeadline = 10 * time.Second
+	retryPeriod   = 2 * time.Second
 )
 
 // proc is one controller process.
@@ -27,9 +36,9 @@ func (r *run) startProc(name, mark string) *proc {
 	logFile, err := os.Create(p.logPath)
 	must(err)
 	args := []string{
-		"--kubeconfig", r.d.env.KubeconfigPath(), "--namespace", r.ns,
-		"--lease-name", "bench", "--lease-namespace", r.ns,
-		"--lease-duration", "15s", "--renew-deadline", "10s", "--retry-period", "2s",
+		"--kubeconfig", r.d.env.KubeconfigPath(), "--namespace", r.d.ns,
+		"--lease-name", r.tag, "--lease-namespace", r.d.ns,
+		"--lease-duration", leaseDuration.String(), "--renew-deadline", renewDeadline.String(), "--retry-period", retryPeriod.String(),
 		"--workers", strconv.Itoa(r.d.workers), "--user-agent", p.ua, "--mark", mark, "--identity", name,
 		"--write", r.d.write,
 	}
@@ -99,21 +108,70 @@ func (p *proc) tail() string {
 	return strings.Join(lines, "\n")
 }
 
+// childPIDs returns the pids of this process's children whose command is one of names.
+func childPIDs(names ...string) []int {
+	entries, err := os.ReadDir("/proc")
+	must(err)
+	self := strconv.Itoa(os.Getpid())
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || closing < open {
+			continue
+		}
+		f := strings.Fields(s[closing+2:])
+		if len(f) > 1 && f[1] == self && slices.Contains(names, s[open+1:closing]) {
+			pids = append(pids, pid)
+		}
+	}
+	if len(pids) != len(names) {
+		panic(fmt.Sprintf("found %d of the control plane's processes %v among the driver's children", len(pids), names))
+	}
+	return pids
+}
+
+// cpuOf sums the CPU seconds (utime+stime) of pids.
+func cpuOf(pids ...int) float64 {
+	total := 0.0
+	for _, pid := range pids {
+		total += cpuSeconds(pid)
+	}
+	return total
+}
+
+func cpuSeconds(pid int) float64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	// fields after ")": state(0) ... utime(11) stime(12)
+	f := strings.Fields(s[i+2:])
+	if len(f) <= 12 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / 100 // USER_HZ
+}
+
 // usage reads CPU seconds (utime+stime) and VmHWM (bytes) of a live process.
 func (p *proc) usage() (cpu float64, hwm float64) {
 	pid := p.cmd.Process.Pid
-	if data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
-		s := string(data)
-		if i := strings.LastIndexByte(s, ')'); i > 0 {
-			f := strings.Fields(s[i+2:])
-			// fields after ")": state(0) ... utime(11) stime(12)
-			if len(f) > 12 {
-				u, _ := strconv.ParseFloat(f[11], 64)
-				st, _ := strconv.ParseFloat(f[12], 64)
-				cpu = (u + st) / 100 // USER_HZ
-			}
-		}
-	}
+	cpu = cpuSeconds(pid)
 	if data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status"); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {
 			if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {

@@ -72,20 +72,25 @@ func cell(v []float64) string {
 
 const beginMark, endMark = "<!-- bench:begin -->", "<!-- bench:end -->"
 
-func (d *driver) report(repeats, objects, workers int, binDir string) string {
+func (d *driver) report(repeats, objects, workers int, binDir string, took time.Duration) string {
 	var b strings.Builder
 	names := make([]string, 0, len(frameworks))
 	for _, f := range frameworks {
 		names = append(names, f.name)
 	}
 	fmt.Fprintf(&b, "%s\n## Side by side: rein, wrangler, controller-runtime\n\n", beginMark)
-	fmt.Fprintf(&b, "Written by `bench/cmd/driver` on %s. Each framework runs the same minimal\n", time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(&b, "Written by `bench/cmd/driver` on %s in %v. Each framework runs the same minimal\n", time.Now().UTC().Format("2006-01-02"), took.Round(time.Second))
 	fmt.Fprintf(&b, "leader-elected controller (`bench/cmd/*`): mark every ConfigMap of one namespace with\n")
-	fmt.Fprintf(&b, "one annotation by merge patch; lease 15s / renew deadline 10s / retry 2s, %d workers,\n", workers)
+	fmt.Fprintf(&b, "one annotation (%s), lease %v / renew deadline %v / retry %v, %d workers,\n", writeHow(d.write), leaseDuration, renewDeadline, retryPeriod, workers)
 	fmt.Fprintf(&b, "%d ConfigMaps, %d rounds with the frameworks interleaved. Cells: median (min–max, n).\n", objects, repeats)
-	fmt.Fprintf(&b, "Times of writes come from the apiserver's audit log, lease changes from a watch,\n")
-	fmt.Fprintf(&b, "leading/first reconcile from each process's log, all on one clock. Idle load counts\n")
-	fmt.Fprintf(&b, "every request of each process (per-process user agent) in the audit log.\n\n")
+	fmt.Fprintf(&b, "Times of writes come from the apiserver's audit log, Lease changes from a watch\n")
+	fmt.Fprintf(&b, "(`acquireTime`), leading and first reconcile from each process's log, all on one clock.\n")
+	fmt.Fprintf(&b, "Requests are counted per process (its own user agent) in the audit log. CPU and peak RSS\n")
+	fmt.Fprintf(&b, "come from /proc; apiserver + etcd CPU is theirs from the controller's start to the last mark.\n\n")
+
+	if names[0] == "rein" && len(names) > 1 {
+		b.WriteString(d.targets(names[1:]))
+	}
 
 	fmt.Fprintf(&b, "| figure | %s |", strings.Join(names, " | "))
 	var peers []string
@@ -114,18 +119,108 @@ func (d *driver) report(repeats, objects, workers int, binDir string) string {
 	}
 	if len(d.results.fails) > 0 {
 		b.WriteString("\nFailed runs (left out of the table):")
-		for k, v := range d.results.fails {
-			fmt.Fprintf(&b, " %s: %d;", k, v)
+		keys := make([]string, 0, len(d.results.fails))
+		for k := range d.results.fails {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			fmt.Fprintf(&b, " %s: %d;", k, d.results.fails[k])
 		}
 		b.WriteString("\n")
 	}
 	b.WriteString("\nVersions: " + versions(binDir) + "\n\n")
 	b.WriteString("Machine: " + machine() + "\n\n")
-	fmt.Fprintf(&b, "Reproduce: `make bench-peers`, i.e. `cd bench && go run ./cmd/driver --repeats %d --objects %d --out ../docs/benchmarks.md`.\n", repeats, objects)
+	fmt.Fprintf(&b, "Reproduce: `make bench` (the side-by-side part is `cd bench && go run ./cmd/driver --repeats %d --objects %d --out ../docs/benchmarks.md`;\n", repeats, objects)
+	b.WriteString("`--profile-dir DIR` adds CPU profiles of the apiserver and the controllers, `--write update` writes by PUT instead).\n")
 	b.WriteString("wrangler names a replica by its hostname, so the driver starts each wrangler process in its own UTS\n")
 	b.WriteString("namespace (as pods are) and the process sets its hostname to the replica's name; wrangler\n")
 	b.WriteString("reads its timings from CATTLE_ELECTION_* variables, which the program sets from the flags.\n")
 	b.WriteString(endMark + "\n")
+	return b.String()
+}
+
+func writeHow(write string) string {
+	if write == "update" {
+		return "update of the cached object"
+	}
+	return "JSON merge patch"
+}
+
+// targets checks rein's figures against the project's targets, as ratios
+// against the best peer of the same run.
+func (d *driver) targets(peers []string) string {
+	v := d.results.values
+	med := func(fig, fw string) (float64, bool) {
+		if x := v[fig][fw]; len(x) > 0 {
+			return median(x), true
+		}
+		return 0, false
+	}
+	// best returns the best peer's median: the lowest, or with high the highest.
+	best := func(fig string, high bool) (string, float64, bool) {
+		name, val, found := "", 0.0, false
+		for _, p := range peers {
+			m, ok := med(fig, p)
+			if ok && (!found || (high && m > val) || (!high && m < val)) {
+				name, val, found = p, m, true
+			}
+		}
+		return name, val, found
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "**not met**"
+	}
+	var b strings.Builder
+	b.WriteString("| target for rein | rein | best peer | result |\n|---|---|---|---|\n")
+	row := func(target, rein, peer string, ok bool) {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", target, rein, peer, verdict(ok))
+	}
+	if fig := "graceful handoff (SIGTERM): → successor's first write (s)"; true {
+		r, ok1 := med(fig, "rein")
+		p, pv, ok2 := best(fig, false)
+		if ok1 && ok2 && r > 0 {
+			row("handoff (SIGTERM → first write) ≥ 5× faster", num(r*1000)+" ms", fmt.Sprintf("%s ms (%s): %s× faster", num(pv*1000), p, num(pv/r)), pv/r >= 5)
+		}
+	}
+	if fig := "crash takeover (SIGKILL): → successor's first write (s)"; true {
+		if r, ok := med(fig, "rein"); ok {
+			limit := (leaseDuration + 150*time.Millisecond).Seconds()
+			p, pv, _ := best(fig, false)
+			row(fmt.Sprintf("crash takeover (SIGKILL → first write) ≤ lease + 150 ms = %s s", num(limit)), num(r)+" s (max "+num(slices.Max(v[fig]["rein"]))+" s)", fmt.Sprintf("%s s (%s)", num(pv), p), r <= limit)
+		}
+	}
+	if fig := "idle: standby requests/s (each)"; true {
+		if x := v[fig]["rein"]; len(x) > 0 {
+			p, pv, _ := best(fig, false)
+			row("zero periodic standby requests", fmt.Sprintf("max %s req/s over %d standby windows", num(slices.Max(x)), len(x)), fmt.Sprintf("%s req/s (%s)", num(pv), p), slices.Max(x) == 0)
+		}
+	}
+	if fig := "throughput: objects/s after leading"; true {
+		r, ok1 := med(fig, "rein")
+		p, pv, ok2 := best(fig, true)
+		if ok1 && ok2 && pv > 0 {
+			row("throughput ≥ 1.2× the best peer", num(r)+" objects/s", fmt.Sprintf("%s objects/s (%s): %s×", num(pv), p, num(r/pv)), r/pv >= 1.2)
+		}
+	}
+	if fig := "throughput: controller CPU seconds"; true {
+		r, ok1 := med(fig, "rein")
+		p, pv, ok2 := best(fig, false)
+		if ok1 && ok2 && pv > 0 {
+			row("CPU per reconcile ≤ 0.7× the best peer", fmt.Sprintf("%s s (%s ms per object)", num(r), num(r*1000/float64(d.objects))), fmt.Sprintf("%s s (%s): %s×", num(pv), p, num(r/pv)), r/pv <= 0.7)
+		}
+	}
+	if fig := "throughput: peak RSS (MiB)"; true {
+		r, ok1 := med(fig, "rein")
+		p, pv, ok2 := best(fig, false)
+		if ok1 && ok2 {
+			row("peak RSS ≤ the leanest peer", num(r)+" MiB", fmt.Sprintf("%s MiB (%s): %s×", num(pv), p, num(r/pv)), r <= pv)
+		}
+	}
+	b.WriteString("\n")
 	return b.String()
 }
 

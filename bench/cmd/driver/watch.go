@@ -16,13 +16,27 @@ import (
 	"github.com/rein-k8s/rein/bench/internal/common"
 )
 
-// state follows, by watches, the namespace's ConfigMaps' marks and the Lease's holder.
+// state follows, by watches, the namespace's ConfigMaps' marks and its
+// Leases' holders.
 type state struct {
 	mu      sync.Mutex
-	marks   map[string]string // ConfigMap → mark
-	holders []holderChange
+	marks   map[string]string         // ConfigMap → mark
+	counts  map[string]int            // mark → ConfigMaps carrying it
+	holders map[string][]holderChange // Lease → its holders in order
 	changed chan struct{}
 	cancel  context.CancelFunc
+}
+
+func (s *state) setMark(name, mark string, deleted bool) {
+	if old, ok := s.marks[name]; ok {
+		s.counts[old]--
+	}
+	if deleted {
+		delete(s.marks, name)
+		return
+	}
+	s.marks[name] = mark
+	s.counts[mark]++
 }
 
 type holderChange struct {
@@ -40,11 +54,11 @@ func (l lw) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.I
 
 func follow(cs kubernetes.Interface, ns string) *state {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &state{marks: map[string]string{}, changed: make(chan struct{}), cancel: cancel}
+	s := &state{marks: map[string]string{}, counts: map[string]int{}, holders: map[string][]holderChange{}, changed: make(chan struct{}), cancel: cancel}
 	list, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
 	must(err)
 	for _, cm := range list.Items {
-		s.marks[cm.Name] = cm.Annotations[common.Annotation]
+		s.setMark(cm.Name, cm.Annotations[common.Annotation], false)
 	}
 	cmw, err := toolswatch.NewRetryWatcherWithContext(ctx, list.ResourceVersion, lw{func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 		return cs.CoreV1().ConfigMaps(ns).Watch(ctx, o)
@@ -61,24 +75,20 @@ func follow(cs kubernetes.Interface, ns string) *state {
 		defer s.mu.Unlock()
 		switch o := ev.Object.(type) {
 		case *corev1.ConfigMap:
-			if ev.Type == watch.Deleted {
-				delete(s.marks, o.Name)
-			} else {
-				s.marks[o.Name] = o.Annotations[common.Annotation]
-			}
+			s.setMark(o.Name, o.Annotations[common.Annotation], ev.Type == watch.Deleted)
 		case *coordinationv1.Lease:
 			h := ""
 			if o.Spec.HolderIdentity != nil && ev.Type != watch.Deleted {
 				h = *o.Spec.HolderIdentity
 			}
-			if n := len(s.holders); n == 0 || s.holders[n-1].holder != h {
+			if hs := s.holders[o.Name]; len(hs) == 0 || hs[len(hs)-1].holder != h {
 				// The Lease's acquireTime is the acquirer's clock (this
 				// machine's); the watch event arrives later.
 				at := time.Now()
 				if h != "" && o.Spec.AcquireTime != nil {
 					at = o.Spec.AcquireTime.Time
 				}
-				s.holders = append(s.holders, holderChange{h, at})
+				s.holders[o.Name] = append(s.holders[o.Name], holderChange{h, at})
 			}
 		default:
 			return
@@ -121,23 +131,15 @@ func (s *state) await(timeout time.Duration, cond func() bool) bool {
 
 // allMarked waits until n ConfigMaps carry mark.
 func (s *state) allMarked(mark string, n int, timeout time.Duration) bool {
-	return s.await(timeout, func() bool {
-		c := 0
-		for _, m := range s.marks {
-			if m == mark {
-				c++
-			}
-		}
-		return c == n
-	})
+	return s.await(timeout, func() bool { return s.counts[mark] == n })
 }
 
-// holderAfter waits for a non-empty holder other than old seen after t.
-func (s *state) holderAfter(t time.Time, old string, timeout time.Duration) (string, time.Time, bool) {
+// holderAfter waits for a non-empty holder of lease other than old, seen after t.
+func (s *state) holderAfter(lease string, t time.Time, old string, timeout time.Duration) (string, time.Time, bool) {
 	var h string
 	var at time.Time
 	ok := s.await(timeout, func() bool {
-		for _, c := range s.holders {
+		for _, c := range s.holders[lease] {
 			if c.at.After(t) && c.holder != "" && c.holder != old {
 				h, at = c.holder, c.at
 				return true
@@ -148,11 +150,12 @@ func (s *state) holderAfter(t time.Time, old string, timeout time.Duration) (str
 	return h, at, ok
 }
 
-func (s *state) holder() string {
+// holder is lease's current holder as last seen.
+func (s *state) holder(lease string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n := len(s.holders); n > 0 {
-		return s.holders[n-1].holder
+	if hs := s.holders[lease]; len(hs) > 0 {
+		return hs[len(hs)-1].holder
 	}
 	return ""
 }
