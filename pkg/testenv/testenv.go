@@ -32,7 +32,8 @@ type Options struct {
 	CRDDirs []string
 
 	// Audit turns on the apiserver's audit log: one JSON line per request at
-	// the Metadata level, in the file AuditLogPath names.
+	// the Metadata level, in the file AuditLogPath names. The file is never
+	// rotated, so offsets into it stay valid.
 	Audit bool
 
 	// StartTimeout bounds the start of each component (default 60s: a
@@ -147,6 +148,10 @@ func (e *Env) start(binDir string, opts Options) error {
 		// so a test that saw a response can read its event.
 		args.Set("audit-log-mode", "blocking")
 		args.Set("audit-log-format", "json")
+		// The apiserver rotates its audit log at 100 MB by default, which
+		// a long benchmark reaches; readers keep offsets into the file,
+		// so it is one file for the control plane's whole life.
+		args.Set("audit-log-maxsize", "0")
 	}
 	for name, values := range opts.APIServerFlags {
 		args.Set(name, values...)

@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -38,6 +40,11 @@ func (d *driver) scanAudit(offset int64, fn func(ev *auditEvent)) {
 	f, err := os.Open(d.env.AuditLogPath())
 	must(err)
 	defer func() { _ = f.Close() }()
+	fi, err := f.Stat()
+	must(err)
+	if fi.Size() < offset {
+		panic(fmt.Sprintf("the audit log is %d bytes, shorter than the run's start offset %d: was it rotated?", fi.Size(), offset))
+	}
 	_, err = f.Seek(offset, io.SeekStart)
 	must(err)
 	r := bufio.NewReaderSize(f, 1<<20)
@@ -100,4 +107,23 @@ func (d *driver) requests(offset int64, from, to time.Time) map[string]int {
 		counts[ev.UserAgent]++
 	})
 	return counts
+}
+
+// saveAudit copies the audit log since the run began next to the run's
+// process logs, for a failed run.
+func (d *driver) saveAudit(r *run) {
+	f, err := os.Open(d.env.AuditLogPath())
+	if err != nil {
+		return
+	}
+	defer func() { _ = f.Close() }()
+	if _, err := f.Seek(r.offset, io.SeekStart); err != nil {
+		return
+	}
+	out, err := os.Create(filepath.Join(d.logDir, r.tag+"-audit.log"))
+	if err != nil {
+		return
+	}
+	defer func() { _ = out.Close() }()
+	_, _ = io.Copy(out, f)
 }

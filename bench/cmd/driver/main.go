@@ -212,6 +212,7 @@ func (d *driver) guard(f framework, round int, scenario string, fn func(*run)) {
 				logf("--- %s log tail:\n%s", p.name, p.tail())
 			}
 			d.results.fail(f.name, scenario)
+			d.saveAudit(r)
 		}
 	}()
 	logf("%s: start", r.tag)
