@@ -73,6 +73,14 @@ func main() {
 	write := flag.String("write", "patch", "how every controller writes its mark: patch (JSON merge patch) or update (PUT of the cached object)")
 	profileDir := flag.String("profile-dir", "", "write CPU profiles of the apiserver (4 s) and of the controller (6 s from start), taken during each throughput run, into this folder")
 	flag.Parse()
+	// Setup failures (no binaries, an apiserver that does not start) end
+	// the driver with their error, after the deferred clean-ups ran.
+	defer func() {
+		if e := recover(); e != nil {
+			fmt.Fprintln(os.Stderr, "driver:", e)
+			os.Exit(1)
+		}
+	}()
 
 	want := map[string]bool{}
 	for _, s := range strings.Split(*scen, ",") {
@@ -135,6 +143,7 @@ func main() {
 	must(err)
 	d.cs = cs
 	d.createObjects()
+	defer d.st.cancel() // before the control plane stops
 
 	for round := 1; round <= *repeats; round++ {
 		if want["throughput"] {
