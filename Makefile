@@ -32,12 +32,13 @@ test: testbin verify ## unit, integration and e2e tests with -race against a rea
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: lint
-lint: $(TOOLS)/staticcheck ## gofmt, go vet and staticcheck
+lint: $(TOOLS)/staticcheck ## gofmt, go vet and staticcheck (also of the bench/ module)
 	@unformatted=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	@# code-generator's output (pkg/generated) is upstream's to keep current.
 	$(TOOLS)/staticcheck $$($(GO) list ./... | grep -v /pkg/generated/)
+	cd bench && $(GO) vet ./... && $(TOOLS)/staticcheck ./...
 
 $(TOOLS)/staticcheck: Makefile
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

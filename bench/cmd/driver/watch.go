@@ -8,7 +8,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	toolswatch "k8s.io/client-go/tools/watch"
@@ -100,7 +99,7 @@ func follow(cs kubernetes.Interface, ns string) *state {
 		go func() {
 			defer w.Stop()
 			for ev := range w.ResultChan() {
-				if _, ok := ev.Object.(runtime.Object); ok {
+				if ev.Object != nil {
 					handle(ev)
 				}
 			}
