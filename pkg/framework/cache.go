@@ -25,9 +25,8 @@ const DefaultSyncTimeout = 2 * time.Minute
 // CacheFactory keeps one shared informer per kind, scoped to one namespace
 // or to all, shared by every controller and every user of the cache.
 type CacheFactory struct {
-	clients   *ClientFactory
-	namespace string
-	opts      CacheOptions
+	clients *ClientFactory
+	opts    CacheOptions
 
 	mu        sync.Mutex
 	informers map[schema.GroupVersionKind]*sharedInformer
@@ -61,7 +60,7 @@ type CacheOptions struct {
 
 // NewCacheFactory returns a cache factory.
 func NewCacheFactory(clients *ClientFactory, opts CacheOptions) *CacheFactory {
-	return &CacheFactory{clients: clients, namespace: opts.Namespace, opts: opts, informers: map[schema.GroupVersionKind]*sharedInformer{}}
+	return &CacheFactory{clients: clients, opts: opts, informers: map[schema.GroupVersionKind]*sharedInformer{}}
 }
 
 // dropManagedFields is the caches' transform unless managed fields are
@@ -94,7 +93,7 @@ func (f *CacheFactory) ForResource(res Resource) (cache.SharedIndexInformer, err
 	if err != nil {
 		return nil, fmt.Errorf("framework: %w", err)
 	}
-	namespace := f.namespace
+	namespace := f.opts.Namespace
 	if !res.Namespaced {
 		namespace = ""
 	}

@@ -1,7 +1,6 @@
 package framework_test
 
 import (
-	"context"
 	"net/http"
 	"sync"
 	"testing"
@@ -50,7 +49,7 @@ func recordingConfig(base *rest.Config) (*rest.Config, *contentTypes) {
 // Built-in kinds go over the wire as protobuf, CRD kinds as JSON, and a
 // content type set in the rest.Config wins.
 func TestWireFormatPerKind(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	ns := newNamespace(t)
 	cfg, rec := recordingConfig(env.Config())
 	clients, err := framework.NewClientFactory(cfg, newScheme(t))
