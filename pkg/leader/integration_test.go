@@ -1,11 +1,8 @@
 package leader_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/rein-k8s/rein/pkg/leader"
+	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
 // TestReleaseHandsOverAtOnce: with the default timings (15s/10s/2s), a
@@ -468,30 +466,16 @@ func TestStandbySendsOnlyAWatch(t *testing.T) {
 
 	// The apiserver's own record agrees: between its start and the release,
 	// the standby's user made one list and one watch. The watch is logged when it ends.
-	type auditEvent struct {
-		Verb      string `json:"verb"`
-		User      struct{ Username string }
-		Received  time.Time `json:"requestReceivedTimestamp"`
-		ObjectRef struct{ Resource, Name string }
-	}
 	var verbs []string
 	eventually(t, "the audit log records the standby's watch", 10*time.Second, func() bool {
-		f, err := os.Open(e.AuditLogPath())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = f.Close() }()
 		verbs = nil
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var ev auditEvent
-			if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.User.Username != user.Name || ev.ObjectRef.Resource != "leases" {
-				continue
-			}
-			if !ev.Received.Before(standbyStarted) && ev.Received.Before(releasedAt) {
+		if _, err := e.ReadAudit(0, func(ev *testenv.AuditEvent) {
+			if ev.User.Username == user.Name && ev.ObjectRef.Resource == "leases" &&
+				!ev.RequestReceived.Before(standbyStarted) && ev.RequestReceived.Before(releasedAt) {
 				verbs = append(verbs, ev.Verb)
 			}
+		}); err != nil {
+			t.Fatal(err)
 		}
 		return strings.Contains(strings.Join(verbs, ","), "watch")
 	})

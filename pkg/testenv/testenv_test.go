@@ -1,9 +1,7 @@
 package testenv_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -199,32 +197,33 @@ func TestAuditLogRecordsWrites(t *testing.T) {
 	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(env.AuditLogPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	type event struct {
-		Verb      string                          `json:"verb"`
-		User      struct{ Username string }       `json:"user"`
-		ObjectRef struct{ Resource, Name string } `json:"objectRef"`
-		Stage     string                          `json:"stage"`
-	}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var ev event
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("audit line is not JSON: %v", err)
-		}
-		if ev.User.Username == "audited" && ev.Verb == "create" && ev.ObjectRef.Resource == "configmaps" && ev.ObjectRef.Name == "audited" {
-			if ev.Stage != "ResponseComplete" {
-				t.Fatalf("audit stage %q, want ResponseComplete", ev.Stage)
+	find := func(from int64) (found *testenv.AuditEvent, next int64) {
+		t.Helper()
+		next, err := env.ReadAudit(from, func(ev *testenv.AuditEvent) {
+			if ev.User.Username == "audited" && ev.Verb == "create" && ev.ObjectRef.Resource == "configmaps" && ev.ObjectRef.Name == "audited" {
+				found = ev
 			}
-			return
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
+		return found, next
 	}
-	t.Fatalf("no audit event for the create by user audited in %s", env.AuditLogPath())
+	ev, next := find(0)
+	if ev == nil {
+		t.Fatalf("no audit event for the create by user audited in %s", env.AuditLogPath())
+	}
+	if ev.Stage != "ResponseComplete" || ev.ObjectRef.Namespace != "default" || ev.ResponseStatus.Code != 201 ||
+		ev.RequestReceived.IsZero() || ev.StageTimestamp.Before(ev.RequestReceived) {
+		t.Fatalf("audit event of the create: %+v", ev)
+	}
+	// Reading on from the returned offset sees only newer events.
+	if again, _ := find(next); again != nil {
+		t.Fatalf("reading from offset %d saw the create again", next)
+	}
+	if _, err := env.ReadAudit(1<<40, func(*testenv.AuditEvent) {}); err == nil || !strings.Contains(err.Error(), "fewer than the offset") {
+		t.Fatalf("reading past the end: got %v, want an error naming the offset", err)
+	}
 }
 
 // TestParallelControlPlanes starts two control planes at once and shows

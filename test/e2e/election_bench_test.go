@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strings"
@@ -15,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
 // BenchmarkElection measures failover with the default timings (lease 15s,
@@ -190,28 +189,14 @@ func (c *cluster) acquireTime() time.Time {
 }
 
 // scanAudit calls fn for every audit event of this cluster's namespace.
-func (c *cluster) scanAudit(fn func(ev *auditEvent)) {
+func (c *cluster) scanAudit(fn func(ev *testenv.AuditEvent)) {
 	c.t.Helper()
-	f, err := os.Open(env.AuditLogPath())
-	if err != nil {
+	if _, err := env.ReadAudit(0, func(ev *testenv.AuditEvent) {
+		if ev.ObjectRef.Namespace == c.ns {
+			fn(ev)
+		}
+	}); err != nil {
 		c.t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	r := bufio.NewReaderSize(f, 1<<20)
-	for {
-		line, err := r.ReadBytes('\n')
-		if len(line) > 0 {
-			var ev auditEvent
-			if json.Unmarshal(line, &ev) == nil && ev.ObjectRef.Namespace == c.ns {
-				fn(&ev)
-			}
-		}
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
-			c.t.Fatal(err)
-		}
 	}
 }
 
@@ -219,7 +204,7 @@ func (c *cluster) scanAudit(fn func(ev *auditEvent)) {
 // ConfigMap write of writer after since.
 func (c *cluster) firstWriteBy(writer string, since time.Time) time.Time {
 	var first time.Time
-	c.scanAudit(func(ev *auditEvent) {
+	c.scanAudit(func(ev *testenv.AuditEvent) {
 		if ev.UserAgent == writer && ev.ObjectRef.Resource == "configmaps" && ev.Verb == "patch" &&
 			ev.ResponseStatus.Code < 300 && ev.RequestReceived.After(since) &&
 			(first.IsZero() || ev.RequestReceived.Before(first)) {
@@ -235,7 +220,7 @@ func (c *cluster) firstWriteBy(writer string, since time.Time) time.Time {
 // requestsBetween counts requests per user agent received in [from, to].
 func (c *cluster) requestsBetween(from, to time.Time) map[string]int {
 	counts := map[string]int{}
-	c.scanAudit(func(ev *auditEvent) {
+	c.scanAudit(func(ev *testenv.AuditEvent) {
 		if !ev.RequestReceived.Before(from) && !ev.RequestReceived.After(to) {
 			counts[ev.UserAgent]++
 		}

@@ -494,21 +494,6 @@ func createConfigMaps(t testing.TB, cs kubernetes.Interface, ns string, n int) {
 
 func cmName(i int) string { return fmt.Sprintf("cm-%04d", i) }
 
-// auditEvent is the part of an audit.k8s.io/v1 Event the checks need.
-type auditEvent struct {
-	Verb      string `json:"verb"`
-	UserAgent string `json:"userAgent"`
-	ObjectRef struct {
-		Resource  string `json:"resource"`
-		Namespace string `json:"namespace"`
-	} `json:"objectRef"`
-	ResponseStatus struct {
-		Code int `json:"code"`
-	} `json:"responseStatus"`
-	RequestReceived time.Time `json:"requestReceivedTimestamp"`
-	Completed       time.Time `json:"stageTimestamp"`
-}
-
 // writeSpan is the span of one process's successful writes.
 type writeSpan struct {
 	writer      string
@@ -523,21 +508,21 @@ type writeSpan struct {
 func (c *cluster) checkNoOverlappingWriters() []writeSpan {
 	c.t.Helper()
 	spans := map[string]*writeSpan{}
-	c.scanAudit(func(ev *auditEvent) {
+	c.scanAudit(func(ev *testenv.AuditEvent) {
 		if ev.ObjectRef.Resource != "configmaps" || !strings.HasPrefix(ev.UserAgent, "rein-e2e/") || ev.ResponseStatus.Code >= 300 ||
 			(ev.Verb != "patch" && ev.Verb != "update" && ev.Verb != "create" && ev.Verb != "delete") {
 			return
 		}
 		s := spans[ev.UserAgent]
 		if s == nil {
-			s = &writeSpan{writer: ev.UserAgent, first: ev.RequestReceived, last: ev.Completed}
+			s = &writeSpan{writer: ev.UserAgent, first: ev.RequestReceived, last: ev.StageTimestamp}
 			spans[ev.UserAgent] = s
 		}
 		if ev.RequestReceived.Before(s.first) {
 			s.first = ev.RequestReceived
 		}
-		if ev.Completed.After(s.last) {
-			s.last = ev.Completed
+		if ev.StageTimestamp.After(s.last) {
+			s.last = ev.StageTimestamp
 		}
 		s.writes++
 	})
