@@ -9,10 +9,38 @@ import (
 )
 
 // writeControllers writes rein's typed controllers of packages under dir
+// (see renderControllers).
+func writeControllers(packages []*apiPackage, dir, importBase, header string) error {
+	files, err := renderControllers(packages, dir, importBase, header)
+	if err != nil {
+		return err
+	}
+	t := &transaction{}
+	for _, file := range sortedKeys(files) {
+		if _, err := t.write(file, files[file]); err != nil {
+			return fmt.Errorf("codegen: %w", err)
+		}
+	}
+	return nil
+}
+
+// renderControllers renders rein's typed controllers of packages under dir
 // (import path importBase): per group a Factory, per version an Interface,
 // per kind the Controller/Client/Cache aliases and, for kinds with a
-// status, a status handler helper.
-func writeControllers(packages []*apiPackage, dir, importBase, header string) error {
+// status, a status handler helper. It returns the files by path.
+func renderControllers(packages []*apiPackage, dir, importBase, header string) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	render := func(file string, t interface {
+		Execute(w io.Writer, data any) error
+		Name() string
+	}, data any) error {
+		out, err := renderWith(header, t.Name(), t, data)
+		if err != nil {
+			return fmt.Errorf("codegen: %s: %w", file, err)
+		}
+		files[file] = out
+		return nil
+	}
 	groups := map[string][]*apiPackage{}
 	for _, p := range packages {
 		groups[p.GroupPackage()] = append(groups[p.GroupPackage()], p)
@@ -33,7 +61,7 @@ func writeControllers(packages []*apiPackage, dir, importBase, header string) er
 		}
 		for _, p := range pkgs {
 			if p.Group != g.Group {
-				return fmt.Errorf("codegen: packages %s and %s both map to controllers/%s but have groups %s and %s",
+				return nil, fmt.Errorf("codegen: packages %s and %s both map to controllers/%s but have groups %s and %s",
 					pkgs[0].ImportPath, p.ImportPath, name, g.Group, p.Group)
 			}
 			g.Versions = append(g.Versions, versionData{
@@ -45,35 +73,24 @@ func writeControllers(packages []*apiPackage, dir, importBase, header string) er
 			})
 		}
 		groupDir := filepath.Join(dir, name)
-		if err := renderTo(filepath.Join(groupDir, "factory.go"), header, factoryTemplate, g); err != nil {
-			return err
+		if err := render(filepath.Join(groupDir, "factory.go"), factoryTemplate, g); err != nil {
+			return nil, err
 		}
 		for _, v := range g.Versions {
 			versionDir := filepath.Join(groupDir, v.Version)
-			if err := renderTo(filepath.Join(versionDir, "interface.go"), header, versionTemplate, v); err != nil {
-				return err
+			if err := render(filepath.Join(versionDir, "interface.go"), versionTemplate, v); err != nil {
+				return nil, err
 			}
 			for _, k := range v.Kinds {
 				file := filepath.Join(versionDir, strings.ToLower(k.Name)+".go")
-				if err := renderTo(file, header, kindTemplate, kindData{versionData: v, Group: g.Group, kind: k}); err != nil {
-					return err
+				if err := render(file, kindTemplate, kindData{versionData: v, Group: g.Group, kind: k}); err != nil {
+					return nil, err
 				}
 			}
 		}
 	}
-	return nil
+	return files, nil
 }
 
 // apiAlias names an API package in generated files: vmv1alpha1.
 func apiAlias(group, version string) string { return group + version }
-
-func renderTo(file, header string, t interface {
-	Execute(w io.Writer, data any) error
-	Name() string
-}, data any) error {
-	out, err := renderWith(header, t.Name(), t, data)
-	if err != nil {
-		return fmt.Errorf("codegen: %s: %w", file, err)
-	}
-	return writeFile(file, out)
-}

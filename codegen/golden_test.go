@@ -150,19 +150,19 @@ func TestBadInputIsNamed(t *testing.T) {
 		{"no groupName", map[string]string{"doc.go": "package v1\n", "types.go": "package v1\n" + goodKind},
 			[]string{"example.com/m/api/v1", "+groupName"}},
 		{"no genclient", map[string]string{"doc.go": "// +groupName=x.io\npackage v1\n", "types.go": "package v1\ntype Ship struct{}\n"},
-			[]string{"example.com/m/api/v1", "+genclient"}},
+			[]string{"example.com/m/api/v1", "+genclient", "+kubebuilder:object:root=true"}},
 		{"no ObjectMeta", map[string]string{"doc.go": "// +groupName=x.io\npackage v1\n",
 			"types.go": "package v1\n// +genclient\n// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object\ntype Ship struct{ Name string }\n"},
 			[]string{"types.go:", "Ship", "metav1.ObjectMeta"}},
-		{"no runtime.Object marker", map[string]string{"doc.go": "// +groupName=x.io\npackage v1\n",
-			"types.go": "package v1\n// +genclient\ntype Ship struct{ metav1.ObjectMeta }\n"},
-			[]string{"Ship", "+k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object"}},
 		{"syntax error", map[string]string{"doc.go": "// +groupName=x.io\npackage v1\n", "types.go": "package v1\ntype Ship struct {\n"},
 			[]string{"types.go:", "expected"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := writeAPI(t, tc.files)
-			_, err := loadPackage("example.com/m/api/v1", dir)
+			p, err := loadPackage("example.com/m/api/v1", dir)
+			if err == nil {
+				err = validate([]*apiPackage{p})
+			}
 			if err == nil {
 				t.Fatal("accepted")
 			}

@@ -456,7 +456,7 @@ func TestPackageThatDoesNotExist(t *testing.T) {
 
 // A panic in controller-tools becomes an error naming the packages.
 func TestPanicBecomesError(t *testing.T) {
-	generateFn = func(context.Context, string, []string) (map[string][]byte, error) {
+	generateFn = func(context.Context, string, []string, []string) (map[string][]byte, error) {
 		panic("boom") // a stand-in for a controller-tools bug
 	}
 	t.Cleanup(func() { generateFn = generate })

@@ -1,0 +1,130 @@
+package codegen
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"golang.org/x/tools/go/packages"
+)
+
+// typeCheck loads the API packages and the generated packages with types,
+// in this process (dependencies come from the build cache's export data),
+// and fails, naming file and line, when any does not compile. When the
+// module lacks a requirement or go.sum entry the generated code needs (a
+// first run: nothing imported client-go or rein's runtime before), it runs
+// `go mod tidy` once, says so, and checks again; with Options.NoTidy it
+// fails naming that command instead.
+func (r *run) typeCheck(ctx context.Context, files map[string][]byte) error {
+	patterns := []string{r.opts.OutputPackage + "/..."}
+	for _, p := range r.packages {
+		patterns = append(patterns, p.ImportPath)
+	}
+	msgs, moduleProblem, err := r.loadErrors(ctx, patterns)
+	if err != nil {
+		return err
+	}
+	if moduleProblem && !r.opts.NoTidy {
+		fmt.Fprintf(r.log, "rein-gen: the module lacks requirements of the generated code (%s): running `go mod tidy`\n", firstLine(msgs))
+		cmd := exec.CommandContext(ctx, "go", "mod", "tidy")
+		cmd.Dir = r.moduleDir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("codegen: the generated code needs `go mod tidy` in %s, which failed: %w\n%s", r.moduleDir, err, strings.TrimSpace(string(out)))
+		}
+		msgs, moduleProblem, err = r.loadErrors(ctx, patterns)
+		if err != nil {
+			return err
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if moduleProblem {
+		return fmt.Errorf("codegen: the generated code cannot be type-checked: the module lacks what it imports: run `go mod tidy` in %s (and `go get github.com/rein-k8s/rein` if go.mod does not require it), then rein-gen again; the tree was left as it was:\n%s",
+			r.moduleDir, strings.Join(limitLines(msgs), "\n"))
+	}
+	return fmt.Errorf("codegen: the generated code does not compile, so nothing was kept (the tree was left as it was); this is a rein-gen bug or an API it cannot handle, please report it:\n%s",
+		strings.Join(limitLines(msgs), "\n"))
+}
+
+// loadErrors type-checks the packages and returns their errors, and
+// whether they are about the module's requirements rather than the code.
+func (r *run) loadErrors(ctx context.Context, patterns []string) (msgs []string, moduleProblem bool, err error) {
+	cfg := &packages.Config{
+		Context: ctx,
+		Dir:     r.moduleDir,
+		Mode:    packages.NeedName | packages.NeedFiles | packages.NeedCompiledGoFiles | packages.NeedImports | packages.NeedTypes | packages.NeedSyntax | packages.NeedTypesInfo | packages.NeedModule,
+	}
+	pkgs, err := packages.Load(cfg, patterns...)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, false, ctxErr
+		}
+		msg := err.Error()
+		if isModuleProblem(msg) {
+			return []string{msg}, true, nil
+		}
+		return nil, false, fmt.Errorf("codegen: type-check the generated code: %w", err)
+	}
+	// When the go command itself fails (go.mod needs updates, say),
+	// go/packages returns no packages and no error: ask the go command
+	// what is wrong.
+	loaded := map[string]bool{}
+	for _, p := range pkgs {
+		loaded[p.PkgPath] = true
+	}
+	for _, p := range r.packages {
+		if !loaded[p.ImportPath] {
+			cmd := exec.CommandContext(ctx, "go", append([]string{"list", "-e"}, patterns...)...)
+			cmd.Dir = r.moduleDir
+			out, _ := cmd.CombinedOutput()
+			msg := strings.TrimSpace(string(out))
+			if msg == "" {
+				msg = "go list did not find " + p.ImportPath
+			}
+			return []string{msg}, isModuleProblem(msg), nil
+		}
+	}
+	seen := map[string]bool{}
+	for _, p := range pkgs {
+		for _, e := range p.Errors {
+			msg := e.Error()
+			if seen[msg] {
+				continue
+			}
+			seen[msg] = true
+			if isModuleProblem(msg) {
+				moduleProblem = true
+			}
+			msgs = append(msgs, msg)
+		}
+	}
+	return msgs, moduleProblem, nil
+}
+
+func isModuleProblem(msg string) bool {
+	for _, s := range []string{"missing go.sum entry", "no required module provides package", "updates to go.mod needed", "go: updates to go.mod", "is not in std", "go mod tidy", "go get "} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func firstLine(msgs []string) string {
+	if len(msgs) == 0 {
+		return ""
+	}
+	line, _, _ := strings.Cut(msgs[0], "\n")
+	return line
+}
+
+func limitLines(msgs []string) []string {
+	const max = 20
+	if len(msgs) <= max {
+		return msgs
+	}
+	return append(msgs[:max:max], fmt.Sprintf("... and %d more", len(msgs)-max))
+}
+
