@@ -317,11 +317,7 @@ func loadPackage(importPath, dir string) (*apiPackage, error) {
 							continue
 						}
 						p.structs[s.Name.Name] = st
-						doc := s.Doc
-						if doc == nil {
-							doc = d.Doc
-						}
-						m := markers(doc)
+						m := markers(p.typeDocs(f, d, s)...)
 						if m["k8s:deepcopy-gen"] == "true" {
 							p.TypeDeepCopy = true
 						}
@@ -395,6 +391,30 @@ func loadPackage(importPath, dir string) (*apiPackage, error) {
 func isRoot(m map[string]string) bool {
 	v, ok := m["kubebuilder:object:root"]
 	return ok && v != "false"
+}
+
+// typeDocs are the comment groups whose markers apply to a type: its doc
+// comment and, as controller-tools and code-generator read them, the group
+// just above it after one blank line (kubebuilder writes its markers there).
+func (p *apiPackage) typeDocs(f *ast.File, d *ast.GenDecl, s *ast.TypeSpec) []*ast.CommentGroup {
+	doc := s.Doc
+	if doc == nil {
+		doc = d.Doc
+	}
+	top := d.Pos()
+	if doc != nil {
+		top = doc.Pos()
+	}
+	if len(d.Specs) > 1 && s.Doc != nil {
+		top = s.Doc.Pos()
+	}
+	line := p.fset.Position(top).Line
+	for _, cg := range f.Comments {
+		if end := p.fset.Position(cg.End()).Line; end == line-2 {
+			return []*ast.CommentGroup{cg, doc}
+		}
+	}
+	return []*ast.CommentGroup{doc}
 }
 
 func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"go/ast"
 	"go/token"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -34,6 +35,17 @@ func validate(pkgs []*apiPackage) error {
 		}
 	}
 	errs = append(errs, checkStorageVersions(pkgs)...)
+	// code-generator names a group's clientset, lister and informer
+	// packages after the API package's parent folder.
+	byFolder := map[string]*apiPackage{}
+	for _, p := range pkgs {
+		folder := filepath.Base(filepath.Dir(p.Dir)) + "/" + p.Version
+		if other, ok := byFolder[folder]; ok && other.Group != p.Group {
+			errs = append(errs, fmt.Errorf("packages %s (%s) and %s (%s) have the same folder name %s: code-generator names the clientset's, listers' and informers' packages after it, so rename one of the folders",
+				other.ImportPath, other.Group, p.ImportPath, p.Group, folder))
+		}
+		byFolder[folder] = p
+	}
 	if err := nameGroups(pkgs); err != nil {
 		errs = append(errs, err)
 	}
@@ -139,11 +151,9 @@ func (p *apiPackage) checkMarkers() []error {
 			}
 			for _, spec := range gd.Specs {
 				ts := spec.(*ast.TypeSpec)
-				doc := ts.Doc
-				if doc == nil {
-					doc = gd.Doc
+				for _, doc := range p.typeDocs(f, gd, ts) {
+					check(doc, crds.OnType)
 				}
-				check(doc, crds.OnType)
 				if st, ok := ts.Type.(*ast.StructType); ok {
 					for _, field := range st.Fields.List {
 						check(field.Doc, crds.OnField)
