@@ -268,4 +268,3 @@ func folders(t *testing.T, dir string) string {
 	}
 	return b.String()
 }
-

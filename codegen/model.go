@@ -35,12 +35,12 @@ type apiPackage struct {
 	goGroup, groupPackage string
 
 	// What the hand-written files declare at package level.
-	HasAddToScheme bool // AddToScheme (rein-gen writes a registration file when false)
-	HasSchemeGV    bool // SchemeGroupVersion (client-gen's code uses it)
+	HasAddToScheme  bool // AddToScheme (rein-gen writes a registration file when false)
+	HasSchemeGV     bool // SchemeGroupVersion (client-gen's code uses it)
 	HasGroupVersion bool // GroupVersion (kubebuilder's name for it)
-	HasResource    bool // func Resource (listers use it)
-	HasKindFunc    bool // func Kind
-	HasGroupName   bool // const GroupName
+	HasResource     bool // func Resource (listers use it)
+	HasKindFunc     bool // func Kind
+	HasGroupName    bool // const GroupName
 	// DeepCopyPackage is true when the package asks for deepcopy of all its
 	// types: +k8s:deepcopy-gen=package or +kubebuilder:object:generate=true.
 	DeepCopyPackage bool

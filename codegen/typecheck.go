@@ -127,4 +127,3 @@ func limitLines(msgs []string) []string {
 	}
 	return append(msgs[:max:max], fmt.Sprintf("... and %d more", len(msgs)-max))
 }
-
