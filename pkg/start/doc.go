@@ -30,6 +30,55 @@
 // stops the workers at once and ends the replica with ErrLeaseLost, or with
 // ReturnToStandby sends it back to campaigning with warm caches.
 //
+// # Reaching the apiserver
+//
+// Options.LoadConfig loads the rest.Config the way kubectl does, with
+// client-go's clientcmd deferred loading rules, and sets Options.Config.
+// The first source found wins: --kubeconfig (which must exist), then the
+// files of $KUBECONFIG (merged; missing ones skipped), then ~/.kube/config,
+// then the in-cluster configuration of the pod's service account. Note the
+// order of the last two, kubectl's: a ~/.kube/config inside a container
+// image would win over the service account, so do not ship one. A
+// kubeconfig is used with its current context. BindFlags binds
+// --kubeconfig; where the flag set already has one (controller-runtime
+// defines it on flag.CommandLine), LoadConfig reads that one. A program may
+// instead set Options.Config itself, as before.
+//
+// # Where the Lease lives
+//
+// The lease namespace is, the first that applies:
+//
+//  1. --leader-elect-resource-namespace, or Options.LeaseNamespace set by
+//     the program;
+//  2. in a pod (NewOptions): the service account's namespace file, else
+//     POD_NAMESPACE;
+//  3. the namespace of the kubeconfig context LoadConfig loaded;
+//  4. "default" (DefaultLeaseNamespace), for instance with a context that
+//     has none, or an Options.Config set without LoadConfig.
+//
+// The flag and the pod's namespace are both read before the replica
+// starts, so a flag overrides the pod's namespace. A replica logs once, as
+// it starts, which namespace it chose and why, e.g.
+//
+//	lease namespace "default" (kubeconfig context "kind-x" has none; set --leader-elect-resource-namespace to change)
+//
+// Only an empty namespace is defaulted: one that is set but invalid is
+// still an error naming the flag. Replicas that should elect one leader
+// must agree on the namespace: running one on a workstation next to a
+// deployment only competes with it when both name the same namespace.
+//
+// # Addresses
+//
+// NewOptions serves /metrics on 127.0.0.1:8080 and the probes on
+// 127.0.0.1:8081: loopback, so that a replica run on a workstation exposes
+// nothing to its network. A replica in a pod must listen where the kubelet
+// (probes) and Prometheus (scrapes) reach it: pass
+// --metrics-bind-address=:8080 --health-probe-bind-address=:8081, as
+// samples/vmcontroller/deploy/deployment.yaml does. A replica logs the
+// addresses it serves when it starts.
+//
+// # Ending
+//
 // Run does all this in the background and ends the process (os.Exit) when
 // the replica ends, with the codes ExitOK, ExitLeaseLost, ExitFailed and
 // ExitForced: main blocks with `select {}`. New and Replica.Run are the same

@@ -29,14 +29,21 @@ const serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccou
 // Options configures a replica. Build it with NewOptions, which reads the
 // pod's environment, then bind flags or set fields.
 type Options struct {
-	// Config reaches the apiserver for the Lease. Required.
+	// Config reaches the apiserver for the Lease. Required: set it, or let
+	// LoadConfig set it.
 	Config *rest.Config
+	// Kubeconfig is the kubeconfig file LoadConfig reads (--kubeconfig).
+	// Empty means $KUBECONFIG, then ~/.kube/config, then the in-cluster
+	// configuration.
+	Kubeconfig string
 
 	// LeaderElect runs workers only while this replica holds the Lease.
 	// Off, workers run at once: for a single replica or local debugging.
 	LeaderElect bool
 	// LeaseName and LeaseNamespace locate the Lease (the first group's; see
-	// Group.LeaseName).
+	// Group.LeaseName). An empty LeaseNamespace is defaulted when the
+	// replica starts: to the namespace of the kubeconfig context LoadConfig
+	// loaded, else "default" (see the package documentation).
 	LeaseName, LeaseNamespace string
 	// LeaseDuration, RenewDeadline and RetryPeriod are the election's
 	// timings: see pkg/leader. Zero means its defaults (15s, 10s, 2s).
@@ -46,9 +53,13 @@ type Options struct {
 	IdentityBase string
 
 	// MetricsBindAddress serves /metrics; "" or "0" turns it off.
+	// NewOptions sets DefaultMetricsBindAddress, on loopback: in a pod, pass
+	// ":8080" so that Prometheus reaches it.
 	MetricsBindAddress string
 	// HealthProbeBindAddress serves /healthz and /readyz; "" or "0" turns
-	// it off. It may equal MetricsBindAddress.
+	// it off. It may equal MetricsBindAddress. NewOptions sets
+	// DefaultHealthProbeBindAddress, on loopback: in a pod, pass ":8081"
+	// so that the kubelet's probes reach it.
 	HealthProbeBindAddress string
 
 	// DrainGrace bounds the wait for running handlers on shutdown; zero
@@ -72,33 +83,70 @@ type Options struct {
 	// Logger receives the replica's logs; nil means logrus's standard
 	// logger.
 	Logger *logrus.Entry
+
+	// podNamespace is the namespace NewOptions read from the pod's
+	// environment, and podNamespaceFrom where it read it: to say why the
+	// lease is where it is.
+	podNamespace, podNamespaceFrom string
+	// loaded is what LoadConfig loaded; its zero value means Config was set
+	// directly.
+	loaded loadedConfig
+	// kubeconfigFlag is a --kubeconfig flag BindFlags found already defined
+	// on its flag set (controller-runtime defines one on flag.CommandLine):
+	// LoadConfig reads it when Kubeconfig is empty.
+	kubeconfigFlag flag.Value
 }
+
+// Default addresses NewOptions sets: loopback, so that a replica run on a
+// workstation exposes nothing. A replica in a pod must be given addresses
+// the kubelet and Prometheus can reach: --metrics-bind-address=:8080
+// --health-probe-bind-address=:8081.
+const (
+	DefaultMetricsBindAddress     = "127.0.0.1:8080"
+	DefaultHealthProbeBindAddress = "127.0.0.1:8081"
+)
+
+// DefaultLeaseNamespace is the lease namespace of a replica for which
+// nothing names one: not the pod, not a flag, not the kubeconfig context.
+const DefaultLeaseNamespace = "default"
 
 // NewOptions returns defaults read from the pod's environment: leader
 // election on, the lease namespace from the service account's namespace
 // file or POD_NAMESPACE, the identity from POD_NAME or the hostname, metrics
-// on :8080 and probes on :8081. This is the one place rein reads the
-// environment.
+// on 127.0.0.1:8080 and probes on 127.0.0.1:8081. With LoadConfig (which
+// reads KUBECONFIG and the kubeconfig files), this is the one place rein
+// reads the environment.
 func NewOptions() Options {
 	o := Options{
 		LeaderElect:            true,
 		LeaseDuration:          leader.DefaultLeaseDuration,
 		RenewDeadline:          leader.DefaultRenewDeadline,
 		RetryPeriod:            leader.DefaultRetryPeriod,
-		MetricsBindAddress:     ":8080",
-		HealthProbeBindAddress: ":8081",
+		MetricsBindAddress:     DefaultMetricsBindAddress,
+		HealthProbeBindAddress: DefaultHealthProbeBindAddress,
 		DrainGrace:             DefaultDrainGrace,
 	}
-	if ns, err := os.ReadFile(serviceAccountNamespaceFile); err == nil {
-		o.LeaseNamespace = strings.TrimSpace(string(ns))
-	} else {
-		o.LeaseNamespace = os.Getenv("POD_NAMESPACE")
-	}
+	o.podNamespace, o.podNamespaceFrom = podNamespace()
+	o.LeaseNamespace = o.podNamespace
 	o.IdentityBase = os.Getenv("POD_NAME")
 	if o.IdentityBase == "" {
 		o.IdentityBase, _ = os.Hostname()
 	}
 	return o
+}
+
+// podNamespace reads the pod's namespace from the service account's
+// namespace file, else POD_NAMESPACE; it says which ("" when neither).
+func podNamespace() (ns, from string) {
+	if b, err := os.ReadFile(serviceAccountNamespaceFile); err == nil {
+		if ns := strings.TrimSpace(string(b)); ns != "" {
+			return ns, "the service account's namespace file " + serviceAccountNamespaceFile
+		}
+	}
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns, "POD_NAMESPACE"
+	}
+	return "", ""
 }
 
 // BindFlags binds the Kubernetes-convention flags to o's fields, with o's
@@ -107,10 +155,21 @@ func NewOptions() Options {
 //	--leader-elect, --leader-elect-lease-duration, --leader-elect-renew-deadline,
 //	--leader-elect-retry-period, --leader-elect-resource-name,
 //	--leader-elect-resource-namespace, --metrics-bind-address,
-//	--health-probe-bind-address, --drain-grace, --return-to-standby
+//	--health-probe-bind-address, --drain-grace, --return-to-standby,
+//	--kubeconfig
+//
+// When fs already defines --kubeconfig (controller-runtime defines one on
+// flag.CommandLine), BindFlags leaves it alone and LoadConfig reads it
+// whenever Kubeconfig is empty.
 //
 // For spf13/pflag, bind to a flag.FlagSet and add it with AddGoFlagSet.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
+	if f := fs.Lookup("kubeconfig"); f != nil {
+		o.kubeconfigFlag = f.Value
+	} else {
+		fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig,
+			"Kubeconfig file to reach the apiserver with (default: $KUBECONFIG, then ~/.kube/config, then the in-cluster configuration).")
+	}
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect,
 		"Run workers only while holding the Lease; off runs them at once (one replica only).")
 	fs.DurationVar(&o.LeaseDuration, flagName(leader.FlagLeaseDuration), o.LeaseDuration,
@@ -122,11 +181,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.LeaseName, flagName(leader.FlagResourceName), o.LeaseName,
 		"Name of the Lease the replicas elect a leader with.")
 	fs.StringVar(&o.LeaseNamespace, flagName(leader.FlagResourceNamespace), o.LeaseNamespace,
-		"Namespace of the Lease (default: the pod's namespace).")
+		`Namespace of the Lease (default: the pod's namespace; outside a pod, the kubeconfig context's namespace, else "default").`)
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
-		`Address serving /metrics; "0" turns it off.`)
+		`Address serving /metrics; "0" turns it off. The default is loopback only: in a pod, pass :8080.`)
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress,
-		`Address serving /healthz and /readyz; "0" turns it off.`)
+		`Address serving /healthz and /readyz; "0" turns it off. The default is loopback only: in a pod, pass :8081.`)
 	fs.DurationVar(&o.DrainGrace, "drain-grace", o.DrainGrace,
 		"On shutdown, how long running handlers may take to finish before the lease is released.")
 	fs.BoolVar(&o.ReturnToStandby, "return-to-standby", o.ReturnToStandby,

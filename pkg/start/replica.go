@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +76,10 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 	if len(groups) == 0 {
 		return nil, errors.New("start: nothing to run: pass at least one factory")
 	}
+	var leaseNamespaceWhy string
+	if opts.LeaderElect {
+		opts.LeaseNamespace, leaseNamespaceWhy = opts.resolveLeaseNamespace()
+	}
 	var leaseNames []string
 	for i := range groups {
 		if groups[i].LeaseName == "" {
@@ -144,7 +149,36 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 		return nil, fmt.Errorf("start: %w", err)
 	}
 	r.http = srv
+	if opts.LeaderElect {
+		r.log.Infof("lease namespace %q (%s)", opts.LeaseNamespace, leaseNamespaceWhy)
+	}
 	return r, nil
+}
+
+// logServing says where /metrics and the probes are served, if anywhere.
+func (r *Replica) logServing() {
+	var parts []string
+	fields := logrus.Fields{}
+	if a := r.MetricsAddr(); a != "" {
+		parts = append(parts, "/metrics on http://"+a)
+		fields["metrics"] = a
+	}
+	if a := r.ProbeAddr(); a != "" {
+		parts = append(parts, "/healthz and /readyz on http://"+a)
+		fields["probes"] = a
+	}
+	if len(parts) > 0 {
+		r.log.WithFields(fields).Info("serving " + strings.Join(parts, ", "))
+	}
+}
+
+// LeaseNamespace is the namespace of this replica's Leases, as defaulted
+// by New ("" without election).
+func (r *Replica) LeaseNamespace() string {
+	if !r.opts.LeaderElect {
+		return ""
+	}
+	return r.opts.LeaseNamespace
 }
 
 // Identity is this replica's identity in its Leases ("" without election).
@@ -185,6 +219,7 @@ func (r *Replica) healthy(req *http.Request) error {
 // is returned too. Run may be called once.
 func (r *Replica) Run(ctx context.Context) error {
 	r.http.serve(r.log)
+	r.logServing()
 	defer r.http.shutdown()
 
 	// Caches outlive the workers: draining handlers still read them.

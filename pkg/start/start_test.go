@@ -29,7 +29,12 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m, testenv.Options{}, &env)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(replicaProcessEnv) != "" {
+		replicaMain() // never returns: start.Run ends the process
+	}
+	os.Exit(testenv.Main(m, testenv.Options{}, &env))
+}
 
 func testOptions(t *testing.T, ns string) start.Options {
 	o := start.NewOptions()
@@ -53,7 +58,8 @@ func TestOptionsErrorsNameTheFlag(t *testing.T) {
 	o = testOptions(t, "")
 	o.LeaseName = ""
 	_, err = start.New(o, start.Group{Starters: []start.Starter{newFactory(t, "default")}})
-	if err == nil || !strings.Contains(err.Error(), "--leader-elect-resource-name") || !strings.Contains(err.Error(), "--leader-elect-resource-namespace") {
+	// An empty namespace is defaulted ("default" here); an empty name is not.
+	if err == nil || !strings.Contains(err.Error(), "--leader-elect-resource-name") || strings.Contains(err.Error(), "--leader-elect-resource-namespace") {
 		t.Fatalf("no lease name nor namespace: %v", err)
 	}
 	o = testOptions(t, "default")

@@ -21,7 +21,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
@@ -37,7 +36,6 @@ const (
 func main() {
 	opts := start.NewOptions()
 	fs := flag.NewFlagSet("replica", flag.ContinueOnError)
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file of the replica's user")
 	namespace := fs.String("namespace", "", "namespace whose ConfigMaps are reconciled")
 	workers := fs.Int("workers", 4, "workers")
 	mark := fs.String("mark", "value", `what the handler keeps current: "value" (the annotation copies data["v"]) or "writer" (each process re-marks every object once: benchmarks use it to give a new leader work on every object)`)
@@ -47,18 +45,19 @@ func main() {
 	}
 	log := logrus.New()
 	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "15:04:05.000"})
-	if *kubeconfig == "" || *namespace == "" {
+	// --kubeconfig is required: a test's replica must never fall back to
+	// the developer's own cluster.
+	if opts.Kubeconfig == "" || *namespace == "" {
 		log.Error("--kubeconfig and --namespace are required")
 		os.Exit(2)
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	cfg, err := opts.LoadConfig() // sets opts.Config
 	if err != nil {
 		log.WithError(err).Error("kubeconfig")
 		os.Exit(2)
 	}
 	writer := fmt.Sprintf("rein-e2e/%s/%d", opts.IdentityBase, os.Getpid())
 	cfg.UserAgent = writer
-	opts.Config = cfg
 	opts.Logger = logrus.NewEntry(log).WithField("replica", opts.IdentityBase)
 	reg := prometheus.NewRegistry()
 	opts.Registry = reg

@@ -4,7 +4,10 @@
 //
 //	vmcontroller --hypervisor-url http://hypervisor:8090 [--kubeconfig FILE] [start flags]
 //
-// Without --kubeconfig it uses $KUBECONFIG or the in-cluster configuration.
+// Without --kubeconfig it uses $KUBECONFIG, ~/.kube/config or the in-cluster
+// configuration (start.Options.LoadConfig). /metrics and the probes listen
+// on loopback unless --metrics-bind-address and --health-probe-bind-address
+// say otherwise, as deploy/deployment.yaml does.
 package main
 
 import (
@@ -18,8 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/start"
@@ -35,7 +36,6 @@ func main() {
 	opts := start.NewOptions()
 	opts.LeaseName = "vmcontroller"
 	fs := flag.NewFlagSet("vmcontroller", flag.ContinueOnError)
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
 	hypervisorURL := fs.String("hypervisor-url", "", "base URL of the hypervisor API, e.g. http://hypervisor:8090 (required)")
 	namespace := fs.String("namespace", "", "watch VirtualMachines in this namespace only (default: all)")
 	workers := fs.Int("workers", 8, "VirtualMachines reconciled at once")
@@ -52,7 +52,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "vmcontroller: --hypervisor-url is required (e.g. http://hypervisor.vm-system.svc:8090)")
 		os.Exit(2)
 	}
-	cfg, err := loadConfig(*kubeconfig)
+	cfg, err := opts.LoadConfig() // --kubeconfig, $KUBECONFIG, ~/.kube/config or in-cluster
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vmcontroller:", err)
 		os.Exit(2)
@@ -60,7 +60,7 @@ func main() {
 	logger := logrus.NewEntry(log).WithField("replica", opts.IdentityBase)
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	opts.Config, opts.Registry, opts.Logger = cfg, registry, logger
+	opts.Registry, opts.Logger = registry, logger
 
 	factory, err := vm.NewFactoryFromConfigWithOptions(cfg, framework.Options{
 		Namespace: *namespace, Workers: *workers, Registerer: registry, Logger: logger,
@@ -85,16 +85,4 @@ func main() {
 		os.Exit(2)
 	}
 	select {} // the process ends from start: after draining and releasing the lease
-}
-
-func loadConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig != "" {
-		return clientcmd.BuildConfigFromFlags("", kubeconfig)
-	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("no kubeconfig (--kubeconfig, $KUBECONFIG) and not in a cluster: %w", err)
-	}
-	return cfg, nil
 }
