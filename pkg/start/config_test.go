@@ -22,9 +22,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/rein-k8s/rein/internal/testlock"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
-	"github.com/rein-k8s/rein/internal/testlock"
 	"github.com/rein-k8s/rein/pkg/start"
 )
 
