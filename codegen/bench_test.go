@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,25 +18,38 @@ import (
 )
 
 // BenchmarkCodegen measures, on one 3-group API (benchAPI) and in one run,
-// what it takes to generate deepcopy, clientset, listers, informers and
-// CRDs:
+// what it takes to generate deepcopy functions, clientset, listers,
+// informers and CRDs:
 //
 //   - separate-commands: deepcopy-gen, client-gen, lister-gen, informer-gen
 //     (k8s.io/code-generator) and `controller-gen crd`
-//     (sigs.k8s.io/controller-tools), at the versions of rein's go.mod, run
-//     one after the other as a user's script runs them, into a clean output;
-//   - rein-gen-first: the rein-gen binary into a clean output;
+//     (sigs.k8s.io/controller-tools), at the versions of rein's go.mod,
+//     one after the other as a generation script runs them, into a clean
+//     output;
+//   - rein-gen-first: the rein-gen binary into a clean output, with no
+//     record of an earlier run;
 //   - rein-gen-rerun: rein-gen again on the unchanged API;
-//   - rein-gen-after-change: rein-gen after one field was added to (or
-//     removed from) one type.
+//   - rein-gen-after-change: rein-gen after a one-field change to one type.
 //
 // The tools are installed (go install …@version) and rein-gen is built
-// once per process, outside the timed part; so are the two modules (one
-// for the separate commands, one for rein-gen, with the same go.mod), which
-// are generated once, tidied and built before anything is timed. Each
-// iteration restores its starting state with the timer stopped. Run it
-// with `make bench-codegen`: after the benchmark lines, the test binary
-// prints the median, range and ratio to the separate commands of every case.
+// once per process, outside the timed part; so are the two modules (one for
+// the separate commands, one for rein-gen, with the same go.mod and API),
+// which are generated once, tidied and built before anything is timed, so
+// that no timed run adds a requirement to go.mod. Each iteration restores
+// its starting state with the timer stopped.
+//
+// Every timed run but the rerun is on an API the build cache has not seen:
+// one field of ShipSpec gets a name new to every iteration (benchField).
+// Otherwise rein-gen's type-check of its output would find every package
+// compiled by an earlier iteration, which a user's first run or a run after
+// an edit does not. The separate commands type-check their inputs from
+// source and their output not at all, so the build cache does not concern
+// them.
+//
+// Run it with `make bench-codegen`. After the benchmark lines, the test
+// binary prints the median and range of every case, its ratio to the
+// separate commands, and the time of each command and of rein-gen's phases
+// (rein-gen's own log).
 func BenchmarkCodegen(b *testing.B) {
 	if testing.Short() {
 		b.Skip("installs code-generator and controller-gen and generates a module many times")
@@ -44,7 +59,8 @@ func BenchmarkCodegen(b *testing.B) {
 	b.Run("separate-commands", func(b *testing.B) {
 		for range b.N {
 			b.StopTimer()
-			if err := f.clean(f.separateDir); err != nil {
+			nonce := benchNonce()
+			if err := f.prepare(f.separateDir, nonce); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
@@ -59,7 +75,7 @@ func BenchmarkCodegen(b *testing.B) {
 			for _, s := range steps {
 				benchRecord("separate-commands: "+s.name, s.took)
 			}
-			if err := f.checkOutput(f.separateDir, false, false); err != nil {
+			if err := f.checkOutput(f.separateDir, false, nonce); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
@@ -69,13 +85,11 @@ func BenchmarkCodegen(b *testing.B) {
 	b.Run("rein-gen-first", func(b *testing.B) {
 		for range b.N {
 			b.StopTimer()
-			if err := f.setReinAPI(false); err != nil {
+			nonce := benchNonce()
+			if err := f.prepare(f.reinDir, nonce); err != nil {
 				b.Fatal(err)
 			}
-			if err := f.clean(f.reinDir); err != nil {
-				b.Fatal(err)
-			}
-			f.generated = nil
+			f.reinAPI, f.reinOut = nonce, nil
 			b.StartTimer()
 			f.timedReinGen(b, "rein-gen-first")
 		}
@@ -83,7 +97,7 @@ func BenchmarkCodegen(b *testing.B) {
 
 	b.Run("rein-gen-rerun", func(b *testing.B) {
 		b.StopTimer()
-		if err := f.reinGenerated(b, false); err != nil {
+		if err := f.reinGenerated(); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
@@ -94,17 +108,18 @@ func BenchmarkCodegen(b *testing.B) {
 
 	b.Run("rein-gen-after-change", func(b *testing.B) {
 		b.StopTimer()
-		if err := f.reinGenerated(b, false); err != nil {
+		if err := f.reinGenerated(); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
 		for range b.N {
 			b.StopTimer()
-			// Every iteration is one field away from the last: added,
-			// then removed, then added...
-			if err := f.setReinAPI(!*f.generated); err != nil {
+			// The last run's field, renamed (or, after the setup, added).
+			nonce := benchNonce()
+			if err := f.writeShip(f.reinDir, nonce); err != nil {
 				b.Fatal(err)
 			}
+			f.reinAPI = nonce
 			b.StartTimer()
 			f.timedReinGen(b, "rein-gen-after-change")
 		}
@@ -115,14 +130,15 @@ func BenchmarkCodegen(b *testing.B) {
 // (-count 5 runs it five times).
 type benchFixture struct {
 	tmp         string
-	bin         string // folder of the installed tools and rein-gen
-	separateDir string // module the separate commands generate into
-	reinDir     string // module rein-gen generates into
-	// generated is the variant of the API (with the extra field or not)
-	// whose output is in reinDir; nil when none is.
-	generated *bool
-	// changed is the variant of the API whose source is in reinDir.
-	changed bool
+	bin         string   // the installed tools and rein-gen
+	env         []string // of every timed command
+	cache       string   // rein-gen's record of its runs (user cache folder)
+	separateDir string   // the module the separate commands generate into
+	reinDir     string   // the module rein-gen generates into
+	// reinAPI is the variant of the API in reinDir (see benchField);
+	// reinOut the variant whose output is there, nil for none.
+	reinAPI string
+	reinOut *string
 }
 
 const benchModule = "example.com/bench"
@@ -156,7 +172,7 @@ func benchRecord(name string, d time.Duration) {
 }
 
 // benchSummary prints, for every case measured, the median, the range and
-// the ratio of the median to the separate commands'.
+// the ratio of the median to the separate commands' median.
 func benchSummary() {
 	benchMu.Lock()
 	defer benchMu.Unlock()
@@ -171,19 +187,32 @@ func benchSummary() {
 		}
 		return (s[len(s)/2-1] + s[len(s)/2]) / 2
 	}
-	secs := func(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
+	secs := func(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 3, 64) }
 	base := median(benchSamples["separate-commands"])
-	fmt.Printf("\nBenchmarkCodegen: seconds, median (min–max, n); ratio = median / separate-commands' median\n")
+	fmt.Printf("\nBenchmarkCodegen: seconds, median (min–max, n); ratio = median / median of separate-commands\n")
+	fmt.Printf("load average (1, 5, 15 min) before the first case: %s, now: %s\n", benchLoadBefore, benchLoad())
 	for _, name := range benchOrder {
 		s := benchSamples[name]
 		m := median(s)
 		ratio := ""
-		if base > 0 && !strings.HasPrefix(name, "separate-commands:") {
+		if base > 0 && !strings.Contains(name, ": ") {
 			ratio = fmt.Sprintf("  %.3f×", float64(m)/float64(base))
 		}
-		fmt.Printf("  %-36s %6s (%s–%s, n=%d)%s\n", name, secs(m), secs(slices.Min(s)), secs(slices.Max(s)), len(s), ratio)
+		fmt.Printf("  %-50s %7s (%s–%s, n=%d)%s\n", name, secs(m), secs(slices.Min(s)), secs(slices.Max(s)), len(s), ratio)
 	}
 }
+
+// benchLoad is the machine's load average, which says how much other work
+// shared the cores.
+func benchLoad() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(data))[:3], " ")
+}
+
+var benchLoadBefore string
 
 func benchSetup(b *testing.B) *benchFixture {
 	b.Helper()
@@ -209,6 +238,16 @@ func newBenchFixture(b *testing.B) error {
 		separateDir: filepath.Join(tmp, "separate"), reinDir: filepath.Join(tmp, "rein")}
 	benchFix = f
 
+	// rein-gen keeps its record in the user cache folder: a folder of this
+	// run instead, so that the benchmark leaves nothing behind and starts
+	// from no record. The go command's build cache stays where it is.
+	gocache, err := benchGo(root, nil, "env", "GOCACHE")
+	if err != nil {
+		return err
+	}
+	f.cache = filepath.Join(tmp, "cache")
+	f.env = append(os.Environ(), "GOCACHE="+strings.TrimSpace(gocache), "XDG_CACHE_HOME="+f.cache)
+
 	// The tools as their users install them, at rein's versions.
 	out, err := benchGo(root, nil, "list", "-m", "-f", "{{.Version}}", "k8s.io/code-generator", "sigs.k8s.io/controller-tools")
 	if err != nil {
@@ -232,7 +271,7 @@ func newBenchFixture(b *testing.B) error {
 	if _, err := benchGo(root, nil, "build", "-o", filepath.Join(f.bin, "rein-gen"), "./codegen/cmd/rein-gen"); err != nil {
 		return err
 	}
-	b.Logf("code-generator %s, controller-tools %s, rein-gen from %s", versions[0], versions[1], root)
+	b.Logf("code-generator %s, controller-tools %s, rein-gen built from %s", versions[0], versions[1], root)
 
 	// Two modules with the same go.mod and API. Each is generated once and
 	// tidied, so that no timed run has to add a requirement, and built, so
@@ -262,13 +301,13 @@ func newBenchFixture(b *testing.B) error {
 	if _, err := f.runSeparate(); err != nil {
 		return err
 	}
-	if err := f.checkOutput(f.separateDir, false, false); err != nil {
+	if err := f.checkOutput(f.separateDir, false, ""); err != nil {
 		return err
 	}
 	if _, err := f.reinGen(); err != nil {
 		return err
 	}
-	f.generated = new(bool)
+	f.reinOut = new(string)
 	for _, dir := range []string{f.separateDir, f.reinDir} {
 		if _, err := benchGo(dir, nil, "mod", "tidy"); err != nil {
 			return err
@@ -277,7 +316,11 @@ func newBenchFixture(b *testing.B) error {
 			return fmt.Errorf("the generated module does not build: %w", err)
 		}
 	}
+	if err := f.checkOutput(f.reinDir, true, ""); err != nil {
+		return err
+	}
 	b.Logf("set up in %v (not timed)", time.Since(start).Round(time.Millisecond))
+	benchLoadBefore = benchLoad()
 	return nil
 }
 
@@ -312,8 +355,10 @@ func (f *benchFixture) runSeparate() ([]benchStep, error) {
 	var steps []benchStep
 	for _, c := range commands {
 		start := time.Now()
-		if err := benchExec(f.separateDir, filepath.Join(f.bin, c[0]), c[1:]...); err != nil {
-			return steps, err
+		cmd := exec.Command(filepath.Join(f.bin, c[0]), c[1:]...)
+		cmd.Dir, cmd.Env = f.separateDir, f.env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return steps, fmt.Errorf("%s: %w\n%s", strings.Join(c, " "), err, out)
 		}
 		steps = append(steps, benchStep{c[0], time.Since(start)})
 	}
@@ -324,7 +369,7 @@ func (f *benchFixture) runSeparate() ([]benchStep, error) {
 func (f *benchFixture) reinGen() (string, error) {
 	var log bytes.Buffer
 	cmd := exec.Command(filepath.Join(f.bin, "rein-gen"), "--output-package", benchModule+"/generated", "--crd-dir", "config/crd", "./api/...")
-	cmd.Dir = f.reinDir
+	cmd.Dir, cmd.Env = f.reinDir, f.env
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Run(); err != nil {
 		return log.String(), fmt.Errorf("rein-gen: %w\n%s", err, log.String())
@@ -332,12 +377,15 @@ func (f *benchFixture) reinGen() (string, error) {
 	return log.String(), nil
 }
 
-// timedReinGen runs rein-gen with the timer running, records the time and
-// checks the output with the timer stopped.
+// benchPhase is a line of rein-gen's log that times a phase.
+var benchPhase = regexp.MustCompile(`(?m)^rein-gen: (.+) in (\S+)$`)
+
+// timedReinGen runs rein-gen with the timer running, then records the time
+// and the phases rein-gen logs, and checks the output.
 func (f *benchFixture) timedReinGen(b *testing.B, name string) {
 	b.Helper()
 	start := time.Now()
-	_, err := f.reinGen()
+	log, err := f.reinGen()
 	elapsed := time.Since(start)
 	b.StopTimer()
 	defer b.StartTimer()
@@ -345,49 +393,60 @@ func (f *benchFixture) timedReinGen(b *testing.B, name string) {
 		b.Fatal(err)
 	}
 	benchRecord(name, elapsed)
-	changed := f.changed
-	f.generated = &changed
-	if err := f.checkOutput(f.reinDir, true, changed); err != nil {
+	var whole, phases time.Duration
+	for _, m := range benchPhase.FindAllStringSubmatch(log, -1) {
+		d, err := time.ParseDuration(m[2])
+		if err != nil {
+			continue
+		}
+		if strings.HasSuffix(m[1], " done") {
+			whole = d
+			continue
+		}
+		phases += d
+		benchRecord(name+": "+m[1], d)
+	}
+	if whole > 0 {
+		benchRecord(name+": the rest (load, validate, write)", whole-phases)
+		benchRecord(name+": whole run, rein-gen's clock", whole)
+	}
+	if strings.Contains(log, "up to date") {
+		benchRecord(name+": (up to date, nothing generated)", elapsed)
+	}
+	out := f.reinAPI
+	f.reinOut = &out
+	if err := f.checkOutput(f.reinDir, true, out); err != nil {
 		b.Fatal(err)
 	}
 }
 
-// reinGenerated brings reinDir to the output of the API variant, untimed.
-func (f *benchFixture) reinGenerated(b *testing.B, changed bool) error {
-	if err := f.setReinAPI(changed); err != nil {
-		return err
-	}
-	if f.generated != nil && *f.generated == changed {
+// reinGenerated makes sure that reinDir holds the output of its API,
+// untimed.
+func (f *benchFixture) reinGenerated() error {
+	if f.reinOut != nil && *f.reinOut == f.reinAPI {
 		return nil
 	}
 	if _, err := f.reinGen(); err != nil {
 		return err
 	}
-	f.generated = &changed
+	out := f.reinAPI
+	f.reinOut = &out
 	return nil
 }
 
-// setReinAPI writes the Ship type of reinDir with the extra field or without.
-func (f *benchFixture) setReinAPI(changed bool) error {
-	if f.changed == changed {
-		return nil
-	}
-	src := benchAPI[benchChangedFile]
-	if changed {
-		src = strings.Replace(src, benchFieldAnchor, benchExtraField+benchFieldAnchor, 1)
-	}
-	if err := os.WriteFile(filepath.Join(f.reinDir, benchChangedFile), []byte(src), 0o644); err != nil {
+// prepare makes dir a module that was never generated, with the API
+// variant nonce: it removes the output tree, the CRD folder, the
+// zz_generated files of the API packages and rein-gen's record.
+func (f *benchFixture) prepare(dir, nonce string) error {
+	if err := f.writeShip(dir, nonce); err != nil {
 		return err
 	}
-	f.changed = changed
-	return nil
-}
-
-// clean removes every generated file of a module: the output tree, the CRD
-// folder and the zz_generated files of the API packages.
-func (f *benchFixture) clean(dir string) error {
-	for _, d := range []string{"generated", "config"} {
-		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
+	remove := []string{filepath.Join(dir, "generated"), filepath.Join(dir, "config")}
+	if dir == f.reinDir {
+		remove = append(remove, f.cache)
+	}
+	for _, d := range remove {
+		if err := os.RemoveAll(d); err != nil {
 			return err
 		}
 	}
@@ -399,9 +458,14 @@ func (f *benchFixture) clean(dir string) error {
 	})
 }
 
+// writeShip writes the Ship type of dir in the variant nonce.
+func (f *benchFixture) writeShip(dir, nonce string) error {
+	return os.WriteFile(filepath.Join(dir, benchChangedFile), []byte(benchShip(nonce)), 0o644)
+}
+
 // checkOutput checks that a generation produced every part, and that the
-// ships CRD has the extra field exactly when the API does.
-func (f *benchFixture) checkOutput(dir string, rein, changed bool) error {
+// ships CRD has the API's variable field.
+func (f *benchFixture) checkOutput(dir string, rein bool, nonce string) error {
 	want := []string{
 		"generated/clientset/versioned/clientset.go",
 		"generated/clientset/versioned/typed/crew/v1alpha1/sailor.go",
@@ -428,10 +492,19 @@ func (f *benchFixture) checkOutput(dir string, rein, changed bool) error {
 	if err != nil {
 		return err
 	}
-	if has := bytes.Contains(crd, []byte(benchExtraFieldJSON+":")); has != changed {
-		return fmt.Errorf("the ships CRD has field %s: %v, the API: %v", benchExtraFieldJSON, has, changed)
+	has := bytes.Contains(crd, []byte(" knots"))
+	if want := nonce != ""; has != want || (want && !bytes.Contains(crd, []byte(" knots"+nonce+":"))) {
+		return fmt.Errorf("the ships CRD is not that of the API: want field knots%s: %v", nonce, want)
 	}
 	return nil
+}
+
+var benchNonces int
+
+// benchNonce names a field that no build cache has seen.
+func benchNonce() string {
+	benchNonces++
+	return strconv.FormatInt(time.Now().UnixNano(), 36) + "x" + strconv.Itoa(benchNonces)
 }
 
 func benchRepoRoot() string {
@@ -465,15 +538,6 @@ func benchGo(dir string, env []string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-func benchExec(dir, name string, args ...string) error {
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
-	}
-	return nil
-}
-
 // The benchmark's API: fleet.example.com/v1 (Ship, Tug),
 // port.example.com/v1 (Dock) and crew.example.com/v1alpha1 (Sailor,
 // cluster-scoped). The packages carry what code-generator's commands need
@@ -482,13 +546,27 @@ func benchExec(dir, name string, args ...string) error {
 // but what the separate commands generate, and its controllers.
 var benchAPIPackages = []string{"api/fleet/v1", "api/port/v1", "api/crew/v1alpha1"}
 
-// The one-field change of rein-gen-after-change: a field added to ShipSpec.
-const (
-	benchChangedFile    = "api/fleet/v1/ship.go"
-	benchFieldAnchor    = "\t// Ports are the ports the ship may call at."
-	benchExtraFieldJSON = "speedKnots"
-	benchExtraField     = "\t// SpeedKnots is the cruising speed.\n\t// +kubebuilder:validation:Maximum=40\n\t// +optional\n\tSpeedKnots int32 `json:\"speedKnots,omitempty\"`\n"
-)
+// benchChangedFile holds the type whose field changes: ShipSpec.
+const benchChangedFile = "api/fleet/v1/ship.go"
+
+// benchField is the field of ShipSpec that differs between variants of the
+// API: none for nonce "", else an int32 named after nonce.
+func benchField(nonce string) string {
+	if nonce == "" {
+		return ""
+	}
+	return "\t// Cruising speed.\n\t// +kubebuilder:validation:Maximum=40\n\t// +optional\n\tKnots" + nonce + " int32 `json:\"knots" + nonce + ",omitempty\"`\n"
+}
+
+// benchShip is api/fleet/v1/ship.go in the variant nonce.
+func benchShip(nonce string) string {
+	const anchor = "\t// Ports are the ports the ship may call at."
+	src := benchAPI[benchChangedFile]
+	if !strings.Contains(src, anchor) {
+		panic("benchShip: the anchor is gone from ship.go")
+	}
+	return strings.Replace(src, anchor, benchField(nonce)+anchor, 1)
+}
 
 func benchDoc(group, version string) string {
 	return "// Package " + version + " is the " + group + "/" + version + " API.\n//\n// +k8s:deepcopy-gen=package\n// +groupName=" + group + "\npackage " + version + "\n"

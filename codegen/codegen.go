@@ -2,13 +2,11 @@ package codegen
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
@@ -88,7 +86,7 @@ type run struct {
 
 func newRun(ctx context.Context, opts Options) (*run, error) {
 	if len(opts.APIPackages) == 0 {
-		return nil, errors.New("codegen: no API packages given: name the group/version packages, e.g. ./api/fleet/v1 or ./api/...")
+		return nil, errors.New("codegen: no API packages given: name the group/version packages, e.g. ./api/fleet/v1, or ./api/... for every package below api")
 	}
 	if opts.OutputPackage == "" {
 		return nil, errors.New("codegen: no output package given (e.g. example.com/m/pkg/generated)")
@@ -543,19 +541,6 @@ func sortedKeys(m map[string][]byte) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// goJSON runs the go command in dir and decodes its JSON output.
-func goJSON(ctx context.Context, dir string, into any, args ...string) error {
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = dir
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return fmt.Errorf("go %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return json.Unmarshal(out, into)
 }
 
 var timeNow = time.Now

@@ -1,13 +1,20 @@
 // Command rein-gen generates, for Kubernetes API types written in Go, the
 // deepcopy functions, clientset, listers and informers of
-// k8s.io/code-generator, rein's typed controllers, and CRD manifests.
+// k8s.io/code-generator, rein's typed controllers, and CRD manifests. Add
+// it to your module as a tool and run it with go tool:
 //
-//	go run github.com/rein-k8s/rein/codegen/cmd/rein-gen \
-//	    --output-package example.com/m/pkg/generated --crd-dir config/crd ./api/vm/v1alpha1
+//	go get -tool github.com/rein-k8s/rein/codegen/cmd/rein-gen@latest
+//	go tool rein-gen --output-package example.com/m/generated --crd-dir config/crd ./api/...
 //
-// or, in a doc.go of the module:
+// or from a file of the module:
 //
-//	//go:generate go run github.com/rein-k8s/rein/codegen/cmd/rein-gen --output-package example.com/m/pkg/generated --crd-dir config/crd ./api/vm/v1alpha1
+//	//go:generate go tool rein-gen --output-package example.com/m/generated --crd-dir config/crd ./api/...
+//
+// Rerun it after every change of the API: the output depends on the API
+// alone, stale output is removed, and a rerun on an unchanged API returns
+// at once. Exit status: 0 on success (a module that type-checks), 1 when the
+// API or the generation fails (the message names file, line and fix; the
+// tree is as it was), 2 for bad flags.
 package main
 
 import (
@@ -23,27 +30,38 @@ import (
 func main() {
 	fs := flag.NewFlagSet("rein-gen", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: rein-gen --output-package IMPORT/PATH [--crd-dir DIR] [--dir MODULE_DIR] [--header-file FILE] API_PACKAGE...")
+		fmt.Fprintln(fs.Output(), "usage: rein-gen --output-package IMPORT/PATH [--crd-dir DIR] [--dir DIR] [--header-file FILE] [--no-tidy] API_PACKAGE...")
+		fmt.Fprintln(fs.Output(), "API_PACKAGE: ./api/fleet/v1, an import path, or ./api/... for every package below api with a +groupName marker")
 		fs.PrintDefaults()
 	}
 	opts := codegen.Options{Log: os.Stderr}
-	fs.StringVar(&opts.Dir, "dir", ".", "root of the Go module holding the API packages")
+	fs.StringVar(&opts.Dir, "dir", ".", "a folder of the Go module holding the API packages; relative API packages and --crd-dir are resolved against it")
 	fs.StringVar(&opts.OutputPackage, "output-package", "", "import path under which clientset/, listers/, informers/ and controllers/ are written (required)")
-	fs.StringVar(&opts.CRDDir, "crd-dir", "", "folder (relative to --dir) for the CRD manifests; empty writes none")
+	fs.StringVar(&opts.CRDDir, "crd-dir", "", "folder for the CRD manifests; empty writes none (they are still generated, as a check)")
+	fs.BoolVar(&opts.NoTidy, "no-tidy", false, "never run `go mod tidy`; fail instead when the module lacks what the generated code imports")
 	headerFile := fs.String("header-file", "", "file whose text heads every generated Go file (a license, say)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
 	opts.APIPackages = fs.Args()
+	var problems []string
+	if opts.OutputPackage == "" {
+		problems = append(problems, "--output-package is required, e.g. --output-package example.com/m/generated")
+	}
+	if len(opts.APIPackages) == 0 {
+		problems = append(problems, "no API packages given: name them after the flags, e.g. ./api/...")
+	}
 	if *headerFile != "" {
 		header, err := os.ReadFile(*headerFile)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "rein-gen:", err)
-			os.Exit(2)
+			problems = append(problems, fmt.Sprintf("--header-file: %v", err))
 		}
 		opts.Header = string(header)
 	}
-	if opts.OutputPackage == "" || len(opts.APIPackages) == 0 {
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(os.Stderr, "rein-gen:", p)
+		}
 		fs.Usage()
 		os.Exit(2)
 	}

@@ -1,0 +1,38 @@
+// Package codegen is rein-gen as a library: from Kubernetes API types
+// written in Go it generates deepcopy functions, scheme registration and
+// list types where the API package lacks them, k8s.io/code-generator's
+// versioned clientset, listers and informers, rein's typed controllers, and
+// CRD manifests (controller-tools as a library).
+//
+// # Algorithm (Run)
+//
+//  1. Read the API packages' hand-written files (syntax only; files with
+//     rein-gen's header are output, never input) into a model: groups,
+//     versions, kinds, scopes, plurals, what registration exists.
+//  2. Validate everything that syntax can tell, and parse every kubebuilder
+//     marker with controller-tools' registry; decide each group's Go name.
+//     Any mistake ends the run here, reported with file and line, in
+//     milliseconds; nothing is written.
+//  3. If a record of an identical earlier run matches (see docs/design.md,
+//     "Reruns") and its output is intact, stop: up to date.
+//  4. Generate the CRDs in memory (this type-checks what the markers
+//     describe).
+//  5. Load the API packages once and run code-generator's deepcopy,
+//     client, lister and informer generators in process over that load,
+//     with the tags of step 1's model added in memory; render registration,
+//     list types and rein's controllers. All in memory.
+//  6. Make the tree match: write changed files, remove owned files the API
+//     no longer produces and folders left empty. Every change is recorded.
+//  7. Type-check the API and generated packages in process; on a failure,
+//     undo step 6. A first run in a new module runs `go mod tidy` once.
+//
+// # Limits
+//
+// Run serialises with other Runs of the process while code-generator runs,
+// because klog's exit function and output are process-wide: they are
+// redirected for that time (klog's Fatal becomes an error) and klog is left
+// logging to standard error after. The output depends on the hand-written
+// files of the API packages, the versions in go.mod, and, for client-gen's
+// expansion interfaces, on hand-written <kind>_expansion.go files in the
+// clientset's folders, which code-generator honours.
+package codegen
