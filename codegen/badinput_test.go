@@ -253,6 +253,28 @@ func TestMistakesAreReportedBeforeAnythingIsWritten(t *testing.T) {
 	}
 }
 
+// TestMistakeFoundByTypes: a mistake syntax cannot show (a type another
+// package lacks) is found by the CRD generator, before anything is written.
+func TestMistakeFoundByTypes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sets up a module")
+	}
+	dir := newModule(t, "example.com/shipyard", map[string]string{
+		"api/fleet/v1/doc.go":  fleetDoc,
+		"api/fleet/v1/ship.go": strings.Replace(shipV1, "Crew int32", "Crew metav1.Tiem", 1),
+	})
+	before := mtimes(t, dir) + folders(t, dir)
+	start := time.Now()
+	err := codegen.Run(t.Context(), codegen.Options{Dir: dir, APIPackages: []string{"./api/..."}, OutputPackage: "example.com/shipyard/generated", CRDDir: "config/crd"})
+	if err == nil || !strings.Contains(err.Error(), "ship.go:16:") || !strings.Contains(err.Error(), "undefined: metav1.Tiem") {
+		t.Fatalf("got %v, want the file, line and missing type", err)
+	}
+	if after := mtimes(t, dir) + folders(t, dir); after != before {
+		t.Errorf("the tree changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	t.Logf("reported after %v", time.Since(start).Round(time.Millisecond))
+}
+
 // folders lists every folder under dir.
 func folders(t *testing.T, dir string) string {
 	t.Helper()
