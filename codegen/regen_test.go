@@ -293,3 +293,41 @@ func mtimes(t *testing.T, dir string) string {
 	}
 	return b.String()
 }
+
+// TestRollback: when the module's own code does not compile with the new
+// output (a hand-written helper still uses a removed kind), rein-gen says
+// whose code fails and leaves the tree exactly as it found it.
+func TestRollback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates and builds a module")
+	}
+	dir := newModule(t, "example.com/shipyard", map[string]string{
+		"api/fleet/v1/doc.go":     fleetDoc,
+		"api/fleet/v1/ship.go":    shipV1,
+		"api/fleet/v1/harbor.go":  harborV1,
+		"api/fleet/v1/helpers.go": "package v1\n\n// Berths counts the berths of harbors.\nfunc Berths(l *HarborList) (n int32) {\n\tfor _, h := range l.Items {\n\t\tn += h.Berths\n\t}\n\treturn n\n}\n",
+	})
+	opts := codegen.Options{Dir: dir, APIPackages: []string{"./api/..."}, OutputPackage: "example.com/shipyard/generated", CRDDir: "config/crd"}
+	if err := codegen.Run(t.Context(), opts); err != nil {
+		t.Fatal(err)
+	}
+	harbor, err := os.ReadFile(filepath.Join(dir, "api/fleet/v1/harbor.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	removeAll(t, dir, "api/fleet/v1/harbor.go")
+	before := mtimes(t, dir) + folders(t, dir)
+	err = codegen.Run(t.Context(), opts)
+	if err == nil || !strings.Contains(err.Error(), "module's own code does not compile") || !strings.Contains(err.Error(), "helpers.go") {
+		t.Fatalf("got %v, want the module's own helpers.go named", err)
+	}
+	if after := mtimes(t, dir) + folders(t, dir); after != before {
+		t.Fatalf("the tree changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	// Put the kind back: the tree is whole and the run succeeds.
+	writeFile(t, dir, "api/fleet/v1/harbor.go", string(harbor))
+	if err := codegen.Run(t.Context(), opts); err != nil {
+		t.Fatal(err)
+	}
+	goCmd(t, dir, "vet", "./...")
+}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // transaction records every change rein-gen makes to the tree, so that a
@@ -26,6 +27,10 @@ func (t *transaction) write(file string, content []byte) (bool, error) {
 	if existed && bytes.Equal(old, content) {
 		return false, nil
 	}
+	var mtime time.Time
+	if info, statErr := os.Stat(file); statErr == nil {
+		mtime = info.ModTime()
+	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, err
 	}
@@ -36,7 +41,7 @@ func (t *transaction) write(file string, content []byte) (bool, error) {
 		return false, err
 	}
 	if existed {
-		t.undo = append(t.undo, func() error { return writeAtomic(file, old) })
+		t.undo = append(t.undo, restore(file, old, mtime))
 	} else {
 		t.undo = append(t.undo, func() error { return os.Remove(file) })
 	}
@@ -49,11 +54,29 @@ func (t *transaction) remove(file string) error {
 	if err != nil {
 		return err
 	}
+	info, err := os.Stat(file)
+	if err != nil {
+		return err
+	}
 	if err := os.Remove(file); err != nil {
 		return err
 	}
-	t.undo = append(t.undo, func() error { return writeAtomic(file, old) })
+	t.undo = append(t.undo, restore(file, old, info.ModTime()))
 	return nil
+}
+
+// restore puts content back at file with its modification time, so that
+// build caches and tools that look at times see no change either.
+func restore(file string, content []byte, mtime time.Time) func() error {
+	return func() error {
+		if err := writeAtomic(file, content); err != nil {
+			return err
+		}
+		if mtime.IsZero() {
+			return nil
+		}
+		return os.Chtimes(file, mtime, mtime)
+	}
 }
 
 // removeIfEmpty deletes dir when it holds nothing.

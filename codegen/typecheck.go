@@ -44,7 +44,21 @@ func (r *run) typeCheck(ctx context.Context, files map[string][]byte) error {
 		return fmt.Errorf("codegen: the generated code cannot be type-checked: the module lacks what it imports: run `go mod tidy` in %s (and `go get github.com/rein-k8s/rein` if go.mod does not require it), then rein-gen again; the tree was left as it was:\n%s",
 			r.moduleDir, strings.Join(limitLines(msgs), "\n"))
 	}
-	return fmt.Errorf("codegen: the generated code does not compile, so nothing was kept (the tree was left as it was); this is a rein-gen bug or an API it cannot handle, please report it:\n%s",
+	// Whose code fails: a hand-written file that uses what the API no
+	// longer has (a removed kind, say) is the user's to change; an error in
+	// a generated file is rein-gen's.
+	inGenerated := false
+	for _, m := range msgs {
+		file, _, _ := strings.Cut(strings.TrimPrefix(m, "-: "), ":")
+		if _, ok := files[file]; ok {
+			inGenerated = true
+		}
+	}
+	if inGenerated {
+		return fmt.Errorf("codegen: the generated code does not compile, so it was not kept (the tree is as it was); this is a rein-gen bug or an API it cannot handle, please report it with the API:\n%s",
+			strings.Join(limitLines(msgs), "\n"))
+	}
+	return fmt.Errorf("codegen: the module's own code does not compile with the code generated for this API (the tree is as it was): change it to fit the API, then run rein-gen again:\n%s",
 		strings.Join(limitLines(msgs), "\n"))
 }
 
