@@ -1,30 +1,18 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and etcd from the pinned modules of this folder into
-# the directory given as $1 (default: ../../bin). Skips the build when the
-# binaries are there and were built from the same pins with the same Go.
+# Builds kube-apiserver and etcd into the directory given as $1 (default:
+# bin/ at the root of the repository), from the pins in
+# internal/testbin/module: the same module, and the same command, that users
+# outside the repository run as
+# `go run github.com/rein-k8s/rein/cmd/rein-testbin@<version>`.
+# rein-testbin writes the module into $1/module and skips the build when the
+# binaries are there and were built from the same pins with the same Go (its
+# stamp file is $1/.testbin-stamp).
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-out=${1:-"$here/../../bin"}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+out=${1:-"$root/bin"}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-
-# The stamp names everything that decides what the binaries are.
-stamp=$(cat "$here/go.mod" "$here/go.sum" "$here/kube-apiserver/main.go" \
-	"$here/etcd/main.go" "$here/build.sh" | sha256sum | cut -c1-16)-$(go env GOVERSION)
-if [[ -x "$out/kube-apiserver" && -x "$out/etcd" && -f "$out/.testbin-stamp" &&
-	"$(cat "$out/.testbin-stamp")" == "$stamp" ]]; then
-	echo "testbin: kube-apiserver and etcd in $out are up to date"
-	exit 0
-fi
-
-k8s_version=$(sed -n 's/^\s*k8s.io\/kubernetes \(v[^ ]*\)$/\1/p' "$here/go.mod")
-start=$(date +%s)
-cd "$here"
-echo "testbin: building etcd and kube-apiserver $k8s_version into $out (a cold build takes a few minutes)"
-CGO_ENABLED=0 go build -trimpath -o "$out/etcd" ./etcd
-CGO_ENABLED=0 go build -trimpath \
-	-ldflags "-X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$k8s_version" | cut -d. -f2)" \
-	-o "$out/kube-apiserver" ./kube-apiserver
-echo "$stamp" >"$out/.testbin-stamp"
-echo "testbin: built in $(($(date +%s) - start))s"
+cd "$root"
+# Progress goes to stderr; stdout is only the folder, which make needs not.
+go run ./cmd/rein-testbin --dir "$out" >/dev/null

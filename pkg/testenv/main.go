@@ -14,7 +14,7 @@ import (
 //	func TestMain(m *testing.M) { os.Exit(testenv.Main(m, testenv.Options{}, &env)) }
 //
 // A control plane that does not start fails the whole package with its
-// error (which says to run `make testbin` when binaries are missing).
+// error (which says how to get the binaries when they are missing).
 func Main(m interface{ Run() int }, opts Options, env **Env) int {
 	e, err := Start(opts)
 	if err != nil {

@@ -15,16 +15,22 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
-// BinDirEnv names the environment variable that overrides where the
-// kube-apiserver and etcd binaries are looked up. It is read only when
-// Options.BinDir is empty.
+// BinDirEnv names the environment variable that names the folder holding
+// the kube-apiserver and etcd binaries. It is read only when Options.BinDir
+// is empty; the package documentation gives the whole lookup order.
 const BinDirEnv = "REIN_TESTBIN"
+
+// AssetsEnv is setup-envtest's environment variable for a folder with
+// kube-apiserver, etcd and kubectl. It is read only when Options.BinDir and
+// $REIN_TESTBIN are empty.
+const AssetsEnv = "KUBEBUILDER_ASSETS"
 
 // Options configures a control plane. The zero value is ready to use.
 type Options struct {
-	// BinDir holds kube-apiserver and etcd. Empty means $REIN_TESTBIN, or
-	// else the bin/ folder at the root of the rein repository containing the
-	// working directory.
+	// BinDir holds kube-apiserver and etcd. Empty means: look for them
+	// in $REIN_TESTBIN, $KUBEBUILDER_ASSETS, the bin/ folder of the rein
+	// checkout containing the working directory, and rein-testbin's folder,
+	// as the package documentation says.
 	BinDir string
 
 	// CRDDirs are folders of CRD manifests (YAML or JSON) installed before
