@@ -45,9 +45,10 @@ $(TOOLS)/staticcheck: Makefile
 	@touch $@
 
 .PHONY: bench
-bench: testbin ## rein vs wrangler vs controller-runtime on one apiserver (bench/: 5 rounds, 5000 objects) and the queue microbenchmarks; rewrites docs/benchmarks.md (about 25 minutes on 2 cores)
+bench: testbin ## rein vs wrangler vs controller-runtime on one apiserver (bench/: 5 rounds, 5000 objects), the queue microbenchmarks and bench-codegen; rewrites docs/benchmarks.md' side-by-side section (about 25 minutes on 2 cores, 7 of them bench-codegen)
 	$(GO) test -run '^$$' -bench 'BenchmarkQueue' -benchmem -count 6 ./pkg/framework
 	cd bench && $(GO) run ./cmd/driver --repeats 5 --objects 5000 --bindir $(BIN) --out ../docs/benchmarks.md
+	$(MAKE) bench-codegen
 
 .PHONY: bench-rein
 bench-rein: testbin ## rein alone: end-to-end reconcile with 5 and 20 workers, then bench-election (about 10 minutes)
@@ -57,6 +58,10 @@ bench-rein: testbin ## rein alone: end-to-end reconcile with 5 and 20 workers, t
 .PHONY: bench-election
 bench-election: testbin ## failover figures with lease 15s/renew 10s/retry 2s, 5000 objects, 5 rounds
 	$(GO) test -run '^$$' -bench 'BenchmarkElection' -benchtime 1x -timeout 30m ./test/e2e
+
+.PHONY: bench-codegen
+bench-codegen: ## rein-gen (first run, reruns, after a change) against code-generator's four commands + controller-gen as separate commands, one 3-group API, 5 interleaved rounds (about 7 minutes)
+	$(GO) test -run '^$$' -bench 'BenchmarkCodegen' -benchtime 1x -timeout 60m ./codegen -codegen-rounds 5
 
 # What `make generate` writes, and from what.
 SAMPLE_API := ./samples/vmcontroller/api/vm/v1alpha1

@@ -2,6 +2,7 @@ package codegen_test
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"time"
 )
 
+var benchRounds = flag.Int("codegen-rounds", 1, "rounds of BenchmarkCodegen's cases, taking turns")
+
 // BenchmarkCodegen measures, on one 3-group API (benchAPI) and in one run,
 // what it takes to generate deepcopy functions, clientset, listers,
 // informers and CRDs:
@@ -29,6 +32,9 @@ import (
 //   - rein-gen-first: the rein-gen binary into a clean output, with no
 //     record of an earlier run;
 //   - rein-gen-rerun: rein-gen again on the unchanged API;
+//   - rein-gen-rerun-no-record: the same, but without rein-gen's record of
+//     the last run (its fast path's), as on a machine with a fresh user
+//     cache folder;
 //   - rein-gen-after-change: rein-gen after a one-field change to one type.
 //
 // The tools are installed (go install …@version) and rein-gen is built
@@ -38,7 +44,7 @@ import (
 // that no timed run adds a requirement to go.mod. Each iteration restores
 // its starting state with the timer stopped.
 //
-// Every timed run but the rerun is on an API the build cache has not seen:
+// All timed runs but the reruns are on an API the build cache has not seen:
 // one field of ShipSpec gets a name new to every iteration (benchField).
 // Otherwise rein-gen's type-check of its output would find every package
 // compiled by an earlier iteration, which a user's first run or a run after
@@ -46,16 +52,25 @@ import (
 // source and their output not at all, so the build cache does not concern
 // them.
 //
-// Run it with `make bench-codegen`. After the benchmark lines, the test
-// binary prints the median and range of every case, its ratio to the
-// separate commands, and the time of each command and of rein-gen's phases
-// (rein-gen's own log).
+// Run it with `make bench-codegen`, which asks for 5 rounds
+// (-codegen-rounds 5). After the benchmark lines, the test binary prints
+// the median and range of every case, its ratio to the separate commands,
+// and the time of each command and of rein-gen's phases (from rein-gen's
+// own log).
 func BenchmarkCodegen(b *testing.B) {
 	if testing.Short() {
 		b.Skip("installs code-generator and controller-gen and generates a module many times")
 	}
 	f := benchSetup(b)
+	// The cases take turns, round after round, so that the ratios compare
+	// runs made under the same load (-count would repeat each case before
+	// the next).
+	for range *benchRounds {
+		benchRound(b, f)
+	}
+}
 
+func benchRound(b *testing.B, f *benchFixture) {
 	b.Run("separate-commands", func(b *testing.B) {
 		for range b.N {
 			b.StopTimer()
@@ -103,6 +118,24 @@ func BenchmarkCodegen(b *testing.B) {
 		b.StartTimer()
 		for range b.N {
 			f.timedReinGen(b, "rein-gen-rerun")
+		}
+	})
+
+	b.Run("rein-gen-rerun-no-record", func(b *testing.B) {
+		b.StopTimer()
+		if err := f.reinGenerated(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		for range b.N {
+			b.StopTimer()
+			// The output is in place, but rein-gen has no record of it: a
+			// fresh user cache folder (a CI machine), or another machine.
+			if err := os.RemoveAll(f.cache); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			f.timedReinGen(b, "rein-gen-rerun-no-record")
 		}
 	})
 
@@ -189,7 +222,8 @@ func benchSummary() {
 	}
 	secs := func(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 3, 64) }
 	base := median(benchSamples["separate-commands"])
-	fmt.Printf("\nBenchmarkCodegen: seconds, median (min–max, n); ratio = median / median of separate-commands\n")
+	fmt.Printf("\nSummary of BenchmarkCodegen: seconds, median (min–max, n); ratio = median / median of separate-commands\n")
+	fmt.Printf("%s\n", benchBuilt)
 	fmt.Printf("load average (1, 5, 15 min) before the first case: %s, now: %s\n", benchLoadBefore, benchLoad())
 	for _, name := range benchOrder {
 		s := benchSamples[name]
@@ -212,7 +246,26 @@ func benchLoad() string {
 	return strings.Join(strings.Fields(string(data))[:3], " ")
 }
 
-var benchLoadBefore string
+var benchLoadBefore, benchBuilt string
+
+// benchTreeState names the commit of the checkout and the changes to
+// codegen/ not committed, from which rein-gen was built.
+func benchTreeState(root string) string {
+	git := func(args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		if err != nil {
+			return "unknown"
+		}
+		return strings.TrimSpace(string(out))
+	}
+	changes := strings.Join(strings.Fields(git("status", "--short", "codegen")), " ")
+	if changes == "" {
+		changes = "none"
+	}
+	return fmt.Sprintf("%q, changes to codegen/ not committed: %s", git("log", "-1", "--oneline"), changes)
+}
 
 func benchSetup(b *testing.B) *benchFixture {
 	b.Helper()
@@ -271,7 +324,7 @@ func newBenchFixture(b *testing.B) error {
 	if _, err := benchGo(root, nil, "build", "-o", filepath.Join(f.bin, "rein-gen"), "./codegen/cmd/rein-gen"); err != nil {
 		return err
 	}
-	b.Logf("code-generator %s, controller-tools %s, rein-gen built from %s", versions[0], versions[1], root)
+	benchBuilt = fmt.Sprintf("code-generator %s, controller-tools %s; rein-gen built from %s at %s", versions[0], versions[1], root, benchTreeState(root))
 
 	// Two modules with the same go.mod and API. Each is generated once and
 	// tidied, so that no timed run has to add a requirement, and built, so
@@ -406,12 +459,14 @@ func (f *benchFixture) timedReinGen(b *testing.B, name string) {
 		phases += d
 		benchRecord(name+": "+m[1], d)
 	}
-	if whole > 0 {
+	if whole > 0 && phases > 0 {
 		benchRecord(name+": the rest (load, validate, write)", whole-phases)
+	}
+	if whole > 0 {
 		benchRecord(name+": whole run, rein-gen's clock", whole)
 	}
 	if strings.Contains(log, "up to date") {
-		benchRecord(name+": (up to date, nothing generated)", elapsed)
+		benchRecord(name+": runs that found the output up to date", elapsed)
 	}
 	out := f.reinAPI
 	f.reinOut = &out
