@@ -314,7 +314,10 @@ func fatalMessage(log string) string {
 			}
 		}
 	}
-	return strings.TrimSpace(log)
+	if msg := strings.TrimSpace(log); msg != "" {
+		return msg
+	}
+	return "code-generator stopped (klog.Fatal) without a message: the input is one it does not handle"
 }
 
 type lockedBuffer struct {
