@@ -105,7 +105,13 @@ func init() {
 func plainKind(pkg, name string) string {
 	return "package " + pkg + `
 
-import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"example.com/shapes/api/shared"
+)
+
+var _ shared.Labels
 
 // +genclient
 type ` + name + ` struct {
@@ -128,12 +134,15 @@ func TestAPIsOfEveryShape(t *testing.T) {
 		"api/batch/v1/groupversion_info.go": kbGroupVersion,
 		"api/batch/v1/cronjob_types.go":     kbTypes,
 		"api/audit/v1/doc.go":               "// +groupName=audit-trail.example.com\npackage v1\n",
-		"api/audit/v1/types.go":             plainKind("v1", "Record"),
-		"api/opsa/v1/doc.go":                "// +groupName=ops.a.io\npackage v1\n",
-		"api/opsa/v1/types.go":              plainKind("v1", "Runbook"),
-		"api/opsb/v1/doc.go":                "// +groupName=ops.b.io\npackage v1\n",
-		"api/opsb/v1/types.go":              plainKind("v1", "Pager"),
-		"api/common/types.go":               "// Package common holds shared types; it has no group.\npackage common\n\ntype Note struct{}\n",
+		"api/audit/v1/types.go": strings.Replace(plainKind("v1", "Record"), "Note              string `json:\"note,omitempty\"`",
+			"Labels            shared.Labels `json:\"labels,omitempty\"`", 1),
+		// Shared types the audit group imports: they get deepcopy only.
+		"api/shared/labels.go": "// +k8s:deepcopy-gen=package\n\n// Package shared holds types the API groups share.\npackage shared\n\n// Labels are sorted pairs.\ntype Labels struct {\n\tPairs []string `json:\"pairs,omitempty\"`\n}\n",
+		"api/opsa/v1/doc.go":   "// +groupName=ops.a.io\npackage v1\n",
+		"api/opsa/v1/types.go": plainKind("v1", "Runbook"),
+		"api/opsb/v1/doc.go":   "// +groupName=ops.b.io\npackage v1\n",
+		"api/opsb/v1/types.go": plainKind("v1", "Pager"),
+		"api/common/types.go":  "// Package common holds shared types; it has no group.\npackage common\n\ntype Note struct{}\n",
 	})
 	var log bytes.Buffer
 	opts := codegen.Options{Dir: dir, APIPackages: []string{"./api/..."}, OutputPackage: "example.com/shapes/generated", CRDDir: "config/crd", Log: &log}
@@ -152,6 +161,8 @@ func TestAPIsOfEveryShape(t *testing.T) {
 		"generated/informers/externalversions/audit/v1/record.go",
 		// ops.a.io and ops.b.io → OpsA and OpsB.
 		"generated/controllers/opsa/factory.go", "generated/controllers/opsb/factory.go",
+		// The shared types: deepcopy, as their package asks.
+		"api/shared/zz_generated.deepcopy.go",
 		"generated/clientset/versioned/typed/opsa/v1/runbook.go", "generated/clientset/versioned/typed/opsb/v1/pager.go",
 	} {
 		if _, err := os.Stat(filepath.Join(dir, want)); err != nil {

@@ -2,6 +2,9 @@ package codegen
 
 import (
 	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"errors"
 	"fmt"
 	"io"
@@ -81,7 +84,17 @@ type run struct {
 	outDir    string // folder of OutputPackage
 	crdDir    string // absolute; "" for none
 	packages  []*apiPackage
-	header    string
+	// support are the module's packages of shared types the API packages
+	// import that ask for deepcopy (+k8s:deepcopy-gen=package or
+	// +kubebuilder:object:generate=true) but have no group: they get a
+	// zz_generated.deepcopy.go and nothing else.
+	support []supportPackage
+	header  string
+}
+
+// supportPackage is a package of shared types (see run.support).
+type supportPackage struct {
+	ImportPath, Dir string
 }
 
 func newRun(ctx context.Context, opts Options) (*run, error) {
@@ -140,6 +153,12 @@ func newRun(ctx context.Context, opts Options) (*run, error) {
 		return nil, errors.Join(errs...)
 	}
 	sort.Slice(r.packages, func(i, j int) bool { return r.packages[i].ImportPath < r.packages[j].ImportPath })
+	if r.support, err = r.findSupport(); err != nil {
+		return nil, err
+	}
+	for _, p := range r.support {
+		fmt.Fprintf(r.log, "rein-gen: %s: shared types, deepcopy only\n", p.ImportPath)
+	}
 	if err := validate(r.packages); err != nil {
 		return nil, fmt.Errorf("codegen: nothing was written:\n%w", err)
 	}
@@ -147,6 +166,84 @@ func newRun(ctx context.Context, opts Options) (*run, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// findSupport follows the imports of the API packages within the module,
+// transitively, and returns the packages that ask for deepcopy but are not
+// API packages themselves.
+func (r *run) findSupport() ([]supportPackage, error) {
+	api := map[string]bool{}
+	var queue []string
+	for _, p := range r.packages {
+		api[p.ImportPath] = true
+		for _, f := range p.files {
+			for _, imp := range f.Imports {
+				queue = append(queue, strings.Trim(imp.Path.Value, `"`))
+			}
+		}
+	}
+	seen := map[string]bool{}
+	var out []supportPackage
+	for len(queue) > 0 {
+		path := queue[0]
+		queue = queue[1:]
+		if seen[path] || api[path] || !strings.HasPrefix(path, r.module+"/") {
+			continue
+		}
+		seen[path] = true
+		dir := filepath.Join(r.moduleDir, filepath.FromSlash(strings.TrimPrefix(path, r.module+"/")))
+		files, err := parseHandWritten(dir)
+		if err != nil {
+			continue // not a folder of this module: the type-check will say
+		}
+		deepcopy := false
+		for _, f := range files {
+			for _, cg := range f.Comments {
+				if cg.End() >= f.Package {
+					continue
+				}
+				m := markers(cg)
+				if m["k8s:deepcopy-gen"] == "package" || m["kubebuilder:object:generate"] == "true" {
+					deepcopy = true
+				}
+			}
+			for _, imp := range f.Imports {
+				queue = append(queue, strings.Trim(imp.Path.Value, `"`))
+			}
+		}
+		if deepcopy {
+			out = append(out, supportPackage{ImportPath: path, Dir: dir})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ImportPath < out[j].ImportPath })
+	return out, nil
+}
+
+// parseHandWritten parses the hand-written Go files of dir (imports and
+// comments only).
+func parseHandWritten(dir string) ([]*ast.File, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	fset := token.NewFileSet()
+	var files []*ast.File
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || ownedFile(src) || (name == deepCopyFile && foreignDeepCopy(src)) {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, src, parser.ImportsOnly|parser.ParseComments)
+		if err != nil {
+			continue // a syntax error: the load reports it
+		}
+		files = append(files, f)
+	}
+	return files, nil
 }
 
 // findModule finds the go.mod at or above dir and reads its module path,
@@ -448,6 +545,9 @@ func (r *run) ownedRoots() (trees []string, flat []string) {
 		flat = append(flat, r.crdDir)
 	}
 	for _, p := range r.packages {
+		flat = append(flat, p.Dir)
+	}
+	for _, p := range r.support {
 		flat = append(flat, p.Dir)
 	}
 	return trees, flat

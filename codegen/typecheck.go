@@ -21,6 +21,9 @@ func (r *run) typeCheck(ctx context.Context, files map[string][]byte) error {
 	for _, p := range r.packages {
 		patterns = append(patterns, p.ImportPath)
 	}
+	for _, p := range r.support {
+		patterns = append(patterns, p.ImportPath)
+	}
 	msgs, moduleProblem, err := r.loadErrors(ctx, patterns)
 	if err != nil {
 		return err
