@@ -2,11 +2,11 @@ package codegen
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
