@@ -96,7 +96,7 @@ func main() {
 	defer stop()
 	f := fleet.NewFactoryFromConfigOrDie(cfg)
 	ships := f.Fleet().V1().Ship()
-	ships.OnChange(ctx, "see", func(key string, s *fleetv1.Ship) (*fleetv1.Ship, error) {
+	ships.OnChange(ctx, "see", func(ctx context.Context, key string, s *fleetv1.Ship) (*fleetv1.Ship, error) {
 		if s == nil || s.Status.Seen {
 			return s, nil
 		}
@@ -104,7 +104,7 @@ func main() {
 		return ships.UpdateStatus(ctx, s)
 	})
 	gizmos := f.Fleet().V1().Gizmo()
-	gizmos.OnChange(ctx, "label", func(key string, h *fleetv1.Gizmo) (*fleetv1.Gizmo, error) {
+	gizmos.OnChange(ctx, "label", func(ctx context.Context, key string, h *fleetv1.Gizmo) (*fleetv1.Gizmo, error) {
 		if h == nil || h.Labels["seen"] == "yes" {
 			return h, nil
 		}

@@ -3,6 +3,7 @@
 package controllers_test
 
 import (
+	"context"
 	"os"
 	"testing"
 	"time"
@@ -34,21 +35,21 @@ func TestBuiltinControllers(t *testing.T) {
 	}
 	seen := make(chan string, 8)
 	configMaps := coreF.Core().V1().ConfigMap()
-	configMaps.OnChange(ctx, "seen", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	configMaps.OnChange(ctx, "seen", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
 		if cm != nil {
 			seen <- "configmap " + key
 		}
 		return cm, nil
 	})
 	namespaces := coreF.Core().V1().Namespace() // cluster-scoped
-	namespaces.OnChange(ctx, "seen", func(key string, ns *corev1.Namespace) (*corev1.Namespace, error) {
+	namespaces.OnChange(ctx, "seen", func(ctx context.Context, key string, ns *corev1.Namespace) (*corev1.Namespace, error) {
 		if ns != nil && ns.Name == "builtin-test" {
 			seen <- "namespace " + key
 		}
 		return ns, nil
 	})
 	deployments := appsF.Apps().V1().Deployment()
-	deployments.OnChange(ctx, "seen", func(key string, d *appsv1.Deployment) (*appsv1.Deployment, error) {
+	deployments.OnChange(ctx, "seen", func(ctx context.Context, key string, d *appsv1.Deployment) (*appsv1.Deployment, error) {
 		if d != nil {
 			seen <- "deployment " + key
 		}

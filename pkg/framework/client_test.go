@@ -1,6 +1,7 @@
 package framework_test
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"testing"
@@ -132,7 +133,7 @@ func TestManagedFieldsDroppedFromCache(t *testing.T) {
 				t.Fatal(err)
 			}
 			seenFields := make(chan int, 4)
-			controller(t, f, configMaps).AddHandler(t.Context(), "label", func(key string, obj runtime.Object) (runtime.Object, error) {
+			controller(t, f, configMaps).AddHandler(t.Context(), "label", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 				cm, _ := obj.(*corev1.ConfigMap)
 				if cm == nil || cm.Labels["handled"] == "yes" {
 					return nil, nil

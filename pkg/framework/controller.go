@@ -120,9 +120,7 @@ func (c *Controller) QueueLen() int { return c.queue.Len() }
 // in registration order. A handler added after the cache has synced gets
 // every cached key queued, so it sees every existing object.
 func (c *Controller) AddHandler(ctx context.Context, name string, h Handler) {
-	c.addChainHandler(ctx, name, func(_ context.Context, key string, obj runtime.Object) (runtime.Object, error) {
-		return h(key, obj)
-	})
+	c.addChainHandler(ctx, name, chainHandler(h))
 }
 
 func (c *Controller) addChainHandler(ctx context.Context, name string, h chainHandler) {
@@ -171,25 +169,26 @@ func (c *Controller) removeHandler(id uint64) {
 	c.handlers.Store(&chain)
 }
 
-// runWorker processes keys until ctx ends or the queue shuts down.
-func (c *Controller) runWorker(ctx context.Context) {
-	for c.processNext(ctx) {
+// runWorker processes keys until taking ends or the queue shuts down;
+// handlers run with term's context.
+func (c *Controller) runWorker(taking, term context.Context) {
+	for c.processNext(taking, term) {
 	}
 }
 
-func (c *Controller) processNext(ctx context.Context) bool {
-	key, ok := c.queue.Get(ctx)
+func (c *Controller) processNext(taking, term context.Context) bool {
+	key, ok := c.queue.Get(taking)
 	if !ok {
 		return false
 	}
 	defer c.queue.Done(key)
 	// Leadership can end between Get and here: keep the key for the next
 	// term (it is queued again when Done runs) and write nothing.
-	if ctx.Err() != nil {
+	if taking.Err() != nil {
 		c.queue.Add(key)
 		return false
 	}
-	c.process(ctx, key)
+	c.process(term, key)
 	return true
 }
 
@@ -284,7 +283,7 @@ func (c *Controller) callHandler(ctx context.Context, h handlerEntry, key string
 			herr = &HandlerError{Controller: c.name, Handler: h.name, Key: key, Err: fmt.Errorf("%v", r), Panicked: true, Stack: debug.Stack()}
 		}
 	}()
-	o, err := h.fn(ctx, key, obj)
+	o, err := h.fn(withLogger(ctx, c.log.WithFields(logrus.Fields{"handler": h.name, "key": key})), key, obj)
 	var requeue *RequeueAfterError
 	if err != nil && !errors.Is(err, ErrSkip) && !errors.As(err, &requeue) {
 		return handlerOutput{}, &HandlerError{Controller: c.name, Handler: h.name, Key: key, Err: err}

@@ -30,7 +30,7 @@ func TestCreateUpdateDeleteReachHandlers(t *testing.T) {
 	ns := newNamespace(t)
 	f := newFactory(t, ns, framework.Options{})
 	events := make(chan seen, 16)
-	controller(t, f, configMaps).AddHandler(t.Context(), "record", func(key string, obj runtime.Object) (runtime.Object, error) {
+	controller(t, f, configMaps).AddHandler(t.Context(), "record", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		cm, _ := obj.(*corev1.ConfigMap)
 		events <- seen{key, cm}
 		return nil, nil
@@ -74,7 +74,7 @@ func TestChainRunsInOrderAndHandsOverObjects(t *testing.T) {
 	steps := make(chan step, 16)
 	// The first handler writes and returns the server's answer; the second
 	// must see that answer (new resourceVersion), not the cached copy.
-	c.AddHandler(ctx, "first", func(key string, obj runtime.Object) (runtime.Object, error) {
+	c.AddHandler(ctx, "first", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		cm, ok := obj.(*corev1.ConfigMap)
 		if !ok || cm.Labels["stamped"] == "yes" {
 			return nil, nil
@@ -91,7 +91,7 @@ func TestChainRunsInOrderAndHandsOverObjects(t *testing.T) {
 		steps <- step{"first-out", out.ResourceVersion}
 		return out, nil
 	})
-	c.AddHandler(ctx, "second", func(key string, obj runtime.Object) (runtime.Object, error) {
+	c.AddHandler(ctx, "second", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		if cm, ok := obj.(*corev1.ConfigMap); ok {
 			steps <- step{"second", cm.ResourceVersion}
 		}
@@ -118,7 +118,7 @@ func TestErrorsRetryWithGrowingDelay(t *testing.T) {
 		RateLimit: framework.RateLimit{BaseDelay: 20 * time.Millisecond, MaxDelay: time.Minute, QPS: 1000, Burst: 1000}})
 	calls := make(chan time.Time, 16)
 	var n atomic.Int32
-	controller(t, f, configMaps).AddHandler(t.Context(), "flaky", func(key string, obj runtime.Object) (runtime.Object, error) {
+	controller(t, f, configMaps).AddHandler(t.Context(), "flaky", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		calls <- time.Now()
 		if n.Add(1) <= 4 {
 			return nil, errors.New("not yet")
@@ -156,7 +156,7 @@ func TestRequeueAfterAndSkip(t *testing.T) {
 	calls := make(chan call, 16)
 	var polls atomic.Int32
 	c := controller(t, f, configMaps)
-	c.AddHandler(t.Context(), "poll", func(key string, obj runtime.Object) (runtime.Object, error) {
+	c.AddHandler(t.Context(), "poll", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		if !strings.HasSuffix(key, "/poll") {
 			return nil, nil
 		}
@@ -166,7 +166,7 @@ func TestRequeueAfterAndSkip(t *testing.T) {
 		}
 		return nil, nil
 	})
-	c.AddHandler(t.Context(), "skip", func(key string, obj runtime.Object) (runtime.Object, error) {
+	c.AddHandler(t.Context(), "skip", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		if !strings.HasSuffix(key, "/skip") {
 			return nil, nil
 		}
@@ -212,7 +212,7 @@ func TestPanickingHandlerIsRetriedAndProcessSurvives(t *testing.T) {
 	f := newFactory(t, ns, framework.Options{Registerer: reg})
 	done := make(chan string, 1)
 	var n atomic.Int32
-	controller(t, f, configMaps).AddHandler(t.Context(), "boom", func(key string, obj runtime.Object) (runtime.Object, error) {
+	controller(t, f, configMaps).AddHandler(t.Context(), "boom", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		if obj == nil {
 			return nil, nil
 		}
@@ -239,12 +239,12 @@ func TestHandlerUnregisteredWhenContextEnds(t *testing.T) {
 	c := controller(t, f, configMaps)
 	hctx, unregister := context.WithCancel(t.Context())
 	var removedCalls atomic.Int32
-	c.AddHandler(hctx, "removed", func(string, runtime.Object) (runtime.Object, error) {
+	c.AddHandler(hctx, "removed", func(context.Context, string, runtime.Object) (runtime.Object, error) {
 		removedCalls.Add(1)
 		return nil, nil
 	})
 	keys := make(chan string, 4)
-	c.AddHandler(t.Context(), "kept", func(key string, _ runtime.Object) (runtime.Object, error) {
+	c.AddHandler(t.Context(), "kept", func(ctx context.Context, key string, _ runtime.Object) (runtime.Object, error) {
 		keys <- key
 		return nil, nil
 	})
@@ -277,7 +277,7 @@ func TestCachesFillQueueWithoutWorkers(t *testing.T) {
 	c := controller(t, f, configMaps)
 	var calls atomic.Int32
 	processed := make(chan string, objects)
-	c.AddHandler(t.Context(), "count", func(key string, _ runtime.Object) (runtime.Object, error) {
+	c.AddHandler(t.Context(), "count", func(ctx context.Context, key string, _ runtime.Object) (runtime.Object, error) {
 		calls.Add(1)
 		processed <- key
 		return nil, nil
@@ -337,7 +337,7 @@ func TestStopWorkersDrainsAndKeepsQueue(t *testing.T) {
 	started := make(chan string, 8)
 	release := make(chan struct{})
 	var finished atomic.Int32
-	c.AddHandler(t.Context(), "slow", func(key string, _ runtime.Object) (runtime.Object, error) {
+	c.AddHandler(t.Context(), "slow", func(ctx context.Context, key string, _ runtime.Object) (runtime.Object, error) {
 		started <- key
 		if strings.HasSuffix(key, "/slow") {
 			<-release
@@ -423,7 +423,7 @@ func TestCacheSyncTimeoutNamesTheKind(t *testing.T) {
 
 func TestRegistrationMistakesFailStartCaches(t *testing.T) {
 	f := newFactory(t, "", framework.Options{})
-	err := controller(t, f, configMaps).AddRemoveHandler(t.Context(), "Not A Valid Name!", func(string, runtime.Object) (runtime.Object, error) { return nil, nil })
+	err := controller(t, f, configMaps).AddRemoveHandler(t.Context(), "Not A Valid Name!", func(context.Context, string, runtime.Object) (runtime.Object, error) { return nil, nil })
 	if err == nil || !strings.Contains(err.Error(), "Not A Valid Name!") {
 		t.Fatalf("invalid finalizer name: %v", err)
 	}
@@ -449,7 +449,7 @@ func TestControllerRegisteredAfterStartGetsEveryKey(t *testing.T) {
 	}
 	run(t, f)
 	keys := make(chan string, 8)
-	controller(t, f, configMaps).AddHandler(t.Context(), "late", func(key string, _ runtime.Object) (runtime.Object, error) {
+	controller(t, f, configMaps).AddHandler(t.Context(), "late", func(ctx context.Context, key string, _ runtime.Object) (runtime.Object, error) {
 		keys <- key
 		return nil, nil
 	})
@@ -504,7 +504,7 @@ func TestWidgetCustomResource(t *testing.T) {
 	f := newFactory(t, ns, framework.Options{})
 	c := controller(t, f, widgets)
 	observed := make(chan int, 4)
-	c.AddHandler(t.Context(), "status", func(key string, obj runtime.Object) (runtime.Object, error) {
+	c.AddHandler(t.Context(), "status", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		w, ok := obj.(*testapi.Widget)
 		if !ok || w.Status.ObservedSize == w.Spec.Size {
 			return nil, nil

@@ -18,8 +18,12 @@
 // The split everything else rests on: StartCaches runs informers and
 // WaitForCacheSync waits until the queues hold every key, on every replica,
 // with no worker; StartWorkers runs the workers
-// on the leader only, until its context ends, and Workers.Wait drains the
-// handlers that were running then. The queue outlives a generation of
+// on the leader only, for one leadership term: they take keys until the
+// term's context ends or Workers.Stop is called, and Workers.Wait drains
+// the handlers that were running then. Every handler's context is the
+// term's (with a logger, see Logger): it ends at once when the term does,
+// and stays alive after Stop, so that a graceful stop lets running calls
+// finish within the drain grace before the caller ends the term. The queue outlives a generation of
 // workers, so a later term starts from a full queue without a relist.
 //
 // Handler results: nil goes on; ErrSkip ends this handler's work on the key

@@ -207,18 +207,23 @@ func (f *Factory) WaitForCacheSync(ctx context.Context) error {
 	return nil
 }
 
-// StartWorkers starts every controller's workers and returns at once. When
-// ctx ends, workers stop taking keys; handlers already running finish (see
-// Workers.Wait). Keys not yet taken stay queued for a later StartWorkers.
-// Only one generation of workers runs at a time: a call while another
-// generation's ctx lives returns an error.
-func (f *Factory) StartWorkers(ctx context.Context) (*Workers, error) {
+// StartWorkers starts every controller's workers and returns at once. term
+// is the leadership term: every handler's context is derived from it, so a
+// handler's calls end the moment the term does. Workers stop taking keys
+// when term ends or Workers.Stop is called; handlers already running
+// finish (see Workers.Wait), with their context still alive after Stop
+// until term ends: a graceful stop calls Stop, waits, then ends term. Keys
+// not yet taken stay queued for a later StartWorkers. Only one generation
+// of workers runs at a time: a call while another generation's term lives
+// returns an error.
+func (f *Factory) StartWorkers(term context.Context) (*Workers, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.workers != nil && f.workers.ctx.Err() == nil {
+	if f.workers != nil && f.workers.term.Err() == nil {
 		return nil, errors.New("framework: workers are already running; end the previous StartWorkers context first")
 	}
-	w := &Workers{ctx: ctx}
+	taking, stop := context.WithCancel(term)
+	w := &Workers{term: term, taking: taking, stop: stop}
 	for _, c := range f.controllers {
 		w.start(c)
 	}
@@ -228,8 +233,12 @@ func (f *Factory) StartWorkers(ctx context.Context) (*Workers, error) {
 
 // Workers is one generation of workers, started by StartWorkers.
 type Workers struct {
-	ctx context.Context
-	wg  sync.WaitGroup
+	// term is the handlers' context; taking ends when workers must stop
+	// taking keys (term's end, or Stop).
+	term   context.Context
+	taking context.Context
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
 
 	mu          sync.Mutex
 	controllers []*Controller
@@ -256,12 +265,17 @@ func (w *Workers) start(c *Controller) {
 	w.controllers = append(w.controllers, c)
 	w.mu.Unlock()
 	for range c.workers.Load() {
-		w.wg.Go(func() { c.runWorker(w.ctx) })
+		w.wg.Go(func() { c.runWorker(w.taking, w.term) })
 	}
 }
 
-// Wait blocks until StartWorkers' ctx has ended and every handler that was
-// running then has returned, or until grace has passed since it was called;
+// Stop tells the workers to take no more keys; handlers that are running
+// go on, with their context alive until the term ends.
+func (w *Workers) Stop() { w.stop() }
+
+// Wait blocks until the workers were told to stop (Stop, or the term's
+// end) and every handler that was running then has returned, or until
+// grace has passed since it was called;
 // then it names the controllers whose handlers are still running.
 func (w *Workers) Wait(grace time.Duration) error {
 	timer := time.NewTimer(grace)

@@ -85,7 +85,7 @@ func (c *Controller) AddRemoveHandler(ctx context.Context, name string, h Handle
 		if m, err = meta.Accessor(obj); err != nil {
 			return nil, err
 		}
-		out, err := h(key, obj)
+		out, err := h(ctx, key, obj)
 		if err != nil {
 			return out, err
 		}

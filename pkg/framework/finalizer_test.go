@@ -51,7 +51,7 @@ func TestTwoRemoveHandlersOnOneKind(t *testing.T) {
 		ran[name]++
 		mu.Unlock()
 	}
-	if err := c.AddRemoveHandler(ctx, "release-ip", func(key string, obj runtime.Object) (runtime.Object, error) {
+	if err := c.AddRemoveHandler(ctx, "release-ip", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		if w := obj.(*testapi.Widget); w.DeletionTimestamp == nil {
 			return nil, errors.New("remove handler called on a live object")
 		}
@@ -60,7 +60,7 @@ func TestTwoRemoveHandlersOnOneKind(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.AddRemoveHandler(ctx, "example.com/drop-db", func(key string, obj runtime.Object) (runtime.Object, error) {
+	if err := c.AddRemoveHandler(ctx, "example.com/drop-db", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		record("drop-db")
 		if dbFailures.Add(1) == 1 {
 			return nil, errors.New("database busy")
@@ -103,7 +103,7 @@ func TestRemoveHandlerOnConfigMaps(t *testing.T) {
 	f := newFactory(t, ns, framework.Options{})
 	c := controller(t, f, configMaps)
 	removed := make(chan string, 4)
-	if err := c.AddRemoveHandler(t.Context(), "cleanup", func(key string, obj runtime.Object) (runtime.Object, error) {
+	if err := c.AddRemoveHandler(t.Context(), "cleanup", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		removed <- key
 		return obj, nil
 	}); err != nil {

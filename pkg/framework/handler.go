@@ -1,10 +1,12 @@
 package framework
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
@@ -13,7 +15,29 @@ import (
 // copy of the cached object, or nil when the object no longer exists. The
 // returned object, when not nil, is what the next handler gets: return the
 // answer of an Update so the next handler does not work on a stale copy.
-type Handler func(key string, obj runtime.Object) (runtime.Object, error)
+//
+// ctx ends the moment this replica's leadership term does (a lost lease:
+// at once; a graceful stop: after the drain grace), so pass it to every
+// call that may block; Logger(ctx) is a logger with the controller, handler
+// and key.
+type Handler func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error)
+
+// loggerKey keys a handler's logger in its context.
+type loggerKey struct{}
+
+func withLogger(ctx context.Context, log *logrus.Entry) context.Context {
+	return context.WithValue(ctx, loggerKey{}, log)
+}
+
+// Logger returns the logger of a handler's context: the factory's logger
+// with the controller, handler and key fields. Outside a handler it
+// returns logrus's standard logger.
+func Logger(ctx context.Context) *logrus.Entry {
+	if log, ok := ctx.Value(loggerKey{}).(*logrus.Entry); ok {
+		return log
+	}
+	return logrus.NewEntry(logrus.StandardLogger())
+}
 
 // ErrSkip, returned by a handler, ends its work on this key quietly: it is
 // neither an error nor retried. The rest of the chain still runs.

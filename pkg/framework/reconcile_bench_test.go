@@ -50,7 +50,7 @@ func reconcileRound(b *testing.B, ns string, objects, workers int, marker string
 	allWritten := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c.AddHandler(ctx, "annotate", func(key string, obj runtime.Object) (runtime.Object, error) {
+	c.AddHandler(ctx, "annotate", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		cm, ok := obj.(*corev1.ConfigMap)
 		if !ok || cm.Annotations["bench/round"] == marker {
 			return nil, nil

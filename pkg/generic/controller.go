@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -29,7 +30,15 @@ func RequeueAfter(d time.Duration) error { return framework.RequeueAfter(d) }
 // (change it freely), or nil when the object was deleted. Return the object
 // the next handler should see (the answer of an Update), or nil to pass obj
 // on unchanged. An error retries the key with backoff.
-type ObjectHandler[T runtime.Object] func(key string, obj T) (T, error)
+//
+// ctx ends the moment this replica's leadership term does (a lost lease: at
+// once; a graceful stop: after the drain grace): pass it to every call.
+// Logger(ctx) logs with the controller, handler and key.
+type ObjectHandler[T runtime.Object] func(ctx context.Context, key string, obj T) (T, error)
+
+// Logger returns the logger of a handler's context, with the controller,
+// handler and key fields (framework.Logger).
+func Logger(ctx context.Context) *logrus.Entry { return framework.Logger(ctx) }
 
 // Meta is what every typed controller exposes about itself.
 type Meta interface {
@@ -168,7 +177,7 @@ func (c *typed[T, TList]) OnRemove(ctx context.Context, name string, h ObjectHan
 
 // adapt turns a typed handler into an engine handler.
 func adapt[T runtime.Object](h ObjectHandler[T]) framework.Handler {
-	return func(key string, obj runtime.Object) (runtime.Object, error) {
+	return func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		var in T
 		if obj != nil {
 			t, ok := obj.(T)
@@ -177,7 +186,7 @@ func adapt[T runtime.Object](h ObjectHandler[T]) framework.Handler {
 			}
 			in = t
 		}
-		out, err := h(key, in)
+		out, err := h(ctx, key, in)
 		if isNil(out) {
 			return nil, err
 		}

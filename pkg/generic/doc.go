@@ -10,7 +10,7 @@
 //	cms := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, framework.Resource{
 //		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
 //	})
-//	cms.OnChange(ctx, "annotate", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+//	cms.OnChange(ctx, "annotate", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
 //		if cm == nil { return nil, nil } // deleted
 //		...
 //	})

@@ -31,7 +31,7 @@ func Example() {
 	})
 
 	done := make(chan struct{})
-	configMaps.OnChange(ctx, "stamp", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	configMaps.OnChange(ctx, "stamp", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
 		if cm == nil || key != "default/example" || cm.DeletionTimestamp != nil || cm.Data["stamped"] == "yes" {
 			return nil, nil // deleted, not ours, going away, or done already
 		}
@@ -39,7 +39,7 @@ func Example() {
 		fmt.Println("OnChange: stamping", key)
 		return configMaps.Update(ctx, cm) // the next handler sees the answer
 	})
-	configMaps.OnRemove(ctx, "example-cleanup", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	configMaps.OnRemove(ctx, "example-cleanup", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
 		if key == "default/example" {
 			fmt.Println("OnRemove: cleaning up after", key, "stamped:", cm.Data["stamped"])
 			close(done)

@@ -105,7 +105,7 @@ func TestTypedControllerConfigMaps(t *testing.T) {
 		cm  *corev1.ConfigMap
 	}
 	events := make(chan event, 16)
-	cms.OnChange(ctx, "typed", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	cms.OnChange(ctx, "typed", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
 		events <- event{key, cm}
 		if cm == nil || cm.Annotations["seen"] == "yes" {
 			return nil, nil
@@ -203,14 +203,14 @@ func TestTypedStatusAndRemove(t *testing.T) {
 	f := newFactory(t, "default")
 	ws := generic.NewController[*testapi.Widget, *testapi.WidgetList](f, widgetResource)
 	removed := make(chan string, 2)
-	ws.OnChange(ctx, "observe", func(key string, w *testapi.Widget) (*testapi.Widget, error) {
+	ws.OnChange(ctx, "observe", func(ctx context.Context, key string, w *testapi.Widget) (*testapi.Widget, error) {
 		if w == nil || w.DeletionTimestamp != nil || w.Status.ObservedSize == w.Spec.Size {
 			return w, nil
 		}
 		w.Status.ObservedSize = w.Spec.Size
 		return ws.UpdateStatus(ctx, w)
 	})
-	ws.OnRemove(ctx, "typed-cleanup", func(key string, w *testapi.Widget) (*testapi.Widget, error) {
+	ws.OnRemove(ctx, "typed-cleanup", func(ctx context.Context, key string, w *testapi.Widget) (*testapi.Widget, error) {
 		removed <- key
 		return w, nil
 	})
@@ -245,7 +245,7 @@ func TestUnknownKindFailsStart(t *testing.T) {
 	bogus := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](f, framework.Resource{
 		GVK: corev1.SchemeGroupVersion.WithKind("Bogus"), Plural: "bogus", Namespaced: true,
 	})
-	bogus.OnChange(t.Context(), "h", func(string, *corev1.ConfigMap) (*corev1.ConfigMap, error) { return nil, nil })
+	bogus.OnChange(t.Context(), "h", func(context.Context, string, *corev1.ConfigMap) (*corev1.ConfigMap, error) { return nil, nil })
 	err := f.StartCaches(t.Context())
 	if err == nil {
 		t.Fatal("StartCaches succeeded with a handler on a kind the scheme does not know")

@@ -10,8 +10,9 @@ import (
 )
 
 // StatusHandler computes the status of obj from status, a copy of its
-// current status that it may change and return.
-type StatusHandler[T runtime.Object, S any] func(obj T, status S) (S, error)
+// current status that it may change and return. ctx is the handler's (see
+// ObjectHandler).
+type StatusHandler[T runtime.Object, S any] func(ctx context.Context, obj T, status S) (S, error)
 
 // StatusController is what RegisterStatusHandler needs of a typed
 // controller; Controller and NonNamespacedController have it.
@@ -32,7 +33,7 @@ func RegisterStatusHandler[T runtime.Object, S any, PS interface {
 	*S
 	DeepCopy() *S
 }](ctx context.Context, controller StatusController[T], name string, status func(T) PS, handler StatusHandler[T, S]) {
-	controller.OnChange(ctx, name, func(key string, obj T) (T, error) {
+	controller.OnChange(ctx, name, func(ctx context.Context, key string, obj T) (T, error) {
 		if isNil(obj) {
 			return obj, nil
 		}
@@ -40,7 +41,7 @@ func RegisterStatusHandler[T runtime.Object, S any, PS interface {
 			return obj, err
 		}
 		current := status(obj)
-		next, err := handler(obj, *current.DeepCopy())
+		next, err := handler(ctx, obj, *current.DeepCopy())
 		if equality.Semantic.DeepEqual(*current, next) {
 			return obj, err
 		}

@@ -1,6 +1,7 @@
 package generic_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -19,7 +20,7 @@ func TestRegisterStatusHandler(t *testing.T) {
 	calls := make(chan int, 16)
 	generic.RegisterStatusHandler(ctx, ws, "observe",
 		func(w *testapi.Widget) *testapi.WidgetStatus { return &w.Status },
-		func(w *testapi.Widget, status testapi.WidgetStatus) (testapi.WidgetStatus, error) {
+		func(ctx context.Context, w *testapi.Widget, status testapi.WidgetStatus) (testapi.WidgetStatus, error) {
 			status.ObservedSize = w.Spec.Size
 			calls <- w.Spec.Size
 			return status, nil

@@ -315,7 +315,9 @@ func replicaMain() {
 		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
 	})
 	ctx := context.Background()
-	configMaps.OnChange(ctx, "noop", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) { return nil, nil })
+	configMaps.OnChange(ctx, "noop", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+		return nil, nil
+	})
 	if err := start.Run(ctx, opts, factory); err != nil {
 		log.WithError(err).Error("cannot start")
 		os.Exit(2)

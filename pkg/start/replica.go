@@ -321,12 +321,17 @@ func (r *Replica) waitForCaches(ctx context.Context, g *groupRun) bool {
 // cacheSyncLogEvery is how often a replica whose caches do not sync says so.
 const cacheSyncLogEvery = 5 * time.Second
 
-// work runs the group's workers and hooks under workCtx (the term's
-// context) until ctx ends (graceful: drain, then release) or workCtx ends
-// first (lost).
+// work runs the group's workers and hooks until ctx ends (graceful: stop
+// taking keys, drain, end the term, release) or termCtx ends first (lost).
+// Handlers get the term's context: it ends at once on a lost lease, and
+// only after the drain on a graceful stop, so a handler's call in flight
+// can finish within DrainGrace. OnLeader hooks get a context that ends when
+// the replica is told to stop.
 func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context, term *leader.Term) error {
-	workCtx, stopWork := context.WithCancel(termCtx)
-	defer stopWork()
+	workCtx, endTerm := context.WithCancel(termCtx)
+	defer endTerm()
+	hookCtx, stopHooks := context.WithCancel(workCtx)
+	defer stopHooks()
 	var workers []*framework.Workers
 	for _, s := range g.Starters {
 		w, err := s.StartWorkers(workCtx)
@@ -338,7 +343,7 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 	var hooks sync.WaitGroup
 	for i, hook := range g.OnLeader {
 		hooks.Go(func() {
-			if err := hook(workCtx); err != nil && workCtx.Err() == nil {
+			if err := hook(hookCtx); err != nil && hookCtx.Err() == nil {
 				g.log.WithError(err).WithField("hook", i).Error("OnLeader hook failed")
 			}
 		})
@@ -350,17 +355,21 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 	case <-workCtx.Done():
 	}
 	if ctx.Err() != nil {
-		stopWork()
+		for _, w := range workers {
+			w.Stop()
+		}
+		stopHooks()
 		g.log.Info("stopping: no new keys; draining running handlers")
 		deadline := time.Now().Add(r.opts.DrainGrace)
 		for _, w := range workers {
 			if err := w.Wait(time.Until(deadline)); err != nil {
-				g.log.WithError(err).Warn("drain grace passed; releasing anyway (the fence stops late writes)")
+				g.log.WithError(err).Warn("drain grace passed; ending the term anyway (handlers' contexts end now; the fence stops late writes)")
 			}
 		}
 		if !waitGroupUntil(&hooks, deadline) {
 			g.log.Warn("OnLeader hooks still running after the drain grace")
 		}
+		endTerm()
 		if term != nil {
 			releaseCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.RenewDeadline)
 			defer cancel()
@@ -373,7 +382,8 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 		return nil
 	}
 	// The term ended by itself: the fence is closed already, so no write
-	// leaves the process; the workers stop taking keys at once.
+	// leaves the process; the workers stop taking keys and the handlers'
+	// contexts end at once.
 	err := fmt.Errorf("%w: lease %s: %w", ErrLeaseLost, g.LeaseName, context.Cause(workCtx))
 	g.log.WithError(err).Error("lost the lease; workers stopped")
 	if r.opts.ReturnToStandby {

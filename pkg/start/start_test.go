@@ -155,7 +155,7 @@ func TestTwoElectionGroups(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.AddHandler(t.Context(), name, func(key string, obj runtime.Object) (runtime.Object, error) {
+		c.AddHandler(t.Context(), name, func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 			if obj != nil {
 				handled <- name + ":" + key
 			}
@@ -237,7 +237,7 @@ func TestReturnToStandby(t *testing.T) {
 		t.Fatal(err)
 	}
 	var runs atomic.Int32
-	c.AddHandler(t.Context(), "count", func(key string, obj runtime.Object) (runtime.Object, error) {
+	c.AddHandler(t.Context(), "count", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		runs.Add(1)
 		return nil, nil
 	})

@@ -55,7 +55,7 @@ func main() {
 	})
 	ctx := context.Background()
 	patch := common.Patch(f.Mark)
-	configMaps.OnChange(ctx, "mark", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	configMaps.OnChange(ctx, "mark", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
 		lead.Reconciling()
 		if cm == nil || cm.Annotations[common.Annotation] == f.Mark {
 			return nil, nil

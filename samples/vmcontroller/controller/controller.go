@@ -44,12 +44,11 @@ type Controller struct {
 	hv       *hypervisor.Client
 	recorder record.EventRecorder
 	poll     time.Duration
-	ctx      context.Context
 }
 
 // Register adds the sample's handlers to vms until ctx ends.
 func Register(ctx context.Context, vms vmctrl.VirtualMachineController, hv *hypervisor.Client, recorder record.EventRecorder, opts Options) *Controller {
-	c := &Controller{vms: vms, hv: hv, recorder: recorder, poll: opts.PollInterval, ctx: ctx}
+	c := &Controller{vms: vms, hv: hv, recorder: recorder, poll: opts.PollInterval}
 	if c.poll <= 0 {
 		c.poll = 500 * time.Millisecond
 	}
@@ -62,8 +61,9 @@ func Register(ctx context.Context, vms vmctrl.VirtualMachineController, hv *hype
 // reconcile computes the status of vm, creating its VM and setting its
 // power on the way. A hypervisor error is shown in the conditions and
 // retried with backoff; a refused image is a terminal Failed phase (until
-// the spec changes), not a crash loop.
-func (c *Controller) reconcile(vm *v1alpha1.VirtualMachine, status v1alpha1.VirtualMachineStatus) (v1alpha1.VirtualMachineStatus, error) {
+// the spec changes), not a crash loop. ctx ends with this replica's term:
+// a hypervisor call in flight is cut off when the lease is lost.
+func (c *Controller) reconcile(ctx context.Context, vm *v1alpha1.VirtualMachine, status v1alpha1.VirtualMachineStatus) (v1alpha1.VirtualMachineStatus, error) {
 	// A refused image stays refused until the spec (its generation) changes.
 	refusedAlready := status.Phase == v1alpha1.PhaseFailed && provisionedReason(status) == "ImageRefused" &&
 		status.ObservedGeneration == vm.Generation
@@ -73,12 +73,12 @@ func (c *Controller) reconcile(vm *v1alpha1.VirtualMachine, status v1alpha1.Virt
 		desired = v1alpha1.PowerOn
 	}
 
-	machine, err := c.hv.FindByToken(c.ctx, string(vm.UID))
+	machine, err := c.hv.FindByToken(ctx, string(vm.UID))
 	if hypervisor.IsNotFound(err) {
 		if refusedAlready {
 			return status, nil
 		}
-		machine, err = c.hv.Create(c.ctx, hypervisor.CreateRequest{
+		machine, err = c.hv.Create(ctx, hypervisor.CreateRequest{
 			Token: string(vm.UID), Name: vm.Namespace + "/" + vm.Name,
 			CPU: vm.Spec.CPU, MemoryMiB: mebibytes(vm), Image: vm.Spec.Image, Power: hypervisor.Power(desired),
 		})
@@ -99,7 +99,7 @@ func (c *Controller) reconcile(vm *v1alpha1.VirtualMachine, status v1alpha1.Virt
 	status.VMID = machine.ID
 
 	if machine.Power != hypervisor.Power(desired) {
-		if machine, err = c.hv.SetPower(c.ctx, machine.ID, hypervisor.Power(desired)); err != nil {
+		if machine, err = c.hv.SetPower(ctx, machine.ID, hypervisor.Power(desired)); err != nil {
 			return c.hypervisorFailed(vm, status, "cannot set power "+string(desired), err)
 		}
 	}
@@ -140,15 +140,15 @@ func (c *Controller) hypervisorFailed(vm *v1alpha1.VirtualMachine, status v1alph
 
 // cleanup deletes the VM of a VirtualMachine that is being deleted; the
 // finalizer goes only when the VM is gone.
-func (c *Controller) cleanup(key string, vm *v1alpha1.VirtualMachine) (*v1alpha1.VirtualMachine, error) {
-	machine, err := c.hv.FindByToken(c.ctx, string(vm.UID))
+func (c *Controller) cleanup(ctx context.Context, key string, vm *v1alpha1.VirtualMachine) (*v1alpha1.VirtualMachine, error) {
+	machine, err := c.hv.FindByToken(ctx, string(vm.UID))
 	if hypervisor.IsNotFound(err) {
 		return vm, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("look up the VM of %s: %w", key, err)
 	}
-	if err := c.hv.Delete(c.ctx, machine.ID); err != nil && !hypervisor.IsNotFound(err) {
+	if err := c.hv.Delete(ctx, machine.ID); err != nil && !hypervisor.IsNotFound(err) {
 		c.recorder.Eventf(vm, corev1.EventTypeWarning, "HypervisorError", "cannot delete VM %s: %v", machine.ID, err)
 		return nil, fmt.Errorf("delete VM %s of %s: %w", machine.ID, key, err)
 	}

@@ -74,7 +74,7 @@ func main() {
 	})
 	ctx := context.Background()
 	var firstReconcile sync.Once
-	configMaps.OnChange(ctx, "stamp", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	configMaps.OnChange(ctx, "stamp", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
 		firstReconcile.Do(func() {
 			opts.Logger.WithField("at", time.Now().Format(time.RFC3339Nano)).Info("first reconcile")
 		})
