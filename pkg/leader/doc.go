@@ -91,6 +91,31 @@
 // no request at all, only the local clock. A broken watch is resumed from
 // the last resourceVersion, or relisted when that is too old, with backoff.
 //
+// # Fencing tokens
+//
+// The fence stops this process's writes to the apiserver; it cannot stop a
+// call to another system (a cloud, DNS, a storage array) made by a paused
+// or cut-off leader that does not know yet that its term ended. Those
+// systems fence with tokens. Every acquisition by rein increments the
+// Lease's spec.leaseTransitions (client-go increments it only when the
+// holder changes; rein also when a replica takes back a lease that still
+// names it), and a term's Token is the value its acquiring write stored.
+//
+// What is guaranteed: the tokens of successive rein terms of one Lease
+// strictly increase, whichever replica holds them and however the previous
+// term ended, also with client-go electors on the same Lease (they never
+// lower the count). Tokens are comparable only within one Lease
+// (namespace and name); Token.Newer refuses to compare others. A token says
+// nothing about time: a term may have ended already when its token
+// arrives.
+//
+// What the receiving system must do (the classic fencing-token rule):
+// remember, per resource it guards, the highest token it has accepted, and
+// refuse a mutating request that carries a lower one. Accepting an equal
+// token is right (the same term retrying); accepting a higher one moves
+// the mark up. pkg/start puts the term's token in every handler's context
+// (TokenFrom); pass Token.String() as a header or field of each call.
+//
 // # RBAC
 //
 // The elector needs get, list, watch, create and update on leases

@@ -289,13 +289,14 @@ func (e *Elector) acquire(ctx context.Context, s *session, cur *coordinationv1.L
 	sent := e.clock.Now()
 	now := microTime(sent)
 	previous := holderOf(cur)
+	// Every acquisition is a new term, and the term's fencing token is
+	// this count: it grows even when this replica takes back a lease that
+	// still names it (client-go counts changes of holder only).
 	var transitions int32
 	if cur.Spec.LeaseTransitions != nil {
 		transitions = *cur.Spec.LeaseTransitions
 	}
-	if previous != e.identity {
-		transitions++
-	}
+	transitions++
 	next := cur.DeepCopy()
 	next.Spec = coordinationv1.LeaseSpec{
 		HolderIdentity:       ptr.To(e.identity),

@@ -28,6 +28,7 @@ type Term struct {
 	nudge    chan struct{}
 	failures *failureLog
 	acquired time.Time
+	token    Token
 	// written remembers this term's own writes, so that after a conflict
 	// the term can tell "a renew of mine landed although its response was
 	// lost" from "someone else wrote". Only this term's writes count: a
@@ -53,12 +54,20 @@ func newTerm(ctx context.Context, e *Elector, s *session, got *coordinationv1.Le
 		nudge:    make(chan struct{}, 1),
 		failures: &failureLog{clock: e.clock, log: e.log},
 		acquired: sent,
+		token:    Token{Namespace: got.Namespace, Lease: got.Name, Term: int64(ptrValue(got.Spec.LeaseTransitions))},
 		cached:   got,
 		lastKey:  clientGoKey(&got.Spec),
 	}
 	t.written.note(got.Spec.RenewTime)
 	t.ctx, t.cancel = context.WithCancelCause(ctx)
 	return t
+}
+
+func ptrValue(p *int32) int32 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 // Context is cancelled the moment the term ends: leadership is lost, the

@@ -330,6 +330,10 @@ const cacheSyncLogEvery = 5 * time.Second
 func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context, term *leader.Term) error {
 	workCtx, endTerm := context.WithCancel(termCtx)
 	defer endTerm()
+	if term != nil {
+		// Handlers pass the term's fencing token on to external systems.
+		workCtx = leader.WithToken(workCtx, term.Token())
+	}
 	hookCtx, stopHooks := context.WithCancel(workCtx)
 	defer stopHooks()
 	var workers []*framework.Workers
@@ -348,7 +352,11 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 			}
 		})
 	}
-	g.log.Info("leading: workers started")
+	if term != nil {
+		g.log.WithField("token", term.Token().String()).Info("leading: workers started")
+	} else {
+		g.log.Info("leading: workers started")
+	}
 
 	select {
 	case <-ctx.Done():
