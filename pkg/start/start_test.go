@@ -3,6 +3,7 @@ package start_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
 	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/start"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
@@ -157,6 +159,11 @@ func TestTwoElectionGroups(t *testing.T) {
 		}
 		c.AddHandler(t.Context(), name, func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 			if obj != nil {
+				// The handler's context carries its group's term token.
+				if tok, ok := leader.TokenFrom(ctx); !ok || tok.Lease != name || tok.Namespace != ns {
+					handled <- fmt.Sprintf("%s: token %v %v", name, tok, ok)
+					return nil, nil
+				}
 				handled <- name + ":" + key
 			}
 			return nil, nil
