@@ -113,8 +113,12 @@
 // remember, per resource it guards, the highest token it has accepted, and
 // refuse a mutating request that carries a lower one. Accepting an equal
 // token is right (the same term retrying); accepting a higher one moves
-// the mark up. pkg/start puts the term's token in every handler's context
-// (TokenFrom); pass Token.String() as a header or field of each call.
+// the mark up. pkg/start puts the term in every handler's context
+// (WithTerm; TokenFrom reads the token). For HTTP, GuardHTTP does the
+// sender's part: it adds the Rein-Fencing-Token header, refuses writes once
+// the term's fence is closed, and cuts each request's deadline to the
+// fence's. For other protocols, pass Token.String() as a field of each
+// call, and check the context before sending.
 //
 // # RBAC
 //

@@ -1,7 +1,6 @@
 package leader
 
 import (
-	"context"
 	"fmt"
 )
 
@@ -24,21 +23,6 @@ func (t Token) String() string { return fmt.Sprintf("%s/%s/%d", t.Namespace, t.L
 // Newer reports whether t supersedes other: the same Lease, a higher term.
 func (t Token) Newer(other Token) bool {
 	return t.Namespace == other.Namespace && t.Lease == other.Lease && t.Term > other.Term
-}
-
-type tokenKey struct{}
-
-// WithToken returns ctx carrying tok; pkg/start puts the term's token in
-// the context of every handler.
-func WithToken(ctx context.Context, tok Token) context.Context {
-	return context.WithValue(ctx, tokenKey{}, tok)
-}
-
-// TokenFrom returns the fencing token of ctx's term, and false outside a
-// term (leader election off, or a context that is not a handler's).
-func TokenFrom(ctx context.Context) (Token, bool) {
-	tok, ok := ctx.Value(tokenKey{}).(Token)
-	return tok, ok
 }
 
 // Token returns the term's fencing token.

@@ -331,8 +331,11 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 	workCtx, endTerm := context.WithCancel(termCtx)
 	defer endTerm()
 	if term != nil {
-		// Handlers pass the term's fencing token on to external systems.
-		workCtx = leader.WithToken(workCtx, term.Token())
+		// Handlers pass the term's fencing token on to external systems,
+		// and leader.GuardHTTP checks the term's fence.
+		workCtx = leader.WithTerm(workCtx, term)
+	} else {
+		workCtx = leader.Unfenced(workCtx)
 	}
 	hookCtx, stopHooks := context.WithCancel(workCtx)
 	defer stopHooks()
