@@ -308,6 +308,11 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 		if stats.Duplicates != 0 || stats.VMs != vmCount {
 			t.Fatalf("hypervisor stats %+v: want %d VMs and no duplicates", stats, vmCount)
 		}
+		// Every mutating call of the controller carried its term's fencing
+		// token (leader.GuardHTTP), so the hypervisor could refuse a stale one.
+		if stats.Fencing.Unfenced != 0 || stats.Fencing.Accepted == 0 {
+			t.Fatalf("hypervisor fencing %+v: want every controller call to carry a token", stats.Fencing)
+		}
 		t.Logf("round %d: after SIGSTOP/SIGCONT %s leads; hypervisor %+v", round+1, leader.Name, *stats)
 	}
 

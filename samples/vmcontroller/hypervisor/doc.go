@@ -59,6 +59,19 @@
 // A token becomes free when its VM is deleted: a later create with it makes
 // a new VM, with a new ID.
 //
+// # Fencing tokens
+//
+// A mutating call (create, power, delete) may carry the header
+// Rein-Fencing-Token: <namespace>/<lease>/<term>, which rein's
+// leader.GuardHTTP adds from the handler's term. Per VM (by its token),
+// the hypervisor remembers the highest fencing token it accepted and
+// answers a lower one of the same lease with 409 StaleFencingToken,
+// applying nothing: the call comes from a leader whose term has ended. The
+// check and the call are one step (mutating calls are serialised), so a
+// stale call cannot land after a newer one. Calls without the header pass.
+// /stats counts accepted, refused and unfenced calls. The marks live in
+// memory: a restarted hypervisor accepts the next token it sees.
+//
 // # Persistence
 //
 // vms.json holds the VMs, the next ID, the create and delete counters and,

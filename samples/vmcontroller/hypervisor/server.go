@@ -61,6 +61,12 @@ type Server struct {
 	creates int64
 	deletes int64
 	rng     *rand.Rand
+
+	// fenceMu serialises mutating requests, so that a fencing token is
+	// checked and the call it guards applied as one step: a stale call
+	// cannot pass the check and then land after a newer one.
+	fenceMu sync.Mutex
+	fencing fencing // guarded by mu
 }
 
 // entry is a VM with the timer of its transition.
@@ -139,6 +145,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.log.WithFields(logrus.Fields{"file": s.path, "vms": len(s.vms)}).Info("loaded")
 
 	mux := http.NewServeMux()
+	s.fencing.highest = map[string]fenceMark{}
 	mux.HandleFunc("POST /vms", s.api(s.handleCreate))
 	mux.HandleFunc("GET /vms", s.api(s.handleList))
 	mux.HandleFunc("GET /vms/{id}", s.api(s.handleGet))
@@ -423,6 +430,11 @@ func (s *Server) stats() (Stats, *Error) {
 		Duplicates: len(s.vms) - len(tokens),
 		Creates:    s.creates,
 		Deletes:    s.deletes,
+		Fencing: FencingStats{
+			Accepted: s.fencing.accepted,
+			Refused:  s.fencing.refused,
+			Unfenced: s.fencing.unfenced,
+		},
 	}, nil
 }
 
@@ -522,6 +534,12 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	s.fenceMu.Lock()
+	defer s.fenceMu.Unlock()
+	if err := s.checkFence(r, req.Token); err != nil {
+		writeError(w, err)
+		return
+	}
 	vm, created, err := s.create(req)
 	if err != nil {
 		writeError(w, err)
@@ -563,6 +581,12 @@ func (s *Server) handlePower(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	s.fenceMu.Lock()
+	defer s.fenceMu.Unlock()
+	if err := s.checkFence(r, s.tokenOf(r.PathValue("id"))); err != nil {
+		writeError(w, err)
+		return
+	}
 	vm, err := s.setPower(r.PathValue("id"), req.Power)
 	if err != nil {
 		writeError(w, err)
@@ -572,6 +596,12 @@ func (s *Server) handlePower(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
+	s.fenceMu.Lock()
+	defer s.fenceMu.Unlock()
+	if err := s.checkFence(r, s.tokenOf(r.PathValue("id"))); err != nil {
+		writeError(w, err)
+		return
+	}
 	if err := s.delete(r.PathValue("id")); err != nil {
 		writeError(w, err)
 		return

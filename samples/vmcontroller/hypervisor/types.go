@@ -88,17 +88,31 @@ type Stats struct {
 	Duplicates int   `json:"duplicates"`
 	Creates    int64 `json:"creates"`
 	Deletes    int64 `json:"deletes"`
+	// Fencing counts the mutating calls by their fencing token.
+	Fencing FencingStats `json:"fencing"`
+}
+
+// FencingStats counts mutating calls (create, power, delete) by the
+// fencing token they carried (header Rein-Fencing-Token).
+type FencingStats struct {
+	// Accepted carried a token no lower than the highest accepted for the
+	// VM; Refused carried a lower one and got 409 StaleFencingToken (a
+	// leader whose term had ended); Unfenced carried none.
+	Accepted int64 `json:"accepted"`
+	Refused  int64 `json:"refused"`
+	Unfenced int64 `json:"unfenced"`
 }
 
 // Error codes, in Error.Code.
 const (
-	CodeNotFound     = "NotFound"     // 404: no VM with that ID (or token)
-	CodeImageRefused = "ImageRefused" // 422: the image has a refused prefix
-	CodeInjected     = "Injected"     // 503: a failure injected by Config.ErrorRate
-	CodeBadRequest   = "BadRequest"   // 400: invalid body or fields
-	CodeUnavailable  = "Unavailable"  // 503: the server is closed
-	CodeInternal     = "Internal"     // 500: the state could not be persisted
-	CodeNoRoute      = "NoRoute"      // 404: no such endpoint (not a missing VM)
+	CodeNotFound     = "NotFound"          // 404: no VM with that ID (or token)
+	CodeImageRefused = "ImageRefused"      // 422: the image has a refused prefix
+	CodeInjected     = "Injected"          // 503: a failure injected by Config.ErrorRate
+	CodeBadRequest   = "BadRequest"        // 400: invalid body or fields
+	CodeUnavailable  = "Unavailable"       // 503: the server is closed
+	CodeInternal     = "Internal"          // 500: the state could not be persisted
+	CodeNoRoute      = "NoRoute"           // 404: no such endpoint (not a missing VM)
+	CodeStaleToken   = "StaleFencingToken" // 409: a fencing token lower than one accepted before for the VM
 )
 
 // Error is an API error: the HTTP status, a machine-readable Code and a

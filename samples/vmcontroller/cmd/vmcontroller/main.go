@@ -14,6 +14,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/start"
 	"github.com/rein-k8s/rein/samples/vmcontroller/controller"
 	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
@@ -77,7 +79,11 @@ func main() {
 		os.Exit(2)
 	}
 	recorder := framework.NewEventRecorder(ctx, events, factory.Clients().Scheme(), "vmcontroller")
-	controller.Register(ctx, factory.Vm().V1alpha1().VirtualMachine(), hypervisor.NewClient(*hypervisorURL, nil), recorder,
+	// Hypervisor calls are leader-only work outside the apiserver: the
+	// guard refuses them once this replica's term has ended and sends the
+	// term's fencing token, which the hypervisor checks per VM.
+	hv := hypervisor.NewClient(*hypervisorURL, &http.Client{Timeout: 10 * time.Second, Transport: leader.GuardHTTP(nil)})
+	controller.Register(ctx, factory.Vm().V1alpha1().VirtualMachine(), hv, recorder,
 		controller.Options{PollInterval: *poll})
 
 	if err := start.Run(ctx, opts, factory); err != nil {

@@ -1,0 +1,70 @@
+package hypervisor
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// FencingHeader carries a controller's fencing token,
+// "<namespace>/<lease>/<term>" (github.com/rein-k8s/rein/pkg/leader.TokenHeader).
+const FencingHeader = "Rein-Fencing-Token"
+
+// fencing is the highest token accepted per VM (by the VM's token, the
+// idempotency key of its VirtualMachine), and the counters.
+type fencing struct {
+	highest                     map[string]fenceMark
+	accepted, refused, unfenced int64
+}
+
+// fenceMark is one accepted token: tokens compare only within one lease.
+type fenceMark struct {
+	lease string // namespace/name
+	term  int64
+}
+
+// tokenOf is the token of VM id, "" when there is none.
+func (s *Server) tokenOf(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.vms[id]; ok {
+		return e.vm.Token
+	}
+	return ""
+}
+
+// checkFence applies the fencing-token rule to a mutating call on the VM
+// of vmToken: a token lower than the highest accepted for that VM (same
+// lease) is refused; an equal or higher one is accepted and becomes the
+// mark. A call without a token passes, counted. The caller holds fenceMu
+// until the call is applied. Marks live in memory: a restarted hypervisor
+// accepts the next token it sees.
+func (s *Server) checkFence(r *http.Request, vmToken string) *Error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	header := r.Header.Get(FencingHeader)
+	if header == "" {
+		s.fencing.unfenced++
+		return nil
+	}
+	cut := strings.LastIndex(header, "/")
+	term, err := strconv.ParseInt(header[cut+1:], 10, 64)
+	if cut <= 0 || err != nil || term < 0 {
+		return badRequest("%s %q is not <namespace>/<lease>/<term>", FencingHeader, header)
+	}
+	mark := fenceMark{lease: header[:cut], term: term}
+	if vmToken == "" {
+		s.fencing.accepted++ // no such VM: the call answers 404 anyway
+		return nil
+	}
+	if old, ok := s.fencing.highest[vmToken]; ok && old.lease == mark.lease && mark.term < old.term {
+		s.fencing.refused++
+		s.log.WithFields(map[string]any{"method": r.Method, "path": r.URL.Path, "token": header, "newest": old.term, "vm": vmToken}).
+			Warn("refused a stale fencing token")
+		return newError(http.StatusConflict, CodeStaleToken,
+			"fencing token %s is older than %s/%d, the newest accepted for VM %s: the sender's leadership term has ended", header, old.lease, old.term, vmToken)
+	}
+	s.fencing.highest[vmToken] = mark
+	s.fencing.accepted++
+	return nil
+}
