@@ -2,13 +2,18 @@ package framework
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -39,6 +44,8 @@ type sharedInformer struct {
 	res      Resource
 	informer cache.SharedIndexInformer
 	started  bool
+	// startedAt is when the informer started, for "not synced after".
+	startedAt time.Time
 
 	mu      sync.Mutex
 	lastErr error // the last list/watch error, named in sync timeouts
@@ -148,6 +155,7 @@ func (f *CacheFactory) startLocked(si *sharedInformer) {
 		return
 	}
 	si.started = true
+	si.startedAt = time.Now()
 	ctx := f.runCtx
 	f.wg.Go(func() { si.informer.RunWithContext(ctx) })
 }
@@ -159,8 +167,11 @@ func (f *CacheFactory) Wait() { f.wg.Wait() }
 // SyncError reports the kinds whose caches did not sync in time, each with
 // the last list/watch error seen for it.
 type SyncError struct {
-	Timeout   time.Duration
-	NotSynced map[Resource]error
+	// Timeout is how long this wait lasted (at most the timeout asked
+	// for); Waited is how long the oldest
+	// of the kinds has been trying since its informer started.
+	Timeout, Waited time.Duration
+	NotSynced       map[Resource]error
 }
 
 func (e *SyncError) Error() string {
@@ -168,15 +179,50 @@ func (e *SyncError) Error() string {
 	for res, err := range e.NotSynced {
 		part := res.String() + " (" + res.GVK.Kind + ")"
 		if err != nil {
-			part += ": " + err.Error()
+			part += ": " + err.Error() + ": " + SyncHint(res, err)
 		} else {
-			part += ": no list answered yet"
+			part += ": no list answered yet (the apiserver is slow, or the list is large)"
 		}
 		parts = append(parts, part)
 	}
 	sort.Strings(parts)
-	return fmt.Sprintf("caches not synced after %v: %s; check that the CRD is installed and served and that RBAC allows list and watch",
-		e.Timeout, strings.Join(parts, "; "))
+	waited := e.Waited
+	if waited < e.Timeout {
+		waited = e.Timeout
+	}
+	return fmt.Sprintf("caches not synced after %v: %s", waited.Round(100*time.Millisecond), strings.Join(parts, "; "))
+}
+
+// SyncHint says, for the last list/watch error of a kind, what is wrong
+// and what to do: an apiserver that cannot be reached, a certificate that
+// is not trusted, credentials refused, RBAC, or a resource not served.
+func SyncHint(res Resource, err error) string {
+	var status apierrors.APIStatus
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var netErr net.Error
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	switch {
+	case apierrors.IsUnauthorized(err):
+		return "the apiserver refused the credentials (401): check the user of the kubeconfig (token, client certificate) or the service account"
+	case apierrors.IsForbidden(err):
+		return fmt.Sprintf("RBAC forbids it (403): grant list and watch on %s to this user or service account", res.String())
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("the apiserver does not serve %s (404): install its CRD (or check the group, version and plural)", res.String())
+	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid), strings.Contains(err.Error(), "x509:"), strings.Contains(err.Error(), "tls:"):
+		return "TLS failed: the apiserver's certificate is not trusted by this configuration (check certificate-authority data and the server address)"
+	case errors.As(err, &dnsErr):
+		return "the apiserver's host name does not resolve: check the server address of the kubeconfig"
+	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &opErr) && opErr.Op == "dial":
+		return "the apiserver cannot be reached (nothing listens at that address): check the server address of the kubeconfig, and that the apiserver runs"
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "the apiserver did not answer in time: check the network path to it"
+	case errors.As(err, &status):
+		return fmt.Sprintf("the apiserver answered %d", status.Status().Code)
+	}
+	return "check that the apiserver is reachable, that RBAC allows list and watch, and that the CRD is installed"
 }
 
 // WaitForCacheSync waits until every started informer has synced, at most
@@ -195,6 +241,7 @@ func (f *CacheFactory) WaitForCacheSync(ctx context.Context, timeout time.Durati
 	}
 	f.mu.Unlock()
 
+	began := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	synced := make([]cache.InformerSynced, len(pending))
@@ -204,22 +251,69 @@ func (f *CacheFactory) WaitForCacheSync(ctx context.Context, timeout time.Durati
 	if cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil
 	}
-	failed := &SyncError{Timeout: timeout, NotSynced: map[Resource]error{}}
+	// The wait may have ended before timeout, by ctx's own deadline: say
+	// how long it really lasted.
+	failed := &SyncError{Timeout: time.Since(began), NotSynced: map[Resource]error{}}
 	for _, si := range pending {
 		if !si.informer.HasSynced() {
 			si.mu.Lock()
 			failed.NotSynced[si.res] = si.lastErr
 			si.mu.Unlock()
+			failed.Waited = max(failed.Waited, time.Since(si.startedAt))
 		}
 	}
 	if len(failed.NotSynced) == 0 {
 		// All synced in the last instant.
 		return nil
 	}
+	// client-go retries a refused connection inside one list call, so a
+	// kind can wait long with no error recorded yet: try the apiserver's
+	// address directly, so that the error names what is wrong at once.
+	if dialErr := f.probeAPIServer(); dialErr != nil {
+		for res, err := range failed.NotSynced {
+			if err == nil {
+				failed.NotSynced[res] = dialErr
+			}
+		}
+	}
 	if errors.Is(context.Cause(ctx), context.Canceled) {
 		return fmt.Errorf("framework: waiting for caches: %w", ctx.Err())
 	}
 	return failed
+}
+
+// probeAPIServer dials the apiserver's address once (TCP, 2s at most) and
+// returns the error when that fails; nil when it answers or the address is
+// not a plain host:port (a proxy, a socket).
+func (f *CacheFactory) probeAPIServer() error {
+	if f.clients == nil {
+		return nil
+	}
+	host := f.clients.config.Host
+	u, err := url.Parse(host)
+	if err != nil || u.Host == "" {
+		u, err = url.Parse("https://" + host)
+		if err != nil || u.Host == "" {
+			return nil
+		}
+	}
+	if f.clients.config.Proxy != nil || f.clients.config.Dial != nil {
+		return nil
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		port := "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+		addr = net.JoinHostPort(u.Hostname(), port)
+	}
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return fmt.Errorf("the apiserver %s: %w", host, err)
+	}
+	_ = conn.Close()
+	return nil
 }
 
 // objectCounts reports the number of cached objects per kind, for metrics.
