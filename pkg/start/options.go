@@ -204,6 +204,18 @@ func (o *Options) validate(leaseNames []string) error {
 	if o.DrainGrace < 0 {
 		errs = append(errs, fmt.Errorf("--drain-grace is %v: it must not be negative", o.DrainGrace))
 	}
+	if !o.LeaderElect {
+		// Unused without an election, but a negative value is a mistake
+		// all the same: say so rather than accept it silently.
+		for _, d := range []struct {
+			flag string
+			v    time.Duration
+		}{{leader.FlagLeaseDuration, o.LeaseDuration}, {leader.FlagRenewDeadline, o.RenewDeadline}, {leader.FlagRetryPeriod, o.RetryPeriod}} {
+			if d.v < 0 {
+				errs = append(errs, fmt.Errorf("%s is %v: it must not be negative", d.flag, d.v))
+			}
+		}
+	}
 	if o.LeaderElect {
 		for _, name := range slices.Compact(slices.Sorted(slices.Values(leaseNames))) {
 			cfg := leader.Config{

@@ -69,6 +69,15 @@ func TestOptionsErrorsNameTheFlag(t *testing.T) {
 	if err == nil {
 		t.Fatal("New with no factory succeeded")
 	}
+	// Without an election, negative timings are still mistakes, all named.
+	o = testOptions(t, "default")
+	o.LeaderElect, o.LeaseDuration, o.RetryPeriod, o.DrainGrace = false, -time.Second, -time.Second, -time.Second
+	_, err = start.New(o, start.Group{Starters: []start.Starter{newFactory(t, "default")}})
+	for _, flag := range []string{"--leader-elect-lease-duration", "--leader-elect-retry-period", "--drain-grace"} {
+		if err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("negative %s with --leader-elect=false: %v", flag, err)
+		}
+	}
 }
 
 func TestAddressInUseFailsAtOnce(t *testing.T) {
