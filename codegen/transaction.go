@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/rein-k8s/rein/codegen/internal/crds"
 )
 
 // transaction records every change rein-gen makes to the tree, so that a
@@ -122,22 +124,5 @@ func (t *transaction) rollback() error {
 	return nil
 }
 
-func writeAtomic(file string, content []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.Remove(tmp.Name()) }() // no-op once renamed
-	if _, err := tmp.Write(content); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
-}
+// writeAtomic writes content to file through a rename (crds.WriteAtomic).
+func writeAtomic(file string, content []byte) error { return crds.WriteAtomic(file, content) }

@@ -539,7 +539,7 @@ func writeFiles(outDir string, files map[string][]byte) ([]string, error) {
 	written := make([]string, 0, len(names))
 	for _, name := range names {
 		path := filepath.Join(outDir, name)
-		if err := writeFile(path, files[name]); err != nil {
+		if err := WriteAtomic(path, files[name]); err != nil {
 			return written, fmt.Errorf("crds: write %s: %w", path, err)
 		}
 		written = append(written, path)
@@ -547,7 +547,9 @@ func writeFiles(outDir string, files map[string][]byte) ([]string, error) {
 	return written, nil
 }
 
-func writeFile(path string, data []byte) error {
+// WriteAtomic writes data to path through a temporary file in the same
+// folder renamed into place, so that no reader sees half a file.
+func WriteAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
