@@ -222,22 +222,14 @@ func (r *run) findSupport() ([]supportPackage, error) {
 // parseHandWritten parses the hand-written Go files of dir (imports and
 // comments only).
 func parseHandWritten(dir string) ([]*ast.File, error) {
-	entries, err := os.ReadDir(dir)
+	sources, err := handWritten(dir)
 	if err != nil {
 		return nil, err
 	}
 	fset := token.NewFileSet()
 	var files []*ast.File
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		src, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil || ownedFile(src) || (name == deepCopyFile && foreignDeepCopy(src)) {
-			continue
-		}
-		f, err := parser.ParseFile(fset, name, src, parser.ImportsOnly|parser.ParseComments)
+	for _, sf := range sources {
+		f, err := parser.ParseFile(fset, sf.name, sf.src, parser.ImportsOnly|parser.ParseComments)
 		if err != nil {
 			continue // a syntax error: the load reports it
 		}
@@ -346,19 +338,12 @@ func (r *run) expand(base string, args []string) ([]string, error) {
 // hasGroupName reports whether a hand-written Go file of dir carries a
 // +groupName marker.
 func hasGroupName(dir string) bool {
-	entries, err := os.ReadDir(dir)
+	sources, err := handWritten(dir)
 	if err != nil {
 		return false
 	}
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
-			continue
-		}
-		src, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil || ownedFile(src) {
-			continue
-		}
-		if strings.Contains(string(src), "+groupName=") {
+	for _, sf := range sources {
+		if strings.Contains(string(sf.src), "+groupName=") {
 			return true
 		}
 	}

@@ -88,22 +88,15 @@ func (r *run) fingerprint() (string, error) {
 		}
 		seen[importPath] = true
 		dir := filepath.Join(r.moduleDir, filepath.FromSlash(strings.TrimPrefix(strings.TrimPrefix(importPath, r.module), "/")))
-		entries, err := os.ReadDir(dir)
-		if err != nil {
+		sources, err := handWritten(dir)
+		if errors.Is(err, fs.ErrNotExist) {
 			continue // not a folder of this module: the build will say
 		}
-		for _, e := range entries {
-			name := e.Name()
-			if e.IsDir() || !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
-				continue
-			}
-			content, err := os.ReadFile(filepath.Join(dir, name))
-			if err != nil {
-				return "", err
-			}
-			if ownedFile(content) {
-				continue
-			}
+		if err != nil {
+			return "", err
+		}
+		for _, sf := range sources {
+			name, content := sf.name, sf.src
 			fmt.Fprintf(h, "%s/%s\x00%d\x00", importPath, name, len(content))
 			h.Write(content)
 			f, err := parser.ParseFile(token.NewFileSet(), name, content, parser.ImportsOnly)
