@@ -50,11 +50,11 @@ func newController(res Resource, client *Client, informer cache.SharedIndexInfor
 		res:      res,
 		client:   client,
 		informer: informer,
-		queue:    NewQueue(name, rl, m.queueMetrics(name)),
+		queue:    NewQueue(name, rl, nil),
 		log:      log.WithField("controller", name),
-		metrics:  m,
 		newObj:   newObj,
 	}
+	c.attachMetrics(m)
 	c.workers.Store(int32(workers))
 	c.handlers.Store(&[]handlerEntry{})
 	// Every event only queues a key: the queue deduplicates, and workers
@@ -68,8 +68,18 @@ func newController(res Resource, client *Client, informer cache.SharedIndexInfor
 		return nil, fmt.Errorf("framework: controller %s: %w", name, err)
 	}
 	c.queued = reg.HasSynced
-	m.trackQueue(name, c.queue)
 	return c, nil
+}
+
+// attachMetrics makes c and its queue report to m (nil: nothing). It runs
+// before the caches start, when nothing reads the fields yet.
+func (c *Controller) attachMetrics(m *metrics) {
+	if m == nil {
+		return
+	}
+	c.metrics = m
+	c.queue.setMetrics(m.queueMetrics(c.name))
+	m.trackQueue(c.name, c.queue)
 }
 
 // Name is the controller's name: the resource, e.g. "configmaps" or

@@ -35,8 +35,10 @@ type Options struct {
 	// SyncTimeout bounds one WaitForCacheSync; 0 means
 	// DefaultSyncTimeout.
 	SyncTimeout time.Duration
-	// Registerer receives the engine's Prometheus metrics; nil records
-	// none.
+	// Registerer receives the engine's Prometheus metrics. Leave it nil
+	// under pkg/start: the replica registers them on the registry its
+	// /metrics serves (see Factory.RegisterMetrics). Outside start, nil
+	// records none.
 	Registerer prometheus.Registerer
 	// Logger is where the engine logs; nil means logrus's standard logger.
 	Logger *logrus.Entry
@@ -63,6 +65,7 @@ type Factory struct {
 	mu          sync.Mutex
 	controllers map[schema.GroupVersionKind]*Controller
 	setupErrs   []error
+	started     bool     // StartCaches ran: metrics can no longer be attached
 	workers     *Workers // the running generation, for controllers added late
 }
 
@@ -88,6 +91,44 @@ func NewFactory(config *rest.Config, scheme *runtime.Scheme, opts Options) (*Fac
 		return nil, fmt.Errorf("framework: register metrics: %w", err)
 	}
 	return f, nil
+}
+
+// ErrMetricsElsewhere is what RegisterMetrics returns for a factory whose
+// Options.Registerer is another registry than the one offered.
+var ErrMetricsElsewhere = errors.New("the factory's metrics are registered on the Registerer of its framework.Options")
+
+// RegisterMetrics registers the engine's metrics (handler runs, queues,
+// cache sizes) on reg, for a factory built without Options.Registerer.
+// start.New calls it with the registry the replica serves, so /metrics
+// shows the engine's metrics with no wiring: one registry is the default,
+// and forgetting to pass it cannot happen. A factory built with reg as its
+// Registerer is left as it is; one built with another Registerer gets
+// ErrMetricsElsewhere (its metrics stay there). It must be called before
+// StartCaches.
+func (f *Factory) RegisterMetrics(reg prometheus.Registerer) error {
+	if reg == nil {
+		return errors.New("framework: RegisterMetrics: nil registerer")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.metrics != nil {
+		if f.metrics.reg == reg {
+			return nil
+		}
+		return ErrMetricsElsewhere
+	}
+	if f.started {
+		return errors.New("framework: RegisterMetrics after StartCaches: metrics must be attached before the caches start")
+	}
+	m, err := newMetrics(reg, f.caches)
+	if err != nil {
+		return fmt.Errorf("framework: register metrics: %w", err)
+	}
+	f.metrics = m
+	for _, c := range f.controllers {
+		c.attachMetrics(m)
+	}
+	return nil
 }
 
 // NewFactoryForAPIs builds a scheme from the AddToScheme functions of API
@@ -168,6 +209,7 @@ func (f *Factory) SetupError(err error) {
 func (f *Factory) StartCaches(ctx context.Context) error {
 	f.mu.Lock()
 	setupErr := errors.Join(f.setupErrs...)
+	f.started = true
 	f.mu.Unlock()
 	if setupErr != nil {
 		return fmt.Errorf("framework: handler registration: %w", setupErr)

@@ -214,6 +214,15 @@ func NewQueue(name string, rl RateLimit, m *QueueMetrics) *Queue {
 	return q
 }
 
+// setMetrics makes q report to m from now on.
+func (q *Queue) setMetrics(m *QueueMetrics) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if m != nil {
+		q.metrics = *m
+	}
+}
+
 // now returns the monotonic time elapsed since the queue was created.
 func (q *Queue) now() time.Duration {
 	return time.Since(q.epoch)

@@ -1,6 +1,7 @@
 package start
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -40,7 +41,30 @@ type loadedConfig struct {
 // LoadConfig also remembers the context's namespace: a replica whose lease
 // namespace is not set otherwise puts its Lease there (see the package
 // documentation). Errors name the file or context and what to do.
+//
+// Before it loads anything it checks the other settings (malformed flag
+// values, timings that do not fit, bad addresses), and reports them with a
+// configuration problem in one error: a user who got several flags wrong
+// learns of all of them in one run.
 func (o *Options) LoadConfig() (*rest.Config, error) {
+	// The groups' lease names are New's to check; a placeholder stands for
+	// an unset one, so that the timings are checked all the same.
+	name := o.LeaseName
+	if name == "" {
+		name = "placeholder"
+	}
+	settingsErr := errors.Join(o.settingsErrors([]string{name})...)
+	cfg, err := o.loadConfig()
+	if settingsErr != nil {
+		if err != nil {
+			return nil, fmt.Errorf("start: %w\n%w", settingsErr, err)
+		}
+		return nil, fmt.Errorf("start: %w", settingsErr)
+	}
+	return cfg, err
+}
+
+func (o *Options) loadConfig() (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	// Never rewrite the user's files: an old ~/.kube/.kubeconfig is not
 	// migrated to ~/.kube/config here (kubectl does that).

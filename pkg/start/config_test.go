@@ -443,3 +443,47 @@ func nonLoopbackIP() net.IP {
 	}
 	return nil
 }
+
+// TestFlagMistakesAllInOneRun: a user who got several flags wrong learns of
+// every one from one LoadConfig, with the configuration problem too, instead
+// of one per run (flag.Parse stops at its first error).
+func TestFlagMistakesAllInOneRun(t *testing.T) {
+	onWorkstation(t)
+	missing := filepath.Join(t.TempDir(), "missing")
+	o := start.NewOptions()
+	parseFlags(t, &o,
+		"--leader-elect-lease-duration=15", // no unit
+		"--drain-grace=-1s",
+		"--leader-elect-renew-deadline=20s", // above the (default) lease duration
+		"--leader-elect=maybe",
+		"--metrics-bind-address=localhost",
+		"--health-probe-bind-address=:70000",
+		"--leader-elect-resource-name=Not_A_Name",
+		"--kubeconfig="+missing,
+	)
+	_, err := o.LoadConfig()
+	if err == nil {
+		t.Fatal("LoadConfig succeeded")
+	}
+	for _, want := range []string{
+		`--leader-elect-lease-duration="15": not a duration`,
+		"--drain-grace is -1s",
+		"--leader-elect-lease-duration (15s) must be greater than --leader-elect-renew-deadline (20s)",
+		`--leader-elect="maybe": not a boolean`,
+		`--metrics-bind-address="localhost"`,
+		`--health-probe-bind-address=":70000": port "70000"`,
+		`lease name "Not_A_Name" is not valid`,
+		"kubeconfig " + missing + " (--kubeconfig)",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q:\n%v", want, err)
+		}
+	}
+
+	// Good values still parse, bool flags without a value included.
+	o = start.NewOptions()
+	parseFlags(t, &o, "--return-to-standby", "--leader-elect=false", "--drain-grace=3s", "--metrics-bind-address=0")
+	if !o.ReturnToStandby || o.LeaderElect || o.DrainGrace != 3*time.Second || o.MetricsBindAddress != "0" {
+		t.Fatalf("parsed: return-to-standby %v, leader-elect %v, drain-grace %v, metrics %q", o.ReturnToStandby, o.LeaderElect, o.DrainGrace, o.MetricsBindAddress)
+	}
+}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,10 +77,9 @@ type Options struct {
 	// leading (the first group's); their context ends when leadership does.
 	OnLeader []func(ctx context.Context) error
 
-	// Registry serves /metrics; the election registers its metrics there.
-	// Pass the same registry as framework.Options.Registerer to serve the
-	// engine's metrics too. Nil means a new registry with Go and process
-	// collectors.
+	// Registry serves /metrics: the election's metrics and those of every
+	// factory built without framework.Options.Registerer (New registers
+	// them here). Nil means a new registry with Go and process collectors.
 	Registry *prometheus.Registry
 	// Logger receives the replica's logs; nil means logrus's standard
 	// logger.
@@ -95,6 +96,8 @@ type Options struct {
 	// on its flag set (controller-runtime defines one on flag.CommandLine):
 	// LoadConfig reads it when Kubeconfig is empty.
 	kubeconfigFlag flag.Value
+	// flagErrs collects malformed flag values BindFlags' flags were given.
+	flagErrs *[]error
 }
 
 // Default addresses NewOptions sets: loopback, so that a replica run on a
@@ -170,26 +173,80 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig,
 			"Kubeconfig file to reach the apiserver with (default: $KUBECONFIG, then ~/.kube/config, then the in-cluster configuration).")
 	}
-	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect,
+	// The flags are defined on a scratch set, then moved to fs behind a
+	// value that records a malformed value instead of failing the parse:
+	// flag.Parse stops at its first error, and a user who mistyped three
+	// flags should learn of all three in one run (LoadConfig and New
+	// report them, with every other problem of the options).
+	if o.flagErrs == nil {
+		o.flagErrs = new([]error)
+	}
+	scratch := flag.NewFlagSet("", flag.ContinueOnError)
+	scratch.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect,
 		"Run workers only while holding the Lease; off runs them at once (one replica only).")
-	fs.DurationVar(&o.LeaseDuration, flagName(leader.FlagLeaseDuration), o.LeaseDuration,
+	scratch.DurationVar(&o.LeaseDuration, flagName(leader.FlagLeaseDuration), o.LeaseDuration,
 		"How long a standby waits, on its own clock, after the lease last changed before taking it over.")
-	fs.DurationVar(&o.RenewDeadline, flagName(leader.FlagRenewDeadline), o.RenewDeadline,
+	scratch.DurationVar(&o.RenewDeadline, flagName(leader.FlagRenewDeadline), o.RenewDeadline,
 		"How long the leader keeps leading (and writing) while renews fail. Must be below the lease duration.")
-	fs.DurationVar(&o.RetryPeriod, flagName(leader.FlagRetryPeriod), o.RetryPeriod,
+	scratch.DurationVar(&o.RetryPeriod, flagName(leader.FlagRetryPeriod), o.RetryPeriod,
 		"Interval between renews. The renew deadline must exceed 1.2 times it.")
-	fs.StringVar(&o.LeaseName, flagName(leader.FlagResourceName), o.LeaseName,
+	scratch.StringVar(&o.LeaseName, flagName(leader.FlagResourceName), o.LeaseName,
 		"Name of the Lease the replicas elect a leader with.")
-	fs.StringVar(&o.LeaseNamespace, flagName(leader.FlagResourceNamespace), o.LeaseNamespace,
+	scratch.StringVar(&o.LeaseNamespace, flagName(leader.FlagResourceNamespace), o.LeaseNamespace,
 		`Namespace of the Lease (default: the pod's namespace; outside a pod, the kubeconfig context's namespace, else "default").`)
-	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
+	scratch.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
 		`Address serving /metrics; "0" turns it off. The default is loopback only: in a pod, pass :8080.`)
-	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress,
+	scratch.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress,
 		`Address serving /healthz and /readyz; "0" turns it off. The default is loopback only: in a pod, pass :8081.`)
-	fs.DurationVar(&o.DrainGrace, "drain-grace", o.DrainGrace,
+	scratch.DurationVar(&o.DrainGrace, "drain-grace", o.DrainGrace,
 		"On shutdown, how long running handlers may take to finish before the lease is released.")
-	fs.BoolVar(&o.ReturnToStandby, "return-to-standby", o.ReturnToStandby,
+	scratch.BoolVar(&o.ReturnToStandby, "return-to-standby", o.ReturnToStandby,
 		"On a lost lease, stop the workers and campaign again with warm caches instead of exiting.")
+	scratch.VisitAll(func(f *flag.Flag) {
+		fs.Var(&recordingValue{Value: f.Value, name: f.Name, errs: o.flagErrs}, f.Name, f.Usage)
+	})
+}
+
+// recordingValue is a flag value that records a malformed value in errs
+// and lets the parse go on.
+type recordingValue struct {
+	flag.Value
+	name string
+	errs *[]error
+}
+
+func (v *recordingValue) Set(s string) error {
+	old := v.Value.String()
+	if err := v.Value.Set(s); err != nil {
+		// flag's values store their zero on a failed Set: keep the
+		// default instead, so the remaining checks see sane values.
+		_ = v.Value.Set(old)
+		want := err.Error()
+		if g, ok := v.Value.(flag.Getter); ok {
+			switch g.Get().(type) {
+			case time.Duration:
+				want = "not a duration: want e.g. 15s, 500ms or 1m30s"
+			case bool:
+				want = "not a boolean: want true or false"
+			}
+		}
+		*v.errs = append(*v.errs, fmt.Errorf("--%s=%q: %s", v.name, s, want))
+	}
+	return nil
+}
+
+func (v *recordingValue) String() string {
+	if v == nil || v.Value == nil {
+		return "" // the zero value flag.PrintDefaults makes
+	}
+	return v.Value.String()
+}
+
+// IsBoolFlag keeps --leader-elect and --return-to-standby usable without
+// a value.
+func (v *recordingValue) IsBoolFlag() bool {
+	b, ok := v.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 func flagName(f string) string { return strings.TrimPrefix(f, "--") }
@@ -197,12 +254,30 @@ func flagName(f string) string { return strings.TrimPrefix(f, "--") }
 // validate reports every problem with o and the groups' lease names,
 // naming the flag to fix.
 func (o *Options) validate(leaseNames []string) error {
-	var errs []error
+	errs := o.settingsErrors(leaseNames)
 	if o.Config == nil {
-		errs = append(errs, errors.New("no rest.Config: load one from a kubeconfig or the cluster (Options.Config)"))
+		errs = append([]error{errors.New("no rest.Config: load one from a kubeconfig or the cluster (Options.Config)")}, errs...)
+	}
+	return errors.Join(errs...)
+}
+
+// settingsErrors reports every problem of the settings, from malformed
+// flag values to timings that do not fit together: all but the
+// rest.Config, so that LoadConfig can report them too.
+func (o *Options) settingsErrors(leaseNames []string) []error {
+	var errs []error
+	if o.flagErrs != nil {
+		errs = append(errs, *o.flagErrs...)
 	}
 	if o.DrainGrace < 0 {
 		errs = append(errs, fmt.Errorf("--drain-grace is %v: it must not be negative", o.DrainGrace))
+	}
+	for _, a := range []struct{ flag, addr string }{
+		{"metrics-bind-address", o.MetricsBindAddress}, {"health-probe-bind-address", o.HealthProbeBindAddress},
+	} {
+		if err := checkBindAddress(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("--%s=%q: %w", a.flag, a.addr, err))
+		}
 	}
 	if !o.LeaderElect {
 		// Unused without an election, but a negative value is a mistake
@@ -215,20 +290,39 @@ func (o *Options) validate(leaseNames []string) error {
 				errs = append(errs, fmt.Errorf("%s is %v: it must not be negative", d.flag, d.v))
 			}
 		}
+		return errs
 	}
-	if o.LeaderElect {
-		for _, name := range slices.Compact(slices.Sorted(slices.Values(leaseNames))) {
-			cfg := leader.Config{
-				Namespace: o.LeaseNamespace, Name: name, Identity: "x",
-				LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
-			}
-			if err := cfg.Validate(); err != nil {
-				errs = append(errs, err)
-			}
+	namespace := o.LeaseNamespace
+	if namespace == "" {
+		namespace = DefaultLeaseNamespace // defaulted later; nothing to check yet
+	}
+	for _, name := range slices.Compact(slices.Sorted(slices.Values(leaseNames))) {
+		cfg := leader.Config{
+			Namespace: namespace, Name: name, Identity: "x",
+			LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
 		}
-		if strings.TrimSpace(o.IdentityBase) == "" {
-			errs = append(errs, errors.New("the identity base is empty: set POD_NAME (downward API) or Options.IdentityBase"))
+		if err := cfg.Validate(); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	if strings.TrimSpace(o.IdentityBase) == "" {
+		errs = append(errs, errors.New("the identity base is empty: set POD_NAME (downward API) or Options.IdentityBase"))
+	}
+	return errs
+}
+
+// checkBindAddress checks the form of a listen address ("" and "0" mean
+// off); whether it can be bound is learnt when New binds it.
+func checkBindAddress(addr string) error {
+	if disabled(addr) {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%w: want host:port or :port, or \"0\" for off", err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
 }

@@ -26,6 +26,9 @@ type Starter interface {
 	WaitForCacheSync(ctx context.Context) error
 	StartWorkers(ctx context.Context) (*framework.Workers, error)
 	GuardWrites(framework.WriteGuard)
+	// RegisterMetrics puts the group's engine metrics on the registry the
+	// replica serves (see framework.Factory.RegisterMetrics).
+	RegisterMetrics(prometheus.Registerer) error
 }
 
 var _ Starter = (*framework.Factory)(nil)
@@ -121,6 +124,15 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 		}
 		leases[g.LeaseName] = true
 		gr := &groupRun{Group: g, log: r.log}
+		for j, s := range g.Starters {
+			err := s.RegisterMetrics(opts.Registry)
+			switch {
+			case errors.Is(err, framework.ErrMetricsElsewhere):
+				r.log.WithField("factory", j).Warn("this factory's metrics go to the Registerer of its framework.Options, which /metrics does not serve: leave framework.Options.Registerer nil, or set start.Options.Registry to the same registry")
+			case err != nil:
+				return nil, fmt.Errorf("start: election group %d, factory %d: %w", i, j, err)
+			}
+		}
 		if opts.LeaderElect {
 			gr.log = r.log.WithField("lease", opts.LeaseNamespace+"/"+g.LeaseName)
 			e, err := leader.New(leader.Config{

@@ -16,6 +16,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -217,6 +219,27 @@ func TestReadmeGenerateSection(t *testing.T) {
 	if !seen {
 		t.Fatalf("the handler did not mark the Ship as seen: %v", ctx.Err())
 	}
+	// /metrics, where the README says it is, serves the engine's metrics
+	// with no registry wired by hand, and the election's.
+	metrics := httpGet(t, "http://127.0.0.1:8080/metrics")
+	for _, want := range []string{
+		`rein_handler_executions_total{controller="ships.fleet.example.com",handler="see",result="success"}`,
+		`workqueue_adds_total{name="ships.fleet.example.com"}`,
+		`rein_cache_objects{group="fleet.example.com",kind="Ship",version="v1"} 1`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics has no %s", want)
+		}
+	}
+	if !strings.Contains(metrics, "rein_leader") {
+		t.Errorf("/metrics has no election metrics (rein_leader_*)")
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if body := httpGet(t, "http://127.0.0.1:8081"+path); strings.TrimSpace(body) != "ok" {
+			t.Errorf("%s: %q, want ok", path, body)
+		}
+	}
 	if log := replicaLog.String(); !strings.Contains(log, "lease namespace") || !strings.Contains(log, "lease=default/shipyard") {
 		t.Errorf("the replica did not say which lease namespace it chose (want \"default\": the kubeconfig's context has none)")
 	}
@@ -237,6 +260,21 @@ func TestReadmeGenerateSection(t *testing.T) {
 	if holder := holderOf(lease); holder != "" {
 		t.Fatalf("after SIGTERM the Lease is still held by %q", holder)
 	}
+}
+
+// httpGet returns the body of a 200 answer to url, failing t otherwise.
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v\n%s", url, resp.Status, err, body)
+	}
+	return string(body)
 }
 
 func holderOf(l *coordinationv1.Lease) string {

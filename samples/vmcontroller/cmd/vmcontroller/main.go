@@ -18,8 +18,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/kubernetes"
 
@@ -60,12 +58,10 @@ func main() {
 		os.Exit(2)
 	}
 	logger := logrus.NewEntry(log).WithField("replica", opts.IdentityBase)
-	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	opts.Registry, opts.Logger = registry, logger
+	opts.Logger = logger // start's registry serves the engine's, the election's, Go and process metrics
 
 	factory, err := vm.NewFactoryFromConfigWithOptions(cfg, framework.Options{
-		Namespace: *namespace, Workers: *workers, Registerer: registry, Logger: logger,
+		Namespace: *namespace, Workers: *workers, Logger: logger,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vmcontroller:", err)
