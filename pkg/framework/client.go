@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -45,10 +47,13 @@ func (r Resource) validate() error {
 	return nil
 }
 
-// WriteGuard decides whether a mutating request may leave the process. It is
-// how leader election fences the clients handed to handlers without this
-// package knowing about elections: a nil error lets the request through.
-type WriteGuard func(req *http.Request) error
+// WriteGuard decides whether a mutating request may leave the process, and
+// until when it may be in flight. It is how leader election fences the
+// clients handed to handlers without this package knowing about elections:
+// a nil error lets the request through; a non-zero deadline cuts the
+// request's context to it, so that no write waits, or is retried by
+// client-go, past the moment the fence closes.
+type WriteGuard func(req *http.Request) (deadline time.Time, err error)
 
 // ClientFactory builds typed REST clients per GroupVersion from one
 // rest.Config and one scheme. All clients share one HTTP connection pool and
@@ -59,6 +64,7 @@ type ClientFactory struct {
 	scheme     *runtime.Scheme
 	codecs     serializer.CodecFactory
 	guard      atomic.Pointer[WriteGuard]
+	manager    atomic.Pointer[string]
 
 	mu      sync.Mutex
 	clients map[clientKey]*rest.RESTClient
@@ -91,7 +97,9 @@ func NewClientFactory(config *rest.Config, scheme *runtime.Scheme) (*ClientFacto
 		// fairness instead; set QPS to keep a client-side limit.
 		cfg.QPS = -1
 	}
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &guardedTransport{next: rt, guard: &f.guard} })
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return &guardedTransport{next: rt, guard: &f.guard, manager: &f.manager}
+	})
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("framework: HTTP client: %w", err)
@@ -119,21 +127,76 @@ func (f *ClientFactory) GuardWrites(g WriteGuard) {
 	f.guard.Store(&g)
 }
 
+// SetFieldManager makes name the field manager of every create, update
+// and patch of this factory's clients that names none ("" turns it off).
+// pkg/start sets "rein/<lease>/<identity>" for server-side fencing (see
+// pkg/leader, "Server-side fencing"); a server-side apply names its own
+// manager and keeps it.
+func (f *ClientFactory) SetFieldManager(name string) {
+	if name == "" {
+		f.manager.Store(nil)
+		return
+	}
+	f.manager.Store(&name)
+}
+
 type guardedTransport struct {
-	next  http.RoundTripper
-	guard *atomic.Pointer[WriteGuard]
+	next    http.RoundTripper
+	guard   *atomic.Pointer[WriteGuard]
+	manager *atomic.Pointer[string]
 }
 
 func (t *guardedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	switch req.Method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
-		if g := t.guard.Load(); g != nil {
-			if err := (*g)(req); err != nil {
-				return nil, err
+	default:
+		return t.next.RoundTrip(req)
+	}
+	g := t.guard.Load()
+	m := t.manager.Load()
+	if g == nil && m == nil {
+		return t.next.RoundTrip(req)
+	}
+	var deadline time.Time
+	if g != nil {
+		var err error
+		if deadline, err = (*g)(req); err != nil {
+			if req.Body != nil {
+				_ = req.Body.Close()
 			}
+			return nil, err
 		}
 	}
-	return t.next.RoundTrip(req)
+	ctx, cancel := req.Context(), context.CancelFunc(func() {})
+	if !deadline.IsZero() {
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+	}
+	// A RoundTripper must not change the caller's request: work on a copy.
+	out := req.Clone(ctx)
+	if m != nil && req.Method != http.MethodDelete && !out.URL.Query().Has("fieldManager") {
+		q := out.URL.Query()
+		q.Set("fieldManager", *m)
+		out.URL.RawQuery = q.Encode()
+	}
+	resp, err := t.next.RoundTrip(out)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	// The deadline's context lives until the body is read and closed.
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 // protobufObject is what apimachinery's protobuf serializer needs of a Go
@@ -197,6 +260,25 @@ func (f *ClientFactory) restClient(gv schema.GroupVersion, protobuf bool) (*rest
 	f.clients[key] = c
 	return c, nil
 }
+
+// ResourceClient reads and writes the objects of one resource, decoding
+// into the object it is given, which must be the resource's Go type (or
+// its list type). *Client is the one programs use: REST requests to the
+// apiserver through the factory's write guard. A controller made by
+// NewManualController takes any ResourceClient: pkg/generic/fake serves
+// one from memory, for unit tests of handlers.
+type ResourceClient interface {
+	Get(ctx context.Context, namespace, name string, opts metav1.GetOptions, into runtime.Object) error
+	List(ctx context.Context, namespace string, opts metav1.ListOptions, into runtime.Object) error
+	Watch(ctx context.Context, namespace string, opts metav1.ListOptions) (watch.Interface, error)
+	Create(ctx context.Context, namespace string, obj runtime.Object, opts metav1.CreateOptions, result runtime.Object) error
+	Update(ctx context.Context, namespace, name, subresource string, obj runtime.Object, opts metav1.UpdateOptions, result runtime.Object) error
+	Patch(ctx context.Context, namespace, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, result runtime.Object, subresources ...string) error
+	Delete(ctx context.Context, namespace, name string, opts metav1.DeleteOptions) error
+	DeleteCollection(ctx context.Context, namespace string, opts metav1.DeleteOptions, listOpts metav1.ListOptions) error
+}
+
+var _ ResourceClient = (*Client)(nil)
 
 // Client is an untyped client of one resource: every method decodes into
 // the object it is given, which must be the resource's Go type (or its list

@@ -26,12 +26,15 @@ type chainHandler func(ctx context.Context, key string, obj runtime.Object) (run
 type Controller struct {
 	name     string
 	res      Resource
-	client   *Client
+	client   ResourceClient
 	informer cache.SharedIndexInformer
 	queue    *Queue
-	log      *logrus.Entry
-	metrics  *metrics
-	newObj   func() (runtime.Object, error)
+	// enqueue queues a key after a delay: the queue's AddAfter, or the
+	// callback of a manual controller.
+	enqueue func(key string, after time.Duration)
+	log     *logrus.Entry
+	metrics *metrics
+	newObj  func() (runtime.Object, error)
 
 	workers atomic.Int32
 	// queued reports whether the informer has handed this controller every
@@ -43,7 +46,7 @@ type Controller struct {
 	handlers atomic.Pointer[[]handlerEntry]
 }
 
-func newController(res Resource, client *Client, informer cache.SharedIndexInformer, newObj func() (runtime.Object, error), workers int, rl RateLimit, log *logrus.Entry, m *metrics) (*Controller, error) {
+func newController(res Resource, client ResourceClient, informer cache.SharedIndexInformer, newObj func() (runtime.Object, error), workers int, rl RateLimit, log *logrus.Entry, m *metrics) (*Controller, error) {
 	name := res.String()
 	c := &Controller{
 		name:     name,
@@ -54,6 +57,7 @@ func newController(res Resource, client *Client, informer cache.SharedIndexInfor
 		log:      log.WithField("controller", name),
 		newObj:   newObj,
 	}
+	c.enqueue = c.queue.AddAfter
 	c.attachMetrics(m)
 	c.workers.Store(int32(workers))
 	c.handlers.Store(&[]handlerEntry{})
@@ -68,6 +72,56 @@ func newController(res Resource, client *Client, informer cache.SharedIndexInfor
 		return nil, fmt.Errorf("framework: controller %s: %w", name, err)
 	}
 	c.queued = reg.HasSynced
+	return c, nil
+}
+
+// ManualConfig is what NewManualController needs.
+type ManualConfig struct {
+	// Resource is the kind served.
+	Resource Resource
+	// Client serves the controller's own requests: the live read and the
+	// finalizer patches of OnRemove handlers.
+	Client ResourceClient
+	// Informer's store holds the objects Process hands to handlers. It
+	// need not run; while it has not synced, adding a handler queues
+	// nothing.
+	Informer cache.SharedIndexInformer
+	// NewObject returns an empty object of the kind.
+	NewObject func() (runtime.Object, error)
+	// Enqueue receives every key the controller is asked to queue
+	// (Enqueue, EnqueueAfter, EnqueueAll, informer events); nil drops
+	// them.
+	Enqueue func(key string, after time.Duration)
+	// Logger is where handlers log (see Logger); nil means logrus's
+	// standard logger.
+	Logger *logrus.Entry
+}
+
+// NewManualController returns a controller whose handler chain runs only
+// when Process is called: no worker takes its keys, and the keys it is
+// asked to queue go to cfg.Enqueue. Handlers are added to it, OnRemove
+// finalizers included, exactly as to a factory's controller. It is how
+// pkg/generic/fake runs a controller's real chain on an in-memory store in
+// unit tests; programs get their controllers from Factory.Controller.
+func NewManualController(cfg ManualConfig) (*Controller, error) {
+	if cfg.Client == nil || cfg.Informer == nil || cfg.NewObject == nil {
+		return nil, errors.New("framework: NewManualController: Client, Informer and NewObject are required")
+	}
+	if err := cfg.Resource.validate(); err != nil {
+		return nil, fmt.Errorf("framework: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	c, err := newController(cfg.Resource, cfg.Client, cfg.Informer, cfg.NewObject, 1, RateLimit{}.withDefaults(), log, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.enqueue = cfg.Enqueue
+	if c.enqueue == nil {
+		c.enqueue = func(string, time.Duration) {}
+	}
 	return c, nil
 }
 
@@ -89,8 +143,8 @@ func (c *Controller) Name() string { return c.name }
 // Resource is the kind this controller serves.
 func (c *Controller) Resource() Resource { return c.res }
 
-// Client is the controller's client (its writes pass the factory's guard).
-func (c *Controller) Client() *Client { return c.client }
+// Client is the controller's client (a factory's writes pass its guard).
+func (c *Controller) Client() ResourceClient { return c.client }
 
 // Informer is the kind's shared informer.
 func (c *Controller) Informer() cache.SharedIndexInformer { return c.informer }
@@ -107,19 +161,19 @@ func (c *Controller) enqueueObject(obj any) {
 		c.log.WithError(err).Warn("cannot compute the key of an object; it is not queued")
 		return
 	}
-	c.queue.Add(key)
+	c.enqueue(key, 0)
 }
 
 // Enqueue queues key ("namespace/name" or "name") for the handler chain.
-func (c *Controller) Enqueue(key string) { c.queue.Add(key) }
+func (c *Controller) Enqueue(key string) { c.enqueue(key, 0) }
 
 // EnqueueAfter queues key after delay.
-func (c *Controller) EnqueueAfter(key string, delay time.Duration) { c.queue.AddAfter(key, delay) }
+func (c *Controller) EnqueueAfter(key string, delay time.Duration) { c.enqueue(key, delay) }
 
 // EnqueueAll queues the key of every cached object.
 func (c *Controller) EnqueueAll() {
 	for _, key := range c.informer.GetStore().ListKeys() {
-		c.queue.Add(key)
+		c.enqueue(key, 0)
 	}
 }
 
@@ -203,17 +257,11 @@ func (c *Controller) processNext(taking, term context.Context) bool {
 }
 
 func (c *Controller) process(ctx context.Context, key string) {
-	item, exists, err := c.informer.GetIndexer().GetByKey(key)
+	obj, err := c.cached(key)
 	if err != nil {
 		c.log.WithError(err).WithField("key", key).Error("cache lookup failed; retrying")
 		c.queue.AddRateLimited(key)
 		return
-	}
-	var obj runtime.Object
-	if exists {
-		// Handlers get their own copy: the cached object is shared with
-		// every reader and must never change under them.
-		obj = item.(runtime.Object).DeepCopyObject()
 	}
 	res := c.runChain(ctx, key, obj)
 	if len(res.errs) > 0 {
@@ -227,6 +275,45 @@ func (c *Controller) process(ctx context.Context, key string) {
 	if res.requeueAfter > 0 {
 		c.queue.AddAfter(key, res.requeueAfter)
 	}
+}
+
+// cached returns a private copy of the cached object of key, or nil when
+// the cache has none. Handlers get their own copy: the cached object is
+// shared with every reader and must never change under them.
+func (c *Controller) cached(key string) (runtime.Object, error) {
+	item, exists, err := c.informer.GetIndexer().GetByKey(key)
+	if err != nil || !exists {
+		return nil, err
+	}
+	obj, ok := item.(runtime.Object)
+	if !ok {
+		return nil, fmt.Errorf("controller %s: cached %T is not a runtime.Object", c.name, item)
+	}
+	return obj.DeepCopyObject(), nil
+}
+
+// Process runs the handler chain once on key, with ctx as the handlers'
+// context, exactly as a worker does, and reports how it ended instead of
+// queueing the key again: err joins the failures of the handlers (each a
+// *HandlerError, a panic included), and requeueAfter is the delay a
+// handler asked for with RequeueAfter when none failed (a failure is
+// retried with backoff instead), 0 when none asked. It is how a manual
+// controller (NewManualController) is driven; on a factory's controller,
+// never call it on a key its workers may be processing.
+func (c *Controller) Process(ctx context.Context, key string) (requeueAfter time.Duration, err error) {
+	obj, err := c.cached(key)
+	if err != nil {
+		return 0, fmt.Errorf("controller %s: cache lookup of %s: %w", c.name, key, err)
+	}
+	res := c.runChain(ctx, key, obj)
+	if len(res.errs) > 0 {
+		errs := make([]error, len(res.errs))
+		for i, e := range res.errs {
+			errs[i] = e
+		}
+		return 0, errors.Join(errs...)
+	}
+	return res.requeueAfter, nil
 }
 
 func (c *Controller) logHandlerError(e *HandlerError) {

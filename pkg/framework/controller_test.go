@@ -467,11 +467,13 @@ func TestWriteGuardRefusesWrites(t *testing.T) {
 	f := newFactory(t, ns, framework.Options{})
 	fenced := errors.New("fenced: not the leader")
 	var closed atomic.Bool
-	f.GuardWrites(func(*http.Request) error {
+	var deadline atomic.Pointer[time.Time]
+	deadline.Store(&time.Time{})
+	f.GuardWrites(func(*http.Request) (time.Time, error) {
 		if closed.Load() {
-			return fenced
+			return time.Time{}, fenced
 		}
-		return nil
+		return *deadline.Load(), nil
 	})
 	client := controller(t, f, configMaps).Client()
 	ctx := t.Context()
@@ -496,6 +498,37 @@ func TestWriteGuardRefusesWrites(t *testing.T) {
 	}
 	if _, err := adminClient(t).CoreV1().ConfigMaps(ns).Get(ctx, "refused", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the refused object exists: %v", err)
+	}
+	// The guard's deadline bounds the request: one that has passed ends it
+	// before it is sent.
+	closed.Store(false)
+	past := time.Now().Add(-time.Millisecond)
+	deadline.Store(&past)
+	err = client.Create(ctx, ns, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "late"}}, metav1.CreateOptions{}, &corev1.ConfigMap{})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("write past the guard's deadline: %v, want context.DeadlineExceeded", err)
+	}
+	deadline.Store(&time.Time{})
+
+	// The default field manager names writes that name none.
+	f.SetFieldManager("rein/lease/replica-1")
+	admin := kubernetes.NewForConfigOrDie(env.Config())
+	for name, want := range map[string]string{"managed": "rein/lease/replica-1", "own-manager": "mine"} {
+		opts := metav1.CreateOptions{}
+		if name == "own-manager" {
+			opts.FieldManager = "mine"
+		}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"k": "v"}}
+		if err := client.Create(ctx, ns, cm, opts, &corev1.ConfigMap{}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := admin.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.ManagedFields) != 1 || got.ManagedFields[0].Manager != want {
+			t.Fatalf("%s: managed fields %+v, want the manager %s", name, got.ManagedFields, want)
+		}
 	}
 }
 

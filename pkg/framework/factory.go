@@ -157,6 +157,10 @@ func (f *Factory) Logger() *logrus.Entry { return f.log }
 // ClientFactory.GuardWrites.
 func (f *Factory) GuardWrites(g WriteGuard) { f.clients.GuardWrites(g) }
 
+// SetFieldManager sets the default field manager of this factory's
+// writes: see ClientFactory.SetFieldManager.
+func (f *Factory) SetFieldManager(name string) { f.clients.SetFieldManager(name) }
+
 // Controller returns the shared controller of res, creating it (and its
 // informer) on first use. A controller created while workers run gets
 // workers at once.

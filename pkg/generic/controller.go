@@ -42,7 +42,8 @@ func Logger(ctx context.Context) *logrus.Entry { return framework.Logger(ctx) }
 
 // Meta is what every typed controller exposes about itself.
 type Meta interface {
-	// Informer is the kind's shared informer.
+	// Informer is the kind's shared informer (on a fake.Env, one that
+	// never runs: its store is the fake's, its event handlers never fire).
 	Informer() cache.SharedIndexInformer
 	// GroupVersionKind is the kind served.
 	GroupVersionKind() schema.GroupVersionKind
@@ -117,61 +118,111 @@ type NonNamespacedController[T runtime.Object, TList runtime.Object] interface {
 // made on first use, and a mistake (a kind the scheme does not know) is
 // reported by the factory's StartCaches or by the call that needed it.
 func NewController[T runtime.Object, TList runtime.Object](factory *framework.Factory, res framework.Resource) Controller[T, TList] {
-	return newTyped[T, TList](factory, res)
+	return NewControllerOn[T, TList](factoryBackend{factory}, res)
 }
 
 // NewNonNamespacedController returns the typed controller of the
 // cluster-scoped kind res.
 func NewNonNamespacedController[T runtime.Object, TList runtime.Object](factory *framework.Factory, res framework.Resource) NonNamespacedController[T, TList] {
-	return &nonNamespaced[T, TList]{typed: newTyped[T, TList](factory, res)}
+	return NewNonNamespacedControllerOn[T, TList](factoryBackend{factory}, res)
 }
 
+// Backend is what typed controllers run on: the shared controller, client
+// and informer of each kind, and the scheme. NewController runs them on a
+// framework.Factory; pkg/generic/fake has an in-memory Backend, so that
+// handlers are unit-tested through the same registration code as in main.
+type Backend interface {
+	// Controller returns the shared controller of res, made on first use.
+	Controller(res framework.Resource) (*framework.Controller, error)
+	// Client returns a client of res.
+	Client(res framework.Resource) (framework.ResourceClient, error)
+	// Informer returns the shared informer of res, made on first use;
+	// Cache reads its store.
+	Informer(res framework.Resource) (cache.SharedIndexInformer, error)
+	// Scheme makes the objects of the kinds served.
+	Scheme() *runtime.Scheme
+	// SetupError records a registration mistake found where no error can
+	// be returned (see framework.Factory.SetupError).
+	SetupError(err error)
+	// Logger logs what a typed controller cannot return.
+	Logger() *logrus.Entry
+}
+
+// NewControllerOn returns the typed controller of res on backend (see
+// NewController).
+func NewControllerOn[T runtime.Object, TList runtime.Object](backend Backend, res framework.Resource) Controller[T, TList] {
+	return newTyped[T, TList](backend, res)
+}
+
+// NewNonNamespacedControllerOn returns the typed controller of the
+// cluster-scoped kind res on backend.
+func NewNonNamespacedControllerOn[T runtime.Object, TList runtime.Object](backend Backend, res framework.Resource) NonNamespacedController[T, TList] {
+	return &nonNamespaced[T, TList]{typed: newTyped[T, TList](backend, res)}
+}
+
+// factoryBackend is the Backend of a framework.Factory.
+type factoryBackend struct{ *framework.Factory }
+
+func (b factoryBackend) Client(res framework.Resource) (framework.ResourceClient, error) {
+	client, err := b.Clients().ForResource(res)
+	if err != nil {
+		return nil, err // not a non-nil interface holding a nil *Client
+	}
+	return client, nil
+}
+
+func (b factoryBackend) Informer(res framework.Resource) (cache.SharedIndexInformer, error) {
+	return b.Caches().ForResource(res)
+}
+
+func (b factoryBackend) Scheme() *runtime.Scheme { return b.Clients().Scheme() }
+
 type typed[T runtime.Object, TList runtime.Object] struct {
-	factory *framework.Factory
+	backend Backend
 	res     framework.Resource
 
 	clientOnce sync.Once
-	client     *framework.Client
+	client     framework.ResourceClient
 	clientErr  error
 }
 
-func newTyped[T runtime.Object, TList runtime.Object](factory *framework.Factory, res framework.Resource) *typed[T, TList] {
-	return &typed[T, TList]{factory: factory, res: res}
+func newTyped[T runtime.Object, TList runtime.Object](backend Backend, res framework.Resource) *typed[T, TList] {
+	return &typed[T, TList]{backend: backend, res: res}
 }
 
 func (c *typed[T, TList]) GroupVersionKind() schema.GroupVersionKind { return c.res.GVK }
 
 func (c *typed[T, TList]) Engine() (*framework.Controller, error) {
-	return c.factory.Controller(c.res)
+	return c.backend.Controller(c.res)
 }
 
 // Informer returns the kind's shared informer, or nil when the scheme does
 // not know the kind (StartCaches reports that).
 func (c *typed[T, TList]) Informer() cache.SharedIndexInformer {
-	inf, err := c.factory.Caches().ForResource(c.res)
+	inf, err := c.backend.Informer(c.res)
 	if err != nil {
-		c.factory.SetupError(err)
+		c.backend.SetupError(err)
 		return nil
 	}
 	return inf
 }
 
 func (c *typed[T, TList]) OnChange(ctx context.Context, name string, h ObjectHandler[T]) {
-	ctrl, err := c.factory.Controller(c.res)
+	ctrl, err := c.backend.Controller(c.res)
 	if err != nil {
-		c.factory.SetupError(fmt.Errorf("OnChange %q: %w", name, err))
+		c.backend.SetupError(fmt.Errorf("OnChange %q: %w", name, err))
 		return
 	}
 	ctrl.AddHandler(ctx, name, adapt(h))
 }
 
 func (c *typed[T, TList]) OnRemove(ctx context.Context, name string, h ObjectHandler[T]) {
-	ctrl, err := c.factory.Controller(c.res)
+	ctrl, err := c.backend.Controller(c.res)
 	if err == nil {
 		err = ctrl.AddRemoveHandler(ctx, name, adapt(h))
 	}
 	if err != nil {
-		c.factory.SetupError(fmt.Errorf("OnRemove %q: %w", name, err))
+		c.backend.SetupError(fmt.Errorf("OnRemove %q: %w", name, err))
 	}
 }
 
@@ -201,9 +252,9 @@ func isNil[T runtime.Object](t T) bool {
 }
 
 func (c *typed[T, TList]) enqueue(key string, delay time.Duration) {
-	ctrl, err := c.factory.Controller(c.res)
+	ctrl, err := c.backend.Controller(c.res)
 	if err != nil {
-		c.factory.Logger().WithError(err).WithField("key", key).Error("cannot enqueue")
+		c.backend.Logger().WithError(err).WithField("key", key).Error("cannot enqueue")
 		return
 	}
 	ctrl.EnqueueAfter(key, delay)
@@ -225,17 +276,17 @@ func key(namespace, name string) string {
 func (c *typed[T, TList]) Cache() Cache[T] {
 	return &informerCache[T]{
 		gr:       c.res.GVR().GroupResource(),
-		informer: func() (cache.SharedIndexInformer, error) { return c.factory.Caches().ForResource(c.res) },
+		informer: func() (cache.SharedIndexInformer, error) { return c.backend.Informer(c.res) },
 	}
 }
 
-func (c *typed[T, TList]) rest() (*framework.Client, error) {
-	c.clientOnce.Do(func() { c.client, c.clientErr = c.factory.Clients().ForResource(c.res) })
+func (c *typed[T, TList]) rest() (framework.ResourceClient, error) {
+	c.clientOnce.Do(func() { c.client, c.clientErr = c.backend.Client(c.res) })
 	return c.client, c.clientErr
 }
 
 func (c *typed[T, TList]) newObject() (T, error) {
-	o, err := c.factory.Clients().Scheme().New(c.res.GVK)
+	o, err := c.backend.Scheme().New(c.res.GVK)
 	if err != nil {
 		var zero T
 		return zero, err
@@ -245,7 +296,7 @@ func (c *typed[T, TList]) newObject() (T, error) {
 
 func (c *typed[T, TList]) newList() (TList, error) {
 	gvk := c.res.GVK.GroupVersion().WithKind(c.res.GVK.Kind + "List")
-	o, err := c.factory.Clients().Scheme().New(gvk)
+	o, err := c.backend.Scheme().New(gvk)
 	if err != nil {
 		var zero TList
 		return zero, err
@@ -254,7 +305,7 @@ func (c *typed[T, TList]) newList() (TList, error) {
 }
 
 // call runs a request that decodes into a new T.
-func (c *typed[T, TList]) call(do func(client *framework.Client, into T) error) (T, error) {
+func (c *typed[T, TList]) call(do func(client framework.ResourceClient, into T) error) (T, error) {
 	var zero T
 	client, err := c.rest()
 	if err != nil {
@@ -279,7 +330,7 @@ func objectMeta(obj runtime.Object) (namespace, name string, err error) {
 }
 
 func (c *typed[T, TList]) Create(ctx context.Context, obj T) (T, error) {
-	return c.call(func(client *framework.Client, into T) error {
+	return c.call(func(client framework.ResourceClient, into T) error {
 		ns, _, err := objectMeta(obj)
 		if err != nil {
 			return err
@@ -289,7 +340,7 @@ func (c *typed[T, TList]) Create(ctx context.Context, obj T) (T, error) {
 }
 
 func (c *typed[T, TList]) update(ctx context.Context, obj T, subresource string) (T, error) {
-	return c.call(func(client *framework.Client, into T) error {
+	return c.call(func(client framework.ResourceClient, into T) error {
 		ns, name, err := objectMeta(obj)
 		if err != nil {
 			return err
@@ -323,7 +374,7 @@ func (c *typed[T, TList]) DeleteCollection(ctx context.Context, namespace string
 }
 
 func (c *typed[T, TList]) Get(ctx context.Context, namespace, name string, opts metav1.GetOptions) (T, error) {
-	return c.call(func(client *framework.Client, into T) error {
+	return c.call(func(client framework.ResourceClient, into T) error {
 		return client.Get(ctx, namespace, name, opts, into)
 	})
 }
@@ -353,7 +404,7 @@ func (c *typed[T, TList]) Watch(ctx context.Context, namespace string, opts meta
 }
 
 func (c *typed[T, TList]) Patch(ctx context.Context, namespace, name string, pt types.PatchType, data []byte, subresources ...string) (T, error) {
-	return c.call(func(client *framework.Client, into T) error {
+	return c.call(func(client framework.ResourceClient, into T) error {
 		return client.Patch(ctx, namespace, name, pt, data, metav1.PatchOptions{}, into, subresources...)
 	})
 }

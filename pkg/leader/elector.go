@@ -36,8 +36,9 @@ type Elector struct {
 
 	mu     sync.Mutex
 	busy   bool  // a Campaign or a term is live
-	term   *Term // the live term, if any
-	leader string
+	term    *Term    // the live term, if any
+	session *session // the live campaign's or term's watch, if any
+	leader  string
 }
 
 // New checks cfg and returns an Elector. It makes no request.
@@ -118,6 +119,29 @@ func (e *Elector) Check(_ *http.Request) error {
 	return nil
 }
 
+// Visibility is a readiness check (for /readyz): it fails when this
+// replica has been unable to see its Lease for longer than LeaseDuration:
+// every list and watch of the Lease, or every attempt to take it, failed
+// for that long. Such a replica cannot take over from a dead leader, so it
+// should not count as a ready standby; it is still healthy (see Check):
+// restarting it would not bring the apiserver back, and would throw away
+// the warm caches that make its takeover fast once it returns. nil
+// between campaigns.
+func (e *Elector) Visibility() error {
+	e.mu.Lock()
+	s, t := e.session, e.term
+	e.mu.Unlock()
+	if s == nil || (t != nil && t.live()) {
+		return nil // a leader's renews are its sight: its fence and Check cover it
+	}
+	for _, l := range []*failureLog{s.failures, s.writes} {
+		if d, err := l.failingFor(); err != nil && d > e.leaseDuration {
+			return fmt.Errorf("leader: cannot see lease %s for %v (lease duration %v): %w", e.key, d.Round(time.Millisecond), e.leaseDuration, err)
+		}
+	}
+	return nil
+}
+
 // Campaign blocks until this replica holds the lease, and returns the term;
 // or until ctx ends, and returns an error that wraps ctx.Err() and the last
 // API error (a *ForbiddenError when RBAC is missing). API errors do not end
@@ -156,7 +180,7 @@ func (e *Elector) Campaign(ctx context.Context) (*Term, error) {
 func (e *Elector) campaign(ctx context.Context, s *session) (*Term, error) {
 	began := e.clock.Now()
 	e.log.Info("campaigning for the lease")
-	writes := &failureLog{clock: e.clock, log: e.log}
+	writes := s.writes
 	backoff := e.newBackoff()
 	for {
 		if ctx.Err() != nil {

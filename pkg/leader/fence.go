@@ -72,6 +72,20 @@ func (f *Fence) Err() error {
 	return nil
 }
 
+// Deadline is Err with the instant the fence will close unless a renew
+// moves it: a write allowed now must not be in flight after it (pkg/start
+// cuts the deadline of every fenced request to it).
+func (f *Fence) Deadline() (time.Time, error) {
+	if err := f.Err(); err != nil {
+		return time.Time{}, err
+	}
+	left, holding := f.remaining()
+	if !holding {
+		return time.Time{}, f.Err()
+	}
+	return time.Now().Add(left), nil
+}
+
 // open starts a term whose acquiring write was sent at sent.
 func (f *Fence) open(sent time.Time) {
 	f.mu.Lock()

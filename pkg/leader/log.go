@@ -70,3 +70,14 @@ func (l *failureLog) lastErr() error {
 	defer l.mu.Unlock()
 	return l.last
 }
+
+// failingFor is how long the current run of failures has lasted and its
+// last error; zero and nil when the loop is not failing.
+func (l *failureLog) failingFor() (time.Duration, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failures == 0 {
+		return 0, nil
+	}
+	return l.clock.Since(l.since), l.last
+}

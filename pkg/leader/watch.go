@@ -33,7 +33,8 @@ type session struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	changed  chan struct{} // signalled after every observation
-	failures *failureLog
+	failures *failureLog   // of the list and watch
+	writes   *failureLog   // of the campaign's attempts to take the lease
 
 	mu          sync.Mutex
 	obs         observation
@@ -48,7 +49,11 @@ func (e *Elector) startSession(ctx context.Context) *session {
 		done:     make(chan struct{}),
 		changed:  make(chan struct{}, 1),
 		failures: &failureLog{clock: e.clock, log: e.log},
+		writes:   &failureLog{clock: e.clock, log: e.log},
 	}
+	e.mu.Lock()
+	e.session = s
+	e.mu.Unlock()
 	go s.run(ctx)
 	return s
 }
@@ -57,6 +62,11 @@ func (e *Elector) startSession(ctx context.Context) *session {
 func (s *session) stop() {
 	s.cancel()
 	<-s.done
+	s.e.mu.Lock()
+	if s.e.session == s {
+		s.e.session = nil
+	}
+	s.e.mu.Unlock()
 }
 
 // snapshot returns the current observation. It first drains the change

@@ -77,6 +77,42 @@
 // samples/vmcontroller/deploy/deployment.yaml does. A replica logs the
 // addresses it serves when it starts.
 //
+// # Health and readiness
+//
+// /healthz (liveness: the kubelet restarts a replica that fails it) fails
+// only when restarting is the cure: a leader whose renew loop is stuck (it
+// believes it leads but has not renewed for longer than the lease
+// duration). An unreachable apiserver does not fail it: a restart would not
+// bring the apiserver back, every replica would restart at once, and each
+// would throw away the warm caches that make its takeover fast once the
+// apiserver returns.
+//
+// /readyz (readiness) is 200 when every group's caches have synced and
+// every group's elector can see its Lease. A standby whose lists, watches
+// or attempts to take the Lease have all failed for longer than the lease
+// duration answers 503 with the last error (e.g. "cannot see lease
+// default/x for 46s: ... connection refused"): it could not take over from
+// a dead leader, so it should not count as a ready standby (a rollout waits
+// for it). A leader's sight is its renews: its fence and /healthz cover it.
+// Metrics and /healthz and /readyz may share an address.
+//
+// # Metrics
+//
+// /metrics serves Options.Registry (a new registry with Go and process
+// collectors when nil): the election's metrics, and the engine's metrics
+// (rein_handler_*, workqueue_*, rein_cache_objects) of every factory built
+// without framework.Options.Registerer, which New registers there. A
+// factory given another Registerer keeps its metrics there, and New warns
+// that /metrics does not serve them.
+//
+// # Flags
+//
+// BindFlags' flags never stop flag.Parse: a malformed value is recorded,
+// and LoadConfig and New report every malformed value with every other
+// problem of the options (timings that do not fit, bad addresses, an
+// invalid lease name) in one error, so that one run names every mistake.
+// An unknown flag still stops flag.Parse at once (the flag package's rule).
+//
 // # Ending
 //
 // Run does all this in the background and ends the process (os.Exit) when

@@ -150,7 +150,7 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 			// leaves the process unless the lease was renewed within the
 			// renew deadline, by the monotonic clock.
 			for _, s := range g.Starters {
-				s.GuardWrites(func(*http.Request) error { return fence.Err() })
+				s.GuardWrites(func(*http.Request) (time.Time, error) { return fence.Deadline() })
 			}
 		}
 		r.groups = append(r.groups, gr)
@@ -203,13 +203,22 @@ func (r *Replica) MetricsAddr() string { return r.http.metricsAddr() }
 // ProbeAddr is the address serving /healthz and /readyz.
 func (r *Replica) ProbeAddr() string { return r.http.probeAddr() }
 
+// ready is /readyz: every group's caches have synced, and every group's
+// elector can see its Lease (a standby cut off from the apiserver for
+// longer than the lease duration is not ready; see leader.Elector.Visibility).
 func (r *Replica) ready() error {
+	var errs []error
 	for _, g := range r.groups {
 		if !g.synced.Load() {
-			return fmt.Errorf("caches of lease group %q not synced yet", g.LeaseName)
+			errs = append(errs, fmt.Errorf("caches of lease group %q not synced yet", g.LeaseName))
+		}
+		if g.elector != nil {
+			if err := g.elector.Visibility(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (r *Replica) healthy(req *http.Request) error {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -29,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	toolswatch "k8s.io/client-go/tools/watch"
 
+	"github.com/rein-k8s/rein/internal/netfault"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
@@ -239,7 +239,7 @@ func (r *replica) kill() {
 	_ = r.cmd.Process.Kill()
 	<-r.exited
 	if r.proxy != nil {
-		r.proxy.close()
+		_ = r.proxy.Close()
 	}
 }
 
@@ -544,77 +544,30 @@ func (c *cluster) checkNoOverlappingWriters() []writeSpan {
 	return list
 }
 
-// proxy forwards TCP to the apiserver until cut.
+// proxy stands between one replica and the apiserver: the test cuts its
+// path (netfault.Proxy.Cut) or black-holes it (Hold, then Release).
 type proxy struct {
-	l      net.Listener
-	target string
-
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	*netfault.Proxy
 }
 
 func newProxy(t testing.TB, apiserverURL string) *proxy {
 	target := strings.TrimPrefix(apiserverURL, "https://")
 	target = strings.TrimSuffix(target, "/")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := netfault.Start(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{l: l, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Go(p.accept)
-	return p
-}
-
-func (p *proxy) accept() {
-	for {
-		conn, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.cut {
-			p.mu.Unlock()
-			_ = conn.Close()
-			continue
-		}
-		upstream, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			_ = conn.Close()
-			continue
-		}
-		p.conns[conn] = struct{}{}
-		p.conns[upstream] = struct{}{}
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			_, _ = io.Copy(dst, src)
-			_ = dst.Close()
-			_ = src.Close()
-		}
-		p.wg.Go(func() { pipe(upstream, conn) })
-		p.wg.Go(func() { pipe(conn, upstream) })
-	}
+	t.Cleanup(func() { _ = p.Close() })
+	return &proxy{p}
 }
 
 // setCut cuts (closes every connection, refuses new ones) or restores.
 func (p *proxy) setCut(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
 	if cut {
-		for c := range p.conns {
-			_ = c.Close()
-		}
-		p.conns = map[net.Conn]struct{}{}
+		p.Cut()
+	} else {
+		p.Restore()
 	}
-}
-
-func (p *proxy) close() {
-	_ = p.l.Close()
-	p.setCut(true)
-	p.wg.Wait()
 }
 
 // kubeconfig writes a copy of the user's kubeconfig that reaches the
@@ -625,7 +578,7 @@ func (p *proxy) kubeconfig(t testing.TB, userKubeconfig string) string {
 		t.Fatal(err)
 	}
 	for _, cluster := range cfg.Clusters {
-		cluster.Server = "https://" + p.l.Addr().String()
+		cluster.Server = "https://" + p.Addr()
 	}
 	path := filepath.Join(t.TempDir(), "proxied.kubeconfig")
 	if err := clientcmd.WriteToFile(*cfg, path); err != nil {

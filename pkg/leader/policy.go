@@ -1,0 +1,102 @@
+package leader
+
+import (
+	"fmt"
+	"strings"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
+)
+
+// FencingPolicyName is the ValidatingAdmissionPolicy of server-side
+// fencing: one per cluster, shared by every rein lease.
+const FencingPolicyName = "rein-fencing"
+
+// fieldManagerPrefix starts the field manager of every write that
+// server-side fencing checks.
+const fieldManagerPrefix = "rein/"
+
+// maxFieldManager is the apiserver's limit on a field manager's length.
+const maxFieldManager = 128
+
+// FencingFieldManager is the field manager a replica with identity sets on
+// its writes under lease namespace/name when server-side fencing is on:
+// rein/<namespace>/<lease>/<identity>. The fencing policy admits such a
+// write only while identity holds that Lease. It fails when the name would
+// pass the apiserver's 128-character limit.
+func FencingFieldManager(namespace, name, identity string) (string, error) {
+	m := fieldManagerPrefix + namespace + "/" + name + "/" + identity
+	if len(m) > maxFieldManager {
+		return "", fmt.Errorf("leader: server-side fencing: field manager %q has %d characters, more than the apiserver's %d: shorten the lease name or the identity base (POD_NAME)", m, len(m), maxFieldManager)
+	}
+	return m, nil
+}
+
+// FencingPolicy returns the ValidatingAdmissionPolicy of server-side
+// fencing (cluster-wide, one for all leases; see the package doc): a
+// create, update or patch whose field manager is
+// rein/<namespace>/<lease>/<identity> is admitted only while the Lease
+// namespace/lease (the policy's parameter) names identity as its holder.
+// Writes with any other field manager are not looked at.
+func FencingPolicy() *admissionregistrationv1.ValidatingAdmissionPolicy {
+	const prefix = `"` + fieldManagerPrefix + `" + params.metadata.namespace + "/" + params.metadata.name + "/"`
+	return &admissionregistrationv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: FencingPolicyName},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			ParamKind:     &admissionregistrationv1.ParamKind{APIVersion: "coordination.k8s.io/v1", Kind: "Lease"},
+			MatchConstraints: &admissionregistrationv1.MatchResources{
+				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+						Rule: admissionregistrationv1.Rule{
+							APIGroups: []string{"*"}, APIVersions: []string{"*"}, Resources: []string{"*/*"}, // every resource and subresource
+						},
+					},
+				}},
+			},
+			// Cheap and param-free: only writes that rein marked are
+			// evaluated at all.
+			MatchConditions: []admissionregistrationv1.MatchCondition{{
+				Name:       "rein-fenced-write",
+				Expression: `has(request.options) && has(request.options.fieldManager) && request.options.fieldManager.startsWith("` + fieldManagerPrefix + `")`,
+			}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: `!request.options.fieldManager.startsWith(` + prefix + `) || ` +
+					`(has(params.spec.holderIdentity) && request.options.fieldManager == ` + prefix + ` + params.spec.holderIdentity)`,
+				MessageExpression: `"fenced: the writer " + request.options.fieldManager + " does not hold lease " + ` +
+					`params.metadata.namespace + "/" + params.metadata.name + " (holder: " + (has(params.spec.holderIdentity) ? params.spec.holderIdentity : "none") + ")"`,
+				Reason: ptr.To(metav1.StatusReasonForbidden),
+			}},
+		},
+	}
+}
+
+// FencingPolicyBinding returns the binding that applies FencingPolicy with
+// the Lease namespace/name as its parameter. A binding per lease: each
+// checks only the writes whose field manager names its lease. While the
+// Lease does not exist the binding admits everything: the apiserver
+// applies a binding's parameterNotFoundAction before any match condition,
+// so Deny would refuse every write in the cluster (the Lease's own create
+// included) until the Lease exists.
+func FencingPolicyBinding(namespace, name string) (*admissionregistrationv1.ValidatingAdmissionPolicyBinding, error) {
+	bindingName := FencingPolicyName + "." + namespace + "." + name
+	if msgs := validation.IsDNS1123Subdomain(bindingName); len(msgs) > 0 {
+		return nil, fmt.Errorf("leader: fencing policy binding name %q: %s", bindingName, strings.Join(msgs, "; "))
+	}
+	return &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: bindingName},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName: FencingPolicyName,
+			ParamRef: &admissionregistrationv1.ParamRef{
+				Name: name, Namespace: namespace,
+				ParameterNotFoundAction: ptr.To(admissionregistrationv1.AllowAction),
+			},
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}, nil
+}
