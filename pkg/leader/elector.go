@@ -34,8 +34,8 @@ type Elector struct {
 	// with the same identity.
 	written writeLog
 
-	mu     sync.Mutex
-	busy   bool  // a Campaign or a term is live
+	mu      sync.Mutex
+	busy    bool     // a Campaign or a term is live
 	term    *Term    // the live term, if any
 	session *session // the live campaign's or term's watch, if any
 	leader  string
