@@ -33,6 +33,12 @@
 // conflict is recognised with apierrors.IsConflict and logged at debug
 // level only: the retry reads the newer object.
 //
+// A controller made by NewManualController has the same handler chain on
+// any ResourceClient and informer store, and runs it only when
+// Controller.Process is called, which is what a worker does for one key:
+// pkg/generic/fake drives one on an in-memory store so that handlers are
+// unit-tested without an apiserver.
+//
 // OnRemove handlers (Controller.AddRemoveHandler) hold deletion with a
 // finalizer that is added and removed by JSON merge patches carrying the
 // object's resourceVersion, so several of them on one kind never undo each

@@ -19,6 +19,11 @@
 // reflection. A handler gets its own copy of the cached object; objects the
 // Cache returns are shared and must not be modified.
 //
+// Typed controllers run on a Backend: NewController's is a
+// framework.Factory. Package fake has an in-memory one, on which a test
+// registers handlers with the code its main uses and runs a controller's
+// chain on one key in milliseconds, without an apiserver.
+//
 // Registration never panics and returns nothing: a mistake (a kind missing
 // from the scheme, a handler name that makes no valid finalizer) is kept by
 // the factory and returned by its StartCaches, so the replica fails to start

@@ -73,6 +73,17 @@ type Options struct {
 	// cut off, overloaded), and a restart is the safer cure.
 	ReturnToStandby bool
 
+	// ServerSideFencing sets the field manager of every write of the
+	// handlers (that names none) to rein/<lease namespace>/<lease>/<identity>,
+	// so that the fencing policy (leader.FencingPolicy and a binding per
+	// Lease, installed with the deployment) lets the apiserver itself
+	// refuse a write that arrives after this replica's term ended: the one
+	// thing the in-process fence cannot catch (a request held in the
+	// network). Off by default: it needs the policy installed, and every
+	// replica's identity then appears as a manager in managedFields. See
+	// pkg/leader, "Server-side fencing".
+	ServerSideFencing bool
+
 	// OnLeader hooks run in their own goroutines when this replica starts
 	// leading (the first group's); their context ends when leadership does.
 	OnLeader []func(ctx context.Context) error
@@ -202,6 +213,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"On shutdown, how long running handlers may take to finish before the lease is released.")
 	scratch.BoolVar(&o.ReturnToStandby, "return-to-standby", o.ReturnToStandby,
 		"On a lost lease, stop the workers and campaign again with warm caches instead of exiting.")
+	scratch.BoolVar(&o.ServerSideFencing, "server-side-fencing", o.ServerSideFencing,
+		"Name this replica as the field manager of its writes, so that the rein-fencing ValidatingAdmissionPolicy refuses writes that arrive after its term ended (install the policy first).")
 	scratch.VisitAll(func(f *flag.Flag) {
 		fs.Var(&recordingValue{Value: f.Value, name: f.Name, errs: o.flagErrs}, f.Name, f.Usage)
 	})
@@ -290,6 +303,9 @@ func (o *Options) settingsErrors(leaseNames []string) []error {
 				errs = append(errs, fmt.Errorf("%s is %v: it must not be negative", d.flag, d.v))
 			}
 		}
+		if o.ServerSideFencing {
+			errs = append(errs, errors.New("--server-side-fencing needs --leader-elect: without a Lease there is no holder to check writes against"))
+		}
 		return errs
 	}
 	namespace := o.LeaseNamespace
@@ -307,6 +323,13 @@ func (o *Options) settingsErrors(leaseNames []string) []error {
 	}
 	if strings.TrimSpace(o.IdentityBase) == "" {
 		errs = append(errs, errors.New("the identity base is empty: set POD_NAME (downward API) or Options.IdentityBase"))
+	} else if o.ServerSideFencing {
+		// The identity gets a 17-character suffix (leader.NewIdentity).
+		for _, name := range slices.Compact(slices.Sorted(slices.Values(leaseNames))) {
+			if _, err := leader.FencingFieldManager(namespace, name, o.IdentityBase+"_0123456789abcdef"); err != nil {
+				errs = append(errs, fmt.Errorf("--server-side-fencing: %w", err))
+			}
+		}
 	}
 	return errs
 }

@@ -29,6 +29,9 @@ type Starter interface {
 	// RegisterMetrics puts the group's engine metrics on the registry the
 	// replica serves (see framework.Factory.RegisterMetrics).
 	RegisterMetrics(prometheus.Registerer) error
+	// SetFieldManager names the writer of every write that names none
+	// (server-side fencing).
+	SetFieldManager(string)
 }
 
 var _ Starter = (*framework.Factory)(nil)
@@ -149,8 +152,20 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 			// Every write of the group's handlers passes the fence: none
 			// leaves the process unless the lease was renewed within the
 			// renew deadline, by the monotonic clock.
+			var manager string
+			if opts.ServerSideFencing {
+				if manager, err = leader.FencingFieldManager(opts.LeaseNamespace, g.LeaseName, r.identity); err != nil {
+					return nil, fmt.Errorf("start: %w", err)
+				}
+			}
 			for _, s := range g.Starters {
 				s.GuardWrites(func(*http.Request) (time.Time, error) { return fence.Deadline() })
+				// The apiserver's own check, for writes that outlive the
+				// fence in the network.
+				s.SetFieldManager(manager)
+			}
+			if manager != "" {
+				gr.log.WithField("fieldManager", manager).Info("server-side fencing: writes name this replica; the rein-fencing policy refuses them once it no longer holds the lease")
 			}
 		}
 		r.groups = append(r.groups, gr)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,6 +42,9 @@ const (
 var (
 	env      *testenv.Env
 	binaries = map[string]string{} // program → built binary
+	// replicaBinary runs another build of the replica program, e.g. one of
+	// an earlier rein commit, to measure a change before and after.
+	replicaBinary = flag.String("replica-binary", "", "run this replica binary instead of building ./replica")
 )
 
 func TestMain(m *testing.M) {
@@ -75,6 +77,9 @@ func setup(m *testing.M) (int, error) {
 			return 0, fmt.Errorf("build %s: %w", prog, err)
 		}
 		binaries[prog] = out
+	}
+	if *replicaBinary != "" {
+		binaries["replica"] = *replicaBinary
 	}
 	env, err = testenv.Start(testenv.Options{Audit: true})
 	if err != nil {
@@ -311,7 +316,10 @@ func (c *cluster) owner(holder string) *replica {
 // leaseChange is one observed change of the Lease's holder.
 type leaseChange struct {
 	holder string
-	at     time.Time
+	at     time.Time // when this test saw it
+	// acquired is the Lease's acquireTime: when the holder took it, by its
+	// clock (this machine's), before its write; zero when released.
+	acquired time.Time
 }
 
 // leaseLog records every holder change of one Lease, from a watch.
@@ -356,8 +364,12 @@ func watchLease(t testing.TB, cs kubernetes.Interface, ns, name string) *leaseLo
 				continue
 			}
 			last = holder
+			var acquired time.Time
+			if holder != "" && lease.Spec.AcquireTime != nil {
+				acquired = lease.Spec.AcquireTime.Time
+			}
 			l.mu.Lock()
-			l.changes = append(l.changes, leaseChange{holder, time.Now()})
+			l.changes = append(l.changes, leaseChange{holder: holder, at: time.Now(), acquired: acquired})
 			close(l.changed)
 			l.changed = make(chan struct{})
 			l.mu.Unlock()

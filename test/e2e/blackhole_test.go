@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"context"
+	"flag"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/rein-k8s/rein/internal/netfault"
+	"github.com/rein-k8s/rein/pkg/leader"
+	"github.com/rein-k8s/rein/pkg/testenv"
+)
+
+var blackHoles = flag.Int("black-holes", 50, "leader black holes per variant of TestWritesHeldInTheNetwork")
+
+// TestWritesHeldInTheNetwork black-holes the leader's path to the apiserver
+// (its bytes are held, not dropped, as a partitioned network holds them
+// while TCP retransmits), waits until another replica has taken the lease,
+// and then delivers the held bytes: the writes the leader sent before its
+// fence closed reach the apiserver after its term ended. The replicas run
+// with --return-to-standby, so the cut-off leader's connection survives
+// (the worst case). The apiserver's audit log tells which writes were
+// accepted from a replica that no longer held the Lease.
+//
+//   - in-process fence only: such writes are accepted now and then (the
+//     test logs how many; it is the window server-side fencing closes);
+//   - with --server-side-fencing and the fencing policy installed: none is
+//     accepted, over -black-holes cuts.
+func TestWritesHeldInTheNetwork(t *testing.T) {
+	for _, v := range []struct {
+		name       string
+		serverSide bool
+		cuts       int
+	}{
+		{"fence only", false, max(*blackHoles/5, 3)},
+		{"server-side fencing", true, *blackHoles},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			c := newCluster(t)
+			args := []string{"--return-to-standby"}
+			if v.serverSide {
+				installFencingPolicy(t, c, leaseName)
+				args = append(args, "--server-side-fencing")
+			}
+			for _, name := range []string{"a", "b"} {
+				c.start(name, replicaOptions{proxied: true, args: args})
+			}
+			_, _, next := c.awaitLeader(0, firstLeaderWithin)
+			if v.serverSide {
+				awaitFencingEnforced(t, c, leaseName)
+			}
+			c.awaitReconciled(reconcileWithin)
+			held := 0
+			for i := range v.cuts {
+				leader, _, n := c.awaitLeader(len(c.leases.snapshot())-1, reconcileWithin)
+				next = n
+				leader.proxy.Hold(netfault.Upstream)
+				c.bump() // the leader sees the change and writes into the black hole
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				if err := leader.proxy.AwaitHeld(ctx); err != nil {
+					t.Fatalf("cut %d: the leader sent nothing into the black hole: %v", i, err)
+				}
+				cancel()
+				successor, _, n := c.awaitLeader(next, leaseDuration+10*time.Second)
+				next = n
+				if successor == leader {
+					t.Fatalf("cut %d: the black-holed leader kept the lease", i)
+				}
+				held += int(leader.proxy.HeldBytes())
+				leader.proxy.Release() // the held writes arrive now, after the takeover
+				c.awaitReconciled(reconcileWithin)
+			}
+			stale, total, late := c.writesFromNonHolders()
+			t.Logf("%s: %d black holes (%d bytes held in all); ConfigMap writes accepted: %d, from a replica that no longer held the lease: %d; answers to the late writes that reached the apiserver, by HTTP status: %v",
+				v.name, v.cuts, held, total, len(stale), late)
+			for _, s := range stale {
+				t.Logf("  accepted late write: %s", s)
+			}
+			if v.serverSide && len(stale) > 0 {
+				t.Errorf("with server-side fencing, %d writes from non-holders were accepted", len(stale))
+			}
+		})
+	}
+}
+
+// installFencingPolicy installs leader.FencingPolicy (once per control
+// plane) and a binding for the lease, and waits until the apiserver
+// enforces it.
+func installFencingPolicy(t *testing.T, c *cluster, lease string) {
+	t.Helper()
+	ctx := context.Background()
+	vap := c.admin.AdmissionregistrationV1()
+	if _, err := vap.ValidatingAdmissionPolicies().Create(ctx, leader.FencingPolicy(), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	binding, err := leader.FencingPolicyBinding(c.ns, lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vap.ValidatingAdmissionPolicyBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = vap.ValidatingAdmissionPolicyBindings().Delete(context.Background(), binding.Name, metav1.DeleteOptions{})
+	})
+}
+
+// awaitFencingEnforced waits until the apiserver refuses a marked write of
+// a non-holder: the binding is loaded and the Lease exists (a missing
+// Lease admits everything).
+func awaitFencingEnforced(t *testing.T, c *cluster, lease string) {
+	t.Helper()
+	ctx := context.Background()
+	manager, err := leader.FencingFieldManager(c.ns, lease, "nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := c.admin.CoreV1().ConfigMaps(c.ns).Patch(ctx, cmName(0), "application/merge-patch+json", []byte(`{}`), metav1.PatchOptions{FieldManager: manager})
+		if apierrors.IsForbidden(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the fencing policy is not enforced after 30s: a write of a non-holder got %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// writesFromNonHolders reads the audit log: every successful ConfigMap
+// write of a replica that arrived at the apiserver after another holder
+// had acquired the Lease (its acquireTime), or while it was released, is
+// a write from a non-holder. It returns those, described, and the count
+// of all successful replica writes.
+func (c *cluster) writesFromNonHolders() (stale []string, total int, lateCodes map[int]int) {
+	lateCodes = map[int]int{}
+	c.t.Helper()
+	identityOf := map[string]string{} // user agent → identity
+	for _, r := range c.replicas {
+		identityOf["rein-e2e/"+r.podName+"/"+strconv.Itoa(r.cmd.Process.Pid)] = r.identity()
+	}
+	type term struct {
+		holder string
+		from   time.Time
+	}
+	var terms []term
+	for _, ch := range c.leases.snapshot() {
+		from := ch.acquired
+		if ch.holder == "" || from.IsZero() {
+			from = ch.at
+		}
+		terms = append(terms, term{ch.holder, from})
+	}
+	sort.SliceStable(terms, func(i, j int) bool { return terms[i].from.Before(terms[j].from) })
+	holderAt := func(at time.Time) string {
+		h := ""
+		for _, tm := range terms {
+			if tm.from.After(at) {
+				break
+			}
+			h = tm.holder
+		}
+		return h
+	}
+	c.scanAudit(func(ev *testenv.AuditEvent) {
+		if ev.ObjectRef.Resource != "configmaps" || !strings.HasPrefix(ev.UserAgent, "rein-e2e/") ||
+			(ev.Verb != "patch" && ev.Verb != "update" && ev.Verb != "create" && ev.Verb != "delete") {
+			return
+		}
+		id := identityOf[ev.UserAgent]
+		late := holderAt(ev.RequestReceived) != id
+		if late {
+			lateCodes[ev.ResponseStatus.Code]++
+		}
+		if ev.ResponseStatus.Code >= 300 {
+			return
+		}
+		total++
+		if h := holderAt(ev.RequestReceived); late {
+			stale = append(stale, ev.Verb+" "+ev.ObjectRef.Name+" by "+id+" received "+ev.RequestReceived.Format("15:04:05.000000")+
+				" while "+strconv.Quote(h)+" held the lease")
+		}
+	})
+	return stale, total, lateCodes
+}
