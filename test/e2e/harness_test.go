@@ -320,6 +320,9 @@ type leaseChange struct {
 	// acquired is the Lease's acquireTime: when the holder took it, by its
 	// clock (this machine's), before its write; zero when released.
 	acquired time.Time
+	// rv is the Lease's resourceVersion (an etcd revision) at the change:
+	// a write committed with a higher revision came after it.
+	rv int64
 }
 
 // leaseLog records every holder change of one Lease, from a watch.
@@ -369,7 +372,8 @@ func watchLease(t testing.TB, cs kubernetes.Interface, ns, name string) *leaseLo
 				acquired = lease.Spec.AcquireTime.Time
 			}
 			l.mu.Lock()
-			l.changes = append(l.changes, leaseChange{holder: holder, at: time.Now(), acquired: acquired})
+			rv, _ := strconv.ParseInt(lease.ResourceVersion, 10, 64)
+			l.changes = append(l.changes, leaseChange{holder: holder, at: time.Now(), acquired: acquired, rv: rv})
 			close(l.changed)
 			l.changed = make(chan struct{})
 			l.mu.Unlock()
