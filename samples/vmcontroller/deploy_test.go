@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -29,6 +31,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
@@ -320,6 +323,7 @@ func TestDeployManifestsDryRun(t *testing.T) {
 		"Namespace": 1, "CustomResourceDefinition": 1, "ServiceAccount": 1,
 		"ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
 		"Deployment": 2, "PersistentVolumeClaim": 1, "Service": 1,
+		"ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
 	}
 	for kind, n := range want {
 		if kinds[kind] != n {
@@ -524,3 +528,35 @@ func listAs(t *testing.T, cs kubernetes.Interface, ns string, wantOK bool) {
 }
 
 var _ rest.WarningHandler = (*warnings)(nil)
+
+// TestDeployFencingPolicyIsRein's: fencing.yaml holds exactly the policy
+// and binding pkg/leader defines for the sample's Lease, so that a change of
+// the policy in Go cannot leave the deployment behind.
+func TestDeployFencingPolicyIsReins(t *testing.T) {
+	_, ms := loadDeploy(t)
+	binding, err := leader.FencingPolicyBinding("vm-system", "vmcontroller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]runtime.Object{
+		"ValidatingAdmissionPolicy":        leader.FencingPolicy(),
+		"ValidatingAdmissionPolicyBinding": binding,
+	}
+	for _, m := range ms {
+		w, ok := want[m.obj.GetKind()]
+		if !ok {
+			continue
+		}
+		delete(want, m.obj.GetKind())
+		got := reflect.New(reflect.TypeOf(w).Elem()).Interface().(runtime.Object)
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m.obj.Object, got); err != nil {
+			t.Fatalf("deploy/%v: %v", m, err)
+		}
+		if !equality.Semantic.DeepEqual(got, w) {
+			t.Errorf("deploy/%v differs from pkg/leader's:\n got %+v\nwant %+v", m, got, w)
+		}
+	}
+	for kind := range want {
+		t.Errorf("deploy/ has no %s", kind)
+	}
+}
