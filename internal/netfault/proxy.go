@@ -37,6 +37,9 @@ type Proxy struct {
 	heldBytes atomic.Int64 // sent by clients, not yet delivered
 	heldSeen  chan struct{}
 	heldOnce  *sync.Once
+	// trigger, set by HoldFrom, holds only the connections on which a
+	// client chunk it matches was sent, from that chunk on.
+	trigger func(chunk []byte) bool
 }
 
 // Start listens on 127.0.0.1 and forwards to target (host:port).
@@ -132,8 +135,12 @@ func (p *Proxy) pump(dst, src net.Conn, fromClient bool) {
 			}
 		}
 	})
+	connHeld := false
 	for chunk := range chunks {
-		if !p.wait(fromClient) {
+		if fromClient && !connHeld {
+			connHeld = p.triggered(chunk)
+		}
+		if !p.wait(fromClient, connHeld) {
 			_ = src.Close() // Close cuts it too; the reader ends
 			return
 		}
@@ -155,17 +162,30 @@ func (p *Proxy) pump(dst, src net.Conn, fromClient bool) {
 	}
 }
 
-// noteHeld counts n bytes a client sent; while held, the first such bytes
-// signal AwaitHeld.
+// noteHeld counts n bytes a client sent; while everything is held, the
+// first such bytes signal AwaitHeld.
 func (p *Proxy) noteHeld(n int64) {
 	p.heldBytes.Add(n)
 	p.mu.Lock()
-	held := p.isHeldLocked()
+	held := p.isHeldLocked() && p.trigger == nil
 	seen, once := p.heldSeen, p.heldOnce
 	p.mu.Unlock()
 	if held && once != nil {
 		once.Do(func() { close(seen) })
 	}
+}
+
+// triggered reports whether chunk starts a selective hold (HoldFrom) of
+// its connection, and signals AwaitHeld when it does.
+func (p *Proxy) triggered(chunk []byte) bool {
+	p.mu.Lock()
+	match := p.trigger != nil && p.isHeldLocked() && p.trigger(chunk)
+	seen, once := p.heldSeen, p.heldOnce
+	p.mu.Unlock()
+	if match && once != nil {
+		once.Do(func() { close(seen) })
+	}
+	return match
 }
 
 func (p *Proxy) isHeldLocked() bool {
@@ -177,14 +197,17 @@ func (p *Proxy) isHeldLocked() bool {
 	}
 }
 
-// wait blocks while bytes of this direction are held; false when the proxy
-// closed.
-func (p *Proxy) wait(fromClient bool) bool {
+// wait blocks while bytes of this direction (of this connection, under
+// HoldFrom) are held; false when the proxy closed.
+func (p *Proxy) wait(fromClient, connHeld bool) bool {
 	for {
 		p.mu.Lock()
-		open, dir := p.open, p.held
+		open, dir, selective := p.open, p.held, p.trigger != nil
 		p.mu.Unlock()
-		if !fromClient && dir == Upstream {
+		if !fromClient && (dir == Upstream || selective) {
+			return true
+		}
+		if selective && !connHeld {
 			return true
 		}
 		select {
@@ -205,6 +228,23 @@ func (p *Proxy) Hold(d Direction) {
 		p.open = make(chan struct{})
 	}
 	p.held = d
+	p.trigger = nil
+	p.heldSeen, p.heldOnce = make(chan struct{}), &sync.Once{}
+}
+
+// HoldFrom starts a selective black hole: a connection on which a client
+// sends a chunk that match accepts (e.g. one starting with "POST " on a
+// plain HTTP/1.1 path, where a small request is one chunk) is held from
+// that chunk on, in both directions' client side, until Release; other
+// connections flow. AwaitHeld waits for the first such connection.
+func (p *Proxy) HoldFrom(match func(chunk []byte) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.isHeldLocked() {
+		p.open = make(chan struct{})
+	}
+	p.held = Upstream
+	p.trigger = match
 	p.heldSeen, p.heldOnce = make(chan struct{}), &sync.Once{}
 }
 
@@ -216,6 +256,7 @@ func (p *Proxy) Release() {
 		close(p.open)
 	}
 	p.heldOnce = nil
+	p.trigger = nil
 }
 
 // AwaitHeld waits until a client has sent bytes during the current hold.

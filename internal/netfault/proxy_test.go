@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -136,5 +137,52 @@ func TestCutRefusesUntilRestored(t *testing.T) {
 	_ = c3.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if line, err := bufio.NewReader(c3).ReadString('\n'); err != nil || line != "back\n" {
 		t.Fatalf("after restore: %q %v", line, err)
+	}
+}
+
+func TestHoldFromHoldsOnlyMatchingConnections(t *testing.T) {
+	target, got := echoServer(t)
+	p, err := Start(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Close() }()
+	p.HoldFrom(func(chunk []byte) bool { return strings.HasPrefix(string(chunk), "POST ") })
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c, bufio.NewReader(c)
+	}
+	reads, rr := dial()
+	writes, _ := dial()
+	if _, err := io.WriteString(writes, "POST /x\n"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.AwaitHeld(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Another connection's GET flows meanwhile.
+	if _, err := io.WriteString(reads, "GET /y\n"); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := rr.ReadString('\n'); err != nil || line != "GET /y\n" {
+		t.Fatalf("GET during a selective hold: %q %v", line, err)
+	}
+	if line := <-got; line != "GET /y\n" {
+		t.Fatalf("the server got %q first, want the GET", line)
+	}
+	p.Release()
+	select {
+	case line := <-got:
+		if line != "POST /x\n" {
+			t.Fatalf("after release: %q", line)
+		}
+	case <-ctx.Done():
+		t.Fatal("the held POST was not delivered")
 	}
 }

@@ -63,10 +63,12 @@
 //   - Writes go through the fence. Fencing only covers requests sent by
 //     clients built from WrapConfig (or WrapRoundTripper). It is a check in
 //     this process, not at the apiserver: a write that passed the check
-//     just before the deadline can still arrive after it, so the margin
-//     LeaseDuration − RenewDeadline must also cover request latency. Where
-//     a stale write must be impossible rather than unlikely, write with a
-//     resourceVersion precondition too.
+//     just before the deadline can still arrive after it. pkg/start cuts
+//     every fenced write's deadline to the fence's, so the client gives up
+//     (and cancels the request) before a standby can take over; a request
+//     held in a partitioned network is still delivered with its
+//     cancellation right behind it, and the apiserver may commit it before
+//     it sees the cancellation. Server-side fencing (below) closes that.
 //   - Identities are unique. A replica that finds its own identity in the
 //     lease may take it at once; NewIdentity adds a random suffix so that
 //     two processes never share one. As a further guard, an elector only
@@ -119,6 +121,57 @@
 // the term's fence is closed, and cuts each request's deadline to the
 // fence's. For other protocols, pass Token.String() as a field of each
 // call, and check the context before sending.
+//
+// # Server-side fencing
+//
+// The in-process fence decides when a write leaves; nothing in the
+// process decides when it arrives. A partitioned network holds a leader's
+// bytes while TCP retransmits and delivers them when the path comes back,
+// after a standby has taken the lease. Measured with a black-holing proxy
+// (test/e2e TestWritesHeldInTheNetwork, 30 holds of 2 replicas' paths
+// past the lease): before handlers had the term's context and fenced
+// writes had the fence's deadline (rein 7b6d53b), every held write was
+// accepted late, 120 in 30 holds; since, the held writes arrive with their
+// cancellation right behind them and were answered 504 and not committed,
+// 0 in 30. That is a race the apiserver happens to win, not a guarantee.
+//
+// Server-side fencing makes it one. With pkg/start's ServerSideFencing
+// (--server-side-fencing), every write of the handlers names its writer as
+// the field manager, rein/<lease namespace>/<lease>/<identity>, and the
+// ValidatingAdmissionPolicy of FencingPolicy, bound per Lease with the Lease
+// as its parameter (FencingPolicyBinding), admits such a write only while
+// the Lease's holderIdentity is that identity. The check runs in the
+// apiserver at admission, after the bytes arrived: a write delivered late
+// by the network is refused with 403 "fenced: the writer ... does not hold
+// lease ...". The policy looks only at writes whose field manager starts
+// with "rein/"; everything else is admitted untouched.
+//
+// The window it leaves is the apiserver's parameter-cache lag: the time
+// between a Lease update's commit and the policy seeing the new holder.
+// TestServerSideFencing changes the holder while four goroutines write as
+// the old holder without pause: over 20 changes (repeated: 60), no write
+// sent after the Lease update was answered was admitted; the apiserver's
+// informer of the Lease is fed by its own watch cache, within the same
+// process. The e2e test above, with the policy on, admitted 0 late writes
+// in 50 holds (200 late writes reached the apiserver: 199 answered 504
+// after the client cancelled, 1 refused 403 by the policy).
+//
+// Limits, and why it is opt-in:
+//   - The policy must be installed (cluster-scoped; samples/vmcontroller/
+//     deploy/fencing.yaml), with a binding per Lease. While the Lease does
+//     not exist, the binding admits everything: the apiserver applies a
+//     binding's parameterNotFoundAction before match conditions, so Deny
+//     would refuse every write in the cluster, the Lease's create included.
+//   - Deletes carry no field manager: they are not checked (use UID and
+//     resourceVersion preconditions). Nor are server-side applies, which
+//     name their own stable manager (a manager per replica would break
+//     apply's ownership).
+//   - Each replica identity appears as a manager in managedFields of the
+//     objects it updates; the apiserver caps update managers at 10 per
+//     object (older ones merge into one "ancient-changes" entry).
+//   - Field managers are limited to 128 characters: pkg/start refuses
+//     lease names and identities that would pass it.
+//   - Every matching write costs one CEL evaluation in the apiserver.
 //
 // # RBAC
 //

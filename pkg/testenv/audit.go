@@ -13,11 +13,14 @@ import (
 // AuditEvent is the part of an audit.k8s.io/v1 Event that tests and
 // benchmarks read: who sent what, about which object, and when.
 type AuditEvent struct {
-	AuditID        string              `json:"auditID"`
-	Stage          string              `json:"stage"`
-	Verb           string              `json:"verb"`
-	User           AuditUser           `json:"user"`
-	UserAgent      string              `json:"userAgent"`
+	AuditID   string    `json:"auditID"`
+	Stage     string    `json:"stage"`
+	Verb      string    `json:"verb"`
+	User      AuditUser `json:"user"`
+	UserAgent string    `json:"userAgent"`
+	// RequestURI is the request's path and query, e.g. with the
+	// fieldManager of a write.
+	RequestURI     string              `json:"requestURI"`
 	ObjectRef      AuditObjectRef      `json:"objectRef"`
 	ResponseStatus AuditResponseStatus `json:"responseStatus"`
 	// RequestReceived is when the apiserver received the request.

@@ -1,8 +1,10 @@
 package vmcontroller_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -27,6 +29,8 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/utils/ptr"
 
+	"github.com/rein-k8s/rein/internal/netfault"
+	"github.com/rein-k8s/rein/pkg/testenv"
 	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
 	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
 	"github.com/rein-k8s/rein/samples/vmcontroller/internal/lab"
@@ -46,7 +50,7 @@ func applyRBAC(t *testing.T, l *lab.Lab) {
 	t.Helper()
 	dyn := dynamic.NewForConfigOrDie(l.Env.Config())
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(l.Env.Config())))
-	for _, file := range []string{"namespace.yaml", "serviceaccount.yaml", "rbac.yaml"} {
+	for _, file := range []string{"namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "fencing.yaml"} {
 		f, err := os.Open(filepath.Join(repoRoot(), "samples/vmcontroller/deploy", file))
 		if err != nil {
 			t.Fatal(err)
@@ -91,6 +95,58 @@ type fixture struct {
 	serial  int
 	user    string
 	flipped map[string]bool // names whose power was flipped from the initial
+	leases  *testenv.LeaseHistory
+}
+
+// awaitDelivered waits until p's proxies hold no more bytes.
+func (f *fixture) awaitDelivered(p *lab.Process) {
+	f.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for p.HypervisorPath.HeldBytes() > 0 || p.APIPath.HeldBytes() > 0 {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("%s: held bytes not delivered after 30s", p.Name)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// checkAPIWritersFenced reads the audit log: every successful write whose
+// field manager names a replica (--server-side-fencing) must have reached
+// the apiserver while that replica held the Lease, by the holders' acquire
+// times. It fails the test otherwise, and logs how many writes it checked
+// and how many late ones the apiserver refused.
+func (f *fixture) checkAPIWritersFenced() {
+	f.t.Helper()
+	prefix := "rein/" + lab.Namespace + "/" + lab.LeaseName + "/"
+	checked, refused := 0, 0
+	_, err := f.lab.Env.ReadAudit(0, func(ev *testenv.AuditEvent) {
+		u, err := url.Parse(ev.RequestURI)
+		if err != nil {
+			return
+		}
+		writer, ok := strings.CutPrefix(u.Query().Get("fieldManager"), prefix)
+		if !ok {
+			return
+		}
+		if ev.ResponseStatus.Code == 403 {
+			refused++
+		}
+		if ev.ResponseStatus.Code >= 300 {
+			return
+		}
+		checked++
+		if holder := f.leases.HolderAt(ev.RequestReceived); holder != writer {
+			f.t.Errorf("%s %s/%s by %s received %s while %q held the lease (answered %d)", ev.Verb, ev.ObjectRef.Resource, ev.ObjectRef.Name,
+				writer, ev.RequestReceived.Format("15:04:05.000000"), holder, ev.ResponseStatus.Code)
+		}
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if checked == 0 {
+		f.t.Fatal("the audit log has no write naming a replica as its field manager: is --server-side-fencing on?")
+	}
+	f.t.Logf("API writes by replicas: %d admitted, each while its writer held the lease; %d refused by the fencing policy", checked, refused)
 }
 
 func (f *fixture) startReplica() *lab.Process {
@@ -100,7 +156,9 @@ func (f *fixture) startReplica() *lab.Process {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	p, err := f.lab.StartReplica(fmt.Sprintf("r%d", f.serial), user)
+	// Through proxies the test can black-hole, fenced by the apiserver too,
+	// as deploy/ runs them.
+	p, err := f.lab.StartProxiedReplica(fmt.Sprintf("r%d", f.serial), user, "--server-side-fencing")
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -210,8 +268,14 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 	}
 	defer l.Close()
 	applyRBAC(t, l)
+	leaseCtx, stopLeases := context.WithCancel(ctx)
+	leases, err := l.Env.WatchLease(leaseCtx, lab.Namespace, lab.LeaseName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stopLeases(); leases.Wait() }()
 	f := &fixture{t: t, lab: l, vms: versioned.NewForConfigOrDie(l.Env.Config()), hv: hypervisor.NewClient(l.HypervisorURL, nil),
-		ns: "vms", user: "system:serviceaccount:vm-system:vmcontroller", flipped: map[string]bool{}}
+		ns: "vms", user: "system:serviceaccount:vm-system:vmcontroller", flipped: map[string]bool{}, leases: leases}
 	defer func() {
 		if t.Failed() {
 			for _, p := range append(l.Replicas, l.Hypervisor) {
@@ -246,9 +310,10 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 	f.awaitConverged(2 * time.Minute)
 	t.Logf("200 VMs converged under %s", leader.Name)
 
-	// Twice: SIGKILL, SIGTERM, SIGSTOP past the lease, each while the
-	// leader has work; the hypervisor restarts once.
-	for round := range 2 {
+	// Three rounds of SIGKILL, SIGTERM, SIGSTOP past the lease and a
+	// black-holed leader, each while the leader has work; the hypervisor
+	// restarts once.
+	for round := range 3 {
 		// SIGKILL the leader mid-work.
 		f.flip(0, 50)
 		leader.Kill()
@@ -301,6 +366,41 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 		}
 		f.startReplica() // keep three
 		f.awaitConverged(time.Minute)
+
+		// A black hole: the leader's power calls to the hypervisor are held
+		// in the network (its reads still flow), then its path to the
+		// apiserver is held too, so that it loses the lease. A standby takes
+		// over and converges with a newer fencing token; then the held bytes
+		// are delivered, after the sender's term: the hypervisor must refuse
+		// the calls for VMs the new term has touched.
+		hole := leader
+		hole.HypervisorPath.HoldFrom(func(chunk []byte) bool {
+			return bytes.HasPrefix(chunk, []byte("POST ")) || bytes.HasPrefix(chunk, []byte("DELETE "))
+		})
+		f.flip(0, 50)
+		heldCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := hole.HypervisorPath.AwaitHeld(heldCtx)
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: the leader sent no power call into the black hole: %v", round+1, err)
+		}
+		hole.APIPath.Hold(netfault.Both)
+		if leader, err = l.AwaitLeader(ctx, hole, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		f.awaitConverged(2 * time.Minute)
+		if code, err := hole.Wait(30 * time.Second); err != nil || code != 1 {
+			t.Fatalf("black-holed leader: exit %d, %v; want 1 (lease lost)", code, err)
+		}
+		before, err := f.hv.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hole.HypervisorPath.Release()
+		hole.APIPath.Release()
+		f.awaitDelivered(hole)
+		f.startReplica() // keep three
+		f.awaitConverged(time.Minute)
 		stats, err := f.hv.Stats(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -313,8 +413,20 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 		if stats.Fencing.Unfenced != 0 || stats.Fencing.Accepted == 0 {
 			t.Fatalf("hypervisor fencing %+v: want every controller call to carry a token", stats.Fencing)
 		}
-		t.Logf("round %d: after SIGSTOP/SIGCONT %s leads; hypervisor %+v", round+1, leader.Name, *stats)
+		t.Logf("round %d: after SIGSTOP/SIGCONT and a black hole %s leads; stale calls refused in the black hole: %d; hypervisor %+v",
+			round+1, leader.Name, stats.Fencing.Refused-before.Fencing.Refused, *stats)
 	}
+	stats, err := f.hv.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The path is exercised: stale calls arrived and were refused; none
+	// was applied after a newer term's call to the same VM.
+	if stats.Fencing.Refused == 0 || stats.Fencing.OutOfOrder != 0 {
+		t.Errorf("hypervisor fencing %+v: want stale calls refused ≥ 1 and applied out of order 0", stats.Fencing)
+	}
+	t.Logf("hypervisor fencing after 3 SIGSTOPs and 3 black holes: %+v", stats.Fencing)
+	f.checkAPIWritersFenced()
 
 	// Delete everything: each VM goes, then its finalizer.
 	if err := f.vms.VmV1alpha1().VirtualMachines(f.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {

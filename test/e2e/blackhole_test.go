@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,7 +65,7 @@ func TestWritesHeldInTheNetwork(t *testing.T) {
 			c.awaitReconciled(reconcileWithin)
 			held := 0
 			for i := range v.cuts {
-				leader, _, n := c.awaitLeader(len(c.leases.snapshot())-1, reconcileWithin)
+				leader, _, n := c.awaitLeader(c.leases.count()-1, reconcileWithin)
 				next = n
 				leader.proxy.Hold(netfault.Upstream)
 				c.bump() // the leader sees the change and writes into the black hole
@@ -160,29 +159,7 @@ func (c *cluster) writesFromNonHolders() (stale []string, total int, lateCodes m
 	for _, r := range c.replicas {
 		identityOf["rein-e2e/"+r.podName+"/"+strconv.Itoa(r.cmd.Process.Pid)] = r.identity()
 	}
-	type term struct {
-		holder string
-		from   time.Time
-	}
-	var terms []term
-	for _, ch := range c.leases.snapshot() {
-		from := ch.acquired
-		if ch.holder == "" || from.IsZero() {
-			from = ch.at
-		}
-		terms = append(terms, term{ch.holder, from})
-	}
-	sort.SliceStable(terms, func(i, j int) bool { return terms[i].from.Before(terms[j].from) })
-	holderAt := func(at time.Time) string {
-		h := ""
-		for _, tm := range terms {
-			if tm.from.After(at) {
-				break
-			}
-			h = tm.holder
-		}
-		return h
-	}
+	holderAt := c.leases.HolderAt
 	c.scanAudit(func(ev *testenv.AuditEvent) {
 		if ev.ObjectRef.Resource != "configmaps" || !strings.HasPrefix(ev.UserAgent, "rein-e2e/") ||
 			(ev.Verb != "patch" && ev.Verb != "update" && ev.Verb != "create" && ev.Verb != "delete") {
@@ -278,16 +255,10 @@ func (c *cluster) staleCommits(log *commitLog) (stale []string, total int) {
 	for _, r := range c.replicas {
 		writerIdentity["rein-e2e/"+r.podName+"/"+strconv.Itoa(r.cmd.Process.Pid)] = r.identity()
 	}
-	changes := c.leases.snapshot()
 	log.mu.Lock()
 	defer log.mu.Unlock()
 	for _, cm := range log.commits {
-		holder := ""
-		for _, ch := range changes {
-			if ch.rv < cm.rv {
-				holder = ch.holder
-			}
-		}
+		holder := c.leases.HolderAtRevision(cm.rv)
 		total++
 		if id := writerIdentity[cm.writer]; id != holder {
 			stale = append(stale, fmt.Sprintf("%s at revision %d by %s while %q held the lease", cm.name, cm.rv, id, holder))

@@ -17,15 +17,11 @@ import (
 	"testing"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	toolswatch "k8s.io/client-go/tools/watch"
 
 	"github.com/rein-k8s/rein/internal/netfault"
 	"github.com/rein-k8s/rein/pkg/testenv"
@@ -143,7 +139,7 @@ func newClusterWith(t testing.TB, n int) *cluster {
 	}
 	c.objects = n
 	createConfigMaps(t, admin, c.ns, n)
-	c.leases = watchLease(t, admin, c.ns, leaseName)
+	c.leases = watchLease(t, c.ns, leaseName)
 	t.Cleanup(func() {
 		for _, r := range c.replicas {
 			r.kill()
@@ -313,84 +309,20 @@ func (c *cluster) owner(holder string) *replica {
 	return nil
 }
 
-// leaseChange is one observed change of the Lease's holder.
-type leaseChange struct {
-	holder string
-	at     time.Time // when this test saw it
-	// acquired is the Lease's acquireTime: when the holder took it, by its
-	// clock (this machine's), before its write; zero when released.
-	acquired time.Time
-	// rv is the Lease's resourceVersion (an etcd revision) at the change:
-	// a write committed with a higher revision came after it.
-	rv int64
-}
-
-// leaseLog records every holder change of one Lease, from a watch.
+// leaseLog records every holder change of the cluster's Lease.
 type leaseLog struct {
-	mu      sync.Mutex
-	changes []leaseChange
-	changed chan struct{} // closed and replaced on each change
+	*testenv.LeaseHistory
 }
 
-func watchLease(t testing.TB, cs kubernetes.Interface, ns, name string) *leaseLog {
-	l := &leaseLog{changed: make(chan struct{})}
+func watchLease(t testing.TB, ns, name string) *leaseLog {
 	ctx, cancel := context.WithCancel(context.Background())
-	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &toolsListWatch{cs: cs, ns: ns, sel: sel}
-	list, err := cs.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{FieldSelector: sel})
+	h, err := env.WatchLease(ctx, ns, name)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	rw, err := toolswatch.NewRetryWatcherWithContext(ctx, list.ResourceVersion, lw)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		last := "\x00"
-		for ev := range rw.ResultChan() {
-			lease, ok := ev.Object.(*coordinationv1.Lease)
-			if !ok {
-				continue
-			}
-			holder := ""
-			if lease.Spec.HolderIdentity != nil {
-				holder = *lease.Spec.HolderIdentity
-			}
-			if ev.Type == watch.Deleted {
-				holder = ""
-			}
-			if holder == last {
-				continue
-			}
-			last = holder
-			var acquired time.Time
-			if holder != "" && lease.Spec.AcquireTime != nil {
-				acquired = lease.Spec.AcquireTime.Time
-			}
-			l.mu.Lock()
-			rv, _ := strconv.ParseInt(lease.ResourceVersion, 10, 64)
-			l.changes = append(l.changes, leaseChange{holder: holder, at: time.Now(), acquired: acquired, rv: rv})
-			close(l.changed)
-			l.changed = make(chan struct{})
-			l.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { cancel(); rw.Stop(); <-done })
-	return l
-}
-
-type toolsListWatch struct {
-	cs      kubernetes.Interface
-	ns, sel string
-}
-
-func (w *toolsListWatch) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	opts.FieldSelector = w.sel
-	return w.cs.CoordinationV1().Leases(w.ns).Watch(ctx, opts)
+	t.Cleanup(func() { cancel(); h.Wait() })
+	return &leaseLog{h}
 }
 
 // awaitHolder waits for a holder change after index from that pred accepts;
@@ -399,29 +331,25 @@ func (l *leaseLog) awaitHolder(t testing.TB, from int, timeout time.Duration, pr
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
-		l.mu.Lock()
-		for i := from; i < len(l.changes); i++ {
-			if pred(l.changes[i].holder) {
-				ch := l.changes[i]
-				l.mu.Unlock()
-				return ch.holder, ch.at, i + 1
+		changes, changed := l.Changes()
+		for i := from; i < len(changes); i++ {
+			if pred(changes[i].Holder) {
+				return changes[i].Holder, changes[i].Seen, i + 1
 			}
 		}
-		from = len(l.changes)
-		changed := l.changed
-		l.mu.Unlock()
+		from = len(changes)
 		select {
 		case <-changed:
 		case <-deadline:
-			t.Fatalf("no matching lease holder within %v; changes: %v", timeout, l.snapshot())
+			t.Fatalf("no matching lease holder within %v; changes: %+v", timeout, changes)
 		}
 	}
 }
 
-func (l *leaseLog) snapshot() []leaseChange {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]leaseChange(nil), l.changes...)
+// count is the number of changes so far.
+func (l *leaseLog) count() int {
+	changes, _ := l.Changes()
+	return len(changes)
 }
 
 // awaitLeader waits until a running replica of c holds the lease.

@@ -65,5 +65,5 @@ func ExampleClient() {
 	// vm-000001
 	// true
 	// true
-	// {VMs:0 Tokens:0 Duplicates:0 Creates:1 Deletes:1 Fencing:{Accepted:0 Refused:0 Unfenced:4}}
+	// {VMs:0 Tokens:0 Duplicates:0 Creates:1 Deletes:1 Fencing:{Accepted:0 Refused:0 Unfenced:4 OutOfOrder:0}}
 }

@@ -15,6 +15,12 @@ const FencingHeader = "Rein-Fencing-Token"
 type fencing struct {
 	highest                     map[string]fenceMark
 	accepted, refused, unfenced int64
+	// applied is the newest token of a mutating call applied per VM, kept
+	// apart from highest (which the check updates): outOfOrder counts calls
+	// applied after a call with a newer token of the same lease had been
+	// applied to the same VM, so that a hole in the check shows.
+	applied    map[string]fenceMark
+	outOfOrder int64
 }
 
 // fenceMark is one accepted token: tokens compare only within one lease.
@@ -67,4 +73,28 @@ func (s *Server) checkFence(r *http.Request, vmToken string) *Error {
 	s.fencing.highest[vmToken] = mark
 	s.fencing.accepted++
 	return nil
+}
+
+// noteApplied records that a mutating call carrying r's token was applied
+// to the VM of vmToken. The caller holds fenceMu.
+func (s *Server) noteApplied(r *http.Request, vmToken string) {
+	header := r.Header.Get(FencingHeader)
+	cut := strings.LastIndex(header, "/")
+	term, err := strconv.ParseInt(header[cut+1:], 10, 64)
+	if header == "" || cut <= 0 || err != nil || vmToken == "" {
+		return
+	}
+	mark := fenceMark{lease: header[:cut], term: term}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fencing.applied == nil {
+		s.fencing.applied = map[string]fenceMark{}
+	}
+	if old, ok := s.fencing.applied[vmToken]; ok && old.lease == mark.lease && mark.term < old.term {
+		s.fencing.outOfOrder++
+		s.log.WithFields(map[string]any{"token": header, "newest": old.term, "vm": vmToken}).
+			Error("applied a call whose fencing token is older than one applied before")
+		return
+	}
+	s.fencing.applied[vmToken] = mark
 }

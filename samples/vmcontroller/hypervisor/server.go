@@ -431,9 +431,10 @@ func (s *Server) stats() (Stats, *Error) {
 		Creates:    s.creates,
 		Deletes:    s.deletes,
 		Fencing: FencingStats{
-			Accepted: s.fencing.accepted,
-			Refused:  s.fencing.refused,
-			Unfenced: s.fencing.unfenced,
+			Accepted:   s.fencing.accepted,
+			Refused:    s.fencing.refused,
+			Unfenced:   s.fencing.unfenced,
+			OutOfOrder: s.fencing.outOfOrder,
 		},
 	}, nil
 }
@@ -545,6 +546,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	s.noteApplied(r, req.Token)
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
@@ -587,11 +589,13 @@ func (s *Server) handlePower(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	vmToken := s.tokenOf(r.PathValue("id"))
 	vm, err := s.setPower(r.PathValue("id"), req.Power)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	s.noteApplied(r, vmToken)
 	writeJSON(w, http.StatusOK, vm)
 }
 
@@ -602,10 +606,12 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	vmToken := s.tokenOf(r.PathValue("id"))
 	if err := s.delete(r.PathValue("id")); err != nil {
 		writeError(w, err)
 		return
 	}
+	s.noteApplied(r, vmToken)
 	w.WriteHeader(http.StatusNoContent)
 }
 

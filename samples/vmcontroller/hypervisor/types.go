@@ -101,6 +101,10 @@ type FencingStats struct {
 	Accepted int64 `json:"accepted"`
 	Refused  int64 `json:"refused"`
 	Unfenced int64 `json:"unfenced"`
+	// OutOfOrder counts calls applied after a call with a newer token (same
+	// lease) had been applied to the same VM: stale calls that got through.
+	// Kept apart from the check that refuses them; it must stay 0.
+	OutOfOrder int64 `json:"outOfOrder"`
 }
 
 // Error codes, in Error.Code.

@@ -20,8 +20,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
+	"github.com/rein-k8s/rein/internal/netfault"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
@@ -72,6 +74,10 @@ type Process struct {
 	LogPath string
 	exited  chan struct{}
 	code    int
+	// APIPath and HypervisorPath are the replica's network paths to the
+	// apiserver and the hypervisor, when it was started by
+	// StartProxiedReplica: a test cuts or black-holes them.
+	APIPath, HypervisorPath *netfault.Proxy
 }
 
 // Start builds the binaries, starts the control plane with the CRD and the
@@ -179,6 +185,49 @@ func (l *Lab) StartReplica(name string, user *testenv.User, extra ...string) (*P
 	return p, nil
 }
 
+// StartProxiedReplica is StartReplica with the replica's paths to the
+// apiserver and to the hypervisor each through a netfault proxy
+// (Process.APIPath, Process.HypervisorPath), so that a test can black-hole
+// its network.
+func (l *Lab) StartProxiedReplica(name string, user *testenv.User, extra ...string) (*Process, error) {
+	if user == nil {
+		user = l.Env.Admin()
+	}
+	api, err := netfault.Start(strings.TrimPrefix(l.Env.Config().Host, "https://"))
+	if err != nil {
+		return nil, err
+	}
+	hv, err := netfault.Start(l.hvAddr)
+	if err != nil {
+		_ = api.Close()
+		return nil, err
+	}
+	fail := func(err error) (*Process, error) {
+		_ = api.Close()
+		_ = hv.Close()
+		return nil, err
+	}
+	cfg, err := clientcmd.LoadFromFile(user.KubeconfigPath)
+	if err != nil {
+		return fail(err)
+	}
+	for _, c := range cfg.Clusters {
+		c.Server = "https://" + api.Addr()
+	}
+	kubeconfig := filepath.Join(l.Dir, fmt.Sprintf("%s-%d.kubeconfig", name, time.Now().UnixNano()))
+	if err := clientcmd.WriteToFile(*cfg, kubeconfig); err != nil {
+		return fail(err)
+	}
+	// Later flags win: these replace StartReplica's.
+	extra = append([]string{"--kubeconfig", kubeconfig, "--hypervisor-url", "http://" + hv.Addr()}, extra...)
+	p, err := l.StartReplica(name, user, extra...)
+	if err != nil {
+		return fail(err)
+	}
+	p.APIPath, p.HypervisorPath = api, hv
+	return p, nil
+}
+
 func (l *Lab) spawn(name, bin string, args, env []string) (*Process, error) {
 	p := &Process{Name: name, LogPath: filepath.Join(l.Dir, fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano())), exited: make(chan struct{})}
 	f, err := os.Create(p.LogPath)
@@ -216,6 +265,11 @@ func (p *Process) Kill() {
 	_ = p.Cmd.Process.Signal(syscall.SIGCONT)
 	_ = p.Cmd.Process.Kill()
 	<-p.exited
+	for _, path := range []*netfault.Proxy{p.APIPath, p.HypervisorPath} {
+		if path != nil {
+			_ = path.Close()
+		}
+	}
 }
 
 // Running reports whether the process has not exited.
