@@ -53,16 +53,38 @@ type Meta interface {
 
 // Client reads and writes objects of a namespaced kind. Every call takes
 // the caller's context.
+//
+// Writes are conditional by default: Update and UpdateStatus carry obj's
+// resourceVersion (as every Kubernetes update does); Patch and Delete take
+// the object the handler read and make the apiserver refuse the write
+// (409 Conflict) if the object changed since, or was replaced by another
+// of the same name: a write based on an old read, or one that a
+// partitioned network delivers late, cannot land on a newer object.
+// PatchByName and DeleteByName are the unconditional forms, for objects
+// the caller has not read.
 type Client[T runtime.Object, TList runtime.Object] interface {
 	Create(ctx context.Context, obj T) (T, error)
 	Update(ctx context.Context, obj T) (T, error)
 	UpdateStatus(ctx context.Context, obj T) (T, error)
-	Delete(ctx context.Context, namespace, name string, opts metav1.DeleteOptions) error
+	// Delete deletes obj with its UID and resourceVersion as preconditions,
+	// unless opts names preconditions (an empty &metav1.Preconditions{}
+	// means none).
+	Delete(ctx context.Context, obj T, opts metav1.DeleteOptions) error
+	// DeleteByName deletes namespace/name whatever its version.
+	DeleteByName(ctx context.Context, namespace, name string, opts metav1.DeleteOptions) error
 	DeleteCollection(ctx context.Context, namespace string, opts metav1.DeleteOptions, listOpts metav1.ListOptions) error
 	Get(ctx context.Context, namespace, name string, opts metav1.GetOptions) (T, error)
 	List(ctx context.Context, namespace string, opts metav1.ListOptions) (TList, error)
 	Watch(ctx context.Context, namespace string, opts metav1.ListOptions) (watch.Interface, error)
-	Patch(ctx context.Context, namespace, name string, pt types.PatchType, data []byte, subresources ...string) (T, error)
+	// Patch patches obj, on condition that it still has obj's
+	// resourceVersion: merge and strategic-merge patches get
+	// metadata.resourceVersion unless they set it, JSON patches a leading
+	// test operation on /metadata/resourceVersion. A server-side apply
+	// (types.ApplyPatchType) is sent as it is: apply has its own conflict
+	// rules (field managers).
+	Patch(ctx context.Context, obj T, pt types.PatchType, data []byte, subresources ...string) (T, error)
+	// PatchByName patches namespace/name whatever its version.
+	PatchByName(ctx context.Context, namespace, name string, pt types.PatchType, data []byte, subresources ...string) (T, error)
 }
 
 // Controller is the typed controller of a namespaced kind: its handler
@@ -87,17 +109,20 @@ type Controller[T runtime.Object, TList runtime.Object] interface {
 	Cache() Cache[T]
 }
 
-// NonNamespacedClient reads and writes objects of a cluster-scoped kind.
+// NonNamespacedClient reads and writes objects of a cluster-scoped kind;
+// its writes are conditional by default, as Client's.
 type NonNamespacedClient[T runtime.Object, TList runtime.Object] interface {
 	Create(ctx context.Context, obj T) (T, error)
 	Update(ctx context.Context, obj T) (T, error)
 	UpdateStatus(ctx context.Context, obj T) (T, error)
-	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+	Delete(ctx context.Context, obj T, opts metav1.DeleteOptions) error
+	DeleteByName(ctx context.Context, name string, opts metav1.DeleteOptions) error
 	DeleteCollection(ctx context.Context, opts metav1.DeleteOptions, listOpts metav1.ListOptions) error
 	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
 	List(ctx context.Context, opts metav1.ListOptions) (TList, error)
 	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
-	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, subresources ...string) (T, error)
+	Patch(ctx context.Context, obj T, pt types.PatchType, data []byte, subresources ...string) (T, error)
+	PatchByName(ctx context.Context, name string, pt types.PatchType, data []byte, subresources ...string) (T, error)
 }
 
 // NonNamespacedController is Controller for cluster-scoped kinds.
@@ -357,12 +382,37 @@ func (c *typed[T, TList]) UpdateStatus(ctx context.Context, obj T) (T, error) {
 	return c.update(ctx, obj, "status")
 }
 
-func (c *typed[T, TList]) Delete(ctx context.Context, namespace, name string, opts metav1.DeleteOptions) error {
+func (c *typed[T, TList]) Delete(ctx context.Context, obj T, opts metav1.DeleteOptions) error {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return fmt.Errorf("generic: Delete: %w", err)
+	}
+	switch {
+	case opts.Preconditions == nil:
+		uid, rv := m.GetUID(), m.GetResourceVersion()
+		if uid == "" || rv == "" {
+			return fmt.Errorf("generic: Delete %s: the object has no uid or resourceVersion (it was not read from the apiserver): pass the object a handler got, or use DeleteByName", c.key(m))
+		}
+		opts.Preconditions = &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}
+	case opts.Preconditions.UID == nil && opts.Preconditions.ResourceVersion == nil:
+		opts.Preconditions = nil // the caller opted out
+	}
+	return c.DeleteByName(ctx, m.GetNamespace(), m.GetName(), opts)
+}
+
+func (c *typed[T, TList]) DeleteByName(ctx context.Context, namespace, name string, opts metav1.DeleteOptions) error {
 	client, err := c.rest()
 	if err != nil {
 		return err
 	}
 	return client.Delete(ctx, namespace, name, opts)
+}
+
+func (c *typed[T, TList]) key(m metav1.Object) string {
+	if m.GetNamespace() == "" {
+		return c.res.GVK.Kind + " " + m.GetName()
+	}
+	return c.res.GVK.Kind + " " + m.GetNamespace() + "/" + m.GetName()
 }
 
 func (c *typed[T, TList]) DeleteCollection(ctx context.Context, namespace string, opts metav1.DeleteOptions, listOpts metav1.ListOptions) error {
@@ -403,7 +453,21 @@ func (c *typed[T, TList]) Watch(ctx context.Context, namespace string, opts meta
 	return client.Watch(ctx, namespace, opts)
 }
 
-func (c *typed[T, TList]) Patch(ctx context.Context, namespace, name string, pt types.PatchType, data []byte, subresources ...string) (T, error) {
+func (c *typed[T, TList]) Patch(ctx context.Context, obj T, pt types.PatchType, data []byte, subresources ...string) (T, error) {
+	var zero T
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return zero, fmt.Errorf("generic: Patch: %w", err)
+	}
+	if pt != types.ApplyPatchType {
+		if data, err = conditionalPatch(pt, data, m.GetResourceVersion()); err != nil {
+			return zero, fmt.Errorf("generic: Patch %s: %w", c.key(m), err)
+		}
+	}
+	return c.PatchByName(ctx, m.GetNamespace(), m.GetName(), pt, data, subresources...)
+}
+
+func (c *typed[T, TList]) PatchByName(ctx context.Context, namespace, name string, pt types.PatchType, data []byte, subresources ...string) (T, error) {
 	return c.call(func(client framework.ResourceClient, into T) error {
 		return client.Patch(ctx, namespace, name, pt, data, metav1.PatchOptions{}, into, subresources...)
 	})
@@ -421,8 +485,8 @@ func (c *nonNamespaced[T, TList]) EnqueueAfter(name string, delay time.Duration)
 func (c *nonNamespaced[T, TList]) Cache() NonNamespacedCache[T] {
 	return nonNamespacedCache[T]{c: c.typed.Cache().(*informerCache[T])}
 }
-func (c *nonNamespaced[T, TList]) Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error {
-	return c.typed.Delete(ctx, "", name, opts)
+func (c *nonNamespaced[T, TList]) DeleteByName(ctx context.Context, name string, opts metav1.DeleteOptions) error {
+	return c.typed.DeleteByName(ctx, "", name, opts)
 }
 func (c *nonNamespaced[T, TList]) DeleteCollection(ctx context.Context, opts metav1.DeleteOptions, listOpts metav1.ListOptions) error {
 	return c.typed.DeleteCollection(ctx, "", opts, listOpts)
@@ -436,6 +500,6 @@ func (c *nonNamespaced[T, TList]) List(ctx context.Context, opts metav1.ListOpti
 func (c *nonNamespaced[T, TList]) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 	return c.typed.Watch(ctx, "", opts)
 }
-func (c *nonNamespaced[T, TList]) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, subresources ...string) (T, error) {
-	return c.typed.Patch(ctx, "", name, pt, data, subresources...)
+func (c *nonNamespaced[T, TList]) PatchByName(ctx context.Context, name string, pt types.PatchType, data []byte, subresources ...string) (T, error) {
+	return c.typed.PatchByName(ctx, "", name, pt, data, subresources...)
 }

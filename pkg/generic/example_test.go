@@ -67,15 +67,17 @@ func Example() {
 	}
 	// Deletion waits for the OnRemove handler (its finalizer), once the
 	// finalizer is on the object.
+	var cm *corev1.ConfigMap
 	for {
-		cm, err := configMaps.Get(ctx, "default", "example", metav1.GetOptions{})
+		cm, err = configMaps.Get(ctx, "default", "example", metav1.GetOptions{})
 		if err == nil && len(cm.Finalizers) > 0 && cm.Data["stamped"] == "yes" {
 			fmt.Println("finalizer:", cm.Finalizers[0])
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := configMaps.Delete(ctx, "default", "example", metav1.DeleteOptions{}); err != nil {
+	// Delete is conditional on the version read: a change since is a Conflict.
+	if err := configMaps.Delete(ctx, cm, metav1.DeleteOptions{}); err != nil {
 		fmt.Println(err)
 		return
 	}

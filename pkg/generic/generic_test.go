@@ -3,6 +3,7 @@ package generic_test
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,7 +94,7 @@ func TestTypedControllerConfigMaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = namespaces.Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() { _ = namespaces.DeleteByName(context.Background(), ns.Name, metav1.DeleteOptions{}) })
 
 	f := newFactory(t, ns.Name)
 	cms := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](f, configMapResource)
@@ -162,18 +163,47 @@ func TestTypedControllerConfigMaps(t *testing.T) {
 		t.Fatalf("List: %v %v", list, err)
 	}
 
-	patched, err := cms.Patch(ctx, ns.Name, "one", types.MergePatchType, []byte(`{"data":{"k":"v"}}`))
+	read := &list.Items[0]
+	patched, err := cms.Patch(ctx, read, types.MergePatchType, []byte(`{"data":{"k":"v"}}`))
 	if err != nil || patched.Data["k"] != "v" {
 		t.Fatalf("Patch: %v %v", patched, err)
 	}
 	receive(t, events, "the patch")
+	// Patches and deletes are conditional on the version read: read is
+	// stale now, so each is refused, whatever the patch type; apply is not
+	// conditioned (its field managers decide).
+	for pt, data := range map[types.PatchType]string{
+		types.MergePatchType:          `{"data":{"k":"stale"}}`,
+		types.StrategicMergePatchType: `{"data":{"k":"stale"}}`,
+		types.JSONPatchType:           `[{"op":"replace","path":"/data/k","value":"stale"}]`,
+	} {
+		if _, err := cms.Patch(ctx, read, pt, []byte(data)); !apierrors.IsConflict(err) && !apierrors.IsInvalid(err) {
+			t.Errorf("%s patch of a stale read: %v, want a conflict", pt, err)
+		}
+	}
+	if err := cms.Delete(ctx, read, metav1.DeleteOptions{}); !apierrors.IsConflict(err) {
+		t.Errorf("delete of a stale read: %v, want a conflict", err)
+	}
+	if now, err := cms.Get(ctx, ns.Name, "one", metav1.GetOptions{}); err != nil || now.Data["k"] != "v" {
+		t.Fatalf("after refused stale writes: %v %v, want k=v", now, err)
+	}
+	if _, err := cms.Patch(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "one", Namespace: ns.Name}}, types.MergePatchType, []byte(`{}`)); err == nil || !strings.Contains(err.Error(), "PatchByName") {
+		t.Errorf("Patch of an object never read: %v, want an error naming PatchByName", err)
+	}
+	if _, err := cms.PatchByName(ctx, ns.Name, "one", types.MergePatchType, []byte(`{"data":{"by":"name"}}`)); err != nil {
+		t.Fatalf("PatchByName: %v", err)
+	}
+	receive(t, events, "the patch by name")
+	if patched, err = cms.Get(ctx, ns.Name, "one", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
 
 	w, err := cms.Watch(ctx, ns.Name, metav1.ListOptions{ResourceVersion: patched.ResourceVersion})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	if err := cms.Delete(ctx, ns.Name, "one", metav1.DeleteOptions{}); err != nil {
+	if err := cms.Delete(ctx, patched, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if ev := receive(t, w.ResultChan(), "watch event"); ev.Type != watch.Deleted {
@@ -232,7 +262,7 @@ func TestTypedStatusAndRemove(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := ws.Delete(ctx, "default", "typed", metav1.DeleteOptions{}); err != nil {
+	if err := ws.DeleteByName(ctx, "default", "typed", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if key := receive(t, removed, "OnRemove"); key != "default/typed" {

@@ -64,7 +64,9 @@ func main() {
 			cm.Annotations = common.Marked(cm.Annotations, f.Mark) // cm is the engine's copy: the handler owns it
 			return configMaps.Update(ctx, cm)
 		}
-		return configMaps.Patch(ctx, cm.Namespace, cm.Name, types.MergePatchType, patch)
+		// The same unconditional patch as the peers send (rein's Patch
+		// would add the resourceVersion precondition).
+		return configMaps.PatchByName(ctx, cm.Namespace, cm.Name, types.MergePatchType, patch)
 	})
 	if err := start.Run(ctx, opts, factory); err != nil {
 		fmt.Fprintln(os.Stderr, "start:", err)

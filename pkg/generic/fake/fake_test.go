@@ -200,7 +200,7 @@ func TestPatch(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	merged, err := cms.Patch(ctx, "ns", "a", types.MergePatchType, []byte(`{"data":{"k":"v"}}`))
+	merged, err := cms.PatchByName(ctx, "ns", "a", types.MergePatchType, []byte(`{"data":{"k":"v"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,30 +208,30 @@ func TestPatch(t *testing.T) {
 		t.Fatalf("merge patch: %+v", merged)
 	}
 	stale := []byte(`{"metadata":{"resourceVersion":"` + cm.ResourceVersion + `"},"data":{"k":"w"}}`)
-	if _, err := cms.Patch(ctx, "ns", "a", types.MergePatchType, stale); !apierrors.IsConflict(err) {
+	if _, err := cms.PatchByName(ctx, "ns", "a", types.MergePatchType, stale); !apierrors.IsConflict(err) {
 		t.Fatalf("patch with a stale resourceVersion: %v, want a conflict", err)
 	}
-	jsonPatched, err := cms.Patch(ctx, "ns", "a", types.JSONPatchType, []byte(`[{"op":"replace","path":"/data/k","value":"j"}]`))
+	jsonPatched, err := cms.PatchByName(ctx, "ns", "a", types.JSONPatchType, []byte(`[{"op":"replace","path":"/data/k","value":"j"}]`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if jsonPatched.Data["k"] != "j" {
 		t.Fatalf("JSON patch: %+v", jsonPatched.Data)
 	}
-	strategic, err := cms.Patch(ctx, "ns", "a", types.StrategicMergePatchType, []byte(`{"data":{"s":"t"}}`))
+	strategic, err := cms.PatchByName(ctx, "ns", "a", types.StrategicMergePatchType, []byte(`{"data":{"s":"t"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strategic.Data["k"] != "j" || strategic.Data["s"] != "t" {
 		t.Fatalf("strategic merge patch: %+v", strategic.Data)
 	}
-	if _, err := cms.Patch(ctx, "ns", "a", types.ApplyPatchType, []byte(`{}`)); !apierrors.IsBadRequest(err) {
+	if _, err := cms.PatchByName(ctx, "ns", "a", types.ApplyPatchType, []byte(`{}`)); !apierrors.IsBadRequest(err) {
 		t.Fatalf("apply patch: %v, want BadRequest", err)
 	}
-	if _, err := cms.Patch(ctx, "ns", "a", types.MergePatchType, []byte(`{`)); !apierrors.IsBadRequest(err) {
+	if _, err := cms.PatchByName(ctx, "ns", "a", types.MergePatchType, []byte(`{`)); !apierrors.IsBadRequest(err) {
 		t.Fatalf("malformed patch: %v, want BadRequest", err)
 	}
-	if _, err := cms.Patch(ctx, "ns", "missing", types.MergePatchType, []byte(`{}`)); !apierrors.IsNotFound(err) {
+	if _, err := cms.PatchByName(ctx, "ns", "missing", types.MergePatchType, []byte(`{}`)); !apierrors.IsNotFound(err) {
 		t.Fatalf("patch of a missing object: %v, want NotFound", err)
 	}
 }
@@ -311,7 +311,7 @@ func TestOnRemoveHoldsDeletion(t *testing.T) {
 		t.Fatalf("finalizers %v after %d cleanups, want [rein.dev/cleanup] and none", held.Finalizers, cleanups)
 	}
 
-	if err := cms.Delete(ctx, "ns", "a", metav1.DeleteOptions{}); err != nil {
+	if err := cms.DeleteByName(ctx, "ns", "a", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	deleting, err := cms.Get(ctx, "ns", "a", metav1.GetOptions{})
@@ -321,7 +321,7 @@ func TestOnRemoveHoldsDeletion(t *testing.T) {
 	if deleting.DeletionTimestamp == nil || deleting.Generation != held.Generation+1 {
 		t.Fatalf("deleting: deletionTimestamp %v, generation %d: want set, and %d", deleting.DeletionTimestamp, deleting.Generation, held.Generation+1)
 	}
-	if err := cms.Delete(ctx, "ns", "a", metav1.DeleteOptions{}); err != nil {
+	if err := cms.DeleteByName(ctx, "ns", "a", metav1.DeleteOptions{}); err != nil {
 		t.Fatalf("deleting again: %v", err)
 	}
 
@@ -375,16 +375,16 @@ func TestDeletionRules(t *testing.T) {
 	}
 
 	wrongUID := types.UID("not-it")
-	if err := cms.Delete(ctx, "ns", "plain", metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &wrongUID}}); !apierrors.IsConflict(err) {
+	if err := cms.DeleteByName(ctx, "ns", "plain", metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &wrongUID}}); !apierrors.IsConflict(err) {
 		t.Fatalf("delete with a wrong UID: %v, want a conflict", err)
 	}
-	if err := cms.Delete(ctx, "ns", "plain", metav1.DeleteOptions{}); err != nil {
+	if err := cms.DeleteByName(ctx, "ns", "plain", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := env.Get(configMapGVK, "ns/plain"); !apierrors.IsNotFound(err) {
 		t.Fatalf("deleted object without finalizers: %v, want NotFound", err)
 	}
-	if err := cms.Delete(ctx, "ns", "plain", metav1.DeleteOptions{}); !apierrors.IsNotFound(err) {
+	if err := cms.DeleteByName(ctx, "ns", "plain", metav1.DeleteOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("deleting a missing object: %v, want NotFound", err)
 	}
 	if _, err := fake.New(clientgoscheme.Scheme, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x", DeletionTimestamp: &since}}); err == nil {

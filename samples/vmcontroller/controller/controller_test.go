@@ -280,7 +280,7 @@ func TestDeleteRemovesTheVM(t *testing.T) {
 	l.mustReconcile("web")
 	id := l.get("web").Status.VMID
 
-	if err := l.vms.Delete(t.Context(), "default", "web", metav1.DeleteOptions{}); err != nil {
+	if err := l.vms.DeleteByName(t.Context(), "default", "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if deleting := l.get("web"); deleting.DeletionTimestamp == nil {
@@ -305,7 +305,7 @@ func TestDeleteRemovesTheVM(t *testing.T) {
 func TestDeleteWithoutVM(t *testing.T) {
 	l := newLab(t, hypervisor.Config{RefusedImages: []string{"forbidden/"}}, virtualMachine("bad", "forbidden/win95", ""))
 	l.mustReconcile("bad")
-	if err := l.vms.Delete(t.Context(), "default", "bad", metav1.DeleteOptions{}); err != nil {
+	if err := l.vms.DeleteByName(t.Context(), "default", "bad", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	l.mustReconcile("bad")

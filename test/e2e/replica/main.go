@@ -89,16 +89,15 @@ func main() {
 		if _, ok := cm.Annotations[ReconciledAnnotation]; ok && done {
 			return nil, nil
 		}
-		// resourceVersion makes the patch conditional: a write based on an
-		// old read is refused rather than applied late.
 		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
-			"resourceVersion": cm.ResourceVersion,
-			"annotations":     map[string]string{ReconciledAnnotation: want, WriterAnnotation: writer},
+			"annotations": map[string]string{ReconciledAnnotation: want, WriterAnnotation: writer},
 		}})
 		if err != nil {
 			return nil, err
 		}
-		return configMaps.Patch(ctx, cm.Namespace, cm.Name, types.MergePatchType, patch)
+		// Patch is conditional on cm's resourceVersion: a write based on an
+		// old read is refused rather than applied late.
+		return configMaps.Patch(ctx, cm, types.MergePatchType, patch)
 	})
 	if err := start.Run(ctx, opts, factory); err != nil {
 		log.WithError(err).Error("cannot start")
