@@ -3,7 +3,10 @@ package netfault
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -42,8 +45,19 @@ type Proxy struct {
 	trigger func(chunk []byte) bool
 }
 
-// Start listens on 127.0.0.1 and forwards to target (host:port).
+// Start listens on 127.0.0.1 and forwards to target: host:port, or a URL
+// such as a rest.Config's Host ("https://127.0.0.1:6443/").
 func Start(target string) (*Proxy, error) {
+	if strings.Contains(target, "://") {
+		u, err := url.Parse(target)
+		if err != nil {
+			return nil, fmt.Errorf("netfault: target %q: %w", target, err)
+		}
+		target = u.Host
+	}
+	if _, _, err := net.SplitHostPort(target); err != nil {
+		return nil, fmt.Errorf("netfault: target %q: %w", target, err)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err

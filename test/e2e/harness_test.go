@@ -495,9 +495,7 @@ type proxy struct {
 }
 
 func newProxy(t testing.TB, apiserverURL string) *proxy {
-	target := strings.TrimPrefix(apiserverURL, "https://")
-	target = strings.TrimSuffix(target, "/")
-	p, err := netfault.Start(target)
+	p, err := netfault.Start(apiserverURL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -193,7 +193,7 @@ func (l *Lab) StartProxiedReplica(name string, user *testenv.User, extra ...stri
 	if user == nil {
 		user = l.Env.Admin()
 	}
-	api, err := netfault.Start(strings.TrimPrefix(l.Env.Config().Host, "https://"))
+	api, err := netfault.Start(l.Env.Config().Host)
 	if err != nil {
 		return nil, err
 	}

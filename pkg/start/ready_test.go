@@ -1,0 +1,92 @@
+package start_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/rein-k8s/rein/internal/netfault"
+	"github.com/rein-k8s/rein/pkg/leader"
+	"github.com/rein-k8s/rein/pkg/start"
+)
+
+// TestStandbyThatCannotSeeTheLeaseIsNotReady: a standby whose path to the
+// apiserver is cut turns unready once it has not seen its Lease for the
+// lease duration (/readyz names the cause); it stays healthy (a restart
+// would not bring the apiserver back); and it is ready again when the path
+// returns.
+func TestStandbyThatCannotSeeTheLeaseIsNotReady(t *testing.T) {
+	admin, err := env.Admin().Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := newNamespace(t, admin)
+	o := testOptions(t, ns)
+
+	// Another replica leads the whole time.
+	id, err := leader.NewIdentity("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := leader.New(leader.Config{Client: admin.CoordinationV1(), Namespace: ns, Name: o.LeaseName, Identity: id,
+		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod, Logger: logrus.NewEntry(logrus.New())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	termCtx, endTerm := context.WithCancel(context.Background())
+	defer endTerm()
+	term, err := other.Campaign(termCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { endTerm(); <-term.Done() }()
+
+	// This replica reaches the apiserver through a proxy the test cuts.
+	path, err := netfault.Start(env.Config().Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = path.Close() }()
+	cfg := rest.CopyConfig(env.Config())
+	cfg.Host = "https://" + path.Addr()
+	o.Config = cfg
+	f := newFactory(t, ns) // its caches read directly: they are synced
+	r, err := start.New(o, start.Group{Starters: []start.Starter{f}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	probe := func(p string) (int, string) { return get(t, "http://"+r.ProbeAddr()+p) }
+	eventually(t, "the standby is ready", func() bool { code, _ := probe("/readyz"); return code == http.StatusOK })
+
+	path.Cut()
+	eventually(t, "the cut-off standby is unready", func() bool {
+		code, body := probe("/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "cannot see lease "+ns+"/"+o.LeaseName)
+	})
+	_, body := probe("/readyz")
+	t.Logf("/readyz while cut off: %s", strings.TrimSpace(body))
+	if code, body := probe("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz %d %q: a standby cut off from the apiserver must stay healthy", code, body)
+	}
+
+	path.Restore()
+	eventually(t, "the standby is ready again", func() bool { code, _ := probe("/readyz"); return code == http.StatusOK })
+	if h := other.Leader(); h != id {
+		t.Fatalf("the lease moved to %q", h)
+	}
+	var _ kubernetes.Interface = admin
+}
