@@ -131,15 +131,17 @@ func (p *Proxy) pump(dst, src net.Conn, fromClient bool) {
 	defer reader.Wait()
 	reader.Go(func() {
 		defer close(chunks)
+		buf := make([]byte, 32<<10)
 		for {
-			buf := make([]byte, 32<<10)
 			n, err := src.Read(buf)
 			if n > 0 {
 				if fromClient {
 					p.noteHeld(int64(n))
 				}
+				chunk := make([]byte, n) // the writer may hold it: a copy of its own
+				copy(chunk, buf[:n])
 				select {
-				case chunks <- buf[:n]:
+				case chunks <- chunk:
 				case <-p.closed:
 					return
 				}

@@ -58,15 +58,14 @@ func TestWritesHeldInTheNetwork(t *testing.T) {
 			for _, name := range []string{"a", "b"} {
 				c.start(name, replicaOptions{proxied: true, args: args})
 			}
-			_, _, next := c.awaitLeader(0, firstLeaderWithin)
+			c.awaitLeader(0, firstLeaderWithin)
 			if v.serverSide {
 				awaitFencingEnforced(t, c, leaseName)
 			}
 			c.awaitReconciled(reconcileWithin)
 			held := 0
 			for i := range v.cuts {
-				leader, _, n := c.awaitLeader(c.leases.count()-1, reconcileWithin)
-				next = n
+				leader, _, next := c.awaitLeader(c.leases.count()-1, reconcileWithin)
 				leader.proxy.Hold(netfault.Upstream)
 				c.bump() // the leader sees the change and writes into the black hole
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -74,8 +73,7 @@ func TestWritesHeldInTheNetwork(t *testing.T) {
 					t.Fatalf("cut %d: the leader sent nothing into the black hole: %v", i, err)
 				}
 				cancel()
-				successor, _, n := c.awaitLeader(next, leaseDuration+10*time.Second)
-				next = n
+				successor, _, _ := c.awaitLeader(next, leaseDuration+10*time.Second)
 				if successor == leader {
 					t.Fatalf("cut %d: the black-holed leader kept the lease", i)
 				}
