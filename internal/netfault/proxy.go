@@ -165,8 +165,13 @@ func (p *Proxy) pump(dst, src net.Conn, fromClient bool) {
 			p.heldBytes.Add(-int64(len(chunk)))
 		}
 		if err != nil {
+			// The server side is gone: what is left is lost, as a reset
+			// loses it; it is no longer held.
 			_ = src.Close()
-			for range chunks { // let the reader end
+			for rest := range chunks { // let the reader end
+				if fromClient {
+					p.heldBytes.Add(-int64(len(rest)))
+				}
 			}
 			return
 		}
@@ -291,7 +296,8 @@ func (p *Proxy) AwaitHeld(ctx context.Context) error {
 	}
 }
 
-// HeldBytes is how many bytes clients sent that have not been delivered.
+// HeldBytes is how many bytes clients sent that have been neither
+// delivered nor lost (to a server that closed the connection first).
 func (p *Proxy) HeldBytes() int64 { return p.heldBytes.Load() }
 
 // Cut closes every connection and refuses new ones until Restore; held

@@ -22,9 +22,10 @@ type HolderChange struct {
 	Holder string
 	// Seen is when the watch delivered the change.
 	Seen time.Time
-	// Acquired is the Lease's acquireTime: when the holder took it, by
-	// its clock (this machine's in tests), before its write was stored.
-	// Zero when released.
+	// Acquired is the Lease's acquireTime: when the holder took it (or
+	// its last holder released it: rein and client-go set it then too),
+	// by the writer's clock (this machine's in tests), before its write was
+	// stored. Zero when the record has none (a deleted Lease).
 	Acquired time.Time
 	// Revision is the Lease's resourceVersion, an etcd revision: writes
 	// committed at a higher revision came after the change.
@@ -98,7 +99,7 @@ func (h *LeaseHistory) note(l *coordinationv1.Lease, deleted bool, last *string)
 	}
 	*last = holder
 	ch := HolderChange{Holder: holder, Seen: time.Now()}
-	if holder != "" && l.Spec.AcquireTime != nil {
+	if l.Spec.AcquireTime != nil && !deleted {
 		ch.Acquired = l.Spec.AcquireTime.Time
 	}
 	ch.Revision, _ = strconv.ParseInt(l.ResourceVersion, 10, 64)
@@ -120,9 +121,11 @@ func (h *LeaseHistory) Changes() ([]HolderChange, <-chan struct{}) {
 	return append([]HolderChange(nil), h.changes...), h.changed
 }
 
-// HolderAt is who held the Lease at t by the holders' acquire times (a
-// release counts from when it was seen): the writer a write received at t
-// must be, for the write to come from the holder.
+// HolderAt is who held the Lease at t by the records' acquire times (a
+// deletion counts from when it was seen): the writer a write received at t
+// must be, for the write to come from the holder. The watch's own delay
+// does not enter: every time compared was taken by a writer before its
+// write.
 func (h *LeaseHistory) HolderAt(t time.Time) string {
 	changes, _ := h.Changes()
 	holder, from := "", time.Time{}
