@@ -45,7 +45,8 @@ type loadedConfig struct {
 // Before it loads anything it checks the other settings (malformed flag
 // values, timings that do not fit, bad addresses), and reports them with a
 // configuration problem in one error: a user who got several flags wrong
-// learns of all of them in one run.
+// learns of all of them in one run. A configuration that loaded is kept in
+// o.Config even when the settings are wrong.
 func (o *Options) LoadConfig() (*rest.Config, error) {
 	// The groups' lease names are New's to check; a placeholder stands for
 	// an unset one, so that the timings are checked all the same.

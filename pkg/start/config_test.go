@@ -171,11 +171,17 @@ func TestInvalidLeaseNamespaceStillFails(t *testing.T) {
 	o := start.NewOptions()
 	o.LeaseName = "start-test"
 	parseFlags(t, &o, "--kubeconfig", writeKubeconfig(t, "kind-team", "team-a"), "--leader-elect-resource-namespace", "Not_A_Namespace")
-	if _, err := o.LoadConfig(); err != nil {
-		t.Fatal(err)
+	const want = `--leader-elect-resource-namespace: lease namespace "Not_A_Namespace" is not valid`
+	// LoadConfig checks the settings first; the configuration itself loads.
+	_, err := o.LoadConfig()
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("LoadConfig with an invalid lease namespace: %v", err)
 	}
-	_, _, err := newReplica(t, o)
-	if err == nil || !strings.Contains(err.Error(), `--leader-elect-resource-namespace: lease namespace "Not_A_Namespace" is not valid`) {
+	if o.Config == nil {
+		t.Fatal("LoadConfig did not keep the configuration it loaded beside the settings error")
+	}
+	_, _, err = newReplica(t, o)
+	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("invalid lease namespace: %v", err)
 	}
 }
