@@ -1,0 +1,456 @@
+package apply
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/rein-k8s/rein/pkg/framework"
+)
+
+// Labels and annotations a Set puts on every child.
+const (
+	// OwnerLabel holds the owner's UID.
+	OwnerLabel = "apply.rein.dev/owner"
+	// SetLabel holds the set's name.
+	SetLabel = "apply.rein.dev/set"
+	// DesiredAnnotation holds a short hash of the desired object last
+	// applied, so that a field dropped from it counts as a change.
+	DesiredAnnotation = "apply.rein.dev/desired"
+	// FieldManagerPrefix starts the field manager of a set's applies.
+	FieldManagerPrefix = "rein-apply/"
+)
+
+// ownerIndex indexes cached children by owner UID and set.
+const ownerIndex = "apply.rein.dev/owner-set"
+
+// Applier makes Sets on one factory: its caches are where Sets look, and
+// its clients (fenced) what they write with.
+type Applier struct {
+	factory *framework.Factory
+	scheme  *runtime.Scheme
+	dyn     dynamic.Interface
+
+	mu   sync.Mutex
+	sets map[string]*Set
+}
+
+// New returns an Applier writing through f's clients.
+func New(f *framework.Factory) (*Applier, error) {
+	dyn, err := dynamic.NewForConfig(f.Clients().RESTConfig())
+	if err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	return &Applier{factory: f, scheme: f.Clients().Scheme(), dyn: dyn, sets: map[string]*Set{}}, nil
+}
+
+// Option configures a Set.
+type Option func(*Set)
+
+// NoForce makes a set's applies fail with a conflict, naming the other
+// field manager, where another manager owns a field the set declares with
+// another value, instead of taking the field over.
+func NoForce() Option { return func(s *Set) { s.force = false } }
+
+// Set is a named set of children kinds: Apply keeps an owner's children of
+// those kinds as declared. Make it with Applier.Set before the factory's
+// caches start.
+type Set struct {
+	a       *Applier
+	name    string
+	manager string
+	force   bool
+	kinds   map[schema.GroupVersionKind]*kind
+}
+
+type kind struct {
+	res      framework.Resource
+	informer cache.SharedIndexInformer
+}
+
+// Set returns the set called name, which may hold objects of kinds. It
+// registers a cache of each kind on the factory, so call it when
+// registering handlers, before the caches start. name becomes a label
+// value and part of the field manager (rein-apply/<name>).
+func (a *Applier) Set(name string, kinds []framework.Resource, opts ...Option) (*Set, error) {
+	if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+		return nil, fmt.Errorf("apply: set name %q: %s", name, strings.Join(msgs, "; "))
+	}
+	if len(kinds) == 0 {
+		return nil, fmt.Errorf("apply: set %q declares no kinds: name every kind it may hold, so that pruning knows where to look", name)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, dup := a.sets[name]; dup {
+		return nil, fmt.Errorf("apply: two sets are called %q: each needs its own name (it is their field manager)", name)
+	}
+	s := &Set{a: a, name: name, manager: FieldManagerPrefix + name, force: true, kinds: map[schema.GroupVersionKind]*kind{}}
+	for _, o := range opts {
+		o(s)
+	}
+	for _, res := range kinds {
+		informer, err := a.factory.Caches().ForResource(res)
+		if err != nil {
+			return nil, fmt.Errorf("apply: set %q: %w", name, err)
+		}
+		if err := informer.AddIndexers(cache.Indexers{ownerIndex: indexByOwnerAndSet}); err != nil && !strings.Contains(err.Error(), "conflict") {
+			return nil, fmt.Errorf("apply: set %q: cache of %s: %w", name, res, err)
+		}
+		s.kinds[res.GVK] = &kind{res: res, informer: informer}
+	}
+	a.sets[name] = s
+	return s, nil
+}
+
+func indexByOwnerAndSet(obj any) ([]string, error) {
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return nil, nil
+	}
+	owner, set := m.GetLabels()[OwnerLabel], m.GetLabels()[SetLabel]
+	if owner == "" || set == "" {
+		return nil, nil
+	}
+	return []string{owner + "/" + set}, nil
+}
+
+// Ref names one child.
+type Ref struct {
+	GVK             schema.GroupVersionKind
+	Namespace, Name string
+}
+
+func (r Ref) String() string {
+	if r.Namespace == "" {
+		return r.GVK.Kind + " " + r.Name
+	}
+	return r.GVK.Kind + " " + r.Namespace + "/" + r.Name
+}
+
+// Result is what Apply did, or Plan would do, with the reason for each
+// change.
+type Result struct {
+	Created, Updated, Deleted, Unchanged []Ref
+	// Why says, for each created, updated or deleted child, why.
+	Why map[Ref]string
+}
+
+// Changed reports whether anything was (or would be) written.
+func (r *Result) Changed() bool { return len(r.Created)+len(r.Updated)+len(r.Deleted) > 0 }
+
+// Apply makes owner's children in this set exactly desired: it applies
+// those that differ from their cached copies and deletes those no longer
+// desired; it sends nothing when all match. Errors name the child; Apply
+// goes on with the other children and returns every error.
+func (s *Set) Apply(ctx context.Context, owner runtime.Object, desired ...runtime.Object) (*Result, error) {
+	return s.run(ctx, owner, desired, false)
+}
+
+// Plan is Apply without writing: what Apply would create, update and
+// delete, and why (a diff of the first differing field).
+func (s *Set) Plan(ctx context.Context, owner runtime.Object, desired ...runtime.Object) (*Result, error) {
+	return s.run(ctx, owner, desired, true)
+}
+
+// Delete deletes every child of owner in this set: what a generating
+// handler does when its owner goes.
+func (s *Set) Delete(ctx context.Context, owner runtime.Object) (*Result, error) {
+	return s.run(ctx, owner, nil, false)
+}
+
+type ownerInfo struct {
+	meta       metav1.Object
+	gvk        schema.GroupVersionKind
+	namespaced bool
+}
+
+func (s *Set) run(ctx context.Context, ownerObj runtime.Object, desired []runtime.Object, plan bool) (*Result, error) {
+	owner, err := s.owner(ownerObj)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Why: map[Ref]string{}}
+	var errs []error
+	wanted := map[Ref]bool{}
+	for _, obj := range desired {
+		if obj == nil {
+			continue
+		}
+		child, k, err := s.complete(owner, obj)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ref := Ref{GVK: k.res.GVK, Namespace: child.GetNamespace(), Name: child.GetName()}
+		if wanted[ref] {
+			errs = append(errs, fmt.Errorf("apply: set %q: %s is desired twice", s.name, ref))
+			continue
+		}
+		wanted[ref] = true
+		why, err := s.differs(k, child)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("apply: set %q: %s: %w", s.name, ref, err))
+			continue
+		}
+		if why == "" {
+			res.Unchanged = append(res.Unchanged, ref)
+			continue
+		}
+		res.Why[ref] = why
+		created := strings.HasPrefix(why, "missing")
+		if !plan {
+			if err := s.send(ctx, k, child); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		if created {
+			res.Created = append(res.Created, ref)
+		} else {
+			res.Updated = append(res.Updated, ref)
+		}
+	}
+	// Prune: the cached children of this owner and set not desired now.
+	for _, k := range s.sortedKinds() {
+		items, err := k.informer.GetIndexer().ByIndex(ownerIndex, string(owner.meta.GetUID())+"/"+s.name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("apply: set %q: cache of %s: %w", s.name, k.res, err))
+			continue
+		}
+		for _, item := range items {
+			m, ok := item.(metav1.Object)
+			if !ok {
+				continue
+			}
+			ref := Ref{GVK: k.res.GVK, Namespace: m.GetNamespace(), Name: m.GetName()}
+			if wanted[ref] || m.GetDeletionTimestamp() != nil {
+				continue
+			}
+			res.Why[ref] = "no longer desired by " + owner.gvk.Kind + " " + key(owner.meta)
+			if !plan {
+				if err := s.delete(ctx, k, m); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+			}
+			res.Deleted = append(res.Deleted, ref)
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+func (s *Set) sortedKinds() []*kind {
+	kinds := make([]*kind, 0, len(s.kinds))
+	for _, k := range s.kinds {
+		kinds = append(kinds, k)
+	}
+	slices.SortFunc(kinds, func(a, b *kind) int { return strings.Compare(a.res.String(), b.res.String()) })
+	return kinds
+}
+
+func key(m metav1.Object) string {
+	if m.GetNamespace() == "" {
+		return m.GetName()
+	}
+	return m.GetNamespace() + "/" + m.GetName()
+}
+
+// owner reads what a Set needs of the owner.
+func (s *Set) owner(obj runtime.Object) (ownerInfo, error) {
+	m, ok := obj.(metav1.Object)
+	if !ok || obj == nil {
+		return ownerInfo{}, fmt.Errorf("apply: set %q: the owner %T has no object metadata", s.name, obj)
+	}
+	if m.GetUID() == "" {
+		return ownerInfo{}, fmt.Errorf("apply: set %q: owner %s has no UID: pass the object as read from the apiserver (a handler's object)", s.name, key(m))
+	}
+	gvk, err := s.gvkOf(obj)
+	if err != nil {
+		return ownerInfo{}, fmt.Errorf("apply: set %q: owner %s: %w", s.name, key(m), err)
+	}
+	return ownerInfo{meta: m, gvk: gvk, namespaced: m.GetNamespace() != ""}, nil
+}
+
+func (s *Set) gvkOf(obj runtime.Object) (schema.GroupVersionKind, error) {
+	if gvk := obj.GetObjectKind().GroupVersionKind(); !gvk.Empty() && gvk.Kind != "" {
+		return gvk, nil
+	}
+	gvks, _, err := s.a.scheme.ObjectKinds(obj)
+	if err != nil {
+		return schema.GroupVersionKind{}, fmt.Errorf("kind of %T: %w (register its API in the factory's scheme)", obj, err)
+	}
+	return gvks[0], nil
+}
+
+// complete turns a desired object into the object to apply.
+func (s *Set) complete(owner ownerInfo, obj runtime.Object) (*unstructured.Unstructured, *kind, error) {
+	gvk, err := s.gvkOf(obj)
+	if err != nil {
+		return nil, nil, fmt.Errorf("apply: set %q: %w", s.name, err)
+	}
+	k, ok := s.kinds[gvk]
+	if !ok {
+		return nil, nil, fmt.Errorf("apply: set %q holds no %s: add its framework.Resource to the kinds given to Applier.Set", s.name, gvk)
+	}
+	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, nil, fmt.Errorf("apply: set %q: %s: %w", s.name, gvk.Kind, err)
+	}
+	dropNulls(content)
+	delete(content, "status") // a child's status is not declared
+	u := &unstructured.Unstructured{Object: content}
+	u.SetGroupVersionKind(gvk)
+	if u.GetName() == "" {
+		return nil, nil, fmt.Errorf("apply: set %q: a desired %s has no name", s.name, gvk.Kind)
+	}
+	switch {
+	case k.res.Namespaced && u.GetNamespace() == "" && !owner.namespaced:
+		return nil, nil, fmt.Errorf("apply: set %q: %s %s needs a namespace: its owner is cluster-scoped", s.name, gvk.Kind, u.GetName())
+	case k.res.Namespaced && u.GetNamespace() == "":
+		u.SetNamespace(owner.meta.GetNamespace())
+	case !k.res.Namespaced && u.GetNamespace() != "":
+		return nil, nil, fmt.Errorf("apply: set %q: %s %s is cluster-scoped but names namespace %q", s.name, gvk.Kind, u.GetName(), u.GetNamespace())
+	}
+	labels := u.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[OwnerLabel] = string(owner.meta.GetUID())
+	labels[SetLabel] = s.name
+	u.SetLabels(labels)
+	// An owner reference where the owner can own the child: the garbage
+	// collector then deletes it with its owner. Other children are found
+	// by their labels.
+	if !owner.namespaced || owner.meta.GetNamespace() == u.GetNamespace() {
+		refs := slices.DeleteFunc(u.GetOwnerReferences(), func(r metav1.OwnerReference) bool { return r.UID == owner.meta.GetUID() })
+		refs = append(refs, metav1.OwnerReference{
+			APIVersion: owner.gvk.GroupVersion().String(), Kind: owner.gvk.Kind,
+			Name: owner.meta.GetName(), UID: owner.meta.GetUID(), Controller: boolPtr(true),
+		})
+		u.SetOwnerReferences(refs)
+	}
+	annotations := u.GetAnnotations()
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	delete(annotations, DesiredAnnotation)
+	u.SetAnnotations(annotations)
+	hash, err := hashOf(u.Object)
+	if err != nil {
+		return nil, nil, fmt.Errorf("apply: set %q: %s %s: %w", s.name, gvk.Kind, u.GetName(), err)
+	}
+	annotations[DesiredAnnotation] = hash
+	u.SetAnnotations(annotations)
+	return u, k, nil
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+// hashOf is a short hash of content's JSON (map keys sorted by encoding/json).
+func hashOf(content map[string]any) (string, error) {
+	data, err := json.Marshal(content)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:8]), nil
+}
+
+// differs says why the cached copy of child does not match it ("" when it
+// does): missing, another desired hash, or the first differing field.
+func (s *Set) differs(k *kind, child *unstructured.Unstructured) (string, error) {
+	item, exists, err := k.informer.GetIndexer().GetByKey(key(child))
+	if err != nil {
+		return "", err
+	}
+	if !exists {
+		return "missing from the cluster", nil
+	}
+	cachedObj, ok := item.(runtime.Object)
+	if !ok {
+		return "", fmt.Errorf("cached %T is not an object", item)
+	}
+	cached, err := runtime.DefaultUnstructuredConverter.ToUnstructured(cachedObj)
+	if err != nil {
+		return "", err
+	}
+	// Typed caches hold objects without apiVersion and kind.
+	cached["apiVersion"], cached["kind"] = child.GetAPIVersion(), child.GetKind()
+	cu := &unstructured.Unstructured{Object: cached}
+	if owner := cu.GetLabels()[OwnerLabel]; owner != "" && owner != child.GetLabels()[OwnerLabel] {
+		return "", fmt.Errorf("it exists and belongs to another owner (UID %s): two owners cannot declare one object", owner)
+	}
+	if got, want := cu.GetAnnotations()[DesiredAnnotation], child.GetAnnotations()[DesiredAnnotation]; got != want {
+		return fmt.Sprintf("the desired object changed (hash %s, applied %s)", want, orNone(got)), nil
+	}
+	if path, ok := contains(cached, child.Object, ""); !ok {
+		return "drifted at " + path, nil
+	}
+	return "", nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// send applies child with the set's field manager.
+func (s *Set) send(ctx context.Context, k *kind, child *unstructured.Unstructured) error {
+	data, err := json.Marshal(child.Object)
+	if err != nil {
+		return fmt.Errorf("apply: set %q: %s %s: %w", s.name, k.res.GVK.Kind, key(child), err)
+	}
+	force := s.force
+	_, err = s.client(k, child.GetNamespace()).Patch(ctx, child.GetName(), types.ApplyPatchType, data,
+		metav1.PatchOptions{FieldManager: s.manager, Force: &force})
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsConflict(err):
+		return fmt.Errorf("apply: set %q: %s %s: another field manager owns a field the set declares (field manager %s, force off): %w", s.name, k.res.GVK.Kind, key(child), s.manager, err)
+	default:
+		return fmt.Errorf("apply: set %q: %s %s: %w", s.name, k.res.GVK.Kind, key(child), err)
+	}
+}
+
+// delete deletes a child that is no longer desired, on condition that it
+// is still the object the cache showed.
+func (s *Set) delete(ctx context.Context, k *kind, m metav1.Object) error {
+	uid, rv := m.GetUID(), m.GetResourceVersion()
+	policy := metav1.DeletePropagationBackground
+	err := s.client(k, m.GetNamespace()).Delete(ctx, m.GetName(), metav1.DeleteOptions{
+		Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}, PropagationPolicy: &policy,
+	})
+	switch {
+	case err == nil, apierrors.IsNotFound(err):
+		return nil
+	default:
+		return fmt.Errorf("apply: set %q: prune %s %s: %w", s.name, k.res.GVK.Kind, key(m), err)
+	}
+}
+
+func (s *Set) client(k *kind, namespace string) dynamic.ResourceInterface {
+	r := s.a.dyn.Resource(k.res.GVR())
+	if k.res.Namespaced {
+		return r.Namespace(namespace)
+	}
+	return r
+}

@@ -1,0 +1,332 @@
+package apply_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/rein-k8s/rein/pkg/apply"
+	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Main(m, testenv.Options{Audit: true}, &env))
+}
+
+var (
+	configMaps = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}
+	services   = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("Service"), Plural: "services", Namespaced: true}
+)
+
+// userAgent marks the applier's requests in the audit log.
+const userAgent = "rein-apply-test"
+
+type fixture struct {
+	t      *testing.T
+	ns     string
+	admin  kubernetes.Interface
+	f      *framework.Factory
+	a      *apply.Applier
+	owner  *corev1.ServiceAccount
+	cancel context.CancelFunc
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	admin, err := env.Admin().Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	ns, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "apply-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	cfg := env.Config()
+	cfg.UserAgent = userAgent
+	f, err := framework.NewFactory(cfg, s, framework.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := apply.New(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, err := admin.CoreV1().ServiceAccounts(ns.Name).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "owner"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{t: t, ns: ns.Name, admin: admin, f: f, a: a, owner: owner}
+}
+
+// start runs the factory's caches (after the sets were made).
+func (x *fixture) start() {
+	x.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := x.f.StartCaches(ctx); err != nil {
+		cancel()
+		x.t.Fatal(err)
+	}
+	if err := x.f.WaitForCacheSync(ctx); err != nil {
+		cancel()
+		x.t.Fatal(err)
+	}
+	x.t.Cleanup(func() { cancel(); x.f.Caches().Wait() })
+}
+
+func (x *fixture) set(name string, opts ...apply.Option) *apply.Set {
+	x.t.Helper()
+	s, err := x.a.Set(name, []framework.Resource{configMaps, services}, opts...)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	return s
+}
+
+func configMap(name string, data map[string]string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: data}
+}
+
+func service(name string, port int32) *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.ServiceSpec{
+		Selector: map[string]string{"app": name},
+		Ports:    []corev1.ServicePort{{Name: "http", Port: port, TargetPort: intstr.FromInt32(8080)}},
+	}}
+}
+
+// settle waits until the caches show what was applied: Plan finds
+// nothing to do.
+func (x *fixture) settle(s *apply.Set, desired ...runtime.Object) {
+	x.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r, err := s.Plan(x.t.Context(), x.owner, desired...)
+		if err != nil {
+			x.t.Fatal(err)
+		}
+		if !r.Changed() {
+			return
+		}
+		if time.Now().After(deadline) {
+			x.t.Fatalf("the caches never matched: %+v", r.Why)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (x *fixture) mustApply(s *apply.Set, desired ...runtime.Object) *apply.Result {
+	x.t.Helper()
+	r, err := s.Apply(x.t.Context(), x.owner, desired...)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	return r
+}
+
+// mutatingRequests counts the applier's writes in the audit log from
+// offset on, and returns the new offset.
+func mutatingRequests(t *testing.T, offset int64) (int, int64) {
+	t.Helper()
+	n := 0
+	next, err := env.ReadAudit(offset, func(ev *testenv.AuditEvent) {
+		if strings.HasPrefix(ev.UserAgent, userAgent) {
+			switch ev.Verb {
+			case "create", "update", "patch", "delete", "deletecollection":
+				n++
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, next
+}
+
+func auditEnd(t *testing.T) int64 {
+	t.Helper()
+	_, end := mutatingRequests(t, 0)
+	return end
+}
+
+func TestApplyKeepsChildrenAsDeclared(t *testing.T) {
+	x := newFixture(t)
+	s := x.set("children")
+	x.start()
+	ctx := t.Context()
+	cms := x.admin.CoreV1().ConfigMaps(x.ns)
+
+	// Create.
+	desired := []runtime.Object{configMap("settings", map[string]string{"k": "v", "extra": "x"}), service("console", 80)}
+	r := x.mustApply(s, desired...)
+	if len(r.Created) != 2 {
+		t.Fatalf("first apply: %+v", r)
+	}
+	got, err := cms.Get(ctx, "settings", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Labels[apply.OwnerLabel] != string(x.owner.UID) || got.Labels[apply.SetLabel] != "children" ||
+		len(got.OwnerReferences) != 1 || got.OwnerReferences[0].UID != x.owner.UID || !*got.OwnerReferences[0].Controller {
+		t.Fatalf("child metadata: labels %v, owners %+v", got.Labels, got.OwnerReferences)
+	}
+
+	// Steady state: nothing is sent, by the apiserver's own audit log.
+	x.settle(s, desired...)
+	offset := auditEnd(t)
+	for range 3 {
+		if r := x.mustApply(s, desired...); r.Changed() || len(r.Unchanged) != 2 {
+			t.Fatalf("unchanged set: %+v", r)
+		}
+	}
+	if n, _ := mutatingRequests(t, offset); n != 0 {
+		t.Fatalf("applying an unchanged set 3 times sent %d mutating requests, want 0", n)
+	}
+
+	// Update, and a field dropped from the desired object disappears.
+	desired[0] = configMap("settings", map[string]string{"k": "v2"})
+	if r := x.mustApply(s, desired...); len(r.Updated) != 1 {
+		t.Fatalf("update: %+v", r)
+	}
+	if got, err = cms.Get(ctx, "settings", metav1.GetOptions{}); err != nil || got.Data["k"] != "v2" || got.Data["extra"] != "" {
+		t.Fatalf("after the update: %v %v, want k=v2 and no extra", got.Data, err)
+	}
+	x.settle(s, desired...)
+
+	// A hand edit is reverted.
+	got.Data["k"] = "by hand"
+	if _, err := cms.Update(ctx, got, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	r = x.awaitDrift(s, desired...)
+	if len(r.Updated) != 1 || !strings.Contains(r.Why[r.Updated[0]], "drifted at .data.k") {
+		t.Fatalf("hand edit: %+v", r)
+	}
+	if got, err = cms.Get(ctx, "settings", metav1.GetOptions{}); err != nil || got.Data["k"] != "v2" {
+		t.Fatalf("after reverting a hand edit: %v %v", got.Data, err)
+	}
+	x.settle(s, desired...)
+
+	// A hand delete is reverted.
+	if err := cms.Delete(ctx, "settings", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r = x.awaitDrift(s, desired...)
+	if len(r.Created) != 1 {
+		t.Fatalf("hand delete: %+v", r)
+	}
+	x.settle(s, desired...)
+
+	// Prune one object, then the rest.
+	if r := x.mustApply(s, desired[0]); len(r.Deleted) != 1 || r.Deleted[0].Name != "console" {
+		t.Fatalf("prune the service: %+v", r)
+	}
+	if _, err := x.admin.CoreV1().Services(x.ns).Get(ctx, "console", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the pruned service: %v", err)
+	}
+	x.settle(s, desired[0])
+	if r, err := s.Delete(ctx, x.owner); err != nil || len(r.Deleted) != 1 {
+		t.Fatalf("owner gone: %+v %v", r, err)
+	}
+	if _, err := cms.Get(ctx, "settings", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the owner's last child: %v", err)
+	}
+}
+
+// awaitDrift applies until the cache has seen the hand change and Apply
+// acted on it.
+func (x *fixture) awaitDrift(s *apply.Set, desired ...runtime.Object) *apply.Result {
+	x.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := x.mustApply(s, desired...)
+		if r.Changed() {
+			return r
+		}
+		if time.Now().After(deadline) {
+			x.t.Fatal("the change never reached the cache")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestConflictNamesTheOtherManager(t *testing.T) {
+	x := newFixture(t)
+	s := x.set("strict", apply.NoForce())
+	x.start()
+	ctx := t.Context()
+	desired := configMap("shared", map[string]string{"k": "mine"})
+	x.mustApply(s, desired)
+	x.settle(s, desired)
+	cms := x.admin.CoreV1().ConfigMaps(x.ns)
+	got, err := cms.Get(ctx, "shared", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Data["k"] = "theirs"
+	if _, err := cms.Update(ctx, got, metav1.UpdateOptions{FieldManager: "someone-else"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := s.Apply(ctx, x.owner, desired)
+		if err != nil {
+			for _, want := range []string{"ConfigMap " + x.ns + "/shared", "rein-apply/strict", "someone-else", ".data.k"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("the conflict error does not name %q: %v", want, err)
+				}
+			}
+			if !apierrors.IsConflict(err) {
+				t.Errorf("the error does not wrap the apiserver's conflict: %v", err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no conflict reported")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestMistakesAreNamed(t *testing.T) {
+	x := newFixture(t)
+	s := x.set("kinds")
+	if _, err := x.a.Set("kinds", []framework.Resource{configMaps}); err == nil {
+		t.Error("two sets with one name")
+	}
+	if _, err := x.a.Set("Not_A_Label", []framework.Resource{configMaps}); err == nil {
+		t.Error("a set name that is no label value")
+	}
+	if _, err := x.a.Set("none", nil); err == nil {
+		t.Error("a set without kinds")
+	}
+	x.start()
+	ctx := t.Context()
+	_, err := s.Apply(ctx, x.owner, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s"}})
+	if err == nil || !strings.Contains(err.Error(), `set "kinds" holds no /v1, Kind=Secret`) {
+		t.Errorf("a kind outside the set: %v", err)
+	}
+	if _, err := s.Apply(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "unread"}}, configMap("c", nil)); err == nil || !strings.Contains(err.Error(), "no UID") {
+		t.Errorf("an owner never read: %v", err)
+	}
+	if _, err := s.Apply(ctx, x.owner, configMap("twice", nil), configMap("twice", nil)); err == nil || !strings.Contains(err.Error(), "desired twice") {
+		t.Errorf("one child twice: %v", err)
+	}
+}
