@@ -33,6 +33,12 @@ const (
 	// DesiredAnnotation holds a short hash of the desired object last
 	// applied, so that a field dropped from it counts as a change.
 	DesiredAnnotation = "apply.rein.dev/desired"
+	// OwnerKeyAnnotation and OwnerKindAnnotation hold the owner's key
+	// ("namespace/name" or "name") and group kind ("Kind.group"), so that
+	// pkg/related finds the owner of any child, also one in another
+	// namespace, which cannot carry an owner reference to it.
+	OwnerKeyAnnotation  = "apply.rein.dev/owner-key"
+	OwnerKindAnnotation = "apply.rein.dev/owner-kind"
 	// FieldManagerPrefix starts the field manager of a set's applies.
 	FieldManagerPrefix = "rein-apply/"
 )
@@ -350,6 +356,8 @@ func (s *Set) complete(owner ownerInfo, obj runtime.Object) (*unstructured.Unstr
 		annotations = map[string]string{}
 	}
 	delete(annotations, DesiredAnnotation)
+	annotations[OwnerKeyAnnotation] = key(owner.meta)
+	annotations[OwnerKindAnnotation] = owner.gvk.GroupKind().String()
 	u.SetAnnotations(annotations)
 	hash, err := hashOf(u.Object)
 	if err != nil {

@@ -1,0 +1,139 @@
+package related
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/rein-k8s/rein/pkg/apply"
+	"github.com/rein-k8s/rein/pkg/framework"
+)
+
+// Resolver returns the keys ("namespace/name", or "name" for cluster-scoped
+// kinds) of the target objects a source object concerns. It gets the
+// source's last known state also when the source was deleted.
+type Resolver func(source runtime.Object) ([]string, error)
+
+// Target is a controller that keys can be queued on: a
+// *framework.Controller (a typed controller's Engine()).
+type Target interface {
+	Name() string
+	Enqueue(key string)
+}
+
+var _ Target = (*framework.Controller)(nil)
+
+// Watch enqueues on target the keys resolve returns for every object of
+// sources that is added, changed or deleted, until ctx ends. name names the
+// watch in logs. Resolver errors are logged with the source's key and
+// otherwise ignored: one bad object must not stop the watch.
+func Watch(ctx context.Context, name string, resolve Resolver, target Target, sources ...cache.SharedIndexInformer) error {
+	if resolve == nil || target == nil || len(sources) == 0 {
+		return fmt.Errorf("related: watch %q needs a resolver, a target and at least one source", name)
+	}
+	log := framework.Logger(ctx).WithField("relatedWatch", name).WithField("target", target.Name())
+	handle := func(obj any) {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		src, ok := obj.(runtime.Object)
+		if !ok {
+			return
+		}
+		keys, err := resolve(src)
+		if err != nil {
+			if m, ok := obj.(metav1.Object); ok {
+				log = log.WithField("source", m.GetNamespace()+"/"+m.GetName())
+			}
+			log.WithError(err).Warn("resolver failed; nothing enqueued")
+			return
+		}
+		for _, k := range keys {
+			target.Enqueue(k)
+		}
+	}
+	var regs []struct {
+		informer cache.SharedIndexInformer
+		reg      cache.ResourceEventHandlerRegistration
+	}
+	for _, s := range sources {
+		reg, err := s.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    handle,
+			UpdateFunc: func(_, obj any) { handle(obj) },
+			DeleteFunc: handle,
+		})
+		if err != nil {
+			for _, r := range regs {
+				_ = r.informer.RemoveEventHandler(r.reg)
+			}
+			return fmt.Errorf("related: watch %q: %w", name, err)
+		}
+		regs = append(regs, struct {
+			informer cache.SharedIndexInformer
+			reg      cache.ResourceEventHandlerRegistration
+		}{s, reg})
+	}
+	context.AfterFunc(ctx, func() {
+		for _, r := range regs {
+			_ = r.informer.RemoveEventHandler(r.reg)
+		}
+	})
+	return nil
+}
+
+// OwnerOf resolves a child to its owner of kind owner: its controller
+// owner reference of that kind (in the child's namespace), else the owner
+// annotations pkg/apply writes (apply.OwnerKeyAnnotation and
+// apply.OwnerKindAnnotation), which also reach owners in another namespace.
+func OwnerOf(owner schema.GroupVersionKind) Resolver {
+	return func(source runtime.Object) ([]string, error) {
+		m, ok := source.(metav1.Object)
+		if !ok {
+			return nil, fmt.Errorf("%T has no object metadata", source)
+		}
+		if ref := metav1.GetControllerOfNoCopy(m); ref != nil {
+			gv, err := schema.ParseGroupVersion(ref.APIVersion)
+			if err != nil {
+				return nil, err
+			}
+			if gv.Group == owner.Group && ref.Kind == owner.Kind {
+				if m.GetNamespace() == "" {
+					return []string{ref.Name}, nil
+				}
+				return []string{m.GetNamespace() + "/" + ref.Name}, nil
+			}
+		}
+		if k := m.GetAnnotations()[apply.OwnerKeyAnnotation]; k != "" && m.GetAnnotations()[apply.OwnerKindAnnotation] == owner.GroupKind().String() {
+			return []string{k}, nil
+		}
+		return nil, nil
+	}
+}
+
+// Referencing resolves a source (say, a Secret) to the target objects
+// that reference it, through index of the target's cache: index must map a
+// target object to the keys of the sources it references
+// ("namespace/name"). Add it to the target's informer before the caches
+// start (framework: Controller.Informer().AddIndexers).
+func Referencing(targetCache cache.Indexer, index string) Resolver {
+	return func(source runtime.Object) ([]string, error) {
+		m, ok := source.(metav1.Object)
+		if !ok {
+			return nil, fmt.Errorf("%T has no object metadata", source)
+		}
+		sourceKey := m.GetName()
+		if m.GetNamespace() != "" {
+			sourceKey = m.GetNamespace() + "/" + m.GetName()
+		}
+		keys, err := targetCache.IndexKeys(index, sourceKey)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("target cache index %q", index), err)
+		}
+		return keys, nil
+	}
+}

@@ -1,0 +1,189 @@
+package related_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/rein-k8s/rein/pkg/apply"
+	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/generic"
+	"github.com/rein-k8s/rein/pkg/related"
+	"github.com/rein-k8s/rein/pkg/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Main(m, testenv.Options{}, &env))
+}
+
+var (
+	serviceAccounts = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ServiceAccount"), Plural: "serviceaccounts", Namespaced: true}
+	configMaps      = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}
+	secrets         = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("Secret"), Plural: "secrets", Namespaced: true}
+)
+
+func namespace(t *testing.T, admin kubernetes.Interface) string {
+	t.Helper()
+	ns, err := admin.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "related-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
+	return ns.Name
+}
+
+// TestChildrenAndReferencesEnqueueTheirOwner: a hand delete of a child (in
+// the owner's namespace or another) and a change of a referenced Secret
+// each re-run the owner's handler, which restores the child.
+func TestChildrenAndReferencesEnqueueTheirOwner(t *testing.T) {
+	admin, err := env.Admin().Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, other := namespace(t, admin), namespace(t, admin)
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	f, err := framework.NewFactory(env.Config(), s, framework.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := apply.New(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	children, err := a.Set("children", []framework.Resource{configMaps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners := generic.NewController[*corev1.ServiceAccount, *corev1.ServiceAccountList](f, serviceAccounts)
+	engine, err := owners.Engine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The owners' cache indexes the Secret each references.
+	const bySecret = "secret"
+	if err := owners.Informer().AddIndexers(cache.Indexers{bySecret: func(obj any) ([]string, error) {
+		sa := obj.(*corev1.ServiceAccount)
+		var keys []string
+		for _, ref := range sa.Secrets {
+			keys = append(keys, sa.Namespace+"/"+ref.Name)
+		}
+		return keys, nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Each run reports the Secret's resourceVersion it saw in the cache.
+	runs := make(chan string, 100)
+	var secretCache cache.SharedIndexInformer
+	owners.OnChange(ctx, "children", func(ctx context.Context, key string, sa *corev1.ServiceAccount) (*corev1.ServiceAccount, error) {
+		if sa == nil || sa.Namespace != ns {
+			return sa, nil
+		}
+		seen := ""
+		if item, ok, _ := secretCache.GetIndexer().GetByKey(ns + "/creds"); ok {
+			seen = item.(*corev1.Secret).ResourceVersion
+		}
+		runs <- seen
+		_, err := children.Apply(ctx, sa,
+			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "near"}, Data: map[string]string{"k": "v"}},
+			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "far", Namespace: other}, Data: map[string]string{"k": "v"}})
+		return sa, err
+	})
+	secretCache, err = f.Caches().ForResource(secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmCache, err := f.Caches().ForResource(configMaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := related.Watch(ctx, "children", related.OwnerOf(serviceAccounts.GVK), engine, cmCache); err != nil {
+		t.Fatal(err)
+	}
+	if err := related.Watch(ctx, "secrets", related.Referencing(owners.Informer().GetIndexer(), bySecret), engine, secretCache); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.StartCaches(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WaitForCacheSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	workers, err := f.StartWorkers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = workers.Wait(10 * time.Second); f.Caches().Wait() }()
+
+	if _, err := admin.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "owner"},
+		Secrets: []corev1.ObjectReference{{Name: "creds"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// awaitRun waits for a run of the owner's handler that saw the Secret
+	// at resourceVersion rv ("": any).
+	awaitRun := func(what, rv string) {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		for {
+			select {
+			case seen := <-runs:
+				if rv == "" || seen == rv {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("the owner's handler did not run after %s", what)
+			}
+		}
+	}
+	awaitChild := func(namespace, name string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if _, err := admin.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{}); err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("child %s/%s not restored", namespace, name)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	awaitRun("the owner was created", "")
+	awaitChild(ns, "near")
+	awaitChild(other, "far")
+
+	// A hand delete of a child in the owner's namespace (found by owner
+	// reference) and of one in another namespace (by annotation): only a
+	// run of the owner's handler after the delete restores it.
+	for _, child := range [][2]string{{ns, "near"}, {other, "far"}} {
+		if err := admin.CoreV1().ConfigMaps(child[0]).Delete(ctx, child[1], metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		awaitChild(child[0], child[1])
+	}
+
+	// The referenced Secret changes (found by the owners' index): a run
+	// sees its new version.
+	updated, err := admin.CoreV1().Secrets(ns).Update(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds"}, StringData: map[string]string{"p": "w"}}, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	awaitRun("its Secret changed", updated.ResourceVersion)
+}
