@@ -44,6 +44,9 @@ type Controller struct {
 	mu       sync.Mutex
 	nextID   uint64
 	handlers atomic.Pointer[[]handlerEntry]
+	// forced holds keys queued explicitly (Enqueue, EnqueueAfter,
+	// RequeueAfter): their next run skips no IgnoreStatus handler.
+	forced sync.Map
 }
 
 func newController(res Resource, client ResourceClient, informer cache.SharedIndexInformer, newObj func() (runtime.Object, error), workers int, rl RateLimit, log *logrus.Entry, m *metrics) (*Controller, error) {
@@ -164,11 +167,18 @@ func (c *Controller) enqueueObject(obj any) {
 	c.enqueue(key, 0)
 }
 
-// Enqueue queues key ("namespace/name" or "name") for the handler chain.
-func (c *Controller) Enqueue(key string) { c.enqueue(key, 0) }
+// Enqueue queues key ("namespace/name" or "name") for the handler chain;
+// every handler runs on it, IgnoreStatus ones included.
+func (c *Controller) Enqueue(key string) {
+	c.forced.Store(key, struct{}{})
+	c.enqueue(key, 0)
+}
 
-// EnqueueAfter queues key after delay.
-func (c *Controller) EnqueueAfter(key string, delay time.Duration) { c.enqueue(key, delay) }
+// EnqueueAfter queues key after delay, as Enqueue.
+func (c *Controller) EnqueueAfter(key string, delay time.Duration) {
+	c.forced.Store(key, struct{}{})
+	c.enqueue(key, delay)
+}
 
 // EnqueueAll queues the key of every cached object.
 func (c *Controller) EnqueueAll() {
@@ -183,17 +193,20 @@ func (c *Controller) QueueLen() int { return c.queue.Len() }
 // AddHandler appends h to the chain under name, until ctx ends. Handlers run
 // in registration order. A handler added after the cache has synced gets
 // every cached key queued, so it sees every existing object.
-func (c *Controller) AddHandler(ctx context.Context, name string, h Handler) {
-	c.addChainHandler(ctx, name, chainHandler(h))
+func (c *Controller) AddHandler(ctx context.Context, name string, h Handler, opts ...HandlerOption) {
+	c.addChainHandler(ctx, name, chainHandler(h), opts...)
 }
 
-func (c *Controller) addChainHandler(ctx context.Context, name string, h chainHandler) {
+func (c *Controller) addChainHandler(ctx context.Context, name string, h chainHandler, opts ...HandlerOption) {
 	if ctx.Err() != nil {
 		return
 	}
 	c.mu.Lock()
 	c.nextID++
 	entry := handlerEntry{id: c.nextID, name: name, fn: h}
+	for _, o := range opts {
+		o(&entry)
+	}
 	old := *c.handlers.Load()
 	chain := make([]handlerEntry, len(old), len(old)+1)
 	copy(chain, old)
@@ -263,7 +276,8 @@ func (c *Controller) process(ctx context.Context, key string) {
 		c.queue.AddRateLimited(key)
 		return
 	}
-	res := c.runChain(ctx, key, obj)
+	_, forced := c.forced.LoadAndDelete(key)
+	res := c.runChain(ctx, key, obj, forced)
 	if len(res.errs) > 0 {
 		for _, e := range res.errs {
 			c.logHandlerError(e)
@@ -273,6 +287,7 @@ func (c *Controller) process(ctx context.Context, key string) {
 	}
 	c.queue.Forget(key)
 	if res.requeueAfter > 0 {
+		c.forced.Store(key, struct{}{}) // asked for: every handler runs
 		c.queue.AddAfter(key, res.requeueAfter)
 	}
 }
@@ -305,7 +320,7 @@ func (c *Controller) Process(ctx context.Context, key string) (requeueAfter time
 	if err != nil {
 		return 0, fmt.Errorf("controller %s: cache lookup of %s: %w", c.name, key, err)
 	}
-	res := c.runChain(ctx, key, obj)
+	res := c.runChain(ctx, key, obj, true) // an explicit run: no handler is filtered
 	if len(res.errs) > 0 {
 		errs := make([]error, len(res.errs))
 		for i, e := range res.errs {
@@ -334,10 +349,24 @@ func (c *Controller) logHandlerError(e *HandlerError) {
 // previous one returned. A failing handler does not stop the chain: the
 // handlers of a kind are independent (a cleanup must not wait for an
 // unrelated OnChange to succeed), and the key is retried for all of them.
-func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Object) chainResult {
+func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Object, forced bool) chainResult {
 	var res chainResult
 	current := obj
+	var fp fingerprint
 	for _, h := range *c.handlers.Load() {
+		if h.filter != nil {
+			if obj == nil {
+				h.filter.forget(key)
+			} else {
+				if !fp.done {
+					fp = fingerprintOf(obj)
+				}
+				if !forced && fp.ok && h.filter.unchanged(key, fp.sum) {
+					c.metrics.observeHandler(c.name, h.name, resultFiltered, 0)
+					continue
+				}
+			}
+		}
 		start := time.Now()
 		out, herr := c.callHandler(ctx, h, key, current)
 		var requeue *RequeueAfterError
@@ -353,6 +382,7 @@ func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Objec
 			if out.obj != nil {
 				current = out.obj
 			}
+			h.filter.record(key, fp)
 		case errors.Is(out.err, ErrSkip):
 			result = resultSkip
 		case errors.As(out.err, &requeue):
@@ -361,6 +391,7 @@ func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Objec
 			if out.obj != nil {
 				current = out.obj
 			}
+			h.filter.record(key, fp)
 		}
 		c.metrics.observeHandler(c.name, h.name, result, time.Since(start))
 	}

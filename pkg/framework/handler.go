@@ -60,9 +60,26 @@ func RequeueAfter(d time.Duration) error { return &RequeueAfterError{Delay: d} }
 // handlerEntry is a registered handler. id tells entries with the same name
 // apart when one is unregistered.
 type handlerEntry struct {
-	id   uint64
-	name string
-	fn   chainHandler
+	id     uint64
+	name   string
+	fn     chainHandler
+	filter *changeFilter // nil: runs on every key processed
+}
+
+// HandlerOption configures one registered handler.
+type HandlerOption func(*handlerEntry)
+
+// IgnoreStatus keeps a handler from running again on an object whose only
+// changes since the handler last succeeded on it are to its status, its
+// resourceVersion or its managedFields: an object's own status writes
+// (typically the chain's own) do not re-run it, as controller-runtime's
+// GenerationChangedPredicate does, but per handler, so that other handlers
+// of the shared controller still see every change. A key queued
+// explicitly (Enqueue, EnqueueAfter, a related watch, RequeueAfter) runs it
+// regardless, as does a deleted object, a failure's retry, and the first
+// time it sees a key in this process.
+func IgnoreStatus() HandlerOption {
+	return func(e *handlerEntry) { e.filter = &changeFilter{last: map[string]uint64{}} }
 }
 
 // HandlerError is one handler's failure on one key.

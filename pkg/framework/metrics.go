@@ -18,6 +18,9 @@ const (
 	resultPanic   = "panic"
 	resultSkip    = "skip"
 	resultRequeue = "requeue"
+	// resultFiltered: an IgnoreStatus handler did not run, nothing it
+	// looks at having changed.
+	resultFiltered = "filtered"
 )
 
 // metrics holds the engine's collectors on the registry the user gave. A
@@ -39,7 +42,7 @@ func newMetrics(reg prometheus.Registerer, caches *CacheFactory) (*metrics, erro
 	var err error
 	m.handlerRuns, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rein_handler_executions_total",
-		Help: "Handler runs per controller, handler and result (success, error, panic, skip, requeue).",
+		Help: "Handler runs per controller, handler and result (success, error, panic, skip, requeue, filtered).",
 	}, []string{"controller", "handler", "result"}))
 	if err != nil {
 		return nil, err

@@ -94,8 +94,9 @@ type Controller[T runtime.Object, TList runtime.Object] interface {
 	Client[T, TList]
 
 	// OnChange appends h to the handler chain until ctx ends. Handlers run
-	// in registration order on the same key.
-	OnChange(ctx context.Context, name string, h ObjectHandler[T])
+	// in registration order on the same key. framework.IgnoreStatus keeps
+	// h from re-running on status-only changes.
+	OnChange(ctx context.Context, name string, h ObjectHandler[T], opts ...framework.HandlerOption)
 	// OnRemove runs h when an object is being deleted, holding the
 	// deletion with a finalizer named after name while h is registered
 	// (see framework.FinalizerName). The finalizer is removed when h
@@ -130,7 +131,7 @@ type NonNamespacedController[T runtime.Object, TList runtime.Object] interface {
 	Meta
 	NonNamespacedClient[T, TList]
 
-	OnChange(ctx context.Context, name string, h ObjectHandler[T])
+	OnChange(ctx context.Context, name string, h ObjectHandler[T], opts ...framework.HandlerOption)
 	OnRemove(ctx context.Context, name string, h ObjectHandler[T])
 	Enqueue(name string)
 	EnqueueAfter(name string, delay time.Duration)
@@ -232,13 +233,13 @@ func (c *typed[T, TList]) Informer() cache.SharedIndexInformer {
 	return inf
 }
 
-func (c *typed[T, TList]) OnChange(ctx context.Context, name string, h ObjectHandler[T]) {
+func (c *typed[T, TList]) OnChange(ctx context.Context, name string, h ObjectHandler[T], opts ...framework.HandlerOption) {
 	ctrl, err := c.backend.Controller(c.res)
 	if err != nil {
 		c.backend.SetupError(fmt.Errorf("OnChange %q: %w", name, err))
 		return
 	}
-	ctrl.AddHandler(ctx, name, adapt(h))
+	ctrl.AddHandler(ctx, name, adapt(h), opts...)
 }
 
 func (c *typed[T, TList]) OnRemove(ctx context.Context, name string, h ObjectHandler[T]) {

@@ -262,7 +262,11 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 		t.Skip("runs the sample")
 	}
 	ctx := context.Background()
-	l, err := lab.Start(ctx, lab.Options{RepoRoot: repoRoot(), Race: true, Transition: "200ms", RefusedImages: "bad/"})
+	// Election timings with room for a loaded CI machine (race-built
+	// replicas behind proxies, beside other packages' tests): a leader that
+	// loses its lease by itself would spoil the fault cycle.
+	l, err := lab.Start(ctx, lab.Options{RepoRoot: repoRoot(), Race: true, Transition: "200ms", RefusedImages: "bad/",
+		LeaseDuration: "4s", RenewDeadline: "3s", RetryPeriod: "500ms"})
 	if err != nil {
 		t.Fatal(err)
 	}
