@@ -35,7 +35,8 @@ type WidgetSpec struct {
 
 // WidgetStatus is the observed state.
 type WidgetStatus struct {
-	ObservedSize int `json:"observedSize,omitempty"`
+	ObservedSize int                `json:"observedSize,omitempty"`
+	Conditions   []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // WidgetList is a list of Widgets.
@@ -68,6 +69,7 @@ func (w *Widget) DeepCopy() *Widget {
 	}
 	out := *w
 	w.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	out.Status = *w.Status.DeepCopy()
 	return &out
 }
 
@@ -115,5 +117,11 @@ func (s *WidgetStatus) DeepCopy() *WidgetStatus {
 		return nil
 	}
 	out := *s
+	if s.Conditions != nil {
+		out.Conditions = make([]metav1.Condition, len(s.Conditions))
+		for i := range s.Conditions {
+			s.Conditions[i].DeepCopyInto(&out.Conditions[i])
+		}
+	}
 	return &out
 }
