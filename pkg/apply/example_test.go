@@ -59,7 +59,9 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	defer func() { _ = clients.CoreV1().ServiceAccounts("default").Delete(context.Background(), owner.Name, metav1.DeleteOptions{}) }()
+	defer func() {
+		_ = clients.CoreV1().ServiceAccounts("default").Delete(context.Background(), owner.Name, metav1.DeleteOptions{})
+	}()
 
 	desired := []runtime.Object{
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "example-settings"}, Data: map[string]string{"mode": "fast"}},
