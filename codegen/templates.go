@@ -267,6 +267,12 @@ import (
 	"context"
 {{- end}}
 
+{{- if .HasStatus}}
+
+	"github.com/rein-k8s/rein/pkg/apply"
+{{- else}}
+
+{{- end}}
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	{{.APIAlias}} "{{.APIImport}}"
@@ -305,8 +311,21 @@ type {{.Name}}StatusHandler = generic.StatusHandler[*{{.APIAlias}}.{{.Name}}, {{
 // Register{{.Name}}StatusHandler registers handler as an OnChange handler
 // named name that writes the status it returns only when it changed: see
 // generic.RegisterStatusHandler.
-func Register{{.Name}}StatusHandler(ctx context.Context, controller {{.Name}}Controller, name string, handler {{.Name}}StatusHandler) {
+func Register{{.Name}}StatusHandler(ctx context.Context, controller {{.Name}}Controller, name string, handler {{.Name}}StatusHandler, opts ...framework.HandlerOption) {
 	generic.RegisterStatusHandler(ctx, controller, name,
-		func(obj *{{.APIAlias}}.{{.Name}}) *{{.APIAlias}}.{{.StatusType}} { return &obj.Status }, handler)
+		func(obj *{{.APIAlias}}.{{.Name}}) *{{.APIAlias}}.{{.StatusType}} { return &obj.Status }, handler, opts...)
+}
+
+// {{.Name}}GeneratingHandler computes the children obj should have and its
+// status, from status, a copy of its current status.
+type {{.Name}}GeneratingHandler = generic.GeneratingHandler[*{{.APIAlias}}.{{.Name}}, {{.APIAlias}}.{{.StatusType}}]
+
+// Register{{.Name}}GeneratingHandler registers handler as an OnChange handler
+// named name that applies the children it returns as set, owned by the
+// object, and writes the status it returns only when it changed; a failure
+// keeps the last status. See generic.RegisterGeneratingHandler.
+func Register{{.Name}}GeneratingHandler(ctx context.Context, controller {{.Name}}Controller, set *apply.Set, name string, handler {{.Name}}GeneratingHandler, opts generic.GeneratingOptions[{{.APIAlias}}.{{.StatusType}}]) {
+	generic.RegisterGeneratingHandler(ctx, controller, set, name,
+		func(obj *{{.APIAlias}}.{{.Name}}) *{{.APIAlias}}.{{.StatusType}} { return &obj.Status }, handler, opts)
 }
 {{end}}`)

@@ -5,6 +5,7 @@ package v1
 import (
 	"context"
 
+	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	appsv1 "k8s.io/api/apps/v1"
@@ -42,7 +43,20 @@ type DeploymentStatusHandler = generic.StatusHandler[*appsv1.Deployment, appsv1.
 // RegisterDeploymentStatusHandler registers handler as an OnChange handler
 // named name that writes the status it returns only when it changed: see
 // generic.RegisterStatusHandler.
-func RegisterDeploymentStatusHandler(ctx context.Context, controller DeploymentController, name string, handler DeploymentStatusHandler) {
+func RegisterDeploymentStatusHandler(ctx context.Context, controller DeploymentController, name string, handler DeploymentStatusHandler, opts ...framework.HandlerOption) {
 	generic.RegisterStatusHandler(ctx, controller, name,
-		func(obj *appsv1.Deployment) *appsv1.DeploymentStatus { return &obj.Status }, handler)
+		func(obj *appsv1.Deployment) *appsv1.DeploymentStatus { return &obj.Status }, handler, opts...)
+}
+
+// DeploymentGeneratingHandler computes the children obj should have and its
+// status, from status, a copy of its current status.
+type DeploymentGeneratingHandler = generic.GeneratingHandler[*appsv1.Deployment, appsv1.DeploymentStatus]
+
+// RegisterDeploymentGeneratingHandler registers handler as an OnChange handler
+// named name that applies the children it returns as set, owned by the
+// object, and writes the status it returns only when it changed; a failure
+// keeps the last status. See generic.RegisterGeneratingHandler.
+func RegisterDeploymentGeneratingHandler(ctx context.Context, controller DeploymentController, set *apply.Set, name string, handler DeploymentGeneratingHandler, opts generic.GeneratingOptions[appsv1.DeploymentStatus]) {
+	generic.RegisterGeneratingHandler(ctx, controller, set, name,
+		func(obj *appsv1.Deployment) *appsv1.DeploymentStatus { return &obj.Status }, handler, opts)
 }

@@ -5,6 +5,7 @@ package v1
 import (
 	"context"
 
+	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	corev1 "k8s.io/api/core/v1"
@@ -42,7 +43,20 @@ type NamespaceStatusHandler = generic.StatusHandler[*corev1.Namespace, corev1.Na
 // RegisterNamespaceStatusHandler registers handler as an OnChange handler
 // named name that writes the status it returns only when it changed: see
 // generic.RegisterStatusHandler.
-func RegisterNamespaceStatusHandler(ctx context.Context, controller NamespaceController, name string, handler NamespaceStatusHandler) {
+func RegisterNamespaceStatusHandler(ctx context.Context, controller NamespaceController, name string, handler NamespaceStatusHandler, opts ...framework.HandlerOption) {
 	generic.RegisterStatusHandler(ctx, controller, name,
-		func(obj *corev1.Namespace) *corev1.NamespaceStatus { return &obj.Status }, handler)
+		func(obj *corev1.Namespace) *corev1.NamespaceStatus { return &obj.Status }, handler, opts...)
+}
+
+// NamespaceGeneratingHandler computes the children obj should have and its
+// status, from status, a copy of its current status.
+type NamespaceGeneratingHandler = generic.GeneratingHandler[*corev1.Namespace, corev1.NamespaceStatus]
+
+// RegisterNamespaceGeneratingHandler registers handler as an OnChange handler
+// named name that applies the children it returns as set, owned by the
+// object, and writes the status it returns only when it changed; a failure
+// keeps the last status. See generic.RegisterGeneratingHandler.
+func RegisterNamespaceGeneratingHandler(ctx context.Context, controller NamespaceController, set *apply.Set, name string, handler NamespaceGeneratingHandler, opts generic.GeneratingOptions[corev1.NamespaceStatus]) {
+	generic.RegisterGeneratingHandler(ctx, controller, set, name,
+		func(obj *corev1.Namespace) *corev1.NamespaceStatus { return &obj.Status }, handler, opts)
 }

@@ -5,6 +5,7 @@ package v1
 import (
 	"context"
 
+	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	corev1 "k8s.io/api/core/v1"
@@ -42,7 +43,20 @@ type PodStatusHandler = generic.StatusHandler[*corev1.Pod, corev1.PodStatus]
 // RegisterPodStatusHandler registers handler as an OnChange handler
 // named name that writes the status it returns only when it changed: see
 // generic.RegisterStatusHandler.
-func RegisterPodStatusHandler(ctx context.Context, controller PodController, name string, handler PodStatusHandler) {
+func RegisterPodStatusHandler(ctx context.Context, controller PodController, name string, handler PodStatusHandler, opts ...framework.HandlerOption) {
 	generic.RegisterStatusHandler(ctx, controller, name,
-		func(obj *corev1.Pod) *corev1.PodStatus { return &obj.Status }, handler)
+		func(obj *corev1.Pod) *corev1.PodStatus { return &obj.Status }, handler, opts...)
+}
+
+// PodGeneratingHandler computes the children obj should have and its
+// status, from status, a copy of its current status.
+type PodGeneratingHandler = generic.GeneratingHandler[*corev1.Pod, corev1.PodStatus]
+
+// RegisterPodGeneratingHandler registers handler as an OnChange handler
+// named name that applies the children it returns as set, owned by the
+// object, and writes the status it returns only when it changed; a failure
+// keeps the last status. See generic.RegisterGeneratingHandler.
+func RegisterPodGeneratingHandler(ctx context.Context, controller PodController, set *apply.Set, name string, handler PodGeneratingHandler, opts generic.GeneratingOptions[corev1.PodStatus]) {
+	generic.RegisterGeneratingHandler(ctx, controller, set, name,
+		func(obj *corev1.Pod) *corev1.PodStatus { return &obj.Status }, handler, opts)
 }

@@ -5,6 +5,7 @@ package v1
 import (
 	"context"
 
+	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	corev1 "k8s.io/api/core/v1"
@@ -42,7 +43,20 @@ type ServiceStatusHandler = generic.StatusHandler[*corev1.Service, corev1.Servic
 // RegisterServiceStatusHandler registers handler as an OnChange handler
 // named name that writes the status it returns only when it changed: see
 // generic.RegisterStatusHandler.
-func RegisterServiceStatusHandler(ctx context.Context, controller ServiceController, name string, handler ServiceStatusHandler) {
+func RegisterServiceStatusHandler(ctx context.Context, controller ServiceController, name string, handler ServiceStatusHandler, opts ...framework.HandlerOption) {
 	generic.RegisterStatusHandler(ctx, controller, name,
-		func(obj *corev1.Service) *corev1.ServiceStatus { return &obj.Status }, handler)
+		func(obj *corev1.Service) *corev1.ServiceStatus { return &obj.Status }, handler, opts...)
+}
+
+// ServiceGeneratingHandler computes the children obj should have and its
+// status, from status, a copy of its current status.
+type ServiceGeneratingHandler = generic.GeneratingHandler[*corev1.Service, corev1.ServiceStatus]
+
+// RegisterServiceGeneratingHandler registers handler as an OnChange handler
+// named name that applies the children it returns as set, owned by the
+// object, and writes the status it returns only when it changed; a failure
+// keeps the last status. See generic.RegisterGeneratingHandler.
+func RegisterServiceGeneratingHandler(ctx context.Context, controller ServiceController, set *apply.Set, name string, handler ServiceGeneratingHandler, opts generic.GeneratingOptions[corev1.ServiceStatus]) {
+	generic.RegisterGeneratingHandler(ctx, controller, set, name,
+		func(obj *corev1.Service) *corev1.ServiceStatus { return &obj.Status }, handler, opts)
 }

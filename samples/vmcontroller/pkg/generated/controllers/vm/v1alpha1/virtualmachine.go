@@ -5,6 +5,7 @@ package v1alpha1
 import (
 	"context"
 
+	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	vmv1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
@@ -42,7 +43,20 @@ type VirtualMachineStatusHandler = generic.StatusHandler[*vmv1alpha1.VirtualMach
 // RegisterVirtualMachineStatusHandler registers handler as an OnChange handler
 // named name that writes the status it returns only when it changed: see
 // generic.RegisterStatusHandler.
-func RegisterVirtualMachineStatusHandler(ctx context.Context, controller VirtualMachineController, name string, handler VirtualMachineStatusHandler) {
+func RegisterVirtualMachineStatusHandler(ctx context.Context, controller VirtualMachineController, name string, handler VirtualMachineStatusHandler, opts ...framework.HandlerOption) {
 	generic.RegisterStatusHandler(ctx, controller, name,
-		func(obj *vmv1alpha1.VirtualMachine) *vmv1alpha1.VirtualMachineStatus { return &obj.Status }, handler)
+		func(obj *vmv1alpha1.VirtualMachine) *vmv1alpha1.VirtualMachineStatus { return &obj.Status }, handler, opts...)
+}
+
+// VirtualMachineGeneratingHandler computes the children obj should have and its
+// status, from status, a copy of its current status.
+type VirtualMachineGeneratingHandler = generic.GeneratingHandler[*vmv1alpha1.VirtualMachine, vmv1alpha1.VirtualMachineStatus]
+
+// RegisterVirtualMachineGeneratingHandler registers handler as an OnChange handler
+// named name that applies the children it returns as set, owned by the
+// object, and writes the status it returns only when it changed; a failure
+// keeps the last status. See generic.RegisterGeneratingHandler.
+func RegisterVirtualMachineGeneratingHandler(ctx context.Context, controller VirtualMachineController, set *apply.Set, name string, handler VirtualMachineGeneratingHandler, opts generic.GeneratingOptions[vmv1alpha1.VirtualMachineStatus]) {
+	generic.RegisterGeneratingHandler(ctx, controller, set, name,
+		func(obj *vmv1alpha1.VirtualMachine) *vmv1alpha1.VirtualMachineStatus { return &obj.Status }, handler, opts)
 }
