@@ -35,13 +35,12 @@ var (
 const userAgent = "rein-apply-test"
 
 type fixture struct {
-	t      *testing.T
-	ns     string
-	admin  kubernetes.Interface
-	f      *framework.Factory
-	a      *apply.Applier
-	owner  *corev1.ServiceAccount
-	cancel context.CancelFunc
+	t     *testing.T
+	ns    string
+	admin kubernetes.Interface
+	f     *framework.Factory
+	a     *apply.Applier
+	owner *corev1.ServiceAccount
 }
 
 func newFixture(t *testing.T) *fixture {
