@@ -6,9 +6,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
+	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 )
@@ -90,4 +95,105 @@ func Example() {
 	// OnChange: stamping default/example
 	// finalizer: rein.dev/example-cleanup
 	// OnRemove: cleaning up after default/example stamped: yes
+}
+
+// A generating handler: every Widget gets one ConfigMap per unit of its
+// size, and its status says how many it has. Shrinking the Widget prunes
+// ConfigMaps; deleting it deletes them all. (Against the test control
+// plane; in a program pkg/start runs the caches and workers.)
+func ExampleRegisterGeneratingHandler() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = testapi.AddToScheme(s)
+	factory, err := framework.NewFactory(env.Config(), s, framework.Options{Namespace: "default"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	widgets := generic.NewController[*testapi.Widget, *testapi.WidgetList](factory, widgetResource)
+	applier, err := apply.New(factory)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	parts, err := applier.Set("example-parts", []framework.Resource{
+		{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	generic.RegisterGeneratingHandler(ctx, widgets, parts, "example-parts",
+		func(w *testapi.Widget) *testapi.WidgetStatus { return &w.Status },
+		func(ctx context.Context, w *testapi.Widget, status testapi.WidgetStatus) ([]runtime.Object, testapi.WidgetStatus, error) {
+			var children []runtime.Object
+			for i := range w.Spec.Size {
+				children = append(children, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-part-%d", w.Name, i)}})
+			}
+			status.ObservedSize = w.Spec.Size
+			return children, status, nil
+		},
+		generic.GeneratingOptions[testapi.WidgetStatus]{
+			Conditions: func(s *testapi.WidgetStatus) *[]metav1.Condition { return &s.Conditions },
+		})
+	if err := factory.StartCaches(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := factory.WaitForCacheSync(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	workers, err := factory.StartWorkers(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer func() { cancel(); _ = workers.Wait(10 * time.Second) }()
+
+	if _, err := widgets.Create(ctx, &testapi.Widget{ObjectMeta: metav1.ObjectMeta{Name: "example-widget", Namespace: "default"}, Spec: testapi.WidgetSpec{Size: 2}}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for {
+		w, err := widgets.Get(ctx, "default", "example-widget", metav1.GetOptions{})
+		if err == nil && meta.IsStatusConditionTrue(w.Status.Conditions, "Generated") {
+			fmt.Println("observed size:", w.Status.ObservedSize)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	clients, err := env.Admin().Clientset()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	children, err := clients.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{LabelSelector: apply.SetLabel + "=example-parts"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, cm := range children.Items {
+		fmt.Println("child:", cm.Name)
+	}
+
+	if err := widgets.DeleteByName(ctx, "default", "example-widget", metav1.DeleteOptions{}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for {
+		if _, err := widgets.Get(ctx, "default", "example-widget", metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fmt.Println("deleted with its children")
+
+	// Output:
+	// observed size: 2
+	// child: example-widget-part-0
+	// child: example-widget-part-1
+	// deleted with its children
 }
