@@ -149,6 +149,10 @@ func (c *Controller) Resource() Resource { return c.res }
 // Client is the controller's client (a factory's writes pass its guard).
 func (c *Controller) Client() ResourceClient { return c.client }
 
+// RateLimit is how this controller's queue paces retries (Options.RateLimit
+// or Options.RateLimitPerKind, defaults filled in).
+func (c *Controller) RateLimit() RateLimit { return c.queue.limits }
+
 // Informer is the kind's shared informer.
 func (c *Controller) Informer() cache.SharedIndexInformer { return c.informer }
 

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
@@ -617,5 +618,20 @@ func TestTwoFactoriesShareARegistry(t *testing.T) {
 	}
 	if got := metricValue(t, reg, "workqueue_depth", "configmaps"); got != 6 {
 		t.Fatalf("workqueue_depth{name=configmaps} = %v, want 6 keys queued over both factories", got)
+	}
+}
+
+// TestRateLimitPerKind: a kind's own retry pacing overrides the factory's.
+func TestRateLimitPerKind(t *testing.T) {
+	ns := newNamespace(t)
+	f := newFactory(t, ns, framework.Options{
+		RateLimit:        framework.RateLimit{BaseDelay: 7 * time.Millisecond},
+		RateLimitPerKind: map[schema.GroupVersionKind]framework.RateLimit{configMaps.GVK: {BaseDelay: time.Second, QPS: 5}},
+	})
+	if rl := controller(t, f, configMaps).RateLimit(); rl.BaseDelay != time.Second || rl.QPS != 5 || rl.Burst == 0 {
+		t.Fatalf("ConfigMaps' rate limit %+v, want its own (1s, 5 QPS) with defaults filled in", rl)
+	}
+	if rl := controller(t, f, widgets).RateLimit(); rl.BaseDelay != 7*time.Millisecond {
+		t.Fatalf("Widgets' rate limit %+v, want the factory's (7ms)", rl)
 	}
 }

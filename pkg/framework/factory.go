@@ -32,6 +32,10 @@ type Options struct {
 	WorkersPerKind map[schema.GroupVersionKind]int
 	// RateLimit paces retries; zero fields take RateLimit's defaults.
 	RateLimit RateLimit
+	// RateLimitPerKind overrides RateLimit for single kinds (each kind's
+	// queue has its own limiter: a kind that fails a lot does not slow the
+	// retries of another).
+	RateLimitPerKind map[schema.GroupVersionKind]RateLimit
 	// SyncTimeout bounds one WaitForCacheSync; 0 means
 	// DefaultSyncTimeout.
 	SyncTimeout time.Duration
@@ -187,7 +191,11 @@ func (f *Factory) Controller(res Resource) (*Controller, error) {
 	}
 	scheme := f.clients.Scheme()
 	newObj := func() (runtime.Object, error) { return scheme.New(res.GVK) }
-	c, err := newController(res, client, informer, newObj, workers, f.opts.RateLimit.withDefaults(), f.log, f.metrics)
+	rl := f.opts.RateLimit
+	if perKind, ok := f.opts.RateLimitPerKind[res.GVK]; ok {
+		rl = perKind
+	}
+	c, err := newController(res, client, informer, newObj, workers, rl.withDefaults(), f.log, f.metrics)
 	if err != nil {
 		return nil, err
 	}
