@@ -113,6 +113,19 @@ func NewClientFactory(config *rest.Config, scheme *runtime.Scheme) (*ClientFacto
 // other kinds) are fenced like the factory's own.
 func (f *ClientFactory) RESTConfig() *rest.Config { return rest.CopyConfig(f.config) }
 
+// WithImpersonation returns a client factory whose clients act as the
+// user imp names (the apiserver checks that this factory's user may
+// impersonate it). Its writes still pass this factory's write guard and
+// field manager: a handler's impersonated writes are fenced like its own.
+func (f *ClientFactory) WithImpersonation(imp rest.ImpersonationConfig) (*ClientFactory, error) {
+	if imp.UserName == "" && imp.UID == "" && len(imp.Groups) == 0 {
+		return nil, errors.New("framework: WithImpersonation: name a user, a UID or groups to act as")
+	}
+	cfg := f.RESTConfig() // wrapped with this factory's guard
+	cfg.Impersonate = imp
+	return NewClientFactory(cfg, f.scheme)
+}
+
 // Scheme is the scheme the factory decodes with.
 func (f *ClientFactory) Scheme() *runtime.Scheme { return f.scheme }
 

@@ -2,12 +2,15 @@ package framework_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -172,5 +175,34 @@ func TestManagedFieldsDroppedFromCache(t *testing.T) {
 				t.Fatalf("managers on the server after the update: %v, want the creator's and handler", managers)
 			}
 		})
+	}
+}
+
+// TestWithImpersonation: clients of an impersonating factory act as the
+// user named (its RBAC applies), and still pass the original factory's
+// write guard.
+func TestWithImpersonation(t *testing.T) {
+	ns := newNamespace(t)
+	f := newFactory(t, ns, framework.Options{})
+	if _, err := f.Clients().WithImpersonation(rest.ImpersonationConfig{}); err == nil {
+		t.Fatal("impersonating nobody")
+	}
+	as, err := f.Clients().WithImpersonation(rest.ImpersonationConfig{UserName: "nobody-impersonated"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := as.ForResource(configMaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = client.Create(t.Context(), ns, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "as-nobody"}}, metav1.CreateOptions{}, &corev1.ConfigMap{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "nobody-impersonated") {
+		t.Fatalf("a write as a user without RBAC: %v, want 403 naming the user", err)
+	}
+	fenced := errors.New("fenced")
+	f.GuardWrites(func(*http.Request) (time.Time, error) { return time.Time{}, fenced })
+	err = client.Create(t.Context(), ns, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "fenced"}}, metav1.CreateOptions{}, &corev1.ConfigMap{})
+	if !errors.Is(err, fenced) {
+		t.Fatalf("an impersonated write with the original's fence closed: %v", err)
 	}
 }
