@@ -47,10 +47,11 @@ func Watch(ctx context.Context, name string, resolve Resolver, target Target, so
 		}
 		keys, err := resolve(src)
 		if err != nil {
+			entry := log // handle runs on each source's goroutine: no shared writes
 			if m, ok := obj.(metav1.Object); ok {
-				log = log.WithField("source", m.GetNamespace()+"/"+m.GetName())
+				entry = entry.WithField("source", m.GetNamespace()+"/"+m.GetName())
 			}
-			log.WithError(err).Warn("resolver failed; nothing enqueued")
+			entry.WithError(err).Warn("resolver failed; nothing enqueued")
 			return
 		}
 		for _, k := range keys {
