@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -83,6 +84,19 @@ type Set struct {
 	manager string
 	force   bool
 	kinds   map[schema.GroupVersionKind]*kind
+
+	// applied remembers, per child, the desired hash and resourceVersion
+	// of this process's last successful apply: until the cache catches up
+	// with that version, the child counts as applied, so an Apply right
+	// after another (the owner's own status write re-runs its handler)
+	// sends nothing.
+	mu      sync.Mutex
+	applied map[Ref]appliedMark
+}
+
+type appliedMark struct {
+	hash string
+	rv   int64
 }
 
 type kind struct {
@@ -106,7 +120,7 @@ func (a *Applier) Set(name string, kinds []framework.Resource, opts ...Option) (
 	if _, dup := a.sets[name]; dup {
 		return nil, fmt.Errorf("apply: two sets are called %q: each needs its own name (it is their field manager)", name)
 	}
-	s := &Set{a: a, name: name, manager: FieldManagerPrefix + name, force: true, kinds: map[schema.GroupVersionKind]*kind{}}
+	s := &Set{a: a, name: name, manager: FieldManagerPrefix + name, force: true, kinds: map[schema.GroupVersionKind]*kind{}, applied: map[Ref]appliedMark{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -209,7 +223,7 @@ func (s *Set) run(ctx context.Context, ownerObj runtime.Object, desired []runtim
 			continue
 		}
 		wanted[ref] = true
-		why, err := s.differs(k, child)
+		why, err := s.differs(k, ref, child)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("apply: set %q: %s: %w", s.name, ref, err))
 			continue
@@ -221,7 +235,7 @@ func (s *Set) run(ctx context.Context, ownerObj runtime.Object, desired []runtim
 		res.Why[ref] = why
 		created := strings.HasPrefix(why, "missing")
 		if !plan {
-			if err := s.send(ctx, k, child); err != nil {
+			if err := s.send(ctx, k, ref, child); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -254,6 +268,9 @@ func (s *Set) run(ctx context.Context, ownerObj runtime.Object, desired []runtim
 					errs = append(errs, err)
 					continue
 				}
+				s.mu.Lock()
+				delete(s.applied, ref)
+				s.mu.Unlock()
 			}
 			res.Deleted = append(res.Deleted, ref)
 		}
@@ -382,7 +399,7 @@ func hashOf(content map[string]any) (string, error) {
 
 // differs says why the cached copy of child does not match it ("" when it
 // does): missing, another desired hash, or the first differing field.
-func (s *Set) differs(k *kind, child *unstructured.Unstructured) (string, error) {
+func (s *Set) differs(k *kind, ref Ref, child *unstructured.Unstructured) (string, error) {
 	item, exists, err := k.informer.GetIndexer().GetByKey(key(child))
 	if err != nil {
 		return "", err
@@ -404,7 +421,11 @@ func (s *Set) differs(k *kind, child *unstructured.Unstructured) (string, error)
 	if owner := cu.GetLabels()[OwnerLabel]; owner != "" && owner != child.GetLabels()[OwnerLabel] {
 		return "", fmt.Errorf("it exists and belongs to another owner (UID %s): two owners cannot declare one object", owner)
 	}
-	if got, want := cu.GetAnnotations()[DesiredAnnotation], child.GetAnnotations()[DesiredAnnotation]; got != want {
+	want := child.GetAnnotations()[DesiredAnnotation]
+	if got := cu.GetAnnotations()[DesiredAnnotation]; got != want {
+		if s.cacheBehind(ref, want, cu.GetResourceVersion()) {
+			return "", nil // applied by this process; the cache has not caught up
+		}
 		return fmt.Sprintf("the desired object changed (hash %s, applied %s)", want, orNone(got)), nil
 	}
 	if path, ok := contains(cached, child.Object, ""); !ok {
@@ -420,17 +441,33 @@ func orNone(s string) string {
 	return s
 }
 
+// cacheBehind reports whether this process applied hash to ref at a
+// resourceVersion newer than the cached one (resourceVersions are etcd
+// revisions; one that is not a number never counts as behind).
+func (s *Set) cacheBehind(ref Ref, hash, cachedRV string) bool {
+	s.mu.Lock()
+	mark, ok := s.applied[ref]
+	s.mu.Unlock()
+	cached, err := strconv.ParseInt(cachedRV, 10, 64)
+	return ok && err == nil && mark.hash == hash && cached < mark.rv
+}
+
 // send applies child with the set's field manager.
-func (s *Set) send(ctx context.Context, k *kind, child *unstructured.Unstructured) error {
+func (s *Set) send(ctx context.Context, k *kind, ref Ref, child *unstructured.Unstructured) error {
 	data, err := json.Marshal(child.Object)
 	if err != nil {
 		return fmt.Errorf("apply: set %q: %s %s: %w", s.name, k.res.GVK.Kind, key(child), err)
 	}
 	force := s.force
-	_, err = s.client(k, child.GetNamespace()).Patch(ctx, child.GetName(), types.ApplyPatchType, data,
+	out, err := s.client(k, child.GetNamespace()).Patch(ctx, child.GetName(), types.ApplyPatchType, data,
 		metav1.PatchOptions{FieldManager: s.manager, Force: &force})
 	switch {
 	case err == nil:
+		if rv, perr := strconv.ParseInt(out.GetResourceVersion(), 10, 64); perr == nil {
+			s.mu.Lock()
+			s.applied[ref] = appliedMark{hash: child.GetAnnotations()[DesiredAnnotation], rv: rv}
+			s.mu.Unlock()
+		}
 		return nil
 	case apierrors.IsConflict(err):
 		return fmt.Errorf("apply: set %q: %s %s: another field manager owns a field the set declares (field manager %s, force off): %w", s.name, k.res.GVK.Kind, key(child), s.manager, err)

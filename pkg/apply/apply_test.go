@@ -199,10 +199,19 @@ func TestApplyKeepsChildrenAsDeclared(t *testing.T) {
 		t.Fatalf("applying an unchanged set 3 times sent %d mutating requests, want 0", n)
 	}
 
-	// Update, and a field dropped from the desired object disappears.
+	// Update, and a field dropped from the desired object disappears. An
+	// Apply right after, before the cache has caught up, sends nothing:
+	// the set knows what it applied.
 	desired[0] = configMap("settings", map[string]string{"k": "v2"})
+	offset = auditEnd(t)
 	if r := x.mustApply(s, desired...); len(r.Updated) != 1 {
 		t.Fatalf("update: %+v", r)
+	}
+	if r := x.mustApply(s, desired...); r.Changed() {
+		t.Fatalf("the same set again at once: %+v", r)
+	}
+	if n, _ := mutatingRequests(t, offset); n != 1 {
+		t.Fatalf("an update and an immediate repeat sent %d mutating requests, want 1", n)
 	}
 	if got, err = cms.Get(ctx, "settings", metav1.GetOptions{}); err != nil || got.Data["k"] != "v2" || got.Data["extra"] != "" {
 		t.Fatalf("after the update: %v %v, want k=v2 and no extra", got.Data, err)

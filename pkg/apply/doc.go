@@ -20,7 +20,10 @@
 //     object is present in the cached one with an equal value, and the
 //     cached copy carries the same desired hash, the child is as declared
 //     and nothing is sent. The hash is what makes a field dropped from the
-//     desired object count as a change (the subset check alone would pass);
+//     desired object count as a change (the subset check alone would pass).
+//     A Set also remembers the version its last apply of each child
+//     returned: until the cache has caught up with it, the child counts as
+//     applied, so an Apply right after another sends nothing either;
 //  3. sends the others as a server-side apply with the field manager
 //     rein-apply/<set> (forced by default: a controller is authoritative
 //     for what it declares; NoForce reports conflicts instead, naming the
