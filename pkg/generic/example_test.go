@@ -104,10 +104,21 @@ func Example() {
 func ExampleRegisterGeneratingHandler() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Its own namespace: the factory caches only what the example makes.
+	clients, err := env.Admin().Clientset()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	const ns = "example-generating"
+	if _, err := clients.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		fmt.Println(err)
+		return
+	}
 	s := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(s)
 	_ = testapi.AddToScheme(s)
-	factory, err := framework.NewFactory(env.Config(), s, framework.Options{Namespace: "default"})
+	factory, err := framework.NewFactory(env.Config(), s, framework.Options{Namespace: ns})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -153,24 +164,19 @@ func ExampleRegisterGeneratingHandler() {
 	}
 	defer func() { cancel(); _ = workers.Wait(10 * time.Second) }()
 
-	if _, err := widgets.Create(ctx, &testapi.Widget{ObjectMeta: metav1.ObjectMeta{Name: "example-widget", Namespace: "default"}, Spec: testapi.WidgetSpec{Size: 2}}); err != nil {
+	if _, err := widgets.Create(ctx, &testapi.Widget{ObjectMeta: metav1.ObjectMeta{Name: "example-widget", Namespace: ns}, Spec: testapi.WidgetSpec{Size: 2}}); err != nil {
 		fmt.Println(err)
 		return
 	}
 	for {
-		w, err := widgets.Get(ctx, "default", "example-widget", metav1.GetOptions{})
+		w, err := widgets.Get(ctx, ns, "example-widget", metav1.GetOptions{})
 		if err == nil && meta.IsStatusConditionTrue(w.Status.Conditions, "Generated") {
 			fmt.Println("observed size:", w.Status.ObservedSize)
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	clients, err := env.Admin().Clientset()
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	children, err := clients.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{LabelSelector: apply.SetLabel + "=example-parts"})
+	children, err := clients.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: apply.SetLabel + "=example-parts"})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -179,12 +185,12 @@ func ExampleRegisterGeneratingHandler() {
 		fmt.Println("child:", cm.Name)
 	}
 
-	if err := widgets.DeleteByName(ctx, "default", "example-widget", metav1.DeleteOptions{}); err != nil {
+	if err := widgets.DeleteByName(ctx, ns, "example-widget", metav1.DeleteOptions{}); err != nil {
 		fmt.Println(err)
 		return
 	}
 	for {
-		if _, err := widgets.Get(ctx, "default", "example-widget", metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		if _, err := widgets.Get(ctx, ns, "example-widget", metav1.GetOptions{}); apierrors.IsNotFound(err) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
