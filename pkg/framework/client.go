@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
+
+	"github.com/rein-k8s/rein/internal/httpdeadline"
 )
 
 // Resource names a kind the engine serves: its GroupVersionKind, the plural
@@ -174,42 +175,16 @@ func (t *guardedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if g != nil {
 		var err error
 		if deadline, err = (*g)(req); err != nil {
-			if req.Body != nil {
-				_ = req.Body.Close()
-			}
-			return nil, err
+			return httpdeadline.Refuse(req, err)
 		}
 	}
-	ctx, cancel := req.Context(), context.CancelFunc(func() {})
-	if !deadline.IsZero() {
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-	}
-	// A RoundTripper must not change the caller's request: work on a copy.
-	out := req.Clone(ctx)
-	if m != nil && req.Method != http.MethodDelete && !out.URL.Query().Has("fieldManager") {
-		q := out.URL.Query()
-		q.Set("fieldManager", *m)
-		out.URL.RawQuery = q.Encode()
-	}
-	resp, err := t.next.RoundTrip(out)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	// The deadline's context lives until the body is read and closed.
-	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
-	return resp, nil
-}
-
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c *cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
+	return httpdeadline.RoundTrip(t.next, req, deadline, func(out *http.Request) {
+		if m != nil && req.Method != http.MethodDelete && !out.URL.Query().Has("fieldManager") {
+			q := out.URL.Query()
+			q.Set("fieldManager", *m)
+			out.URL.RawQuery = q.Encode()
+		}
+	})
 }
 
 // protobufObject is what apimachinery's protobuf serializer needs of a Go

@@ -3,9 +3,10 @@ package leader
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"time"
+
+	"github.com/rein-k8s/rein/internal/httpdeadline"
 )
 
 // TokenHeader is the HTTP header GuardHTTP puts a term's fencing token in.
@@ -83,48 +84,21 @@ func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if ctx.Value(unfencedKey{}) != nil {
 			return g.next.RoundTrip(req)
 		}
-		closeBody(req)
-		return nil, ErrNoTerm
+		return httpdeadline.Refuse(req, ErrNoTerm)
 	}
-	cancel := context.CancelFunc(func() {})
+	var deadline time.Time
 	if info.fence != nil {
 		switch req.Method {
 		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
 			if err := info.fence.Err(); err != nil {
-				closeBody(req)
-				return nil, err
+				return httpdeadline.Refuse(req, err)
 			}
 		}
 		if left, holding := info.fence.remaining(); holding {
-			ctx, cancel = context.WithDeadline(ctx, time.Now().Add(left))
+			deadline = time.Now().Add(left)
 		}
 	}
-	// A RoundTripper must not change the caller's request: work on a copy.
-	out := req.Clone(ctx)
-	out.Header.Set(TokenHeader, info.token.String())
-	resp, err := g.next.RoundTrip(out)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	// The deadline's context lives until the body is read and closed.
-	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
-	return resp, nil
-}
-
-func closeBody(req *http.Request) {
-	if req.Body != nil {
-		_ = req.Body.Close()
-	}
-}
-
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c *cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
+	return httpdeadline.RoundTrip(g.next, req, deadline, func(out *http.Request) {
+		out.Header.Set(TokenHeader, info.token.String())
+	})
 }
