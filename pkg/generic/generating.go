@@ -2,11 +2,9 @@ package generic
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -105,16 +103,7 @@ func RegisterGeneratingHandler[T runtime.Object, S any, PS interface {
 			}
 			meta.SetStatusCondition(opts.Conditions(&next), cond)
 		}
-		if equality.Semantic.DeepEqual(*current, next) {
-			return obj, failure
-		}
-		*current = next
-		updated, updateErr := controller.UpdateStatus(ctx, obj)
-		if updateErr != nil {
-			var zero T
-			return zero, errors.Join(failure, updateErr)
-		}
-		return updated, failure
+		return writeStatus(ctx, controller, obj, (*S)(current), next, failure)
 	}, opts.Handler...)
 	if !opts.KeepChildren {
 		controller.OnRemove(ctx, name, func(ctx context.Context, key string, obj T) (T, error) {

@@ -45,15 +45,22 @@ func RegisterStatusHandler[T runtime.Object, S any, PS interface {
 		}
 		current := status(obj)
 		next, err := handler(ctx, obj, *current.DeepCopy())
-		if equality.Semantic.DeepEqual(*current, next) {
-			return obj, err
-		}
-		*current = next
-		updated, updateErr := controller.UpdateStatus(ctx, obj)
-		if updateErr != nil {
-			var zero T
-			return zero, errors.Join(err, updateErr)
-		}
-		return updated, err
+		return writeStatus(ctx, controller, obj, current, next, err)
 	}, opts...)
+}
+
+// writeStatus sets obj's status (at current) to next and writes it with
+// UpdateStatus, only when it differs; err (the handler's) is returned with
+// the write's.
+func writeStatus[T runtime.Object, S any](ctx context.Context, controller StatusController[T], obj T, current *S, next S, err error) (T, error) {
+	if equality.Semantic.DeepEqual(*current, next) {
+		return obj, err
+	}
+	*current = next
+	updated, updateErr := controller.UpdateStatus(ctx, obj)
+	if updateErr != nil {
+		var zero T
+		return zero, errors.Join(err, updateErr)
+	}
+	return updated, err
 }
