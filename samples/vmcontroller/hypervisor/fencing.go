@@ -29,6 +29,19 @@ type fenceMark struct {
 	term  int64
 }
 
+// parseToken reads "<namespace>/<lease>/<term>".
+func parseToken(header string) (fenceMark, bool) {
+	cut := strings.LastIndex(header, "/")
+	if cut <= 0 {
+		return fenceMark{}, false
+	}
+	term, err := strconv.ParseInt(header[cut+1:], 10, 64)
+	if err != nil || term < 0 {
+		return fenceMark{}, false
+	}
+	return fenceMark{lease: header[:cut], term: term}, true
+}
+
 // tokenOf is the token of VM id, "" when there is none.
 func (s *Server) tokenOf(id string) string {
 	s.mu.Lock()
@@ -53,12 +66,10 @@ func (s *Server) checkFence(r *http.Request, vmToken string) *Error {
 		s.fencing.unfenced++
 		return nil
 	}
-	cut := strings.LastIndex(header, "/")
-	term, err := strconv.ParseInt(header[cut+1:], 10, 64)
-	if cut <= 0 || err != nil || term < 0 {
+	mark, ok := parseToken(header)
+	if !ok {
 		return badRequest("%s %q is not <namespace>/<lease>/<term>", FencingHeader, header)
 	}
-	mark := fenceMark{lease: header[:cut], term: term}
 	if vmToken == "" {
 		s.fencing.accepted++ // no such VM: the call answers 404 anyway
 		return nil
@@ -79,12 +90,10 @@ func (s *Server) checkFence(r *http.Request, vmToken string) *Error {
 // to the VM of vmToken. The caller holds fenceMu.
 func (s *Server) noteApplied(r *http.Request, vmToken string) {
 	header := r.Header.Get(FencingHeader)
-	cut := strings.LastIndex(header, "/")
-	term, err := strconv.ParseInt(header[cut+1:], 10, 64)
-	if header == "" || cut <= 0 || err != nil || vmToken == "" {
-		return
+	mark, ok := parseToken(header)
+	if !ok || vmToken == "" {
+		return // checkFence counted or refused it
 	}
-	mark := fenceMark{lease: header[:cut], term: term}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fencing.applied == nil {

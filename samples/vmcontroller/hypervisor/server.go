@@ -585,11 +585,11 @@ func (s *Server) handlePower(w http.ResponseWriter, r *http.Request) {
 	}
 	s.fenceMu.Lock()
 	defer s.fenceMu.Unlock()
-	if err := s.checkFence(r, s.tokenOf(r.PathValue("id"))); err != nil {
+	vmToken := s.tokenOf(r.PathValue("id"))
+	if err := s.checkFence(r, vmToken); err != nil {
 		writeError(w, err)
 		return
 	}
-	vmToken := s.tokenOf(r.PathValue("id"))
 	vm, err := s.setPower(r.PathValue("id"), req.Power)
 	if err != nil {
 		writeError(w, err)
@@ -602,11 +602,11 @@ func (s *Server) handlePower(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 	s.fenceMu.Lock()
 	defer s.fenceMu.Unlock()
-	if err := s.checkFence(r, s.tokenOf(r.PathValue("id"))); err != nil {
+	vmToken := s.tokenOf(r.PathValue("id"))
+	if err := s.checkFence(r, vmToken); err != nil {
 		writeError(w, err)
 		return
 	}
-	vmToken := s.tokenOf(r.PathValue("id"))
 	if err := s.delete(r.PathValue("id")); err != nil {
 		writeError(w, err)
 		return
