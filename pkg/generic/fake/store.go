@@ -72,6 +72,23 @@ func (k *kind) key(namespace, name string) (string, error) {
 	return namespace + "/" + name, nil
 }
 
+// existing returns the stored object (shared: never modify it) of
+// namespace/name, or a NotFound error as the apiserver's.
+func (k *kind) existing(namespace, name string) (runtime.Object, error) {
+	key, err := k.key(namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	old, err := k.get(key)
+	if err != nil {
+		return nil, err
+	}
+	if old == nil {
+		return nil, apierrors.NewNotFound(k.groupResource(), name)
+	}
+	return old, nil
+}
+
 // get returns the stored object of key (shared: never modify it), or nil.
 func (k *kind) get(key string) (runtime.Object, error) {
 	item, exists, err := k.informer.GetIndexer().GetByKey(key)
@@ -369,16 +386,9 @@ func (e *Env) createLocked(k *kind, namespace string, obj runtime.Object) (runti
 // updateLocked writes next, a private copy, over the stored object of
 // namespace/name. The caller holds e.mu.
 func (e *Env) updateLocked(k *kind, namespace, name, subresource string, next runtime.Object) (runtime.Object, error) {
-	key, err := k.key(namespace, name)
+	old, err := k.existing(namespace, name)
 	if err != nil {
 		return nil, err
-	}
-	old, err := k.get(key)
-	if err != nil {
-		return nil, err
-	}
-	if old == nil {
-		return nil, apierrors.NewNotFound(k.groupResource(), name)
 	}
 	return e.commitLocked(k, old, next, subresource)
 }
@@ -386,16 +396,9 @@ func (e *Env) updateLocked(k *kind, namespace, name, subresource string, next ru
 // patchLocked patches the stored object of namespace/name. The caller
 // holds e.mu.
 func (e *Env) patchLocked(k *kind, namespace, name, subresource string, pt types.PatchType, data []byte) (runtime.Object, error) {
-	key, err := k.key(namespace, name)
+	old, err := k.existing(namespace, name)
 	if err != nil {
 		return nil, err
-	}
-	old, err := k.get(key)
-	if err != nil {
-		return nil, err
-	}
-	if old == nil {
-		return nil, apierrors.NewNotFound(k.groupResource(), name)
 	}
 	next, err := e.applyPatch(k, old, pt, data)
 	if err != nil {
@@ -505,16 +508,9 @@ func (e *Env) commitLocked(k *kind, old, next runtime.Object, subresource string
 // deleteLocked deletes the stored object of namespace/name, or starts its
 // deletion when finalizers hold it. The caller holds e.mu.
 func (e *Env) deleteLocked(k *kind, namespace, name string, opts metav1.DeleteOptions) error {
-	key, err := k.key(namespace, name)
+	old, err := k.existing(namespace, name)
 	if err != nil {
 		return err
-	}
-	old, err := k.get(key)
-	if err != nil {
-		return err
-	}
-	if old == nil {
-		return apierrors.NewNotFound(k.groupResource(), name)
 	}
 	m, err := meta.Accessor(old)
 	if err != nil {
