@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/sirupsen/logrus"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/rein-k8s/rein/internal/netfault"
@@ -88,5 +87,4 @@ func TestStandbyThatCannotSeeTheLeaseIsNotReady(t *testing.T) {
 	if h := other.Leader(); h != id {
 		t.Fatalf("the lease moved to %q", h)
 	}
-	var _ kubernetes.Interface = admin
 }
