@@ -13,13 +13,13 @@ import (
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/rein-k8s/rein/pkg/framework"
@@ -47,25 +47,58 @@ const (
 // ownerIndex indexes cached children by owner UID and set.
 const ownerIndex = "apply.rein.dev/owner-set"
 
-// Applier makes Sets on one factory: its caches are where Sets look, and
-// its clients (fenced) what they write with.
+// Applier makes Sets on one backend, normally a factory: its caches are
+// where Sets look, and its clients (fenced) what they write with.
 type Applier struct {
-	factory *framework.Factory
+	backend Backend
 	scheme  *runtime.Scheme
-	dyn     dynamic.Interface
 
 	mu   sync.Mutex
 	sets map[string]*Set
 }
 
-// New returns an Applier writing through f's clients.
-func New(f *framework.Factory) (*Applier, error) {
-	dyn, err := dynamic.NewForConfig(f.Clients().RESTConfig())
-	if err != nil {
-		return nil, fmt.Errorf("apply: %w", err)
-	}
-	return &Applier{factory: f, scheme: f.Clients().Scheme(), dyn: dyn, sets: map[string]*Set{}}, nil
+// Backend is what an Applier reads and writes through: a factory's
+// caches and clients (New), or an in-memory store for handler unit tests
+// (pkg/generic/fake). A generic.Backend is one.
+type Backend interface {
+	// Client returns a client of res; a Set writes children with its
+	// Patch (server-side apply) and Delete.
+	Client(res framework.Resource) (framework.ResourceClient, error)
+	// Informer returns the shared informer of res, made on first use.
+	Informer(res framework.Resource) (cache.SharedIndexInformer, error)
+	// Scheme knows the Go types of the owners and children.
+	Scheme() *runtime.Scheme
 }
+
+// New returns an Applier writing through f's clients and looking in its
+// caches.
+func New(f *framework.Factory) (*Applier, error) {
+	if f == nil {
+		return nil, errors.New("apply: New: the factory is nil")
+	}
+	return NewOn(factoryBackend{f})
+}
+
+// NewOn returns an Applier on backend.
+func NewOn(backend Backend) (*Applier, error) {
+	if backend == nil {
+		return nil, errors.New("apply: NewOn: the backend is nil")
+	}
+	return &Applier{backend: backend, scheme: backend.Scheme(), sets: map[string]*Set{}}, nil
+}
+
+// factoryBackend is the Backend of a framework.Factory.
+type factoryBackend struct{ f *framework.Factory }
+
+func (b factoryBackend) Client(res framework.Resource) (framework.ResourceClient, error) {
+	return b.f.Clients().ForResource(res)
+}
+
+func (b factoryBackend) Informer(res framework.Resource) (cache.SharedIndexInformer, error) {
+	return b.f.Caches().ForResource(res)
+}
+
+func (b factoryBackend) Scheme() *runtime.Scheme { return b.f.Clients().Scheme() }
 
 // Option configures a Set.
 type Option func(*Set)
@@ -102,6 +135,7 @@ type appliedMark struct {
 type kind struct {
 	res      framework.Resource
 	informer cache.SharedIndexInformer
+	client   framework.ResourceClient
 }
 
 // Set returns the set called name, which may hold objects of kinds. It
@@ -125,14 +159,18 @@ func (a *Applier) Set(name string, kinds []framework.Resource, opts ...Option) (
 		o(s)
 	}
 	for _, res := range kinds {
-		informer, err := a.factory.Caches().ForResource(res)
+		informer, err := a.backend.Informer(res)
+		if err != nil {
+			return nil, fmt.Errorf("apply: set %q: %w", name, err)
+		}
+		client, err := a.backend.Client(res)
 		if err != nil {
 			return nil, fmt.Errorf("apply: set %q: %w", name, err)
 		}
 		if err := informer.AddIndexers(cache.Indexers{ownerIndex: indexByOwnerAndSet}); err != nil && !strings.Contains(err.Error(), "conflict") {
 			return nil, fmt.Errorf("apply: set %q: cache of %s: %w", name, res, err)
 		}
-		s.kinds[res.GVK] = &kind{res: res, informer: informer}
+		s.kinds[res.GVK] = &kind{res: res, informer: informer, client: client}
 	}
 	a.sets[name] = s
 	return s, nil
@@ -459,11 +497,19 @@ func (s *Set) send(ctx context.Context, k *kind, ref Ref, child *unstructured.Un
 		return fmt.Errorf("apply: set %q: %s %s: %w", s.name, k.res.GVK.Kind, key(child), err)
 	}
 	force := s.force
-	out, err := s.client(k, child.GetNamespace()).Patch(ctx, child.GetName(), types.ApplyPatchType, data,
-		metav1.PatchOptions{FieldManager: s.manager, Force: &force})
+	out, err := s.a.scheme.New(k.res.GVK)
+	if err != nil {
+		return fmt.Errorf("apply: set %q: %s %s: %w", s.name, k.res.GVK.Kind, key(child), err)
+	}
+	err = k.client.Patch(ctx, s.namespaceOf(k, child), child.GetName(), types.ApplyPatchType, data,
+		metav1.PatchOptions{FieldManager: s.manager, Force: &force}, out)
 	switch {
 	case err == nil:
-		if rv, perr := strconv.ParseInt(out.GetResourceVersion(), 10, 64); perr == nil {
+		m, merr := meta.Accessor(out)
+		if merr != nil {
+			return fmt.Errorf("apply: set %q: %s %s: %w", s.name, k.res.GVK.Kind, key(child), merr)
+		}
+		if rv, perr := strconv.ParseInt(m.GetResourceVersion(), 10, 64); perr == nil {
 			s.mu.Lock()
 			s.applied[ref] = appliedMark{hash: child.GetAnnotations()[DesiredAnnotation], rv: rv}
 			s.mu.Unlock()
@@ -481,7 +527,7 @@ func (s *Set) send(ctx context.Context, k *kind, ref Ref, child *unstructured.Un
 func (s *Set) delete(ctx context.Context, k *kind, m metav1.Object) error {
 	uid, rv := m.GetUID(), m.GetResourceVersion()
 	policy := metav1.DeletePropagationBackground
-	err := s.client(k, m.GetNamespace()).Delete(ctx, m.GetName(), metav1.DeleteOptions{
+	err := k.client.Delete(ctx, s.namespaceOf(k, m), m.GetName(), metav1.DeleteOptions{
 		Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}, PropagationPolicy: &policy,
 	})
 	switch {
@@ -492,10 +538,11 @@ func (s *Set) delete(ctx context.Context, k *kind, m metav1.Object) error {
 	}
 }
 
-func (s *Set) client(k *kind, namespace string) dynamic.ResourceInterface {
-	r := s.a.dyn.Resource(k.res.GVR())
+// namespaceOf is the namespace a client call about m names: none for a
+// cluster-scoped kind.
+func (s *Set) namespaceOf(k *kind, m metav1.Object) string {
 	if k.res.Namespaced {
-		return r.Namespace(namespace)
+		return m.GetNamespace()
 	}
-	return r
+	return ""
 }

@@ -41,10 +41,20 @@
 // selectors, and field selectors on metadata.name and metadata.namespace.
 // Objects given to New or Add are stored as they are, status included.
 //
+// Handlers that keep child objects get their apply.Applier from Applier
+// (what apply.New gives on a factory), so a generating handler runs as in
+// main: children created, updated, pruned and deleted with their owner's
+// OnRemove. Server-side apply is simplified to one field manager: an
+// applied object is created, or replaces the stored one's content (system
+// metadata, status, and labels, annotations and finalizers the applied
+// object does not name are kept). The apiserver merges per field manager;
+// the results agree whenever one manager owns the object, as a Set does
+// its children.
+//
 // Its limits, which are those of handler logic tested alone: there is no
 // validation, defaulting, admission, schema pruning, namespace lifecycle,
-// garbage collection of owned objects, watch, server-side apply or
-// paging, and options (dry run, field managers, propagation) are ignored.
+// garbage collection of owned objects, watch, field ownership or paging,
+// and options (dry run, field managers, propagation) are ignored.
 // The cache is the store: a handler's write is visible to the next
 // Reconcile at once, where a real cache lags behind, and nothing is
 // processed unless Reconcile is called. Each typed controller's Informer

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/leader"
@@ -323,4 +324,12 @@ func (e *Env) kindOf(obj runtime.Object) (schema.GroupVersionKind, error) {
 		return want, nil
 	}
 	return gvks[0], nil
+}
+
+// Applier returns an apply.Applier on env, for handlers that keep child
+// objects (apply.Set, generic.RegisterGeneratingHandler): what apply.New
+// returns on a factory. Its Sets read env's store and write with env's
+// clients; server-side apply is simplified (see the package doc).
+func Applier(env *Env) (*apply.Applier, error) {
+	return apply.NewOn(backend{env})
 }

@@ -2,8 +2,10 @@ package fake
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"sort"
@@ -296,7 +298,13 @@ func (c *client) Patch(ctx context.Context, namespace, name string, pt types.Pat
 		return err
 	}
 	c.e.mu.Lock()
-	out, err := c.e.patchLocked(c.k, namespace, name, strings.Join(subresources, "/"), pt, data)
+	var out runtime.Object
+	var err error
+	if pt == types.ApplyPatchType {
+		out, err = c.e.serverSideApplyLocked(c.k, namespace, name, strings.Join(subresources, "/"), data)
+	} else {
+		out, err = c.e.patchLocked(c.k, namespace, name, strings.Join(subresources, "/"), pt, data)
+	}
 	c.e.mu.Unlock()
 	if err != nil {
 		return err
@@ -405,6 +413,72 @@ func (e *Env) patchLocked(k *kind, namespace, name, subresource string, pt types
 		return nil, err
 	}
 	return e.commitLocked(k, old, next, subresource)
+}
+
+// serverSideApplyLocked stores the applied object as if its field manager
+// were the object's only one: a new object is created; an existing one
+// becomes the applied object, keeping its system metadata, its status
+// (when applied to the main resource) and the labels, annotations and
+// finalizers nobody declared. The apiserver merges field by field and
+// per manager; handler tests see the same result whenever one manager
+// owns the object's content, as a Set does its children. The caller
+// holds e.mu.
+func (e *Env) serverSideApplyLocked(k *kind, namespace, name, subresource string, data []byte) (runtime.Object, error) {
+	applied, err := e.scheme.New(k.gvk)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(data, applied); err != nil {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("fake: apply %s %s: %v", k.gvk.Kind, name, err))
+	}
+	if got := applied.GetObjectKind().GroupVersionKind(); got != k.gvk {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("fake: apply %s %s: the object is a %s (apiVersion and kind must name the resource of the request)", k.gvk.Kind, name, got))
+	}
+	m, err := meta.Accessor(applied)
+	if err != nil {
+		return nil, err
+	}
+	if m.GetName() != name {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("fake: the name of the object (%s) does not match the name on the URL (%s)", m.GetName(), name))
+	}
+	old, err := k.existing(namespace, name)
+	if apierrors.IsNotFound(err) && subresource == "" {
+		applied.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{})
+		return e.createLocked(k, namespace, applied)
+	}
+	if err != nil {
+		return nil, err
+	}
+	oldM, err := meta.Accessor(old)
+	if err != nil {
+		return nil, err
+	}
+	m.SetLabels(mergeStrings(oldM.GetLabels(), m.GetLabels()))
+	m.SetAnnotations(mergeStrings(oldM.GetAnnotations(), m.GetAnnotations()))
+	for _, f := range oldM.GetFinalizers() {
+		if !slices.Contains(m.GetFinalizers(), f) {
+			m.SetFinalizers(append(m.GetFinalizers(), f))
+		}
+	}
+	if len(m.GetOwnerReferences()) == 0 {
+		m.SetOwnerReferences(oldM.GetOwnerReferences())
+	}
+	if m.GetResourceVersion() == "" {
+		m.SetResourceVersion(oldM.GetResourceVersion()) // unconditional
+	}
+	return e.commitLocked(k, old, applied, subresource)
+}
+
+// mergeStrings returns base with over's entries set; nil when both are
+// empty.
+func mergeStrings(base, over map[string]string) map[string]string {
+	if len(base)+len(over) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(base)+len(over))
+	maps.Copy(out, base)
+	maps.Copy(out, over)
+	return out
 }
 
 // applyPatch returns a copy of obj patched. client-go's fake applies it,

@@ -1,0 +1,141 @@
+package fake_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
+	"github.com/rein-k8s/rein/pkg/apply"
+	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/generic"
+	"github.com/rein-k8s/rein/pkg/generic/fake"
+)
+
+// TestGeneratingHandler runs a generating handler on the fake store, as a
+// user's unit test does: children are created with the set's labels and
+// an owner reference, left alone when unchanged (no write: their
+// resourceVersions stay), updated, pruned, a hand edit is reverted, and
+// they go with the owner.
+func TestGeneratingHandler(t *testing.T) {
+	ctx := t.Context()
+	env := newEnv(t, &testapi.Widget{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "w"}, Spec: testapi.WidgetSpec{Size: 2}})
+	widgets := widgetsOf(env)
+	applier, err := fake.Applier(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := applier.Set("parts", []framework.Resource{corectrl.ConfigMapResource})
+	if err != nil {
+		t.Fatal(err)
+	}
+	generic.RegisterGeneratingHandler(ctx, widgets, set, "parts",
+		func(w *testapi.Widget) *testapi.WidgetStatus { return &w.Status },
+		func(ctx context.Context, w *testapi.Widget, status testapi.WidgetStatus) ([]runtime.Object, testapi.WidgetStatus, error) {
+			var parts []runtime.Object
+			for i := range w.Spec.Size {
+				parts = append(parts, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", w.Name, i)},
+					Data: map[string]string{"i": fmt.Sprint(i), "of": fmt.Sprint(w.Spec.Size)}})
+			}
+			status.ObservedSize = w.Spec.Size
+			return parts, status, nil
+		},
+		generic.GeneratingOptions[testapi.WidgetStatus]{})
+	cms := configMapsOf(env)
+	reconcile := func() {
+		t.Helper()
+		if err := env.Reconcile(ctx, widgets.GroupVersionKind(), "ns/w"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	children := func() map[string]*corev1.ConfigMap {
+		t.Helper()
+		list, err := cms.List(ctx, "ns", metav1.ListOptions{LabelSelector: apply.SetLabel + "=parts"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*corev1.ConfigMap{}
+		for i := range list.Items {
+			out[list.Items[i].Name] = &list.Items[i]
+		}
+		return out
+	}
+
+	reconcile()
+	got := children()
+	if names := slices.Sorted(maps.Keys(got)); !slices.Equal(names, []string{"w-0", "w-1"}) {
+		t.Fatalf("children %v, want w-0 w-1", names)
+	}
+	w, err := widgets.Get(ctx, "ns", "w", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Status.ObservedSize != 2 {
+		t.Errorf("status.observedSize %d, want 2", w.Status.ObservedSize)
+	}
+	c := got["w-0"]
+	if refs := c.OwnerReferences; len(refs) != 1 || refs[0].UID != w.UID || refs[0].Controller == nil || !*refs[0].Controller {
+		t.Errorf("owner references %+v, want the widget as controller", refs)
+	}
+	if c.Labels[apply.OwnerLabel] != string(w.UID) || c.Data["of"] != "2" {
+		t.Errorf("child w-0: labels %v data %v", c.Labels, c.Data)
+	}
+
+	// Unchanged: nothing written.
+	before := map[string]string{}
+	for name, c := range got {
+		before[name] = c.ResourceVersion
+	}
+	reconcile()
+	for name, c := range children() {
+		if c.ResourceVersion != before[name] {
+			t.Errorf("%s was written (resourceVersion %s → %s) though nothing changed", name, before[name], c.ResourceVersion)
+		}
+	}
+
+	// A hand edit is reverted, keeping a label someone else set.
+	edited := got["w-1"].DeepCopy()
+	edited.Data["of"] = "99"
+	edited.Labels["team"] = "blue"
+	if _, err := cms.Update(ctx, edited); err != nil {
+		t.Fatal(err)
+	}
+	reconcile()
+	if c := children()["w-1"]; c.Data["of"] != "2" || c.Labels["team"] != "blue" {
+		t.Errorf("after a hand edit: data %v labels %v, want of=2 and team=blue kept", c.Data, c.Labels)
+	}
+
+	// Shrink: w-1 is pruned, w-0 updated.
+	w.Spec.Size = 1
+	if _, err := widgets.Update(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	reconcile()
+	got = children()
+	if len(got) != 1 || got["w-0"] == nil || got["w-0"].Data["of"] != "1" {
+		t.Fatalf("after shrinking to 1: %v", got)
+	}
+
+	// Deleting the owner deletes its children (OnRemove), then the owner.
+	if w, err = widgets.Get(ctx, "ns", "w", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := widgets.Delete(ctx, w, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	reconcile()
+	if got := children(); len(got) != 0 {
+		t.Errorf("children left after the owner's deletion: %v", slices.Sorted(maps.Keys(got)))
+	}
+	if _, err := widgets.Get(ctx, "ns", "w", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the owner is still there (%v): its finalizer should have gone with its children", err)
+	}
+}
