@@ -93,6 +93,9 @@ func TestWritesHeldInTheNetwork(t *testing.T) {
 			for _, s := range committed {
 				t.Logf("  late commit: %s", s)
 			}
+			for _, line := range c.explainStaleCommits(commits) {
+				t.Log("  " + line)
+			}
 			// The residual no fence closes: a write the apiserver received
 			// and admitted while its writer held the lease, committed after
 			// a takeover because the apiserver took longer than the margin
@@ -295,4 +298,51 @@ func (c *cluster) staleCommits(log *commitLog, unanswered map[string]bool) (stal
 		}
 	}
 	return stale, slow, total
+}
+
+// explainStaleCommits describes, for every commit of a non-holder after a
+// takeover, what the apiserver saw around it: the Lease writes near the
+// takeover and the writer's requests on that object, with when each was
+// received and answered. It is what tells a write admitted before the
+// Lease changed (committed late) from one admitted after.
+func (c *cluster) explainStaleCommits(log *commitLog) []string {
+	writerIdentity := map[string]string{}
+	for _, r := range c.replicas {
+		writerIdentity["rein-e2e/"+r.podName+"/"+strconv.Itoa(r.cmd.Process.Pid)] = r.identity()
+	}
+	changes, _ := c.leases.Changes()
+	log.mu.Lock()
+	commits := append([]replicaCommit(nil), log.commits...)
+	log.mu.Unlock()
+	var out []string
+	const stamp = "15:04:05.000000"
+	for _, cm := range commits {
+		id := writerIdentity[cm.writer]
+		if id == c.leases.HolderAtRevision(cm.rv) {
+			continue
+		}
+		var takeover testenv.HolderChange
+		for _, ch := range changes {
+			if ch.Revision < cm.rv {
+				takeover = ch
+			}
+		}
+		out = append(out, fmt.Sprintf("commit of %s at revision %d by %s; the Lease went to %q at revision %d (acquireTime %s, seen %s)",
+			cm.name, cm.rv, id, takeover.Holder, takeover.Revision, takeover.Acquired.Format(stamp), takeover.Seen.Format(stamp)))
+		from, to := takeover.Acquired.Add(-3*time.Second), takeover.Acquired.Add(3*time.Second)
+		c.scanAudit(func(ev *testenv.AuditEvent) {
+			if ev.RequestReceived.Before(from) || ev.RequestReceived.After(to) {
+				return
+			}
+			lease := ev.ObjectRef.Resource == "leases" && ev.ObjectRef.Name == leaseName && ev.Verb != "get" && ev.Verb != "watch" && ev.Verb != "list"
+			write := ev.ObjectRef.Resource == "configmaps" && ev.ObjectRef.Name == cm.name && ev.UserAgent == cm.writer
+			if !lease && !write {
+				return
+			}
+			out = append(out, fmt.Sprintf("    %s %s/%s by %s: received %s, answered %s with %d (%s)",
+				ev.Verb, ev.ObjectRef.Resource, ev.ObjectRef.Name, ev.UserAgent,
+				ev.RequestReceived.Format(stamp), ev.StageTimestamp.Format(stamp), ev.ResponseStatus.Code, ev.RequestURI))
+		})
+	}
+	return out
 }

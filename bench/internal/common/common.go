@@ -1,5 +1,6 @@
-// Package common holds what the three benchmark controllers share: their
-// flags, the mark they write, and the two log lines the driver reads.
+// Package common holds what the benchmark controllers share: their flags,
+// the mark they write, the children they declare (children.go), and the
+// log lines the driver reads.
 package common
 
 import (
@@ -28,6 +29,12 @@ type Flags struct {
 	Write                                            string
 	CPUProfile                                       string
 	CPUProfileFor                                    time.Duration
+	// Workload is what the controller does: "marks" (mark every ConfigMap)
+	// or "children" (a generating handler on Deployments; see children.go).
+	Workload string
+	// Parents is how many Deployments the children workload expects: the
+	// "handled-all" line comes once each has been through the handlers.
+	Parents int
 }
 
 // Bind binds the shared flags to fs.
@@ -46,7 +53,15 @@ func (f *Flags) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.Write, "write", "patch", "how the handler writes the annotation: patch (JSON merge patch) or update (the cached object with the annotation, resourceVersion precondition)")
 	fs.StringVar(&f.CPUProfile, "cpuprofile", "", "write a CPU profile of the first --cpuprofile-for of the process to this file")
 	fs.DurationVar(&f.CPUProfileFor, "cpuprofile-for", 8*time.Second, "how long --cpuprofile records")
+	fs.StringVar(&f.Workload, "workload", WorkloadMarks, "marks (mark every ConfigMap of --namespace) or children (declare a ConfigMap, a Secret and a ServiceAccount per Deployment of --namespace)")
+	fs.IntVar(&f.Parents, "parents", 0, "children workload: the number of Deployments; \"handled-all\" is logged once each went through the handlers")
 }
+
+// The workloads.
+const (
+	WorkloadMarks    = "marks"
+	WorkloadChildren = "children"
+)
 
 // Config parses fs and returns the rest.Config with the user agent set.
 func (f *Flags) Config() *rest.Config {
@@ -56,6 +71,14 @@ func (f *Flags) Config() *rest.Config {
 	}
 	if f.Write != "patch" && f.Write != "update" {
 		fmt.Fprintf(os.Stderr, "--write=%q: want patch or update\n", f.Write)
+		os.Exit(2)
+	}
+	if f.Workload != WorkloadMarks && f.Workload != WorkloadChildren {
+		fmt.Fprintf(os.Stderr, "--workload=%q: want %s or %s\n", f.Workload, WorkloadMarks, WorkloadChildren)
+		os.Exit(2)
+	}
+	if f.Workload == WorkloadChildren && f.Parents <= 0 {
+		fmt.Fprintln(os.Stderr, "--workload=children needs --parents")
 		os.Exit(2)
 	}
 	if f.LeaseNamespace == "" {

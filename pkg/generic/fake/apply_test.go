@@ -13,8 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
-	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
 	"github.com/rein-k8s/rein/pkg/apply"
+	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/generic/fake"
