@@ -2,6 +2,7 @@ package generic
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -56,7 +57,11 @@ type GeneratingOptions[S any] struct {
 //     only the condition changes, to False with the error, so a status is
 //     never half-written; the key is retried with backoff;
 //   - when applying fails, the returned status is not written either (it
-//     describes children that are not all there): the condition says why.
+//     describes children that are not all there): the condition says why;
+//   - a handler that returns RequeueAfter (it polls something outside the
+//     cluster) has succeeded: its children are applied and its status
+//     written, and the key comes back after the delay; ErrSkip applies
+//     and writes nothing.
 //
 // Unless opts.KeepChildren, an OnRemove handler of the same name deletes
 // every child when obj is deleted, also those no owner reference can
@@ -81,6 +86,15 @@ func RegisterGeneratingHandler[T runtime.Object, S any, PS interface {
 		}
 		current := status(obj)
 		children, next, genErr := handler(ctx, obj, *current.DeepCopy())
+		if errors.Is(genErr, framework.ErrSkip) {
+			return obj, genErr
+		}
+		// A requeue (polling something outside the cluster) is a success
+		// that asks to come back: apply and write, then requeue.
+		var requeue *framework.RequeueAfterError
+		if errors.As(genErr, &requeue) {
+			genErr = nil
+		}
 		var failure error
 		reason := ""
 		if genErr != nil {
@@ -102,6 +116,9 @@ func RegisterGeneratingHandler[T runtime.Object, S any, PS interface {
 				cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, failure.Error()
 			}
 			meta.SetStatusCondition(opts.Conditions(&next), cond)
+		}
+		if failure == nil && requeue != nil {
+			failure = requeue
 		}
 		return writeStatus(ctx, controller, obj, (*S)(current), next, failure)
 	}, opts.Handler...)

@@ -1,5 +1,7 @@
 // Command rein is the benchmark controller built on rein: it marks every
-// ConfigMap of a namespace with one annotation, leader-elected.
+// ConfigMap of a namespace with one annotation, leader-elected; or, with
+// --workload children, keeps three children per Deployment with a
+// generating handler (children.go).
 package main
 
 import (
@@ -50,10 +52,27 @@ func main() {
 		fmt.Fprintln(os.Stderr, "factory:", err)
 		os.Exit(2)
 	}
+	ctx := context.Background()
+	if f.Workload == common.WorkloadChildren {
+		if err := registerChildren(ctx, factory, &f, &lead); err != nil {
+			fmt.Fprintln(os.Stderr, "children:", err)
+			os.Exit(2)
+		}
+	} else {
+		registerMarks(ctx, factory, &f, &lead)
+	}
+	if err := start.Run(ctx, opts, factory); err != nil {
+		fmt.Fprintln(os.Stderr, "start:", err)
+		os.Exit(2)
+	}
+	select {}
+}
+
+// registerMarks registers the handler that marks every ConfigMap.
+func registerMarks(ctx context.Context, factory *framework.Factory, f *common.Flags, lead *common.Leadership) {
 	configMaps := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, framework.Resource{
 		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
 	})
-	ctx := context.Background()
 	patch := common.Patch(f.Mark)
 	configMaps.OnChange(ctx, "mark", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
 		lead.Reconciling()
@@ -68,9 +87,4 @@ func main() {
 		// would add the resourceVersion precondition).
 		return configMaps.PatchByName(ctx, cm.Namespace, cm.Name, types.MergePatchType, patch)
 	})
-	if err := start.Run(ctx, opts, factory); err != nil {
-		fmt.Fprintln(os.Stderr, "start:", err)
-		os.Exit(2)
-	}
-	select {}
 }

@@ -1,5 +1,6 @@
 // Command wrangler is the benchmark controller built on rancher/wrangler v3:
-// generated core controllers, leader.RunOrDie. wrangler names the replica
+// generated core controllers, leader.RunOrDie; with --workload children, a
+// generating handler on Deployments with wrangler's apply (children.go). wrangler names the replica
 // by os.Hostname(); with --identity the process sets its hostname to it,
 // which needs its own UTS namespace (the driver starts it in one), as every
 // pod has.
@@ -40,14 +41,18 @@ func main() {
 
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
-	factory, err := core.NewFactoryFromConfigWithNamespace(cfg, f.Namespace)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "factory:", err)
-		os.Exit(2)
-	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)
+		os.Exit(2)
+	}
+	if f.Workload == common.WorkloadChildren {
+		runChildren(ctx, cfg, client, &f)
+		return
+	}
+	factory, err := core.NewFactoryFromConfigWithNamespace(cfg, f.Namespace)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "factory:", err)
 		os.Exit(2)
 	}
 	configMaps := factory.Core().V1().ConfigMap()

@@ -2,10 +2,13 @@ package fake_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -137,5 +140,63 @@ func TestGeneratingHandler(t *testing.T) {
 	}
 	if _, err := widgets.Get(ctx, "ns", "w", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the owner is still there (%v): its finalizer should have gone with its children", err)
+	}
+}
+
+// TestGeneratingHandlerRequeue: a generating handler that polls (returns
+// RequeueAfter) has succeeded: its children are applied and its status
+// written, and the key is queued again after the delay; an error keeps
+// the last status.
+func TestGeneratingHandlerRequeue(t *testing.T) {
+	ctx := t.Context()
+	env := newEnv(t, &testapi.Widget{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "w"}, Spec: testapi.WidgetSpec{Size: 1}})
+	widgets := widgetsOf(env)
+	applier, err := fake.Applier(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := applier.Set("parts", []framework.Resource{corectrl.ConfigMapResource})
+	if err != nil {
+		t.Fatal(err)
+	}
+	generic.RegisterGeneratingHandler(ctx, widgets, set, "parts",
+		func(w *testapi.Widget) *testapi.WidgetStatus { return &w.Status },
+		func(ctx context.Context, w *testapi.Widget, status testapi.WidgetStatus) ([]runtime.Object, testapi.WidgetStatus, error) {
+			status.ObservedSize = w.Spec.Size
+			if w.Spec.Size > 1 {
+				return nil, status, errors.New("too big")
+			}
+			return []runtime.Object{&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "w-part"}}}, status, generic.RequeueAfter(3 * time.Second)
+		},
+		generic.GeneratingOptions[testapi.WidgetStatus]{Conditions: func(s *testapi.WidgetStatus) *[]metav1.Condition { return &s.Conditions }})
+	if err := env.Reconcile(ctx, widgets.GroupVersionKind(), "ns/w"); err != nil {
+		t.Fatalf("a requeue is not a failure: %v", err)
+	}
+	if _, err := configMapsOf(env).Get(ctx, "ns", "w-part", metav1.GetOptions{}); err != nil {
+		t.Errorf("the child of a polling handler was not applied: %v", err)
+	}
+	w, err := widgets.Get(ctx, "ns", "w", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Status.ObservedSize != 1 || len(w.Status.Conditions) != 1 || w.Status.Conditions[0].Status != metav1.ConditionTrue {
+		t.Errorf("status %+v: want observedSize 1 and Generated=True", w.Status)
+	}
+	if got := env.Enqueued(); !slices.ContainsFunc(got, func(r fake.Request) bool { return r.Key == "ns/w" && r.After == 3*time.Second }) {
+		t.Errorf("queued %+v, want ns/w after 3s", got)
+	}
+
+	w.Spec.Size = 2
+	if _, err := widgets.Update(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Reconcile(ctx, widgets.GroupVersionKind(), "ns/w"); err == nil || !strings.Contains(err.Error(), "too big") {
+		t.Fatalf("Reconcile: %v, want the handler's error", err)
+	}
+	if w, err = widgets.Get(ctx, "ns", "w", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if w.Status.ObservedSize != 1 || w.Status.Conditions[0].Status != metav1.ConditionFalse || w.Status.Conditions[0].Reason != "GenerateFailed" {
+		t.Errorf("after a failure: status %+v, want the last observedSize (1) kept and Generated=False/GenerateFailed", w.Status)
 	}
 }
