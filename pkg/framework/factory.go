@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 )
@@ -137,10 +138,12 @@ func (f *Factory) RegisterMetrics(reg prometheus.Registerer) error {
 
 // NewFactoryForAPIs builds a scheme from the AddToScheme functions of API
 // packages and returns a factory on it: what generated group factories
-// call.
+// call. The scheme also knows Kubernetes' built-in kinds (client-go's
+// scheme), which a controller's children (ConfigMaps, Secrets,
+// Deployments) and related watches need.
 func NewFactoryForAPIs(config *rest.Config, opts Options, addToScheme ...func(*runtime.Scheme) error) (*Factory, error) {
 	scheme := runtime.NewScheme()
-	for _, add := range addToScheme {
+	for _, add := range append([]func(*runtime.Scheme) error{clientgoscheme.AddToScheme}, addToScheme...) {
 		if err := add(scheme); err != nil {
 			return nil, fmt.Errorf("framework: register API types: %w", err)
 		}

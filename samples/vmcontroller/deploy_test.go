@@ -350,6 +350,8 @@ func TestDeployRBACRulesAreTheNeededOnes(t *testing.T) {
 	add("ClusterRole", "vm.rein.dev", "virtualmachines/status", "get", "update", "patch")
 	add("ClusterRole", "vm.rein.dev", "virtualmachines/finalizers", "update")
 	add("ClusterRole", "", "events", "create", "patch")
+	add("ClusterRole", "", "configmaps", "list", "watch", "create", "patch", "delete")
+	add("ClusterRole", "", "secrets", "list", "watch", "create", "patch", "delete")
 	add("Role", "coordination.k8s.io", "leases", "get", "list", "watch", "create", "update")
 
 	got := map[ruleKey]bool{}
@@ -440,6 +442,8 @@ func TestDeployRBACGrantsWhatTheControllerNeeds(t *testing.T) {
 		vm("tenant-a", "status", "get"), vm("tenant-a", "status", "update"), vm("tenant-a", "status", "patch"),
 		vm("tenant-a", "finalizers", "update"),
 		core("tenant-a", "events", "create"), core("tenant-b", "events", "patch"),
+		core("", "configmaps", "list"), core("", "secrets", "watch"),
+		core("tenant-a", "configmaps", "create"), core("tenant-a", "secrets", "patch"), core("tenant-b", "secrets", "delete"),
 		lease("vm-system", "get"), lease("vm-system", "list"), lease("vm-system", "watch"),
 		lease("vm-system", "create"), lease("vm-system", "update"),
 	}
@@ -448,8 +452,8 @@ func TestDeployRBACGrantsWhatTheControllerNeeds(t *testing.T) {
 		vm("tenant-a", "status", "create"),
 		lease("default", "get"), lease("kube-system", "update"), lease("", "list"),
 		lease("vm-system", "delete"), lease("vm-system", "patch"),
-		core("vm-system", "secrets", "get"), core("", "secrets", "list"),
-		core("", "configmaps", "list"), core("vm-system", "configmaps", "get"),
+		core("vm-system", "secrets", "get"), core("tenant-a", "secrets", "update"),
+		core("tenant-a", "configmaps", "update"), core("vm-system", "configmaps", "get"), core("", "secrets", "deletecollection"),
 		core("tenant-a", "events", "delete"), core("", "pods", "list"),
 		{"tenant-a", "events.k8s.io", "events", "", "create"},
 	}

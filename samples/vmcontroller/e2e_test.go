@@ -30,8 +30,10 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/rein-k8s/rein/internal/netfault"
+	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/testenv"
 	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
+	"github.com/rein-k8s/rein/samples/vmcontroller/controller"
 	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
 	"github.com/rein-k8s/rein/samples/vmcontroller/internal/lab"
 	"github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/clientset/versioned"
@@ -96,6 +98,8 @@ type fixture struct {
 	user    string
 	flipped map[string]bool // names whose power was flipped from the initial
 	leases  *testenv.LeaseHistory
+	// userData is the shared user-data Secret's content, as last set.
+	userData string
 }
 
 // awaitDelivered waits until p's proxies hold no more bytes.
@@ -249,7 +253,133 @@ func (f *fixture) converged() string {
 	if len(machines) != vmCount {
 		return fmt.Sprintf("%d VMs on the hypervisor for %d resources", len(machines), vmCount)
 	}
+	return f.childrenConverged(ctx, list.Items)
+}
+
+// The user-data Secret every fifth VM names.
+const userDataSecret = "shared-init"
+
+func userDataSecretOf(i int) string {
+	if i%5 == 0 {
+		return userDataSecret
+	}
 	return ""
+}
+
+// setUserData creates or updates the shared user-data Secret.
+func (f *fixture) setUserData(ctx context.Context, data string) {
+	f.t.Helper()
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: userDataSecret}, Data: map[string][]byte{v1alpha1.UserDataKey: []byte(data)}}
+	secrets := f.lab.Admin.CoreV1().Secrets(f.ns)
+	if _, err := secrets.Update(ctx, secret, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
+		_, err = secrets.Create(ctx, secret, metav1.CreateOptions{})
+		if err != nil {
+			f.t.Fatal(err)
+		}
+	} else if err != nil {
+		f.t.Fatal(err)
+	}
+	f.userData = data
+}
+
+// children lists the objects labelled as a VM's children (set vm-children),
+// ConfigMaps and Secrets, by "Kind/name".
+func (f *fixture) children(ctx context.Context) (map[string]metav1.Object, error) {
+	sel := metav1.ListOptions{LabelSelector: apply.SetLabel + "=" + controller.ChildrenHandler}
+	out := map[string]metav1.Object{}
+	cms, err := f.lab.Admin.CoreV1().ConfigMaps(f.ns).List(ctx, sel)
+	if err != nil {
+		return nil, err
+	}
+	for i := range cms.Items {
+		out["ConfigMap/"+cms.Items[i].Name] = &cms.Items[i]
+	}
+	secrets, err := f.lab.Admin.CoreV1().Secrets(f.ns).List(ctx, sel)
+	if err != nil {
+		return nil, err
+	}
+	for i := range secrets.Items {
+		out["Secret/"+secrets.Items[i].Name] = &secrets.Items[i]
+	}
+	return out, nil
+}
+
+// childrenConverged says what is wrong with the VMs' children, or "": each
+// VM has exactly its console ConfigMap (with its VM's ID) and its
+// cloud-init Secret (with the user data it names), owned by it, with
+// Configured True; no other object carries the set's label (no orphans,
+// no duplicates).
+func (f *fixture) childrenConverged(ctx context.Context, vms []v1alpha1.VirtualMachine) string {
+	children, err := f.children(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	for _, vm := range vms {
+		if !meta.IsStatusConditionTrue(vm.Status.Conditions, v1alpha1.ConditionConfigured) {
+			return vm.Name + ": not Configured"
+		}
+		console, ok := children["ConfigMap/"+vm.Name+controller.ConsoleSuffix].(*corev1.ConfigMap)
+		if !ok {
+			return vm.Name + ": no console ConfigMap"
+		}
+		delete(children, "ConfigMap/"+console.Name)
+		cloudInit, ok := children["Secret/"+vm.Name+controller.CloudInitSuffix].(*corev1.Secret)
+		if !ok {
+			return vm.Name + ": no cloud-init Secret"
+		}
+		delete(children, "Secret/"+cloudInit.Name)
+		wantUserData := controller.DefaultUserData
+		if vm.Spec.UserDataSecret != "" {
+			wantUserData = f.userData
+		}
+		switch {
+		case console.Data["vmID"] != vm.Status.VMID:
+			return fmt.Sprintf("%s: console ConfigMap says VM %q, status %q", vm.Name, console.Data["vmID"], vm.Status.VMID)
+		case string(cloudInit.Data["user-data"]) != wantUserData:
+			return fmt.Sprintf("%s: user-data %q, want %q", vm.Name, cloudInit.Data["user-data"], wantUserData)
+		case console.Labels[apply.OwnerLabel] != string(vm.UID) || cloudInit.Labels[apply.OwnerLabel] != string(vm.UID):
+			return vm.Name + ": a child is not labelled with its VM's UID"
+		}
+	}
+	for name := range children {
+		return fmt.Sprintf("%d children of no VirtualMachine, e.g. %s", len(children), name)
+	}
+	return ""
+}
+
+// checkQuiet watches the audit log for window after convergence: the
+// replicas' requests that change anything must be Lease renewals only.
+func (f *fixture) checkQuiet(window time.Duration) {
+	f.t.Helper()
+	offset, err := f.lab.Env.ReadAudit(0, func(*testenv.AuditEvent) {})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	from := time.Now()
+	time.Sleep(window) // the window is the measurement, not a wait for an event
+	writes, reads, renewals := map[string]int{}, 0, 0
+	if _, err := f.lab.Env.ReadAudit(offset, func(ev *testenv.AuditEvent) {
+		if ev.User.Username != f.user || ev.RequestReceived.Before(from) {
+			return
+		}
+		switch ev.Verb {
+		case "create", "update", "patch", "delete", "deletecollection":
+		default:
+			reads++
+			return
+		}
+		if ev.ObjectRef.Resource == "leases" {
+			renewals++
+			return
+		}
+		writes[ev.Verb+" "+ev.ObjectRef.Resource]++
+	}); err != nil {
+		f.t.Fatal(err)
+	}
+	if len(writes) > 0 {
+		f.t.Errorf("quiet window of %v after convergence: the replicas wrote %v (want no write but Lease renewals)", window, writes)
+	}
+	f.t.Logf("quiet window of %v: %d writes besides %d Lease renewals, %d reads and watches", window, len(writes), renewals, reads)
 }
 
 // TestVirtualMachinesSurviveFailovers: 3 replicas bound only to deploy/'s
@@ -301,11 +431,12 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.setUserData(ctx, "#cloud-config\npackages: [nginx]\n")
 	for i := range vmCount {
 		vm := &v1alpha1.VirtualMachine{
 			ObjectMeta: metav1.ObjectMeta{Name: vmName(i)},
 			Spec: v1alpha1.VirtualMachineSpec{CPU: int32(1 + i%4), Memory: resource.MustParse("512Mi"),
-				Image: "ubuntu-24.04", PowerState: f.desired(i)},
+				Image: "ubuntu-24.04", PowerState: f.desired(i), UserDataSecret: userDataSecretOf(i)},
 		}
 		if _, err := f.vms.VmV1alpha1().VirtualMachines(f.ns).Create(ctx, vm, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -432,6 +563,25 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 	t.Logf("hypervisor fencing after 3 SIGSTOPs and 3 black holes: %+v", stats.Fencing)
 	f.checkAPIWritersFenced()
 
+	// Related watches, for real: the user-data Secret changes, and every VM
+	// that names it gets the new data in its cloud-init Secret; a child
+	// deleted by hand and one edited by hand are restored.
+	f.setUserData(ctx, "#cloud-config\npackages: [caddy]\n")
+	if err := l.Admin.CoreV1().Secrets(f.ns).Delete(ctx, vmName(1)+controller.CloudInitSuffix, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Admin.CoreV1().ConfigMaps(f.ns).Patch(ctx, vmName(2)+controller.ConsoleSuffix, types.MergePatchType,
+		[]byte(`{"data":{"vmID":"vm-forged"}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.awaitConverged(time.Minute)
+	t.Log("user data changed, a child deleted and one edited by hand: every VM's children are as declared again")
+
+	// A quiet window: converged, nothing changes, and the replicas send no
+	// write at all (Lease renewals aside): apply compares with the caches,
+	// the status helpers with the status.
+	f.checkQuiet(30 * time.Second)
+
 	// Delete everything: each VM goes, then its finalizer.
 	if err := f.vms.VmV1alpha1().VirtualMachines(f.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
 		t.Fatal(err)
@@ -446,11 +596,15 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(list.Items) == 0 && len(machines) == 0 {
+		children, err := f.children(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Items) == 0 && len(machines) == 0 && len(children) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after deleting all: %d VirtualMachines, %d VMs left", len(list.Items), len(machines))
+			t.Fatalf("after deleting all: %d VirtualMachines, %d VMs, %d children left", len(list.Items), len(machines), len(children))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

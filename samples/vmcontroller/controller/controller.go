@@ -1,7 +1,8 @@
 // Package controller is the sample's reconcile logic: it turns each
 // VirtualMachine into exactly one VM on the hypervisor, keeps its power
-// state, reports status and conditions, and deletes the VM before the
-// VirtualMachine goes.
+// state, reports status and conditions, keeps the VM's child objects (a
+// console ConfigMap and a cloud-init Secret) as declared, and deletes the
+// VM and its children before the VirtualMachine goes.
 //
 // Exactly one VM per resource holds across failovers because the
 // hypervisor's create is idempotent on a client token, and the token is the
@@ -11,7 +12,9 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,15 +22,22 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/rein-k8s/rein/pkg/apply"
+	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
+	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
+	"github.com/rein-k8s/rein/pkg/related"
 	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
 	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
 	vmctrl "github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/controllers/vm/v1alpha1"
 )
 
-// Handler names; "vm-cleanup" is also the finalizer rein.dev/vm-cleanup.
+// Handler names; "vm-cleanup" is also the finalizer rein.dev/vm-cleanup,
+// and "vm-children" the apply set of a VM's children, whose OnRemove
+// (finalizer rein.dev/vm-children) deletes them with the VM.
 const (
 	ProvisionHandler = "vm-provision"
+	ChildrenHandler  = "vm-children"
 	CleanupHandler   = "vm-cleanup"
 )
 
@@ -36,26 +46,90 @@ type Options struct {
 	// PollInterval is how soon a VM in transition is looked at again
 	// (default 500ms).
 	PollInterval time.Duration
+	// ConsoleBaseURL starts the console address written in each VM's
+	// console ConfigMap (<base>/vms/<id>/console): the hypervisor's URL as
+	// users reach it.
+	ConsoleBaseURL string
+}
+
+// Deps are what the handlers work with; all are required.
+type Deps struct {
+	VMs vmctrl.VirtualMachineController
+	// Secrets is where user-data Secrets are read from (its cache) and
+	// whose changes re-run the VMs that reference them; ConfigMaps and
+	// Secrets are also the kinds of a VM's children.
+	Secrets    corectrl.SecretController
+	ConfigMaps corectrl.ConfigMapController
+	// Applier keeps the children (apply.New on the factory).
+	Applier    *apply.Applier
+	Hypervisor *hypervisor.Client
+	Recorder   record.EventRecorder
 }
 
 // Controller holds what the handlers need.
 type Controller struct {
-	vms      vmctrl.VirtualMachineController
-	hv       *hypervisor.Client
-	recorder record.EventRecorder
-	poll     time.Duration
+	vms         vmctrl.VirtualMachineController
+	secrets     corectrl.SecretCache
+	hv          *hypervisor.Client
+	recorder    record.EventRecorder
+	poll        time.Duration
+	consoleBase string
 }
 
-// Register adds the sample's handlers to vms until ctx ends.
-func Register(ctx context.Context, vms vmctrl.VirtualMachineController, hv *hypervisor.Client, recorder record.EventRecorder, opts Options) *Controller {
-	c := &Controller{vms: vms, hv: hv, recorder: recorder, poll: opts.PollInterval}
+// Register adds the sample's handlers to d.VMs until ctx ends, in chain
+// order: provisioning on the hypervisor (a status handler), the children
+// (a generating handler, after provisioning so that the console ConfigMap
+// carries the VM's ID), and the hypervisor cleanup on deletion. Two
+// related watches re-run a VM when one of its children is changed or
+// deleted by hand, and when its user-data Secret changes. Call it before
+// the caches start.
+func Register(ctx context.Context, d Deps, opts Options) (*Controller, error) {
+	var missing []string
+	for name, nilDep := range map[string]bool{"VMs": d.VMs == nil, "Secrets": d.Secrets == nil, "ConfigMaps": d.ConfigMaps == nil,
+		"Applier": d.Applier == nil, "Hypervisor": d.Hypervisor == nil, "Recorder": d.Recorder == nil} {
+		if nilDep {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("controller: Register: Deps.%s missing", strings.Join(missing, ", Deps."))
+	}
+	c := &Controller{vms: d.VMs, secrets: d.Secrets.Cache(), hv: d.Hypervisor, recorder: d.Recorder,
+		poll: opts.PollInterval, consoleBase: strings.TrimSuffix(opts.ConsoleBaseURL, "/")}
 	if c.poll <= 0 {
 		c.poll = 500 * time.Millisecond
 	}
+	set, err := d.Applier.Set(ChildrenHandler, []framework.Resource{corectrl.ConfigMapResource, corectrl.SecretResource})
+	if err != nil {
+		return nil, err
+	}
+	if err := d.VMs.Cache().AddIndexer(UserDataIndex, indexByUserDataSecret); err != nil {
+		return nil, fmt.Errorf("controller: index VirtualMachines by user-data Secret: %w", err)
+	}
+	engine, err := d.VMs.Engine()
+	if err != nil {
+		return nil, err
+	}
+
 	// The status helper writes the status only when it changed.
-	vmctrl.RegisterVirtualMachineStatusHandler(ctx, vms, ProvisionHandler, c.reconcile)
-	vms.OnRemove(ctx, CleanupHandler, c.cleanup)
-	return c
+	vmctrl.RegisterVirtualMachineStatusHandler(ctx, d.VMs, ProvisionHandler, c.reconcile)
+	vmctrl.RegisterVirtualMachineGeneratingHandler(ctx, d.VMs, set, ChildrenHandler, c.children,
+		generic.GeneratingOptions[v1alpha1.VirtualMachineStatus]{
+			Conditions:    func(s *v1alpha1.VirtualMachineStatus) *[]metav1.Condition { return &s.Conditions },
+			ConditionType: v1alpha1.ConditionConfigured,
+			Recorder:      d.Recorder,
+		})
+	d.VMs.OnRemove(ctx, CleanupHandler, c.cleanup)
+
+	vmKind := d.VMs.GroupVersionKind()
+	err = errors.Join(
+		related.Watch(ctx, "vm-children", related.OwnerOf(vmKind), engine, d.ConfigMaps.Informer(), d.Secrets.Informer()),
+		related.Watch(ctx, "vm-user-data", related.Referencing(d.VMs.Informer().GetIndexer(), UserDataIndex), engine, d.Secrets.Informer()),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // reconcile computes the status of vm, creating its VM and setting its

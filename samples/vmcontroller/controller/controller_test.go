@@ -11,13 +11,16 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/record"
 
+	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
 	"github.com/rein-k8s/rein/pkg/generic/fake"
 	"github.com/rein-k8s/rein/pkg/leader"
 	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
@@ -38,12 +41,21 @@ type lab struct {
 	server *hypervisor.Server
 	hv     *hypervisor.Client // unfenced: the test's own view
 	events chan string
+
+	secrets    corectrl.SecretController
+	configMaps corectrl.ConfigMapController
 }
+
+// consoleBase is the controller's ConsoleBaseURL in these tests.
+const consoleBase = "https://hypervisor.example"
 
 func newLab(t *testing.T, cfg hypervisor.Config, objects ...runtime.Object) *lab {
 	t.Helper()
 	scheme := runtime.NewScheme()
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
 	env, err := fake.New(scheme, objects...)
@@ -74,7 +86,17 @@ func newLab(t *testing.T, cfg hypervisor.Config, objects ...runtime.Object) *lab
 	// As main: hypervisor calls pass leader.GuardHTTP, which sends the
 	// fencing token of the handler's context (the Env's).
 	guarded := hypervisor.NewClient(hs.URL, &http.Client{Timeout: 5 * time.Second, Transport: leader.GuardHTTP(hs.Client().Transport)})
-	controller.Register(t.Context(), l.vms, guarded, recorder, controller.Options{PollInterval: poll})
+	applier, err := fake.Applier(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.secrets = fake.Controller[*corev1.Secret, *corev1.SecretList](env, corectrl.SecretResource)
+	l.configMaps = fake.Controller[*corev1.ConfigMap, *corev1.ConfigMapList](env, corectrl.ConfigMapResource)
+	if _, err := controller.Register(t.Context(), controller.Deps{
+		VMs: l.vms, Secrets: l.secrets, ConfigMaps: l.configMaps, Applier: applier, Hypervisor: guarded, Recorder: recorder,
+	}, controller.Options{PollInterval: poll, ConsoleBaseURL: consoleBase}); err != nil {
+		t.Fatal(err)
+	}
 	return l
 }
 
@@ -168,7 +190,7 @@ func TestReconcileCreatesTheVM(t *testing.T) {
 	}
 	wantCondition(t, vm, v1alpha1.ConditionProvisioned, metav1.ConditionFalse, "Provisioning")
 	wantCondition(t, vm, v1alpha1.ConditionReady, metav1.ConditionFalse, "Transitioning")
-	if !slices.Equal(vm.Finalizers, []string{"rein.dev/" + controller.CleanupHandler}) {
+	if !slices.Equal(vm.Finalizers, []string{"rein.dev/" + controller.ChildrenHandler, "rein.dev/" + controller.CleanupHandler}) {
 		t.Fatalf("finalizers %v", vm.Finalizers)
 	}
 	want := []fake.Request{{GVK: l.vms.GroupVersionKind(), Key: "default/web", After: poll}}

@@ -21,6 +21,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/rein-k8s/rein/pkg/apply"
+	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/start"
@@ -40,6 +42,7 @@ func main() {
 	namespace := fs.String("namespace", "", "watch VirtualMachines in this namespace only (default: all)")
 	workers := fs.Int("workers", 8, "VirtualMachines reconciled at once")
 	poll := fs.Duration("poll-interval", 500*time.Millisecond, "how soon a VM in transition is looked at again")
+	consoleURL := fs.String("console-base-url", "", "the hypervisor's URL as users reach it, for the console address in each VM's <name>-console ConfigMap (default: --hypervisor-url)")
 	verbose := fs.Bool("v", false, "debug logging")
 	opts.BindFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -51,6 +54,9 @@ func main() {
 	if *hypervisorURL == "" {
 		fmt.Fprintln(os.Stderr, "vmcontroller: --hypervisor-url is required (e.g. http://hypervisor.vm-system.svc:8090)")
 		os.Exit(2)
+	}
+	if *consoleURL == "" {
+		*consoleURL = *hypervisorURL
 	}
 	cfg, err := opts.LoadConfig() // --kubeconfig, $KUBECONFIG, ~/.kube/config or in-cluster
 	if err != nil {
@@ -79,8 +85,22 @@ func main() {
 	// guard refuses them once this replica's term has ended and sends the
 	// term's fencing token, which the hypervisor checks per VM.
 	hv := hypervisor.NewClient(*hypervisorURL, &http.Client{Timeout: 10 * time.Second, Transport: leader.GuardHTTP(nil)})
-	controller.Register(ctx, factory.Vm().V1alpha1().VirtualMachine(), hv, recorder,
-		controller.Options{PollInterval: *poll})
+	// A VM's children (console ConfigMap, cloud-init Secret) are applied
+	// through the same fenced clients, and read from the same factory's
+	// caches, as everything else.
+	applier, err := apply.New(factory.Factory)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vmcontroller:", err)
+		os.Exit(2)
+	}
+	core := corectrl.New(factory.Factory)
+	if _, err := controller.Register(ctx, controller.Deps{
+		VMs: factory.Vm().V1alpha1().VirtualMachine(), Secrets: core.Secret(), ConfigMaps: core.ConfigMap(),
+		Applier: applier, Hypervisor: hv, Recorder: recorder,
+	}, controller.Options{PollInterval: *poll, ConsoleBaseURL: *consoleURL}); err != nil {
+		fmt.Fprintln(os.Stderr, "vmcontroller:", err)
+		os.Exit(2)
+	}
 
 	if err := start.Run(ctx, opts, factory); err != nil {
 		fmt.Fprintln(os.Stderr, "vmcontroller:", err)

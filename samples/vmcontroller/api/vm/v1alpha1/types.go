@@ -31,7 +31,14 @@ const (
 const (
 	ConditionProvisioned = "Provisioned"
 	ConditionReady       = "Ready"
+	// ConditionConfigured says whether the VM's child objects (its
+	// console ConfigMap and cloud-init Secret) are as declared.
+	ConditionConfigured = "Configured"
 )
+
+// UserDataKey is the key of a user-data Secret (spec.userDataSecret)
+// that holds the cloud-init user data.
+const UserDataKey = "userdata"
 
 // VirtualMachine is a virtual machine on a hypervisor.
 //
@@ -68,6 +75,12 @@ type VirtualMachineSpec struct {
 	// +kubebuilder:default=On
 	// +optional
 	PowerState PowerState `json:"powerState,omitempty"`
+	// UserDataSecret names a Secret in the VM's namespace whose key
+	// "userdata" is the cloud-init user data the VM boots with. The
+	// controller renders it, with the VM's metadata, into the VM's
+	// cloud-init Secret (<name>-cloud-init), and follows its changes.
+	// +optional
+	UserDataSecret string `json:"userDataSecret,omitempty"`
 }
 
 // VirtualMachineStatus is the VM observed.
@@ -82,7 +95,8 @@ type VirtualMachineStatus struct {
 	// ObservedGeneration is the generation this status was computed for.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions are Provisioned and Ready, with reasons and messages.
+	// Conditions are Provisioned, Ready and Configured, with reasons and
+	// messages.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
