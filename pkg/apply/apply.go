@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -123,13 +124,67 @@ type Set struct {
 	// with that version, the child counts as applied, so an Apply right
 	// after another (the owner's own status write re-runs its handler)
 	// sends nothing.
+	// byOwner lists them per owner UID, so that pruning also finds a
+	// child this process created that the cache has not shown yet.
 	mu      sync.Mutex
 	applied map[Ref]appliedMark
+	byOwner map[types.UID]map[Ref]bool
 }
 
 type appliedMark struct {
-	hash string
-	rv   int64
+	hash  string
+	rv    int64
+	owner types.UID // the owner the child was applied for
+	uid   types.UID // the child's
+}
+
+// remember records a successful apply of ref.
+func (s *Set) remember(ref Ref, mark appliedMark) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.applied[ref]; ok && old.owner != mark.owner {
+		delete(s.byOwner[old.owner], ref)
+	}
+	s.applied[ref] = mark
+	if s.byOwner[mark.owner] == nil {
+		s.byOwner[mark.owner] = map[Ref]bool{}
+	}
+	s.byOwner[mark.owner][ref] = true
+}
+
+// forget drops the record of ref (it was deleted).
+func (s *Set) forget(ref Ref) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if mark, ok := s.applied[ref]; ok {
+		delete(s.byOwner[mark.owner], ref)
+		if len(s.byOwner[mark.owner]) == 0 {
+			delete(s.byOwner, mark.owner)
+		}
+		delete(s.applied, ref)
+	}
+}
+
+// uncachedChildren returns the children of kind k this process applied
+// for owner that the cache has not shown yet (its last synced version is
+// older than the apply's), with their marks.
+func (s *Set) uncachedChildren(k *kind, owner types.UID) map[Ref]appliedMark {
+	synced, err := strconv.ParseInt(k.informer.LastSyncResourceVersion(), 10, 64)
+	if err != nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out map[Ref]appliedMark
+	for ref := range s.byOwner[owner] {
+		if mark := s.applied[ref]; ref.GVK == k.res.GVK && mark.rv > synced {
+			if out == nil {
+				out = map[Ref]appliedMark{}
+			}
+			out[ref] = mark
+		}
+	}
+	return out
 }
 
 type kind struct {
@@ -154,7 +209,8 @@ func (a *Applier) Set(name string, kinds []framework.Resource, opts ...Option) (
 	if _, dup := a.sets[name]; dup {
 		return nil, fmt.Errorf("apply: two sets are called %q: each needs its own name (it is their field manager)", name)
 	}
-	s := &Set{a: a, name: name, manager: FieldManagerPrefix + name, force: true, kinds: map[schema.GroupVersionKind]*kind{}, applied: map[Ref]appliedMark{}}
+	s := &Set{a: a, name: name, manager: FieldManagerPrefix + name, force: true, kinds: map[schema.GroupVersionKind]*kind{},
+		applied: map[Ref]appliedMark{}, byOwner: map[types.UID]map[Ref]bool{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -284,31 +340,42 @@ func (s *Set) run(ctx context.Context, ownerObj runtime.Object, desired []runtim
 			res.Updated = append(res.Updated, ref)
 		}
 	}
-	// Prune: the cached children of this owner and set not desired now.
+	// Prune: the children of this owner and set not desired now: those
+	// the cache shows, and those this process created that it does not
+	// show yet.
 	for _, k := range s.sortedKinds() {
 		items, err := k.informer.GetIndexer().ByIndex(ownerIndex, string(owner.meta.GetUID())+"/"+s.name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("apply: set %q: cache of %s: %w", s.name, k.res, err))
 			continue
 		}
+		var stale []metav1.Object
+		cached := map[Ref]bool{}
 		for _, item := range items {
-			m, ok := item.(metav1.Object)
-			if !ok {
-				continue
+			if m, ok := item.(metav1.Object); ok {
+				ref := Ref{GVK: k.res.GVK, Namespace: m.GetNamespace(), Name: m.GetName()}
+				cached[ref] = true
+				if !wanted[ref] && m.GetDeletionTimestamp() == nil {
+					stale = append(stale, m)
+				}
 			}
+		}
+		for ref, mark := range s.uncachedChildren(k, owner.meta.GetUID()) {
+			if !cached[ref] && !wanted[ref] {
+				m := &metav1.ObjectMeta{Namespace: ref.Namespace, Name: ref.Name, UID: mark.uid, ResourceVersion: strconv.FormatInt(mark.rv, 10)}
+				stale = append(stale, m)
+			}
+		}
+		slices.SortFunc(stale, func(a, b metav1.Object) int { return strings.Compare(key(a), key(b)) })
+		for _, m := range stale {
 			ref := Ref{GVK: k.res.GVK, Namespace: m.GetNamespace(), Name: m.GetName()}
-			if wanted[ref] || m.GetDeletionTimestamp() != nil {
-				continue
-			}
 			res.Why[ref] = "no longer desired by " + owner.gvk.Kind + " " + key(owner.meta)
 			if !plan {
 				if err := s.delete(ctx, k, m); err != nil {
 					errs = append(errs, err)
 					continue
 				}
-				s.mu.Lock()
-				delete(s.applied, ref)
-				s.mu.Unlock()
+				s.forget(ref)
 			}
 			res.Deleted = append(res.Deleted, ref)
 		}
@@ -375,6 +442,9 @@ func (s *Set) complete(owner ownerInfo, obj runtime.Object) (*unstructured.Unstr
 	}
 	dropNulls(content)
 	delete(content, "status") // a child's status is not declared
+	if gvk.Group == "" && gvk.Kind == "Secret" {
+		secretStringDataToData(content)
+	}
 	u := &unstructured.Unstructured{Object: content}
 	u.SetGroupVersionKind(gvk)
 	if u.GetName() == "" {
@@ -443,6 +513,9 @@ func (s *Set) differs(k *kind, ref Ref, child *unstructured.Unstructured) (strin
 		return "", err
 	}
 	if !exists {
+		if s.createNotCached(k, ref, child.GetAnnotations()[DesiredAnnotation]) {
+			return "", nil // created by this process; the cache has not caught up
+		}
 		return "missing from the cluster", nil
 	}
 	cachedObj, ok := item.(runtime.Object)
@@ -490,6 +563,22 @@ func (s *Set) cacheBehind(ref Ref, hash, cachedRV string) bool {
 	return ok && err == nil && mark.hash == hash && cached < mark.rv
 }
 
+// createNotCached reports whether this process applied hash to ref at a
+// resourceVersion the cache has not reached yet (the informer's last
+// synced version is older), so that an absent child is one the cache has
+// not seen created, not one deleted since: after the cache has seen the
+// creation, an absent child was deleted and is missing.
+func (s *Set) createNotCached(k *kind, ref Ref, hash string) bool {
+	s.mu.Lock()
+	mark, ok := s.applied[ref]
+	s.mu.Unlock()
+	if !ok || mark.hash != hash {
+		return false
+	}
+	synced, err := strconv.ParseInt(k.informer.LastSyncResourceVersion(), 10, 64)
+	return err == nil && synced < mark.rv
+}
+
 // send applies child with the set's field manager.
 func (s *Set) send(ctx context.Context, k *kind, ref Ref, child *unstructured.Unstructured) error {
 	data, err := json.Marshal(child.Object)
@@ -510,9 +599,8 @@ func (s *Set) send(ctx context.Context, k *kind, ref Ref, child *unstructured.Un
 			return fmt.Errorf("apply: set %q: %s %s: %w", s.name, k.res.GVK.Kind, key(child), merr)
 		}
 		if rv, perr := strconv.ParseInt(m.GetResourceVersion(), 10, 64); perr == nil {
-			s.mu.Lock()
-			s.applied[ref] = appliedMark{hash: child.GetAnnotations()[DesiredAnnotation], rv: rv}
-			s.mu.Unlock()
+			s.remember(ref, appliedMark{hash: child.GetAnnotations()[DesiredAnnotation], rv: rv,
+				owner: types.UID(child.GetLabels()[OwnerLabel]), uid: m.GetUID()})
 		}
 		return nil
 	case apierrors.IsConflict(err):
@@ -545,4 +633,26 @@ func (s *Set) namespaceOf(k *kind, m metav1.Object) string {
 		return m.GetNamespace()
 	}
 	return ""
+}
+
+// secretStringDataToData moves a Secret's stringData into data, as the
+// apiserver does when it stores the Secret: stringData is write-only, so
+// a declared stringData would never be found in the cache and the child
+// would be applied again on every pass.
+func secretStringDataToData(content map[string]any) {
+	stringData, ok := content["stringData"].(map[string]any)
+	if !ok {
+		return
+	}
+	delete(content, "stringData")
+	data, _ := content["data"].(map[string]any)
+	if data == nil {
+		data = map[string]any{}
+	}
+	for k, v := range stringData {
+		if str, ok := v.(string); ok {
+			data[k] = base64.StdEncoding.EncodeToString([]byte(str))
+		}
+	}
+	content["data"] = data
 }

@@ -2,6 +2,7 @@ package apply_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -178,6 +179,11 @@ func TestApplyKeepsChildrenAsDeclared(t *testing.T) {
 	if len(r.Created) != 2 {
 		t.Fatalf("first apply: %+v", r)
 	}
+	// At once again, before the cache has (likely) seen the creations: the
+	// set remembers what it applied, and sends nothing.
+	if r := x.mustApply(s, desired...); r.Changed() {
+		t.Fatalf("an apply right after the creating one: %+v", r.Why)
+	}
 	got, err := cms.Get(ctx, "settings", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -336,5 +342,62 @@ func TestMistakesAreNamed(t *testing.T) {
 	}
 	if _, err := s.Apply(ctx, x.owner, configMap("twice", nil), configMap("twice", nil)); err == nil || !strings.Contains(err.Error(), "desired twice") {
 		t.Errorf("one child twice: %v", err)
+	}
+}
+
+// TestSecretStringData: a Secret declared with stringData (write-only: the
+// apiserver stores it in data) settles: once applied, the next applies
+// send nothing, and a changed value is applied.
+func TestSecretStringData(t *testing.T) {
+	x := newFixture(t)
+	secrets := framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("Secret"), Plural: "secrets", Namespaced: true}
+	s, err := x.a.Set("secrets", []framework.Resource{secrets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.start()
+	secret := func(v string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds"}, StringData: map[string]string{"password": v}}
+	}
+	x.mustApply(s, secret("one"))
+	x.settle(s, secret("one"))
+	got, err := x.admin.CoreV1().Secrets(x.ns).Get(t.Context(), "creds", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Data["password"]) != "one" {
+		t.Fatalf("data %v, want password=one", got.Data)
+	}
+	offset := auditEnd(t)
+	if r := x.mustApply(s, secret("one")); r.Changed() {
+		t.Fatalf("an unchanged stringData Secret is applied again: %+v", r.Why)
+	}
+	if n, _ := mutatingRequests(t, offset); n != 0 {
+		t.Fatalf("%d mutating requests for an unchanged Secret, want 0", n)
+	}
+	if r := x.mustApply(s, secret("two")); len(r.Updated) != 1 {
+		t.Fatalf("a changed stringData value: %+v", r)
+	}
+	x.settle(s, secret("two"))
+}
+
+// TestPruneRightAfterCreate: a child created and no longer desired at
+// once, before the cache (likely) shows it, is still pruned.
+func TestPruneRightAfterCreate(t *testing.T) {
+	x := newFixture(t)
+	s := x.set("quick")
+	x.start()
+	for i := range 5 {
+		keep, drop := configMap(fmt.Sprintf("keep-%d", i), nil), configMap(fmt.Sprintf("drop-%d", i), nil)
+		if r := x.mustApply(s, keep, drop); len(r.Created) != 2 {
+			t.Fatalf("round %d: %+v", i, r)
+		}
+		r := x.mustApply(s, keep)
+		if len(r.Deleted) != 1 || r.Deleted[0].Name != drop.Name {
+			t.Fatalf("round %d: dropping %s right after its creation: %+v", i, drop.Name, r)
+		}
+		if _, err := x.admin.CoreV1().ConfigMaps(x.ns).Get(t.Context(), drop.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("round %d: %s after its prune: %v", i, drop.Name, err)
+		}
 	}
 }

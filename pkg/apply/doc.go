@@ -23,15 +23,17 @@
 //     desired object count as a change (the subset check alone would pass).
 //     A Set also remembers the version its last apply of each child
 //     returned: until the cache has caught up with it, the child counts as
-//     applied, so an Apply right after another sends nothing either;
+//     applied (also one just created, which the cache does not show yet),
+//     so an Apply right after another sends nothing either;
 //  3. sends the others as a server-side apply with the field manager
 //     rein-apply/<set> (forced by default: a controller is authoritative
 //     for what it declares; NoForce reports conflicts instead, naming the
 //     other manager): the apiserver merges, owns the fields per manager,
 //     and removes fields the set applied before and no longer declares;
-//  4. deletes, with UID and resourceVersion preconditions, the cached
-//     objects of the set's kinds that carry this owner's labels and are
-//     not desired any more.
+//  4. deletes, with UID and resourceVersion preconditions, the objects of
+//     the set's kinds that carry this owner's labels and are not desired
+//     any more: those the cache shows, and those this process created
+//     that the cache does not show yet.
 //
 // So at steady state, when the cluster matches, Apply sends no request at
 // all: no read (the caches answer) and no write. A child edited or deleted
