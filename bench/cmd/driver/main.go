@@ -50,7 +50,8 @@ type driver struct {
 	objects  int
 	write    string
 	idle     time.Duration
-	results  *results
+	results  *results // throughput and election
+	children *results // the children scenario
 	profDir  string
 	control  []int // pids of the apiserver and etcd
 }
@@ -63,10 +64,10 @@ func must(err error) {
 
 func main() {
 	repeats := flag.Int("repeats", 5, "rounds; every round runs every scenario for every framework, interleaved")
-	objects := flag.Int("objects", 5000, "ConfigMaps every controller marks")
+	objects := flag.Int("objects", 5000, "ConfigMaps every controller marks (children: Deployments, 3 children each)")
 	workers := flag.Int("workers", 5, "workers of every controller")
-	out := flag.String("out", "", "markdown file to write the report into (its bench section is replaced; empty: stdout)")
-	scen := flag.String("scenarios", "throughput,election", "comma-separated: throughput (one replica), election (three replicas: idle load, SIGTERM handoff, then SIGKILL takeover, each with winning → first reconcile)")
+	out := flag.String("out", "", "markdown file to write the report into (the sections of the scenarios run are replaced, or appended; empty: stdout)")
+	scen := flag.String("scenarios", "throughput,election", "comma-separated: throughput (one replica), election (three replicas: idle load, SIGTERM handoff, then SIGKILL takeover, each with winning → first reconcile), children (rein and wrangler only: a generating handler keeps 3 children per Deployment, --objects Deployments; converge, then a restarted process's resync)")
 	fws := flag.String("frameworks", "", "comma-separated subset of rein,wrangler,controller-runtime,controller-runtime+warmup (default all)")
 	idle := flag.Duration("idle", 10*time.Second, "idle window for the election-load figure")
 	binDir := flag.String("bindir", "", "kube-apiserver and etcd (default $REIN_TESTBIN or ../bin)")
@@ -85,8 +86,8 @@ func main() {
 	want := map[string]bool{}
 	for _, s := range strings.Split(*scen, ",") {
 		s = strings.TrimSpace(s)
-		if s != "throughput" && s != "election" {
-			fmt.Fprintf(os.Stderr, "--scenarios: unknown scenario %q (want throughput, election)\n", s)
+		if s != "throughput" && s != "election" && s != "children" {
+			fmt.Fprintf(os.Stderr, "--scenarios: unknown scenario %q (want throughput, election, children)\n", s)
 			os.Exit(2)
 		}
 		want[s] = true
@@ -118,12 +119,18 @@ func main() {
 			*binDir = abs
 		}
 	}
+	if *profileDir != "" {
+		if err := os.MkdirAll(*profileDir, 0o755); err != nil {
+			fmt.Fprintf(os.Stderr, "--profile-dir=%q: %v\n", *profileDir, err)
+			os.Exit(2)
+		}
+	}
 	began := time.Now()
 
 	tmp, err := os.MkdirTemp("", "rein-bench-")
 	must(err)
 	d := &driver{binaries: map[string]string{}, logDir: tmp, workers: *workers, objects: *objects, write: *write,
-		idle: *idle, results: newResults(), profDir: *profileDir}
+		idle: *idle, results: newResults(), children: newResults(), profDir: *profileDir}
 	logf("building controllers into %s", tmp)
 	for _, prog := range []string{"rein", "wrangler", "controllerruntime"} {
 		o := filepath.Join(tmp, prog)
@@ -142,8 +149,11 @@ func main() {
 	cs, err := kubernetes.NewForConfig(cfg)
 	must(err)
 	d.cs = cs
-	d.createObjects()
-	defer d.st.cancel() // before the control plane stops
+	marks := want["throughput"] || want["election"]
+	if marks {
+		d.createObjects()
+		defer d.st.cancel() // before the control plane stops
+	}
 
 	for round := 1; round <= *repeats; round++ {
 		if want["throughput"] {
@@ -156,13 +166,31 @@ func main() {
 				d.guard(f, round, "election", d.election)
 			}
 		}
+		if want["children"] {
+			for _, f := range frameworks {
+				if f.name == "rein" || f.name == "wrangler" {
+					d.guard(f, round, "children", d.childrenRun)
+				}
+			}
+		}
 	}
-	report := d.report(*repeats, *objects, *workers, *binDir, time.Since(began))
+	took := time.Since(began)
+	var sections [][3]string // section, begin marker, end marker
+	if marks {
+		sections = append(sections, [3]string{d.report(*repeats, *objects, *workers, *binDir, took), beginMark, endMark})
+	}
+	if want["children"] {
+		sections = append(sections, [3]string{d.childrenReport(*repeats, *objects, *workers, *binDir, took), childrenBegin, childrenEnd})
+	}
 	if *out == "" {
-		fmt.Print(report)
+		for _, s := range sections {
+			fmt.Print(s[0])
+		}
 		return
 	}
-	must(writeSection(*out, report))
+	for _, s := range sections {
+		must(writeSection(*out, s[0], s[1], s[2]))
+	}
 	logf("wrote %s in %v; logs in %s", *out, time.Since(began).Round(time.Second), tmp)
 }
 
@@ -207,6 +235,10 @@ type run struct {
 	tag    string // also the Lease's name and the prefix of the marks
 	offset int64  // audit log size when the run began
 	procs  []*proc
+	// ns, lease and extra, when set, replace the driver's namespace and
+	// the run's Lease name, and add arguments, for the next startProc.
+	ns, lease string
+	extra     []string
 }
 
 func (d *driver) guard(f framework, round int, scenario string, fn func(*run)) {
@@ -220,7 +252,11 @@ func (d *driver) guard(f framework, round int, scenario string, fn func(*run)) {
 			for _, p := range r.procs {
 				logf("--- %s log tail:\n%s", p.name, p.tail())
 			}
-			d.results.fail(f.name, scenario)
+			res := d.results
+			if scenario == "children" {
+				res = d.children
+			}
+			res.fail(f.name, scenario)
 			d.saveAudit(r)
 		}
 	}()
@@ -238,7 +274,7 @@ func (d *driver) throughput(r *run) {
 	controlBefore := cpuOf(d.control...)
 	p := r.startProc("r0", r.tag)
 	if d.profDir != "" {
-		go d.profileAPIServer(filepath.Join(d.profDir, r.tag+".pprof"))
+		go d.profileAPIServer(filepath.Join(d.profDir, r.tag+".pprof"), 2*time.Second, 4)
 	}
 	if !d.st.allMarked(r.tag, d.objects, r.timeout()) {
 		panic("not all marked in time")
@@ -357,10 +393,11 @@ func (r *run) awaitLeading(timeout time.Duration, not ...*proc) *proc {
 	panic("no replica leads")
 }
 
-// profileAPIServer fetches a CPU profile of the apiserver into path.
-func (d *driver) profileAPIServer(path string) {
-	time.Sleep(2 * time.Second) // past process start and the initial list
-	data, err := d.cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "4").DoRaw(context.Background())
+// profileAPIServer fetches a CPU profile of the apiserver, seconds long
+// from after, into path.
+func (d *driver) profileAPIServer(path string, after time.Duration, seconds int) {
+	time.Sleep(after) // past process start and the initial list
+	data, err := d.cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", strconv.Itoa(seconds)).DoRaw(context.Background())
 	if err != nil {
 		logf("profile: %v", err)
 		return

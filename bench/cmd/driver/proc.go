@@ -35,14 +35,22 @@ func (r *run) startProc(name, mark string) *proc {
 	p.logPath = filepath.Join(r.d.logDir, r.tag+"-"+name+".log")
 	logFile, err := os.Create(p.logPath)
 	must(err)
+	ns, lease := r.d.ns, r.tag
+	if r.ns != "" {
+		ns = r.ns
+	}
+	if r.lease != "" {
+		lease = r.lease
+	}
 	args := []string{
-		"--kubeconfig", r.d.env.KubeconfigPath(), "--namespace", r.d.ns,
-		"--lease-name", r.tag, "--lease-namespace", r.d.ns,
+		"--kubeconfig", r.d.env.KubeconfigPath(), "--namespace", ns,
+		"--lease-name", lease, "--lease-namespace", ns,
 		"--lease-duration", leaseDuration.String(), "--renew-deadline", renewDeadline.String(), "--retry-period", retryPeriod.String(),
 		"--workers", strconv.Itoa(r.d.workers), "--user-agent", p.ua, "--mark", mark, "--identity", name,
 		"--write", r.d.write,
 	}
 	args = append(args, r.fw.args...)
+	args = append(args, r.extra...)
 	if r.d.profDir != "" && strings.HasPrefix(r.tag, "throughput") {
 		args = append(args, "--cpuprofile", filepath.Join(r.d.profDir, r.tag+"-"+name+".ctl.pprof"), "--cpuprofile-for", "6s")
 	}
@@ -70,6 +78,34 @@ func (p *proc) running() bool {
 		return false
 	default:
 		return true
+	}
+}
+
+// stop sends SIGTERM and waits for the process to end, killing it after
+// grace.
+func (p *proc) stop(grace time.Duration) {
+	if p.running() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(grace):
+		logf("%s: still running %v after SIGTERM: killing it", p.name, grace)
+		p.kill()
+	}
+}
+
+// awaitLog waits for a log line starting with word and returns its time.
+func (p *proc) awaitLog(word string, timeout time.Duration) (time.Time, bool) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if t, ok := p.logTime(word); ok {
+			return t, true
+		}
+		if !p.running() || time.Now().After(deadline) {
+			return time.Time{}, false
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

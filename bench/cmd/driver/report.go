@@ -92,6 +92,23 @@ func (d *driver) report(repeats, objects, workers int, binDir string, took time.
 		b.WriteString(d.targets(names[1:]))
 	}
 
+	b.WriteString(table(d.results, names))
+	b.WriteString("\nVersions: " + versions(binDir) + "\n\n")
+	b.WriteString("Machine: " + machine() + "\n\n")
+	fmt.Fprintf(&b, "Reproduce: `make bench` (the side-by-side part is `cd bench && go run ./cmd/driver --repeats %d --objects %d --out ../docs/benchmarks.md`;\n", repeats, objects)
+	b.WriteString("`--profile-dir DIR` adds CPU profiles of the apiserver and the controllers, `--write update` writes by PUT instead).\n")
+	b.WriteString("wrangler names a replica by its hostname, so the driver starts each wrangler process in its own UTS\n")
+	b.WriteString("namespace (as pods are) and the process sets its hostname to the replica's name; wrangler\n")
+	b.WriteString("reads its timings from CATTLE_ELECTION_* variables, which the program sets from the flags.\n")
+	b.WriteString(endMark + "\n")
+	return b.String()
+}
+
+// table renders res as a markdown table, one column per framework of names
+// and, when names starts with rein, a ratio column rein / peer for each
+// other, followed by the failed runs, if any.
+func table(res *results, names []string) string {
+	var b strings.Builder
 	fmt.Fprintf(&b, "| figure | %s |", strings.Join(names, " | "))
 	var peers []string
 	for _, n := range names[1:] {
@@ -101,14 +118,14 @@ func (d *driver) report(repeats, objects, workers int, binDir string, took time.
 		}
 	}
 	b.WriteString("\n|---|" + strings.Repeat("---|", len(names)+len(peers)) + "\n")
-	for _, fig := range d.results.figures {
+	for _, fig := range res.figures {
 		fmt.Fprintf(&b, "| %s |", fig)
 		for _, n := range names {
-			fmt.Fprintf(&b, " %s |", cell(d.results.values[fig][n]))
+			fmt.Fprintf(&b, " %s |", cell(res.values[fig][n]))
 		}
-		rein := d.results.values[fig]["rein"]
+		rein := res.values[fig]["rein"]
 		for _, p := range peers {
-			pv := d.results.values[fig][p]
+			pv := res.values[fig][p]
 			if len(rein) == 0 || len(pv) == 0 || median(pv) == 0 {
 				b.WriteString(" — |")
 				continue
@@ -117,26 +134,18 @@ func (d *driver) report(repeats, objects, workers int, binDir string, took time.
 		}
 		b.WriteString("\n")
 	}
-	if len(d.results.fails) > 0 {
+	if len(res.fails) > 0 {
 		b.WriteString("\nFailed runs (left out of the table):")
-		keys := make([]string, 0, len(d.results.fails))
-		for k := range d.results.fails {
+		keys := make([]string, 0, len(res.fails))
+		for k := range res.fails {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			fmt.Fprintf(&b, " %s: %d;", k, d.results.fails[k])
+			fmt.Fprintf(&b, " %s: %d;", k, res.fails[k])
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\nVersions: " + versions(binDir) + "\n\n")
-	b.WriteString("Machine: " + machine() + "\n\n")
-	fmt.Fprintf(&b, "Reproduce: `make bench` (the side-by-side part is `cd bench && go run ./cmd/driver --repeats %d --objects %d --out ../docs/benchmarks.md`;\n", repeats, objects)
-	b.WriteString("`--profile-dir DIR` adds CPU profiles of the apiserver and the controllers, `--write update` writes by PUT instead).\n")
-	b.WriteString("wrangler names a replica by its hostname, so the driver starts each wrangler process in its own UTS\n")
-	b.WriteString("namespace (as pods are) and the process sets its hostname to the replica's name; wrangler\n")
-	b.WriteString("reads its timings from CATTLE_ELECTION_* variables, which the program sets from the flags.\n")
-	b.WriteString(endMark + "\n")
 	return b.String()
 }
 
@@ -258,17 +267,17 @@ func machine() string {
 	return m + "; apiserver, etcd and the controllers share the same cores"
 }
 
-// writeSection replaces the bench section of path (between the markers), or
-// appends it.
-func writeSection(path, section string) error {
+// writeSection replaces the section of path between begin and end (the
+// markers section starts and ends with), or appends it.
+func writeSection(path, section, begin, end string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	s := string(old)
-	if i := strings.Index(s, beginMark); i >= 0 {
-		if j := strings.Index(s[i:], endMark); j >= 0 {
-			rest := strings.TrimPrefix(s[i+j+len(endMark):], "\n")
+	if i := strings.Index(s, begin); i >= 0 {
+		if j := strings.Index(s[i:], end); j >= 0 {
+			rest := strings.TrimPrefix(s[i+j+len(end):], "\n")
 			return os.WriteFile(path, []byte(s[:i]+section+rest), 0o644)
 		}
 	}
