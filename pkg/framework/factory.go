@@ -37,6 +37,12 @@ type Options struct {
 	// queue has its own limiter: a kind that fails a lot does not slow the
 	// retries of another).
 	RateLimitPerKind map[schema.GroupVersionKind]RateLimit
+	// CompressResponses asks the apiserver to gzip its responses (lists,
+	// watch streams). Off by default: next to the apiserver, gzip costs
+	// both sides more CPU than the bandwidth it saves (docs/design.md,
+	// "Wire format"). A rest.Config with DisableCompression set keeps it
+	// off either way.
+	CompressResponses bool
 	// SyncTimeout bounds one WaitForCacheSync; 0 means
 	// DefaultSyncTimeout.
 	SyncTimeout time.Duration
@@ -77,6 +83,10 @@ type Factory struct {
 // NewFactory returns a factory for the kinds of scheme, talking to the
 // apiserver of config.
 func NewFactory(config *rest.Config, scheme *runtime.Scheme, opts Options) (*Factory, error) {
+	if config != nil && !opts.CompressResponses {
+		config = rest.CopyConfig(config)
+		config.DisableCompression = true
+	}
 	clients, err := NewClientFactory(config, scheme)
 	if err != nil {
 		return nil, err
