@@ -1,10 +1,13 @@
 package leader
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
@@ -99,4 +102,57 @@ func FencingPolicyBinding(namespace, name string) (*admissionregistrationv1.Vali
 			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
 		},
 	}, nil
+}
+
+// AwaitFencingPolicy waits until the apiserver's fencing policy admits the
+// writes of this term's holder, marked with fieldManager (its
+// FencingFieldManager), and returns how many probes it sent.
+//
+// Why: the policy reads the Lease from the apiserver's informer, which
+// trails the Lease's commit by some milliseconds. Until it has seen the
+// acquisition, it still admits the previous holder's writes (one that a
+// partitioned network delivers then is admitted) and refuses this
+// holder's. A term that starts its workers only once its own writes are
+// admitted has every late write of its predecessor refused from its first
+// write on: the two never interleave (pkg/leader's doc, "Server-side
+// fencing").
+//
+// Each probe is a dry-run update of the Lease (nothing is stored) with
+// fieldManager: admitted, the policy sees this holder (or no policy is
+// installed, which the caller may check apart); refused with the policy's
+// "fenced:" message, it waits a little and tries again. A conflict (the
+// term renewed between the read and the probe) is retried at once. It
+// returns the term's or ctx's error when either ends first, and any other
+// error as it is.
+func (t *Term) AwaitFencingPolicy(ctx context.Context, fieldManager string) (probes int, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(t.ctx, cancel)
+	defer stop()
+	pause := time.Millisecond
+	for {
+		if err := ctx.Err(); err != nil {
+			if t.ctx.Err() != nil {
+				return probes, context.Cause(t.ctx)
+			}
+			return probes, err
+		}
+		lease, err := t.e.leases.Get(ctx, t.e.name, metav1.GetOptions{})
+		if err != nil {
+			return probes, t.e.explain("get", err)
+		}
+		probes++
+		_, err = t.e.leases.Update(ctx, lease, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: fieldManager})
+		switch {
+		case err == nil:
+			return probes, nil
+		case apierrors.IsConflict(err):
+			continue
+		case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "fenced:"):
+			t.e.sleep(ctx, pause)
+			pause = min(2*pause, t.e.retryPeriod)
+		default:
+			return probes, t.e.explain("update (dry run)", err)
+		}
+	}
 }

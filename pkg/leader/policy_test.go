@@ -201,3 +201,63 @@ func TestServerSideFencing(t *testing.T) {
 	t.Logf("server-side fencing window (old holder's writes sent after the Lease change was answered, and still admitted): %d over %d handovers; latest such send after the change: median %v, max %v",
 		totalAccepted, handovers, windows[len(windows)/2].Round(time.Microsecond), windows[len(windows)-1].Round(time.Microsecond))
 }
+
+// TestAwaitFencingPolicy: once a new term's AwaitFencingPolicy returns, the
+// apiserver admits the new holder's marked writes and refuses the
+// previous holder's, every time: a term that starts writing only then
+// never interleaves with its predecessor's late writes.
+func TestAwaitFencingPolicy(t *testing.T) {
+	lease := leaseName(t)
+	admin := adminClient(t)
+	installFencingPolicy(t, admin, lease)
+	cms := admin.CoreV1().ConfigMaps(namespace)
+	cmName := uniqueName("await")
+	t.Cleanup(func() { _ = cms.Delete(context.Background(), cmName, metav1.DeleteOptions{}) })
+	writeAs := func(identity string) error {
+		m, err := leader.FencingFieldManager(namespace, lease, identity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: cmName}, Data: map[string]string{"by": identity}}
+		_, err = cms.Update(t.Context(), cm, metav1.UpdateOptions{FieldManager: m})
+		if apierrors.IsNotFound(err) {
+			_, err = cms.Create(t.Context(), cm, metav1.CreateOptions{FieldManager: m})
+		}
+		return err
+	}
+	replicas := []*replica{
+		newReplica(t, lease, "replica-a", replicaOptions{timings: shortTimings}),
+		newReplica(t, lease, "replica-b", replicaOptions{timings: shortTimings}),
+	}
+	term := replicas[0].campaign(t)
+	probes := 0
+	const handovers = 6
+	for i := range handovers {
+		holder := replicas[i%2]
+		m, err := leader.FencingFieldManager(namespace, lease, holder.Identity())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := term.AwaitFencingPolicy(t.Context(), m)
+		if err != nil {
+			t.Fatalf("handover %d: %v", i, err)
+		}
+		probes += n
+		if err := writeAs(holder.Identity()); err != nil {
+			t.Fatalf("handover %d: the holder's write after AwaitFencingPolicy: %v", i, err)
+		}
+		if i > 0 {
+			if err := writeAs(replicas[(i+1)%2].Identity()); !apierrors.IsForbidden(err) {
+				t.Fatalf("handover %d: the previous holder's write after AwaitFencingPolicy: %v, want 403", i, err)
+			}
+		}
+		// The holder changes: a release and the other replica's
+		// acquisition, two Lease writes, as fast as the election goes.
+		if err := term.Release(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		<-term.Done()
+		term = replicas[(i+1)%2].campaign(t)
+	}
+	t.Logf("%d handovers: AwaitFencingPolicy sent %d probes in all", handovers, probes)
+}

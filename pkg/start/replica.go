@@ -65,8 +65,11 @@ type Replica struct {
 type groupRun struct {
 	Group
 	elector *leader.Elector // nil without leader election
-	synced  atomic.Bool
-	log     *logrus.Entry
+	// fieldManager marks the group's writes for the fencing policy;
+	// "" without server-side fencing.
+	fieldManager string
+	synced       atomic.Bool
+	log          *logrus.Entry
 }
 
 // New checks opts and the groups, builds one elector per group and binds
@@ -164,6 +167,7 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 				// fence in the network.
 				s.SetFieldManager(manager)
 			}
+			gr.fieldManager = manager
 			if manager != "" {
 				gr.log.WithField("fieldManager", manager).Info("server-side fencing: writes name this replica; the rein-fencing policy refuses them once it no longer holds the lease")
 			}
@@ -372,6 +376,21 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 		workCtx = leader.WithTerm(workCtx, term)
 	} else {
 		workCtx = leader.Unfenced(workCtx)
+	}
+	if term != nil && g.fieldManager != "" {
+		// Start writing only once the fencing policy admits this term's
+		// writes: from then on it refuses the previous holder's.
+		began := time.Now()
+		probes, err := term.AwaitFencingPolicy(workCtx, g.fieldManager)
+		switch {
+		case err == nil:
+			g.log.WithFields(logrus.Fields{"probes": probes, "took": time.Since(began).Round(time.Microsecond)}).
+				Info("server-side fencing: the apiserver admits this term's writes")
+		case workCtx.Err() != nil:
+			return context.Cause(workCtx)
+		default:
+			g.log.WithError(err).Warn("server-side fencing: cannot tell whether the apiserver admits this term's writes yet; starting all the same (the policy still refuses the previous holder once it sees this term)")
+		}
 	}
 	hookCtx, stopHooks := context.WithCancel(workCtx)
 	defer stopHooks()
