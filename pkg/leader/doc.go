@@ -146,25 +146,40 @@
 // lease ...". The policy looks only at writes whose field manager starts
 // with "rein/"; everything else is admitted untouched.
 //
-// The window it leaves is the apiserver's parameter-cache lag: the time
-// between a Lease update's commit and the policy seeing the new holder.
-// TestServerSideFencing changes the holder while four goroutines write as
-// the old holder without pause: over 20 changes (repeated: 60), no write
-// sent after the Lease update was answered was admitted; the apiserver's
-// informer of the Lease is fed by its own watch cache, within the same
-// process. The e2e test above, with the policy on, admitted 0 late writes
-// in 50 holds (200 late writes reached the apiserver: 199 answered 504
-// after the client cancelled, 1 refused 403 by the policy).
+// The window it leaves is the apiserver's parameter-cache lag: the policy
+// reads the Lease from the apiserver's informer, which trails the Lease's
+// commit. Until that informer has seen the new holder, the policy still
+// admits the old holder's writes (and refuses the new holder's). The e2e
+// test above found it under load: in 2 of 6 full-suite runs (50 holds
+// each, a 2-core machine running every package's tests at once), one
+// write of the old holder, delivered from the black hole milliseconds
+// after the takeover, was admitted and committed after the Lease change;
+// in 400 holds on a quieter machine, none was. TestServerSideFencing,
+// which writes as the old holder from four goroutines as the holder
+// changes, saw no admitted write sent after the Lease update was answered
+// in 60 changes: the lag is shorter than a request's round trip, but not
+// zero.
+//
+// So a term does not start writing until the policy has seen it: with
+// server-side fencing, pkg/start calls Term.AwaitFencingPolicy before the
+// term's workers start, which sends dry-run updates of the Lease marked
+// with the new holder's field manager until the policy admits one
+// (usually the first, a few milliseconds). From then on the policy refuses
+// every write of the previous holder. What remains is ordered: a late
+// write of the previous holder can still be committed after the Lease
+// changed, but only if it was admitted before the new term's first write
+// was sent, and each of rein's writes carries its object's resourceVersion
+// (pkg/generic), so on any one object the two cannot both succeed on the
+// same version. The e2e test checks this order by etcd revision: no
+// commit of a previous holder after the new holder's first commit of its
+// term (TestWritesHeldInTheNetwork, "interleaved").
 //
 // What no fence closes: a write that the apiserver received and admitted
 // while its writer held the Lease, but committed after a standby took over,
 // because the apiserver took longer than the margin LeaseDuration −
-// RenewDeadline between admission and commit. The e2e test joins the audit
-// log with the commits' etcd revisions to find such commits. Open: in 2 of
-// 6 full-suite runs on a loaded 2-core machine (0.5 s margin), it found one
-// commit by the old holder after the takeover that no write admitted in
-// its term explains; it is not understood yet. The margin is the knob: the
-// defaults (15s, 10s) leave 5 s.
+// RenewDeadline between admission and commit (or, for a write admitted in
+// the parameter-cache lag, longer than the new term's probe and first
+// write). The margin is the knob: the defaults (15s, 10s) leave 5 s.
 //
 // Limits, and why it is opt-in:
 //   - The policy must be installed (cluster-scoped; samples/vmcontroller/

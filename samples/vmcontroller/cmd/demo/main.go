@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
+	"github.com/rein-k8s/rein/samples/vmcontroller/controller"
 	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
 	"github.com/rein-k8s/rein/samples/vmcontroller/internal/lab"
 	"github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/clientset/versioned"
@@ -98,6 +99,9 @@ func run(ctx context.Context) error {
 		}
 	}
 	if err := story.awaitSettled(ctx, 2*time.Minute); err != nil {
+		return err
+	}
+	if err := story.showChildren(ctx, "web-1"); err != nil {
 		return err
 	}
 
@@ -295,4 +299,29 @@ func (s *story) summary(ctx context.Context, takeover, handoff time.Duration) er
 	fmt.Printf("duplicates:              %d\n", stats.Duplicates)
 	fmt.Printf("(Go %s; logs of every process were in %s)\n", runtime.Version(), s.l.Dir)
 	return nil
+}
+
+// showChildren prints the children the controller keeps for VM name (its
+// console ConfigMap and cloud-init Secret), waiting a little for them.
+func (s *story) showChildren(ctx context.Context, name string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		console, err := s.l.Admin.CoreV1().ConfigMaps("default").Get(ctx, name+controller.ConsoleSuffix, metav1.GetOptions{})
+		if err == nil && console.Data["vmID"] != "" {
+			cloudInit, err := s.l.Admin.CoreV1().Secrets("default").Get(ctx, name+controller.CloudInitSuffix, metav1.GetOptions{})
+			if err == nil {
+				say("%s's children: ConfigMap %s (vmID %s, console %s), Secret %s (%d bytes of cloud-init)", name,
+					console.Name, console.Data["vmID"], console.Data["console"], cloudInit.Name, len(cloudInit.Data["meta-data"])+len(cloudInit.Data["user-data"]))
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the children of %s did not appear within 30s (last error: %v)", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
