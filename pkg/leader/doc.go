@@ -150,11 +150,12 @@
 // reads the Lease from the apiserver's informer, which trails the Lease's
 // commit. Until that informer has seen the new holder, the policy still
 // admits the old holder's writes (and refuses the new holder's). The e2e
-// test above found it under load: in 2 of 6 full-suite runs (50 holds
-// each, a 2-core machine running every package's tests at once), one
+// test above most likely met it under load: in 2 of 6 full-suite runs (50
+// holds each, a 2-core machine running every package's tests at once), one
 // write of the old holder, delivered from the black hole milliseconds
-// after the takeover, was admitted and committed after the Lease change;
-// in 400 holds on a quieter machine, none was. TestServerSideFencing,
+// after the takeover and answered 504, was committed after the Lease
+// change, and no write admitted in the old term accounts for it; in 400
+// holds on a quieter machine, none was. TestServerSideFencing,
 // which writes as the old holder from four goroutines as the holder
 // changes, saw no admitted write sent after the Lease update was answered
 // in 60 changes: the lag is shorter than a request's round trip, but not
