@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -163,37 +162,24 @@ func (d *driver) createParents(r *run) map[string]string {
 		images[fmt.Sprintf("app-%05d", i)] = common.Image(i)
 	}
 	began := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
 	zero := int32(0)
-	for range 16 {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < d.objects; i = int(next.Add(1)) - 1 {
-				name := fmt.Sprintf("app-%05d", i)
-				labels := map[string]string{"app": name}
-				dep := &appsv1.Deployment{
-					ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
-					Spec: appsv1.DeploymentSpec{
-						Replicas: &zero,
-						Selector: &metav1.LabelSelector{MatchLabels: labels},
-						Template: corev1.PodTemplateSpec{
-							ObjectMeta: metav1.ObjectMeta{Labels: labels},
-							Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: images[name]}}},
-						},
-					},
-				}
-				if _, err := d.cs.AppsV1().Deployments(r.ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if e := firstErr.Load(); e != nil {
-		panic(e)
-	}
+	must(createEach(d.objects, func(i int) error {
+		name := fmt.Sprintf("app-%05d", i)
+		labels := map[string]string{"app": name}
+		dep := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: &zero,
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: images[name]}}},
+				},
+			},
+		}
+		_, err := d.cs.AppsV1().Deployments(r.ns).Create(ctx, dep, metav1.CreateOptions{})
+		return err
+	}))
 	logf("%s: created %d Deployments in %s in %v", r.tag, d.objects, r.ns, time.Since(began).Round(time.Millisecond))
 	return images
 }

@@ -202,24 +202,11 @@ func (d *driver) createObjects() {
 	ns, err := d.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-"}}, metav1.CreateOptions{})
 	must(err)
 	d.ns = ns.Name
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	for range 16 {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < d.objects; i = int(next.Add(1)) - 1 {
-				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%05d", i)}, Data: map[string]string{"v": "1"}}
-				if _, err := d.cs.CoreV1().ConfigMaps(d.ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if e := firstErr.Load(); e != nil {
-		panic(e)
-	}
+	must(createEach(d.objects, func(i int) error {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%05d", i)}, Data: map[string]string{"v": "1"}}
+		_, err := d.cs.CoreV1().ConfigMaps(d.ns).Create(ctx, cm, metav1.CreateOptions{})
+		return err
+	}))
 	d.st = follow(d.cs, d.ns)
 	logf("created %d ConfigMaps in %s", d.objects, d.ns)
 }
@@ -403,4 +390,27 @@ func (d *driver) profileAPIServer(path string, after time.Duration, seconds int)
 		return
 	}
 	_ = os.WriteFile(path, data, 0o644)
+}
+
+// createEach calls create for 0..n-1 from 16 goroutines and returns the
+// first error (the others stop taking work then).
+func createEach(n int, create func(i int) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Pointer[error]
+	for range 16 {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n && firstErr.Load() == nil; i = int(next.Add(1)) - 1 {
+				if err := create(i); err != nil {
+					firstErr.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if e := firstErr.Load(); e != nil {
+		return *e
+	}
+	return nil
 }

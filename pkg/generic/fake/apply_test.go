@@ -23,6 +23,20 @@ import (
 	"github.com/rein-k8s/rein/pkg/generic/fake"
 )
 
+// partsSet is the apply set "parts" of ConfigMaps on env.
+func partsSet(t *testing.T, env *fake.Env) *apply.Set {
+	t.Helper()
+	applier, err := fake.Applier(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := applier.Set("parts", []framework.Resource{corectrl.ConfigMapResource})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
 // TestGeneratingHandler runs a generating handler on the fake store, as a
 // user's unit test does: children are created with the set's labels and
 // an owner reference, left alone when unchanged (no write: their
@@ -32,14 +46,7 @@ func TestGeneratingHandler(t *testing.T) {
 	ctx := t.Context()
 	env := newEnv(t, &testapi.Widget{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "w"}, Spec: testapi.WidgetSpec{Size: 2}})
 	widgets := widgetsOf(env)
-	applier, err := fake.Applier(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := applier.Set("parts", []framework.Resource{corectrl.ConfigMapResource})
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := partsSet(t, env)
 	generic.RegisterGeneratingHandler(ctx, widgets, set, "parts",
 		func(w *testapi.Widget) *testapi.WidgetStatus { return &w.Status },
 		func(ctx context.Context, w *testapi.Widget, status testapi.WidgetStatus) ([]runtime.Object, testapi.WidgetStatus, error) {
@@ -151,14 +158,7 @@ func TestGeneratingHandlerRequeue(t *testing.T) {
 	ctx := t.Context()
 	env := newEnv(t, &testapi.Widget{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "w"}, Spec: testapi.WidgetSpec{Size: 1}})
 	widgets := widgetsOf(env)
-	applier, err := fake.Applier(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := applier.Set("parts", []framework.Resource{corectrl.ConfigMapResource})
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := partsSet(t, env)
 	generic.RegisterGeneratingHandler(ctx, widgets, set, "parts",
 		func(w *testapi.Widget) *testapi.WidgetStatus { return &w.Status },
 		func(ctx context.Context, w *testapi.Widget, status testapi.WidgetStatus) ([]runtime.Object, testapi.WidgetStatus, error) {
