@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -56,6 +58,9 @@ type Applier struct {
 
 	mu   sync.Mutex
 	sets map[string]*Set
+	// seen is, per kind, the newest resourceVersion the kind's cache has
+	// shown (see seenVersion).
+	seen map[schema.GroupVersionKind]*atomic.Int64
 }
 
 // Backend is what an Applier reads and writes through: a factory's
@@ -85,7 +90,8 @@ func NewOn(backend Backend) (*Applier, error) {
 	if backend == nil {
 		return nil, errors.New("apply: NewOn: the backend is nil")
 	}
-	return &Applier{backend: backend, scheme: backend.Scheme(), sets: map[string]*Set{}}, nil
+	return &Applier{backend: backend, scheme: backend.Scheme(), sets: map[string]*Set{},
+		seen: map[schema.GroupVersionKind]*atomic.Int64{}}, nil
 }
 
 // factoryBackend is the Backend of a framework.Factory.
@@ -166,13 +172,10 @@ func (s *Set) forget(ref Ref) {
 }
 
 // uncachedChildren returns the children of kind k this process applied
-// for owner that the cache has not shown yet (its last synced version is
-// older than the apply's), with their marks.
+// for owner that the cache has not shown yet (see seenVersion), with their
+// marks.
 func (s *Set) uncachedChildren(k *kind, owner types.UID) map[Ref]appliedMark {
-	synced, err := strconv.ParseInt(k.informer.LastSyncResourceVersion(), 10, 64)
-	if err != nil {
-		return nil
-	}
+	synced := k.seen.Load()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out map[Ref]appliedMark
@@ -191,6 +194,54 @@ type kind struct {
 	res      framework.Resource
 	informer cache.SharedIndexInformer
 	client   framework.ResourceClient
+	// seen is the newest resourceVersion the cache has shown: every
+	// object event of that version or older has reached the cache.
+	seen *atomic.Int64
+}
+
+// seenVersion returns the tracker of the newest resourceVersion the cache
+// of gvk has shown, registering it on informer the first time. An event
+// handler sees an object after the informer's store has it, and in order,
+// so a version it has seen is in the store. (The reflector's
+// LastSyncResourceVersion runs ahead of the store: it is set when an
+// event is queued, before the store is updated.) The caller holds a.mu.
+func (a *Applier) seenVersion(gvk schema.GroupVersionKind, informer cache.SharedIndexInformer) (*atomic.Int64, error) {
+	if v, ok := a.seen[gvk]; ok {
+		return v, nil
+	}
+	v := &atomic.Int64{}
+	if current, ok := a.backend.(interface{ CachesAreCurrent() bool }); ok && current.CachesAreCurrent() {
+		// A store that is its own cache (pkg/generic/fake) is never behind.
+		v.Store(math.MaxInt64)
+		a.seen[gvk] = v
+		return v, nil
+	}
+	note := func(obj any) {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		m, ok := obj.(metav1.Object)
+		if !ok {
+			return
+		}
+		rv, err := strconv.ParseInt(m.GetResourceVersion(), 10, 64)
+		if err != nil {
+			return
+		}
+		for {
+			old := v.Load()
+			if rv <= old || v.CompareAndSwap(old, rv) {
+				return
+			}
+		}
+	}
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: note, UpdateFunc: func(_, obj any) { note(obj) }, DeleteFunc: note,
+	}); err != nil {
+		return nil, err
+	}
+	a.seen[gvk] = v
+	return v, nil
 }
 
 // Set returns the set called name, which may hold objects of kinds. It
@@ -226,7 +277,11 @@ func (a *Applier) Set(name string, kinds []framework.Resource, opts ...Option) (
 		if err := informer.AddIndexers(cache.Indexers{ownerIndex: indexByOwnerAndSet}); err != nil && !strings.Contains(err.Error(), "conflict") {
 			return nil, fmt.Errorf("apply: set %q: cache of %s: %w", name, res, err)
 		}
-		s.kinds[res.GVK] = &kind{res: res, informer: informer, client: client}
+		seen, err := a.seenVersion(res.GVK, informer)
+		if err != nil {
+			return nil, fmt.Errorf("apply: set %q: cache of %s: %w", name, res, err)
+		}
+		s.kinds[res.GVK] = &kind{res: res, informer: informer, client: client, seen: seen}
 	}
 	a.sets[name] = s
 	return s, nil
@@ -529,8 +584,16 @@ func (s *Set) differs(k *kind, ref Ref, child *unstructured.Unstructured) (strin
 	// Typed caches hold objects without apiVersion and kind.
 	cached["apiVersion"], cached["kind"] = child.GetAPIVersion(), child.GetKind()
 	cu := &unstructured.Unstructured{Object: cached}
-	if owner := cu.GetLabels()[OwnerLabel]; owner != "" && owner != child.GetLabels()[OwnerLabel] {
+	owner, set := cu.GetLabels()[OwnerLabel], cu.GetLabels()[SetLabel]
+	switch {
+	case owner != "" && owner != child.GetLabels()[OwnerLabel]:
 		return "", fmt.Errorf("it exists and belongs to another owner (UID %s): two owners cannot declare one object", owner)
+	case owner != "" && set != "" && set != s.name:
+		return "", fmt.Errorf("set %q of the same owner declares it too: one object belongs to one set", set)
+	case owner == "" && !controlledBy(cu, child.GetLabels()[OwnerLabel]):
+		// Not a child of any set: something else made it (a user, another
+		// controller). Taking it over would silently rewrite it.
+		return "", fmt.Errorf("it exists and is not a child of this owner (no %s label, no controller reference to it): delete it, rename the child, or label it %s=<owner UID> to hand it over", OwnerLabel, OwnerLabel)
 	}
 	want := child.GetAnnotations()[DesiredAnnotation]
 	if got := cu.GetAnnotations()[DesiredAnnotation]; got != want {
@@ -564,8 +627,7 @@ func (s *Set) cacheBehind(ref Ref, hash, cachedRV string) bool {
 }
 
 // createNotCached reports whether this process applied hash to ref at a
-// resourceVersion the cache has not reached yet (the informer's last
-// synced version is older), so that an absent child is one the cache has
+// resourceVersion the cache has not reached yet (see seenVersion), so that an absent child is one the cache has
 // not seen created, not one deleted since: after the cache has seen the
 // creation, an absent child was deleted and is missing.
 func (s *Set) createNotCached(k *kind, ref Ref, hash string) bool {
@@ -575,8 +637,7 @@ func (s *Set) createNotCached(k *kind, ref Ref, hash string) bool {
 	if !ok || mark.hash != hash {
 		return false
 	}
-	synced, err := strconv.ParseInt(k.informer.LastSyncResourceVersion(), 10, 64)
-	return err == nil && synced < mark.rv
+	return k.seen.Load() < mark.rv
 }
 
 // send applies child with the set's field manager.
@@ -655,4 +716,11 @@ func secretStringDataToData(content map[string]any) {
 		}
 	}
 	content["data"] = data
+}
+
+// controlledBy reports whether obj's controller reference names ownerUID:
+// an object the owner's controller made before it used a Set is adopted.
+func controlledBy(obj metav1.Object, ownerUID string) bool {
+	ref := metav1.GetControllerOfNoCopy(obj)
+	return ref != nil && string(ref.UID) == ownerUID
 }

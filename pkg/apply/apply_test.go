@@ -3,6 +3,7 @@ package apply_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"os"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/rein-k8s/rein/pkg/apply"
@@ -387,17 +389,79 @@ func TestPruneRightAfterCreate(t *testing.T) {
 	x := newFixture(t)
 	s := x.set("quick")
 	x.start()
+	var keep []runtime.Object
 	for i := range 5 {
-		keep, drop := configMap(fmt.Sprintf("keep-%d", i), nil), configMap(fmt.Sprintf("drop-%d", i), nil)
-		if r := x.mustApply(s, keep, drop); len(r.Created) != 2 {
+		keep = append(keep, configMap(fmt.Sprintf("keep-%d", i), nil))
+		drop := configMap(fmt.Sprintf("drop-%d", i), nil)
+		if r := x.mustApply(s, append(slices.Clone(keep), drop)...); len(r.Created) != 2 || len(r.Deleted) != 0 {
 			t.Fatalf("round %d: %+v", i, r)
 		}
-		r := x.mustApply(s, keep)
+		r := x.mustApply(s, keep...)
 		if len(r.Deleted) != 1 || r.Deleted[0].Name != drop.Name {
 			t.Fatalf("round %d: dropping %s right after its creation: %+v", i, drop.Name, r)
 		}
 		if _, err := x.admin.CoreV1().ConfigMaps(x.ns).Get(t.Context(), drop.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Fatalf("round %d: %s after its prune: %v", i, drop.Name, err)
 		}
+	}
+}
+
+// TestOnlyItsOwnChildren: a Set does not take over an object it did not
+// make (no owner label, no controller reference to the owner) nor one
+// another set of the same owner declares, and says so; it adopts one the
+// owner controls already (made by the owner's controller before it used a
+// Set).
+func TestOnlyItsOwnChildren(t *testing.T) {
+	x := newFixture(t)
+	s := x.set("mine")
+	other := x.set("theirs")
+	x.start()
+	ctx := t.Context()
+	cms := x.admin.CoreV1().ConfigMaps(x.ns)
+	cached := func(name string) {
+		t.Helper()
+		informer, err := x.f.Caches().ForResource(configMaps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, ok, _ := informer.GetIndexer().GetByKey(x.ns + "/" + name); ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never reached the cache", name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	handmade, err := cms.Create(ctx, configMap("handmade", map[string]string{"by": "hand"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached("handmade")
+	_, err = s.Apply(ctx, x.owner, configMap("handmade", map[string]string{"by": "set"}))
+	if err == nil || !strings.Contains(err.Error(), "is not a child of this owner") {
+		t.Fatalf("applying over a handmade object: %v", err)
+	}
+	if got, _ := cms.Get(ctx, "handmade", metav1.GetOptions{}); got.ResourceVersion != handmade.ResourceVersion {
+		t.Error("the handmade object was written")
+	}
+
+	legacy := configMap("legacy", map[string]string{"v": "1"})
+	legacy.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ServiceAccount", Name: x.owner.Name, UID: x.owner.UID, Controller: ptr.To(true)}}
+	if _, err := cms.Create(ctx, legacy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cached("legacy")
+	if r := x.mustApply(s, configMap("legacy", map[string]string{"v": "2"})); len(r.Updated) != 1 {
+		t.Fatalf("adopting an object the owner controls: %+v", r)
+	}
+
+	x.mustApply(other, configMap("shared", nil))
+	cached("shared")
+	if _, err := s.Apply(ctx, x.owner, configMap("shared", nil)); err == nil || !strings.Contains(err.Error(), `set "theirs" of the same owner declares it too`) {
+		t.Fatalf("two sets of one owner declaring one object: %v", err)
 	}
 }

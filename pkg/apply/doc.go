@@ -35,6 +35,14 @@
 //     any more: those the cache shows, and those this process created
 //     that the cache does not show yet.
 //
+// A Set only writes its own children: an object of a child's name that
+// carries no owner label of its own (made by hand or by another
+// controller) is reported, not taken over, unless its controller
+// reference names the owner (a child made before the owner's controller
+// used a Set is adopted); so is one that another set of the same owner
+// declares. The check reads the cache: an object created an instant
+// before a Set first applies a child of its name may not be there yet.
+//
 // So at steady state, when the cluster matches, Apply sends no request at
 // all: no read (the caches answer) and no write. A child edited or deleted
 // by hand is restored the next time its owner is applied (a related watch

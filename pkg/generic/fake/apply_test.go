@@ -123,6 +123,15 @@ func TestGeneratingHandler(t *testing.T) {
 		t.Errorf("after a hand edit: data %v labels %v, want of=2 and team=blue kept", c.Data, c.Labels)
 	}
 
+	// A hand delete is reverted too.
+	if err := cms.DeleteByName(ctx, "ns", "w-0", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	reconcile()
+	if _, ok := children()["w-0"]; !ok {
+		t.Error("a child deleted by hand was not restored")
+	}
+
 	// Shrink: w-1 is pruned, w-0 updated.
 	w.Spec.Size = 1
 	if _, err := widgets.Update(ctx, w); err != nil {

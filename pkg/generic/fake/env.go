@@ -333,3 +333,7 @@ func (e *Env) kindOf(obj runtime.Object) (schema.GroupVersionKind, error) {
 func Applier(env *Env) (*apply.Applier, error) {
 	return apply.NewOn(backend{env})
 }
+
+// CachesAreCurrent tells pkg/apply that the caches are the store: a write
+// is in them at once.
+func (backend) CachesAreCurrent() bool { return true }
