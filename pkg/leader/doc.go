@@ -173,7 +173,13 @@
 // (pkg/generic), so on any one object the two cannot both succeed on the
 // same version. The e2e test checks this order by etcd revision: no
 // commit of a previous holder after the new holder's first commit of its
-// term (TestWritesHeldInTheNetwork, "interleaved").
+// term (TestWritesHeldInTheNetwork, "interleaved"). Two limits of the
+// probe: it cannot tell a policy that admits from a policy that is not
+// installed or not loaded yet (a binding is loaded asynchronously), and
+// with several apiservers each has its own informer, so the probe proves
+// only that the apiserver which answered it has seen the new holder: a
+// late write that reaches another one in its lag (milliseconds) is still
+// admitted there.
 //
 // What no fence closes: a write that the apiserver received and admitted
 // while its writer held the Lease, but committed after a standby took over,

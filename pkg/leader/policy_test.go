@@ -230,6 +230,11 @@ func TestAwaitFencingPolicy(t *testing.T) {
 		newReplica(t, lease, "replica-b", replicaOptions{timings: shortTimings}),
 	}
 	term := replicas[0].campaign(t)
+	// The apiserver loads a new binding asynchronously: until it does,
+	// nothing is refused (and AwaitFencingPolicy cannot tell).
+	eventually(t, "the policy refuses a non-holder's write", 30*time.Second, func() bool {
+		return apierrors.IsForbidden(writeAs("nobody"))
+	})
 	probes := 0
 	const handovers = 6
 	for i := range handovers {
