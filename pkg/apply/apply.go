@@ -135,6 +135,8 @@ type Set struct {
 	mu      sync.Mutex
 	applied map[Ref]appliedMark
 	byOwner map[types.UID]map[Ref]bool
+	// swept is len(applied) after the last sweep (see remember).
+	swept int
 }
 
 type appliedMark struct {
@@ -156,6 +158,32 @@ func (s *Set) remember(ref Ref, mark appliedMark) {
 		s.byOwner[mark.owner] = map[Ref]bool{}
 	}
 	s.byOwner[mark.owner][ref] = true
+	// A mark is needed only until the cache shows its version; drop the
+	// ones it does now and then (amortized: when the map has doubled), so
+	// that marks of children whose owner went without Set.Delete (the
+	// garbage collector removed them) do not pile up.
+	if len(s.applied) > 2*s.swept+sweepFloor {
+		for r, m := range s.applied {
+			if k, ok := s.kinds[r.GVK]; ok && k.seen.Load() >= m.rv {
+				delete(s.applied, r)
+				delete(s.byOwner[m.owner], r)
+				if len(s.byOwner[m.owner]) == 0 {
+					delete(s.byOwner, m.owner)
+				}
+			}
+		}
+		s.swept = len(s.applied)
+	}
+}
+
+// sweepFloor is how many marks a set keeps before it first sweeps.
+var sweepFloor = 1024
+
+// marks returns how many children the set remembers applying (tests).
+func (s *Set) marks() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.applied)
 }
 
 // forget drops the record of ref (it was deleted).

@@ -465,3 +465,40 @@ func TestOnlyItsOwnChildren(t *testing.T) {
 		t.Fatalf("two sets of one owner declaring one object: %v", err)
 	}
 }
+
+// TestMarksAreSwept: what a set remembers of its applies (needed only
+// until the cache shows them) is dropped once the cache has caught up, so
+// it does not grow with every child ever applied.
+func TestMarksAreSwept(t *testing.T) {
+	defer apply.SetSweepFloor(0)()
+	x := newFixture(t)
+	s := x.set("swept")
+	x.start()
+	informer, err := x.f.Caches().ForResource(configMaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var desired []runtime.Object
+	for i := range 5 {
+		desired = append(desired, configMap(fmt.Sprintf("first-%d", i), nil))
+	}
+	x.mustApply(s, desired...)
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; i < 5; {
+		if _, ok, _ := informer.GetIndexer().GetByKey(fmt.Sprintf("%s/first-%d", x.ns, i)); ok {
+			i++
+			continue
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first children never reached the cache")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := range 10 {
+		desired = append(desired, configMap(fmt.Sprintf("second-%d", i), nil))
+	}
+	x.mustApply(s, desired...)
+	if n := apply.Marks(s); n >= 15 {
+		t.Errorf("the set remembers %d applies, want the 5 the cache shows dropped", n)
+	}
+}
