@@ -122,15 +122,21 @@ func FencingPolicyBinding(namespace, name string) (*admissionregistrationv1.Vali
 // installed, which the caller may check apart); refused with the policy's
 // "fenced:" message, it waits a little and tries again. A conflict (the
 // term renewed between the read and the probe) is retried at once. It
-// returns the term's or ctx's error when either ends first, and any other
-// error as it is.
+// returns the term's or ctx's error when either ends first, an error if
+// the policy still refuses after the lease duration (the apiserver's view
+// of the Lease is stuck: waiting longer would leave the group without a
+// worker), and any other error as it is.
 func (t *Term) AwaitFencingPolicy(ctx context.Context, fieldManager string) (probes int, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(t.ctx, cancel)
 	defer stop()
 	pause := time.Millisecond
+	giveUp := t.e.clock.Now().Add(t.e.leaseDuration)
 	for {
+		if t.e.clock.Now().After(giveUp) {
+			return probes, fmt.Errorf("leader: the fencing policy still refuses the writes of %s, the holder of lease %s, after %v (%d probes): the apiserver's view of the Lease is behind", fieldManager, t.e.key, t.e.leaseDuration, probes)
+		}
 		if err := ctx.Err(); err != nil {
 			if t.ctx.Err() != nil {
 				return probes, context.Cause(t.ctx)

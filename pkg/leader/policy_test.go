@@ -265,4 +265,20 @@ func TestAwaitFencingPolicy(t *testing.T) {
 		term = replicas[(i+1)%2].campaign(t)
 	}
 	t.Logf("%d handovers: AwaitFencingPolicy sent %d probes in all", handovers, probes)
+
+	// A policy that keeps refusing (here: probes marked as a replica that
+	// does not hold the Lease) is given up on after the lease duration,
+	// with an error that says so, rather than leaving the term idle.
+	stranger, err := leader.FencingFieldManager(namespace, lease, "stranger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	n, err := term.AwaitFencingPolicy(t.Context(), stranger)
+	if err == nil || !strings.Contains(err.Error(), "still refuses") {
+		t.Fatalf("a policy that never admits: %v after %d probes", err, n)
+	}
+	if took := time.Since(began); took < shortTimings.lease || took > shortTimings.lease+5*time.Second {
+		t.Errorf("gave up after %v, want about the lease duration %v", took, shortTimings.lease)
+	}
 }
