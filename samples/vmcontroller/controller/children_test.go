@@ -171,3 +171,12 @@ func TestUserDataSecret(t *testing.T) {
 		t.Errorf("Reconcile with the key gone: %v", err)
 	}
 }
+
+// Register names every missing dependency at once.
+func TestRegisterNamesMissingDeps(t *testing.T) {
+	_, err := controller.Register(t.Context(), controller.Deps{}, controller.Options{})
+	want := "controller: Register: Deps.VMs, Deps.Secrets, Deps.ConfigMaps, Deps.Applier, Deps.Hypervisor, Deps.Recorder missing"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Register with no deps: %v, want %q", err, want)
+	}
+}

@@ -85,10 +85,13 @@ type Controller struct {
 // the caches start.
 func Register(ctx context.Context, d Deps, opts Options) (*Controller, error) {
 	var missing []string
-	for name, nilDep := range map[string]bool{"VMs": d.VMs == nil, "Secrets": d.Secrets == nil, "ConfigMaps": d.ConfigMaps == nil,
-		"Applier": d.Applier == nil, "Hypervisor": d.Hypervisor == nil, "Recorder": d.Recorder == nil} {
-		if nilDep {
-			missing = append(missing, name)
+	for _, dep := range []struct {
+		name  string
+		isNil bool
+	}{{"VMs", d.VMs == nil}, {"Secrets", d.Secrets == nil}, {"ConfigMaps", d.ConfigMaps == nil},
+		{"Applier", d.Applier == nil}, {"Hypervisor", d.Hypervisor == nil}, {"Recorder", d.Recorder == nil}} {
+		if dep.isNil {
+			missing = append(missing, dep.name)
 		}
 	}
 	if len(missing) > 0 {
