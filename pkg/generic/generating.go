@@ -117,10 +117,11 @@ func RegisterGeneratingHandler[T runtime.Object, S any, PS interface {
 			}
 			meta.SetStatusCondition(opts.Conditions(&next), cond)
 		}
-		if failure == nil && requeue != nil {
-			failure = requeue
+		result := failure // what the engine sees: the failure, or the requeue
+		if result == nil && requeue != nil {
+			result = requeue
 		}
-		return writeStatus(ctx, controller, obj, (*S)(current), next, failure)
+		return writeStatus(ctx, controller, obj, (*S)(current), next, result)
 	}, opts.Handler...)
 	if !opts.KeepChildren {
 		controller.OnRemove(ctx, name, func(ctx context.Context, key string, obj T) (T, error) {
