@@ -14,6 +14,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -285,55 +286,26 @@ func followChildren(cs kubernetes.Interface, ns string, images map[string]string
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &childState{images: images, good: map[string]bool{}, changed: make(chan struct{}), cancel: cancel}
 	type kind struct {
-		list  func() (runtime.Object, string, error)
+		list  func() (runtime.Object, error)
 		watch func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error)
 	}
+	all := metav1.ListOptions{}
 	kinds := []kind{
-		{func() (runtime.Object, string, error) {
-			l, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				return nil, "", err
-			}
-			return l, l.ResourceVersion, nil
-		}, func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return cs.CoreV1().ConfigMaps(ns).Watch(ctx, o)
-		}},
-		{func() (runtime.Object, string, error) {
-			l, err := cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				return nil, "", err
-			}
-			return l, l.ResourceVersion, nil
-		}, func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return cs.CoreV1().Secrets(ns).Watch(ctx, o)
-		}},
-		{func() (runtime.Object, string, error) {
-			l, err := cs.CoreV1().ServiceAccounts(ns).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				return nil, "", err
-			}
-			return l, l.ResourceVersion, nil
-		}, func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return cs.CoreV1().ServiceAccounts(ns).Watch(ctx, o)
-		}},
+		{func() (runtime.Object, error) { return cs.CoreV1().ConfigMaps(ns).List(ctx, all) }, cs.CoreV1().ConfigMaps(ns).Watch},
+		{func() (runtime.Object, error) { return cs.CoreV1().Secrets(ns).List(ctx, all) }, cs.CoreV1().Secrets(ns).Watch},
+		{func() (runtime.Object, error) { return cs.CoreV1().ServiceAccounts(ns).List(ctx, all) }, cs.CoreV1().ServiceAccounts(ns).Watch},
 	}
 	for _, k := range kinds {
-		list, rv, err := k.list()
+		list, err := k.list()
 		must(err)
-		switch l := list.(type) {
-		case *corev1.ConfigMapList:
-			for i := range l.Items {
-				s.set(&l.Items[i], false)
-			}
-		case *corev1.SecretList:
-			for i := range l.Items {
-				s.set(&l.Items[i], false)
-			}
-		case *corev1.ServiceAccountList:
-			for i := range l.Items {
-				s.set(&l.Items[i], false)
-			}
+		items, err := meta.ExtractList(list)
+		must(err)
+		for _, obj := range items {
+			s.set(obj, false)
 		}
+		listMeta, err := meta.ListAccessor(list)
+		must(err)
+		rv := listMeta.GetResourceVersion()
 		w, err := toolswatch.NewRetryWatcherWithContext(ctx, rv, lw{k.watch})
 		must(err)
 		go func() {
