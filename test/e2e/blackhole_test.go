@@ -182,10 +182,7 @@ func awaitFencingEnforced(t *testing.T, c *cluster, lease string) {
 func (c *cluster) writesFromNonHolders() (stale []string, total int, lateCodes map[int]int, unanswered map[string]bool) {
 	lateCodes, unanswered = map[int]int{}, map[string]bool{}
 	c.t.Helper()
-	identityOf := map[string]string{} // user agent → identity
-	for _, r := range c.replicas {
-		identityOf["rein-e2e/"+r.podName+"/"+strconv.Itoa(r.cmd.Process.Pid)] = r.identity()
-	}
+	identityOf := c.identityByUserAgent()
 	holderAt := c.leases.HolderAt
 	c.scanAudit(func(ev *testenv.AuditEvent) {
 		if ev.ObjectRef.Resource != "configmaps" || !strings.HasPrefix(ev.UserAgent, "rein-e2e/") ||
@@ -290,10 +287,7 @@ func (c *cluster) watchCommits() *commitLog {
 // between the Lease change and the successor's first write: late, but
 // still ordered before every write of the new term.
 func (c *cluster) staleCommits(log *commitLog, unanswered map[string]bool) (stale, slow, interleaved []string, total int) {
-	writerIdentity := map[string]string{} // writer annotation → identity
-	for _, r := range c.replicas {
-		writerIdentity["rein-e2e/"+r.podName+"/"+strconv.Itoa(r.cmd.Process.Pid)] = r.identity()
-	}
+	writerIdentity := c.identityByUserAgent() // the writer annotation is the user agent
 	changes, _ := c.leases.Changes()
 	termOf := func(rev int64) int { // index of the Lease change rev falls in
 		term := -1
@@ -339,16 +333,18 @@ func (c *cluster) staleCommits(log *commitLog, unanswered map[string]bool) (stal
 // received and answered. It is what tells a write admitted before the
 // Lease changed (committed late) from one admitted after.
 func (c *cluster) explainStaleCommits(log *commitLog) []string {
-	writerIdentity := map[string]string{}
-	for _, r := range c.replicas {
-		writerIdentity["rein-e2e/"+r.podName+"/"+strconv.Itoa(r.cmd.Process.Pid)] = r.identity()
-	}
+	writerIdentity := c.identityByUserAgent()
 	changes, _ := c.leases.Changes()
 	log.mu.Lock()
 	commits := append([]replicaCommit(nil), log.commits...)
 	log.mu.Unlock()
-	var out []string
 	const stamp = "15:04:05.000000"
+	type staleCommit struct {
+		replicaCommit
+		from, to time.Time // the audit window around the takeover
+		lines    []string
+	}
+	var stale []*staleCommit
 	for _, cm := range commits {
 		id := writerIdentity[cm.writer]
 		if id == c.leases.HolderAtRevision(cm.rv) {
@@ -360,22 +356,38 @@ func (c *cluster) explainStaleCommits(log *commitLog) []string {
 				takeover = ch
 			}
 		}
-		out = append(out, fmt.Sprintf("commit of %s at revision %d by %s; the Lease went to %q at revision %d (acquireTime %s, seen %s)",
-			cm.name, cm.rv, id, takeover.Holder, takeover.Revision, takeover.Acquired.Format(stamp), takeover.Seen.Format(stamp)))
-		from, to := takeover.Acquired.Add(-3*time.Second), takeover.Acquired.Add(3*time.Second)
-		c.scanAudit(func(ev *testenv.AuditEvent) {
-			if ev.RequestReceived.Before(from) || ev.RequestReceived.After(to) {
-				return
+		stale = append(stale, &staleCommit{replicaCommit: cm,
+			from: takeover.Acquired.Add(-3 * time.Second), to: takeover.Acquired.Add(3 * time.Second),
+			lines: []string{fmt.Sprintf("commit of %s at revision %d by %s; the Lease went to %q at revision %d (acquireTime %s, seen %s)",
+				cm.name, cm.rv, id, takeover.Holder, takeover.Revision, takeover.Acquired.Format(stamp), takeover.Seen.Format(stamp))}})
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	c.scanAudit(func(ev *testenv.AuditEvent) {
+		lease := ev.ObjectRef.Resource == "leases" && ev.ObjectRef.Name == leaseName && ev.Verb != "get" && ev.Verb != "watch" && ev.Verb != "list"
+		for _, sc := range stale {
+			write := ev.ObjectRef.Resource == "configmaps" && ev.ObjectRef.Name == sc.name && ev.UserAgent == sc.writer
+			if (lease || write) && !ev.RequestReceived.Before(sc.from) && !ev.RequestReceived.After(sc.to) {
+				sc.lines = append(sc.lines, fmt.Sprintf("    %s %s/%s by %s: received %s, answered %s with %d (%s)",
+					ev.Verb, ev.ObjectRef.Resource, ev.ObjectRef.Name, ev.UserAgent,
+					ev.RequestReceived.Format(stamp), ev.StageTimestamp.Format(stamp), ev.ResponseStatus.Code, ev.RequestURI))
 			}
-			lease := ev.ObjectRef.Resource == "leases" && ev.ObjectRef.Name == leaseName && ev.Verb != "get" && ev.Verb != "watch" && ev.Verb != "list"
-			write := ev.ObjectRef.Resource == "configmaps" && ev.ObjectRef.Name == cm.name && ev.UserAgent == cm.writer
-			if !lease && !write {
-				return
-			}
-			out = append(out, fmt.Sprintf("    %s %s/%s by %s: received %s, answered %s with %d (%s)",
-				ev.Verb, ev.ObjectRef.Resource, ev.ObjectRef.Name, ev.UserAgent,
-				ev.RequestReceived.Format(stamp), ev.StageTimestamp.Format(stamp), ev.ResponseStatus.Code, ev.RequestURI))
-		})
+		}
+	})
+	var out []string
+	for _, sc := range stale {
+		out = append(out, sc.lines...)
+	}
+	return out
+}
+
+// identityByUserAgent maps each replica's user agent (which is also the
+// writer annotation it puts on the ConfigMaps) to its identity.
+func (c *cluster) identityByUserAgent() map[string]string {
+	out := map[string]string{}
+	for _, r := range c.replicas {
+		out["rein-e2e/"+r.podName+"/"+strconv.Itoa(r.cmd.Process.Pid)] = r.identity()
 	}
 	return out
 }
