@@ -1,0 +1,211 @@
+package shard
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/rein-k8s/rein/pkg/leader"
+)
+
+// gates is what the workers and the write guard see of the shards: which
+// take keys, which may write, each shard's handler context and its handlers
+// in flight. The protocol opens and shuts them; its own lock is never held
+// while a worker waits on this one.
+type gates struct {
+	namespace, group string
+	n                int
+	clock            interface{ Now() time.Time }
+	// fence is the member's own fence: the deadline of its renews.
+	fence func() (time.Time, error)
+	// drained is called (without the lock) when a shard that stopped
+	// taking keys has no handler left in flight.
+	drained func(s int)
+
+	mu     sync.Mutex
+	base   context.Context
+	shards []gate
+}
+
+type gate struct {
+	taking   bool // workers may start keys of the shard
+	writable bool // the shard's writes pass
+	gen      uint64
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	inflight int
+	token    int64
+	// lastDeadline is the latest deadline handed to a write of this
+	// generation: after a shut that cut handlers off, a request may be in
+	// the network until then.
+	lastDeadline time.Time
+}
+
+func newGates(namespace, group string, n int, clk interface{ Now() time.Time }) *gates {
+	return &gates{namespace: namespace, group: group, n: n, clock: clk, base: context.Background(), shards: make([]gate, n)}
+}
+
+// setBase makes ctx the parent of the shards' handler contexts opened from
+// now on (pkg/start passes the workers' context).
+func (g *gates) setBase(ctx context.Context) {
+	g.mu.Lock()
+	g.base = ctx
+	g.mu.Unlock()
+}
+
+type shardCtxKey struct{}
+
+type shardCtx struct {
+	shard int
+	gen   uint64
+}
+
+// ShardOf returns the shard a handler's context works for, and false for a
+// context that is not a sharded handler's.
+func ShardOf(ctx context.Context) (int, bool) {
+	v, ok := ctx.Value(shardCtxKey{}).(shardCtx)
+	return v.shard, ok
+}
+
+// keyShard maps a queue key ("namespace/name", or "name" for a
+// cluster-scoped object) to its shard.
+func keyShard(key string, n int) int {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return Of("", key, n)
+	}
+	return Of(ns, name, n)
+}
+
+// enter admits a worker to key: the shard's context and a done function,
+// or ok false when this replica does not hold the key's shard (the key is
+// dropped; it is queued again when the shard starts here).
+func (g *gates) enter(key string) (ctx context.Context, done func(), ok bool) {
+	s := keyShard(key, g.n)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := &g.shards[s]
+	if !st.taking {
+		return nil, nil, false
+	}
+	st.inflight++
+	gen := st.gen
+	return st.ctx, func() { g.leave(s, gen) }, true
+}
+
+func (g *gates) leave(s int, gen uint64) {
+	g.mu.Lock()
+	st := &g.shards[s]
+	st.inflight--
+	idle := st.inflight == 0 && !st.taking
+	g.mu.Unlock()
+	if idle && g.drained != nil {
+		g.drained(s)
+	}
+}
+
+// writeDeadline is the write guard: a write in a shard's context passes
+// while that generation of the shard is writable and the member's fence is
+// open, and must not be in flight past the member's fence deadline. A
+// write in no shard's context (an event, a hook) passes the member's fence
+// alone: it is not protected per shard.
+func (g *gates) writeDeadline(ctx context.Context) (time.Time, error) {
+	deadline, err := g.fence()
+	if err != nil {
+		return time.Time{}, err
+	}
+	sc, ok := ctx.Value(shardCtxKey{}).(shardCtx)
+	if !ok {
+		return deadline, nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := &g.shards[sc.shard]
+	if !st.writable || st.gen != sc.gen {
+		return time.Time{}, &leader.FencedError{
+			Lease: g.namespace + "/" + RecordName(g.group, sc.shard), SinceRenew: -1,
+			Reason: fmt.Sprintf("shard %d is no longer held by this replica", sc.shard),
+		}
+	}
+	if deadline.After(st.lastDeadline) {
+		st.lastDeadline = deadline
+	}
+	return deadline, nil
+}
+
+// open starts a new generation of shard s with fencing token token.
+func (g *gates) open(s int, token int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := &g.shards[s]
+	if st.cancel != nil {
+		st.cancel(nil)
+	}
+	st.gen++
+	ctx := context.WithValue(g.base, shardCtxKey{}, shardCtx{shard: s, gen: st.gen})
+	ctx = leader.WithToken(ctx, leader.Token{Namespace: g.namespace, Lease: RecordName(g.group, s), Term: token})
+	st.ctx, st.cancel = context.WithCancelCause(ctx)
+	st.taking, st.writable, st.token = true, true, token
+	st.lastDeadline = time.Time{}
+}
+
+// stopTaking lets no new key of s start; handlers in flight go on. It
+// reports whether none is in flight.
+func (g *gates) stopTaking(s int) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.shards[s].taking = false
+	return g.shards[s].inflight == 0
+}
+
+// inflight returns the handlers of s in flight.
+func (g *gates) inflight(s int) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.shards[s].inflight
+}
+
+// shut closes s: no key starts, no write passes, and the handlers'
+// context ends with cause. It returns the time until which a request of
+// s may still be in the network: zero when no handler was cut off.
+func (g *gates) shut(s int, cause error) (inNetworkUntil time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := &g.shards[s]
+	st.taking, st.writable = false, false
+	if st.cancel != nil {
+		st.cancel(cause)
+		st.cancel = nil
+	}
+	if st.inflight > 0 {
+		return st.lastDeadline
+	}
+	return time.Time{}
+}
+
+// writable reports whether s's writes pass now (its generation is open
+// and the member's fence is open).
+func (g *gates) writable(s int) bool {
+	if _, err := g.fence(); err != nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.shards[s].writable
+}
+
+// held lists the shards that take keys.
+func (g *gates) held() []int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []int
+	for s := range g.shards {
+		if g.shards[s].writable {
+			out = append(out, s)
+		}
+	}
+	return out
+}
