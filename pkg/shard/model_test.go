@@ -166,9 +166,9 @@ type op struct {
 // window is when a write of a replica to a shard may land: from its send
 // to its answer, or to its deadline when it was cut off unanswered.
 type window struct {
-	replica         string
-	sent, deadline  time.Time
-	answered        time.Time // zero while in flight
+	replica        string
+	sent, deadline time.Time
+	answered       time.Time // zero while in flight
 }
 
 func (w *window) end() time.Time {

@@ -87,7 +87,7 @@ type protocol struct {
 		// lastRenewSent is the send time of the last successful write of
 		// the member Lease: the member fence is open until RenewDeadline
 		// after it.
-		lastRenewSent, lastRenewTry time.Time
+		lastRenewSent, lastRenewTry   time.Time
 		leaving, leavingWritten, left bool
 	}
 	view    map[string]*seen
