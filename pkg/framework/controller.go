@@ -44,6 +44,8 @@ type Controller struct {
 	mu       sync.Mutex
 	nextID   uint64
 	handlers atomic.Pointer[[]handlerEntry]
+	// gate, when set, admits workers to keys (Factory.GateKeys).
+	gate atomic.Pointer[KeyGate]
 	// forced holds keys queued explicitly (Enqueue, EnqueueAfter,
 	// RequeueAfter): their next run skips no IgnoreStatus handler.
 	forced sync.Map
@@ -268,6 +270,19 @@ func (c *Controller) processNext(taking, term context.Context) bool {
 	if taking.Err() != nil {
 		c.queue.Add(key)
 		return false
+	}
+	if g := c.gate.Load(); g != nil {
+		ctx, done, ok := (*g).Enter(key)
+		if !ok {
+			// Not this replica's key now: drop it. The gate's owner
+			// queues it again when it is (a shard that starts here
+			// queues all of its keys).
+			c.queue.Forget(key)
+			return true
+		}
+		defer done()
+		c.process(ctx, key)
+		return true
 	}
 	c.process(term, key)
 	return true

@@ -78,6 +78,7 @@ type Factory struct {
 	setupErrs   []error
 	started     bool     // StartCaches ran: metrics can no longer be attached
 	workers     *Workers // the running generation, for controllers added late
+	gate        KeyGate  // admits workers to keys (sharding); nil admits all
 }
 
 // NewFactory returns a factory for the kinds of scheme, talking to the
@@ -213,10 +214,75 @@ func (f *Factory) Controller(res Resource) (*Controller, error) {
 		return nil, err
 	}
 	f.controllers[res.GVK] = c
+	if f.gate != nil {
+		c.gate.Store(&f.gate)
+	}
 	if f.workers != nil {
 		f.workers.start(c)
 	}
 	return c, nil
+}
+
+// KeyGate admits workers to keys. pkg/start installs one for a sharded
+// election group, so that a replica runs handlers only for the keys of the
+// shards it holds, each in a context that ends when its shard moves.
+type KeyGate interface {
+	// Enter returns the context to run key's handlers in, and done, to be
+	// called once they have returned; or ok false when this replica may
+	// not run key now. A refused key is dropped from the queue: whoever
+	// admits it later queues it again (Factory.EnqueueKeys).
+	Enter(key string) (ctx context.Context, done func(), ok bool)
+}
+
+// GateKeys installs g on every controller of the factory, present and
+// future; nil removes it. Install it before StartWorkers.
+func (f *Factory) GateKeys(g KeyGate) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gate = g
+	for _, c := range f.controllers {
+		if g == nil {
+			c.gate.Store(nil)
+		} else {
+			c.gate.Store(&g)
+		}
+	}
+}
+
+// EnqueueKeys queues, on every controller, the key of each cached object
+// for which match is true, and returns how many it queued: a sharded
+// replica queues a shard's keys when the shard starts here.
+func (f *Factory) EnqueueKeys(match func(key string) bool) int {
+	n := 0
+	for _, c := range f.controllerList() {
+		for _, key := range c.informer.GetStore().ListKeys() {
+			if match(key) {
+				c.enqueue(key, 0)
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// VisitKeys calls visit with the key of every cached object of every
+// controller (a key cached by two controllers' kinds is visited twice).
+func (f *Factory) VisitKeys(visit func(key string)) {
+	for _, c := range f.controllerList() {
+		for _, key := range c.informer.GetStore().ListKeys() {
+			visit(key)
+		}
+	}
+}
+
+func (f *Factory) controllerList() []*Controller {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]*Controller, 0, len(f.controllers))
+	for _, c := range f.controllers {
+		out = append(out, c)
+	}
+	return out
 }
 
 // SetupError records a registration mistake (an invalid handler name, say)

@@ -20,6 +20,10 @@ var ErrNoTerm = errors.New("leader: the request's context carries no leadership 
 type termInfo struct {
 	token Token
 	fence *Fence // nil when only a token was given (WithToken)
+	// deadline, when set instead of fence, is the fence of another kind
+	// of hold (a shard of pkg/shard): nil error while writes may pass,
+	// and until when.
+	deadline func() (time.Time, error)
 }
 
 type termKey struct{}
@@ -36,6 +40,14 @@ func WithTerm(ctx context.Context, term *Term) context.Context {
 // code that passes tokens on by other means than GuardHTTP.
 func WithToken(ctx context.Context, tok Token) context.Context {
 	return context.WithValue(ctx, termKey{}, termInfo{token: tok})
+}
+
+// WithFencedToken returns ctx carrying tok and a fence given as a function:
+// nil error while the holder may write, with the instant it must stop.
+// pkg/shard gives each shard's handlers such a context, so that GuardHTTP
+// refuses their calls once the shard has moved.
+func WithFencedToken(ctx context.Context, tok Token, deadline func() (time.Time, error)) context.Context {
+	return context.WithValue(ctx, termKey{}, termInfo{token: tok, deadline: deadline})
 }
 
 // Unfenced marks ctx as belonging to a replica that runs without leader
@@ -87,6 +99,18 @@ func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return httpdeadline.Refuse(req, ErrNoTerm)
 	}
 	var deadline time.Time
+	if info.deadline != nil {
+		d, err := info.deadline()
+		switch req.Method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+			if err != nil {
+				return httpdeadline.Refuse(req, err)
+			}
+		}
+		if err == nil {
+			deadline = d
+		}
+	}
 	if info.fence != nil {
 		switch req.Method {
 		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:

@@ -146,7 +146,10 @@ func (g *gates) open(s int, token int64) {
 	}
 	st.gen++
 	ctx := context.WithValue(g.base, shardCtxKey{}, shardCtx{shard: s, gen: st.gen})
-	ctx = leader.WithToken(ctx, leader.Token{Namespace: g.namespace, Lease: RecordName(g.group, s), Term: token})
+	shardOnly := ctx
+	// leader.GuardHTTP checks the same fence as the apiserver's writes.
+	ctx = leader.WithFencedToken(ctx, leader.Token{Namespace: g.namespace, Lease: RecordName(g.group, s), Term: token},
+		func() (time.Time, error) { return g.writeDeadline(shardOnly) })
 	st.ctx, st.cancel = context.WithCancelCause(ctx)
 	st.taking, st.writable, st.token = true, true, token
 	st.lastDeadline = time.Time{}

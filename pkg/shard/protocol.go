@@ -80,6 +80,9 @@ type protocol struct {
 	// events receives what the runner reports (moves, for metrics); may
 	// be nil.
 	events func(Event)
+	// trace, when set (tests), receives each shard's opening here and the
+	// instant its writes stopped here.
+	trace func(s int, open bool, at time.Time)
 
 	mu   sync.Mutex
 	self struct {
@@ -88,7 +91,15 @@ type protocol struct {
 		// the member Lease: the member fence is open until RenewDeadline
 		// after it.
 		lastRenewSent, lastRenewTry   time.Time
+		lastJoinTry                   time.Time
 		leaving, leavingWritten, left bool
+	}
+	// fence is the member fence as the write guard reads it, under its
+	// own lock: a guard must never wait for a protocol write in flight.
+	fence struct {
+		sync.Mutex
+		joined   bool
+		lastSent time.Time
 	}
 	view    map[string]*seen
 	synced  bool // a list has answered
@@ -97,6 +108,9 @@ type protocol struct {
 	// gcTried remembers the dead member Leases a delete was sent for, by
 	// resourceVersion, so that one is not deleted twice.
 	gcTried map[string]string
+	// quietUntil holds back moves after one failed for another reason
+	// than a conflict (an apiserver error, missing RBAC, a timeout).
+	quietUntil time.Time
 }
 
 // Event is a move this replica made or saw, for metrics and logs.
@@ -130,9 +144,9 @@ func (p *protocol) me() incarnation {
 // Lease was written less than RenewDeadline ago (send time, monotonic
 // clock); it returns when it closes.
 func (p *protocol) fenceDeadline() (time.Time, error) {
-	p.mu.Lock()
-	joined, last := p.self.lease != nil, p.self.lastRenewSent
-	p.mu.Unlock()
+	p.fence.Lock()
+	joined, last := p.fence.joined, p.fence.lastSent
+	p.fence.Unlock()
 	since := p.clock.Since(last)
 	if !joined || last.IsZero() || since >= p.cfg.RenewDeadline {
 		reason := "this replica's member lease was not renewed within the renew deadline"
@@ -152,6 +166,21 @@ func sinceOrNever(last time.Time, since time.Duration) time.Duration {
 		return -1
 	}
 	return since
+}
+
+// publishFenceLocked hands the member's state to the write guard.
+func (p *protocol) publishFenceLocked() {
+	p.fence.Lock()
+	p.fence.joined, p.fence.lastSent = p.self.lease != nil, p.self.lastRenewSent
+	p.fence.Unlock()
+}
+
+// fenceClosedAt is when the member fence closed (or closes), for traces.
+func (p *protocol) fenceClosesAtLocked() time.Time {
+	if p.self.lease == nil || p.self.lastRenewSent.IsZero() {
+		return time.Time{}
+	}
+	return p.self.lastRenewSent.Add(p.cfg.RenewDeadline)
 }
 
 func (p *protocol) fenceOpenLocked() bool {
@@ -256,6 +285,7 @@ func (p *protocol) incarnationOverLocked(why string) {
 	p.shutAllLocked(errors.New(why))
 	p.self.lease = nil
 	p.self.lastRenewSent = time.Time{}
+	p.publishFenceLocked()
 	if p.self.leaving {
 		p.self.left = true
 	}
@@ -277,6 +307,15 @@ func (p *protocol) stopShardLocked(s int, cause error) {
 	now := p.clock.Now()
 	st.inNetworkUntil = p.gates.shut(s, cause)
 	st.shutAt = now
+	if p.trace != nil {
+		// Writes stopped at the shut, or earlier when the member fence
+		// closed first (the guard reads the clock).
+		end := now
+		if c := p.fenceClosesAtLocked(); !c.IsZero() && c.Before(end) {
+			end = c
+		}
+		p.trace(s, false, end)
+	}
 	held := now.Sub(st.startedAt)
 	st.phase = idle
 	p.emit(Event{Shard: s, Kind: "stopped", Held: held})
@@ -309,6 +348,7 @@ func (p *protocol) joinLocked(ctx context.Context) {
 	switch {
 	case err == nil:
 		p.self.lease, p.self.lastRenewSent, p.self.lastRenewTry = l, sent, sent
+		p.publishFenceLocked()
 		p.self.leavingWritten = false
 		p.observeLocked(l, false)
 		p.log.WithField("uid", l.UID).Info("joined the shard group")
@@ -344,6 +384,7 @@ func (p *protocol) renewLocked(ctx context.Context) {
 	switch {
 	case err == nil:
 		p.self.lease, p.self.lastRenewSent = out, sent
+		p.publishFenceLocked()
 		p.self.leavingWritten = p.self.leaving
 		p.observeLocked(out, false)
 	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
@@ -382,6 +423,10 @@ func (p *protocol) step(ctx context.Context) time.Duration {
 			p.self.left = true
 			return time.Hour
 		}
+		if wait := p.cfg.RetryPeriod - p.clock.Since(p.self.lastJoinTry); !p.self.lastJoinTry.IsZero() && wait > 0 {
+			return wait
+		}
+		p.self.lastJoinTry = p.clock.Now()
 		p.joinLocked(ctx)
 		if p.self.lease == nil {
 			return p.cfg.RetryPeriod
@@ -406,6 +451,11 @@ func (p *protocol) step(ctx context.Context) time.Duration {
 		if d := p.markDeadLocked(ctx); d < next {
 			next = d
 		}
+	}
+	if wait := p.quietUntil.Sub(p.clock.Now()); wait > 0 {
+		// A move failed for another reason than a conflict: the next
+		// ones wait a retry period rather than follow every watch event.
+		return max(min(next, wait), 0)
 	}
 	if d := p.moveShardsLocked(ctx); d < next {
 		next = d
@@ -447,6 +497,7 @@ func (p *protocol) markDeadLocked(ctx context.Context) time.Duration {
 		case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
 			// It renewed, left or was marked meanwhile: the watch shows it.
 		default:
+			p.failedLocked()
 			p.log.WithError(err).Warn("cannot mark a silent member dead; retrying")
 		}
 	}
@@ -577,8 +628,10 @@ func (p *protocol) createRecordLocked(ctx context.Context, s int) {
 	case apierrors.IsAlreadyExists(err):
 		// Another replica made it: the watch shows it.
 	case isAPIStatus(err):
+		p.failedLocked()
 		p.log.WithError(err).WithField("shard", s).Warn("cannot create the shard record; retrying")
 	default:
+		p.failedLocked()
 		// Unknown outcome: the record may exist and name this replica.
 		// A create cannot be retried conditionally; the watch (or the
 		// next list) shows whether it landed, and a record that names
@@ -597,6 +650,9 @@ func (p *protocol) startShardLocked(s int, rec *coordinationv1.Lease) {
 	}
 	st.phase, st.startedAt, st.orphanSince = running, now, time.Time{}
 	p.gates.open(s, transitionsOf(rec))
+	if p.trace != nil {
+		p.trace(s, true, p.clock.Now())
+	}
 	p.emit(Event{Shard: s, Kind: "started", Held: unowned})
 	if p.cfg.OnStart != nil {
 		p.cfg.OnStart(s)
@@ -630,8 +686,10 @@ func (p *protocol) handOffLocked(ctx context.Context, s int, rec *coordinationv1
 	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
 		// The record changed under this replica's view: the watch shows how.
 	case isAPIStatus(err):
+		p.failedLocked()
 		p.log.WithError(err).WithField("shard", s).Warn("cannot hand the shard off; retrying")
 	default:
+		p.failedLocked()
 		st.phase, st.unknownAt = unknown, transitionsOf(rec)
 	}
 	return p.cfg.RetryPeriod
@@ -651,8 +709,10 @@ func (p *protocol) claimLocked(ctx context.Context, s int, rec *coordinationv1.L
 		p.startShardLocked(s, out)
 	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
 	case isAPIStatus(err):
+		p.failedLocked()
 		p.log.WithError(err).WithField("shard", s).Warn("cannot take the shard; retrying")
 	default:
+		p.failedLocked()
 		st.phase, st.unknownAt = unknown, transitionsOf(rec)
 	}
 }
@@ -675,9 +735,13 @@ func (p *protocol) resolveUnknownLocked(ctx context.Context, s int, rec *coordin
 	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
 		// The lost write (or another) landed: wait for the watch.
 	default:
-		// Still unknown (or refused): try again at the next step.
+		// Still unknown (or refused): try again after a retry period.
+		p.failedLocked()
 	}
 }
+
+// failedLocked holds moves back for a retry period.
+func (p *protocol) failedLocked() { p.quietUntil = p.clock.Now().Add(p.cfg.RetryPeriod) }
 
 // collectLocked deletes member Leases marked dead once no record names
 // them.
@@ -720,6 +784,7 @@ func (p *protocol) leaveLocked(ctx context.Context) {
 	}
 	p.self.left = true
 	p.self.lease = nil
+	p.publishFenceLocked()
 	p.log.Info("left the shard group")
 }
 

@@ -25,7 +25,7 @@ type probeServers struct {
 
 func disabled(addr string) bool { return addr == "" || addr == "0" }
 
-func newProbeServers(o Options, healthy func(*http.Request) error, ready func() error) (*probeServers, error) {
+func newProbeServers(o Options, healthy func(*http.Request) error, ready func() (string, error)) (*probeServers, error) {
 	p := &probeServers{listeners: map[*http.Server]net.Listener{}}
 	metricsHandler := promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry})
 	mux := func() *http.ServeMux { return http.NewServeMux() }
@@ -40,8 +40,11 @@ func newProbeServers(o Options, healthy func(*http.Request) error, ready func() 
 		return srv, nil
 	}
 	addProbes := func(m *http.ServeMux) {
-		m.HandleFunc("/healthz", func(w http.ResponseWriter, req *http.Request) { answer(w, healthy(req)) })
-		m.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { answer(w, ready()) })
+		m.HandleFunc("/healthz", func(w http.ResponseWriter, req *http.Request) { answer(w, "", healthy(req)) })
+		m.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+			detail, err := ready()
+			answer(w, detail, err)
+		})
 	}
 
 	var err error
@@ -67,14 +70,22 @@ func newProbeServers(o Options, healthy func(*http.Request) error, ready func() 
 	return p, nil
 }
 
-func answer(w http.ResponseWriter, err error) {
+// answer writes a probe's result: "ok" (then detail, if any) or the
+// error with 503.
+func answer(w http.ResponseWriter, detail string, err error) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = fmt.Fprintln(w, err)
+		if detail != "" {
+			_, _ = fmt.Fprintln(w, detail)
+		}
 		return
 	}
 	_, _ = fmt.Fprintln(w, "ok")
+	if detail != "" {
+		_, _ = fmt.Fprintln(w, detail)
+	}
 }
 
 func (p *probeServers) serve(log *logrus.Entry) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/leader"
+	"github.com/rein-k8s/rein/pkg/shard"
 )
 
 // Starter is a group of controllers as the replica runs them: a
@@ -32,6 +33,13 @@ type Starter interface {
 	// SetFieldManager names the writer of every write that names none
 	// (server-side fencing).
 	SetFieldManager(string)
+	// GateKeys and EnqueueKeys run a sharded group: workers take only the
+	// keys of shards this replica holds, and a shard that starts here
+	// queues its keys (see framework.Factory).
+	GateKeys(framework.KeyGate)
+	EnqueueKeys(match func(key string) bool) int
+	// VisitKeys visits every cached key (the keys-per-shard metric).
+	VisitKeys(visit func(key string))
 }
 
 var _ Starter = (*framework.Factory)(nil)
@@ -44,7 +52,14 @@ type Group struct {
 	LeaseName string
 	Starters  []Starter
 	// OnLeader hooks run in their own goroutines while the group leads.
+	// A sharded group has no leader: it takes none.
 	OnLeader []func(ctx context.Context) error
+	// Shards, when above zero, makes the group sharded active-active
+	// (pkg/shard): every replica runs workers, each for the keys of the
+	// shards it holds, and LeaseName names the group's Leases (a member
+	// Lease per replica, a record per shard). Zero is a single leader.
+	// Every replica of a group must use the same count.
+	Shards int
 }
 
 // ErrLeaseLost is the error Replica.Run returns when a lease was lost
@@ -64,7 +79,8 @@ type Replica struct {
 
 type groupRun struct {
 	Group
-	elector *leader.Elector // nil without leader election
+	elector *leader.Elector // nil without leader election, or when sharded
+	member  *shard.Member   // the sharded group's membership; nil when not sharded
 	// fieldManager marks the group's writes for the fencing policy;
 	// "" without server-side fencing.
 	fieldManager string
@@ -105,7 +121,7 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 	}
 	r := &Replica{opts: opts, log: opts.Logger}
 
-	var clients kubernetes.Interface
+	var clients, shardClients kubernetes.Interface
 	if opts.LeaderElect {
 		var err error
 		if r.identity, err = leader.NewIdentity(opts.IdentityBase); err != nil {
@@ -116,6 +132,17 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 		cfg := *opts.Config
 		if clients, err = kubernetes.NewForConfig(&cfg); err != nil {
 			return nil, fmt.Errorf("start: lease client: %w", err)
+		}
+		// A sharded group's takeover writes one record per shard of a
+		// dead member at once: client-go's default limit (5/s, burst 10)
+		// would spread them over seconds. Its requests are bounded by the
+		// protocol (moves only), so it runs unthrottled unless told.
+		shardCfg := *opts.Config
+		if shardCfg.QPS == 0 && shardCfg.RateLimiter == nil {
+			shardCfg.QPS = -1
+		}
+		if shardClients, err = kubernetes.NewForConfig(&shardCfg); err != nil {
+			return nil, fmt.Errorf("start: shard lease client: %w", err)
 		}
 		r.log = r.log.WithField("identity", r.identity)
 	}
@@ -139,7 +166,11 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 				return nil, fmt.Errorf("start: election group %d, factory %d: %w", i, j, err)
 			}
 		}
-		if opts.LeaderElect {
+		if g.Shards != 0 {
+			if err := r.shardGroup(gr, shardClients); err != nil {
+				return nil, fmt.Errorf("start: election group %d: %w", i, err)
+			}
+		} else if opts.LeaderElect {
 			gr.log = r.log.WithField("lease", opts.LeaseNamespace+"/"+g.LeaseName)
 			e, err := leader.New(leader.Config{
 				Client:    clients.CoordinationV1(),
@@ -225,8 +256,12 @@ func (r *Replica) ProbeAddr() string { return r.http.probeAddr() }
 // ready is /readyz: every group's caches have synced, and every group's
 // elector can see its Lease (a standby cut off from the apiserver for
 // longer than the lease duration is not ready; see leader.Elector.Visibility).
-func (r *Replica) ready() error {
+//
+// For a sharded group it says which shards this replica holds (readiness
+// does not depend on holding any: a replica with none is a ready spare).
+func (r *Replica) ready() (string, error) {
 	var errs []error
+	var details []string
 	for _, g := range r.groups {
 		if !g.synced.Load() {
 			errs = append(errs, fmt.Errorf("caches of lease group %q not synced yet", g.LeaseName))
@@ -236,8 +271,11 @@ func (r *Replica) ready() error {
 				errs = append(errs, err)
 			}
 		}
+		if g.member != nil {
+			details = append(details, fmt.Sprintf("shard group %s: holds %d of %d shards %v", g.LeaseName, len(g.member.Held()), g.Shards, g.member.Held()))
+		}
 	}
-	return errors.Join(errs...)
+	return strings.Join(details, "\n"), errors.Join(errs...)
 }
 
 func (r *Replica) healthy(req *http.Request) error {
@@ -304,6 +342,9 @@ func (r *Replica) runGroup(ctx, cachesCtx context.Context, g *groupRun) error {
 	g.synced.Store(true)
 	g.log.Info("caches synced; every key is queued")
 
+	if g.member != nil {
+		return r.workSharded(ctx, g)
+	}
 	if g.elector == nil {
 		return r.work(ctx, g, ctx, nil)
 	}

@@ -1,0 +1,280 @@
+package shard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+	coordinationclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
+)
+
+// Member is one replica's membership of a sharded group: it runs the
+// protocol against the apiserver (a list and watch of the group's Leases,
+// and the writes the protocol makes), and is the gate its workers pass
+// (Enter) and the guard its writes pass (WriteDeadline).
+type Member struct {
+	cfg     Config
+	p       *protocol
+	leases  coordinationclient.LeaseInterface
+	wake    chan struct{}
+	started chan struct{}
+}
+
+// NewMember checks cfg and returns a member that joins when Run starts.
+// leases must reach the apiserver without the workers' write guard (the
+// member's own writes are how its fence opens).
+func NewMember(cfg Config, leases coordinationclient.LeasesGetter) (*Member, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("shard: %w", err)
+	}
+	if leases == nil {
+		return nil, errors.New("shard: no Lease client")
+	}
+	cfg.withDefaults()
+	cfg.Logger = cfg.Logger.WithField("shardGroup", cfg.Namespace+"/"+cfg.Group)
+	m := &Member{cfg: cfg, leases: leases.Leases(cfg.Namespace), wake: make(chan struct{}, 1), started: make(chan struct{})}
+	m.p = newProtocol(cfg, &leaseStore{leases: m.leases, timeout: cfg.RenewDeadline / 2})
+	m.p.gates.drained = func(int) { m.poke() }
+	return m, nil
+}
+
+// OnEvent makes f receive the moves this replica makes and sees (for
+// metrics); set it before Run.
+func (m *Member) OnEvent(f func(Event)) { m.p.events = f }
+
+func (m *Member) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// SetHandlerContext makes ctx the parent of the handler contexts of shards
+// that start from now on: pkg/start passes the workers' context.
+func (m *Member) SetHandlerContext(ctx context.Context) { m.p.gates.setBase(ctx) }
+
+// Enter is the workers' gate (framework.KeyGate): key runs here only while
+// its shard is held, in the shard's context.
+func (m *Member) Enter(key string) (context.Context, func(), bool) { return m.p.gates.enter(key) }
+
+// WriteDeadline is the write guard (framework.WriteGuard): a handler's
+// write passes while its shard is held here and this replica's member
+// Lease was renewed within the renew deadline, and must not be in flight
+// past the deadline it returns.
+func (m *Member) WriteDeadline(req *http.Request) (time.Time, error) {
+	return m.p.gates.writeDeadline(req.Context())
+}
+
+// Held lists the shards running here now.
+func (m *Member) Held() []int { return m.p.gates.held() }
+
+// Shards is the group's shard count.
+func (m *Member) Shards() int { return m.cfg.Shards }
+
+// KeyShard returns the shard of a queue key ("namespace/name" or "name").
+func (m *Member) KeyShard(key string) int { return keyShard(key, m.cfg.Shards) }
+
+// Run joins the group and takes part until ctx ends; then it leaves
+// gracefully: it marks its member Lease leaving, hands each shard on once
+// its handlers in flight have returned (DrainGrace at most), and deletes
+// the member Lease. Leaving is bounded by leaveTimeout; shards not handed
+// on by then are taken over when the member Lease expires. Run returns
+// nil after leaving, or an error when it could not start.
+func (m *Member) Run(ctx context.Context, leaveTimeout time.Duration) error {
+	close(m.started)
+	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		m.watch(loopCtx)
+	}()
+	defer func() { stop(); <-watchDone }()
+
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var leaveBy <-chan time.Time
+	ctxDone := ctx.Done()
+	for {
+		select {
+		case <-ctxDone:
+			ctxDone = nil
+			m.p.leave()
+			m.cfg.Logger.Info("leaving the shard group: handing every shard on")
+			t := time.NewTimer(leaveTimeout)
+			defer t.Stop()
+			leaveBy = t.C
+		case <-leaveBy:
+			m.cfg.Logger.WithField("held", m.Held()).Warn("could not hand every shard on in time; the rest move when this replica's member lease expires")
+			m.p.mu.Lock()
+			m.p.shutAllLocked(errors.New("leaving: out of time"))
+			m.p.mu.Unlock()
+			return nil
+		case <-m.wake:
+		case <-timer.C:
+		}
+		next := m.p.step(loopCtx)
+		if m.p.hasLeft() {
+			return nil
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(max(next, time.Millisecond))
+	}
+}
+
+// watch keeps the protocol's view of the group's Leases: a list, then a
+// watch from it, resumed on close and relisted when it cannot be.
+func (m *Member) watch(ctx context.Context) {
+	selector := labels.SelectorFromSet(labels.Set{LabelGroup: m.cfg.Group}).String()
+	backoff := m.newBackoff()
+	for ctx.Err() == nil {
+		list, err := m.leases.List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			if ctx.Err() == nil {
+				m.p.watchBroken()
+				m.cfg.Logger.WithError(explain("list", m.cfg.Namespace, err)).Warn("cannot list the group's leases; retrying")
+				sleep(ctx, backoff.Step())
+			}
+			continue
+		}
+		m.p.relisted(list.Items)
+		m.poke()
+		rv := list.ResourceVersion
+		for ctx.Err() == nil {
+			w, err := m.leases.Watch(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: rv, AllowWatchBookmarks: true})
+			if err != nil {
+				if ctx.Err() == nil && !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
+					m.p.watchBroken()
+					m.cfg.Logger.WithError(explain("watch", m.cfg.Namespace, err)).Warn("cannot watch the group's leases; relisting")
+					sleep(ctx, backoff.Step())
+				}
+				break
+			}
+			began := time.Now()
+			var werr error
+			rv, werr = m.consume(ctx, w, rv)
+			w.Stop()
+			if werr != nil {
+				if !apierrors.IsResourceExpired(werr) && !apierrors.IsGone(werr) {
+					m.p.watchBroken()
+					m.cfg.Logger.WithError(werr).Warn("the group's lease watch failed; relisting")
+					sleep(ctx, backoff.Step())
+				}
+				break
+			}
+			if time.Since(began) < time.Second {
+				sleep(ctx, backoff.Step())
+			} else {
+				backoff = m.newBackoff()
+			}
+		}
+	}
+}
+
+func (m *Member) consume(ctx context.Context, w watch.Interface, rv string) (string, error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return rv, nil
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return rv, nil
+			}
+			switch ev.Type {
+			case watch.Added, watch.Modified, watch.Deleted:
+				l, ok := ev.Object.(*coordinationv1.Lease)
+				if !ok {
+					return rv, fmt.Errorf("unexpected %T in the lease watch", ev.Object)
+				}
+				rv = l.ResourceVersion
+				m.p.observe(l, ev.Type == watch.Deleted)
+				m.poke()
+			case watch.Bookmark:
+				if a, err := meta.Accessor(ev.Object); err == nil {
+					rv = a.GetResourceVersion()
+				}
+			case watch.Error:
+				return rv, apierrors.FromObject(ev.Object)
+			}
+		}
+	}
+}
+
+func (m *Member) newBackoff() *wait.Backoff {
+	return &wait.Backoff{Duration: min(100*time.Millisecond, m.cfg.RetryPeriod), Factor: 2, Jitter: 0.2, Steps: 64, Cap: m.cfg.RetryPeriod}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// explain restates a 403 with the permissions the group needs.
+func explain(verb, namespace string, err error) error {
+	if apierrors.IsForbidden(err) {
+		return fmt.Errorf("cannot %s leases.coordination.k8s.io in namespace %q: RBAC must allow get, list, watch, create, update and delete on leases (apiGroup coordination.k8s.io) in namespace %q for a sharded group: %w", verb, namespace, namespace, err)
+	}
+	return fmt.Errorf("%s leases in %q: %w", verb, namespace, err)
+}
+
+// leaseStore is the protocol's Store on the apiserver.
+type leaseStore struct {
+	leases  coordinationclient.LeaseInterface
+	timeout time.Duration
+}
+
+func (s *leaseStore) Create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	out, err := s.leases.Create(ctx, l, metav1.CreateOptions{})
+	return out, explainWrite("create", l.Namespace, err)
+}
+
+func (s *leaseStore) Update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	out, err := s.leases.Update(ctx, l, metav1.UpdateOptions{})
+	return out, explainWrite("update", l.Namespace, err)
+}
+
+func (s *leaseStore) Get(ctx context.Context, name string) (*coordinationv1.Lease, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.leases.Get(ctx, name, metav1.GetOptions{})
+}
+
+func (s *leaseStore) Delete(ctx context.Context, name, uid, rv string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	u := types.UID(uid)
+	err := s.leases.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &u, ResourceVersion: &rv}})
+	return explainWrite("delete", "", err)
+}
+
+// explainWrite keeps API statuses matchable (apierrors.IsConflict on the
+// result still holds) and adds the RBAC hint to a 403.
+func explainWrite(verb, namespace string, err error) error {
+	if err != nil && apierrors.IsForbidden(err) {
+		return explain(verb, namespace, err)
+	}
+	return err
+}

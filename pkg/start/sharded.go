@@ -1,0 +1,102 @@
+package start
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/shard"
+)
+
+// shardGroup makes g a sharded group: a member of the shard group named by
+// its LeaseName, the gate of its workers and the guard of its writes.
+func (r *Replica) shardGroup(g *groupRun, clients kubernetes.Interface) error {
+	switch {
+	case g.Shards < 0:
+		return fmt.Errorf("shard count %d: want 0 (a single leader) or more", g.Shards)
+	case !r.opts.LeaderElect:
+		return errors.New("a sharded group needs --leader-elect: without it every replica would run every key")
+	case r.opts.ServerSideFencing:
+		return errors.New("--server-side-fencing does not cover sharded groups yet (the policy checks one Lease per binding): turn it off for this replica, or run the group with one leader")
+	case len(g.OnLeader) > 0:
+		return errors.New("a sharded group has no leader to run OnLeader hooks: put them in a group of their own (Shards 0) beside it")
+	}
+	g.log = r.log.WithField("shardGroup", r.opts.LeaseNamespace+"/"+g.LeaseName)
+	starters := g.Starters
+	var member *shard.Member
+	member, err := shard.NewMember(shard.Config{
+		Namespace: r.opts.LeaseNamespace, Group: g.LeaseName, Shards: g.Shards, Identity: r.identity,
+		LeaseDuration: r.opts.LeaseDuration, RenewDeadline: r.opts.RenewDeadline, RetryPeriod: r.opts.RetryPeriod,
+		DrainGrace: r.opts.DrainGrace, Logger: r.log,
+		OnStart: func(s int) {
+			n := 0
+			for _, st := range starters {
+				n += st.EnqueueKeys(func(key string) bool { return member.KeyShard(key) == s })
+			}
+			g.log.WithFields(map[string]any{"shard": s, "keys": n, "held": member.Held()}).Info("shard started here; its keys are queued")
+		},
+	}, clients.CoordinationV1())
+	if err != nil {
+		return err
+	}
+	visit := func(f func(string)) {
+		for _, st := range starters {
+			st.VisitKeys(f)
+		}
+	}
+	if err := member.RegisterMetrics(r.opts.Registry, visit); err != nil {
+		return fmt.Errorf("shard metrics: %w", err)
+	}
+	for _, st := range starters {
+		st.GateKeys(member)
+		st.GuardWrites(func(req *http.Request) (time.Time, error) { return member.WriteDeadline(req) })
+		st.SetFieldManager("")
+	}
+	g.member = member
+	return nil
+}
+
+// workSharded runs a sharded group once its caches have synced: workers
+// run from the start and take the keys of the shards this replica holds;
+// the member joins, takes its share and moves shards as the group changes.
+// When ctx ends the member leaves (each shard drained and handed on), then
+// the workers stop.
+func (r *Replica) workSharded(ctx context.Context, g *groupRun) error {
+	// Handlers outlive ctx while their shards drain.
+	workCtx, endWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer endWork()
+	g.member.SetHandlerContext(workCtx)
+	var workers []*framework.Workers
+	stopWorkers := func() {
+		for _, w := range workers {
+			w.Stop()
+		}
+	}
+	for _, s := range g.Starters {
+		w, err := s.StartWorkers(workCtx)
+		if err != nil {
+			stopWorkers()
+			return err
+		}
+		workers = append(workers, w)
+	}
+	g.log.Info("workers started; they run the keys of the shards this replica holds")
+	err := g.member.Run(ctx, r.opts.DrainGrace+r.opts.RenewDeadline)
+	stopWorkers()
+	deadline := time.Now().Add(r.opts.DrainGrace)
+	for _, w := range workers {
+		if werr := w.Wait(time.Until(deadline)); werr != nil {
+			g.log.WithError(werr).Warn("handlers still running after the shards were handed on")
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("shard group %s: %w", g.LeaseName, err)
+	}
+	g.log.Info("left the shard group")
+	return nil
+}
