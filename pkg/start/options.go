@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/rein-k8s/rein/pkg/leader"
+	"github.com/rein-k8s/rein/pkg/shard"
 )
 
 // DefaultDrainGrace bounds how long handlers that are running when a replica
@@ -87,6 +88,12 @@ type Options struct {
 	// OnLeader hooks run in their own goroutines when this replica starts
 	// leading (the first group's); their context ends when leadership does.
 	OnLeader []func(ctx context.Context) error
+
+	// Shards, when above zero, runs the group Run starts sharded
+	// active-active (--shards): every replica runs workers for the keys of
+	// the shards it holds (see Group.Shards and pkg/shard). Zero is a
+	// single leader. Every replica must use the same count.
+	Shards int
 
 	// Registry serves /metrics: the election's metrics and those of every
 	// factory built without framework.Options.Registerer (New registers
@@ -213,6 +220,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"On shutdown, how long running handlers may take to finish before the lease is released.")
 	scratch.BoolVar(&o.ReturnToStandby, "return-to-standby", o.ReturnToStandby,
 		"On a lost lease, stop the workers and campaign again with warm caches instead of exiting.")
+	scratch.IntVar(&o.Shards, "shards", o.Shards,
+		"Run sharded active-active with this many shards: every replica works on the keys of the shards it holds (0: one leader works, the others stand by). Every replica must use the same count.")
 	scratch.BoolVar(&o.ServerSideFencing, "server-side-fencing", o.ServerSideFencing,
 		"Name this replica as the field manager of its writes, so that the rein-fencing ValidatingAdmissionPolicy refuses writes that arrive after its term ended (install the policy first).")
 	scratch.VisitAll(func(f *flag.Flag) {
@@ -281,6 +290,9 @@ func (o *Options) settingsErrors(leaseNames []string) []error {
 	var errs []error
 	if o.flagErrs != nil {
 		errs = append(errs, *o.flagErrs...)
+	}
+	if o.Shards < 0 || o.Shards > shard.MaxShards {
+		errs = append(errs, fmt.Errorf("--shards=%d: want 0 (one leader) to %d", o.Shards, shard.MaxShards))
 	}
 	if o.DrainGrace < 0 {
 		errs = append(errs, fmt.Errorf("--drain-grace is %v: it must not be negative", o.DrainGrace))

@@ -39,7 +39,7 @@ const (
 // main registers handlers, calls Run, and blocks with `select {}`. Run also
 // routes client-go's klog output into the replica's logrus logger.
 func Run(ctx context.Context, opts Options, factories ...Starter) error {
-	return RunGroups(ctx, opts, Group{Starters: factories, OnLeader: opts.OnLeader})
+	return RunGroups(ctx, opts, Group{Starters: factories, OnLeader: opts.OnLeader, Shards: opts.Shards})
 }
 
 // RunGroups is Run with several election groups, each with its own Lease,

@@ -38,6 +38,7 @@ func main() {
 	fs := flag.NewFlagSet("replica", flag.ContinueOnError)
 	namespace := fs.String("namespace", "", "namespace whose ConfigMaps are reconciled")
 	workers := fs.Int("workers", 4, "workers")
+	delay := fs.Duration("handler-delay", 0, "how long the handler waits before it writes (a simulated call to a slow external system)")
 	mark := fs.String("mark", "value", `what the handler keeps current: "value" (the annotation copies data["v"]) or "writer" (each process re-marks every object once: benchmarks use it to give a new leader work on every object)`)
 	opts.BindFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -88,6 +89,15 @@ func main() {
 		}
 		if _, ok := cm.Annotations[ReconciledAnnotation]; ok && done {
 			return nil, nil
+		}
+		if *delay > 0 {
+			t := time.NewTimer(*delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			case <-t.C:
+			}
 		}
 		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
 			"annotations": map[string]string{ReconciledAnnotation: want, WriterAnnotation: writer},

@@ -1,0 +1,346 @@
+package e2e
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	toolswatch "k8s.io/client-go/tools/watch"
+
+	"github.com/rein-k8s/rein/internal/netfault"
+	"github.com/rein-k8s/rein/pkg/shard"
+)
+
+const testShards = 16
+
+// groupLog records every change of the sharded group's Leases (member
+// Leases and shard records) as one watch shows them.
+type groupLog struct {
+	mu      sync.Mutex
+	events  []leaseEvent
+	changed chan struct{}
+}
+
+type leaseEvent struct {
+	name, holder, state string
+	rev                 int64
+	seen                time.Time
+	deleted             bool
+}
+
+func (c *cluster) watchGroup() *groupLog {
+	t := c.t
+	g := &groupLog{changed: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	leases := c.admin.CoordinationV1().Leases(c.ns)
+	list, err := leases.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	w, err := toolswatch.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return leases.Watch(ctx, o) },
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			l, ok := ev.Object.(*coordinationv1.Lease)
+			if !ok {
+				continue
+			}
+			e := leaseEvent{name: l.Name, state: l.Annotations[shard.AnnotationState], seen: time.Now(), deleted: ev.Type == watch.Deleted}
+			if l.Spec.HolderIdentity != nil {
+				e.holder = *l.Spec.HolderIdentity
+			}
+			e.rev, _ = strconv.ParseInt(l.ResourceVersion, 10, 64)
+			g.mu.Lock()
+			g.events = append(g.events, e)
+			close(g.changed)
+			g.changed = make(chan struct{})
+			g.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { cancel(); w.Stop(); <-done })
+	return g
+}
+
+func (g *groupLog) snapshot() ([]leaseEvent, <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.events), g.changed
+}
+
+// holders returns each shard record's holder now ("" if none).
+func (g *groupLog) holders() []string {
+	events, _ := g.snapshot()
+	out := make([]string, testShards)
+	for _, e := range events {
+		if s, ok := recordNumber(e.name); ok {
+			out[s] = e.holder
+			if e.deleted {
+				out[s] = ""
+			}
+		}
+	}
+	return out
+}
+
+func recordNumber(name string) (int, bool) {
+	n, ok := strings.CutPrefix(name, shard.RecordName(leaseName, 0)[:len(leaseName)+len("-shard-")])
+	if !ok {
+		return 0, false
+	}
+	s, err := strconv.Atoi(n)
+	return s, err == nil && s < testShards
+}
+
+// holderAtRevision is who the record of shard s named when etcd revision
+// rev was committed.
+func (g *groupLog) holderAtRevision(s int, rev int64) string {
+	events, _ := g.snapshot()
+	holder := ""
+	name := shard.RecordName(leaseName, s)
+	for _, e := range events {
+		if e.name == name && e.rev < rev {
+			holder = e.holder
+		}
+	}
+	return holder
+}
+
+// lastRenew is when the watch last saw member Lease name written by its
+// member (not marked dead, not deleted).
+func (g *groupLog) lastRenew(name string) time.Time {
+	events, _ := g.snapshot()
+	var at time.Time
+	for _, e := range events {
+		if e.name == name && !e.deleted && e.state == "" {
+			at = e.seen
+		}
+	}
+	return at
+}
+
+// movedAway returns, for each shard whose record named from at since,
+// when the watch saw it name someone else.
+func (g *groupLog) movedAway(from string, since time.Time) map[int]time.Time {
+	events, _ := g.snapshot()
+	holder := map[int]string{}
+	out := map[int]time.Time{}
+	for _, e := range events {
+		s, ok := recordNumber(e.name)
+		if !ok {
+			continue
+		}
+		if !e.seen.Before(since) && holder[s] == from && e.holder != from {
+			if _, seen := out[s]; !seen {
+				out[s] = e.seen
+			}
+		}
+		holder[s] = e.holder
+	}
+	return out
+}
+
+// awaitBalanced waits until every shard record names one of live, with
+// counts that differ by at most one.
+func (c *cluster) awaitBalanced(g *groupLog, timeout time.Duration, live ...*replica) time.Duration {
+	c.t.Helper()
+	began := time.Now()
+	ids := map[string]bool{}
+	for _, r := range live {
+		ids[r.identity()] = true
+	}
+	deadline := time.After(timeout)
+	for {
+		_, changed := g.snapshot()
+		counts := map[string]int{}
+		ok := true
+		for _, h := range g.holders() {
+			if !ids[h] {
+				ok = false
+			}
+			counts[h]++
+		}
+		lo, hi := testShards, 0
+		for id := range ids {
+			lo, hi = min(lo, counts[id]), max(hi, counts[id])
+		}
+		if ok && hi-lo <= 1 {
+			return time.Since(began)
+		}
+		select {
+		case <-changed:
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			c.t.Fatalf("shards not balanced over %d replicas within %v: %v", len(live), timeout, g.holders())
+		}
+	}
+}
+
+// TestShardedReplicas runs the replica program sharded (16 shards) as 3,
+// then 5, then 2 processes, with work pending at every change, and with a
+// SIGTERM, a SIGKILL, a SIGSTOP past the lease and a black-holed replica.
+// It checks from etcd's order that every reconcile write was committed
+// while the shard record of its object named its writer, that every object
+// is reconciled after each step, and it reports how long shards were
+// without a holder.
+func TestShardedReplicas(t *testing.T) {
+	c := newClusterWith(t, 120)
+	group := c.watchGroup()
+	commits := c.watchCommits()
+	sharded := func(name string, proxied bool) *replica {
+		return c.start(name, replicaOptions{proxied: proxied, args: []string{"--shards", strconv.Itoa(testShards)}})
+	}
+	r1, r2, r3 := sharded("r1", false), sharded("r2", false), sharded("r3", false)
+	took := c.awaitBalanced(group, 60*time.Second, r1, r2, r3)
+	c.awaitReconciled(60 * time.Second)
+	t.Logf("3 replicas: shards balanced %v after the processes started", took.Round(time.Millisecond))
+
+	// Scale to 5 with work pending.
+	c.bump()
+	r4, r5 := sharded("r4", true), sharded("r5", false)
+	took = c.awaitBalanced(group, 60*time.Second, r1, r2, r3, r4, r5)
+	c.awaitReconciled(60 * time.Second)
+	t.Logf("scale 3 → 5: balanced %v after the two new processes started (process start and cache sync included)", took.Round(time.Millisecond))
+
+	// SIGTERM: r1 hands its shards on.
+	c.bump()
+	id1 := r1.identity()
+	signalled := time.Now()
+	if err := r1.signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := r1.awaitExit(t, 30*time.Second); code != 0 {
+		t.Fatalf("r1 exited %d after SIGTERM", code)
+	}
+	moved := group.movedAway(id1, signalled)
+	var worst time.Duration
+	for _, at := range moved {
+		worst = max(worst, at.Sub(signalled))
+	}
+	c.awaitBalanced(group, 30*time.Second, r2, r3, r4, r5)
+	c.awaitReconciled(60 * time.Second)
+	t.Logf("SIGTERM: %d shards handed on, the last %v after the signal (drain of running handlers included; target ≤ 100ms)", len(moved), worst.Round(time.Millisecond))
+	if len(moved) == 0 || worst > 2*time.Second {
+		t.Errorf("SIGTERM: %d shards handed on, the last after %v", len(moved), worst)
+	}
+
+	// SIGKILL: r2's shards move after the lease duration.
+	c.bump()
+	takeover := func(r *replica, fault func()) {
+		t.Helper()
+		id := r.identity()
+		fault()
+		faulted := time.Now()
+		c.awaitBalanced(group, 30*time.Second, c.liveExcept(r)...)
+		last := group.lastRenew(shard.MemberLeaseName(leaseName, id))
+		var worst time.Duration
+		moved := group.movedAway(id, faulted)
+		for _, at := range moved {
+			worst = max(worst, at.Sub(last))
+		}
+		t.Logf("%s: %d shards taken over, the last %v after its member lease's last renew was seen (lease duration %v; target ≤ lease + 150ms)",
+			r.name, len(moved), worst.Round(time.Millisecond), leaseDuration)
+		if worst > leaseDuration+2*time.Second {
+			t.Errorf("takeover of %s's shards took %v after its last renew", r.name, worst)
+		}
+	}
+	takeover(r2, func() { r2.kill() })
+	c.awaitReconciled(60 * time.Second)
+
+	// SIGSTOP past the lease: r3's shards move; on SIGCONT it finds its
+	// membership ended and rejoins as a new member.
+	c.bump()
+	takeover(r3, func() {
+		if err := r3.signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+	})
+	c.awaitReconciled(60 * time.Second)
+	if err := r3.signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	c.bump()
+	c.awaitBalanced(group, 30*time.Second, r3, r4, r5)
+	took = time.Since(resumed)
+	c.awaitReconciled(60 * time.Second)
+	t.Logf("SIGCONT: r3 rejoined; balanced over 3 within %v of SIGCONT (a bump of every object included)", took.Round(time.Millisecond))
+
+	// A black hole between r4 and the apiserver, past the lease: its
+	// shards move; its writes held in the network arrive afterwards.
+	c.bump()
+	takeover(r4, func() { r4.proxy.Hold(netfault.Upstream) })
+	c.awaitReconciled(60 * time.Second)
+	r4.proxy.Release()
+	resumed = time.Now()
+	c.bump()
+	c.awaitBalanced(group, 30*time.Second, r3, r4, r5)
+	took = time.Since(resumed)
+	c.awaitReconciled(60 * time.Second)
+	t.Logf("black hole released: r4 rejoined; balanced over 3 within %v of the release (a bump included)", took.Round(time.Millisecond))
+
+	// Scale to 2.
+	c.bump()
+	if err := r3.signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := r3.awaitExit(t, 30*time.Second); code != 0 {
+		t.Fatalf("r3 exited %d after SIGTERM", code)
+	}
+	c.awaitBalanced(group, 30*time.Second, r4, r5)
+	c.awaitReconciled(60 * time.Second)
+
+	// Every reconcile write, by etcd revision, was committed while its
+	// object's shard record named its writer.
+	writerIdentity := c.identityByUserAgent()
+	commits.mu.Lock()
+	all := slices.Clone(commits.commits)
+	commits.mu.Unlock()
+	slices.SortFunc(all, func(a, b replicaCommit) int { return cmp.Compare(a.rv, b.rv) })
+	var outside []string
+	perWriter := map[string]int{}
+	for _, cm := range all {
+		s := shard.Of(c.ns, cm.name, testShards)
+		id := writerIdentity[cm.writer]
+		perWriter[id]++
+		if holder := group.holderAtRevision(s, cm.rv); holder != id {
+			outside = append(outside, fmt.Sprintf("%s (shard %d) at revision %d by %s while the record named %q", cm.name, s, cm.rv, id, holder))
+		}
+	}
+	t.Logf("%d reconcile commits by %d replicas; %d committed outside their writer's hold of the shard", len(all), len(perWriter), len(outside))
+	for _, o := range outside {
+		t.Error("write outside its writer's hold: " + o)
+	}
+	if len(perWriter) < 5 {
+		t.Errorf("only %d replicas wrote: %v", len(perWriter), perWriter)
+	}
+}
+
+// liveExcept returns the running replicas other than r.
+func (c *cluster) liveExcept(r *replica) []*replica {
+	var out []*replica
+	for _, x := range c.replicas {
+		if x != r && x.running() {
+			out = append(out, x)
+		}
+	}
+	return out
+}
