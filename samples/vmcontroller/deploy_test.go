@@ -352,7 +352,7 @@ func TestDeployRBACRulesAreTheNeededOnes(t *testing.T) {
 	add("ClusterRole", "", "events", "create", "patch")
 	add("ClusterRole", "", "configmaps", "list", "watch", "create", "patch", "delete")
 	add("ClusterRole", "", "secrets", "list", "watch", "create", "patch", "delete")
-	add("Role", "coordination.k8s.io", "leases", "get", "list", "watch", "create", "update")
+	add("Role", "coordination.k8s.io", "leases", "get", "list", "watch", "create", "update", "delete")
 
 	got := map[ruleKey]bool{}
 	for _, m := range ms {
@@ -445,13 +445,13 @@ func TestDeployRBACGrantsWhatTheControllerNeeds(t *testing.T) {
 		core("", "configmaps", "list"), core("", "secrets", "watch"),
 		core("tenant-a", "configmaps", "create"), core("tenant-a", "secrets", "patch"), core("tenant-b", "secrets", "delete"),
 		lease("vm-system", "get"), lease("vm-system", "list"), lease("vm-system", "watch"),
-		lease("vm-system", "create"), lease("vm-system", "update"),
+		lease("vm-system", "create"), lease("vm-system", "update"), lease("vm-system", "delete"),
 	}
 	denied := []check{
 		vm("tenant-a", "", "create"), vm("tenant-a", "", "delete"), vm("", "", "deletecollection"),
 		vm("tenant-a", "status", "create"),
 		lease("default", "get"), lease("kube-system", "update"), lease("", "list"),
-		lease("vm-system", "delete"), lease("vm-system", "patch"),
+		lease("default", "delete"), lease("vm-system", "patch"),
 		core("vm-system", "secrets", "get"), core("tenant-a", "secrets", "update"),
 		core("tenant-a", "configmaps", "update"), core("vm-system", "configmaps", "get"), core("", "secrets", "deletecollection"),
 		core("tenant-a", "events", "delete"), core("", "pods", "list"),

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,6 +33,7 @@ import (
 
 	"github.com/rein-k8s/rein/internal/netfault"
 	"github.com/rein-k8s/rein/pkg/apply"
+	"github.com/rein-k8s/rein/pkg/shard"
 	"github.com/rein-k8s/rein/pkg/testenv"
 	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
 	"github.com/rein-k8s/rein/samples/vmcontroller/controller"
@@ -683,5 +686,203 @@ func TestInvalidAndRefused(t *testing.T) {
 	}
 	if !replica.Running() {
 		t.Fatalf("the replica exited:\n%s", replica.Log())
+	}
+}
+
+// shardHolders lists the sharded group's records (deploy/'s group is the
+// lease name) and returns each shard's holder identity.
+func (f *fixture) shardHolders(ctx context.Context, shards int) []string {
+	f.t.Helper()
+	list, err := f.lab.Admin.CoordinationV1().Leases(lab.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: shard.LabelGroup + "=" + lab.LeaseName + "," + shard.LabelRole + "=shard"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	out := make([]string, shards)
+	for _, l := range list.Items {
+		for s := range shards {
+			if l.Name == shard.RecordName(lab.LeaseName, s) && l.Spec.HolderIdentity != nil {
+				out[s] = *l.Spec.HolderIdentity
+			}
+		}
+	}
+	return out
+}
+
+// awaitShards waits until every shard is held by a replica whose POD_NAME
+// is in live, with counts within one of each other.
+func (f *fixture) awaitShards(ctx context.Context, shards int, timeout time.Duration, live ...*lab.Process) []string {
+	f.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		holders := f.shardHolders(ctx, shards)
+		counts := map[string]int{}
+		ok := true
+		for _, h := range holders {
+			base, _, _ := strings.Cut(h, "_") // identities are <POD_NAME>_<random>
+			counts[base]++
+			if !slices.ContainsFunc(live, func(p *lab.Process) bool { return p.Name == base }) {
+				ok = false
+			}
+		}
+		lo, hi := shards, 0
+		for _, p := range live {
+			lo, hi = min(lo, counts[p.Name]), max(hi, counts[p.Name])
+		}
+		if ok && hi-lo <= 1 {
+			return holders
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("shards not balanced over %d replicas after %v: %v", len(live), timeout, holders)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestVirtualMachinesSharded runs the sample sharded (--shards 8) as three
+// replicas that all work: every VM converges, through a SIGKILL, a SIGTERM,
+// a SIGSTOP past the lease and a black hole; the black-holed replica's
+// held hypervisor calls arrive after its shards moved, and the hypervisor
+// refuses those whose shard token is older than one it accepted.
+func TestVirtualMachinesSharded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the sample")
+	}
+	const shards = 8
+	ctx := context.Background()
+	l, err := lab.Start(ctx, lab.Options{RepoRoot: repoRoot(), Race: true, Transition: "200ms", RefusedImages: "bad/",
+		LeaseDuration: "4s", RenewDeadline: "3s", RetryPeriod: "500ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	applyRBAC(t, l)
+	f := &fixture{t: t, lab: l, vms: versioned.NewForConfigOrDie(l.Env.Config()), hv: hypervisor.NewClient(l.HypervisorURL, nil),
+		ns: "vms", user: "system:serviceaccount:vm-system:vmcontroller", flipped: map[string]bool{}}
+	defer func() {
+		if t.Failed() {
+			for _, p := range append(l.Replicas, l.Hypervisor) {
+				log := p.Log()
+				if len(log) > 6000 {
+					log = log[len(log)-6000:]
+				}
+				t.Logf("--- %s:\n%s", p.Name, log)
+			}
+		}
+	}()
+	if _, err := l.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start := func() *lab.Process {
+		f.serial++
+		user, err := l.Env.AddUser(f.user, "system:serviceaccounts", "system:serviceaccounts:"+lab.Namespace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := l.StartProxiedReplica(fmt.Sprintf("s%d", f.serial), user, "--shards", strconv.Itoa(shards))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	live := []*lab.Process{start(), start(), start()}
+	f.awaitShards(ctx, shards, time.Minute, live...)
+	f.setUserData(ctx, "#cloud-config\npackages: [nginx]\n")
+	for i := range vmCount {
+		vm := &v1alpha1.VirtualMachine{
+			ObjectMeta: metav1.ObjectMeta{Name: vmName(i)},
+			Spec: v1alpha1.VirtualMachineSpec{CPU: int32(1 + i%4), Memory: resource.MustParse("512Mi"),
+				Image: "ubuntu-24.04", PowerState: f.desired(i), UserDataSecret: userDataSecretOf(i)},
+		}
+		if _, err := f.vms.VmV1alpha1().VirtualMachines(f.ns).Create(ctx, vm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.awaitConverged(2 * time.Minute)
+	t.Logf("%d VMs converged with 3 sharded replicas", vmCount)
+	drop := func(p *lab.Process) {
+		live = slices.DeleteFunc(live, func(x *lab.Process) bool { return x == p })
+	}
+
+	// SIGKILL one mid-work; a new replica joins.
+	f.flip(0, 50)
+	live[0].Kill()
+	drop(live[0])
+	live = append(live, start())
+	f.awaitShards(ctx, shards, 30*time.Second, live...)
+	f.awaitConverged(2 * time.Minute)
+	t.Log("after SIGKILL and a join: converged")
+
+	// SIGTERM: the replica hands its shards on and exits 0.
+	f.flip(50, 100)
+	term := live[0]
+	if err := term.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := term.Wait(30 * time.Second); err != nil || code != 0 {
+		t.Fatalf("SIGTERM: exit %d, %v", code, err)
+	}
+	drop(term)
+	f.awaitShards(ctx, shards, 30*time.Second, live...)
+	f.awaitConverged(2 * time.Minute)
+	live = append(live, start())
+	f.awaitShards(ctx, shards, 30*time.Second, live...)
+	f.awaitConverged(time.Minute)
+	t.Log("after SIGTERM and a join: converged")
+	// Shards moved to the newcomer, whose handlers ran on every key of
+	// them: none may write when the cluster already matches.
+	f.checkQuiet(10 * time.Second)
+
+	// SIGSTOP past the lease: its shards move; woken, it rejoins.
+	stopped := live[0]
+	if err := stopped.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	f.awaitShards(ctx, shards, 30*time.Second, live[1:]...)
+	f.flip(100, 150)
+	f.awaitConverged(2 * time.Minute)
+	if err := stopped.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	f.awaitShards(ctx, shards, 30*time.Second, live...)
+	t.Log("after SIGSTOP past the lease and SIGCONT: converged; the woken replica rejoined")
+
+	// A black hole: one replica's power calls are held in the network,
+	// then its path to the apiserver too; its shards move; the held calls
+	// arrive after the new holders' calls.
+	before, err := f.hv.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hole := live[1]
+	hole.HypervisorPath.HoldFrom(func(chunk []byte) bool {
+		return bytes.HasPrefix(chunk, []byte("POST ")) || bytes.HasPrefix(chunk, []byte("DELETE "))
+	})
+	f.flip(0, vmCount)
+	heldCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = hole.HypervisorPath.AwaitHeld(heldCtx)
+	cancel()
+	if err != nil {
+		t.Fatalf("the replica sent no power call into the black hole: %v", err)
+	}
+	hole.APIPath.Hold(netfault.Both)
+	others := slices.DeleteFunc(slices.Clone(live), func(p *lab.Process) bool { return p == hole })
+	f.awaitShards(ctx, shards, 30*time.Second, others...)
+	f.awaitConverged(2 * time.Minute)
+	hole.HypervisorPath.Release()
+	hole.APIPath.Release()
+	f.awaitDelivered(hole)
+	f.awaitShards(ctx, shards, 30*time.Second, live...)
+	f.awaitConverged(time.Minute)
+	stats, err := f.hv.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("black hole: stale calls refused %d; hypervisor %+v", stats.Fencing.Refused-before.Fencing.Refused, *stats)
+	if stats.Duplicates != 0 || stats.VMs != vmCount {
+		t.Fatalf("hypervisor stats %+v: want %d VMs and no duplicates", stats, vmCount)
+	}
+	if stats.Fencing.Unfenced != 0 || stats.Fencing.Accepted == 0 || stats.Fencing.OutOfOrder != 0 {
+		t.Fatalf("hypervisor fencing %+v: want every call to carry a shard token and none applied out of order", stats.Fencing)
 	}
 }

@@ -78,6 +78,9 @@ func main() {
 			if cm.Annotations[common.Annotation] == f.Mark {
 				return reconcile.Result{}, nil
 			}
+			if err := common.Wait(ctx, f.Delay); err != nil {
+				return reconcile.Result{}, err
+			}
 			if f.Write == "update" {
 				cm.Annotations = common.Marked(cm.Annotations, f.Mark) // cm is the client's copy
 				return reconcile.Result{}, c.Update(ctx, &cm)

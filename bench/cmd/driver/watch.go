@@ -13,6 +13,7 @@ import (
 	toolswatch "k8s.io/client-go/tools/watch"
 
 	"github.com/rein-k8s/rein/bench/internal/common"
+	"github.com/rein-k8s/rein/pkg/shard"
 )
 
 // state follows, by watches, the namespace's ConfigMaps' marks and its
@@ -22,6 +23,9 @@ type state struct {
 	marks   map[string]string         // ConfigMap → mark
 	counts  map[string]int            // mark → ConfigMaps carrying it
 	holders map[string][]holderChange // Lease → its holders in order
+	// renews is, per member Lease of a sharded group, the renewTime of
+	// its member's last write (marks by others left out).
+	renews  map[string]time.Time
 	changed chan struct{}
 	cancel  context.CancelFunc
 }
@@ -53,7 +57,7 @@ func (l lw) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.I
 
 func follow(cs kubernetes.Interface, ns string) *state {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &state{marks: map[string]string{}, counts: map[string]int{}, holders: map[string][]holderChange{}, changed: make(chan struct{}), cancel: cancel}
+	s := &state{marks: map[string]string{}, counts: map[string]int{}, holders: map[string][]holderChange{}, renews: map[string]time.Time{}, changed: make(chan struct{}), cancel: cancel}
 	list, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
 	must(err)
 	for _, cm := range list.Items {
@@ -76,6 +80,9 @@ func follow(cs kubernetes.Interface, ns string) *state {
 		case *corev1.ConfigMap:
 			s.setMark(o.Name, o.Annotations[common.Annotation], ev.Type == watch.Deleted)
 		case *coordinationv1.Lease:
+			if o.Labels[shard.LabelRole] == "member" && o.Annotations[shard.AnnotationState] == "" && ev.Type != watch.Deleted && o.Spec.RenewTime != nil {
+				s.renews[o.Name] = o.Spec.RenewTime.Time
+			}
 			h := ""
 			if o.Spec.HolderIdentity != nil && ev.Type != watch.Deleted {
 				h = *o.Spec.HolderIdentity
@@ -157,4 +164,45 @@ func (s *state) holder(lease string) string {
 		return hs[len(hs)-1].holder
 	}
 	return ""
+}
+
+// lastRenew is when the member of member Lease name last renewed it (its
+// own clock: this machine's).
+func (s *state) lastRenew(name string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.renews[name]
+}
+
+// movedAfter waits until every Lease of names has a holder other than
+// from, seen after t, and returns the latest of those changes.
+func (s *state) movedAfter(names []string, from string, t time.Time, timeout time.Duration) (time.Time, bool) {
+	var last time.Time
+	ok := s.await(timeout, func() bool {
+		last = time.Time{}
+		for _, n := range names {
+			hs := s.holders[n]
+			if len(hs) == 0 || hs[len(hs)-1].holder == from || hs[len(hs)-1].holder == "" || !hs[len(hs)-1].at.After(t) {
+				return false
+			}
+			if at := hs[len(hs)-1].at; at.After(last) {
+				last = at
+			}
+		}
+		return true
+	})
+	return last, ok
+}
+
+// heldBy returns the Leases of names whose holder is now id.
+func (s *state) heldBy(names []string, id string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, n := range names {
+		if hs := s.holders[n]; len(hs) > 0 && hs[len(hs)-1].holder == id {
+			out = append(out, n)
+		}
+	}
+	return out
 }

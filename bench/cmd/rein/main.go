@@ -35,6 +35,7 @@ func main() {
 	opts.Config = cfg
 	opts.LeaseName, opts.LeaseNamespace = f.LeaseName, f.LeaseNamespace
 	opts.LeaseDuration, opts.RenewDeadline, opts.RetryPeriod = f.LeaseDuration, f.RenewDeadline, f.RetryPeriod
+	opts.Shards = f.Shards
 	opts.MetricsBindAddress, opts.HealthProbeBindAddress = "0", "0"
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
@@ -43,7 +44,13 @@ func main() {
 	opts.Registry = reg
 
 	var lead common.Leadership
-	opts.OnLeader = append(opts.OnLeader, func(ctx context.Context) error { lead.Leading(); return nil })
+	if f.Shards > 0 {
+		// A sharded replica works as soon as it holds a shard: "leading"
+		// is its start of work, logged when the workers start.
+		lead.Leading()
+	} else {
+		opts.OnLeader = append(opts.OnLeader, func(ctx context.Context) error { lead.Leading(); return nil })
+	}
 
 	factory, err := framework.NewFactory(cfg, clientgoscheme.Scheme, framework.Options{
 		Namespace: f.Namespace, Workers: f.Workers, Registerer: reg, Logger: opts.Logger,
@@ -78,6 +85,9 @@ func registerMarks(ctx context.Context, factory *framework.Factory, f *common.Fl
 		lead.Reconciling()
 		if cm == nil || cm.Annotations[common.Annotation] == f.Mark {
 			return nil, nil
+		}
+		if err := common.Wait(ctx, f.Delay); err != nil {
+			return nil, err
 		}
 		if f.Write == "update" {
 			cm.Annotations = common.Marked(cm.Annotations, f.Mark) // cm is the engine's copy: the handler owns it

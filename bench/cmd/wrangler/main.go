@@ -63,6 +63,9 @@ func main() {
 		if cm == nil || cm.Annotations[common.Annotation] == f.Mark {
 			return cm, nil
 		}
+		if err := common.Wait(ctx, f.Delay); err != nil { // wrangler's handlers get no context: the process's
+			return cm, err
+		}
 		if f.Write == "update" {
 			cm = cm.DeepCopy() // wrangler hands out the cache's object
 			cm.Annotations = common.Marked(cm.Annotations, f.Mark)

@@ -4,6 +4,7 @@
 package common
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -35,6 +36,11 @@ type Flags struct {
 	// Parents is how many Deployments the children workload expects: the
 	// "handled-all" line comes once each has been through the handlers.
 	Parents int
+	// Delay is how long the marks handler waits before it writes: a
+	// simulated call to a slow external system.
+	Delay time.Duration
+	// Shards runs rein sharded active-active (rein only; 0: one leader).
+	Shards int
 }
 
 // Bind binds the shared flags to fs.
@@ -54,6 +60,8 @@ func (f *Flags) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.CPUProfile, "cpuprofile", "", "write a CPU profile of the first --cpuprofile-for of the process to this file")
 	fs.DurationVar(&f.CPUProfileFor, "cpuprofile-for", 8*time.Second, "how long --cpuprofile records")
 	fs.StringVar(&f.Workload, "workload", WorkloadMarks, "marks (mark every ConfigMap of --namespace) or children (declare a ConfigMap, a Secret and a ServiceAccount per Deployment of --namespace)")
+	fs.DurationVar(&f.Delay, "delay", 0, "marks workload: how long the handler waits before it writes (a simulated external call)")
+	fs.IntVar(&f.Shards, "shards", 0, "rein only: run sharded active-active with this many shards (0: one leader)")
 	fs.IntVar(&f.Parents, "parents", 0, "children workload: the number of Deployments; \"handled-all\" is logged once each went through the handlers")
 }
 
@@ -105,6 +113,21 @@ func (f *Flags) Config() *rest.Config {
 func Patch(mark string) []byte {
 	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{Annotation: mark}}})
 	return b
+}
+
+// Wait waits d (the simulated external call), or until ctx ends.
+func Wait(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // Marked returns a copy of obj's annotations with the mark set, for an update.
