@@ -54,6 +54,10 @@ bench: testbin ## rein vs wrangler vs controller-runtime on one apiserver (bench
 bench-children: testbin ## rein vs wrangler generating handlers (bench/ --scenarios children: 1000 Deployments × 3 children, converge then a restarted process's resync, 5 rounds); rewrites docs/benchmarks.md' children section (about 6 minutes)
 	cd bench && $(GO) run ./cmd/driver --scenarios children --repeats 5 --objects 1000 --bindir $(BIN) --out ../docs/benchmarks.md
 
+.PHONY: bench-shards
+bench-shards: testbin ## rein sharded over 1, 3 and 5 replicas vs one leader and the peers (bench/ --scenarios sharded: 5000 ConfigMaps, 2 workers per process, a handler that waits 20ms, and without; idle load, handoff, takeover; 5 rounds); rewrites docs/benchmarks.md' sharded section (about 25 minutes)
+	cd bench && $(GO) run ./cmd/driver --scenarios sharded --repeats 5 --objects 5000 --workers 2 --delay 20ms --bindir $(BIN) --out ../docs/benchmarks.md
+
 .PHONY: bench-rein
 bench-rein: testbin ## rein alone: end-to-end reconcile with 5 and 20 workers, then bench-election (about 10 minutes)
 	$(GO) test -run '^$$' -bench 'BenchmarkReconcile' -benchtime 5x -timeout 30m ./pkg/framework

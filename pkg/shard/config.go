@@ -36,9 +36,11 @@ type Config struct {
 	// wait for its assignee before any live member takes it. Zero means
 	// RetryPeriod.
 	FallbackDelay time.Duration
-	// OnStart is called when a shard starts on this replica, to queue its
-	// keys (pkg/start queues every cached key of the shard).
-	OnStart func(shard int)
+	// OnStart is called with the shards that started on this replica in
+	// one step of the protocol, to queue their keys (pkg/start queues every
+	// cached key of them, in one pass over the caches). It runs on the
+	// protocol's goroutine, outside its lock.
+	OnStart func(shards []int)
 	// Clock is the clock (nil: the real one).
 	Clock clock.Clock
 	// Logger receives the group's logs (nil: logrus's standard logger).

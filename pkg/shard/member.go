@@ -124,6 +124,9 @@ func (m *Member) Run(ctx context.Context, leaveTimeout time.Duration) error {
 		case <-timer.C:
 		}
 		next := m.p.step(loopCtx)
+		if started := m.p.takeStarted(); len(started) > 0 && m.cfg.OnStart != nil {
+			m.cfg.OnStart(started)
+		}
 		if m.p.hasLeft() {
 			return nil
 		}

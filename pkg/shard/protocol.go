@@ -111,6 +111,11 @@ type protocol struct {
 	// quietUntil holds back moves after one failed for another reason
 	// than a conflict (an apiserver error, missing RBAC, a timeout).
 	quietUntil time.Time
+	// started collects the shards started since takeStarted last ran.
+	started []int
+	// sequentialWrites sends a step's record writes one after the other
+	// (the model test's store is not safe for concurrent use).
+	sequentialWrites bool
 }
 
 // Event is a move this replica made or saw, for metrics and logs.
@@ -574,16 +579,23 @@ func (p *protocol) moveShardsLocked(ctx context.Context) time.Duration {
 	assign := Assign(p.cfg.Shards, takers, current)
 	next := time.Duration(1<<62 - 1)
 	now := p.clock.Now()
+	var writes []recordWrite
+	add := func(w *recordWrite) {
+		if w != nil {
+			writes = append(writes, *w)
+		}
+	}
+	defer func() { p.writeRecordsLocked(ctx, writes) }()
 	for s := range p.shards {
 		st := &p.shards[s]
 		rec := p.record(s)
 		if st.phase == unknown {
-			p.resolveUnknownLocked(ctx, s, rec)
+			add(p.resolveUnknownLocked(s, rec))
 			continue
 		}
 		if rec == nil {
 			if assign[s] == me.identity {
-				p.createRecordLocked(ctx, s)
+				add(p.createRecordLocked(s))
 			}
 			continue
 		}
@@ -597,9 +609,9 @@ func (p *protocol) moveShardsLocked(ctx context.Context) time.Duration {
 				}
 				continue
 			}
-			if d := p.handOffLocked(ctx, s, rec, incarnation{identity: assign[s], uid: live[assign[s]]}); d < next {
-				next = d
-			}
+			d, w := p.handOffLocked(s, rec, incarnation{identity: assign[s], uid: live[assign[s]]})
+			next = min(next, d)
+			add(w)
 		default:
 			if st.phase == running || st.phase == draining {
 				// The record names another: this replica lost s (its
@@ -620,30 +632,66 @@ func (p *protocol) moveShardsLocked(ctx context.Context) time.Duration {
 				}
 				continue
 			}
-			p.claimLocked(ctx, s, rec, holder)
+			add(p.claimLocked(s, rec, holder))
 		}
 	}
 	return next
 }
 
-func (p *protocol) createRecordLocked(ctx context.Context, s int) {
-	rec, err := p.store.Create(ctx, newRecord(p.cfg.Namespace, p.cfg.Group, s, p.me()))
-	switch {
-	case err == nil:
-		p.observeLocked(rec, false)
-		p.startShardLocked(s, rec)
-	case apierrors.IsAlreadyExists(err):
-		// Another replica made it: the watch shows it.
-	case isAPIStatus(err):
-		p.failedLocked()
-		p.log.WithError(err).WithField("shard", s).Warn("cannot create the shard record; retrying")
-	default:
-		p.failedLocked()
-		// Unknown outcome: the record may exist and name this replica.
-		// A create cannot be retried conditionally; the watch (or the
-		// next list) shows whether it landed, and a record that names
-		// this replica is started from there.
-		p.log.WithError(err).WithField("shard", s).Warn("shard record create: outcome unknown")
+// recordWrite is one write of a shard record a step makes: do sends it
+// (no protocol state touched, so that writes of several shards go out
+// together), then settles its outcome under the lock, in shard order.
+type recordWrite struct {
+	do   func(ctx context.Context) (*coordinationv1.Lease, error)
+	then func(out *coordinationv1.Lease, err error)
+}
+
+// writeRecordsLocked sends writes at once (a takeover or a leave moves
+// N/M shards: one after the other they would take N/M round trips) and
+// settles them in order. Each write is conditional on its own record, so
+// their order does not matter.
+func (p *protocol) writeRecordsLocked(ctx context.Context, writes []recordWrite) {
+	outs := make([]*coordinationv1.Lease, len(writes))
+	errs := make([]error, len(writes))
+	if p.sequentialWrites || len(writes) == 1 {
+		for i, w := range writes {
+			outs[i], errs[i] = w.do(ctx)
+		}
+	} else {
+		var wg sync.WaitGroup
+		for i, w := range writes {
+			wg.Go(func() { outs[i], errs[i] = w.do(ctx) })
+		}
+		wg.Wait()
+	}
+	for i, w := range writes {
+		w.then(outs[i], errs[i])
+	}
+}
+
+func (p *protocol) createRecordLocked(s int) *recordWrite {
+	rec := newRecord(p.cfg.Namespace, p.cfg.Group, s, p.me())
+	return &recordWrite{
+		do: func(ctx context.Context) (*coordinationv1.Lease, error) { return p.store.Create(ctx, rec) },
+		then: func(out *coordinationv1.Lease, err error) {
+			switch {
+			case err == nil:
+				p.observeLocked(out, false)
+				p.startShardLocked(s, out)
+			case apierrors.IsAlreadyExists(err):
+				// Another replica made it: the watch shows it.
+			case isAPIStatus(err):
+				p.failedLocked()
+				p.log.WithError(err).WithField("shard", s).Warn("cannot create the shard record; retrying")
+			default:
+				// Unknown outcome: the record may exist and name this
+				// replica. A create cannot be retried conditionally; the
+				// watch (or the next list) shows whether it landed, and a
+				// record that names this replica is started from there.
+				p.failedLocked()
+				p.log.WithError(err).WithField("shard", s).Warn("shard record create: outcome unknown")
+			}
+		},
 	}
 }
 
@@ -661,15 +709,14 @@ func (p *protocol) startShardLocked(s int, rec *coordinationv1.Lease) {
 		p.trace(s, true, p.clock.Now())
 	}
 	p.emit(Event{Shard: s, Kind: "started", Held: unowned})
-	if p.cfg.OnStart != nil {
-		p.cfg.OnStart(s)
-	}
+	p.started = append(p.started, s)
 }
 
 // handOffLocked moves s from this replica to to ("" releases it): stop
 // taking keys, let the ones in flight finish (DrainGrace at most), shut,
-// wait out any request cut off in the network, then write the record.
-func (p *protocol) handOffLocked(ctx context.Context, s int, rec *coordinationv1.Lease, to incarnation) time.Duration {
+// wait out any request cut off in the network, then write the record. It
+// returns when to look again, and the write once it is due.
+func (p *protocol) handOffLocked(s int, rec *coordinationv1.Lease, to incarnation) (time.Duration, *recordWrite) {
 	st := &p.shards[s]
 	now := p.clock.Now()
 	if st.phase == running {
@@ -678,49 +725,58 @@ func (p *protocol) handOffLocked(ctx context.Context, s int, rec *coordinationv1
 	}
 	if st.phase == draining {
 		if p.gates.inflight(s) > 0 && now.Sub(st.drainFrom) < p.cfg.DrainGrace {
-			return p.cfg.DrainGrace - now.Sub(st.drainFrom) // drained() wakes the step sooner
+			return p.cfg.DrainGrace - now.Sub(st.drainFrom), nil // drained() wakes the step sooner
 		}
 		p.stopShardLocked(s, fmt.Errorf("shard %d moves to %s", s, to))
 	}
 	if wait := st.inNetworkUntil.Sub(now); wait > 0 {
-		return wait
+		return wait, nil
 	}
-	out, err := p.store.Update(ctx, moveRecord(rec, to))
-	switch {
-	case err == nil:
-		p.observeLocked(out, false)
-		p.log.WithFields(logrus.Fields{"shard": s, "to": to.identity}).Info("shard handed off")
-	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
-		// The record changed under this replica's view: the watch shows how.
-	case isAPIStatus(err):
-		p.failedLocked()
-		p.log.WithError(err).WithField("shard", s).Warn("cannot hand the shard off; retrying")
-	default:
-		p.failedLocked()
-		st.phase, st.unknownAt = unknown, transitionsOf(rec)
+	moved := moveRecord(rec, to)
+	return p.cfg.RetryPeriod, &recordWrite{
+		do: func(ctx context.Context) (*coordinationv1.Lease, error) { return p.store.Update(ctx, moved) },
+		then: func(out *coordinationv1.Lease, err error) {
+			switch {
+			case err == nil:
+				p.observeLocked(out, false)
+				p.log.WithFields(logrus.Fields{"shard": s, "to": to.identity}).Info("shard handed off")
+			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+				// The record changed under this replica's view: the watch shows how.
+			case isAPIStatus(err):
+				p.failedLocked()
+				p.log.WithError(err).WithField("shard", s).Warn("cannot hand the shard off; retrying")
+			default:
+				p.failedLocked()
+				st.phase, st.unknownAt = unknown, transitionsOf(rec)
+			}
+		},
 	}
-	return p.cfg.RetryPeriod
 }
 
 // claimLocked takes s, whose record names nobody live, for this replica.
-func (p *protocol) claimLocked(ctx context.Context, s int, rec *coordinationv1.Lease, from incarnation) {
+func (p *protocol) claimLocked(s int, rec *coordinationv1.Lease, from incarnation) *recordWrite {
 	st := &p.shards[s]
 	if wait := st.inNetworkUntil.Sub(p.clock.Now()); wait > 0 && from.identity == p.cfg.Identity {
-		return // a request of this replica's earlier hold may still be in the network
+		return nil // a request of this replica's earlier hold may still be in the network
 	}
-	out, err := p.store.Update(ctx, moveRecord(rec, p.me()))
-	switch {
-	case err == nil:
-		p.observeLocked(out, false)
-		p.log.WithFields(logrus.Fields{"shard": s, "from": from.String()}).Info("shard taken")
-		p.startShardLocked(s, out)
-	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
-	case isAPIStatus(err):
-		p.failedLocked()
-		p.log.WithError(err).WithField("shard", s).Warn("cannot take the shard; retrying")
-	default:
-		p.failedLocked()
-		st.phase, st.unknownAt = unknown, transitionsOf(rec)
+	claimed := moveRecord(rec, p.me())
+	return &recordWrite{
+		do: func(ctx context.Context) (*coordinationv1.Lease, error) { return p.store.Update(ctx, claimed) },
+		then: func(out *coordinationv1.Lease, err error) {
+			switch {
+			case err == nil:
+				p.observeLocked(out, false)
+				p.log.WithFields(logrus.Fields{"shard": s, "from": from.String()}).Info("shard taken")
+				p.startShardLocked(s, out)
+			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+			case isAPIStatus(err):
+				p.failedLocked()
+				p.log.WithError(err).WithField("shard", s).Warn("cannot take the shard; retrying")
+			default:
+				p.failedLocked()
+				st.phase, st.unknownAt = unknown, transitionsOf(rec)
+			}
+		},
 	}
 }
 
@@ -728,22 +784,27 @@ func (p *protocol) claimLocked(ctx context.Context, s int, rec *coordinationv1.L
 // with a write of the record as this replica last saw it (move count
 // raised): it succeeds only if the lost write never landed, and a late
 // delivery of that write then conflicts.
-func (p *protocol) resolveUnknownLocked(ctx context.Context, s int, rec *coordinationv1.Lease) {
+func (p *protocol) resolveUnknownLocked(s int, rec *coordinationv1.Lease) *recordWrite {
 	st := &p.shards[s]
 	if rec == nil {
 		st.phase = idle
-		return
+		return nil
 	}
-	out, err := p.store.Update(ctx, moveRecord(rec, holderOf(rec)))
-	switch {
-	case err == nil:
-		p.observeLocked(out, false)
-		st.phase = idle // the record is as this replica saw it: decide again
-	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
-		// The lost write (or another) landed: wait for the watch.
-	default:
-		// Still unknown (or refused): try again after a retry period.
-		p.failedLocked()
+	same := moveRecord(rec, holderOf(rec))
+	return &recordWrite{
+		do: func(ctx context.Context) (*coordinationv1.Lease, error) { return p.store.Update(ctx, same) },
+		then: func(out *coordinationv1.Lease, err error) {
+			switch {
+			case err == nil:
+				p.observeLocked(out, false)
+				st.phase = idle // the record is as this replica saw it: decide again
+			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+				// The lost write (or another) landed: wait for the watch.
+			default:
+				// Still unknown (or refused): try again after a retry period.
+				p.failedLocked()
+			}
+		},
 	}
 }
 
@@ -793,6 +854,15 @@ func (p *protocol) leaveLocked(ctx context.Context) {
 	p.self.lease = nil
 	p.publishFenceLocked()
 	p.log.Info("left the shard group")
+}
+
+// takeStarted returns the shards started since its last call.
+func (p *protocol) takeStarted() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := p.started
+	p.started = nil
+	return out
 }
 
 // leave asks this replica to hand every shard on and leave the group.

@@ -33,12 +33,16 @@ func (r *Replica) shardGroup(g *groupRun, clients kubernetes.Interface) error {
 		Namespace: r.opts.LeaseNamespace, Group: g.LeaseName, Shards: g.Shards, Identity: r.identity,
 		LeaseDuration: r.opts.LeaseDuration, RenewDeadline: r.opts.RenewDeadline, RetryPeriod: r.opts.RetryPeriod,
 		DrainGrace: r.opts.DrainGrace, Logger: r.log,
-		OnStart: func(s int) {
+		OnStart: func(started []int) {
+			set := make(map[int]bool, len(started))
+			for _, s := range started {
+				set[s] = true
+			}
 			n := 0
 			for _, st := range starters {
-				n += st.EnqueueKeys(func(key string) bool { return member.KeyShard(key) == s })
+				n += st.EnqueueKeys(func(key string) bool { return set[member.KeyShard(key)] })
 			}
-			g.log.WithFields(map[string]any{"shard": s, "keys": n, "held": member.Held()}).Info("shard started here; its keys are queued")
+			g.log.WithFields(map[string]any{"started": started, "keys": n, "held": member.Held()}).Info("shards started here; their keys are queued")
 		},
 	}, clients.CoordinationV1())
 	if err != nil {

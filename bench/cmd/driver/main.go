@@ -52,6 +52,7 @@ type driver struct {
 	idle     time.Duration
 	results  *results // throughput and election
 	children *results // the children scenario
+	sharded  *results // the sharded scenario
 	profDir  string
 	control  []int // pids of the apiserver and etcd
 }
@@ -67,11 +68,12 @@ func main() {
 	objects := flag.Int("objects", 5000, "ConfigMaps every controller marks (children: Deployments, 3 children each)")
 	workers := flag.Int("workers", 5, "workers of every controller")
 	out := flag.String("out", "", "markdown file to write the report into (the sections of the scenarios run are replaced, or appended; empty: stdout)")
-	scen := flag.String("scenarios", "throughput,election", "comma-separated: throughput (one replica), election (three replicas: idle load, SIGTERM handoff, then SIGKILL takeover, each with winning → first reconcile), children (rein and wrangler only: a generating handler keeps 3 children per Deployment, --objects Deployments; converge, then a restarted process's resync)")
+	scen := flag.String("scenarios", "throughput,election", "comma-separated: throughput (one replica), election (three replicas: idle load, SIGTERM handoff, then SIGKILL takeover, each with winning → first reconcile), children (rein and wrangler only: a generating handler keeps 3 children per Deployment, --objects Deployments; converge, then a restarted process's resync), sharded (rein sharded over 1, 3 and 5 replicas against one leader and the peers, with a handler that waits --delay and without)")
 	fws := flag.String("frameworks", "", "comma-separated subset of rein,wrangler,controller-runtime,controller-runtime+warmup (default all)")
 	idle := flag.Duration("idle", 10*time.Second, "idle window for the election-load figure")
 	binDir := flag.String("bindir", "", "kube-apiserver and etcd (default $REIN_TESTBIN or ../bin)")
 	write := flag.String("write", "patch", "how every controller writes its mark: patch (JSON merge patch) or update (PUT of the cached object)")
+	delay := flag.Duration("delay", 20*time.Millisecond, "sharded scenario: how long the handler waits before it writes (a simulated external call); each round also runs without it")
 	profileDir := flag.String("profile-dir", "", "write CPU profiles of the apiserver (4 s) and of the controller (6 s from start), taken during each throughput run, into this folder")
 	flag.Parse()
 	// Setup failures (no binaries, an apiserver that does not start) end
@@ -86,8 +88,8 @@ func main() {
 	want := map[string]bool{}
 	for _, s := range strings.Split(*scen, ",") {
 		s = strings.TrimSpace(s)
-		if s != "throughput" && s != "election" && s != "children" {
-			fmt.Fprintf(os.Stderr, "--scenarios: unknown scenario %q (want throughput, election, children)\n", s)
+		if s != "throughput" && s != "election" && s != "children" && s != "sharded" {
+			fmt.Fprintf(os.Stderr, "--scenarios: unknown scenario %q (want throughput, election, children, sharded)\n", s)
 			os.Exit(2)
 		}
 		want[s] = true
@@ -130,7 +132,7 @@ func main() {
 	tmp, err := os.MkdirTemp("", "rein-bench-")
 	must(err)
 	d := &driver{binaries: map[string]string{}, logDir: tmp, workers: *workers, objects: *objects, write: *write,
-		idle: *idle, results: newResults(), children: newResults(), profDir: *profileDir}
+		idle: *idle, results: newResults(), children: newResults(), sharded: newResults(), profDir: *profileDir}
 	logf("building controllers into %s", tmp)
 	for _, prog := range []string{"rein", "wrangler", "controllerruntime"} {
 		o := filepath.Join(tmp, prog)
@@ -150,7 +152,7 @@ func main() {
 	must(err)
 	d.cs = cs
 	marks := want["throughput"] || want["election"]
-	if marks {
+	if marks || want["sharded"] {
 		d.createObjects()
 		defer d.st.cancel() // before the control plane stops
 	}
@@ -166,6 +168,13 @@ func main() {
 				d.guard(f, round, "election", d.election)
 			}
 		}
+		if want["sharded"] {
+			for _, delay := range []time.Duration{*delay, 0} {
+				for _, c := range shardedConfigs() {
+					d.shardedRun(c, delay, round)
+				}
+			}
+		}
 		if want["children"] {
 			for _, f := range frameworks {
 				if f.name == "rein" || f.name == "wrangler" {
@@ -178,6 +187,9 @@ func main() {
 	var sections [][3]string // section, begin marker, end marker
 	if marks {
 		sections = append(sections, [3]string{d.report(*repeats, *objects, *workers, *binDir, took), beginMark, endMark})
+	}
+	if want["sharded"] {
+		sections = append(sections, [3]string{d.shardedReport(*repeats, *objects, *workers, *delay, *binDir, took), shardedBegin, shardedEnd})
 	}
 	if want["children"] {
 		sections = append(sections, [3]string{d.childrenReport(*repeats, *objects, *workers, *binDir, took), childrenBegin, childrenEnd})
@@ -240,10 +252,13 @@ func (d *driver) guard(f framework, round int, scenario string, fn func(*run)) {
 				logf("--- %s log tail:\n%s", p.name, p.tail())
 			}
 			res := d.results
-			if scenario == "children" {
+			switch scenario {
+			case "children":
 				res = d.children
+			case "sharded":
+				res = d.sharded
 			}
-			res.fail(f.name, scenario)
+			res.fail(f.name, r.tag)
 			d.saveAudit(r)
 		}
 	}()
