@@ -94,6 +94,10 @@ verify: ## regenerate into a copy of the tree and fail with a diff when committe
 demo: testbin ## run the sample: local control plane, hypervisor, 3 replicas, a leader killed on purpose
 	$(GO) run ./samples/vmcontroller/cmd/demo
 
+.PHONY: demo-shards
+demo-shards: testbin ## run the sample sharded (--shards 8): every replica works; shards move as a replica joins, stops and is killed
+	$(GO) run ./samples/vmcontroller/cmd/demo --shards 8
+
 .PHONY: clean
 clean: ## remove bin/ (the next test run rebuilds kube-apiserver and etcd)
 	rm -rf $(BIN)

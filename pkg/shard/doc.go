@@ -119,6 +119,10 @@
 //     handlers (pkg/related), which run on every replica.
 //   - A partitioned replica's shards make no progress until its member
 //     Lease expires and they are taken over (LeaseDuration).
+//   - A replica whose watch is broken while its renews succeed keeps its
+//     shards and works on them, but makes no move (it cannot see the
+//     records) until the watch is back: joins and leaves of others wait
+//     for it.
 //   - Changing the shard count moves most keys: treat it as a redeploy.
 //   - A graceful handoff takes a drain: a handler that runs longer than
 //     DrainGrace is cut off, and the handoff then waits until its requests'

@@ -3,10 +3,16 @@
 // replicas, a few VirtualMachines, a leader killed on purpose, the
 // takeover, and reconciliation going on. `make demo` runs it; Ctrl-C stops
 // it and cleans everything up.
+//
+// With --shards N (`make demo-shards`) the replicas run sharded
+// active-active instead: every replica works on the VMs of the shards it
+// holds, and the demo shows the shards moving as a replica joins, one
+// stops (SIGTERM) and one is killed (SIGKILL).
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -35,8 +41,14 @@ func say(format string, args ...any) {
 }
 
 func main() {
+	shards := flag.Int("shards", 0, "run the replicas sharded active-active with this many shards (0: one leader)")
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	run := run
+	if *shards > 0 {
+		run = func(ctx context.Context) error { return runSharded(ctx, *shards) }
+	}
 	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
