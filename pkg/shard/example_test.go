@@ -1,8 +1,16 @@
 package shard_test
 
 import (
+	"context"
 	"fmt"
+	"slices"
+	"time"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/shard"
 )
 
@@ -25,4 +33,49 @@ func ExampleAssign() {
 	// Output:
 	// held: 2 2 2 2
 	// moved: 2
+}
+
+// A replica's membership, wired by hand (pkg/start does this for a group
+// with Shards > 0): the factory's workers take only the keys of held
+// shards, its writes pass the shards' fences, and a shard that starts here
+// queues its keys. Run joins, takes a share, and on ctx's end hands every
+// shard on and leaves.
+func ExampleNewMember() {
+	run := func(ctx context.Context, cfg *rest.Config, factory *framework.Factory) error {
+		clients, err := kubernetes.NewForConfig(cfg) // not the factory's: its writes are fenced
+		if err != nil {
+			return err
+		}
+		identity, err := leader.NewIdentity("replica-a")
+		if err != nil {
+			return err
+		}
+		var member *shard.Member
+		member, err = shard.NewMember(shard.Config{
+			Namespace: "default", Group: "my-controller", Shards: 32, Identity: identity,
+			OnStart: func(started []int) {
+				factory.EnqueueKeys(func(key string) bool { return slices.Contains(started, member.KeyShard(key)) })
+			},
+		}, clients.CoordinationV1())
+		if err != nil {
+			return err
+		}
+		factory.GateKeys(member)
+		factory.GuardWrites(member.WriteDeadline)
+		if err := factory.StartCaches(ctx); err != nil {
+			return err
+		}
+		if err := factory.WaitForCacheSync(ctx); err != nil {
+			return err
+		}
+		work := context.WithoutCancel(ctx) // handlers outlive ctx while their shards drain
+		member.SetHandlerContext(work)
+		workers, err := factory.StartWorkers(work)
+		if err != nil {
+			return err
+		}
+		defer workers.Stop()
+		return member.Run(ctx, 30*time.Second)
+	}
+	_ = run
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -27,7 +28,7 @@ type Member struct {
 	p       *protocol
 	leases  coordinationclient.LeaseInterface
 	wake    chan struct{}
-	started chan struct{}
+	ran     atomic.Bool
 }
 
 // NewMember checks cfg and returns a member that joins when Run starts.
@@ -42,8 +43,8 @@ func NewMember(cfg Config, leases coordinationclient.LeasesGetter) (*Member, err
 	}
 	cfg.withDefaults()
 	cfg.Logger = cfg.Logger.WithField("shardGroup", cfg.Namespace+"/"+cfg.Group)
-	m := &Member{cfg: cfg, leases: leases.Leases(cfg.Namespace), wake: make(chan struct{}, 1), started: make(chan struct{})}
-	m.p = newProtocol(cfg, &leaseStore{leases: m.leases, timeout: cfg.RenewDeadline / 2})
+	m := &Member{cfg: cfg, leases: leases.Leases(cfg.Namespace), wake: make(chan struct{}, 1)}
+	m.p = newProtocol(cfg, &leaseStore{leases: m.leases, namespace: cfg.Namespace, timeout: cfg.RenewDeadline / 2})
 	m.p.gates.drained = func(int) { m.poke() }
 	return m, nil
 }
@@ -89,9 +90,12 @@ func (m *Member) KeyShard(key string) int { return keyShard(key, m.cfg.Shards) }
 // its handlers in flight have returned (DrainGrace at most), and deletes
 // the member Lease. Leaving is bounded by leaveTimeout; shards not handed
 // on by then are taken over when the member Lease expires. Run returns
-// nil after leaving, or an error when it could not start.
+// nil after leaving; it may be called once (a second call returns an
+// error).
 func (m *Member) Run(ctx context.Context, leaveTimeout time.Duration) error {
-	close(m.started)
+	if !m.ran.CompareAndSwap(false, true) {
+		return errors.New("shard: Member.Run called twice")
+	}
 	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	watchDone := make(chan struct{})
@@ -241,22 +245,23 @@ func explain(verb, namespace string, err error) error {
 
 // leaseStore is the protocol's Store on the apiserver.
 type leaseStore struct {
-	leases  coordinationclient.LeaseInterface
-	timeout time.Duration
+	leases    coordinationclient.LeaseInterface
+	namespace string
+	timeout   time.Duration
 }
 
 func (s *leaseStore) Create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	out, err := s.leases.Create(ctx, l, metav1.CreateOptions{})
-	return out, explainWrite("create", l.Namespace, err)
+	return out, explainWrite("create", s.namespace, err)
 }
 
 func (s *leaseStore) Update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	out, err := s.leases.Update(ctx, l, metav1.UpdateOptions{})
-	return out, explainWrite("update", l.Namespace, err)
+	return out, explainWrite("update", s.namespace, err)
 }
 
 func (s *leaseStore) Get(ctx context.Context, name string) (*coordinationv1.Lease, error) {
@@ -270,7 +275,7 @@ func (s *leaseStore) Delete(ctx context.Context, name, uid, rv string) error {
 	defer cancel()
 	u := types.UID(uid)
 	err := s.leases.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &u, ResourceVersion: &rv}})
-	return explainWrite("delete", "", err)
+	return explainWrite("delete", s.namespace, err)
 }
 
 // explainWrite keeps API statuses matchable (apierrors.IsConflict on the

@@ -96,6 +96,25 @@
 // for it). A leader's sight is its renews: its fence and /healthz cover it.
 // Metrics and /healthz and /readyz may share an address.
 //
+// # Sharded groups
+//
+// A group with Shards > 0 (--shards with Run) runs active-active
+// (pkg/shard): every replica joins the group with a member Lease named
+// after the group's LeaseName, and runs workers from the moment its caches
+// have synced; a worker takes a key only while this replica holds the
+// key's shard, and the handler's context ends when the shard moves. Every
+// write of the group's factories passes the shard's fence (a write outside
+// any shard's context, an Event say, passes the member's). On SIGTERM the
+// replica hands each shard on once its handlers have returned (DrainGrace
+// at most), deletes its member Lease and exits ExitOK. A replica whose
+// membership ended (marked dead after a pause or a partition) does not
+// exit: its shards stop at once and it joins again as a new member. A
+// sharded group takes no OnLeader hooks and no ServerSideFencing (the
+// policy checks one Lease); a single-leader group beside it in the same
+// replica can run both. /readyz says which shards the replica holds, and
+// /metrics adds rein_shard_held, rein_shard_moves_total,
+// rein_shard_unowned_seconds and rein_shard_keys.
+//
 // # Metrics
 //
 // /metrics serves Options.Registry (a new registry with Go and process
