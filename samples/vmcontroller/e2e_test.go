@@ -103,6 +103,8 @@ type fixture struct {
 	leases  *testenv.LeaseHistory
 	// userData is the shared user-data Secret's content, as last set.
 	userData string
+	// replicaArgs are the flags startReplica adds.
+	replicaArgs []string
 }
 
 // awaitDelivered waits until p's proxies hold no more bytes.
@@ -163,9 +165,8 @@ func (f *fixture) startReplica() *lab.Process {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	// Through proxies the test can black-hole, fenced by the apiserver too,
-	// as deploy/ runs them.
-	p, err := f.lab.StartProxiedReplica(fmt.Sprintf("r%d", f.serial), user, "--server-side-fencing")
+	// Through proxies the test can black-hole, as deploy/ runs them.
+	p, err := f.lab.StartProxiedReplica(fmt.Sprintf("r%d", f.serial), user, f.replicaArgs...)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -395,38 +396,16 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 		t.Skip("runs the sample")
 	}
 	ctx := context.Background()
-	// Election timings with room for a loaded CI machine (race-built
-	// replicas behind proxies, beside other packages' tests): a leader that
-	// loses its lease by itself would spoil the fault cycle.
-	l, err := lab.Start(ctx, lab.Options{RepoRoot: repoRoot(), Race: true, Transition: "200ms", RefusedImages: "bad/",
-		LeaseDuration: "4s", RenewDeadline: "3s", RetryPeriod: "500ms"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	applyRBAC(t, l)
+	f := newFixture(t)
+	l := f.lab
 	leaseCtx, stopLeases := context.WithCancel(ctx)
 	leases, err := l.Env.WatchLease(leaseCtx, lab.Namespace, lab.LeaseName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { stopLeases(); leases.Wait() }()
-	f := &fixture{t: t, lab: l, vms: versioned.NewForConfigOrDie(l.Env.Config()), hv: hypervisor.NewClient(l.HypervisorURL, nil),
-		ns: "vms", user: "system:serviceaccount:vm-system:vmcontroller", flipped: map[string]bool{}, leases: leases}
-	defer func() {
-		if t.Failed() {
-			for _, p := range append(l.Replicas, l.Hypervisor) {
-				log := p.Log()
-				if len(log) > 6000 {
-					log = log[len(log)-6000:]
-				}
-				t.Logf("--- %s:\n%s", p.Name, log)
-			}
-		}
-	}()
-	if _, err := l.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	f.leases = leases
+	f.replicaArgs = []string{"--server-side-fencing"} // fenced by the apiserver too, as deploy/ runs them
 	for range 3 {
 		f.startReplica()
 	}
@@ -434,17 +413,7 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.setUserData(ctx, "#cloud-config\npackages: [nginx]\n")
-	for i := range vmCount {
-		vm := &v1alpha1.VirtualMachine{
-			ObjectMeta: metav1.ObjectMeta{Name: vmName(i)},
-			Spec: v1alpha1.VirtualMachineSpec{CPU: int32(1 + i%4), Memory: resource.MustParse("512Mi"),
-				Image: "ubuntu-24.04", PowerState: f.desired(i), UserDataSecret: userDataSecretOf(i)},
-		}
-		if _, err := f.vms.VmV1alpha1().VirtualMachines(f.ns).Create(ctx, vm, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.createVMs(ctx)
 	f.awaitConverged(2 * time.Minute)
 	t.Logf("200 VMs converged under %s", leader.Name)
 
@@ -689,6 +658,58 @@ func TestInvalidAndRefused(t *testing.T) {
 	}
 }
 
+// newFixture starts the lab as the e2e tests run it (race-built replicas;
+// election timings with room for a loaded CI machine: race-built replicas
+// behind proxies, beside other packages' tests, where a leader that loses
+// its lease by itself would spoil a fault cycle), applies deploy/'s RBAC
+// and makes the VMs' namespace. When the test fails, it logs the tail of
+// every process's log.
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	l, err := lab.Start(ctx, lab.Options{RepoRoot: repoRoot(), Race: true, Transition: "200ms", RefusedImages: "bad/",
+		LeaseDuration: "4s", RenewDeadline: "3s", RetryPeriod: "500ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	applyRBAC(t, l)
+	f := &fixture{t: t, lab: l, vms: versioned.NewForConfigOrDie(l.Env.Config()), hv: hypervisor.NewClient(l.HypervisorURL, nil),
+		ns: "vms", user: "system:serviceaccount:vm-system:vmcontroller", flipped: map[string]bool{}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range append(l.Replicas, l.Hypervisor) {
+				log := p.Log()
+				if len(log) > 6000 {
+					log = log[len(log)-6000:]
+				}
+				t.Logf("--- %s:\n%s", p.Name, log)
+			}
+		}
+	})
+	if _, err := l.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// createVMs creates the shared user-data Secret and vmCount
+// VirtualMachines in their desired power states.
+func (f *fixture) createVMs(ctx context.Context) {
+	f.t.Helper()
+	f.setUserData(ctx, "#cloud-config\npackages: [nginx]\n")
+	for i := range vmCount {
+		vm := &v1alpha1.VirtualMachine{
+			ObjectMeta: metav1.ObjectMeta{Name: vmName(i)},
+			Spec: v1alpha1.VirtualMachineSpec{CPU: int32(1 + i%4), Memory: resource.MustParse("512Mi"),
+				Image: "ubuntu-24.04", PowerState: f.desired(i), UserDataSecret: userDataSecretOf(i)},
+		}
+		if _, err := f.vms.VmV1alpha1().VirtualMachines(f.ns).Create(ctx, vm, metav1.CreateOptions{}); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
 // shardHolders lists the sharded group's records (deploy/'s group is the
 // lease name) and returns each shard's holder identity.
 func (f *fixture) shardHolders(ctx context.Context, shards int) []string {
@@ -750,54 +771,12 @@ func TestVirtualMachinesSharded(t *testing.T) {
 	}
 	const shards = 8
 	ctx := context.Background()
-	l, err := lab.Start(ctx, lab.Options{RepoRoot: repoRoot(), Race: true, Transition: "200ms", RefusedImages: "bad/",
-		LeaseDuration: "4s", RenewDeadline: "3s", RetryPeriod: "500ms"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	applyRBAC(t, l)
-	f := &fixture{t: t, lab: l, vms: versioned.NewForConfigOrDie(l.Env.Config()), hv: hypervisor.NewClient(l.HypervisorURL, nil),
-		ns: "vms", user: "system:serviceaccount:vm-system:vmcontroller", flipped: map[string]bool{}}
-	defer func() {
-		if t.Failed() {
-			for _, p := range append(l.Replicas, l.Hypervisor) {
-				log := p.Log()
-				if len(log) > 6000 {
-					log = log[len(log)-6000:]
-				}
-				t.Logf("--- %s:\n%s", p.Name, log)
-			}
-		}
-	}()
-	if _, err := l.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	start := func() *lab.Process {
-		f.serial++
-		user, err := l.Env.AddUser(f.user, "system:serviceaccounts", "system:serviceaccounts:"+lab.Namespace)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := l.StartProxiedReplica(fmt.Sprintf("s%d", f.serial), user, "--shards", strconv.Itoa(shards))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	f := newFixture(t)
+	f.replicaArgs = []string{"--shards", strconv.Itoa(shards)}
+	start := f.startReplica
 	live := []*lab.Process{start(), start(), start()}
 	f.awaitShards(ctx, shards, time.Minute, live...)
-	f.setUserData(ctx, "#cloud-config\npackages: [nginx]\n")
-	for i := range vmCount {
-		vm := &v1alpha1.VirtualMachine{
-			ObjectMeta: metav1.ObjectMeta{Name: vmName(i)},
-			Spec: v1alpha1.VirtualMachineSpec{CPU: int32(1 + i%4), Memory: resource.MustParse("512Mi"),
-				Image: "ubuntu-24.04", PowerState: f.desired(i), UserDataSecret: userDataSecretOf(i)},
-		}
-		if _, err := f.vms.VmV1alpha1().VirtualMachines(f.ns).Create(ctx, vm, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.createVMs(ctx)
 	f.awaitConverged(2 * time.Minute)
 	t.Logf("%d VMs converged with 3 sharded replicas", vmCount)
 	drop := func(p *lab.Process) {

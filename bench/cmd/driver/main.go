@@ -55,6 +55,7 @@ type driver struct {
 	sharded  *results // the sharded scenario
 	profDir  string
 	control  []int // pids of the apiserver and etcd
+	auditEnd int64 // the end of the audit log's last complete line, as last read
 }
 
 func must(err error) {
@@ -74,6 +75,7 @@ func main() {
 	binDir := flag.String("bindir", "", "kube-apiserver and etcd (default $REIN_TESTBIN or ../bin)")
 	write := flag.String("write", "patch", "how every controller writes its mark: patch (JSON merge patch) or update (PUT of the cached object)")
 	delay := flag.Duration("delay", 20*time.Millisecond, "sharded scenario: how long the handler waits before it writes (a simulated external call); each round also runs without it")
+	replicaCounts := flag.String("sharded-replicas", "", "sharded scenario: only the configurations with these comma-separated replica counts (default all)")
 	profileDir := flag.String("profile-dir", "", "write CPU profiles of the apiserver (4 s) and of the controller (6 s from start), taken during each throughput run, into this folder")
 	flag.Parse()
 	// Setup failures (no binaries, an apiserver that does not start) end
@@ -111,6 +113,17 @@ func main() {
 			os.Exit(2)
 		}
 		frameworks = sel
+	}
+	for _, c := range strings.Split(*replicaCounts, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		n, err := strconv.Atoi(c)
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "--sharded-replicas=%q: want comma-separated replica counts, e.g. 1,3,5\n", *replicaCounts)
+			os.Exit(2)
+		}
+		shardedReplicas = append(shardedReplicas, n)
 	}
 	if *write != "patch" && *write != "update" {
 		fmt.Fprintf(os.Stderr, "--write=%q: want patch or update\n", *write)
@@ -169,7 +182,11 @@ func main() {
 			}
 		}
 		if want["sharded"] {
-			for _, delay := range []time.Duration{*delay, 0} {
+			delays := []time.Duration{*delay, 0}
+			if *delay == 0 {
+				delays = delays[1:] // the same run twice would find its own marks and Lease
+			}
+			for _, delay := range delays {
 				for _, c := range shardedConfigs() {
 					d.shardedRun(c, delay, round)
 				}

@@ -51,8 +51,11 @@ func (r *run) startProc(name, mark string) *proc {
 	}
 	args = append(args, r.fw.args...)
 	args = append(args, r.extra...)
-	if r.d.profDir != "" && strings.HasPrefix(r.tag, "throughput") {
+	switch {
+	case r.d.profDir != "" && strings.HasPrefix(r.tag, "throughput"):
 		args = append(args, "--cpuprofile", filepath.Join(r.d.profDir, r.tag+"-"+name+".ctl.pprof"), "--cpuprofile-for", "6s")
+	case r.d.profDir != "" && strings.HasPrefix(r.tag, "sharded") && r.fw.program == "rein":
+		args = append(args, "--cpuprofile", filepath.Join(r.d.profDir, r.tag+"-"+name+".ctl.pprof"), "--cpuprofile-for", "10s")
 	}
 	p.cmd = exec.Command(r.d.binaries[r.fw.program], args...)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile

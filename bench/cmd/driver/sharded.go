@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -9,13 +10,15 @@ import (
 	"time"
 
 	"github.com/rein-k8s/rein/pkg/shard"
+	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
 const shardedBegin, shardedEnd = "<!-- bench-sharded:begin -->", "<!-- bench-sharded:end -->"
 
-// shardCount is the shard count of the sharded runs: with 64 shards, held
-// counts of 3 or 5 replicas are within 2% of an even split.
-const shardCount = 64
+// shardCount is the shard count of the sharded runs: 60 splits evenly
+// over 1, 3 and 5 replicas, so that every replica holds as many shards
+// (with 64, the replica holding 22 of 3 × 21.3 would set the pace: 3%).
+const shardCount = 60
 
 // shardedConfig is one row of the sharded scenario: a framework run as
 // replicas processes (shards 0: one leader).
@@ -26,12 +29,20 @@ type shardedConfig struct {
 	shards   int
 }
 
-func shardedConfigs() []shardedConfig {
+// shardedReplicas, when set (--sharded-replicas), keeps only the
+// configurations with these replica counts.
+var shardedReplicas []int
+
+func shardedConfigs() (out []shardedConfig) {
 	byName := map[string]framework{}
 	for _, f := range frameworks {
 		byName[f.name] = f
 	}
-	var out []shardedConfig
+	defer func() {
+		if len(shardedReplicas) > 0 {
+			out = slices.DeleteFunc(out, func(c shardedConfig) bool { return !slices.Contains(shardedReplicas, c.replicas) })
+		}
+	}()
 	if f, ok := byName["rein"]; ok {
 		out = append(out,
 			shardedConfig{"rein, 1 replica, sharded", f, 1, shardCount},
@@ -62,11 +73,15 @@ func (d *driver) shardedRun(cfg shardedConfig, delay time.Duration, round int) {
 		if cfg.shards > 0 {
 			r.extra = append(r.extra, "--shards", strconv.Itoa(cfg.shards))
 		}
+		controlBefore := cpuOf(d.control...)
 		var procs []*proc
 		for i := range cfg.replicas {
 			procs = append(procs, r.startProc("r"+strconv.Itoa(i), tag))
 		}
 		t0 := procs[0].started
+		if d.profDir != "" {
+			go d.profileAPIServer(filepath.Join(d.profDir, tag+".apiserver.pprof"), 3*time.Second, 8)
+		}
 		if !d.st.allMarked(tag, d.objects, r.timeout()+time.Duration(d.objects)*delay) {
 			panic("not all marked in time")
 		}
@@ -84,6 +99,15 @@ func (d *driver) shardedRun(cfg shardedConfig, delay time.Duration, round int) {
 				firsts = append(firsts, f.Sub(p.started).Seconds())
 			}
 		}
+		control := cpuOf(d.control...) - controlBefore
+		var controllers float64
+		for _, p := range procs {
+			cpu, _ := p.usage()
+			controllers += cpu
+		}
+		kind := map[bool]string{true: "handler waits", false: "no wait"}[delay > 0]
+		d.sharded.add(cfg.name, kind+": controllers' CPU seconds (all replicas)", controllers)
+		d.sharded.add(cfg.name, kind+": apiserver + etcd CPU seconds", control)
 		if len(firsts) > 0 && cfg.shards > 0 {
 			d.sharded.add(cfg.name, fmt.Sprintf("%s: a replica's start → its first write, slowest (s)", map[bool]string{true: "handler waits", false: "no wait"}[delay > 0]), slices.Max(firsts))
 		}
@@ -93,6 +117,22 @@ func (d *driver) shardedRun(cfg shardedConfig, delay time.Duration, round int) {
 		}
 		d.sharded.add(cfg.name, figure, last.Sub(t0).Seconds())
 		logf("%s: all written %.2fs after the first start, by %d of %d processes", tag, last.Sub(t0).Seconds(), writers, cfg.replicas)
+		if cfg.replicas > 1 {
+			// Each replica's share and when it finished: a late finisher
+			// is an uneven split or a slow start.
+			count := map[string]int{}
+			d.scanAudit(r.offset, func(ev *testenv.AuditEvent) {
+				if ev.ObjectRef.Resource == "configmaps" && ev.Stage == "ResponseComplete" && ev.ResponseStatus.Code < 300 && (ev.Verb == "patch" || ev.Verb == "update") {
+					count[ev.UserAgent]++
+				}
+			})
+			var parts []string
+			for _, p := range procs {
+				parts = append(parts, fmt.Sprintf("%s: %d writes, first %.2fs, last %.2fs", p.name, count[p.ua],
+					d.firstWriteAt(r.offset, p.ua).Sub(t0).Seconds(), d.lastWrite(r.offset, p.ua).Sub(t0).Seconds()))
+			}
+			logf("%s: %s", tag, strings.Join(parts, "; "))
+		}
 		if cfg.shards > 0 && cfg.replicas == 3 && delay > 0 {
 			d.shardMoves(r, cfg, procs)
 		}
@@ -241,4 +281,11 @@ func met(ok bool) string {
 		return "met"
 	}
 	return "not met"
+}
+
+// firstWriteAt is the arrival of ua's first successful ConfigMap write
+// since offset (zero when none).
+func (d *driver) firstWriteAt(offset int64, ua string) time.Time {
+	t, _ := d.firstWrite(offset, ua, 0)
+	return t
 }

@@ -70,23 +70,34 @@ func repoRoot() (string, error) {
 	}
 }
 
-func run(ctx context.Context) error {
+// startLab builds the sample, starts the control plane and the
+// hypervisor, and returns them with the story that tells what happens
+// (its VirtualMachine watch already running); close cleans everything up.
+func startLab(ctx context.Context) (l *lab.Lab, s *story, close func(), err error) {
 	root, err := repoRoot()
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	say("building the sample and starting a local control plane (etcd + kube-apiserver)...")
-	l, err := lab.Start(ctx, lab.Options{RepoRoot: root, Transition: "1500ms", RefusedImages: "bad/"})
+	l, err = lab.Start(ctx, lab.Options{RepoRoot: root, Transition: "1500ms", RefusedImages: "bad/"})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	say("control plane up in %v; hypervisor at %s", l.Env.StartDuration().Round(time.Millisecond), l.HypervisorURL)
+	s = newStory(l, versioned.NewForConfigOrDie(l.Env.Config()), hypervisor.NewClient(l.HypervisorURL, nil))
+	go s.watch(ctx)
+	return l, s, func() {
+		say("cleaning up: replicas, hypervisor, control plane")
+		l.Close()
+	}, nil
+}
+
+func run(ctx context.Context) error {
+	l, story, closeLab, err := startLab(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		say("cleaning up: replicas, hypervisor, control plane")
-		l.Close()
-	}()
-	say("control plane up in %v; hypervisor at %s", l.Env.StartDuration().Round(time.Millisecond), l.HypervisorURL)
-	story := newStory(l, versioned.NewForConfigOrDie(l.Env.Config()), hypervisor.NewClient(l.HypervisorURL, nil))
-	go story.watch(ctx)
+	defer closeLab()
 
 	for i := 1; i <= 3; i++ {
 		p, err := l.StartReplica(fmt.Sprintf("replica-%d", i), nil)

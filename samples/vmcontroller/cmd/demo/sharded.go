@@ -13,30 +13,17 @@ import (
 
 	"github.com/rein-k8s/rein/pkg/shard"
 	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
-	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
 	"github.com/rein-k8s/rein/samples/vmcontroller/internal/lab"
-	"github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/clientset/versioned"
 )
 
 // runSharded is the demo with the replicas sharded over n shards.
 func runSharded(ctx context.Context, n int) error {
-	root, err := repoRoot()
+	l, story, closeLab, err := startLab(ctx)
 	if err != nil {
 		return err
 	}
-	say("building the sample and starting a local control plane (etcd + kube-apiserver)...")
-	l, err := lab.Start(ctx, lab.Options{RepoRoot: root, Transition: "1500ms", RefusedImages: "bad/"})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		say("cleaning up: replicas, hypervisor, control plane")
-		l.Close()
-	}()
-	say("control plane up in %v; hypervisor at %s", l.Env.StartDuration().Round(time.Millisecond), l.HypervisorURL)
-	story := newStory(l, versioned.NewForConfigOrDie(l.Env.Config()), hypervisor.NewClient(l.HypervisorURL, nil))
+	defer closeLab()
 	go story.watchShards(ctx, n)
-	go story.watch(ctx) // VirtualMachine phases
 
 	start := func(i int) (*lab.Process, error) {
 		p, err := l.StartReplica(fmt.Sprintf("replica-%d", i), nil, "--shards", strconv.Itoa(n))
