@@ -92,11 +92,13 @@ func (g *gates) enter(key string) (ctx context.Context, done func(), ok bool) {
 		return nil, nil, false
 	}
 	st.inflight++
-	gen := st.gen
-	return st.ctx, func() { g.leave(s, gen) }, true
+	return st.ctx, func() { g.leave(s) }, true
 }
 
-func (g *gates) leave(s int, gen uint64) {
+// leave ends a handler of s. The count spans generations: a handler cut
+// off when s was shut still counts if s opens here again, so a later drain
+// waits for it too.
+func (g *gates) leave(s int) {
 	g.mu.Lock()
 	st := &g.shards[s]
 	st.inflight--
