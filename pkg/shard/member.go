@@ -24,11 +24,11 @@ import (
 // and the writes the protocol makes), and is the gate its workers pass
 // (Enter) and the guard its writes pass (WriteDeadline).
 type Member struct {
-	cfg     Config
-	p       *protocol
-	leases  coordinationclient.LeaseInterface
-	wake    chan struct{}
-	ran     atomic.Bool
+	cfg    Config
+	p      *protocol
+	leases coordinationclient.LeaseInterface
+	wake   chan struct{}
+	ran    atomic.Bool
 }
 
 // NewMember checks cfg and returns a member that joins when Run starts.
