@@ -296,6 +296,7 @@ func TestGroupOnApiserver(t *testing.T) {
 	lastRenew := c.m.p.self.lastRenewSent
 	c.m.p.mu.Unlock()
 	took = awaitBalanced(t, "c is cut off", 3*testLease+5*time.Second, a, d)
+	t.Logf("cut-off member: balanced over the other two %v after the cut", took.Round(time.Millisecond))
 	var worstTakeover time.Duration
 	for _, g := range own.gapsSince(lastRenew) {
 		if slices.Contains(cHeld, g.shard) && g.prev == "c" {

@@ -251,15 +251,9 @@ func (p *protocol) relisted(items []coordinationv1.Lease) {
 	p.resumedLocked()
 }
 
-// resumed says the watch delivers again (after a gap): every member's
-// countdown restarts now, since not seeing a renew during a gap is no
-// evidence of death.
-func (p *protocol) resumed() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.resumedLocked()
-}
-
+// resumedLocked says the watch delivers again (a list answered after a
+// gap): every member's countdown restarts now, since not seeing a renew
+// during a gap is no evidence of death.
 func (p *protocol) resumedLocked() {
 	now := p.clock.Now()
 	for _, s := range p.view {
