@@ -14,8 +14,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/tools/cache"
-	toolswatch "k8s.io/client-go/tools/watch"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -231,46 +229,31 @@ type replicaCommit struct {
 }
 
 func (c *cluster) watchCommits() *commitLog {
-	t := c.t
 	log := &commitLog{}
-	ctx, cancel := context.WithCancel(context.Background())
 	cms := c.admin.CoreV1().ConfigMaps(c.ns)
-	list, err := cms.List(ctx, metav1.ListOptions{})
+	list, err := cms.List(context.Background(), metav1.ListOptions{})
 	if err != nil {
-		cancel()
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
 	last := map[string]string{}
 	for _, cm := range list.Items {
 		last[cm.Name] = cm.Annotations[reconciledAnnotation] + "\x00" + cm.Annotations[writerAnnotation]
 	}
-	w, err := toolswatch.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return cms.Watch(ctx, o) },
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev := range w.ResultChan() {
-			cm, ok := ev.Object.(*corev1.ConfigMap)
-			if !ok || ev.Type == watch.Deleted {
-				continue
-			}
-			marks := cm.Annotations[reconciledAnnotation] + "\x00" + cm.Annotations[writerAnnotation]
-			if marks == last[cm.Name] {
-				continue // a bump by the test, or a no-op
-			}
-			last[cm.Name] = marks
-			rv, _ := strconv.ParseInt(cm.ResourceVersion, 10, 64)
-			log.mu.Lock()
-			log.commits = append(log.commits, replicaCommit{cm.Name, cm.Annotations[writerAnnotation], rv})
-			log.mu.Unlock()
+	follow(c.t, list.ResourceVersion, cms.Watch, func(ev watch.Event) {
+		cm, ok := ev.Object.(*corev1.ConfigMap)
+		if !ok || ev.Type == watch.Deleted {
+			return
 		}
-	}()
-	t.Cleanup(func() { cancel(); w.Stop(); <-done })
+		marks := cm.Annotations[reconciledAnnotation] + "\x00" + cm.Annotations[writerAnnotation]
+		if marks == last[cm.Name] {
+			return // a bump by the test, or a no-op
+		}
+		last[cm.Name] = marks
+		rv, _ := strconv.ParseInt(cm.ResourceVersion, 10, 64)
+		log.mu.Lock()
+		log.commits = append(log.commits, replicaCommit{cm.Name, cm.Annotations[writerAnnotation], rv})
+		log.mu.Unlock()
+	})
 	return log
 }
 

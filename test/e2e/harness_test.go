@@ -20,8 +20,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	toolswatch "k8s.io/client-go/tools/watch"
 
 	"github.com/rein-k8s/rein/internal/netfault"
 	"github.com/rein-k8s/rein/pkg/testenv"
@@ -529,4 +532,24 @@ func (p *proxy) kubeconfig(t testing.TB, userKubeconfig string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// follow calls handle, from one goroutine, with every event of a watch
+// from resourceVersion rv (resumed when it breaks) until the test ends.
+func follow(t testing.TB, rv string, watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error), handle func(watch.Event)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := toolswatch.NewRetryWatcherWithContext(ctx, rv, &cache.ListWatch{WatchFuncWithContext: watchFn})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			handle(ev)
+		}
+	}()
+	t.Cleanup(func() { cancel(); w.Stop(); <-done })
 }

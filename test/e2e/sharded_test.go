@@ -15,8 +15,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/tools/cache"
-	toolswatch "k8s.io/client-go/tools/watch"
 
 	"github.com/rein-k8s/rein/internal/netfault"
 	"github.com/rein-k8s/rein/pkg/shard"
@@ -40,43 +38,28 @@ type leaseEvent struct {
 }
 
 func (c *cluster) watchGroup() *groupLog {
-	t := c.t
 	g := &groupLog{changed: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
 	leases := c.admin.CoordinationV1().Leases(c.ns)
-	list, err := leases.List(ctx, metav1.ListOptions{})
+	list, err := leases.List(context.Background(), metav1.ListOptions{})
 	if err != nil {
-		cancel()
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
-	w, err := toolswatch.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return leases.Watch(ctx, o) },
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev := range w.ResultChan() {
-			l, ok := ev.Object.(*coordinationv1.Lease)
-			if !ok {
-				continue
-			}
-			e := leaseEvent{name: l.Name, state: l.Annotations[shard.AnnotationState], seen: time.Now(), deleted: ev.Type == watch.Deleted}
-			if l.Spec.HolderIdentity != nil {
-				e.holder = *l.Spec.HolderIdentity
-			}
-			e.rev, _ = strconv.ParseInt(l.ResourceVersion, 10, 64)
-			g.mu.Lock()
-			g.events = append(g.events, e)
-			close(g.changed)
-			g.changed = make(chan struct{})
-			g.mu.Unlock()
+	follow(c.t, list.ResourceVersion, leases.Watch, func(ev watch.Event) {
+		l, ok := ev.Object.(*coordinationv1.Lease)
+		if !ok {
+			return
 		}
-	}()
-	t.Cleanup(func() { cancel(); w.Stop(); <-done })
+		e := leaseEvent{name: l.Name, state: l.Annotations[shard.AnnotationState], seen: time.Now(), deleted: ev.Type == watch.Deleted}
+		if l.Spec.HolderIdentity != nil {
+			e.holder = *l.Spec.HolderIdentity
+		}
+		e.rev, _ = strconv.ParseInt(l.ResourceVersion, 10, 64)
+		g.mu.Lock()
+		g.events = append(g.events, e)
+		close(g.changed)
+		g.changed = make(chan struct{})
+		g.mu.Unlock()
+	})
 	return g
 }
 
