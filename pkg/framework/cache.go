@@ -16,7 +16,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 )
@@ -27,18 +30,27 @@ import (
 // permission; waiting longer only hides it.
 const DefaultSyncTimeout = 2 * time.Minute
 
-// CacheFactory keeps one shared informer per kind, scoped to one namespace
-// or to all, shared by every controller and every user of the cache.
+// CacheFactory keeps one shared informer per kind and form, shared by
+// every controller and every user of the cache, shaped by CacheOptions
+// (namespaces, selectors, a transform).
 type CacheFactory struct {
 	clients *ClientFactory
 	opts    CacheOptions
 
 	mu        sync.Mutex
-	informers map[schema.GroupVersionKind]*sharedInformer
+	informers map[cacheKey]*sharedInformer
 	// runCtx is set by Start: informers created later start at once.
 	runCtx context.Context
 	wg     sync.WaitGroup
 }
+
+// cacheKey names one cache: a kind in one form.
+type cacheKey struct {
+	gvk  schema.GroupVersionKind
+	form Form
+}
+
+func (r Resource) cacheKey() cacheKey { return cacheKey{r.GVK, r.Form} }
 
 type sharedInformer struct {
 	res      Resource
@@ -56,6 +68,10 @@ type CacheOptions struct {
 	// Namespace limits the caches of namespaced kinds to one namespace;
 	// "" caches all namespaces.
 	Namespace string
+	// Namespaces limits the caches of namespaced kinds to several
+	// namespaces (one list and watch each); nil leaves it to Namespace.
+	// Set one of the two.
+	Namespaces []string
 	// KeepManagedFields keeps metadata.managedFields in cached objects.
 	// By default they are dropped as objects enter the cache: handlers
 	// rarely read them, and they are often the largest part of an
@@ -63,64 +79,202 @@ type CacheOptions struct {
 	// the server, since an update without managedFields leaves them as
 	// they are.
 	KeepManagedFields bool
+	// PerKind shapes the caches of single kinds (every form of the kind).
+	PerKind map[schema.GroupVersionKind]KindCache
 }
 
-// NewCacheFactory returns a cache factory.
-func NewCacheFactory(clients *ClientFactory, opts CacheOptions) *CacheFactory {
-	return &CacheFactory{clients: clients, opts: opts, informers: map[schema.GroupVersionKind]*sharedInformer{}}
+// KindCache shapes the cache of one kind. The zero value changes nothing.
+//
+// What a cache leaves out, its controller never sees: an object that stops
+// matching the selectors leaves the cache as if deleted (its OnChange
+// handlers run with nil, the key of an OnRemove handler's finalizer stays
+// until it matches again), and handlers see objects as the transform left
+// them. A handler that writes an object whose fields the transform
+// dropped must patch the fields it means to change: an update would write
+// the dropped fields away.
+type KindCache struct {
+	// Namespaces replaces the factory's namespaces for this kind: one
+	// or more namespaces, or {""} for all of them. Cluster-scoped kinds
+	// ignore it.
+	Namespaces []string
+	// Labels, when set, caches only objects whose labels it selects; the
+	// apiserver filters, so the others are neither sent nor kept.
+	Labels labels.Selector
+	// Fields, when set, caches only objects whose fields it selects (the
+	// fields the apiserver can select on for the kind: metadata.name,
+	// metadata.namespace, and a few per kind, e.g. spec.nodeName of
+	// Pods; another is named in the cache's sync error).
+	Fields fields.Selector
+	// Transform, when set, changes each object before it enters the cache
+	// (after managedFields are dropped, unless kept): drop what handlers
+	// never read, to keep memory low. It receives the object the
+	// apiserver sent, in the cache's form, and returns what to keep,
+	// which may be the same object changed in place. It must not fail on
+	// an object it transformed before. A handler still gets a private
+	// copy of the result.
+	Transform cache.TransformFunc
 }
 
-// dropManagedFields is the caches' transform unless managed fields are
-// kept. Tombstones (cache.DeletedFinalStateUnknown) pass unchanged: their
-// object went through the transform when it entered the cache.
-func dropManagedFields(obj any) (any, error) {
+// validate names every mistake of the options at once.
+func (o CacheOptions) validate() error {
+	var errs []error
+	if o.Namespace != "" && o.Namespaces != nil {
+		errs = append(errs, errors.New("set Namespace or Namespaces, not both"))
+	}
+	if o.Namespaces != nil {
+		if err := validNamespaces(o.Namespaces); err != nil {
+			errs = append(errs, fmt.Errorf("Namespaces: %w", err))
+		}
+	} else if o.Namespace != "" {
+		if err := validNamespaces([]string{o.Namespace}); err != nil {
+			errs = append(errs, fmt.Errorf("Namespace: %w", err))
+		}
+	}
+	gvks := make([]schema.GroupVersionKind, 0, len(o.PerKind))
+	for gvk := range o.PerKind {
+		gvks = append(gvks, gvk)
+	}
+	sort.Slice(gvks, func(i, j int) bool { return gvks[i].String() < gvks[j].String() })
+	for _, gvk := range gvks {
+		kc := o.PerKind[gvk]
+		if gvk.Kind == "" || gvk.Version == "" {
+			errs = append(errs, fmt.Errorf("PerKind[%s]: name the kind's version and kind", gvk))
+		}
+		if kc.Namespaces != nil {
+			if err := validNamespaces(kc.Namespaces); err != nil {
+				errs = append(errs, fmt.Errorf("PerKind[%s].Namespaces: %w", gvk, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validNamespaces checks a namespace list: names, no repeats, and "" (all
+// namespaces) only alone.
+func validNamespaces(names []string) error {
+	if len(names) == 0 {
+		return errors.New(`empty: name one or more namespaces, or {""} for all of them`)
+	}
+	seen := map[string]bool{}
+	for _, ns := range names {
+		if ns == "" {
+			if len(names) > 1 {
+				return errors.New(`"" (all namespaces) cannot be listed with other namespaces`)
+			}
+			continue
+		}
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			return fmt.Errorf("%q is not a namespace name: %s", ns, strings.Join(msgs, "; "))
+		}
+		if seen[ns] {
+			return fmt.Errorf("namespace %q is listed twice", ns)
+		}
+		seen[ns] = true
+	}
+	return nil
+}
+
+// NewCacheFactory returns a cache factory, or the mistakes of opts.
+func NewCacheFactory(clients *ClientFactory, opts CacheOptions) (*CacheFactory, error) {
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("framework: cache options: %w", err)
+	}
+	return &CacheFactory{clients: clients, opts: opts, informers: map[cacheKey]*sharedInformer{}}, nil
+}
+
+// DropManagedFields is a cache transform that drops metadata.managedFields:
+// the caches' own unless CacheOptions.KeepManagedFields is set. Tombstones
+// (cache.DeletedFinalStateUnknown) pass unchanged: their object went
+// through the transform when it entered the cache.
+func DropManagedFields(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok && m.GetManagedFields() != nil {
 		m.SetManagedFields(nil)
 	}
 	return obj, nil
 }
 
+// namespacesOf returns the namespaces res is cached in: {""} for all (and
+// for cluster-scoped kinds).
+func (f *CacheFactory) namespacesOf(res Resource) []string {
+	if !res.Namespaced {
+		return []string{""}
+	}
+	if kc, ok := f.opts.PerKind[res.GVK]; ok && kc.Namespaces != nil {
+		return kc.Namespaces
+	}
+	if f.opts.Namespaces != nil {
+		return f.opts.Namespaces
+	}
+	return []string{f.opts.Namespace}
+}
+
+// transformOf returns the transform of res's cache, or nil for none.
+func (f *CacheFactory) transformOf(res Resource) cache.TransformFunc {
+	user := f.opts.PerKind[res.GVK].Transform
+	switch {
+	case f.opts.KeepManagedFields:
+		return user
+	case user == nil:
+		return DropManagedFields
+	}
+	return func(obj any) (any, error) {
+		obj, _ = DropManagedFields(obj)
+		return user(obj)
+	}
+}
+
 // ForResource returns the shared informer of res, creating it on first use.
 func (f *CacheFactory) ForResource(res Resource) (cache.SharedIndexInformer, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if si, ok := f.informers[res.GVK]; ok {
+	if si, ok := f.informers[res.cacheKey()]; ok {
 		return si.informer, nil
 	}
 	client, err := f.clients.ForResource(res)
 	if err != nil {
 		return nil, err
 	}
-	listGVK := res.GVK.GroupVersion().WithKind(res.GVK.Kind + "List")
 	scheme := f.clients.Scheme()
-	if !scheme.Recognizes(listGVK) {
-		return nil, fmt.Errorf("framework: list kind %s is not registered in the scheme", listGVK)
-	}
-	example, err := scheme.New(res.GVK)
+	example, err := NewObject(scheme, res)
 	if err != nil {
 		return nil, fmt.Errorf("framework: %w", err)
 	}
-	namespace := f.opts.Namespace
-	if !res.Namespaced {
-		namespace = ""
+	kc := f.opts.PerKind[res.GVK]
+	selectors := func(opts *metav1.ListOptions) {
+		if kc.Labels != nil && !kc.Labels.Empty() {
+			opts.LabelSelector = kc.Labels.String()
+		}
+		if kc.Fields != nil && !kc.Fields.Empty() {
+			opts.FieldSelector = kc.Fields.String()
+		}
 	}
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			list, err := scheme.New(listGVK)
-			if err != nil {
-				return nil, err
-			}
-			return list, client.List(ctx, namespace, opts, list)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			return client.Watch(ctx, namespace, opts)
-		},
+	informerOf := func(namespace string) cache.SharedIndexInformer {
+		lw := &cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+				list, err := NewList(scheme, res)
+				if err != nil {
+					return nil, err
+				}
+				selectors(&opts)
+				return list, client.List(ctx, namespace, opts, list)
+			},
+			WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+				selectors(&opts)
+				return client.Watch(ctx, namespace, opts)
+			},
+		}
+		return cache.NewSharedIndexInformer(lw, example, 0, cache.Indexers{
+			cache.NamespaceIndex: cache.MetaNamespaceIndexFunc,
+		})
 	}
-	informer := cache.NewSharedIndexInformer(lw, example, 0, cache.Indexers{
-		cache.NamespaceIndex: cache.MetaNamespaceIndexFunc,
-	})
-	if !f.opts.KeepManagedFields {
-		if err := informer.SetTransform(dropManagedFields); err != nil {
+	var informer cache.SharedIndexInformer
+	if namespaces := f.namespacesOf(res); len(namespaces) == 1 {
+		informer = informerOf(namespaces[0])
+	} else {
+		informer = newNamespacesInformer(namespaces, informerOf)
+	}
+	if transform := f.transformOf(res); transform != nil {
+		if err := informer.SetTransform(transform); err != nil {
 			return nil, fmt.Errorf("framework: informer for %s: %w", res, err)
 		}
 	}
@@ -132,7 +286,7 @@ func (f *CacheFactory) ForResource(res Resource) (cache.SharedIndexInformer, err
 	}); err != nil {
 		return nil, fmt.Errorf("framework: informer for %s: %w", res, err)
 	}
-	f.informers[res.GVK] = si
+	f.informers[res.cacheKey()] = si
 	if f.runCtx != nil {
 		f.startLocked(si)
 	}
@@ -317,12 +471,13 @@ func (f *CacheFactory) probeAPIServer() error {
 }
 
 // objectCounts reports the number of cached objects per kind, for metrics.
+// A kind cached in two forms counts both.
 func (f *CacheFactory) objectCounts() map[schema.GroupVersionKind]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	counts := make(map[schema.GroupVersionKind]int, len(f.informers))
-	for gvk, si := range f.informers {
-		counts[gvk] = len(si.informer.GetStore().ListKeys())
+	for key, si := range f.informers {
+		counts[key.gvk] += len(si.informer.GetStore().ListKeys())
 	}
 	return counts
 }

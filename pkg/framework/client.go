@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,18 +16,25 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
 	"github.com/rein-k8s/rein/internal/httpdeadline"
 )
 
 // Resource names a kind the engine serves: its GroupVersionKind, the plural
-// resource name the API uses in URLs, and whether objects live in
-// namespaces. Generated code fills it in; nothing is discovered at run time.
+// resource name the API uses in URLs, whether objects live in namespaces,
+// and the Form its objects take in Go. Generated code fills it in;
+// DiscoverResource finds it at run time for kinds a program was not
+// compiled with.
 type Resource struct {
 	GVK        schema.GroupVersionKind
 	Plural     string
 	Namespaced bool
+	// Form is Typed (the zero value), Metadata or Unstructured.
+	Form Form
 }
 
 // GVR is the resource's GroupVersionResource.
@@ -34,16 +42,26 @@ func (r Resource) GVR() schema.GroupVersionResource {
 	return r.GVK.GroupVersion().WithResource(r.Plural)
 }
 
+// String is the resource's name as kubectl writes it ("deployments.apps"),
+// with the form in brackets unless it is Typed ("secrets[metadata]"): the
+// name of its controller, its queue and its metrics.
 func (r Resource) String() string {
-	if r.GVK.Group == "" {
-		return r.Plural
+	name := r.Plural
+	if r.GVK.Group != "" {
+		name += "." + r.GVK.Group
 	}
-	return r.Plural + "." + r.GVK.Group
+	if r.Form != Typed {
+		name += "[" + r.Form.String() + "]"
+	}
+	return name
 }
 
 func (r Resource) validate() error {
 	if r.GVK.Kind == "" || r.GVK.Version == "" || r.Plural == "" {
 		return fmt.Errorf("resource %+v: kind, version and plural are all required", r)
+	}
+	if r.Form > Unstructured {
+		return fmt.Errorf("resource %s: unknown form %v", r, r.Form)
 	}
 	return nil
 }
@@ -67,8 +85,10 @@ type ClientFactory struct {
 	guard      atomic.Pointer[WriteGuard]
 	manager    atomic.Pointer[string]
 
-	mu      sync.Mutex
-	clients map[clientKey]*rest.RESTClient
+	mu       sync.Mutex
+	clients  map[clientKey]*rest.RESTClient
+	metadata metadata.Interface // made on first use by a Metadata resource
+	dynamic  dynamic.Interface  // made on first use by an Unstructured one
 }
 
 // clientKey picks a REST client: one per GroupVersion and wire format.
@@ -276,14 +296,20 @@ type Client struct {
 	rest rest.Interface
 }
 
-// ForResource returns a client of res. The scheme must know res.GVK.
-func (f *ClientFactory) ForResource(res Resource) (*Client, error) {
+// ForResource returns a client of res. A Typed resource's kind must be
+// in the scheme; the Metadata and Unstructured forms need nothing of it.
+func (f *ClientFactory) ForResource(res Resource) (ResourceClient, error) {
 	if err := res.validate(); err != nil {
 		return nil, fmt.Errorf("framework: %w", err)
 	}
-	if !f.scheme.Recognizes(res.GVK) {
-		return nil, fmt.Errorf("framework: kind %s in %s is not registered in the scheme: add its API package's AddToScheme to the scheme given to NewFactory",
-			res.GVK.Kind, res.GVK.GroupVersion().String())
+	if err := res.checkScheme(f.scheme); err != nil {
+		return nil, fmt.Errorf("framework: %w", err)
+	}
+	switch res.Form {
+	case Metadata:
+		return f.metadataClient(res)
+	case Unstructured:
+		return f.unstructuredClient(res)
 	}
 	rc, err := f.restClient(res.GVK.GroupVersion(), f.speaksProtobuf(res.GVK))
 	if err != nil {
@@ -353,4 +379,33 @@ func (c *Client) Delete(ctx context.Context, namespace, name string, opts metav1
 func (c *Client) DeleteCollection(ctx context.Context, namespace string, opts metav1.DeleteOptions, listOpts metav1.ListOptions) error {
 	return c.request(c.rest.Delete(), namespace).
 		VersionedParams(&listOpts, metav1.ParameterCodec).Body(&opts).Do(ctx).Error()
+}
+
+// DiscoverResource asks the apiserver how it serves gvk (its plural and
+// whether it is namespaced) and returns it as a Resource of the given
+// form: how a program builds a controller for a kind it was not compiled
+// with (Unstructured), or learns a CRD's resource at run time. It fails,
+// naming the kind, when the apiserver does not serve it.
+func (f *ClientFactory) DiscoverResource(ctx context.Context, gvk schema.GroupVersionKind, form Form) (Resource, error) {
+	dc, err := discovery.NewDiscoveryClientForConfigAndClient(f.config, f.httpClient)
+	if err != nil {
+		return Resource{}, fmt.Errorf("framework: discovery client: %w", err)
+	}
+	list, err := dc.ServerResourcesForGroupVersionWithContext(ctx, gvk.GroupVersion().String())
+	if err != nil {
+		return Resource{}, fmt.Errorf("framework: discover %s: the apiserver does not serve %s: %w", gvk.Kind, gvk.GroupVersion(), err)
+	}
+	for _, r := range list.APIResources {
+		if r.Kind == gvk.Kind && !strings.Contains(r.Name, "/") {
+			res := Resource{GVK: gvk, Plural: r.Name, Namespaced: r.Namespaced, Form: form}
+			return res, res.validate()
+		}
+	}
+	kinds := make([]string, 0, len(list.APIResources))
+	for _, r := range list.APIResources {
+		if !strings.Contains(r.Name, "/") {
+			kinds = append(kinds, r.Kind)
+		}
+	}
+	return Resource{}, fmt.Errorf("framework: discover %s: %s serves no such kind (it serves %s)", gvk.Kind, gvk.GroupVersion(), strings.Join(kinds, ", "))
 }

@@ -27,6 +27,12 @@ type Options struct {
 	// Namespace limits the caches of namespaced kinds to one namespace;
 	// "" caches all namespaces.
 	Namespace string
+	// Namespaces limits the caches of namespaced kinds to several
+	// namespaces, one list and watch each (set Namespace or Namespaces).
+	Namespaces []string
+	// CachePerKind shapes the caches of single kinds: their namespaces,
+	// label and field selectors, and a transform (see KindCache).
+	CachePerKind map[schema.GroupVersionKind]KindCache
 	// Workers per controller; 0 means DefaultWorkers.
 	Workers int
 	// WorkersPerKind overrides Workers for single kinds.
@@ -74,7 +80,7 @@ type Factory struct {
 	metrics *metrics
 
 	mu          sync.Mutex
-	controllers map[schema.GroupVersionKind]*Controller
+	controllers map[cacheKey]*Controller
 	setupErrs   []error
 	started     bool     // StartCaches ran: metrics can no longer be attached
 	workers     *Workers // the running generation, for controllers added late
@@ -96,12 +102,21 @@ func NewFactory(config *rest.Config, scheme *runtime.Scheme, opts Options) (*Fac
 	if log == nil {
 		log = logrus.NewEntry(logrus.StandardLogger())
 	}
+	caches, err := NewCacheFactory(clients, CacheOptions{
+		Namespace:         opts.Namespace,
+		Namespaces:        opts.Namespaces,
+		KeepManagedFields: opts.KeepManagedFields,
+		PerKind:           opts.CachePerKind,
+	})
+	if err != nil {
+		return nil, err
+	}
 	f := &Factory{
 		opts:        opts,
 		log:         log,
 		clients:     clients,
-		caches:      NewCacheFactory(clients, CacheOptions{Namespace: opts.Namespace, KeepManagedFields: opts.KeepManagedFields}),
-		controllers: map[schema.GroupVersionKind]*Controller{},
+		caches:      caches,
+		controllers: map[cacheKey]*Controller{},
 	}
 	if f.metrics, err = newMetrics(opts.Registerer, f.caches); err != nil {
 		return nil, fmt.Errorf("framework: register metrics: %w", err)
@@ -180,12 +195,12 @@ func (f *Factory) GuardWrites(g WriteGuard) { f.clients.GuardWrites(g) }
 func (f *Factory) SetFieldManager(name string) { f.clients.SetFieldManager(name) }
 
 // Controller returns the shared controller of res, creating it (and its
-// informer) on first use. A controller created while workers run gets
-// workers at once.
+// informer) on first use: one per kind and form. A controller created
+// while workers run gets workers at once.
 func (f *Factory) Controller(res Resource) (*Controller, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if c, ok := f.controllers[res.GVK]; ok {
+	if c, ok := f.controllers[res.cacheKey()]; ok {
 		return c, nil
 	}
 	client, err := f.clients.ForResource(res)
@@ -204,7 +219,7 @@ func (f *Factory) Controller(res Resource) (*Controller, error) {
 		workers = DefaultWorkers
 	}
 	scheme := f.clients.Scheme()
-	newObj := func() (runtime.Object, error) { return scheme.New(res.GVK) }
+	newObj := func() (runtime.Object, error) { return NewObject(scheme, res) }
 	rl := f.opts.RateLimit
 	if perKind, ok := f.opts.RateLimitPerKind[res.GVK]; ok {
 		rl = perKind
@@ -213,7 +228,7 @@ func (f *Factory) Controller(res Resource) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.controllers[res.GVK] = c
+	f.controllers[res.cacheKey()] = c
 	if f.gate != nil {
 		c.gate.Store(&f.gate)
 	}

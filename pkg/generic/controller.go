@@ -213,6 +213,7 @@ type typed[T runtime.Object, TList runtime.Object] struct {
 }
 
 func newTyped[T runtime.Object, TList runtime.Object](backend Backend, res framework.Resource) *typed[T, TList] {
+	checkForm[T, TList](backend, res)
 	return &typed[T, TList]{backend: backend, res: res}
 }
 
@@ -312,7 +313,7 @@ func (c *typed[T, TList]) rest() (framework.ResourceClient, error) {
 }
 
 func (c *typed[T, TList]) newObject() (T, error) {
-	o, err := c.backend.Scheme().New(c.res.GVK)
+	o, err := framework.NewObject(c.backend.Scheme(), c.res)
 	if err != nil {
 		var zero T
 		return zero, err
@@ -321,8 +322,7 @@ func (c *typed[T, TList]) newObject() (T, error) {
 }
 
 func (c *typed[T, TList]) newList() (TList, error) {
-	gvk := c.res.GVK.GroupVersion().WithKind(c.res.GVK.Kind + "List")
-	o, err := c.backend.Scheme().New(gvk)
+	o, err := framework.NewList(c.backend.Scheme(), c.res)
 	if err != nil {
 		var zero TList
 		return zero, err
