@@ -101,8 +101,8 @@ func (m *namespacesInformer) RemoveEventHandler(handle cache.ResourceEventHandle
 	})
 }
 
-func (m *namespacesInformer) GetStore() cache.Store       { return namespacesIndexer{m} }
-func (m *namespacesInformer) GetIndexer() cache.Indexer   { return namespacesIndexer{m} }
+func (m *namespacesInformer) GetStore() cache.Store           { return namespacesIndexer{m} }
+func (m *namespacesInformer) GetIndexer() cache.Indexer       { return namespacesIndexer{m} }
 func (m *namespacesInformer) GetController() cache.Controller { return namespacesController{m} }
 
 func (m *namespacesInformer) Run(stopCh <-chan struct{}) {
@@ -231,8 +231,8 @@ func (a *allDone) Done() <-chan struct{} {
 
 type namespacesController struct{ m *namespacesInformer }
 
-func (c namespacesController) RunWithContext(ctx context.Context) { c.m.RunWithContext(ctx) }
-func (c namespacesController) Run(stopCh <-chan struct{})         { c.m.Run(stopCh) }
+func (c namespacesController) RunWithContext(ctx context.Context)  { c.m.RunWithContext(ctx) }
+func (c namespacesController) Run(stopCh <-chan struct{})          { c.m.Run(stopCh) }
 func (c namespacesController) HasSynced() bool                     { return c.m.HasSynced() }
 func (c namespacesController) HasSyncedChecker() cache.DoneChecker { return c.m.HasSyncedChecker() }
 func (c namespacesController) LastSyncResourceVersion() string     { return "" }
