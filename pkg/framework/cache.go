@@ -363,6 +363,8 @@ func SyncHint(res Resource, err error) string {
 		return "the apiserver refused the credentials (401): check the user of the kubeconfig (token, client certificate) or the service account"
 	case apierrors.IsForbidden(err):
 		return fmt.Sprintf("RBAC forbids it (403): grant list and watch on %s to this user or service account", res.String())
+	case apierrors.IsBadRequest(err) && (strings.Contains(err.Error(), "field selector") || strings.Contains(err.Error(), "field label")):
+		return fmt.Sprintf("the field selector of this cache (KindCache.Fields) names a field the apiserver cannot select %s by: select on metadata.name, metadata.namespace, or a field the kind supports", res.String())
 	case apierrors.IsNotFound(err):
 		return fmt.Sprintf("the apiserver does not serve %s (404): install its CRD (or check the group, version and plural)", res.String())
 	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid), strings.Contains(err.Error(), "x509:"), strings.Contains(err.Error(), "tls:"):
