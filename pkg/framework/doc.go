@@ -8,9 +8,15 @@
 //     one rest.Config, sharing one connection pool. Every mutating request
 //     passes a WriteGuard, which is how leader election fences writes
 //     without this package knowing about elections.
-//   - CacheFactory keeps one shared informer per kind (in one namespace or
-//     all). WaitForCacheSync never hangs: it gives up after a timeout and
-//     names each kind that did not sync, with its last list error.
+//   - CacheFactory keeps one shared informer per kind and form (see
+//     below), in all namespaces, one, or a list (one list and watch per
+//     namespace, seen as one informer and one store). KindCache shapes one
+//     kind's cache: its namespaces, label and field selectors the
+//     apiserver applies, and a transform run before objects enter the
+//     cache (after managedFields are dropped, which is the default
+//     transform: DropManagedFields). WaitForCacheSync never hangs: it
+//     gives up after a timeout and names each kind that did not sync, with
+//     its last list error.
 //   - Controller is the shared controller of one kind: a deduplicating,
 //     rate-limited Queue of keys fed by the informer, a chain of named
 //     handlers run in registration order, and workers.
@@ -25,6 +31,16 @@
 // and stays alive after Stop, so that a graceful stop lets running calls
 // finish within the drain grace before the caller ends the term. The queue outlives a generation of
 // workers, so a later term starts from a full queue without a relist.
+//
+// A Resource names its Form, the Go shape of its objects: Typed (the
+// scheme's types, the default), Metadata (*metav1.PartialObjectMetadata:
+// the apiserver sends only metadata, as protobuf, so the cache of a big
+// kind costs a fraction of a typed one) or Unstructured (any kind, with no
+// Go type; ClientFactory.DiscoverResource finds its plural and scope at
+// run time). Each form of a kind has its own cache and controller, with
+// the same handler chain, finalizers and write guard. Metadata objects
+// carry their own kind's apiVersion and kind, not meta.k8s.io's, and
+// cannot be created or updated, only patched.
 //
 // Handler results: nil goes on; ErrSkip ends this handler's work on the key
 // quietly; RequeueAfter(d) processes the key again after d without counting

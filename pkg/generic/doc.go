@@ -15,8 +15,14 @@
 //		...
 //	})
 //
-// Objects come from the scheme of the factory (scheme.New), not from
-// reflection. A handler gets its own copy of the cached object; objects the
+// NewMetadataController and NewDynamicController are the same controllers
+// over *metav1.PartialObjectMetadata (names, labels, annotations, owner
+// references and finalizers of any kind, without spec or status: for
+// handlers that need no more, at a fraction of the memory) and over
+// *unstructured.Unstructured (a kind known only at run time).
+//
+// Objects come from the scheme of the factory (scheme.New), or from the
+// resource's form (framework.NewObject), not from reflection. A handler gets its own copy of the cached object; objects the
 // Cache returns are shared and must not be modified.
 //
 // Typed controllers run on a Backend: NewController's is a

@@ -9,7 +9,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
@@ -202,4 +205,124 @@ func ExampleRegisterGeneratingHandler() {
 	// child: example-widget-part-0
 	// child: example-widget-part-1
 	// deleted with its children
+}
+
+// A metadata-only controller: the handler reads names, labels and
+// finalizers of ConfigMaps without their data, which the apiserver never
+// sends. (Against the test control plane; in a program pkg/start runs the
+// caches and workers.)
+func ExampleNewMetadataController() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	factory, err := framework.NewFactory(env.Config(), clientgoscheme.Scheme, framework.Options{Namespace: "default"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	configMaps := generic.NewMetadataController(factory, framework.Resource{
+		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
+	})
+	seen := make(chan string, 1)
+	configMaps.OnChange(ctx, "owner-label", func(ctx context.Context, key string, obj *metav1.PartialObjectMetadata) (*metav1.PartialObjectMetadata, error) {
+		if obj == nil || key != "default/example-metadata" {
+			return nil, nil
+		}
+		if obj.Labels["team"] == "" {
+			// Metadata objects are written with patches, conditional on
+			// the version the handler read.
+			return configMaps.Patch(ctx, obj, types.MergePatchType, []byte(`{"metadata":{"labels":{"team":"platform"}}}`))
+		}
+		seen <- fmt.Sprintf("%s %s labelled team=%s", obj.Kind, obj.Name, obj.Labels["team"])
+		return nil, nil
+	})
+	if err := factory.StartCaches(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := factory.WaitForCacheSync(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	workers, err := factory.StartWorkers(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	typed := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, framework.Resource{
+		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
+	})
+	if _, err := typed.Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "example-metadata", Namespace: "default"},
+		Data:       map[string]string{"big": "a payload the metadata controller never receives"},
+	}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(<-seen)
+	_ = typed.DeleteByName(ctx, "default", "example-metadata", metav1.DeleteOptions{})
+	cancel()
+	if err := workers.Wait(10 * time.Second); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// ConfigMap example-metadata labelled team=platform
+}
+
+// A dynamic controller for a kind the program was not compiled with:
+// discovery finds its resource, handlers get unstructured objects.
+func ExampleNewDynamicController() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	factory, err := framework.NewFactory(env.Config(), clientgoscheme.Scheme, framework.Options{Namespace: "default"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	gvk := schema.GroupVersionKind{Group: "test.rein.dev", Version: "v1", Kind: "Widget"}
+	res, err := factory.Clients().DiscoverResource(ctx, gvk, framework.Unstructured)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("discovered:", res)
+	widgets := generic.NewDynamicController(factory, res)
+	sizes := make(chan int64, 1)
+	widgets.OnChange(ctx, "size", func(ctx context.Context, key string, u *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+		if u == nil || key != "default/example-dynamic" {
+			return nil, nil
+		}
+		size, _, err := unstructured.NestedInt64(u.Object, "spec", "size")
+		sizes <- size
+		return nil, err
+	})
+	if err := factory.StartCaches(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := factory.WaitForCacheSync(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	workers, err := factory.StartWorkers(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	w := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"size": int64(3)}}}
+	w.SetGroupVersionKind(gvk)
+	w.SetNamespace("default")
+	w.SetName("example-dynamic")
+	if _, err := widgets.Create(ctx, w); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("spec.size:", <-sizes)
+	_ = widgets.DeleteByName(ctx, "default", "example-dynamic", metav1.DeleteOptions{})
+	cancel()
+	if err := workers.Wait(10 * time.Second); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// discovered: widgets.test.rein.dev[unstructured]
+	// spec.size: 3
 }
