@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -186,17 +185,7 @@ func TestMetadataController(t *testing.T) {
 // conditional and fenced, OnRemove keeps its finalizer.
 func TestDynamicController(t *testing.T) {
 	ns := testNamespace(t)
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil { // no Widget in it
-		t.Fatal(err)
-	}
-	f, err := framework.NewFactory(env.Config(), scheme, framework.Options{
-		Namespace: ns,
-		RateLimit: framework.RateLimit{BaseDelay: 10 * time.Millisecond, MaxDelay: time.Second},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newFactoryOf(t, ns, clientgoscheme.AddToScheme) // no Widget in its scheme
 	ctx := t.Context()
 
 	if _, err := f.Clients().DiscoverResource(ctx, testapi.SchemeGroupVersion.WithKind("Gizmo"), framework.Unstructured); err == nil || !strings.Contains(err.Error(), "Widget") {

@@ -35,12 +35,17 @@ var (
 )
 
 func newFactory(t testing.TB, namespace string) *framework.Factory {
+	return newFactoryOf(t, namespace, clientgoscheme.AddToScheme, testapi.AddToScheme)
+}
+
+// newFactoryOf returns a factory whose scheme has the kinds of the API
+// packages given.
+func newFactoryOf(t testing.TB, namespace string, addToScheme ...func(*runtime.Scheme) error) *framework.Factory {
 	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := testapi.AddToScheme(s); err != nil {
-		t.Fatal(err)
+	for _, add := range addToScheme {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
 	}
 	f, err := framework.NewFactory(env.Config(), s, framework.Options{
 		Namespace: namespace,
