@@ -54,8 +54,10 @@
 // Its limits, which are those of handler logic tested alone: there is no
 // validation, defaulting, admission, schema pruning, namespace lifecycle,
 // garbage collection of owned objects, watch, field ownership or paging,
-// and options (dry run, field managers, propagation) are ignored.
-// The cache is the store: a handler's write is visible to the next
+// and options (dry run, field managers, propagation) are ignored. Only
+// typed controllers run on it: metadata-only and dynamic controllers
+// (framework.Metadata, framework.Unstructured) are refused with that
+// reason. The cache is the store: a handler's write is visible to the next
 // Reconcile at once, where a real cache lags behind, and nothing is
 // processed unless Reconcile is called. Each typed controller's Informer
 // never runs: its store is the Env's, and event handlers added to it never

@@ -255,6 +255,9 @@ func (e *Env) kindLocked(gvk schema.GroupVersionKind, res *framework.Resource) (
 		if res.GVK.Kind == "" || res.GVK.Version == "" || res.Plural == "" {
 			return nil, fmt.Errorf("fake: resource %+v: kind, version and plural are all required", *res)
 		}
+		if res.Form != framework.Typed {
+			return nil, fmt.Errorf("fake: %s: the fake serves typed resources only; metadata-only and dynamic controllers are not modelled (test them against pkg/testenv)", *res)
+		}
 		if !e.scheme.Recognizes(gvk.GroupVersion().WithKind(gvk.Kind + "List")) {
 			return nil, fmt.Errorf("fake: list kind %sList in %s is not registered in the scheme", gvk.Kind, gvk.GroupVersion())
 		}
