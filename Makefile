@@ -58,6 +58,10 @@ bench-children: testbin ## rein vs wrangler generating handlers (bench/ --scenar
 bench-shards: testbin ## rein sharded over 1, 3 and 5 replicas vs one leader and the peers (bench/ --scenarios sharded: 5000 ConfigMaps, 2 workers per process, a handler that waits 20ms, and without; idle load, handoff, takeover; 5 rounds); rewrites docs/benchmarks.md' sharded section (about 25 minutes)
 	cd bench && $(GO) run ./cmd/driver --scenarios sharded --repeats 5 --objects 5000 --workers 2 --delay 20ms --bindir $(BIN) --out ../docs/benchmarks.md
 
+.PHONY: bench-scale
+bench-scale: testbin ## rein (default, drop-data transform, metadata-only) vs wrangler, controller-runtime and a bare client-go writer at 100,000 ConfigMaps of 1 KiB (bench/ --scenarios scale: sync, peak RSS, objects/s, SIGKILL takeover with a full cache; 3 rounds); rewrites docs/benchmarks.md' scale section (about 2½ hours on 2 cores, extrapolated from runs at 2000 and 5000 objects; creating the objects takes 2–4 minutes of it)
+	cd bench && $(GO) run ./cmd/driver --scenarios scale --objects 100000 --repeats 3 --bindir $(BIN) --out ../docs/benchmarks.md
+
 .PHONY: bench-rein
 bench-rein: testbin ## rein alone: end-to-end reconcile with 5 and 20 workers, then bench-election (about 10 minutes)
 	$(GO) test -run '^$$' -bench 'BenchmarkReconcile' -benchtime 5x -timeout 30m ./pkg/framework

@@ -400,11 +400,14 @@ func (f *CacheFactory) WaitForCacheSync(ctx context.Context, timeout time.Durati
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	synced := make([]cache.InformerSynced, len(pending))
+	// Wait on the informers' done channels, not by polling (client-go's
+	// WaitForCacheSync polls every 100ms): readiness, and a standby's
+	// first campaign, follow the sync at once.
+	synced := make([]cache.DoneChecker, len(pending))
 	for i, si := range pending {
-		synced[i] = si.informer.HasSynced
+		synced[i] = si.informer.HasSyncedChecker()
 	}
-	if cache.WaitForCacheSync(ctx.Done(), synced...) {
+	if cache.WaitFor(ctx, "", synced...) {
 		return nil
 	}
 	// The wait may have ended before timeout, by ctx's own deadline: say

@@ -281,7 +281,7 @@ func TestCacheOptionsMistakesNamed(t *testing.T) {
 		Namespace:  "one",
 		Namespaces: []string{"a", "a", "Not_A_Name"},
 		CachePerKind: map[schema.GroupVersionKind]framework.KindCache{
-			configMaps.GVK: {Namespaces: []string{"", "b"}},
+			configMaps.GVK:  {Namespaces: []string{"", "b"}},
 			{Kind: "Thing"}: {},
 		},
 	})

@@ -38,8 +38,10 @@ type Controller struct {
 
 	workers atomic.Int32
 	// queued reports whether the informer has handed this controller every
-	// object of its initial list, i.e. the queue holds every key.
-	queued cache.InformerSynced
+	// object of its initial list, i.e. the queue holds every key;
+	// queuedDone is done then.
+	queued     cache.InformerSynced
+	queuedDone cache.DoneChecker
 
 	mu       sync.Mutex
 	nextID   uint64
@@ -76,7 +78,7 @@ func newController(res Resource, client ResourceClient, informer cache.SharedInd
 	if err != nil {
 		return nil, fmt.Errorf("framework: controller %s: %w", name, err)
 	}
-	c.queued = reg.HasSynced
+	c.queued, c.queuedDone = reg.HasSynced, reg.HasSyncedChecker()
 	return c, nil
 }
 

@@ -344,12 +344,12 @@ func (f *Factory) WaitForCacheSync(ctx context.Context) error {
 	// for that too, so that a replica that wins the election next has every
 	// key queued and starts work without a relist.
 	f.mu.Lock()
-	queued := make([]cache.InformerSynced, 0, len(f.controllers))
+	queued := make([]cache.DoneChecker, 0, len(f.controllers))
 	for _, c := range f.controllers {
-		queued = append(queued, c.queued)
+		queued = append(queued, c.queuedDone)
 	}
 	f.mu.Unlock()
-	if !cache.WaitForCacheSync(ctx.Done(), queued...) {
+	if !cache.WaitFor(ctx, "", queued...) {
 		return fmt.Errorf("framework: controllers did not receive their initial objects within %v: %w", timeout, context.Cause(ctx))
 	}
 	return nil

@@ -26,6 +26,8 @@ import (
 type namespacesInformer struct {
 	names []string // sorted
 	byNS  map[string]cache.SharedIndexInformer
+	// synced is done when every namespace's informer has synced.
+	synced *allDone
 }
 
 var (
@@ -37,9 +39,12 @@ func newNamespacesInformer(namespaces []string, informerOf func(namespace string
 	names := append([]string(nil), namespaces...)
 	sort.Strings(names)
 	m := &namespacesInformer{names: names, byNS: make(map[string]cache.SharedIndexInformer, len(names))}
+	checkers := make([]cache.DoneChecker, 0, len(names))
 	for _, ns := range names {
 		m.byNS[ns] = informerOf(ns)
+		checkers = append(checkers, m.byNS[ns].HasSyncedChecker())
 	}
+	m.synced = newAllDone("caches of namespaces "+strings.Join(names, ","), checkers)
 	return m
 }
 
@@ -85,6 +90,11 @@ func (m *namespacesInformer) addHandler(add func(cache.SharedIndexInformer) (cac
 		_ = m.RemoveEventHandler(reg)
 		return nil, err
 	}
+	checkers := make([]cache.DoneChecker, 0, len(m.names))
+	for _, ns := range m.names {
+		checkers = append(checkers, reg.byNS[ns].HasSyncedChecker())
+	}
+	reg.synced = newAllDone("handler in namespaces "+strings.Join(m.names, ","), checkers)
 	return reg, nil
 }
 
@@ -138,13 +148,7 @@ func (m *namespacesInformer) HasSynced() bool {
 	return true
 }
 
-func (m *namespacesInformer) HasSyncedChecker() cache.DoneChecker {
-	checkers := make([]cache.DoneChecker, 0, len(m.names))
-	for _, ns := range m.names {
-		checkers = append(checkers, m.byNS[ns].HasSyncedChecker())
-	}
-	return newAllDone("caches of namespaces "+strings.Join(m.names, ","), checkers)
-}
+func (m *namespacesInformer) HasSyncedChecker() cache.DoneChecker { return m.synced }
 
 // LastSyncResourceVersion is "": each namespace's list has its own, and
 // no one of them stands for the others.
@@ -178,7 +182,8 @@ func (m *namespacesInformer) AddIndexers(indexers cache.Indexers) error {
 // namespacesRegistration is one handler's registration on every
 // namespace's informer.
 type namespacesRegistration struct {
-	byNS map[string]cache.ResourceEventHandlerRegistration
+	byNS   map[string]cache.ResourceEventHandlerRegistration
+	synced *allDone
 }
 
 func (r *namespacesRegistration) HasSynced() bool {
@@ -190,20 +195,14 @@ func (r *namespacesRegistration) HasSynced() bool {
 	return true
 }
 
-func (r *namespacesRegistration) HasSyncedChecker() cache.DoneChecker {
-	checkers := make([]cache.DoneChecker, 0, len(r.byNS))
-	names := make([]string, 0, len(r.byNS))
-	for ns, reg := range r.byNS {
-		checkers = append(checkers, reg.HasSyncedChecker())
-		names = append(names, ns)
-	}
-	sort.Strings(names)
-	return newAllDone("handler in namespaces "+strings.Join(names, ","), checkers)
-}
+func (r *namespacesRegistration) HasSyncedChecker() cache.DoneChecker { return r.synced }
 
 // allDone is done when each of its checkers is. Its channel is closed by
 // a goroutine started on the first Done call, which ends once the last
 // checker is done (client-go's informers close theirs when they sync).
+// There is one per informer and one per handler registration, made with
+// them, so waiting again after a sync timeout starts no further
+// goroutine.
 type allDone struct {
 	name     string
 	checkers []cache.DoneChecker

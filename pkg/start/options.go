@@ -87,6 +87,9 @@ type Options struct {
 
 	// OnLeader hooks run in their own goroutines when this replica starts
 	// leading (the first group's); their context ends when leadership does.
+	// They start after the term's workers, so handlers may already be
+	// running: a hook is not a "before any handler" step (do that work
+	// in the handler, or before Run).
 	OnLeader []func(ctx context.Context) error
 
 	// Shards, when above zero, runs the group Run starts sharded

@@ -51,8 +51,9 @@ type Group struct {
 	// means Options.LeaseName; two groups need two names.
 	LeaseName string
 	Starters  []Starter
-	// OnLeader hooks run in their own goroutines while the group leads.
-	// A sharded group has no leader: it takes none.
+	// OnLeader hooks run in their own goroutines while the group leads,
+	// started after its workers (see Options.OnLeader). A sharded group
+	// has no leader: it takes none.
 	OnLeader []func(ctx context.Context) error
 	// Shards, when above zero, makes the group sharded active-active
 	// (pkg/shard): every replica runs workers, each for the keys of the
