@@ -1,6 +1,7 @@
 // Command controllerruntime is the benchmark controller built on
 // sigs.k8s.io/controller-runtime: a manager with leader election and one
-// controller for ConfigMaps; --warmup sets the controller's EnableWarmup.
+// controller for ConfigMaps; --warmup sets the controller's EnableWarmup,
+// --cache metadata caches their metadata only (builder.OnlyMetadata).
 package main
 
 import (
@@ -10,11 +11,13 @@ import (
 	"os"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -32,6 +35,7 @@ func main() {
 	warmup := fs.Bool("warmup", false, "the controller's EnableWarmup option")
 	_ = fs.Parse(os.Args[1:])
 	cfg := f.Config()
+	f.CacheOnly(common.CacheDefault, common.CacheMetadata)
 	ld, rd, rp := f.LeaseDuration, f.RenewDeadline, f.RetryPeriod
 	// controller-runtime's own lock replaces the user agent with client-go's
 	// default + "/leader-election", which would hide which process sent a
@@ -67,28 +71,51 @@ func main() {
 	var lead common.Leadership
 	c := mgr.GetClient()
 	patch := client.RawPatch("application/merge-patch+json", common.Patch(f.Mark))
-	err = ctrl.NewControllerManagedBy(mgr).For(&corev1.ConfigMap{}).
+	pass := f.MarksPass()
+	// The object the controller watches and reads: the ConfigMap, or with
+	// --cache metadata its metadata (For(..., OnlyMetadata) caches
+	// *metav1.PartialObjectMetadata).
+	newObject := func() client.Object { return &corev1.ConfigMap{} }
+	var forOpts []builder.ForOption
+	if f.Cache == common.CacheMetadata {
+		newObject = func() client.Object {
+			m := &metav1.PartialObjectMetadata{}
+			m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+			return m
+		}
+		forOpts = append(forOpts, builder.OnlyMetadata)
+	}
+	err = ctrl.NewControllerManagedBy(mgr).For(&corev1.ConfigMap{}, forOpts...).
 		WithOptions(ctrlOptions(f.Workers)).
 		Complete(reconcile.Func(func(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 			lead.Reconciling()
-			var cm corev1.ConfigMap
-			if err := c.Get(ctx, req.NamespacedName, &cm); err != nil {
+			obj := newObject()
+			if err := c.Get(ctx, req.NamespacedName, obj); err != nil {
 				return reconcile.Result{}, client.IgnoreNotFound(err)
 			}
-			if cm.Annotations[common.Annotation] == f.Mark {
+			pass.Handled(req.String())
+			if obj.GetAnnotations()[common.Annotation] == f.Mark {
 				return reconcile.Result{}, nil
 			}
 			if err := common.Wait(ctx, f.Delay); err != nil {
 				return reconcile.Result{}, err
 			}
 			if f.Write == "update" {
-				cm.Annotations = common.Marked(cm.Annotations, f.Mark) // cm is the client's copy
-				return reconcile.Result{}, c.Update(ctx, &cm)
+				obj.SetAnnotations(common.Marked(obj.GetAnnotations(), f.Mark)) // obj is the client's copy
+				return reconcile.Result{}, c.Update(ctx, obj)
 			}
-			return reconcile.Result{}, c.Patch(ctx, &cm, patch)
+			return reconcile.Result{}, c.Patch(ctx, obj, patch)
 		}))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "controller:", err)
+		os.Exit(2)
+	}
+	// "synced" once the controller's informer has synced. Its informer is
+	// made when the controller starts its source: at once with warmup,
+	// else once elected; the probe runs at the same point, so it finds
+	// that informer rather than starting one early.
+	if err := mgr.Add(syncedProbe{cache: mgr.GetCache(), obj: newObject(), elected: !*warmup}); err != nil {
+		fmt.Fprintln(os.Stderr, "probe:", err)
 		os.Exit(2)
 	}
 	ctx := ctrl.SetupSignalHandler()
@@ -103,4 +130,23 @@ func main() {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		os.Exit(1)
 	}
+}
+
+// syncedProbe logs "synced" once the informer of obj has synced; elected
+// runs it only on the leader.
+type syncedProbe struct {
+	cache   cache.Cache
+	obj     client.Object
+	elected bool
+}
+
+func (p syncedProbe) NeedLeaderElection() bool { return p.elected }
+
+func (p syncedProbe) Start(ctx context.Context) error {
+	inf, err := p.cache.GetInformer(ctx, p.obj, cache.BlockUntilSynced(false))
+	if err != nil {
+		return err
+	}
+	common.AwaitSynced(ctx, inf.HasSynced)
+	return nil
 }

@@ -449,12 +449,6 @@ func (d *driver) childrenTargets(objects int) string {
 	v := d.children.values
 	var b strings.Builder
 	b.WriteString("| target for rein | rein | wrangler | result |\n|---|---|---|---|\n")
-	verdict := func(ok bool) string {
-		if ok {
-			return "met"
-		}
-		return "**not met**"
-	}
 	ratio := func(target, fig, unit string, limit float64) {
 		r, w := v[fig]["rein"], v[fig]["wrangler"]
 		if len(r) == 0 || len(w) == 0 || median(w) == 0 {

@@ -53,6 +53,7 @@ type driver struct {
 	results  *results // throughput and election
 	children *results // the children scenario
 	sharded  *results // the sharded scenario
+	scale    *scale   // the scale scenario's namespace and results
 	profDir  string
 	control  []int // pids of the apiserver and etcd
 	auditEnd int64 // the end of the audit log's last complete line, as last read
@@ -69,7 +70,7 @@ func main() {
 	objects := flag.Int("objects", 5000, "ConfigMaps every controller marks (children: Deployments, 3 children each)")
 	workers := flag.Int("workers", 5, "workers of every controller")
 	out := flag.String("out", "", "markdown file to write the report into (the sections of the scenarios run are replaced, or appended; empty: stdout)")
-	scen := flag.String("scenarios", "throughput,election", "comma-separated: throughput (one replica), election (three replicas: idle load, SIGTERM handoff, then SIGKILL takeover, each with winning → first reconcile), children (rein and wrangler only: a generating handler keeps 3 children per Deployment, --objects Deployments; converge, then a restarted process's resync), sharded (rein sharded over 1, 3 and 5 replicas against one leader and the peers, with a handler that waits --delay and without)")
+	scen := flag.String("scenarios", "throughput,election", "comma-separated: throughput (one replica), election (three replicas: idle load, SIGTERM handoff, then SIGKILL takeover, each with winning → first reconcile), children (rein and wrangler only: a generating handler keeps 3 children per Deployment, --objects Deployments; converge, then a restarted process's resync), sharded (rein sharded over 1, 3 and 5 replicas against one leader and the peers, with a handler that waits --delay and without), scale (--objects ConfigMaps of 1 KiB: sync, memory, marking all against a bare client-go writer, SIGKILL takeover with a full cache; rein also with a drop-data transform and metadata-only)")
 	fws := flag.String("frameworks", "", "comma-separated subset of rein,wrangler,controller-runtime,controller-runtime+warmup (default all)")
 	idle := flag.Duration("idle", 10*time.Second, "idle window for the election-load figure")
 	binDir := flag.String("bindir", "", "kube-apiserver and etcd (default $REIN_TESTBIN or ../bin)")
@@ -90,8 +91,8 @@ func main() {
 	want := map[string]bool{}
 	for _, s := range strings.Split(*scen, ",") {
 		s = strings.TrimSpace(s)
-		if s != "throughput" && s != "election" && s != "children" && s != "sharded" {
-			fmt.Fprintf(os.Stderr, "--scenarios: unknown scenario %q (want throughput, election, children, sharded)\n", s)
+		if s != "throughput" && s != "election" && s != "children" && s != "sharded" && s != "scale" {
+			fmt.Fprintf(os.Stderr, "--scenarios: unknown scenario %q (want throughput, election, children, sharded, scale)\n", s)
 			os.Exit(2)
 		}
 		want[s] = true
@@ -147,14 +148,21 @@ func main() {
 	d := &driver{binaries: map[string]string{}, logDir: tmp, workers: *workers, objects: *objects, write: *write,
 		idle: *idle, results: newResults(), children: newResults(), sharded: newResults(), profDir: *profileDir}
 	logf("building controllers into %s", tmp)
-	for _, prog := range []string{"rein", "wrangler", "controllerruntime"} {
+	for _, prog := range []string{"rein", "wrangler", "controllerruntime", "clientgo"} {
 		o := filepath.Join(tmp, prog)
 		b := exec.Command("go", "build", "-o", o, "./cmd/"+prog)
 		b.Stdout, b.Stderr = os.Stderr, os.Stderr
 		must(b.Run())
 		d.binaries[prog] = o
 	}
-	d.env, err = testenv.Start(testenv.Options{BinDir: *binDir, Audit: true})
+	envOpts := testenv.Options{BinDir: *binDir, Audit: true}
+	if want["scale"] {
+		// Every scale run writes every object: compact etcd's history
+		// every minute rather than every 5, so that 100k objects of 1 KiB
+		// rewritten run after run stay far from etcd's 2 GiB quota.
+		envOpts.APIServerFlags = map[string][]string{"etcd-compaction-interval": {"1m"}}
+	}
+	d.env, err = testenv.Start(envOpts)
 	must(err)
 	defer func() { _ = d.env.Stop() }()
 	d.control = childPIDs("kube-apiserver", "etcd")
@@ -168,6 +176,10 @@ func main() {
 	if marks || want["sharded"] {
 		d.createObjects()
 		defer d.st.cancel() // before the control plane stops
+	}
+	if want["scale"] {
+		d.createScale()
+		defer d.scale.st.cancel()
 	}
 
 	for round := 1; round <= *repeats; round++ {
@@ -199,6 +211,11 @@ func main() {
 				}
 			}
 		}
+		if want["scale"] {
+			for _, f := range scaleFrameworks() {
+				d.guard(f, round, "scale", d.scaleRun)
+			}
+		}
 	}
 	took := time.Since(began)
 	var sections [][3]string // section, begin marker, end marker
@@ -210,6 +227,9 @@ func main() {
 	}
 	if want["children"] {
 		sections = append(sections, [3]string{d.childrenReport(*repeats, *objects, *workers, *binDir, took), childrenBegin, childrenEnd})
+	}
+	if want["scale"] {
+		sections = append(sections, [3]string{d.scaleReport(*repeats, *objects, *workers, *binDir, took), scaleBegin, scaleEnd})
 	}
 	if *out == "" {
 		for _, s := range sections {
@@ -249,6 +269,7 @@ type run struct {
 	d      *driver
 	fw     framework
 	tag    string // also the Lease's name and the prefix of the marks
+	round  int    // the round it is part of, from 1
 	offset int64  // audit log size when the run began
 	procs  []*proc
 	// ns, lease and extra, when set, replace the driver's namespace and
@@ -258,7 +279,7 @@ type run struct {
 }
 
 func (d *driver) guard(f framework, round int, scenario string, fn func(*run)) {
-	r := &run{d: d, fw: f, tag: fmt.Sprintf("%s-%s-%d", scenario, strings.ReplaceAll(f.name, "+", "-"), round)}
+	r := &run{d: d, fw: f, round: round, tag: fmt.Sprintf("%s-%s-%d", scenario, strings.ReplaceAll(f.name, "+", "-"), round)}
 	defer func() {
 		for _, p := range r.procs {
 			p.kill()
@@ -274,6 +295,8 @@ func (d *driver) guard(f framework, round int, scenario string, fn func(*run)) {
 				res = d.children
 			case "sharded":
 				res = d.sharded
+			case "scale":
+				res = d.scale.res
 			}
 			res.fail(f.name, r.tag)
 			d.saveAudit(r)
@@ -295,31 +318,51 @@ func (d *driver) throughput(r *run) {
 	if d.profDir != "" {
 		go d.profileAPIServer(filepath.Join(d.profDir, r.tag+".pprof"), 2*time.Second, 4)
 	}
-	if !d.st.allMarked(r.tag, d.objects, r.timeout()) {
-		panic("not all marked in time")
-	}
-	control := cpuOf(d.control...) - controlBefore
+	m := d.awaitMarked(r, p, d.st, d.objects, controlBefore)
 	if d.profDir != "" {
 		// the controller writes its profile 6 s after its start
 		time.Sleep(time.Until(p.started.Add(7 * time.Second)))
 	}
-	cpu, hwm := p.usage()
+	res := d.results
+	res.add(r.fw.name, "throughput: process start → all written (s)", m.fromStart.Seconds())
+	res.add(r.fw.name, "throughput: leading → all written (s)", m.fromLeading.Seconds())
+	res.add(r.fw.name, "throughput: objects/s after leading", m.perSecond)
+	res.add(r.fw.name, "throughput: controller CPU seconds", m.cpu)
+	res.add(r.fw.name, "throughput: apiserver + etcd CPU seconds", m.control)
+	res.add(r.fw.name, "throughput: API requests", float64(m.requests))
+	res.add(r.fw.name, "throughput: peak RSS (MiB)", m.hwm/(1<<20))
+}
+
+// marked is what one replica's run that marks every object measured.
+type marked struct {
+	fromStart, fromLeading time.Duration // to its last write
+	perSecond              float64       // objects/s from its "leading" line
+	cpu, hwm               float64       // its CPU seconds and peak RSS (bytes) once all are marked
+	control                float64       // apiserver + etcd CPU seconds from controlBefore
+	requests               int
+}
+
+// awaitMarked waits until st shows n objects with p's mark, and measures
+// p's run: times of writes from the audit log, CPU and peak RSS from
+// /proc. controlBefore is the control plane's CPU seconds at p's start.
+func (d *driver) awaitMarked(r *run, p *proc, st *state, n int, controlBefore float64) marked {
+	if !st.allMarked(p.mark, n, r.timeout()) {
+		panic("not all marked in time")
+	}
+	var m marked
+	m.control = cpuOf(d.control...) - controlBefore
+	m.cpu, m.hwm = p.usage()
 	last := d.lastWrite(r.offset, p.ua)
 	lead, ok := p.logTime("leading")
 	if !ok {
 		panic("no leading line")
 	}
-	requests := uaCount(d.requests(r.offset, p.started, time.Now()), p.ua)
-	res := d.results
-	res.add(r.fw.name, "throughput: process start → all written (s)", last.Sub(p.started).Seconds())
-	res.add(r.fw.name, "throughput: leading → all written (s)", last.Sub(lead).Seconds())
-	res.add(r.fw.name, "throughput: objects/s after leading", float64(d.objects)/last.Sub(lead).Seconds())
-	res.add(r.fw.name, "throughput: controller CPU seconds", cpu)
-	res.add(r.fw.name, "throughput: apiserver + etcd CPU seconds", control)
-	res.add(r.fw.name, "throughput: API requests", float64(requests))
-	res.add(r.fw.name, "throughput: peak RSS (MiB)", hwm/(1<<20))
-	logf("%s: %.2fs from start, %.2fs from leading, cpu %.2fs (apiserver+etcd %.2fs), %d requests, rss %.0f MiB",
-		r.tag, last.Sub(p.started).Seconds(), last.Sub(lead).Seconds(), cpu, control, requests, hwm/(1<<20))
+	m.fromStart, m.fromLeading = last.Sub(p.started), last.Sub(lead)
+	m.perSecond = float64(n) / m.fromLeading.Seconds()
+	m.requests = uaCount(d.requests(r.offset, p.started, time.Now()), p.ua)
+	logf("%s: %s: %.2fs from start, %.2fs from leading, cpu %.2fs (apiserver+etcd %.2fs), %d requests, rss %.0f MiB",
+		r.tag, p.name, m.fromStart.Seconds(), m.fromLeading.Seconds(), m.cpu, m.control, m.requests, m.hwm/(1<<20))
+	return m
 }
 
 // election: three replicas, each with its own mark so that every new

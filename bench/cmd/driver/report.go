@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"runtime"
@@ -15,21 +16,38 @@ type results struct {
 	mu      sync.Mutex
 	figures []string                        // in first-seen order
 	values  map[string]map[string][]float64 // figure → framework → values
+	rounds  map[string]map[string][]int     // figure → framework → the round of each value (0: not told)
 	fails   map[string]int                  // framework/scenario → failed runs
 }
 
 func newResults() *results {
-	return &results{values: map[string]map[string][]float64{}, fails: map[string]int{}}
+	return &results{values: map[string]map[string][]float64{}, rounds: map[string]map[string][]int{}, fails: map[string]int{}}
 }
 
-func (r *results) add(fw, figure string, v float64) {
+func (r *results) add(fw, figure string, v float64) { r.addRound(fw, figure, 0, v) }
+
+// addRound adds v, measured in round, to figure of fw.
+func (r *results) addRound(fw, figure string, round int, v float64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.values[figure] == nil {
 		r.values[figure] = map[string][]float64{}
+		r.rounds[figure] = map[string][]int{}
 		r.figures = append(r.figures, figure)
 	}
 	r.values[figure][fw] = append(r.values[figure][fw], v)
+	r.rounds[figure][fw] = append(r.rounds[figure][fw], round)
+}
+
+// byRound returns fw's values of figure by the round they were measured in.
+func (r *results) byRound(figure, fw string) map[int]float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[int]float64{}
+	for i, round := range r.rounds[figure][fw] {
+		out[round] = r.values[figure][fw][i]
+	}
+	return out
 }
 
 func (r *results) fail(fw, scenario string) {
@@ -134,19 +152,23 @@ func table(res *results, names []string) string {
 		}
 		b.WriteString("\n")
 	}
-	if len(res.fails) > 0 {
-		b.WriteString("\nFailed runs (left out of the table):")
-		keys := make([]string, 0, len(res.fails))
-		for k := range res.fails {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			fmt.Fprintf(&b, " %s: %d;", k, res.fails[k])
-		}
-		b.WriteString("\n")
+	if f := res.failed(); f != "" {
+		b.WriteString("\n" + f)
 	}
 	return b.String()
+}
+
+// failed is the line that lists the failed runs, "" when none failed.
+func (r *results) failed() string {
+	if len(r.fails) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("Failed runs (left out of the table):")
+	for _, k := range slices.Sorted(maps.Keys(r.fails)) {
+		fmt.Fprintf(&b, " %s: %d;", k, r.fails[k])
+	}
+	return b.String() + "\n"
 }
 
 func writeHow(write string) string {
@@ -176,12 +198,6 @@ func (d *driver) targets(peers []string) string {
 			}
 		}
 		return name, val, found
-	}
-	verdict := func(ok bool) string {
-		if ok {
-			return "met"
-		}
-		return "**not met**"
 	}
 	var b strings.Builder
 	b.WriteString("| target for rein | rein | best peer | result |\n|---|---|---|---|\n")
@@ -231,6 +247,14 @@ func (d *driver) targets(peers []string) string {
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// verdict is a target's result cell.
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**not met**"
 }
 
 func versions(binDir string) string {

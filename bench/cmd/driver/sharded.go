@@ -216,12 +216,8 @@ func (d *driver) shardedReport(repeats, objects, workers int, delay time.Duratio
 		}
 		b.WriteString("\n")
 	}
-	if len(d.sharded.fails) > 0 {
-		b.WriteString("\nFailed runs (left out of the table):")
-		for k, v := range d.sharded.fails {
-			fmt.Fprintf(&b, " %s: %d;", k, v)
-		}
-		b.WriteString("\n")
+	if f := d.sharded.failed(); f != "" {
+		b.WriteString("\n" + f)
 	}
 	b.WriteString("\nVersions: " + versions(binDir) + "\n\n")
 	b.WriteString("Machine: " + machine() + "\n\n")

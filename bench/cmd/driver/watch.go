@@ -58,12 +58,25 @@ func (l lw) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.I
 func follow(cs kubernetes.Interface, ns string) *state {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &state{marks: map[string]string{}, counts: map[string]int{}, holders: map[string][]holderChange{}, renews: map[string]time.Time{}, changed: make(chan struct{}), cancel: cancel}
-	list, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
-	must(err)
-	for _, cm := range list.Items {
-		s.setMark(cm.Name, cm.Annotations[common.Annotation], false)
+	// In pages: the scale scenario's namespace holds 100k ConfigMaps of
+	// 1 KiB, too many for one response. Every page is of the first one's
+	// snapshot, so its resourceVersion is where the watch starts.
+	opts := metav1.ListOptions{Limit: 1000}
+	rv := ""
+	for {
+		list, err := cs.CoreV1().ConfigMaps(ns).List(ctx, opts)
+		must(err)
+		if rv == "" {
+			rv = list.ResourceVersion
+		}
+		for _, cm := range list.Items {
+			s.setMark(cm.Name, cm.Annotations[common.Annotation], false)
+		}
+		if opts.Continue = list.Continue; opts.Continue == "" {
+			break
+		}
 	}
-	cmw, err := toolswatch.NewRetryWatcherWithContext(ctx, list.ResourceVersion, lw{func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+	cmw, err := toolswatch.NewRetryWatcherWithContext(ctx, rv, lw{func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 		return cs.CoreV1().ConfigMaps(ns).Watch(ctx, o)
 	}})
 	must(err)

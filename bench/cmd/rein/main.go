@@ -1,6 +1,7 @@
 // Command rein is the benchmark controller built on rein: it marks every
-// ConfigMap of a namespace with one annotation, leader-elected; or, with
-// --workload children, keeps three children per Deployment with a
+// ConfigMap of a namespace with one annotation, leader-elected (--cache
+// drop-data: with a cache transform that drops data; --cache metadata: on
+// a metadata-only controller); or, with --workload children, keeps three children per Deployment with a
 // generating handler (children.go).
 package main
 
@@ -13,6 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
@@ -48,13 +52,13 @@ func main() {
 		// A sharded replica works as soon as it holds a shard: "leading"
 		// is its start of work, logged when the workers start.
 		lead.Leading()
-	} else {
-		opts.OnLeader = append(opts.OnLeader, func(ctx context.Context) error { lead.Leading(); return nil })
 	}
 
-	factory, err := framework.NewFactory(cfg, clientgoscheme.Scheme, framework.Options{
-		Namespace: f.Namespace, Workers: f.Workers, Registerer: reg, Logger: opts.Logger,
-	})
+	factoryOpts := framework.Options{Namespace: f.Namespace, Workers: f.Workers, Registerer: reg, Logger: opts.Logger}
+	if f.Cache == common.CacheDropData {
+		factoryOpts.CachePerKind = map[schema.GroupVersionKind]framework.KindCache{configMaps.GVK: {Transform: dropData}}
+	}
+	factory, err := framework.NewFactory(cfg, clientgoscheme.Scheme, factoryOpts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "factory:", err)
 		os.Exit(2)
@@ -65,36 +69,84 @@ func main() {
 			fmt.Fprintln(os.Stderr, "children:", err)
 			os.Exit(2)
 		}
+	} else if f.Cache == common.CacheMetadata {
+		registerMarks(ctx, generic.NewMetadataController(factory, configMaps), &f, &lead)
 	} else {
-		registerMarks(ctx, factory, &f, &lead)
+		registerMarks(ctx, generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, configMaps), &f, &lead)
 	}
-	if err := start.Run(ctx, opts, factory); err != nil {
+	if err := start.Run(ctx, opts, timed{Factory: factory, lead: &lead, sharded: f.Shards > 0}); err != nil {
 		fmt.Fprintln(os.Stderr, "start:", err)
 		os.Exit(2)
 	}
 	select {}
 }
 
-// registerMarks registers the handler that marks every ConfigMap.
-func registerMarks(ctx context.Context, factory *framework.Factory, f *common.Flags, lead *common.Leadership) {
-	configMaps := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, framework.Resource{
-		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
-	})
+var configMaps = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}
+
+// timed is the factory as start runs it, with the log lines the driver
+// times: "synced" once start's readiness wait is over (caches synced and
+// every key queued), "leading" as the term's workers start. (An OnLeader
+// hook runs after the workers have started, in a goroutine of its own:
+// handler calls made before it would be left out of winning → first
+// reconcile.)
+type timed struct {
+	*framework.Factory
+	lead    *common.Leadership
+	sharded bool // a sharded replica logs "leading" at start
+}
+
+func (t timed) WaitForCacheSync(ctx context.Context) error {
+	err := t.Factory.WaitForCacheSync(ctx)
+	if err == nil {
+		common.Synced()
+	}
+	return err
+}
+
+func (t timed) StartWorkers(term context.Context) (*framework.Workers, error) {
+	if !t.sharded {
+		t.lead.Leading()
+	}
+	return t.Factory.StartWorkers(term)
+}
+
+// dropData is the drop-data setting's cache transform: ConfigMaps enter
+// the cache without data and binaryData (tombstones pass unchanged).
+func dropData(obj any) (any, error) {
+	if cm, ok := obj.(*corev1.ConfigMap); ok {
+		cm.Data, cm.BinaryData = nil, nil
+	}
+	return obj, nil
+}
+
+// registerMarks registers the handler that marks every ConfigMap, on a
+// controller of either form: typed (*corev1.ConfigMap), or metadata-only
+// (*metav1.PartialObjectMetadata).
+func registerMarks[O any, T interface {
+	*O
+	runtime.Object
+	metav1.Object
+}, TList runtime.Object](ctx context.Context, c generic.Controller[T, TList], f *common.Flags, lead *common.Leadership) {
 	patch := common.Patch(f.Mark)
-	configMaps.OnChange(ctx, "mark", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	pass := f.MarksPass()
+	c.OnChange(ctx, "mark", func(ctx context.Context, key string, obj T) (T, error) {
 		lead.Reconciling()
-		if cm == nil || cm.Annotations[common.Annotation] == f.Mark {
+		if obj == nil {
+			return nil, nil
+		}
+		pass.Handled(key)
+		if obj.GetAnnotations()[common.Annotation] == f.Mark {
 			return nil, nil
 		}
 		if err := common.Wait(ctx, f.Delay); err != nil {
 			return nil, err
 		}
 		if f.Write == "update" {
-			cm.Annotations = common.Marked(cm.Annotations, f.Mark) // cm is the engine's copy: the handler owns it
-			return configMaps.Update(ctx, cm)
+			obj.SetAnnotations(common.Marked(obj.GetAnnotations(), f.Mark)) // obj is the engine's copy: the handler owns it
+			return c.Update(ctx, obj)
 		}
 		// The same unconditional patch as the peers send (rein's Patch
 		// would add the resourceVersion precondition).
-		return configMaps.PatchByName(ctx, cm.Namespace, cm.Name, types.MergePatchType, patch)
+		return c.PatchByName(ctx, obj.GetNamespace(), obj.GetName(), types.MergePatchType, patch)
 	})
 }

@@ -28,6 +28,7 @@ func main() {
 	f.Bind(flag.CommandLine)
 	flag.Parse()
 	cfg := f.Config()
+	f.CacheOnly(common.CacheDefault)
 	if f.Identity != "" {
 		if err := syscall.Sethostname([]byte(f.Identity)); err != nil {
 			fmt.Fprintln(os.Stderr, "sethostname (run in its own UTS namespace):", err)
@@ -58,9 +59,14 @@ func main() {
 	configMaps := factory.Core().V1().ConfigMap()
 	var lead common.Leadership
 	patch := common.Patch(f.Mark)
+	pass := f.MarksPass()
 	configMaps.OnChange(ctx, "mark", func(key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
 		lead.Reconciling()
-		if cm == nil || cm.Annotations[common.Annotation] == f.Mark {
+		if cm == nil {
+			return cm, nil
+		}
+		pass.Handled(key)
+		if cm.Annotations[common.Annotation] == f.Mark {
 			return cm, nil
 		}
 		if err := common.Wait(ctx, f.Delay); err != nil { // wrangler's handlers get no context: the process's
@@ -75,6 +81,9 @@ func main() {
 	})
 	leader.RunOrDie(ctx, f.LeaseNamespace, f.LeaseName, client, func(ctx context.Context) {
 		lead.Leading()
+		// wrangler starts its caches only once it leads; Start returns
+		// after they synced and the controllers started.
+		go common.AwaitSynced(ctx, configMaps.Informer().HasSynced)
 		if err := factory.Start(ctx, f.Workers); err != nil {
 			fmt.Fprintln(os.Stderr, "start:", err)
 			os.Exit(1)

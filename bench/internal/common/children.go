@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -81,8 +80,21 @@ type Pass struct {
 // NewPass returns a Pass that waits for want distinct keys.
 func NewPass(want int) *Pass { return &Pass{want: want, seen: make(map[string]struct{}, want)} }
 
-// Handled records that key went through the handlers.
+// MarksPass is the marks workload's Pass: nil (no "handled-all" line)
+// unless --objects is set.
+func (f *Flags) MarksPass() *Pass {
+	if f.Objects <= 0 {
+		return nil
+	}
+	return NewPass(f.Objects)
+}
+
+// Handled records that key went through the handlers (a nil Pass records
+// nothing).
 func (p *Pass) Handled(key string) {
+	if p == nil {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.done {
@@ -91,6 +103,7 @@ func (p *Pass) Handled(key string) {
 	p.seen[key] = struct{}{}
 	if len(p.seen) >= p.want {
 		p.done = true
-		fmt.Printf("handled-all %s\n", time.Now().Format(time.RFC3339Nano))
+		p.seen = nil // the keys are no longer needed: leave the process's memory as it was
+		logLine("handled-all")
 	}
 }

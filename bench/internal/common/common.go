@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +43,14 @@ type Flags struct {
 	Delay time.Duration
 	// Shards runs rein sharded active-active (rein only; 0: one leader).
 	Shards int
+	// Cache is what the cache keeps of each ConfigMap: CacheDefault,
+	// CacheDropData or CacheMetadata (marks workload; not every program
+	// has every setting).
+	Cache string
+	// Objects, when above zero, makes the marks workload log
+	// "handled-all" once that many ConfigMaps have been through the
+	// handler (a new leader's pass over every key).
+	Objects int
 }
 
 // Bind binds the shared flags to fs.
@@ -63,6 +73,24 @@ func (f *Flags) Bind(fs *flag.FlagSet) {
 	fs.DurationVar(&f.Delay, "delay", 0, "marks workload: how long the handler waits before it writes (a simulated external call)")
 	fs.IntVar(&f.Shards, "shards", 0, "rein only: run sharded active-active with this many shards (0: one leader)")
 	fs.IntVar(&f.Parents, "parents", 0, "children workload: the number of Deployments; \"handled-all\" is logged once each went through the handlers")
+	fs.StringVar(&f.Cache, "cache", CacheDefault, "marks workload: what the cache keeps of each ConfigMap: default (all of it), drop-data (rein: a cache transform drops data and binaryData), metadata (metadata only: rein's NewMetadataController, controller-runtime's OnlyMetadata)")
+	fs.IntVar(&f.Objects, "objects", 0, "marks workload: log \"handled-all\" once this many ConfigMaps went through the handler (0: never)")
+}
+
+// The cache settings (--cache).
+const (
+	CacheDefault  = "default"
+	CacheDropData = "drop-data"
+	CacheMetadata = "metadata"
+)
+
+// CacheOnly exits when --cache is not one of the settings the program
+// has: a run must never measure another setting than it names.
+func (f *Flags) CacheOnly(settings ...string) {
+	if !slices.Contains(settings, f.Cache) {
+		fmt.Fprintf(os.Stderr, "--cache=%q: this program has %s\n", f.Cache, strings.Join(settings, ", "))
+		os.Exit(2)
+	}
 }
 
 // The workloads.
@@ -83,6 +111,16 @@ func (f *Flags) Config() *rest.Config {
 	}
 	if f.Workload != WorkloadMarks && f.Workload != WorkloadChildren {
 		fmt.Fprintf(os.Stderr, "--workload=%q: want %s or %s\n", f.Workload, WorkloadMarks, WorkloadChildren)
+		os.Exit(2)
+	}
+	if f.Cache != CacheDefault && f.Cache != CacheDropData && f.Cache != CacheMetadata {
+		fmt.Fprintf(os.Stderr, "--cache=%q: want %s, %s or %s\n", f.Cache, CacheDefault, CacheDropData, CacheMetadata)
+		os.Exit(2)
+	}
+	if f.Cache != CacheDefault && (f.Write == "update" || f.Workload != WorkloadMarks) {
+		// An update of an object the cache keeps only in part would write
+		// the dropped fields away (metadata-only has no body to send).
+		fmt.Fprintf(os.Stderr, "--cache=%s: only with --workload %s --write patch\n", f.Cache, WorkloadMarks)
 		os.Exit(2)
 	}
 	if f.Workload == WorkloadChildren && f.Parents <= 0 {
@@ -140,6 +178,29 @@ func Marked(annotations map[string]string, mark string) map[string]string {
 	return out
 }
 
+// logLine prints the log line "<word> <now>" the driver reads.
+func logLine(word string) { fmt.Printf("%s %s\n", word, time.Now().Format(time.RFC3339Nano)) }
+
+// Synced logs "synced": the program's caches hold the initial list.
+func Synced() { logLine("synced") }
+
+// AwaitSynced polls hasSynced every 10 ms until it holds, then logs
+// "synced"; false when ctx ended first. (client-go's WaitForCacheSync
+// polls every 100 ms: too coarse to time a sync by.)
+func AwaitSynced(ctx context.Context, hasSynced func() bool) bool {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !hasSynced() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	Synced()
+	return true
+}
+
 // Leadership logs "leading" once and "first-reconcile" on the first handler
 // call after it.
 type Leadership struct {
@@ -149,7 +210,7 @@ type Leadership struct {
 
 // Leading logs that this process started leading.
 func (l *Leadership) Leading() {
-	fmt.Printf("leading %s\n", time.Now().Format(time.RFC3339Nano))
+	logLine("leading")
 	l.leading.Store(true)
 }
 
@@ -158,7 +219,7 @@ func (l *Leadership) Reconciling() {
 	if !l.leading.Load() {
 		return
 	}
-	l.first.Do(func() { fmt.Printf("first-reconcile %s\n", time.Now().Format(time.RFC3339Nano)) })
+	l.first.Do(func() { logLine("first-reconcile") })
 }
 
 // startCPUProfile records a CPU profile into path for d, from now on; the
