@@ -25,6 +25,9 @@ import (
 type metadataClient struct {
 	res    Resource
 	client metadata.Interface
+	// apiVersion is res's, made once: every object gets the same string,
+	// not one of its own (a cache of 100,000 objects keeps each).
+	apiVersion string
 }
 
 func (f *ClientFactory) metadataClient(res Resource) (ResourceClient, error) {
@@ -37,7 +40,7 @@ func (f *ClientFactory) metadataClient(res Resource) (ResourceClient, error) {
 		}
 		f.metadata = client
 	}
-	return &metadataClient{res: res, client: f.metadata}, nil
+	return &metadataClient{res: res, client: f.metadata, apiVersion: res.GVK.GroupVersion().String()}, nil
 }
 
 func (c *metadataClient) scope(namespace string) metadata.ResourceInterface {
@@ -61,8 +64,13 @@ func (c *metadataClient) put(got *metav1.PartialObjectMetadata, into runtime.Obj
 		return fmt.Errorf("framework: %s: decode into %T: a metadata client decodes into *metav1.PartialObjectMetadata", c.res, into)
 	}
 	*out = *got
-	out.SetGroupVersionKind(c.res.GVK)
+	c.setKind(out)
 	return nil
+}
+
+// setKind gives obj its resource's apiVersion and kind.
+func (c *metadataClient) setKind(obj *metav1.PartialObjectMetadata) {
+	obj.APIVersion, obj.Kind = c.apiVersion, c.res.GVK.Kind
 }
 
 func (c *metadataClient) Get(ctx context.Context, namespace, name string, opts metav1.GetOptions, into runtime.Object) error {
@@ -85,7 +93,7 @@ func (c *metadataClient) List(ctx context.Context, namespace string, opts metav1
 	*out = *got
 	out.SetGroupVersionKind(c.res.listGVK())
 	for i := range out.Items {
-		out.Items[i].SetGroupVersionKind(c.res.GVK)
+		c.setKind(&out.Items[i])
 	}
 	return nil
 }
@@ -95,10 +103,9 @@ func (c *metadataClient) Watch(ctx context.Context, namespace string, opts metav
 	if err != nil {
 		return nil, err
 	}
-	gvk := c.res.GVK
 	return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
 		if m, ok := e.Object.(*metav1.PartialObjectMetadata); ok {
-			m.SetGroupVersionKind(gvk)
+			m.APIVersion, m.Kind = c.apiVersion, c.res.GVK.Kind
 		}
 		return e, true
 	}), nil
