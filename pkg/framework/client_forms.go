@@ -105,7 +105,7 @@ func (c *metadataClient) Watch(ctx context.Context, namespace string, opts metav
 	}
 	return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
 		if m, ok := e.Object.(*metav1.PartialObjectMetadata); ok {
-			m.APIVersion, m.Kind = c.apiVersion, c.res.GVK.Kind
+			c.setKind(m)
 		}
 		return e, true
 	}), nil
