@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -32,6 +33,9 @@ type Flags struct {
 	Write                                            string
 	CPUProfile                                       string
 	CPUProfileFor                                    time.Duration
+	// HeapProfile, when set, is where the "synced" line writes a heap
+	// profile (after a GC): what the full cache holds, by allocation site.
+	HeapProfile string
 	// Workload is what the controller does: "marks" (mark every ConfigMap)
 	// or "children" (a generating handler on Deployments; see children.go).
 	Workload string
@@ -69,6 +73,7 @@ func (f *Flags) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.Write, "write", "patch", "how the handler writes the annotation: patch (JSON merge patch) or update (the cached object with the annotation, resourceVersion precondition)")
 	fs.StringVar(&f.CPUProfile, "cpuprofile", "", "write a CPU profile of the first --cpuprofile-for of the process to this file")
 	fs.DurationVar(&f.CPUProfileFor, "cpuprofile-for", 8*time.Second, "how long --cpuprofile records")
+	fs.StringVar(&f.HeapProfile, "heapprofile", "", "write a heap profile to this file when the caches have synced (the \"synced\" line)")
 	fs.StringVar(&f.Workload, "workload", WorkloadMarks, "marks (mark every ConfigMap of --namespace) or children (declare a ConfigMap, a Secret and a ServiceAccount per Deployment of --namespace)")
 	fs.DurationVar(&f.Delay, "delay", 0, "marks workload: how long the handler waits before it writes (a simulated external call)")
 	fs.IntVar(&f.Shards, "shards", 0, "rein only: run sharded active-active with this many shards (0: one leader)")
@@ -136,6 +141,7 @@ func (f *Flags) Config() *rest.Config {
 	if f.CPUProfile != "" {
 		startCPUProfile(f.CPUProfile, f.CPUProfileFor)
 	}
+	heapProfile = f.HeapProfile
 	cfg, err := clientcmd.BuildConfigFromFlags("", f.Kubeconfig)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kubeconfig:", err)
@@ -182,7 +188,30 @@ func Marked(annotations map[string]string, mark string) map[string]string {
 func logLine(word string) { fmt.Printf("%s %s\n", word, time.Now().Format(time.RFC3339Nano)) }
 
 // Synced logs "synced": the program's caches hold the initial list.
-func Synced() { logLine("synced") }
+func Synced() {
+	logLine("synced")
+	if heapProfile != "" {
+		writeHeapProfile(heapProfile)
+	}
+}
+
+// heapProfile is --heapprofile, for Synced.
+var heapProfile string
+
+// writeHeapProfile writes the heap as it is after a GC into path.
+func writeHeapProfile(path string) {
+	runtime.GC()
+	out, err := os.Create(path)
+	if err == nil {
+		err = pprof.WriteHeapProfile(out)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "heapprofile:", err)
+	}
+}
 
 // AwaitSynced polls hasSynced every 10 ms until it holds, then logs
 // "synced"; false when ctx ended first. (client-go's WaitForCacheSync
