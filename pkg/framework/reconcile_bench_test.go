@@ -96,17 +96,28 @@ func reconcileRound(b *testing.B, ns string, objects, workers int, marker string
 
 func createConfigMaps(b *testing.B, ns string, n int) {
 	cs := adminClient(b).CoreV1().ConfigMaps(ns)
+	err := forEach(n, 16, func(i int) error {
+		_, err := cs.Create(context.Background(), &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: "bench-" + strconv.Itoa(i+1)},
+			Data:       map[string]string{"i": strconv.Itoa(i + 1)},
+		}, metav1.CreateOptions{})
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// forEach calls fn with 0..n-1 from parallel goroutines, and returns the
+// first error (the goroutine that met it stops).
+func forEach(n, parallel int, fn func(i int) error) error {
 	var wg sync.WaitGroup
-	errs := make(chan error, 16)
+	errs := make(chan error, parallel)
 	next := atomic.Int32{}
-	for range 16 {
+	for range parallel {
 		wg.Go(func() {
-			for i := int(next.Add(1)); i <= n; i = int(next.Add(1)) {
-				_, err := cs.Create(context.Background(), &corev1.ConfigMap{
-					ObjectMeta: metav1.ObjectMeta{Name: "bench-" + strconv.Itoa(i)},
-					Data:       map[string]string{"i": strconv.Itoa(i)},
-				}, metav1.CreateOptions{})
-				if err != nil {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				if err := fn(i); err != nil {
 					errs <- err
 					return
 				}
@@ -115,7 +126,5 @@ func createConfigMaps(b *testing.B, ns string, n int) {
 	}
 	wg.Wait()
 	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
+	return <-errs
 }
