@@ -123,11 +123,11 @@ func (o CacheOptions) validate() error {
 	}
 	if o.Namespaces != nil {
 		if err := validNamespaces(o.Namespaces); err != nil {
-			errs = append(errs, fmt.Errorf("Namespaces: %w", err))
+			errs = append(errs, fmt.Errorf("field Namespaces: %w", err))
 		}
 	} else if o.Namespace != "" {
 		if err := validNamespaces([]string{o.Namespace}); err != nil {
-			errs = append(errs, fmt.Errorf("Namespace: %w", err))
+			errs = append(errs, fmt.Errorf("field Namespace: %w", err))
 		}
 	}
 	gvks := make([]schema.GroupVersionKind, 0, len(o.PerKind))
