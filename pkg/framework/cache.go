@@ -87,9 +87,9 @@ type CacheOptions struct {
 //
 // What a cache leaves out, its controller never sees: an object that stops
 // matching the selectors leaves the cache as if deleted (its OnChange
-// handlers run with nil, the key of an OnRemove handler's finalizer stays
-// until it matches again), and handlers see objects as the transform left
-// them. A handler that writes an object whose fields the transform
+// handlers run with nil; an OnRemove handler's finalizer stays on it, and
+// the handler runs only once it matches again), and handlers see objects
+// as the transform left them. A handler that writes an object whose fields the transform
 // dropped must patch the fields it means to change: an update would write
 // the dropped fields away.
 type KindCache struct {
