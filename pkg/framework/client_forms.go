@@ -233,6 +233,14 @@ func (c *unstructuredClient) Update(ctx context.Context, namespace, name, subres
 	if err != nil {
 		return err
 	}
+	if u.GetName() == "" || (c.res.Namespaced && u.GetNamespace() == "") {
+		// The typed client writes to the name it is given: so does this.
+		u = u.DeepCopy()
+		u.SetName(name)
+		if c.res.Namespaced {
+			u.SetNamespace(namespace)
+		}
+	}
 	var got *unstructured.Unstructured
 	if subresource == "" {
 		got, err = c.scope(namespace).Update(ctx, u, opts)

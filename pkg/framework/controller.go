@@ -37,11 +37,9 @@ type Controller struct {
 	newObj  func() (runtime.Object, error)
 
 	workers atomic.Int32
-	// queued reports whether the informer has handed this controller every
-	// object of its initial list, i.e. the queue holds every key;
-	// queuedDone is done then.
-	queued     cache.InformerSynced
-	queuedDone cache.DoneChecker
+	// queued is done once the informer has handed this controller every
+	// object of its initial list, i.e. the queue holds every key.
+	queued cache.DoneChecker
 
 	mu       sync.Mutex
 	nextID   uint64
@@ -78,7 +76,7 @@ func newController(res Resource, client ResourceClient, informer cache.SharedInd
 	if err != nil {
 		return nil, fmt.Errorf("framework: controller %s: %w", name, err)
 	}
-	c.queued, c.queuedDone = reg.HasSynced, reg.HasSyncedChecker()
+	c.queued = reg.HasSyncedChecker()
 	return c, nil
 }
 

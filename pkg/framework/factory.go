@@ -346,7 +346,7 @@ func (f *Factory) WaitForCacheSync(ctx context.Context) error {
 	f.mu.Lock()
 	queued := make([]cache.DoneChecker, 0, len(f.controllers))
 	for _, c := range f.controllers {
-		queued = append(queued, c.queuedDone)
+		queued = append(queued, c.queued)
 	}
 	f.mu.Unlock()
 	if !cache.WaitFor(ctx, "", queued...) {
