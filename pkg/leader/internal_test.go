@@ -451,7 +451,7 @@ func TestUnreachableAPIServerIsRetriedAndLoggedEveryFewSeconds(t *testing.T) {
 		t.Fatal(r.err)
 	}
 	releaseAtEnd(t, r.term)
-	if !strings.Contains(logs.String(), "watching the lease again") {
+	if !strings.Contains(logs.String(), "reading the lease again") {
 		t.Fatalf("no recovery line in the log:\n%s", logs.String())
 	}
 }

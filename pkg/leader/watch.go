@@ -130,6 +130,10 @@ func (s *session) run(ctx context.Context) {
 			}
 			continue
 		}
+		// Recovered once the apiserver answers, not once the watch opens:
+		// the answer can let the campaign win, which ends this session
+		// before it watches.
+		s.failures.recovered("reading the lease again")
 		var found *coordinationv1.Lease
 		for i := range list.Items {
 			if list.Items[i].Name == e.name {
