@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"testing"
 
@@ -15,7 +17,10 @@ import (
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
-var cacheBenchObjects = flag.Int("cache-objects", 5000, "BenchmarkCacheMemory: ConfigMaps of 1 KiB data to cache")
+var (
+	cacheBenchObjects     = flag.Int("cache-objects", 5000, "BenchmarkCacheMemory: ConfigMaps of 1 KiB data to cache")
+	cacheBenchHeapProfile = flag.String("cache-heapprofile", "", "BenchmarkCacheMemory: write a heap profile of each case, synced, to this file prefix (run with -test.memprofilerate=4096 or lower for detail)")
+)
 
 // BenchmarkCacheMemory measures what a standby replica keeps per object:
 // N ConfigMaps with 1 KiB of data and one annotation, one controller, its
@@ -70,8 +75,22 @@ func cachedBytesPerObject(b *testing.B, ns string, n int, res framework.Resource
 		b.Fatalf("%d keys queued, want %d", got, n)
 	}
 	after := liveHeap()
+	if *cacheBenchHeapProfile != "" {
+		writeHeapProfile(b, *cacheBenchHeapProfile+strings.NewReplacer("/", "_", "+", "_").Replace(b.Name())+".pprof")
+	}
 	runtime.KeepAlive(f)
 	return float64(after-before) / float64(n)
+}
+
+func writeHeapProfile(b *testing.B, path string) {
+	out, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer out.Close()
+	if err := pprof.WriteHeapProfile(out); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // liveHeap is the heap in use after two GCs (the second frees what the

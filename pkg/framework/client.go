@@ -183,6 +183,8 @@ type guardedTransport struct {
 func (t *guardedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	switch req.Method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+	case http.MethodGet:
+		return bufferWatch(t.next.RoundTrip(req))
 	default:
 		return t.next.RoundTrip(req)
 	}
