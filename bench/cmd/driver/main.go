@@ -77,6 +77,7 @@ func main() {
 	write := flag.String("write", "patch", "how every controller writes its mark: patch (JSON merge patch) or update (PUT of the cached object)")
 	delay := flag.Duration("delay", 20*time.Millisecond, "sharded scenario: how long the handler waits before it writes (a simulated external call); each round also runs without it")
 	replicaCounts := flag.String("sharded-replicas", "", "sharded scenario: only the configurations with these comma-separated replica counts (default all)")
+	scaleStatePath := flag.String("scale-state", "", "scale scenario: keep its complete rounds in this JSON file, and go on from them: a driver started again runs only the rounds still missing of --repeats, and reports all of them (for runs longer than one sitting)")
 	profileDir := flag.String("profile-dir", "", "write CPU profiles of the apiserver (4 s) and of the controller (6 s from start), taken during each throughput run, into this folder")
 	flag.Parse()
 	// Setup failures (no binaries, an apiserver that does not start) end
@@ -125,6 +126,19 @@ func main() {
 			os.Exit(2)
 		}
 		shardedReplicas = append(shardedReplicas, n)
+	}
+	var scaleSt *scaleState
+	if *scaleStatePath != "" {
+		if len(want) != 1 || !want["scale"] {
+			fmt.Fprintln(os.Stderr, "--scale-state: only with --scenarios scale alone")
+			os.Exit(2)
+		}
+		var err error
+		if scaleSt, err = loadScaleState(*scaleStatePath, *objects, *workers, treeVersion()); err != nil {
+			fmt.Fprintln(os.Stderr, "--scale-state:", err)
+			os.Exit(2)
+		}
+		logf("scale: %s holds %d of %d rounds", *scaleStatePath, scaleSt.Rounds, *repeats)
 	}
 	if *write != "patch" && *write != "update" {
 		fmt.Fprintf(os.Stderr, "--write=%q: want patch or update\n", *write)
@@ -177,12 +191,25 @@ func main() {
 		d.createObjects()
 		defer d.st.cancel() // before the control plane stops
 	}
+	first := 1
 	if want["scale"] {
-		d.createScale()
-		defer d.scale.st.cancel()
+		if scaleSt != nil && scaleSt.Rounds >= *repeats {
+			d.scale = &scale{res: newResults(), warm: map[string][]bool{}}
+		} else {
+			d.createScale()
+			defer d.scale.st.cancel()
+		}
+		if scaleSt != nil {
+			scaleSt.restore(d.scale)
+			d.scale.state = scaleSt
+			first = scaleSt.Rounds + 1
+			if first <= *repeats {
+				scaleSt.Invocations = append(scaleSt.Invocations, scaleInvocation{Date: began.UTC().Format("2006-01-02"), Created: d.scale.created.Seconds()})
+			}
+		}
 	}
 
-	for round := 1; round <= *repeats; round++ {
+	for round := first; round <= *repeats; round++ {
 		if want["throughput"] {
 			for _, f := range frameworks {
 				d.guard(f, round, "throughput", d.throughput)
@@ -214,6 +241,10 @@ func main() {
 		if want["scale"] {
 			for _, f := range scaleFrameworks() {
 				d.guard(f, round, "scale", d.scaleRun)
+			}
+			if scaleSt != nil {
+				must(scaleSt.save(*scaleStatePath, d.scale, round, began))
+				logf("scale: round %d of %d saved in %s", round, *repeats, *scaleStatePath)
 			}
 		}
 	}

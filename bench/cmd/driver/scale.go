@@ -32,6 +32,8 @@ type scale struct {
 	// warm records, per framework, whether each run's standby had
 	// logged "synced" when the leader was killed.
 	warm map[string][]bool
+	// state, with --scale-state, holds the rounds of earlier invocations.
+	state *scaleState
 }
 
 // clientGo is the bare client-go writer (cmd/clientgo) every objects/s

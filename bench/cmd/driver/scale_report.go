@@ -65,8 +65,14 @@ func (d *driver) scaleReport(repeats, objects, workers int, binDir string, took 
 	sc.addShares(names)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n## At scale: %d ConfigMaps of %d B\n\n", scaleBegin, objects, scaleDataBytes)
-	fmt.Fprintf(&b, "Written by `bench/cmd/driver --scenarios scale` on %s in %v. One namespace of %d ConfigMaps, each\n", time.Now().UTC().Format("2006-01-02"), took.Round(time.Second), objects)
-	fmt.Fprintf(&b, "with %d B of data, created once by the driver with 16 goroutines: **%v, %.0f objects/s**. Every run has a\n", scaleDataBytes, sc.created.Round(100*time.Millisecond), float64(objects)/sc.created.Seconds())
+	if sc.state == nil {
+		fmt.Fprintf(&b, "Written by `bench/cmd/driver --scenarios scale` on %s in %v. One namespace of %d ConfigMaps, each\n", time.Now().UTC().Format("2006-01-02"), took.Round(time.Second), objects)
+		fmt.Fprintf(&b, "with %d B of data, created once by the driver with 16 goroutines: **%v, %.0f objects/s**. Every run has a\n", scaleDataBytes, sc.created.Round(100*time.Millisecond), float64(objects)/sc.created.Seconds())
+	} else {
+		b.WriteString(sc.state.provenance(objects))
+		fmt.Fprintf(&b, "One namespace of %d ConfigMaps, each with %d B of data, created once per invocation by the driver with 16\n", objects, scaleDataBytes)
+		fmt.Fprintf(&b, "goroutines (times above; objects/s: %s). Every run has a\n", sc.state.createRates(objects))
+	}
 	fmt.Fprintf(&b, "Lease and a mark of its own; %d workers, lease %v / renew deadline %v / retry %v, JSON merge patch; %d rounds\n", workers, leaseDuration, renewDeadline, retryPeriod, repeats)
 	fmt.Fprintf(&b, "with the frameworks interleaved. rein runs in three settings: its default; `drop-data`, a cache transform\n")
 	fmt.Fprintf(&b, "(`framework.Options.CachePerKind`) that drops each ConfigMap's data; `metadata`, a metadata-only controller\n")
@@ -103,7 +109,8 @@ func (d *driver) scaleReport(repeats, objects, workers int, binDir string, took 
 	}
 	b.WriteString("Versions: " + versions(binDir) + "\n\n")
 	b.WriteString("Machine: " + machine() + "\n\n")
-	fmt.Fprintf(&b, "Reproduce: `make bench-scale`, that is `cd bench && go run ./cmd/driver --scenarios scale --repeats %d --objects %d --out ../docs/benchmarks.md`.\n", repeats, objects)
+	fmt.Fprintf(&b, "Reproduce: `make bench-scale`, that is `cd bench && go run ./cmd/driver --scenarios scale --repeats %d --objects %d --out ../docs/benchmarks.md`\n", repeats, objects)
+	fmt.Fprintf(&b, "(`make bench-scale SCALE_STATE=FILE` keeps complete rounds in FILE and goes on from them when started again).\n")
 	b.WriteString(scaleEnd + "\n")
 	return b.String()
 }
