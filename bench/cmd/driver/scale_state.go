@@ -132,8 +132,8 @@ func (st *scaleState) provenance(objects int) string {
 		parts = append(parts, fmt.Sprintf("%s %s on %s (%v, creating the objects %v)", plural(len(inv.Rounds), "round", "rounds"), joinInts(inv.Rounds),
 			inv.Date, time.Duration(inv.Took*float64(time.Second)).Round(time.Second), time.Duration(inv.Created*float64(time.Second)).Round(100*time.Millisecond)))
 	}
-	return fmt.Sprintf("Written by `bench/cmd/driver --scenarios scale --scale-state` (rein at %s) over %d invocations, each on a fresh\ncontrol plane: %s.\n",
-		st.Tree, len(parts), strings.Join(parts, "; "))
+	return fmt.Sprintf("Written by `bench/cmd/driver --scenarios scale --scale-state` (rein at %s) over %d %s, each on a fresh\ncontrol plane: %s.\n",
+		st.Tree, len(parts), plural(len(parts), "invocation", "invocations"), strings.Join(parts, "; "))
 }
 
 // createRates are the invocations' objects created per second.
