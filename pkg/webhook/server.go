@@ -1,0 +1,230 @@
+package webhook
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+)
+
+// DefaultAddr is where a server listens unless Options.Addr says
+// otherwise: every interface, so that the apiserver reaches the pod
+// through its Service; 9443 as kubebuilder's projects.
+const DefaultAddr = ":9443"
+
+// shutdownGrace is how long a stopping server lets requests in flight
+// finish. An apiserver waits at most 30 s for a webhook.
+const shutdownGrace = 10 * time.Second
+
+// Options configure a Server. Exactly one of CertDir and GetCertificate
+// gives its serving certificate.
+type Options struct {
+	// Addr is host:port to listen on; empty means DefaultAddr. Port 0
+	// picks a free one (Server.Addr tells which).
+	Addr string
+	// CertDir holds the serving certificate and key, CertName and KeyName
+	// (default tls.crt and tls.key, the keys of a kubernetes.io/tls
+	// Secret). They are loaded again when they change, so a certificate
+	// renewed by cert-manager is served without a restart.
+	CertDir           string
+	CertName, KeyName string
+	// GetCertificate, instead of CertDir, hands out the certificate for
+	// each handshake (tls.Config.GetCertificate).
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// Registerer receives the webhook metrics (rein_webhook_*). Nil
+	// records none.
+	Registerer prometheus.Registerer
+	// Logger is where the server logs; nil means logrus's standard logger.
+	Logger *logrus.Entry
+}
+
+// Server is the HTTPS server of a replica's webhooks. Every replica runs
+// one, leader or not: admission and conversion only read, so they need no
+// lease, and the apiserver may call any replica behind the Service.
+type Server struct {
+	addr    string
+	tls     *tls.Config
+	log     *logrus.Entry
+	metrics *metrics
+
+	mu       sync.Mutex
+	mux      *http.ServeMux
+	paths    map[string]string // path → what serves it, for errors
+	listener net.Listener
+	serving  bool
+}
+
+// NewServer checks opts and loads the certificate; it does not listen
+// yet (Listen, Serve, or Start).
+func NewServer(opts Options) (*Server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	addr := opts.Addr
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, fmt.Errorf("webhook: Options.Addr %q: %w (want host:port, e.g. :9443)", addr, err)
+	}
+	getCert := opts.GetCertificate
+	switch {
+	case opts.CertDir != "" && getCert != nil:
+		return nil, errors.New("webhook: both Options.CertDir and Options.GetCertificate are set: choose one source of the serving certificate")
+	case opts.CertDir == "" && getCert == nil:
+		return nil, errors.New("webhook: no serving certificate: set Options.CertDir to the folder of tls.crt and tls.key (a mounted kubernetes.io/tls Secret), or Options.GetCertificate")
+	case opts.CertDir != "":
+		certName, keyName := opts.CertName, opts.KeyName
+		if certName == "" {
+			certName = "tls.crt"
+		}
+		if keyName == "" {
+			keyName = "tls.key"
+		}
+		files, err := newCertFiles(opts.CertDir, certName, keyName, log)
+		if err != nil {
+			return nil, err
+		}
+		getCert = files.getCertificate
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		addr:    addr,
+		tls:     &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert, NextProtos: []string{"h2", "http/1.1"}},
+		log:     log,
+		metrics: m,
+		mux:     http.NewServeMux(),
+		paths:   map[string]string{},
+	}, nil
+}
+
+// Handle serves h at path. A path is served once: a second registration
+// is an error naming the first.
+func (s *Server) Handle(path string, h http.Handler) error {
+	return s.handle(path, "a handler", h)
+}
+
+func (s *Server) handle(path, what string, h http.Handler) error {
+	if !strings.HasPrefix(path, "/") {
+		return fmt.Errorf("webhook: path %q of %s must begin with /", path, what)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if prev, ok := s.paths[path]; ok {
+		return fmt.Errorf("webhook: path %s of %s is already served by %s", path, what, prev)
+	}
+	s.paths[path] = what
+	s.mux.Handle(path, h)
+	return nil
+}
+
+// Listen binds the address, so that an address in use fails at once, before
+// the replica goes on.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listener != nil {
+		return nil
+	}
+	l, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("webhook: listen on %s: %w", s.addr, err)
+	}
+	s.listener = l
+	return nil
+}
+
+// Addr is the address listened on, once Listen succeeded ("" before).
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listener == nil {
+		return ""
+	}
+	return s.listener.Addr().String()
+}
+
+// Ready is nil once the server takes requests, and says why not before.
+func (s *Server) Ready() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.serving {
+		return errors.New("webhook server not serving yet")
+	}
+	return nil
+}
+
+// Start listens and serves until ctx ends (Listen, then Serve).
+func (s *Server) Start(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	return s.Serve(ctx)
+}
+
+// Serve serves on the address Listen bound until ctx ends, then lets the
+// requests in flight finish (at most 10 s) and returns nil. It returns an
+// error if serving fails.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	l := s.listener
+	if l == nil {
+		s.mu.Unlock()
+		return errors.New("webhook: Serve before Listen")
+	}
+	if s.serving {
+		s.mu.Unlock()
+		return errors.New("webhook: the server is already serving")
+	}
+	s.serving = true
+	s.mu.Unlock()
+
+	srv := &http.Server{
+		Handler:           s.mux,
+		TLSConfig:         s.tls,
+		ReadHeaderTimeout: 10 * time.Second,
+		// The apiserver sends whole objects; a megabyte and a half each at
+		// most, twice for an update.
+		MaxHeaderBytes: 1 << 20,
+		// Requests in flight when ctx ends are answered, not cut: an
+		// admission request cut short fails the user's write.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(tls.NewListener(l, s.tls)) }()
+	s.log.WithField("address", l.Addr().String()).Info("webhook server serving")
+	select {
+	case err := <-served:
+		s.stopped()
+		return fmt.Errorf("webhook: serve on %s: %w", l.Addr(), err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	<-served
+	s.stopped()
+	if err != nil {
+		return fmt.Errorf("webhook: shutdown: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) stopped() {
+	s.mu.Lock()
+	s.serving = false
+	s.listener = nil
+	s.mu.Unlock()
+}
