@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/gobuffalo/flect"
 	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -58,6 +61,12 @@ type Hook struct {
 	// rules must name this version (with matchPolicy Equivalent the
 	// apiserver converts requests for the kind's other versions to it).
 	GVK schema.GroupVersionKind
+	// Resource is the kind's resource (plural) the configuration's rules
+	// name: the kind in lower case, made plural, unless WithResource.
+	Resource string
+	// Operations the configuration sends it (WithOperations): CREATE and
+	// UPDATE unless told.
+	Operations []admissionregistrationv1.OperationType
 	// Mutating: a defaulting webhook (MutatingWebhookConfiguration).
 	Mutating bool
 	// Timeout is the configuration's timeoutSeconds this webhook expects.
@@ -68,8 +77,43 @@ type Hook struct {
 type HookOption func(*hookConfig) error
 
 type hookConfig struct {
-	path    string
-	timeout time.Duration
+	path       string
+	timeout    time.Duration
+	resource   string
+	operations []admissionregistrationv1.OperationType
+}
+
+// WithResource names the kind's resource (plural) for the configuration's
+// rules, where the default (the kind in lower case, made plural in
+// English) is not it.
+func WithResource(plural string) HookOption {
+	return func(c *hookConfig) error {
+		if plural == "" || strings.ToLower(plural) != plural {
+			return fmt.Errorf("WithResource(%q): a resource is a lower-case plural, e.g. virtualmachines", plural)
+		}
+		c.resource = plural
+		return nil
+	}
+}
+
+// WithOperations sets which operations the configuration sends the
+// webhook (CREATE and UPDATE unless told; add DELETE for a validator that
+// guards deletes).
+func WithOperations(ops ...admissionregistrationv1.OperationType) HookOption {
+	return func(c *hookConfig) error {
+		if len(ops) == 0 {
+			return errors.New("WithOperations: no operation")
+		}
+		for _, op := range ops {
+			switch op {
+			case admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete, admissionregistrationv1.Connect:
+			default:
+				return fmt.Errorf("WithOperations: %q is not CREATE, UPDATE, DELETE or CONNECT", op)
+			}
+		}
+		c.operations = slices.Clone(ops)
+		return nil
+	}
 }
 
 // WithPath serves the webhook at path instead of the default,
@@ -128,13 +172,18 @@ func register[T runtime.Object](s *Server, scheme *runtime.Scheme, mutating bool
 		return Hook{}, fmt.Errorf("webhook: %T is not in the scheme: add its group to the scheme first (%v)", newObj(), err)
 	}
 	gvk := gvks[0]
-	cfg := hookConfig{timeout: DefaultTimeout, path: defaultPath(mutating, gvk)}
+	cfg := hookConfig{
+		timeout:    DefaultTimeout,
+		path:       defaultPath(mutating, gvk),
+		resource:   flect.Pluralize(strings.ToLower(gvk.Kind)),
+		operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return Hook{}, fmt.Errorf("webhook for %s: %w", gvk.Kind, err)
 		}
 	}
-	h := Hook{Path: cfg.path, GVK: gvk, Mutating: mutating, Timeout: cfg.timeout}
+	h := Hook{Path: cfg.path, GVK: gvk, Resource: cfg.resource, Operations: cfg.operations, Mutating: mutating, Timeout: cfg.timeout}
 	a := &admission[T]{
 		hook:     h,
 		newObj:   newObj,
