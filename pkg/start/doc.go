@@ -3,7 +3,9 @@
 //
 // Every replica, leader or not:
 //
-//  1. binds /metrics, /healthz and /readyz (an address in use fails at once);
+//  1. binds /metrics, /healthz and /readyz, and the webhook server's address
+//     when Options.Webhook is set (an address in use fails at once); the
+//     webhook server answers from then on, leader or not;
 //  2. starts its informers and waits until every cache has synced and every
 //     key is queued, saying every few seconds what it still waits for (an
 //     unreachable apiserver or a missing CRD keeps it unready, never
@@ -24,7 +26,9 @@
 //  3. release the lease, with the resourceVersion of this replica's own
 //     last write as a precondition, so a standby takes over at once and a
 //     deposed replica can never blank a new holder's lease;
-//  4. stop the caches, then the HTTP servers.
+//  4. stop the webhook server (it answered admission and conversion until
+//     the lease was released; its validators may read the caches), then
+//     the caches, then the probes.
 //
 // A lease lost without being asked (renews failed past the renew deadline)
 // stops the workers at once and ends the replica with ErrLeaseLost, or with

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/rein-k8s/rein/pkg/leader"
+	"github.com/rein-k8s/rein/pkg/webhook"
 	"github.com/rein-k8s/rein/pkg/shard"
 )
 
@@ -84,6 +85,15 @@ type Options struct {
 	// replica's identity then appears as a manager in managedFields. See
 	// pkg/leader, "Server-side fencing".
 	ServerSideFencing bool
+
+	// Webhook, when set, is served by this replica from its start to its
+	// end, leader or not (admission and conversion only read; the
+	// apiserver may call any replica). New binds its address, so that one
+	// in use fails at once; /readyz waits for it; it stops last, after the
+	// lease is released, so that requests keep being answered while the
+	// replica drains. Build it with webhook.NewServer and register the
+	// webhooks on it before Run.
+	Webhook *webhook.Server
 
 	// OnLeader hooks run in their own goroutines when this replica starts
 	// leading (the first group's); their context ends when leadership does.

@@ -212,6 +212,12 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 		return nil, fmt.Errorf("start: %w", err)
 	}
 	r.http = srv
+	if opts.Webhook != nil {
+		if err := opts.Webhook.Listen(); err != nil {
+			srv.close()
+			return nil, fmt.Errorf("start: %w", err)
+		}
+	}
 	if opts.LeaderElect {
 		r.log.Infof("lease namespace %q (%s)", opts.LeaseNamespace, leaseNamespaceWhy)
 	}
@@ -276,6 +282,11 @@ func (r *Replica) ready() (string, error) {
 			details = append(details, fmt.Sprintf("shard group %s: holds %d of %d shards %v", g.LeaseName, len(g.member.Held()), g.Shards, g.member.Held()))
 		}
 	}
+	if r.opts.Webhook != nil {
+		if err := r.opts.Webhook.Ready(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return strings.Join(details, "\n"), errors.Join(errs...)
 }
 
@@ -301,14 +312,32 @@ func (r *Replica) Run(ctx context.Context) error {
 	r.logServing()
 	defer r.http.shutdown()
 
+	// The webhook server answers until the groups are done (lease
+	// released): it stops last, with the probes.
+	webhookErr := make(chan error, 1)
+	webhookCtx, stopWebhook := context.WithCancel(context.WithoutCancel(ctx))
+	groupsCtx, stopGroups := context.WithCancel(ctx)
+	defer stopGroups()
+	if r.opts.Webhook != nil {
+		go func() {
+			err := r.opts.Webhook.Serve(webhookCtx)
+			if err != nil && webhookCtx.Err() == nil {
+				// Serving failed on its own: end the replica, gracefully.
+				r.log.WithError(err).Error("webhook server failed; stopping the replica")
+				stopGroups()
+			}
+			webhookErr <- err
+		}()
+	} else {
+		webhookErr <- nil
+	}
+
 	// Caches outlive the workers: draining handlers still read them.
 	cachesCtx, stopCaches := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCaches()
 
 	errs := make(chan error, len(r.groups))
 	var wg sync.WaitGroup
-	groupsCtx, stopGroups := context.WithCancel(ctx)
-	defer stopGroups()
 	for _, g := range r.groups {
 		wg.Go(func() {
 			err := r.runGroup(groupsCtx, cachesCtx, g)
@@ -327,6 +356,10 @@ func (r *Replica) Run(ctx context.Context) error {
 		if err != nil {
 			all = append(all, err)
 		}
+	}
+	stopWebhook()
+	if err := <-webhookErr; err != nil {
+		all = append(all, err)
 	}
 	return errors.Join(all...)
 }

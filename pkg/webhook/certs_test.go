@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"crypto/tls"
+	"math/big"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -27,13 +28,13 @@ func TestCertificateRotationLosesNoRequest(t *testing.T) {
 	})
 	// Each request on a new connection, so that each makes a handshake and
 	// sees the certificate being served.
-	servedSerials := make(chan int64, 10000)
+	servedSerials := make(chan *big.Int, 10000)
 	pool := ts.ca.client().Transport.(*http.Transport).TLSClientConfig.RootCAs
 	newClient := func() *http.Client {
 		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{
 			RootCAs: pool,
 			VerifyConnection: func(cs tls.ConnectionState) error {
-				servedSerials <- cs.PeerCertificates[0].SerialNumber.Int64()
+				servedSerials <- cs.PeerCertificates[0].SerialNumber
 				return nil
 			},
 		}}}
@@ -56,18 +57,18 @@ func TestCertificateRotationLosesNoRequest(t *testing.T) {
 		}()
 	}
 	// Three renewals; after each, wait until a handshake serves it.
-	for serial := int64(3); serial <= 5; serial++ {
-		ts.ca.issue(t, ts.dir, serial)
+	for range 3 {
+		serial := ts.ca.issue(t, ts.dir)
 		deadline := time.After(30 * time.Second)
 	await:
 		for {
 			select {
 			case got := <-servedSerials:
-				if got == serial {
+				if got.Cmp(serial) == 0 {
 					break await
 				}
 			case <-deadline:
-				t.Fatalf("certificate %d not served 30s after it was written", serial)
+				t.Fatalf("certificate %v not served 30s after it was written", serial)
 			}
 		}
 	}
@@ -85,29 +86,29 @@ func TestCertificateRotationLosesNoRequest(t *testing.T) {
 func TestHalfWrittenCertificateKeepsTheOld(t *testing.T) {
 	ca := newTestCA(t)
 	dir, other := t.TempDir(), t.TempDir()
-	ca.issue(t, dir, 2)
-	ca.issue(t, other, 3)
+	first := ca.issue(t, dir)
+	second := ca.issue(t, other)
 	now := time.Now()
 	files, err := newCertFiles(dir, "tls.crt", "tls.key", testLog())
 	if err != nil {
 		t.Fatal(err)
 	}
 	files.now = func() time.Time { return now }
-	serial := func() int64 {
+	serial := func() *big.Int {
 		c, err := files.getCertificate(nil)
 		if err != nil || c == nil || c.Leaf == nil {
 			t.Fatalf("getCertificate: %v, %v", c, err)
 		}
-		return c.Leaf.SerialNumber.Int64()
+		return c.Leaf.SerialNumber
 	}
 	copyFile(t, other+"/tls.crt", dir+"/tls.crt") // the certificate of another key
 	now = now.Add(certRecheck)
-	if got := serial(); got != 2 {
-		t.Errorf("with a mismatched pair: serving %d, want the previous 2", got)
+	if got := serial(); got.Cmp(first) != 0 {
+		t.Errorf("with a mismatched pair: serving %v, want the previous %v", got, first)
 	}
 	copyFile(t, other+"/tls.key", dir+"/tls.key")
 	now = now.Add(certRecheck)
-	if got := serial(); got != 3 {
-		t.Errorf("with the pair complete: serving %d, want 3", got)
+	if got := serial(); got.Cmp(second) != 0 {
+		t.Errorf("with the pair complete: serving %v, want %v", got, second)
 	}
 }

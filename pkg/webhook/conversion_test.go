@@ -280,7 +280,7 @@ func TestConversionFailuresNamed(t *testing.T) {
 // TestConversionSchemeMistakesNamed: a scheme whose versions cannot all
 // be converted through one hub is an error at registration.
 func TestConversionSchemeMistakesNamed(t *testing.T) {
-	s, err := NewServer(Options{Addr: "127.0.0.1:0", CertDir: func() string { d := t.TempDir(); newTestCA(t).issue(t, d, 2); return d }()})
+	s, err := NewServer(Options{Addr: "127.0.0.1:0", CertDir: func() string { d := t.TempDir(); newTestCA(t).issue(t, d); return d }()})
 	if err != nil {
 		t.Fatal(err)
 	}
