@@ -17,8 +17,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/rein-k8s/rein/pkg/leader"
-	"github.com/rein-k8s/rein/pkg/webhook"
 	"github.com/rein-k8s/rein/pkg/shard"
+	"github.com/rein-k8s/rein/pkg/webhook"
 )
 
 // DefaultDrainGrace bounds how long handlers that are running when a replica
