@@ -19,8 +19,11 @@ import (
 )
 
 // backdate is how far before now a certificate's validity starts, for
-// clocks that run behind.
-const backdate = time.Hour
+// clocks that run behind: an hour, or a tenth of a shorter validity (a
+// certificate's renewal is planned on the share of its life left).
+func backdate(validity time.Duration) time.Duration {
+	return min(time.Hour, validity/10)
+}
 
 // CA is a certificate authority: its certificate and key.
 type CA struct {
@@ -44,7 +47,7 @@ func NewCA(commonName string, validity time.Duration, now time.Time) (*CA, error
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: commonName},
-		NotBefore:             now.Add(-backdate),
+		NotBefore:             now.Add(-backdate(validity)),
 		NotAfter:              now.Add(validity),
 		IsCA:                  true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
@@ -103,7 +106,7 @@ func (ca *CA) Issue(hosts []string, validity time.Duration, now time.Time) (cert
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: hosts[0]},
-		NotBefore:    now.Add(-backdate),
+		NotBefore:    now.Add(-backdate(validity)),
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},

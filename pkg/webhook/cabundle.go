@@ -1,0 +1,154 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
+)
+
+// CABundleTargets name the objects that carry a webhook server's CA
+// bundle: webhook configurations (every webhook in them) and CRDs (their
+// conversion webhook).
+type CABundleTargets struct {
+	ValidatingWebhookConfigurations []string
+	MutatingWebhookConfigurations   []string
+	CRDs                            []string
+}
+
+// InjectCABundle writes bundle into the targets where it differs. Pass
+// the rest.Config of the leader's fenced clients
+// (framework.ClientFactory.RESTConfig), so that a deposed leader's late
+// write is refused like its handlers'. A target that does not exist is an
+// error naming it (its manifest was not applied).
+func InjectCABundle(ctx context.Context, cfg *rest.Config, bundle []byte, t CABundleTargets) error {
+	if len(bundle) == 0 {
+		return errors.New("webhook: InjectCABundle: the bundle is empty")
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range t.ValidatingWebhookConfigurations {
+		errs = append(errs, named("ValidatingWebhookConfiguration", name, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			c, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			changed := false
+			for i := range c.Webhooks {
+				if !bytes.Equal(c.Webhooks[i].ClientConfig.CABundle, bundle) {
+					c.Webhooks[i].ClientConfig.CABundle, changed = bundle, true
+				}
+			}
+			if !changed {
+				return nil
+			}
+			_, err = cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(ctx, c, metav1.UpdateOptions{})
+			return err
+		})))
+	}
+	for _, name := range t.MutatingWebhookConfigurations {
+		errs = append(errs, named("MutatingWebhookConfiguration", name, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			c, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			changed := false
+			for i := range c.Webhooks {
+				if !bytes.Equal(c.Webhooks[i].ClientConfig.CABundle, bundle) {
+					c.Webhooks[i].ClientConfig.CABundle, changed = bundle, true
+				}
+			}
+			if !changed {
+				return nil
+			}
+			_, err = cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Update(ctx, c, metav1.UpdateOptions{})
+			return err
+		})))
+	}
+	if len(t.CRDs) > 0 {
+		ext, err := apiextensionsclient.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		for _, name := range t.CRDs {
+			errs = append(errs, named("CustomResourceDefinition", name, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				crd, err := ext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				conv := crd.Spec.Conversion
+				if conv == nil || conv.Webhook == nil || conv.Webhook.ClientConfig == nil {
+					return fmt.Errorf("it has no conversion webhook (spec.conversion.strategy Webhook with a clientConfig): regenerate its manifest")
+				}
+				if bytes.Equal(conv.Webhook.ClientConfig.CABundle, bundle) {
+					return nil
+				}
+				conv.Webhook.ClientConfig.CABundle = bundle
+				_, err = ext.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, crd, metav1.UpdateOptions{})
+				return err
+			})))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func named(kind, name string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("webhook: %s %s not found: apply the webhook manifests before the replicas (rein-gen writes them)", kind, name)
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("webhook: %s %s: %w (grant the controller get and update on it)", kind, name, err)
+	}
+	return fmt.Errorf("webhook: %s %s: %w", kind, name, err)
+}
+
+// InjectOnLeader returns a hook for start.Options.OnLeader: while this
+// replica leads, it keeps the CA bundle of c in the targets, writing it at
+// once and again whenever the bundle changes (a CA rotation). Failures are
+// logged and retried with backoff, up to a minute apart, until the term
+// ends.
+func (c *SecretCertificates) InjectOnLeader(cfg *rest.Config, t CABundleTargets) func(context.Context) error {
+	return func(ctx context.Context) error {
+		select {
+		case <-c.Loaded():
+		case <-ctx.Done():
+			return nil
+		}
+		delay := time.Second
+		for {
+			bundle, changed := c.CABundle()
+			err := InjectCABundle(ctx, cfg, bundle, t)
+			if ctx.Err() != nil {
+				return nil
+			}
+			wait := (<-chan time.Time)(nil)
+			if err != nil {
+				c.log.WithError(err).Errorf("webhook: writing the CA bundle failed; retrying in %v", delay)
+				wait = time.After(delay)
+				delay = min(2*delay, time.Minute)
+			} else {
+				delay = time.Second
+				c.log.Info("webhook: CA bundle written into the webhook configurations and CRDs")
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-changed:
+			case <-wait:
+			}
+		}
+	}
+}

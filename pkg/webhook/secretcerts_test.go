@@ -1,0 +1,246 @@
+package webhook
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+// verifies says whether the serving certificate of s verifies against
+// bundle for host.
+func verifies(t *testing.T, s *corev1.Secret, bundle []byte, host string) error {
+	t.Helper()
+	pair, err := tls.X509KeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(bundle) {
+		t.Fatal("bundle holds no certificate")
+	}
+	_, err = pair.Leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: host, CurrentTime: pair.Leaf.NotBefore.Add(2 * time.Hour)})
+	return err
+}
+
+// TestSecretCertificateLifecycle walks a Secret through the life of its
+// certificates with a clock: issued; the serving certificate renewed from
+// the same CA; the next CA added to the bundle while the current one still
+// signs; the next CA promoted; the previous dropped once expired. At every
+// step the certificate served verifies against the bundle published at
+// the step before: the apiserver, which learns a bundle only after it is
+// written, is never shown a certificate it does not trust.
+func TestSecretCertificateLifecycle(t *testing.T) {
+	const host = "hooks.ns.svc"
+	c, err := NewSecretCertificates(fake.NewClientset(), SecretCertificatesOptions{
+		Namespace: "ns", Name: "certs", Hosts: []string{host},
+		CAValidity: 600 * time.Hour, CertificateValidity: 60 * time.Hour, Logger: testLog(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := start
+	c.now = func() time.Time { return clock }
+
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "certs"}}
+	step := func(at time.Duration, want string) *corev1.Secret {
+		t.Helper()
+		clock = start.Add(at)
+		next, changed, err := c.renewed(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !changed && want != "nothing" {
+			t.Fatalf("at %v: nothing changed, want %s", at, want)
+		}
+		if changed && want == "nothing" {
+			t.Fatalf("at %v: something changed, want nothing", at)
+		}
+		if s.Data != nil {
+			if err := verifies(t, next, s.Data[secretCABundle], host); err != nil {
+				t.Errorf("at %v (%s): the new certificate does not verify against the bundle published before: %v", at, want, err)
+			}
+		}
+		if err := verifies(t, next, next.Data[secretCABundle], host); err != nil {
+			t.Errorf("at %v (%s): the certificate does not verify against its own bundle: %v", at, want, err)
+		}
+		return next
+	}
+	bundleCAs := func(s *corev1.Secret) int { return strings.Count(string(s.Data[secretCABundle]), "BEGIN CERTIFICATE") }
+
+	s = step(0, "first issue")
+	if s.Type != corev1.SecretTypeTLS || bundleCAs(s) != 1 {
+		t.Fatalf("first issue: type %q, %d CAs in the bundle", s.Type, bundleCAs(s))
+	}
+	firstCA := string(s.Data[secretSigningCA])
+	s = step(time.Hour, "nothing")
+
+	cert := string(s.Data[corev1.TLSCertKey])
+	s = step(41*time.Hour, "serving certificate renewed (a third of 60h left)")
+	if string(s.Data[corev1.TLSCertKey]) == cert || string(s.Data[secretSigningCA]) != firstCA {
+		t.Fatal("the serving certificate was not renewed from the same CA")
+	}
+
+	s = step(401*time.Hour, "next CA joins the bundle")
+	if bundleCAs(s) != 2 || string(s.Data[secretSigningCA]) != firstCA || s.Data[secretNextCA] == nil {
+		t.Fatalf("at 401h: %d CAs in the bundle, signing CA changed %v, want the next CA added and the first still signing", bundleCAs(s), string(s.Data[secretSigningCA]) != firstCA)
+	}
+	nextCA := string(s.Data[secretNextCA])
+
+	s = step(501*time.Hour, "next CA promoted")
+	if string(s.Data[secretSigningCA]) != nextCA || string(s.Data[secretPreviousCA]) != firstCA || bundleCAs(s) != 2 {
+		t.Fatalf("at 501h: the next CA does not sign, or the previous left the bundle (%d CAs)", bundleCAs(s))
+	}
+
+	s = step(601*time.Hour, "previous CA expired and dropped")
+	if s.Data[secretPreviousCA] != nil || bundleCAs(s) != 1 {
+		t.Fatalf("at 601h: %d CAs in the bundle, want the expired one gone", bundleCAs(s))
+	}
+}
+
+// TestSecretCertificatesOnAPIServer: replicas starting at once make one
+// Secret and serve the same certificate; the leader's InjectCABundle
+// makes the apiserver trust it; serving certificates renewed every few
+// seconds while the apiserver calls the webhook lose no request.
+func TestSecretCertificatesOnAPIServer(t *testing.T) {
+	e := sharedEnv(t)
+	cs, err := kubernetes.NewForConfig(e.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "certs-", Labels: map[string]string{"webhook-test": t.Name()}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := SecretCertificatesOptions{Namespace: ns.Name, Name: "webhook-certs", Hosts: []string{"127.0.0.1"}, CertificateValidity: 9 * time.Second, CAValidity: time.Hour, Logger: testLog()}
+	var replicas []*SecretCertificates
+	for range 3 {
+		c, err := NewSecretCertificates(cs, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas = append(replicas, c)
+		wg.Go(func() {
+			if err := c.Start(ctx); err != nil {
+				t.Errorf("Start: %v", err)
+			}
+		})
+	}
+	for _, c := range replicas {
+		select {
+		case <-c.Loaded():
+		case <-time.After(30 * time.Second):
+			t.Fatal("a replica served no certificate 30s after it started")
+		}
+	}
+	certOf := func(c *SecretCertificates) []byte {
+		cert, err := c.GetCertificate(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cert.Certificate[0]
+	}
+	// They converge on one Secret's pair (one may have read a pair that a
+	// renewal of another replaced a moment later).
+	eventuallyTrue(t, "the replicas serve one certificate", func() bool {
+		return string(certOf(replicas[0])) == string(certOf(replicas[1])) && string(certOf(replicas[1])) == string(certOf(replicas[2]))
+	})
+
+	// A webhook server on the first replica's certificates, registered
+	// without a bundle; the leader's injection makes it trusted.
+	s, err := NewServer(Options{Addr: "127.0.0.1:0", GetCertificate: replicas[0].GetCertificate, Logger: testLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook, err := Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) { return nil, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Go(func() {
+		if err := s.Serve(ctx); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	name := "rein-" + strings.ToLower(t.Name())
+	validating, _, err := Configurations(name, []Hook{hook}, Endpoint{URL: "https://" + s.Addr()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	validating.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"webhook-test": t.Name()}}
+	if _, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, validating, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
+	}()
+	leaderCtx, endTerm := context.WithCancel(ctx)
+	defer endTerm()
+	wg.Go(func() {
+		_ = replicas[1].InjectOnLeader(e.Config(), CABundleTargets{ValidatingWebhookConfigurations: []string{name}})(leaderCtx)
+	})
+	eventuallyTrue(t, "the bundle is in the configuration", func() bool {
+		c, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+		bundle, _ := replicas[1].CABundle()
+		return err == nil && string(c.Webhooks[0].ClientConfig.CABundle) == string(bundle)
+	})
+
+	// Requests through the apiserver while the serving certificate is
+	// renewed (every 6s) at least twice.
+	first := certOf(replicas[0])
+	renewals := 0
+	var sent, failed atomic.Int64
+	deadline := time.Now().Add(60 * time.Second)
+	for i := 0; renewals < 2; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d renewals in 60s, want 2 (certificates of 9s)", renewals)
+		}
+		sent.Add(1)
+		_, err := cs.CoreV1().ConfigMaps(ns.Name).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm-" + strconv.Itoa(i)}}, metav1.CreateOptions{})
+		if err != nil {
+			failed.Add(1)
+			t.Errorf("create %d: %v", i, err)
+		}
+		if now := certOf(replicas[0]); string(now) != string(first) {
+			renewals++
+			first = now
+		}
+	}
+	if failed.Load() != 0 {
+		t.Errorf("%d of %d admission requests failed across %d renewals", failed.Load(), sent.Load(), renewals)
+	}
+	t.Logf("%d creates through the webhook across %d certificate renewals, %d failed", sent.Load(), renewals, failed.Load())
+	var rules admissionregistrationv1.RuleWithOperations = validating.Webhooks[0].Rules[0]
+	if rules.Resources[0] != "configmaps" {
+		t.Errorf("rule resources %v", rules.Resources)
+	}
+}
+
+func eventuallyTrue(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
