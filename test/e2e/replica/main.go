@@ -25,6 +25,7 @@ import (
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/start"
+	"github.com/rein-k8s/rein/pkg/webhook"
 )
 
 // Annotations the handler writes.
@@ -40,6 +41,8 @@ func main() {
 	workers := fs.Int("workers", 4, "workers")
 	delay := fs.Duration("handler-delay", 0, "how long the handler waits before it writes (a simulated call to a slow external system)")
 	mark := fs.String("mark", "value", `what the handler keeps current: "value" (the annotation copies data["v"]) or "writer" (each process re-marks every object once: benchmarks use it to give a new leader work on every object)`)
+	webhookAddr := fs.String("webhook-bind-address", "", "serve a validating webhook for ConfigMaps here (it refuses data[\"v\"] = \"refused\"); empty: none")
+	webhookCertDir := fs.String("webhook-cert-dir", "", "tls.crt and tls.key of the webhook server")
 	opts.BindFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
@@ -109,6 +112,24 @@ func main() {
 		// old read is refused rather than applied late.
 		return configMaps.Patch(ctx, cm, types.MergePatchType, patch)
 	})
+	if *webhookAddr != "" {
+		server, err := webhook.NewServer(webhook.Options{Addr: *webhookAddr, CertDir: *webhookCertDir, Logger: opts.Logger})
+		if err != nil {
+			log.WithError(err).Error("webhook")
+			os.Exit(2)
+		}
+		_, err = webhook.Validating(server, clientgoscheme.Scheme, func(ctx context.Context, old, cm *corev1.ConfigMap) (webhook.Warnings, error) {
+			if cm != nil && cm.Data["v"] == "refused" {
+				return nil, fmt.Errorf("refused by %s", opts.IdentityBase)
+			}
+			return nil, nil
+		})
+		if err != nil {
+			log.WithError(err).Error("webhook")
+			os.Exit(2)
+		}
+		opts.Webhook = server
+	}
 	if err := start.Run(ctx, opts, factory); err != nil {
 		log.WithError(err).Error("cannot start")
 		os.Exit(2)
