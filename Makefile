@@ -62,6 +62,10 @@ bench-shards: testbin ## rein sharded over 1, 3 and 5 replicas vs one leader and
 bench-scale: testbin ## rein (default, drop-data transform, metadata-only) vs wrangler, controller-runtime and a bare client-go writer at 100,000 ConfigMaps of 1 KiB (bench/ --scenarios scale: sync, peak RSS, objects/s, SIGKILL takeover with a full cache; 3 rounds); rewrites docs/benchmarks.md' scale section (about 3 hours on 2 cores, a round taking 58 minutes; creating the objects takes 2–4 minutes of it; SCALE_STATE=FILE keeps complete rounds in FILE and goes on from them when started again)
 	cd bench && $(GO) run ./cmd/driver --scenarios scale --objects 100000 --repeats 3 --bindir $(BIN) --out ../docs/benchmarks.md $(if $(SCALE_STATE),--scale-state $(abspath $(SCALE_STATE)))
 
+.PHONY: bench-webhooks
+bench-webhooks: ## rein's webhook server vs controller-runtime's, same validator, separate processes (bench/cmd/webhooks: 20000 AdmissionReviews per framework per round, 8 in flight, 5 rounds): p50/p99 latency and server CPU; rewrites docs/benchmarks.md' webhooks section (about 2 minutes)
+	cd bench && $(GO) run ./cmd/webhooks --requests 20000 --concurrency 8 --repeats 5 --out ../docs/benchmarks.md
+
 .PHONY: bench-rein
 bench-rein: testbin ## rein alone: end-to-end reconcile with 5 and 20 workers, then bench-election (about 10 minutes)
 	$(GO) test -run '^$$' -bench 'BenchmarkReconcile' -benchtime 5x -timeout 30m ./pkg/framework

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	kjson "sigs.k8s.io/json"
 )
 
 // Hub marks the version of a kind that every other version converts to
@@ -242,7 +243,7 @@ func (c *converter) convert(raw []byte, want schema.GroupVersion) (out []byte, e
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	if err := json.Unmarshal(raw, src); err != nil {
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, src); err != nil {
 		return nil, fmt.Errorf("%s: read it as %s: %w", what, from.Version, err)
 	}
 	hub, ok := src.(Hub)

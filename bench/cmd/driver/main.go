@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/rein-k8s/rein/bench/internal/common"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
@@ -269,7 +270,7 @@ func main() {
 		return
 	}
 	for _, s := range sections {
-		must(writeSection(*out, s[0], s[1], s[2]))
+		must(common.WriteSection(*out, s[0], s[1], s[2]))
 	}
 	logf("wrote %s in %v; logs in %s", *out, time.Since(began).Round(time.Second), tmp)
 }
