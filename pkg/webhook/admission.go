@@ -298,7 +298,7 @@ func (a *admission[T]) admit(ctx context.Context, req *admissionv1.AdmissionRequ
 	if a.hook.Mutating {
 		return a.mutate(ctx, req, obj)
 	}
-	warnings, err, result := a.call(ctx, req, func(ctx context.Context) (Warnings, error) { return a.validate(ctx, old, obj) })
+	warnings, result, err := a.call(ctx, req, func(ctx context.Context) (Warnings, error) { return a.validate(ctx, old, obj) })
 	if result != "" {
 		return denyErr(err, warnings), result
 	}
@@ -316,7 +316,7 @@ func (a *admission[T]) mutate(ctx context.Context, req *admissionv1.AdmissionReq
 	if err != nil {
 		return deny(http.StatusInternalServerError, fmt.Sprintf("webhook %s: encode the object: %v", a.hook.Path, err)), resultDenied
 	}
-	_, err, result := a.call(ctx, req, func(ctx context.Context) (Warnings, error) { return nil, a.defaults(ctx, obj) })
+	_, result, err := a.call(ctx, req, func(ctx context.Context) (Warnings, error) { return nil, a.defaults(ctx, obj) })
 	if result != "" {
 		return denyErr(err, nil), result
 	}
@@ -344,11 +344,11 @@ func (a *admission[T]) mutate(ctx context.Context, req *admissionv1.AdmissionReq
 }
 
 // call runs fn under the webhook's time budget. A panic or a timeout is
-// turned into an error and a result ("panic", "timeout"); otherwise the
+// turned into a result ("panic", "timeout") and an error; otherwise the
 // result is "" and fn's own values are returned. A handler that ignores
 // its context's end is left to finish on its own goroutine: the request
 // has its answer already, and what the handler returns is dropped.
-func (a *admission[T]) call(ctx context.Context, req *admissionv1.AdmissionRequest, fn func(context.Context) (Warnings, error)) (Warnings, error, string) {
+func (a *admission[T]) call(ctx context.Context, req *admissionv1.AdmissionRequest, fn func(context.Context) (Warnings, error)) (Warnings, string, error) {
 	ctx, cancel := context.WithTimeout(context.WithValue(ctx, requestKey{}, req), a.budget)
 	defer cancel()
 	type outcome struct {
@@ -372,13 +372,13 @@ func (a *admission[T]) call(ctx context.Context, req *admissionv1.AdmissionReque
 		if o.panicked != nil {
 			a.server.log.WithField("webhook", a.hook.Path).WithField("object", objectName(req)).
 				WithField("stack", string(o.stack)).Errorf("webhook handler panicked: %v", o.panicked)
-			return nil, fmt.Errorf("webhook %s failed on %s (the handler panicked: %v); the request is denied, and the panic logged", a.hook.Path, objectName(req), o.panicked), resultPanic
+			return nil, resultPanic, fmt.Errorf("webhook %s failed on %s (the handler panicked: %v); the request is denied, and the panic logged", a.hook.Path, objectName(req), o.panicked)
 		}
-		return o.warnings, o.err, ""
+		return o.warnings, "", o.err
 	case <-ctx.Done():
 		a.server.log.WithField("webhook", a.hook.Path).WithField("object", objectName(req)).
 			Warnf("webhook handler still running after %v; denied", a.budget)
-		return nil, apierrors.NewTimeoutError(fmt.Sprintf("webhook %s did not decide on %s within %v (its timeout is %v): the request is denied", a.hook.Path, objectName(req), a.budget, a.hook.Timeout), 0), resultTimeout
+		return nil, resultTimeout, apierrors.NewTimeoutError(fmt.Sprintf("webhook %s did not decide on %s within %v (its timeout is %v): the request is denied", a.hook.Path, objectName(req), a.budget, a.hook.Timeout), 0)
 	}
 }
 

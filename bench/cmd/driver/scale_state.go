@@ -113,12 +113,6 @@ func (st *scaleState) save(path string, sc *scale, round int, began time.Time) e
 	return os.Rename(tmp, path)
 }
 
-// tookAll is the time every invocation took, together.
-func (st *scaleState) tookAll() time.Duration {
-	var s float64
-	for _, inv := range st.Invocations {
-		s += inv.Took
-	}
 	return time.Duration(s * float64(time.Second))
 }
 
