@@ -113,9 +113,6 @@ func (st *scaleState) save(path string, sc *scale, round int, began time.Time) e
 	return os.Rename(tmp, path)
 }
 
-	return time.Duration(s * float64(time.Second))
-}
-
 // provenance says which invocation ran which rounds, when, and for how long.
 func (st *scaleState) provenance(objects int) string {
 	var parts []string
