@@ -106,9 +106,9 @@ func WithOperations(ops ...admissionregistrationv1.OperationType) HookOption {
 		}
 		for _, op := range ops {
 			switch op {
-			case admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete, admissionregistrationv1.Connect:
+			case admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete:
 			default:
-				return fmt.Errorf("WithOperations: %q is not CREATE, UPDATE, DELETE or CONNECT", op)
+				return fmt.Errorf("WithOperations: %q is not CREATE, UPDATE or DELETE (a CONNECT carries options, not the kind's object)", op)
 			}
 		}
 		c.operations = slices.Clone(ops)
@@ -422,9 +422,11 @@ func allow(warnings Warnings) *admissionv1.AdmissionResponse {
 }
 
 func deny(code int32, msg string) *admissionv1.AdmissionResponse {
-	return &admissionv1.AdmissionResponse{Result: &metav1.Status{
-		Status: metav1.StatusFailure, Code: code, Reason: metav1.StatusReason(http.StatusText(int(code))), Message: msg,
-	}}
+	reason := metav1.StatusReasonInternalError
+	if code == http.StatusBadRequest {
+		reason = metav1.StatusReasonBadRequest
+	}
+	return &admissionv1.AdmissionResponse{Result: &metav1.Status{Status: metav1.StatusFailure, Code: code, Reason: reason, Message: msg}}
 }
 
 // denyErr denies with err: an API status error as it is, any other error

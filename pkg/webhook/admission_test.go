@@ -349,7 +349,7 @@ func TestBadHTTPRequests(t *testing.T) {
 // TestRegistrationMistakesNamed: what cannot be served is an error at
 // registration, naming the mistake.
 func TestRegistrationMistakesNamed(t *testing.T) {
-	s, err := NewServer(Options{Addr: "127.0.0.1:0", GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, nil }})
+	s, err := NewServer(Options{Addr: "127.0.0.1:0", Certificates: noCertificates{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +376,7 @@ func TestRegistrationMistakesNamed(t *testing.T) {
 	}
 	for name, opts := range map[string]Options{
 		"no certificate":   {},
-		"two certificates": {CertDir: t.TempDir(), GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, nil }},
+		"two certificates": {CertDir: t.TempDir(), Certificates: noCertificates{}},
 		"empty cert dir":   {CertDir: t.TempDir()},
 		"bad address":      {Addr: "9443", CertDir: t.TempDir()},
 	} {
@@ -387,3 +387,11 @@ func TestRegistrationMistakesNamed(t *testing.T) {
 		}
 	}
 }
+
+// noCertificates is a CertificateSource with nothing to serve.
+type noCertificates struct{}
+
+func (noCertificates) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return nil, errors.New("no certificate")
+}
+func (noCertificates) Start(ctx context.Context) error { <-ctx.Done(); return nil }

@@ -9,7 +9,10 @@
 // A Server listens on one address with one serving certificate, from a
 // folder of tls.crt and tls.key (a mounted kubernetes.io/tls Secret, as
 // cert-manager writes it; loaded again when the files change) or from a
-// GetCertificate function. Webhooks are registered on it per kind:
+// CertificateSource such as SecretCertificates (a CA and certificate the
+// replicas share in a Secret, renewed before they expire, the CA bundle
+// written into the configurations by the leader: InjectOnLeader).
+// Webhooks are registered on it per kind:
 //
 //   - Validating(s, scheme, fn): fn(ctx, old, obj) judges a create (old
 //     nil), an update or a delete (obj nil) and returns warnings and an

@@ -115,7 +115,9 @@ func NewSecretCertificates(client kubernetes.Interface, opts SecretCertificatesO
 	}, nil
 }
 
-// GetCertificate is Options.GetCertificate: the pair the Secret holds.
+// GetCertificate hands out the pair the Secret holds. SecretCertificates
+// is a CertificateSource: pass it as Options.Certificates, and the server
+// runs Start.
 func (c *SecretCertificates) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -357,15 +359,18 @@ func (c *SecretCertificates) take(obj any) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.current != nil && bytes.Equal(c.current.Certificate[0], pair.Certificate[0]) {
-		return
-	}
-	c.current, c.renewAt = &pair, renewAt
+	c.renewAt = renewAt
+	// The bundle can change while the serving certificate does not (the
+	// next CA joining it): each is taken on its own.
 	if !bytes.Equal(c.bundle, bundle) {
 		c.bundle = bundle
 		close(c.changed)
 		c.changed = make(chan struct{})
 	}
+	if c.current != nil && bytes.Equal(c.current.Certificate[0], pair.Certificate[0]) {
+		return
+	}
+	c.current = &pair
 	c.loadOnce.Do(func() { close(c.loaded) })
 	c.log.WithField("notAfter", pair.Leaf.NotAfter.UTC().Format(time.RFC3339)).Info("webhook: serving the Secret's certificate")
 }

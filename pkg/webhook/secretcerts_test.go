@@ -130,18 +130,43 @@ func TestSecretCertificatesOnAPIServer(t *testing.T) {
 	}
 	opts := SecretCertificatesOptions{Namespace: ns.Name, Name: "webhook-certs", Hosts: []string{"127.0.0.1"}, CertificateValidity: 9 * time.Second, CAValidity: time.Hour, Logger: testLog()}
 	var replicas []*SecretCertificates
-	for range 3 {
+	for i := range 3 {
 		c, err := NewSecretCertificates(cs, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		replicas = append(replicas, c)
+		if i == 0 {
+			continue // the webhook server below runs its Start
+		}
 		wg.Go(func() {
 			if err := c.Start(ctx); err != nil {
 				t.Errorf("Start: %v", err)
 			}
 		})
 	}
+	// The first replica's is served by a webhook server, which runs it;
+	// registered without a bundle, the leader's injection below makes it
+	// trusted.
+	s, err := NewServer(Options{Addr: "127.0.0.1:0", Certificates: replicas[0], Logger: testLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(); err == nil {
+		t.Error("Ready before Serve: nil, want an error")
+	}
+	hook, err := Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) { return nil, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Go(func() {
+		if err := s.Serve(ctx); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
 	for _, c := range replicas {
 		select {
 		case <-c.Loaded():
@@ -162,24 +187,9 @@ func TestSecretCertificatesOnAPIServer(t *testing.T) {
 		return string(certOf(replicas[0])) == string(certOf(replicas[1])) && string(certOf(replicas[1])) == string(certOf(replicas[2]))
 	})
 
-	// A webhook server on the first replica's certificates, registered
-	// without a bundle; the leader's injection makes it trusted.
-	s, err := NewServer(Options{Addr: "127.0.0.1:0", GetCertificate: replicas[0].GetCertificate, Logger: testLog()})
-	if err != nil {
-		t.Fatal(err)
+	if err := s.Ready(); err != nil {
+		t.Errorf("Ready with the Secret's certificate: %v", err)
 	}
-	hook, err := Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) { return nil, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	wg.Go(func() {
-		if err := s.Serve(ctx); err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
 	name := "rein-" + strings.ToLower(t.Name())
 	validating, _, err := Configurations(name, []Hook{hook}, Endpoint{URL: "https://" + s.Addr()}, nil)
 	if err != nil {
@@ -242,5 +252,52 @@ func eventuallyTrue(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting: %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestBundleChangeAloneIsTaken: when the next CA joins the bundle and the
+// serving certificate stays (the first step of a CA rotation), the bundle
+// is taken and its change announced, so that the leader writes it before
+// the second step.
+func TestBundleChangeAloneIsTaken(t *testing.T) {
+	c, err := NewSecretCertificates(fake.NewClientset(), SecretCertificatesOptions{
+		Namespace: "ns", Name: "certs", Hosts: []string{"h.ns.svc"},
+		CAValidity: 600 * time.Hour, CertificateValidity: 60 * time.Hour, Logger: testLog(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := start
+	c.now = func() time.Time { return clock }
+	s0, _, err := c.renewed(&corev1.Secret{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Renew the serving certificate close to the CA's first step, so that
+	// the step leaves it alone.
+	clock = start.Add(399 * time.Hour)
+	s0, _, err = c.renewed(s0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.take(s0)
+	bundle0, changed := c.CABundle()
+	clock = start.Add(401 * time.Hour)
+	s1, moved, err := c.renewed(s0)
+	if err != nil || !moved {
+		t.Fatalf("the first step of the CA rotation: changed %v, %v", moved, err)
+	}
+	if string(s1.Data[corev1.TLSCertKey]) != string(s0.Data[corev1.TLSCertKey]) {
+		t.Fatal("the serving certificate changed at the first step; the test needs it unchanged")
+	}
+	c.take(s1)
+	select {
+	case <-changed:
+	default:
+		t.Fatal("the bundle's change was not announced")
+	}
+	if bundle1, _ := c.CABundle(); string(bundle1) == string(bundle0) || !strings.Contains(string(bundle1), string(s1.Data[secretNextCA])) {
+		t.Fatal("the bundle taken is not the one with the next CA")
 	}
 }

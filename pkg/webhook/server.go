@@ -24,7 +24,17 @@ const DefaultAddr = ":9443"
 // finish. An apiserver waits at most 30 s for a webhook.
 const shutdownGrace = 10 * time.Second
 
-// Options configure a Server. Exactly one of CertDir and GetCertificate
+// CertificateSource hands out a server's certificate and keeps it
+// current: SecretCertificates is one. The server runs Start while it
+// serves and stops it with itself.
+type CertificateSource interface {
+	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// Start keeps the certificate current until ctx ends; an error it
+	// returns ends the server.
+	Start(ctx context.Context) error
+}
+
+// Options configure a Server. Exactly one of CertDir and Certificates
 // gives its serving certificate.
 type Options struct {
 	// Addr is host:port to listen on; empty means DefaultAddr. Port 0
@@ -36,9 +46,10 @@ type Options struct {
 	// renewed by cert-manager is served without a restart.
 	CertDir           string
 	CertName, KeyName string
-	// GetCertificate, instead of CertDir, hands out the certificate for
-	// each handshake (tls.Config.GetCertificate).
-	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// Certificates, instead of CertDir, hands out the certificate for
+	// each handshake, e.g. SecretCertificates for a cluster without
+	// cert-manager.
+	Certificates CertificateSource
 	// Registerer receives the webhook metrics (rein_webhook_*). Nil
 	// records none.
 	Registerer prometheus.Registerer
@@ -52,6 +63,7 @@ type Options struct {
 type Server struct {
 	addr    string
 	tls     *tls.Config
+	source  CertificateSource // nil with CertDir
 	log     *logrus.Entry
 	metrics *metrics
 
@@ -76,13 +88,15 @@ func NewServer(opts Options) (*Server, error) {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, fmt.Errorf("webhook: Options.Addr %q: %w (want host:port, e.g. :9443)", addr, err)
 	}
-	getCert := opts.GetCertificate
+	var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	switch {
-	case opts.CertDir != "" && getCert != nil:
-		return nil, errors.New("webhook: both Options.CertDir and Options.GetCertificate are set: choose one source of the serving certificate")
-	case opts.CertDir == "" && getCert == nil:
-		return nil, errors.New("webhook: no serving certificate: set Options.CertDir to the folder of tls.crt and tls.key (a mounted kubernetes.io/tls Secret), or Options.GetCertificate")
-	case opts.CertDir != "":
+	case opts.CertDir != "" && opts.Certificates != nil:
+		return nil, errors.New("webhook: both Options.CertDir and Options.Certificates are set: choose one source of the serving certificate")
+	case opts.CertDir == "" && opts.Certificates == nil:
+		return nil, errors.New("webhook: no serving certificate: set Options.CertDir to the folder of tls.crt and tls.key (a mounted kubernetes.io/tls Secret), or Options.Certificates (e.g. SecretCertificates)")
+	case opts.Certificates != nil:
+		getCert = opts.Certificates.GetCertificate
+	default:
 		certName, keyName := opts.CertName, opts.KeyName
 		if certName == "" {
 			certName = "tls.crt"
@@ -103,6 +117,7 @@ func NewServer(opts Options) (*Server, error) {
 	return &Server{
 		addr:    addr,
 		tls:     &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert, NextProtos: []string{"h2", "http/1.1"}},
+		source:  opts.Certificates,
 		log:     log,
 		metrics: m,
 		mux:     http.NewServeMux(),
@@ -156,12 +171,17 @@ func (s *Server) Addr() string {
 	return s.listener.Addr().String()
 }
 
-// Ready is nil once the server takes requests, and says why not before.
+// Ready is nil once the server takes requests with a certificate, and
+// says why not before.
 func (s *Server) Ready() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.serving {
+	serving := s.serving
+	s.mu.Unlock()
+	if !serving {
 		return errors.New("webhook server not serving yet")
+	}
+	if _, err := s.tls.GetCertificate(&tls.ClientHelloInfo{}); err != nil {
+		return err
 	}
 	return nil
 }
@@ -205,17 +225,43 @@ func (s *Server) Serve(ctx context.Context) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(tls.NewListener(l, s.tls)) }()
 	s.log.WithField("address", l.Addr().String()).Info("webhook server serving")
+	// The certificate source lives as long as the server.
+	sourceCtx, stopSource := context.WithCancel(ctx)
+	defer stopSource()
+	sourceErr := make(chan error, 1)
+	if s.source != nil {
+		go func() { sourceErr <- s.source.Start(sourceCtx) }()
+	}
+	var failed error
 	select {
 	case err := <-served:
+		stopSource()
+		if s.source != nil {
+			<-sourceErr
+		}
 		s.stopped()
 		return fmt.Errorf("webhook: serve on %s: %w", l.Addr(), err)
+	case err := <-sourceErr:
+		if ctx.Err() == nil {
+			if err == nil {
+				err = errors.New("the certificate source stopped")
+			}
+			failed = fmt.Errorf("webhook: certificates: %w", err)
+		}
 	case <-ctx.Done():
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
 	err := srv.Shutdown(shutdownCtx)
 	<-served
+	if s.source != nil && failed == nil {
+		stopSource()
+		<-sourceErr
+	}
 	s.stopped()
+	if failed != nil {
+		return failed
+	}
 	if err != nil {
 		return fmt.Errorf("webhook: shutdown: %w", err)
 	}
