@@ -112,3 +112,64 @@ func TestHalfWrittenCertificateKeepsTheOld(t *testing.T) {
 		t.Errorf("with the pair complete: serving %v, want %v", got, second)
 	}
 }
+
+// readySource serves one certificate and stops with its context, as
+// SecretCertificates does.
+type readySource struct{ cert *tls.Certificate }
+
+func (r readySource) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return r.cert, nil
+}
+func (readySource) Start(ctx context.Context) error { <-ctx.Done(); return nil }
+
+// TestServeStopsWithItsCertificateSource: a server whose certificate
+// source ends with the server's context stops, whichever of the two it
+// sees end first (a context ended before Serve makes both at once).
+func TestServeStopsWithItsCertificateSource(t *testing.T) {
+	dir := t.TempDir()
+	newTestCA(t).issue(t, dir)
+	pair, err := tls.LoadX509KeyPair(dir+"/tls.crt", dir+"/tls.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		s, err := NewServer(Options{Addr: "127.0.0.1:0", Certificates: readySource{&pair}, Logger: testLog()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Listen(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		served := make(chan error, 1)
+		if i%2 == 0 {
+			// Ended before Serve looks: the source and the context end at
+			// once.
+			cancel()
+			go func() { served <- s.Serve(ctx) }()
+		} else {
+			go func() { served <- s.Serve(ctx) }()
+			eventually(t, func() bool { return s.Ready() == nil })
+			cancel()
+		}
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Fatalf("run %d: Serve: %v", i, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("run %d: Serve did not return 20s after its context ended", i)
+		}
+	}
+}
+
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -215,9 +215,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		Handler:           s.mux,
 		TLSConfig:         s.tls,
 		ReadHeaderTimeout: 10 * time.Second,
-		// The apiserver sends whole objects; a megabyte and a half each at
-		// most, twice for an update.
-		MaxHeaderBytes: 1 << 20,
 		// Requests in flight when ctx ends are answered, not cut: an
 		// admission request cut short fails the user's write.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
@@ -229,6 +226,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	sourceCtx, stopSource := context.WithCancel(ctx)
 	defer stopSource()
 	sourceErr := make(chan error, 1)
+	sourceDone := s.source == nil // its Start returned (or there is none)
 	if s.source != nil {
 		go func() { sourceErr <- s.source.Start(sourceCtx) }()
 	}
@@ -236,12 +234,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	select {
 	case err := <-served:
 		stopSource()
-		if s.source != nil {
+		if !sourceDone {
 			<-sourceErr
 		}
 		s.stopped()
 		return fmt.Errorf("webhook: serve on %s: %w", l.Addr(), err)
 	case err := <-sourceErr:
+		sourceDone = true
 		if ctx.Err() == nil {
 			if err == nil {
 				err = errors.New("the certificate source stopped")
@@ -254,7 +253,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	err := srv.Shutdown(shutdownCtx)
 	<-served
-	if s.source != nil && failed == nil {
+	if !sourceDone {
 		stopSource()
 		<-sourceErr
 	}
