@@ -59,7 +59,7 @@ bench-shards: testbin ## rein sharded over 1, 3 and 5 replicas vs one leader and
 	cd bench && $(GO) run ./cmd/driver --scenarios sharded --repeats 5 --objects 5000 --workers 2 --delay 20ms --bindir $(BIN) --out ../docs/benchmarks.md
 
 .PHONY: bench-scale
-bench-scale: testbin ## rein (default, drop-data transform, metadata-only) vs wrangler, controller-runtime and a bare client-go writer at 100,000 ConfigMaps of 1 KiB (bench/ --scenarios scale: sync, peak RSS, objects/s, SIGKILL takeover with a full cache; 3 rounds); rewrites docs/benchmarks.md' scale section (about 3 hours on 2 cores, a round taking 58 minutes; creating the objects takes 2–4 minutes of it; SCALE_STATE=FILE keeps complete rounds in FILE and goes on from them when started again)
+bench-scale: testbin ## rein (default, drop-data transform, metadata-only) vs wrangler, controller-runtime and a bare client-go writer at 100,000 ConfigMaps of 1 KiB (bench/ --scenarios scale: sync, peak RSS, objects/s, SIGKILL takeover with a full cache; 3 rounds); rewrites docs/benchmarks.md' scale section (about 3 hours on 2 cores, a round taking 49–58 minutes; creating the objects takes 2–4 minutes of it; SCALE_STATE=FILE keeps complete rounds in FILE and goes on from them when started again)
 	cd bench && $(GO) run ./cmd/driver --scenarios scale --objects 100000 --repeats 3 --bindir $(BIN) --out ../docs/benchmarks.md $(if $(SCALE_STATE),--scale-state $(abspath $(SCALE_STATE)))
 
 .PHONY: bench-webhooks
