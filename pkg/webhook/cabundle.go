@@ -39,40 +39,30 @@ func InjectCABundle(ctx context.Context, cfg *rest.Config, bundle []byte, t CABu
 	}
 	var errs []error
 	for _, name := range t.ValidatingWebhookConfigurations {
+		api := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations()
 		errs = append(errs, named("ValidatingWebhookConfiguration", name, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			c, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+			c, err := api.Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return err
 			}
-			changed := false
-			for i := range c.Webhooks {
-				if !bytes.Equal(c.Webhooks[i].ClientConfig.CABundle, bundle) {
-					c.Webhooks[i].ClientConfig.CABundle, changed = bundle, true
-				}
-			}
-			if !changed {
+			if !setBundles(len(c.Webhooks), func(i int) *[]byte { return &c.Webhooks[i].ClientConfig.CABundle }, bundle) {
 				return nil
 			}
-			_, err = cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(ctx, c, metav1.UpdateOptions{})
+			_, err = api.Update(ctx, c, metav1.UpdateOptions{})
 			return err
 		})))
 	}
 	for _, name := range t.MutatingWebhookConfigurations {
+		api := cs.AdmissionregistrationV1().MutatingWebhookConfigurations()
 		errs = append(errs, named("MutatingWebhookConfiguration", name, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			c, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+			c, err := api.Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return err
 			}
-			changed := false
-			for i := range c.Webhooks {
-				if !bytes.Equal(c.Webhooks[i].ClientConfig.CABundle, bundle) {
-					c.Webhooks[i].ClientConfig.CABundle, changed = bundle, true
-				}
-			}
-			if !changed {
+			if !setBundles(len(c.Webhooks), func(i int) *[]byte { return &c.Webhooks[i].ClientConfig.CABundle }, bundle) {
 				return nil
 			}
-			_, err = cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Update(ctx, c, metav1.UpdateOptions{})
+			_, err = api.Update(ctx, c, metav1.UpdateOptions{})
 			return err
 		})))
 	}
@@ -101,6 +91,18 @@ func InjectCABundle(ctx context.Context, cfg *rest.Config, bundle []byte, t CABu
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// setBundles sets the n bundles at(i) to bundle and reports whether any
+// differed.
+func setBundles(n int, at func(int) *[]byte, bundle []byte) bool {
+	changed := false
+	for i := range n {
+		if b := at(i); !bytes.Equal(*b, bundle) {
+			*b, changed = bundle, true
+		}
+	}
+	return changed
 }
 
 func named(kind, name string, err error) error {
