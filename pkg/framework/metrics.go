@@ -1,7 +1,6 @@
 package framework
 
 import (
-	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -9,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/rein-k8s/rein/internal/promreg"
 )
 
 // Handler results, the "result" label of rein_handler_executions_total.
@@ -40,14 +41,14 @@ func newMetrics(reg prometheus.Registerer, caches *CacheFactory) (*metrics, erro
 	}
 	m := &metrics{reg: reg}
 	var err error
-	m.handlerRuns, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.handlerRuns, err = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rein_handler_executions_total",
 		Help: "Handler runs per controller, handler and result (success, error, panic, skip, requeue, filtered).",
 	}, []string{"controller", "handler", "result"}))
 	if err != nil {
 		return nil, err
 	}
-	m.handlerDuration, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	m.handlerDuration, err = promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "rein_handler_duration_seconds",
 		Help:    "Time one handler took on one key.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
@@ -58,27 +59,12 @@ func newMetrics(reg prometheus.Registerer, caches *CacheFactory) (*metrics, erro
 	if m.queue, err = newQueueMetricsProvider(reg); err != nil {
 		return nil, err
 	}
-	cc, err := register(reg, &cacheCollector{})
+	cc, err := promreg.Register(reg, &cacheCollector{})
 	if err != nil {
 		return nil, err
 	}
 	cc.add(caches)
 	return m, nil
-}
-
-// register registers c, or returns the collector of the same description
-// that is already registered.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if errors.As(err, &already) {
-			if existing, ok := already.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }
 
 func (m *metrics) observeHandler(controller, handler, result string, took time.Duration) {
@@ -155,34 +141,34 @@ var _ workqueue.MetricsProvider = (*queueMetricsProvider)(nil)
 func newQueueMetricsProvider(reg prometheus.Registerer) (*queueMetricsProvider, error) {
 	p := &queueMetricsProvider{}
 	var err error
-	if p.depth, err = register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	if p.depth, err = promreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Subsystem: "workqueue", Name: "depth", Help: "Current depth of the workqueue.",
 	}, []string{"name"})); err != nil {
 		return nil, err
 	}
-	if p.adds, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	if p.adds, err = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Subsystem: "workqueue", Name: "adds_total", Help: "Adds handled by the workqueue.",
 	}, []string{"name"})); err != nil {
 		return nil, err
 	}
-	if p.latency, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	if p.latency, err = promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Subsystem: "workqueue", Name: "queue_duration_seconds", Help: "Seconds a key waits in the workqueue before it is taken.",
 		Buckets: prometheus.ExponentialBuckets(1e-6, 10, 10),
 	}, []string{"name"})); err != nil {
 		return nil, err
 	}
-	if p.workDuration, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	if p.workDuration, err = promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Subsystem: "workqueue", Name: "work_duration_seconds", Help: "Seconds processing one key takes.",
 		Buckets: prometheus.ExponentialBuckets(1e-6, 10, 10),
 	}, []string{"name"})); err != nil {
 		return nil, err
 	}
-	if p.retries, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	if p.retries, err = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Subsystem: "workqueue", Name: "retries_total", Help: "Rate-limited retries handled by the workqueue.",
 	}, []string{"name"})); err != nil {
 		return nil, err
 	}
-	if p.unfinished, err = register(reg, newQueueGaugeCollector()); err != nil {
+	if p.unfinished, err = promreg.Register(reg, newQueueGaugeCollector()); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -1,10 +1,11 @@
 package webhook
 
 import (
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rein-k8s/rein/internal/promreg"
 )
 
 // Results of a webhook call, the "result" label of
@@ -29,14 +30,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return nil, nil
 	}
-	requests, err := registerCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	requests, err := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rein_webhook_requests_total",
 		Help: "Webhook calls per path and result (allowed, denied, panic, timeout, bad_request).",
 	}, []string{"webhook", "result"}))
 	if err != nil {
 		return nil, err
 	}
-	duration, err := registerCollector(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	duration, err := promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "rein_webhook_duration_seconds",
 		Help:    "Time from a webhook call's arrival to its answer.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
@@ -45,21 +46,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	return &metrics{requests: requests, duration: duration}, nil
-}
-
-// registerCollector registers c, or returns the collector already registered under
-// its name (two servers on one registry share it).
-func registerCollector[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if errors.As(err, &already) {
-			if existing, ok := already.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }
 
 func (m *metrics) observe(path, result string, began time.Time) {
