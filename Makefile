@@ -80,14 +80,15 @@ bench-codegen: ## rein-gen (first run, reruns, after a change) against code-gene
 	$(GO) test -run '^$$' -bench 'BenchmarkCodegen' -benchtime 1x -timeout 60m ./codegen -codegen-rounds 5
 
 # What `make generate` writes, and from what.
-SAMPLE_API := ./samples/vmcontroller/api/vm/v1alpha1
+SAMPLE_API := ./samples/vmcontroller/api/vm/...
 SAMPLE_OUT := github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated
-GENERATED  := pkg/controllers samples/vmcontroller/pkg/generated samples/vmcontroller/api samples/vmcontroller/deploy/crd
+GENERATED  := pkg/controllers samples/vmcontroller/pkg/generated samples/vmcontroller/api samples/vmcontroller/deploy/crd samples/vmcontroller/deploy/webhook
 
 .PHONY: generate
 generate: ## regenerate the built-in controllers and the sample's code and CRD
 	$(GO) run ./codegen/internal/builtins
-	$(GO) run ./codegen/cmd/rein-gen --output-package $(SAMPLE_OUT) --crd-dir samples/vmcontroller/deploy/crd $(SAMPLE_API)
+	$(GO) run ./codegen/cmd/rein-gen --output-package $(SAMPLE_OUT) --crd-dir samples/vmcontroller/deploy/crd \
+		--webhook-dir samples/vmcontroller/deploy/webhook --webhook-service vm-system/vmcontroller-webhook $(SAMPLE_API)
 
 .PHONY: verify
 verify: ## regenerate into a copy of the tree and fail with a diff when committed code is stale

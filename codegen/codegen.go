@@ -37,6 +37,16 @@ type Options struct {
 	// CRDDir is where the CRD manifests go, relative to Dir; empty writes
 	// none (the CRDs are still generated, as a check of the markers).
 	CRDDir string
+	// WebhookDir is where the webhook configurations of the API's
+	// +kubebuilder:webhook markers go (webhooks.yaml), relative to Dir;
+	// empty writes none (the markers are still checked, and the typed
+	// registration helpers still generated).
+	WebhookDir string
+	// WebhookService is the Service, "namespace/name", that the webhook
+	// configurations and the CRDs' conversion stanzas call when a marker
+	// names none; empty means controller-gen's default,
+	// system/webhook-service (which kustomize overlays usually rename).
+	WebhookService string
 	// Header is put at the top of every generated Go file (a license
 	// comment, say), before the "Code generated" line.
 	Header string
@@ -83,6 +93,9 @@ type run struct {
 	moduleDir string
 	outDir    string // folder of OutputPackage
 	crdDir    string // absolute; "" for none
+	// webhookDir is absolute; "" for none.
+	webhookDir string
+	webhooks   *webhookPlan
 	packages  []*apiPackage
 	// support are the module's packages of shared types the API packages
 	// import that ask for deepcopy (+k8s:deepcopy-gen=package or
@@ -130,6 +143,16 @@ func newRun(ctx context.Context, opts Options) (*run, error) {
 			r.crdDir = filepath.Join(abs, r.crdDir)
 		}
 	}
+	if opts.WebhookDir != "" {
+		r.webhookDir = opts.WebhookDir
+		if !filepath.IsAbs(r.webhookDir) {
+			r.webhookDir = filepath.Join(abs, r.webhookDir)
+		}
+	}
+	service, err := parseService(opts.WebhookService)
+	if err != nil {
+		return nil, fmt.Errorf("codegen: %w", err)
+	}
 	r.header = opts.Header
 	if r.header != "" && !strings.HasSuffix(r.header, "\n") {
 		r.header += "\n"
@@ -160,6 +183,9 @@ func newRun(ctx context.Context, opts Options) (*run, error) {
 		fmt.Fprintf(r.log, "rein-gen: %s: shared types, deepcopy only\n", p.ImportPath)
 	}
 	if err := validate(r.packages); err != nil {
+		return nil, fmt.Errorf("codegen: nothing was written:\n%w", err)
+	}
+	if r.webhooks, err = planWebhooks(r.packages, service); err != nil {
 		return nil, fmt.Errorf("codegen: nothing was written:\n%w", err)
 	}
 	if err := r.checkOutputPlacement(); err != nil {
@@ -406,6 +432,22 @@ func (r *run) generate(ctx context.Context) (err error) {
 	for path, content := range controllers {
 		files[path] = content
 	}
+	helpers, err := r.webhooks.helpers(filepath.Join(r.outDir, "controllers"), r.opts.OutputPackage+"/controllers", r.header)
+	if err != nil {
+		return err
+	}
+	for path, content := range helpers {
+		files[path] = content
+	}
+	if r.webhookDir != "" {
+		manifest, err := r.webhooks.manifest()
+		if err != nil {
+			return fmt.Errorf("codegen: nothing was written: webhook configurations: %w", err)
+		}
+		if manifest != nil {
+			files[filepath.Join(r.webhookDir, webhookManifestFile)] = manifest
+		}
+	}
 	for name, content := range crdFiles {
 		files[filepath.Join(r.crdDir, name)] = content
 	}
@@ -477,6 +519,9 @@ func (r *run) generateCRDs(ctx context.Context) (map[string][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("codegen: nothing was written: CRD manifests: %w", err)
 	}
+	if err := r.webhooks.addConversions(files); err != nil {
+		return nil, err
+	}
 	if r.crdDir == "" {
 		return nil, nil
 	}
@@ -528,6 +573,9 @@ func (r *run) ownedRoots() (trees []string, flat []string) {
 	}
 	if r.crdDir != "" {
 		flat = append(flat, r.crdDir)
+	}
+	if r.webhookDir != "" && r.webhookDir != r.crdDir {
+		flat = append(flat, r.webhookDir)
 	}
 	for _, p := range r.packages {
 		flat = append(flat, p.Dir)

@@ -45,7 +45,7 @@ func (r *run) recordPath() string {
 		return ""
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s", r.moduleDir, r.opts.OutputPackage, r.crdDir, r.header, strings.Join(r.importPaths(), ","))
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%s", r.moduleDir, r.opts.OutputPackage, r.crdDir, r.webhookDir, r.header, strings.Join(r.importPaths(), ","))
 	return filepath.Join(cache, "rein-gen", "runs", hex.EncodeToString(h.Sum(nil))[:32]+".json")
 }
 
@@ -60,7 +60,7 @@ func (r *run) importPaths() []string {
 // fingerprint hashes the inputs of the output (see above).
 func (r *run) fingerprint() (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "rein-gen record v1\x00%s\x00%s\x00%s\x00%s\x00%v\x00", r.opts.OutputPackage, r.crdDir, r.header, strings.Join(r.importPaths(), ","), r.opts.NoTypeCheck)
+	fmt.Fprintf(h, "rein-gen record v2\x00%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00%v\x00", r.opts.OutputPackage, r.crdDir, r.webhookDir, r.opts.WebhookService, r.header, strings.Join(r.importPaths(), ","), r.opts.NoTypeCheck)
 	if exe, err := os.Executable(); err == nil {
 		if info, err := os.Stat(exe); err == nil {
 			fmt.Fprintf(h, "%s\x00%d\x00%d\x00", exe, info.Size(), info.ModTime().UnixNano())

@@ -60,6 +60,13 @@ type apiPackage struct {
 	structs map[string]*ast.StructType
 	// declared holds every package-level name of the hand-written files.
 	declared map[string]bool
+	// methods are the Hub, ConvertTo and ConvertFrom methods declared, by
+	// receiver type: what makes a kind's versions convertible.
+	methods map[string]map[string]token.Position
+	// webhookMarkers are the +kubebuilder:webhook and
+	// +kubebuilder:webhookconfiguration lines, from any comment of the
+	// hand-written files (controller-tools reads them as package markers).
+	webhookMarkers []marker
 }
 
 // kind is one type rein-gen generates a client and controller for: a
@@ -275,7 +282,8 @@ func loadPackage(importPath, dir string) (*apiPackage, error) {
 		}
 		return nil, fmt.Errorf("package %s: %w", importPath, err)
 	}
-	p := &apiPackage{ImportPath: importPath, Dir: dir, fset: fset, structs: map[string]*ast.StructType{}, declared: map[string]bool{}}
+	p := &apiPackage{ImportPath: importPath, Dir: dir, fset: fset, structs: map[string]*ast.StructType{}, declared: map[string]bool{},
+		methods: map[string]map[string]token.Position{}}
 	var syntaxErrs []error
 	for _, sf := range sources {
 		f, err := parser.ParseFile(fset, filepath.Join(dir, sf.name), sf.src, parser.ParseComments)
@@ -319,11 +327,24 @@ func loadPackage(importPath, dir string) (*apiPackage, error) {
 				p.DeepCopyPackage = true
 			}
 		}
+		for _, cg := range f.Comments {
+			for _, m := range markerList(cg) {
+				if strings.HasPrefix(m.Text, "+kubebuilder:webhook:") || strings.HasPrefix(m.Text, "+kubebuilder:webhookconfiguration:") {
+					p.webhookMarkers = append(p.webhookMarkers, m)
+				}
+			}
+		}
 		for _, decl := range f.Decls {
 			switch d := decl.(type) {
 			case *ast.FuncDecl:
 				if d.Recv == nil {
 					p.declared[d.Name.Name] = true
+				} else if name := d.Name.Name; name == "Hub" || name == "ConvertTo" || name == "ConvertFrom" {
+					recv := typeName(d.Recv.List[0].Type)
+					if p.methods[recv] == nil {
+						p.methods[recv] = map[string]token.Position{}
+					}
+					p.methods[recv][name] = fset.Position(d.Pos())
 				}
 			case *ast.GenDecl:
 				for _, spec := range d.Specs {

@@ -329,3 +329,103 @@ func Register{{.Name}}GeneratingHandler(ctx context.Context, controller {{.Name}
 		func(obj *{{.APIAlias}}.{{.Name}}) *{{.APIAlias}}.{{.StatusType}} { return &obj.Status }, handler, opts)
 }
 {{end}}`)
+
+var kindWebhooksTemplate = tmpl("webhooks", `package {{.Version}}
+
+import (
+{{- if or (and .Validator .Validator.Config.TimeoutSeconds) (and .Defaulter .Defaulter.Config.TimeoutSeconds)}}
+	"time"
+{{end}}
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/rein-k8s/rein/pkg/webhook"
+	{{.APIAlias}} "{{.APIImport}}"
+)
+
+{{- define "options"}}
+		webhook.WithPath("{{.Config.Path}}"),
+		webhook.WithResource("{{.Kind.Plural}}"),
+		webhook.WithOperations({{range $i, $op := .Operations}}{{if $i}}, {{end}}admissionregistrationv1.{{$op}}{{end}}),
+{{- if .Config.TimeoutSeconds}}
+		webhook.WithTimeout({{.Config.TimeoutSeconds}}*time.Second),
+{{- end}}
+{{- end}}
+{{with .Validator}}
+// Register{{$.Name}}Validator serves validate on s as the validating webhook
+// {{.Config.Name}} of {{$.Name}} {{$.Version}}, as its +kubebuilder:webhook marker
+// states: path {{.Config.Path}}, operations {{range $i, $op := .Operations}}{{if $i}}, {{end}}{{$op}}{{end}}.
+// validate gets the object before (nil on create) and after (nil on
+// delete) and denies with the error it returns.
+func Register{{$.Name}}Validator(s *webhook.Server, validate webhook.ValidateFunc[*{{$.APIAlias}}.{{$.Name}}]) (webhook.Hook, error) {
+	scheme := runtime.NewScheme()
+	if err := {{$.APIAlias}}.AddToScheme(scheme); err != nil {
+		return webhook.Hook{}, err
+	}
+	return webhook.Validating(s, scheme, validate,
+{{- template "options" .}}
+	)
+}
+{{end}}
+{{- with .Defaulter}}
+// Register{{$.Name}}Defaulter serves setDefaults on s as the mutating webhook
+// {{.Config.Name}} of {{$.Name}} {{$.Version}}, as its +kubebuilder:webhook marker
+// states: path {{.Config.Path}}, operations {{range $i, $op := .Operations}}{{if $i}}, {{end}}{{$op}}{{end}}.
+// setDefaults changes the object in place; the server answers with the
+// JSON patch of its changes.
+func Register{{$.Name}}Defaulter(s *webhook.Server, setDefaults webhook.DefaultFunc[*{{$.APIAlias}}.{{$.Name}}]) (webhook.Hook, error) {
+	scheme := runtime.NewScheme()
+	if err := {{$.APIAlias}}.AddToScheme(scheme); err != nil {
+		return webhook.Hook{}, err
+	}
+	return webhook.Mutating(s, scheme, setDefaults,
+{{- template "options" .}}
+	)
+}
+{{end}}`)
+
+var conversionTemplate = tmpl("conversion", `package {{.Package}}
+
+import (
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/rein-k8s/rein/pkg/conversion"
+	"github.com/rein-k8s/rein/pkg/webhook"
+{{- range .Versions}}
+	{{.APIAlias}} "{{.APIImport}}"
+{{- end}}
+)
+
+// ConversionPath is where RegisterConversion serves the conversion webhook
+// of {{.Group}}, and what the conversion stanza of the CRDs of its
+// convertible kinds names.
+const ConversionPath = "{{.Path}}"
+
+// Each convertible kind's hub and spokes: a version that stops being one
+// is a compile error here rather than a conversion refused at run time.
+var (
+{{- range .Kinds}}
+	_ conversion.Hub = (*{{.Hub}}.{{.Kind}})(nil)
+{{- $k := .Kind}}{{range .Spokes}}
+	_ conversion.Convertible = (*{{.}}.{{$k}})(nil)
+{{- end}}
+{{- end}}
+)
+
+// RegisterConversion serves, on s at ConversionPath, the conversion webhook
+// of {{range $i, $k := .Kinds}}{{if $i}}, {{end}}{{$k.Kind}}{{end}}: each version converts to and from its hub
+// with the ConvertTo and ConvertFrom methods of the API types.
+func RegisterConversion(s *webhook.Server) (webhook.ConversionHook, error) {
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+{{- range .Versions}}
+		{{.APIAlias}}.AddToScheme,
+{{- end}}
+	} {
+		if err := add(scheme); err != nil {
+			return webhook.ConversionHook{}, err
+		}
+	}
+	return webhook.Conversion(s, scheme, webhook.WithPath(ConversionPath))
+}
+`)

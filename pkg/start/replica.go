@@ -213,6 +213,10 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 	}
 	r.http = srv
 	if opts.Webhook != nil {
+		if err := opts.Webhook.RegisterMetrics(opts.Registry); err != nil {
+			srv.close()
+			return nil, fmt.Errorf("start: the webhook server's metrics: %w", err)
+		}
 		if err := opts.Webhook.Listen(); err != nil {
 			srv.close()
 			return nil, fmt.Errorf("start: %w", err)

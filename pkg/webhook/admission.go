@@ -248,20 +248,20 @@ func (a *admission[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var review admissionv1.AdmissionReview
 	if status, err := readReview(w, r, &review); err != nil {
 		http.Error(w, err.Error(), status)
-		a.server.metrics.observe(a.hook.Path, resultBadRequest, began)
+		a.server.metrics.Load().observe(a.hook.Path, resultBadRequest, began)
 		return
 	}
 	if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" || review.Request == nil {
 		http.Error(w, fmt.Sprintf("webhook %s: want an AdmissionReview of %s with a request, got %s %q: list only v1 in the configuration's admissionReviewVersions",
 			a.hook.Path, admissionv1.SchemeGroupVersion, review.Kind, review.APIVersion), http.StatusBadRequest)
-		a.server.metrics.observe(a.hook.Path, resultBadRequest, began)
+		a.server.metrics.Load().observe(a.hook.Path, resultBadRequest, began)
 		return
 	}
 	resp, result := a.admit(r.Context(), review.Request)
 	resp.UID = review.Request.UID
 	out := admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp}
 	writeJSON(w, &out, a.server)
-	a.server.metrics.observe(a.hook.Path, result, began)
+	a.server.metrics.Load().observe(a.hook.Path, result, began)
 }
 
 // admit judges req; the result is the metrics label.

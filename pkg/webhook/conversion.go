@@ -16,25 +16,18 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kjson "sigs.k8s.io/json"
+
+	"github.com/rein-k8s/rein/pkg/conversion"
 )
 
 // Hub marks the version of a kind that every other version converts to
-// and from (hub and spoke: n versions need 2(n-1) functions, not n(n-1)).
-// Its Go type declares an empty Hub method.
-type Hub interface {
-	runtime.Object
-	Hub()
-}
+// and from; see package conversion, which API packages import without
+// pulling in the server.
+type Hub = conversion.Hub
 
-// Convertible is a version of a kind that is not its hub: it converts
-// itself to the hub and fills itself from it. Both are written by the
-// user; a field one version lacks is usually kept in an annotation so
-// that a round trip loses nothing.
-type Convertible interface {
-	runtime.Object
-	ConvertTo(hub Hub) error
-	ConvertFrom(hub Hub) error
-}
+// Convertible is a version of a kind that is not its hub; see package
+// conversion.
+type Convertible = conversion.Convertible
 
 // DefaultConversionPath is where Conversion serves, as a CRD's
 // spec.conversion.webhook.clientConfig names it.
@@ -145,13 +138,13 @@ func (c *converter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var review apiextensionsv1.ConversionReview
 	if status, err := readReview(w, r, &review); err != nil {
 		http.Error(w, err.Error(), status)
-		c.server.metrics.observe(c.path, resultBadRequest, began)
+		c.server.metrics.Load().observe(c.path, resultBadRequest, began)
 		return
 	}
 	if review.APIVersion != apiextensionsv1.SchemeGroupVersion.String() || review.Kind != "ConversionReview" || review.Request == nil {
 		http.Error(w, fmt.Sprintf("webhook %s: want a ConversionReview of %s with a request, got %s %q: list only v1 in the CRD's conversionReviewVersions",
 			c.path, apiextensionsv1.SchemeGroupVersion, review.Kind, review.APIVersion), http.StatusBadRequest)
-		c.server.metrics.observe(c.path, resultBadRequest, began)
+		c.server.metrics.Load().observe(c.path, resultBadRequest, began)
 		return
 	}
 	resp := &apiextensionsv1.ConversionResponse{UID: review.Request.UID, Result: metav1.Status{Status: metav1.StatusSuccess}}
@@ -171,7 +164,7 @@ func (c *converter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	out := apiextensionsv1.ConversionReview{TypeMeta: review.TypeMeta, Response: resp}
 	writeJSON(w, &out, c.server)
-	c.server.metrics.observe(c.path, result, began)
+	c.server.metrics.Load().observe(c.path, result, began)
 }
 
 func (c *converter) convertAll(req *apiextensionsv1.ConversionRequest) ([]runtime.RawExtension, error) {

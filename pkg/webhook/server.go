@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,7 +66,9 @@ type Server struct {
 	tls     *tls.Config
 	source  CertificateSource // nil with CertDir
 	log     *logrus.Entry
-	metrics *metrics
+	// metrics is set by NewServer or, later, by RegisterMetrics (while
+	// requests may already be served).
+	metrics atomic.Pointer[metrics]
 
 	mu       sync.Mutex
 	mux      *http.ServeMux
@@ -114,15 +117,32 @@ func NewServer(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{
-		addr:    addr,
-		tls:     &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert, NextProtos: []string{"h2", "http/1.1"}},
-		source:  opts.Certificates,
-		log:     log,
-		metrics: m,
-		mux:     http.NewServeMux(),
-		paths:   map[string]string{},
-	}, nil
+	s := &Server{
+		addr:   addr,
+		tls:    &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert, NextProtos: []string{"h2", "http/1.1"}},
+		source: opts.Certificates,
+		log:    log,
+		mux:    http.NewServeMux(),
+		paths:  map[string]string{},
+	}
+	s.metrics.Store(m)
+	return s, nil
+}
+
+// RegisterMetrics registers the server's metrics (rein_webhook_*) on reg
+// when its Options named no Registerer; otherwise it does nothing (they
+// are already recorded there). start.Run calls it with
+// start.Options.Registry, so that /metrics serves them.
+func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
+	if reg == nil || s.metrics.Load() != nil {
+		return nil
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return err
+	}
+	s.metrics.CompareAndSwap(nil, m)
+	return nil
 }
 
 // Handle serves h at path. A path is served once: a second registration

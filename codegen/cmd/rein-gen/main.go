@@ -1,6 +1,9 @@
 // Command rein-gen generates, for Kubernetes API types written in Go, the
 // deepcopy functions, clientset, listers and informers of
-// k8s.io/code-generator, rein's typed controllers, and CRD manifests. Add
+// k8s.io/code-generator, rein's typed controllers, CRD manifests, and, from
+// kubebuilder's webhook markers and the API's Hub/ConvertTo/ConvertFrom
+// methods, typed webhook registration helpers, the webhook configurations
+// and the CRDs' conversion stanzas. Add
 // it to your module as a tool and run it with go tool:
 //
 //	go get -tool github.com/rein-k8s/rein/codegen/cmd/rein-gen@latest
@@ -30,7 +33,7 @@ import (
 func main() {
 	fs := flag.NewFlagSet("rein-gen", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: rein-gen --output-package IMPORT/PATH [--crd-dir DIR] [--dir DIR] [--header-file FILE] [--no-tidy] API_PACKAGE...")
+		fmt.Fprintln(fs.Output(), "usage: rein-gen --output-package IMPORT/PATH [--crd-dir DIR] [--webhook-dir DIR] [--webhook-service NS/NAME] [--dir DIR] [--header-file FILE] [--no-tidy] API_PACKAGE...")
 		fmt.Fprintln(fs.Output(), "API_PACKAGE: ./api/fleet/v1, an import path, or ./api/... for every package below api with a +groupName marker")
 		fs.PrintDefaults()
 	}
@@ -38,6 +41,8 @@ func main() {
 	fs.StringVar(&opts.Dir, "dir", ".", "a folder of the Go module holding the API packages; relative API packages and --crd-dir are resolved against it")
 	fs.StringVar(&opts.OutputPackage, "output-package", "", "import path under which clientset/, listers/, informers/ and controllers/ are written (required)")
 	fs.StringVar(&opts.CRDDir, "crd-dir", "", "folder for the CRD manifests; empty writes none (they are still generated, as a check)")
+	fs.StringVar(&opts.WebhookDir, "webhook-dir", "", "folder for webhooks.yaml, the webhook configurations of the API's +kubebuilder:webhook markers; empty writes none")
+	fs.StringVar(&opts.WebhookService, "webhook-service", "", "the Service (NAMESPACE/NAME) the webhook configurations and the CRDs' conversion stanzas call when a marker names none (default system/webhook-service)")
 	fs.BoolVar(&opts.NoTidy, "no-tidy", false, "never run `go mod tidy`; fail instead when the module lacks what the generated code imports")
 	headerFile := fs.String("header-file", "", "file whose text heads every generated Go file (a license, say)")
 	if err := fs.Parse(os.Args[1:]); err != nil {

@@ -66,6 +66,16 @@ func (c *Client) FindByToken(ctx context.Context, token string) (*VM, error) {
 	return &vms[0], nil // the lowest ID, should there ever be more
 }
 
+// CheckImage asks whether the hypervisor would boot image: its catalogue
+// check, without creating anything.
+func (c *Client) CheckImage(ctx context.Context, image string) (*ImageCheck, error) {
+	var check ImageCheck
+	if err := c.do(ctx, http.MethodGet, "/images/check", url.Values{"image": {image}}, nil, &check); err != nil {
+		return nil, err
+	}
+	return &check, nil
+}
+
 // List returns every VM, sorted by ID.
 func (c *Client) List(ctx context.Context) ([]VM, error) {
 	var vms []VM

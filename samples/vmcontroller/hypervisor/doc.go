@@ -38,10 +38,13 @@
 //	GET    /vms/{id}         one VM
 //	POST   /vms/{id}/power   body {"power":"On"} or {"power":"Off"}; 200 with the VM
 //	DELETE /vms/{id}         204; 404 NotFound when already gone
+//	GET    /images/check     ?image=I: ImageCheck, whether a create with I
+//	                         would be accepted (the catalogue check of
+//	                         the sample's admission webhook)
 //	GET    /stats            Stats
 //	GET    /healthz          200 {"status":"ok"}
 //
-// Latency and injected failures apply to the /vms endpoints only: /stats
+// Latency and injected failures apply to the /vms and /images endpoints only: /stats
 // and /healthz are the test harness's view and stay reliable.
 //
 // # State machine

@@ -151,6 +151,7 @@ func NewServer(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /vms/{id}", s.api(s.handleGet))
 	mux.HandleFunc("POST /vms/{id}/power", s.api(s.handlePower))
 	mux.HandleFunc("DELETE /vms/{id}", s.api(s.handleDelete))
+	mux.HandleFunc("GET /images/check", s.api(s.handleCheckImage))
 	mux.HandleFunc("GET /stats", s.handleStats)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -552,6 +553,26 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 	}
 	writeJSON(w, status, vm)
+}
+
+// handleCheckImage answers whether an image would be accepted: the
+// catalogue check an admission webhook makes before a VM is stored.
+func (s *Server) handleCheckImage(w http.ResponseWriter, r *http.Request) {
+	image := r.URL.Query().Get("image")
+	if image == "" {
+		writeError(w, badRequest("the image query parameter is missing"))
+		return
+	}
+	check := ImageCheck{Image: image, Allowed: true}
+	s.mu.Lock()
+	for _, p := range s.refused {
+		if strings.HasPrefix(image, p) {
+			check.Allowed, check.Reason = false, fmt.Sprintf("images beginning with %q are refused", p)
+			break
+		}
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, check)
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {

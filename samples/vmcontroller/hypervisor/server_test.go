@@ -194,6 +194,21 @@ func TestRefusedImage(t *testing.T) {
 	if st := e.stats(); st.VMs != 2 || st.Creates != 2 {
 		t.Fatalf("Stats = %+v, want the 2 accepted VMs", st)
 	}
+	// The catalogue check says the same, and creates nothing.
+	for image, allowed := range map[string]bool{"bad/img:1": false, "evil-twin": false, "good/bad/": true, "ubuntu": true} {
+		check, err := e.c.CheckImage(ctx(t), image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if check.Image != image || check.Allowed != allowed || (check.Reason == "") == !allowed {
+			t.Errorf("CheckImage(%q) = %+v, want allowed %v with a reason when refused", image, check, allowed)
+		}
+	}
+	_, err := e.c.CheckImage(ctx(t), "")
+	wantCode(t, err, http.StatusBadRequest, hypervisor.CodeBadRequest)
+	if st := e.stats(); st.VMs != 2 || st.Creates != 2 {
+		t.Fatalf("Stats = %+v after the checks, want the 2 VMs still", st)
+	}
 }
 
 func TestBadRequest(t *testing.T) {

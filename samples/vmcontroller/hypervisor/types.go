@@ -156,3 +156,11 @@ func IsNotFound(err error) bool { return hasCode(err, CodeNotFound) }
 // IsImageRefused reports whether err is an *Error with Code ImageRefused:
 // retrying the same create will not help.
 func IsImageRefused(err error) bool { return hasCode(err, CodeImageRefused) }
+
+// ImageCheck is the answer of GET /images/check?image=…: whether a create
+// with Image would be accepted, and if not, why.
+type ImageCheck struct {
+	Image   string `json:"image"`
+	Allowed bool   `json:"allowed"`
+	Reason  string `json:"reason,omitempty"`
+}

@@ -2,7 +2,14 @@
 // resources (vm.rein.dev/v1alpha1) into VMs on a hypervisor, and runs as
 // several replicas of which one, the Lease holder, works.
 //
-//	vmcontroller --hypervisor-url http://hypervisor:8090 [--kubeconfig FILE] [start flags]
+//	vmcontroller --hypervisor-url http://hypervisor:8090 [--kubeconfig FILE] [webhook flags] [start flags]
+//
+// With --webhook-bind-address every replica also serves the
+// VirtualMachine admission webhooks (package admission) and the
+// conversion between v1alpha1 and v1beta1, with a serving certificate
+// from --webhook-cert-dir (cert-manager) or from the Secret
+// --webhook-secret that the replicas share (self-managed; the leader then
+// writes the CA bundle into the webhook configurations and the CRD).
 //
 // Without --kubeconfig it uses $KUBECONFIG, ~/.kube/config or the in-cluster
 // configuration (start.Options.LoadConfig). /metrics and the probes listen
@@ -44,6 +51,10 @@ func main() {
 	poll := fs.Duration("poll-interval", 500*time.Millisecond, "how soon a VM in transition is looked at again")
 	consoleURL := fs.String("console-base-url", "", "the hypervisor's URL as users reach it, for the console address in each VM's <name>-console ConfigMap (default: --hypervisor-url)")
 	verbose := fs.Bool("v", false, "debug logging")
+	webhookAddr := fs.String("webhook-bind-address", "", "serve the admission and conversion webhooks here, e.g. :9443; empty: none")
+	webhookCertDir := fs.String("webhook-cert-dir", "", "folder of the webhook server's tls.crt and tls.key (a mounted cert-manager Secret)")
+	webhookSecret := fs.String("webhook-secret", "", "instead of --webhook-cert-dir: the Secret, in the replica's namespace, where the replicas keep a CA and serving certificate they make themselves")
+	webhookHost := fs.String("webhook-host", "vmcontroller-webhook.vm-system.svc", "with --webhook-secret: the host name the apiserver dials (the webhook Service's DNS name)")
 	opts.BindFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
@@ -53,6 +64,10 @@ func main() {
 	}
 	if *hypervisorURL == "" {
 		fmt.Fprintln(os.Stderr, "vmcontroller: --hypervisor-url is required (e.g. http://hypervisor.vm-system.svc:8090)")
+		os.Exit(2)
+	}
+	if *webhookAddr != "" && (*webhookCertDir == "") == (*webhookSecret == "") {
+		fmt.Fprintln(os.Stderr, "vmcontroller: --webhook-bind-address needs exactly one of --webhook-cert-dir (certificates mounted by cert-manager) and --webhook-secret (certificates kept by the replicas)")
 		os.Exit(2)
 	}
 	if *consoleURL == "" {
@@ -100,6 +115,14 @@ func main() {
 	}, controller.Options{PollInterval: *poll, ConsoleBaseURL: *consoleURL}); err != nil {
 		fmt.Fprintln(os.Stderr, "vmcontroller:", err)
 		os.Exit(2)
+	}
+
+	if *webhookAddr != "" {
+		if err := serveWebhooks(cfg, &opts, webhookFlags{addr: *webhookAddr, certDir: *webhookCertDir, secret: *webhookSecret, host: *webhookHost},
+			hypervisor.NewClient(*hypervisorURL, &http.Client{Timeout: 5 * time.Second}), core); err != nil {
+			fmt.Fprintln(os.Stderr, "vmcontroller:", err)
+			os.Exit(2)
+		}
 	}
 
 	if err := start.Run(ctx, opts, factory); err != nil {

@@ -51,6 +51,7 @@ const UserDataKey = "userdata"
 // +kubebuilder:printcolumn:name=CPU,type=integer,JSONPath=`.spec.cpu`
 // +kubebuilder:printcolumn:name=Memory,type=string,JSONPath=`.spec.memory`
 // +kubebuilder:printcolumn:name=Age,type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:storageversion
 type VirtualMachine struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -65,8 +66,10 @@ type VirtualMachineSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=64
 	CPU int32 `json:"cpu"`
-	// Memory is the VM's memory, e.g. 2Gi.
-	Memory resource.Quantity `json:"memory"`
+	// Memory is the VM's memory, e.g. 2Gi. When left out, the defaulting
+	// webhook gives the VM 1Gi per vCPU.
+	// +optional
+	Memory resource.Quantity `json:"memory,omitempty"`
 	// Image is the disk image the VM boots.
 	// +kubebuilder:validation:MinLength=1
 	Image string `json:"image"`

@@ -7,6 +7,7 @@ import (
 	http "net/http"
 
 	vmv1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/clientset/versioned/typed/vm/v1alpha1"
+	vmv1beta1 "github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/clientset/versioned/typed/vm/v1beta1"
 	discovery "k8s.io/client-go/discovery"
 	rest "k8s.io/client-go/rest"
 	flowcontrol "k8s.io/client-go/util/flowcontrol"
@@ -15,17 +16,24 @@ import (
 type Interface interface {
 	Discovery() discovery.DiscoveryInterfaces
 	VmV1alpha1() vmv1alpha1.VmV1alpha1Interface
+	VmV1beta1() vmv1beta1.VmV1beta1Interface
 }
 
 // Clientset contains the clients for groups.
 type Clientset struct {
 	*discovery.DiscoveryClient
 	vmV1alpha1 *vmv1alpha1.VmV1alpha1Client
+	vmV1beta1  *vmv1beta1.VmV1beta1Client
 }
 
 // VmV1alpha1 retrieves the VmV1alpha1Client
 func (c *Clientset) VmV1alpha1() vmv1alpha1.VmV1alpha1Interface {
 	return c.vmV1alpha1
+}
+
+// VmV1beta1 retrieves the VmV1beta1Client
+func (c *Clientset) VmV1beta1() vmv1beta1.VmV1beta1Interface {
+	return c.vmV1beta1
 }
 
 // Discovery retrieves the DiscoveryClient
@@ -76,6 +84,10 @@ func NewForConfigAndClient(c *rest.Config, httpClient *http.Client) (*Clientset,
 	if err != nil {
 		return nil, err
 	}
+	cs.vmV1beta1, err = vmv1beta1.NewForConfigAndClient(&configShallowCopy, httpClient)
+	if err != nil {
+		return nil, err
+	}
 
 	cs.DiscoveryClient, err = discovery.NewDiscoveryClientForConfigAndClient(&configShallowCopy, httpClient)
 	if err != nil {
@@ -98,6 +110,7 @@ func NewForConfigOrDie(c *rest.Config) *Clientset {
 func New(c rest.Interface) *Clientset {
 	var cs Clientset
 	cs.vmV1alpha1 = vmv1alpha1.New(c)
+	cs.vmV1beta1 = vmv1beta1.New(c)
 
 	cs.DiscoveryClient = discovery.NewDiscoveryClient(c)
 	return &cs

@@ -12,7 +12,9 @@ import (
 
 	"github.com/rein-k8s/rein/pkg/framework"
 	vmv1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
+	vmv1beta1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1beta1"
 	ctrlv1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/controllers/vm/v1alpha1"
+	ctrlv1beta1 "github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/controllers/vm/v1beta1"
 )
 
 // Factory holds the shared caches and controllers of vm.rein.dev. It is a
@@ -40,7 +42,7 @@ func NewFactoryFromConfigOrDie(config *rest.Config) *Factory {
 // NewFactoryFromConfigWithOptions returns a factory with opts: namespace
 // scope, worker counts, retry pacing, metrics registry, logger.
 func NewFactoryFromConfigWithOptions(config *rest.Config, opts framework.Options) (*Factory, error) {
-	f, err := framework.NewFactoryForAPIs(config, opts, vmv1alpha1.AddToScheme)
+	f, err := framework.NewFactoryForAPIs(config, opts, vmv1alpha1.AddToScheme, vmv1beta1.AddToScheme)
 	if err != nil {
 		return nil, err
 	}
@@ -53,8 +55,11 @@ func (f *Factory) Vm() Interface { return group{factory: f.Factory} }
 // Interface gives the versions of the group.
 type Interface interface {
 	V1alpha1() ctrlv1alpha1.Interface
+	V1beta1() ctrlv1beta1.Interface
 }
 
 type group struct{ factory *framework.Factory }
 
 func (g group) V1alpha1() ctrlv1alpha1.Interface { return ctrlv1alpha1.New(g.factory) }
+
+func (g group) V1beta1() ctrlv1beta1.Interface { return ctrlv1beta1.New(g.factory) }

@@ -6,6 +6,8 @@ import (
 	clientset "github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/clientset/versioned"
 	vmv1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/clientset/versioned/typed/vm/v1alpha1"
 	fakevmv1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/clientset/versioned/typed/vm/v1alpha1/fake"
+	vmv1beta1 "github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/clientset/versioned/typed/vm/v1beta1"
+	fakevmv1beta1 "github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated/clientset/versioned/typed/vm/v1beta1/fake"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -82,4 +84,9 @@ var (
 // VmV1alpha1 retrieves the VmV1alpha1Client
 func (c *Clientset) VmV1alpha1() vmv1alpha1.VmV1alpha1Interface {
 	return &fakevmv1alpha1.FakeVmV1alpha1{Fake: &c.Fake}
+}
+
+// VmV1beta1 retrieves the VmV1beta1Client
+func (c *Clientset) VmV1beta1() vmv1beta1.VmV1beta1Interface {
+	return &fakevmv1beta1.FakeVmV1beta1{Fake: &c.Fake}
 }
