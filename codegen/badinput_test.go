@@ -227,6 +227,35 @@ func TestMistakesAreReportedBeforeAnythingIsWritten(t *testing.T) {
 		{"two groups in folders of one name", map[string]string{
 			"api/a/fleet/v1/doc.go": "// +groupName=fleet.a.io\npackage v1\n", "api/a/fleet/v1/ship.go": shipV1,
 		}, []string{"./api/..."}, []string{"fleet.a.io", "fleet.example.com", "same folder name"}},
+		{"a webhook marker for a kind the API lacks", map[string]string{"api/fleet/v1/hooks.go": "package v1\n\n" + webhookMarker("resources=boats")},
+			nil, []string{"hooks.go:3:", "resource boats, is not a kind", "groups=fleet.example.com,versions=v1,resources=ships"}},
+		{"a webhook marker without a path", map[string]string{"api/fleet/v1/hooks.go": "package v1\n\n" + strings.Replace(webhookMarker(""), "path=/validate-ship,", "url=https://x.example.com/v,", 1)},
+			nil, []string{"hooks.go:3:", "rein-gen needs path="}},
+		{"a webhook marker for CONNECT", map[string]string{"api/fleet/v1/hooks.go": "package v1\n\n" + webhookMarker("verbs=create;connect")},
+			nil, []string{"hooks.go:3:", "verbs=connect"}},
+		{"a webhook marker with side effects", map[string]string{"api/fleet/v1/hooks.go": "package v1\n\n" + webhookMarker("sideEffects=Some")},
+			nil, []string{"hooks.go:3:", "sideEffects=Some", "None or NoneOnDryRun"}},
+		{"a webhook marker with a bad value", map[string]string{"api/fleet/v1/hooks.go": "package v1\n\n" + webhookMarker("timeoutSeconds=ten")},
+			nil, []string{"hooks.go:3:", "timeoutSeconds"}},
+		{"two validating webhooks of one kind", map[string]string{"api/fleet/v1/hooks.go": "package v1\n\n" + webhookMarker("") + strings.NewReplacer("/validate-ship", "/validate-ship-2", "vship.", "vship2.").Replace(webhookMarker(""))},
+			nil, []string{"hooks.go:4:", "a second validating webhook of Ship v1", "hooks.go:3"}},
+		{"a spoke without ConvertFrom", map[string]string{
+			"api/fleet/v1/hub.go": "package v1\n\nfunc (*Ship) Hub() {}\n",
+			"api/fleet/v2/doc.go": fleetV2, "api/fleet/v2/ship.go": strings.Replace(shipV1, "package v1", "package v2", 1),
+			"api/fleet/v2/convert.go": "package v2\n\nfunc (*Ship) ConvertTo(any) error { return nil }\n",
+			"api/fleet/v1/ship.go":    strings.Replace(shipV1, "// +genclient\n", "// +genclient\n// +kubebuilder:storageversion\n", 1),
+		}, []string{"./api/..."}, []string{"v2/ship.go:", "Ship v2 has no ConvertFrom", "v1 is the hub", "ConvertFrom(hub conversion.Hub) error"}},
+		{"spokes without a hub", map[string]string{
+			"api/fleet/v2/doc.go": fleetV2, "api/fleet/v2/ship.go": strings.Replace(shipV1, "package v1", "package v2", 1),
+			"api/fleet/v2/convert.go": "package v2\n\nfunc (*Ship) ConvertTo(any) error { return nil }\nfunc (*Ship) ConvertFrom(any) error { return nil }\n",
+			"api/fleet/v1/ship.go":    strings.Replace(shipV1, "// +genclient\n", "// +genclient\n// +kubebuilder:storageversion\n", 1),
+		}, []string{"./api/..."}, []string{"v2/convert.go:", "no version of Ship is the hub", "func (*Ship) Hub() {}"}},
+		{"two hubs", map[string]string{
+			"api/fleet/v1/hub.go": "package v1\n\nfunc (*Ship) Hub() {}\n",
+			"api/fleet/v2/doc.go": fleetV2, "api/fleet/v2/ship.go": strings.Replace(shipV1, "package v1", "package v2", 1),
+			"api/fleet/v2/hub.go":  "package v2\n\nfunc (*Ship) Hub() {}\n",
+			"api/fleet/v1/ship.go": strings.Replace(shipV1, "// +genclient\n", "// +genclient\n// +kubebuilder:storageversion\n", 1),
+		}, []string{"./api/..."}, []string{"two hub versions, v1 and v2"}},
 		{"a pattern that matches nothing", nil, []string{"./apis/..."}, []string{"./apis/...", "no API package"}},
 		{"no kind", map[string]string{"api/fleet/v1/ship.go": "package v1\n\ntype Ship struct{}\n"},
 			nil, []string{"example.com/shipyard/api/fleet/v1 has no kind", "+genclient", "+kubebuilder:object:root=true"}},
@@ -300,4 +329,24 @@ func folders(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// webhookMarker is a valid +kubebuilder:webhook line for Ship v1 with one
+// argument replaced (or added) by change, e.g. "verbs=delete".
+func webhookMarker(change string) string {
+	args := []string{"path=/validate-ship", "mutating=false", "failurePolicy=fail", "sideEffects=None", "groups=fleet.example.com",
+		"resources=ships", "verbs=create;update", "versions=v1", "name=vship.fleet.example.com", "admissionReviewVersions=v1"}
+	if change != "" {
+		key, _, _ := strings.Cut(change, "=")
+		replaced := false
+		for i, a := range args {
+			if strings.HasPrefix(a, key+"=") {
+				args[i], replaced = change, true
+			}
+		}
+		if !replaced {
+			args = append(args, change)
+		}
+	}
+	return "// +kubebuilder:webhook:" + strings.Join(args, ",") + "\n"
 }

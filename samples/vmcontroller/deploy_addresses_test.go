@@ -1,6 +1,7 @@
 package vmcontroller_test
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -86,5 +88,94 @@ func TestDeployControllerListensOnPodAddresses(t *testing.T) {
 		if p != wantPort {
 			t.Errorf("deploy/deployment.yaml: %s=%s, but the container port %s is %s", flag, addr, port.String(), wantPort)
 		}
+	}
+}
+
+// TestDeployWebhookWiring: the webhook configurations and the CRD's
+// conversion stanza (generated) call the Service of webhook-service.yaml,
+// whose target port is the container port the replicas serve on
+// (--webhook-bind-address), and the self-managed certificate is made for
+// the Service's DNS name (--webhook-host).
+func TestDeployWebhookWiring(t *testing.T) {
+	_, ms := loadDeploy(t)
+	var c *corev1.Container
+	var svc *corev1.Service
+	var called []string // namespace/name/port of every Service reference
+	for _, m := range ms {
+		switch m.obj.GetKind() {
+		case "Deployment":
+			if m.obj.GetName() != "vmcontroller" {
+				continue
+			}
+			var d appsv1.Deployment
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m.obj.Object, &d); err != nil {
+				t.Fatal(err)
+			}
+			c = &d.Spec.Template.Spec.Containers[0]
+		case "Service":
+			if m.obj.GetName() == "vmcontroller-webhook" {
+				svc = &corev1.Service{}
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m.obj.Object, svc); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "CustomResourceDefinition":
+			var refs []map[string]any
+			hooks, _, _ := unstructured.NestedSlice(m.obj.Object, "webhooks")
+			for _, h := range hooks {
+				if hook, ok := h.(map[string]any); ok {
+					if ref, ok, _ := unstructured.NestedMap(hook, "clientConfig", "service"); ok {
+						refs = append(refs, ref)
+					}
+				}
+			}
+			if ref, ok, _ := unstructured.NestedMap(m.obj.Object, "spec", "conversion", "webhook", "clientConfig", "service"); ok {
+				refs = append(refs, ref)
+			}
+			if len(refs) == 0 && m.obj.GetKind() != "CustomResourceDefinition" {
+				t.Errorf("deploy/%v calls no Service", m)
+			}
+			for _, ref := range refs {
+				port := "443"
+				if p, ok := ref["port"]; ok {
+					port = fmt.Sprint(p)
+				}
+				called = append(called, fmt.Sprintf("%v/%v/%s", ref["namespace"], ref["name"], port))
+			}
+		}
+	}
+	if c == nil || svc == nil {
+		t.Fatal("deploy/: no Deployment vmcontroller or no Service vmcontroller-webhook")
+	}
+	if len(called) < 3 {
+		t.Fatalf("the configurations and the CRD call %d Services, want the validating and mutating webhooks and the conversion", len(called))
+	}
+	for _, ref := range called {
+		if want := fmt.Sprintf("vm-system/vmcontroller-webhook/%d", svc.Spec.Ports[0].Port); ref != want {
+			t.Errorf("a webhook calls %s, want the Service %s (rein-gen --webhook-service)", ref, want)
+		}
+	}
+	args := map[string]string{}
+	for _, a := range c.Args {
+		if k, v, ok := strings.Cut(a, "="); ok {
+			args[k] = v
+		}
+	}
+	_, port, err := net.SplitHostPort(args["--webhook-bind-address"])
+	if err != nil {
+		t.Fatalf("--webhook-bind-address=%q: %v", args["--webhook-bind-address"], err)
+	}
+	target := svc.Spec.Ports[0].TargetPort
+	var containerPort int32
+	for _, p := range c.Ports {
+		if (target.Type == intstr.String && p.Name == target.StrVal) || (target.Type == intstr.Int && p.ContainerPort == target.IntVal) {
+			containerPort = p.ContainerPort
+		}
+	}
+	if strconv.Itoa(int(containerPort)) != port {
+		t.Errorf("the Service targets container port %s (%d), but the replicas serve the webhooks on %s", target.String(), containerPort, port)
+	}
+	if want := "vmcontroller-webhook.vm-system.svc"; args["--webhook-host"] != want {
+		t.Errorf("--webhook-host=%q: the apiserver dials %s", args["--webhook-host"], want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -260,7 +261,7 @@ func TestDeployListsEveryManifest(t *testing.T) {
 		listed[filepath.ToSlash(filepath.Clean(r))]++
 	}
 	var files []string
-	for _, pattern := range []string{"*.yaml", "*.yml", "crd/*.yaml", "crd/*.yml"} {
+	for _, pattern := range []string{"*.yaml", "*.yml", "crd/*.yaml", "crd/*.yml", "webhook/*.yaml", "webhook/*.yml"} {
 		matches, err := filepath.Glob(filepath.Join(deployDir, pattern))
 		if err != nil {
 			t.Fatal(err)
@@ -282,7 +283,7 @@ func TestDeployListsEveryManifest(t *testing.T) {
 			t.Errorf("deploy/kustomization.yaml lists %s %d times", r, n)
 		}
 		if !slices.Contains(files, r) {
-			t.Errorf("deploy/kustomization.yaml lists %s, which is not a YAML file of deploy/ or deploy/crd/", r)
+			t.Errorf("deploy/kustomization.yaml lists %s, which is not a YAML file of deploy/, deploy/crd/ or deploy/webhook/", r)
 		}
 	}
 }
@@ -322,8 +323,9 @@ func TestDeployManifestsDryRun(t *testing.T) {
 	want := map[string]int{
 		"Namespace": 1, "CustomResourceDefinition": 1, "ServiceAccount": 1,
 		"ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
-		"Deployment": 2, "PersistentVolumeClaim": 1, "Service": 1,
+		"Deployment": 2, "PersistentVolumeClaim": 1, "Service": 2,
 		"ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
+		"ValidatingWebhookConfiguration": 1, "MutatingWebhookConfiguration": 1,
 	}
 	for kind, n := range want {
 		if kinds[kind] != n {
@@ -332,18 +334,24 @@ func TestDeployManifestsDryRun(t *testing.T) {
 	}
 }
 
-// ruleKey is one (group, resource, verb) a PolicyRule grants.
-type ruleKey struct{ kind, group, resource, verb string }
+// ruleKey is one (group, resource, verb) a PolicyRule grants, on the
+// object name when the rule names objects.
+type ruleKey struct{ kind, group, resource, verb, name string }
 
 // TestDeployRBACRulesAreTheNeededOnes reads rbac.yaml's roles and checks
 // that they grant exactly what the controller needs: no wildcard, no
-// resourceNames or nonResourceURLs, no verb beyond the list.
+// nonResourceURLs, no verb beyond the list, resourceNames exactly where
+// the controller writes named objects of its own.
 func TestDeployRBACRulesAreTheNeededOnes(t *testing.T) {
 	_, ms := loadDeploy(t)
 	want := map[ruleKey]bool{}
 	add := func(kind, group, resource string, verbs ...string) {
+		name := ""
+		if n, ok := strings.CutPrefix(verbs[0], "name="); ok {
+			name, verbs = n, verbs[1:]
+		}
 		for _, v := range verbs {
-			want[ruleKey{kind, group, resource, v}] = true
+			want[ruleKey{kind, group, resource, v, name}] = true
 		}
 	}
 	add("ClusterRole", "vm.rein.dev", "virtualmachines", "get", "list", "watch", "update", "patch")
@@ -353,6 +361,12 @@ func TestDeployRBACRulesAreTheNeededOnes(t *testing.T) {
 	add("ClusterRole", "", "configmaps", "list", "watch", "create", "patch", "delete")
 	add("ClusterRole", "", "secrets", "list", "watch", "create", "patch", "delete")
 	add("Role", "coordination.k8s.io", "leases", "get", "list", "watch", "create", "update", "delete")
+	// --webhook-secret: the certificate's Secret, and the CA bundle in the
+	// webhook configurations and the CRD.
+	add("Role", "", "secrets", "name=vmcontroller-webhook-cert", "get", "update")
+	add("ClusterRole", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "name=vmcontroller", "get", "update")
+	add("ClusterRole", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "name=vmcontroller", "get", "update")
+	add("ClusterRole", "apiextensions.k8s.io", "customresourcedefinitions", "name=virtualmachines.vm.rein.dev", "get", "update")
 
 	got := map[ruleKey]bool{}
 	for _, m := range ms {
@@ -370,8 +384,12 @@ func TestDeployRBACRulesAreTheNeededOnes(t *testing.T) {
 			t.Errorf("deploy/%v: in namespace %s, want vm-system", m, m.obj.GetNamespace())
 		}
 		for i, r := range rules {
-			if len(r.ResourceNames) > 0 || len(r.NonResourceURLs) > 0 {
-				t.Errorf("deploy/%v rule %d: resourceNames/nonResourceURLs are not expected", m, i)
+			if len(r.NonResourceURLs) > 0 {
+				t.Errorf("deploy/%v rule %d: nonResourceURLs are not expected", m, i)
+			}
+			names := r.ResourceNames
+			if len(names) == 0 {
+				names = []string{""}
 			}
 			for _, g := range r.APIGroups {
 				for _, res := range r.Resources {
@@ -379,7 +397,9 @@ func TestDeployRBACRulesAreTheNeededOnes(t *testing.T) {
 						if g == "*" || res == "*" || v == "*" {
 							t.Errorf("deploy/%v rule %d: wildcard in %q %q %q", m, i, g, res, v)
 						}
-						got[ruleKey{kind, g, res, v}] = true
+						for _, name := range names {
+							got[ruleKey{kind, g, res, v, name}] = true
+						}
 					}
 				}
 			}
@@ -387,12 +407,12 @@ func TestDeployRBACRulesAreTheNeededOnes(t *testing.T) {
 	}
 	for k := range got {
 		if !want[k] {
-			t.Errorf("a %s grants %s on %q (group %q), which the controller does not need", k.kind, k.verb, k.resource, k.group)
+			t.Errorf("a %s grants %s on %q (group %q, name %q), which the controller does not need", k.kind, k.verb, k.resource, k.group, k.name)
 		}
 	}
 	for k := range want {
 		if !got[k] {
-			t.Errorf("no %s grants %s on %q (group %q), which the controller needs", k.kind, k.verb, k.resource, k.group)
+			t.Errorf("no %s grants %s on %q (group %q, name %q), which the controller needs", k.kind, k.verb, k.resource, k.group, k.name)
 		}
 	}
 }
@@ -431,10 +451,11 @@ func TestDeployRBACGrantsWhatTheControllerNeeds(t *testing.T) {
 
 	type check struct {
 		ns, group, resource, sub, verb string
+		name                           string
 	}
-	vm := func(ns, sub, verb string) check { return check{ns, "vm.rein.dev", "virtualmachines", sub, verb} }
-	lease := func(ns, verb string) check { return check{ns, "coordination.k8s.io", "leases", "", verb} }
-	core := func(ns, resource, verb string) check { return check{ns, "", resource, "", verb} }
+	vm := func(ns, sub, verb string) check { return check{ns, "vm.rein.dev", "virtualmachines", sub, verb, ""} }
+	lease := func(ns, verb string) check { return check{ns, "coordination.k8s.io", "leases", "", verb, ""} }
+	core := func(ns, resource, verb string) check { return check{ns, "", resource, "", verb, ""} }
 	allowed := []check{
 		// In all namespaces (ns ""), as the informer does, and in one.
 		vm("", "", "get"), vm("", "", "list"), vm("", "", "watch"),
@@ -446,6 +467,10 @@ func TestDeployRBACGrantsWhatTheControllerNeeds(t *testing.T) {
 		core("tenant-a", "configmaps", "create"), core("tenant-a", "secrets", "patch"), core("tenant-b", "secrets", "delete"),
 		lease("vm-system", "get"), lease("vm-system", "list"), lease("vm-system", "watch"),
 		lease("vm-system", "create"), lease("vm-system", "update"), lease("vm-system", "delete"),
+		{"vm-system", "", "secrets", "", "get", "vmcontroller-webhook-cert"}, {"vm-system", "", "secrets", "", "update", "vmcontroller-webhook-cert"},
+		{"", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "update", "vmcontroller"},
+		{"", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "get", "vmcontroller"},
+		{"", "apiextensions.k8s.io", "customresourcedefinitions", "", "update", "virtualmachines.vm.rein.dev"},
 	}
 	denied := []check{
 		vm("tenant-a", "", "create"), vm("tenant-a", "", "delete"), vm("", "", "deletecollection"),
@@ -455,7 +480,12 @@ func TestDeployRBACGrantsWhatTheControllerNeeds(t *testing.T) {
 		core("vm-system", "secrets", "get"), core("tenant-a", "secrets", "update"),
 		core("tenant-a", "configmaps", "update"), core("vm-system", "configmaps", "get"), core("", "secrets", "deletecollection"),
 		core("tenant-a", "events", "delete"), core("", "pods", "list"),
-		{"tenant-a", "events.k8s.io", "events", "", "create"},
+		{"tenant-a", "events.k8s.io", "events", "", "create", ""},
+		{"vm-system", "", "secrets", "", "update", "another"}, {"tenant-a", "", "secrets", "", "get", "vmcontroller-webhook-cert"},
+		{"", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "update", "someone-elses"},
+		{"", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "create", ""},
+		{"", "apiextensions.k8s.io", "customresourcedefinitions", "", "update", "widgets.example.com"},
+		{"", "apiextensions.k8s.io", "customresourcedefinitions", "", "list", ""},
 	}
 	describe := func(c check) string {
 		res := c.resource
@@ -464,6 +494,9 @@ func TestDeployRBACGrantsWhatTheControllerNeeds(t *testing.T) {
 		}
 		if c.group != "" {
 			res += "." + c.group
+		}
+		if c.name != "" {
+			res += " " + c.name
 		}
 		where := "in all namespaces"
 		if c.ns != "" {
@@ -474,7 +507,7 @@ func TestDeployRBACGrantsWhatTheControllerNeeds(t *testing.T) {
 	ask := func(c check) (bool, error) {
 		review, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(t.Context(), &authorizationv1.SelfSubjectAccessReview{
 			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: c.ns, Group: c.group, Resource: c.resource, Subresource: c.sub, Verb: c.verb,
+				Namespace: c.ns, Group: c.group, Resource: c.resource, Subresource: c.sub, Verb: c.verb, Name: c.name,
 			}},
 		}, metav1.CreateOptions{})
 		if err != nil {

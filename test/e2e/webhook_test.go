@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,100 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/rein-k8s/rein/internal/certs"
+	"github.com/rein-k8s/rein/internal/netfault"
 )
-
-// balancer stands in for a webhook's Service: it forwards each TCP
-// connection to the first backend, in its order, that accepts one. A
-// killed replica refuses connections at once, as a pod whose endpoint the
-// Service dropped; the apiserver, whose connection to the killed replica
-// breaks, retries the call on a new connection (it retries webhook calls
-// on connection resets), which goes to the next replica.
-type balancer struct {
-	l        net.Listener
-	mu       sync.Mutex
-	backends []string
-	wg       sync.WaitGroup
-	conns    sync.Map // net.Conn → struct{}
-}
-
-func newBalancer(t *testing.T) *balancer {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &balancer{l: l}
-	b.wg.Go(b.accept)
-	t.Cleanup(b.close)
-	return b
-}
-
-func (b *balancer) setBackends(addrs ...string) {
-	b.mu.Lock()
-	b.backends = addrs
-	b.mu.Unlock()
-}
-
-func (b *balancer) accept() {
-	for {
-		in, err := b.l.Accept()
-		if err != nil {
-			return
-		}
-		b.wg.Go(func() { b.forward(in) })
-	}
-}
-
-func (b *balancer) forward(in net.Conn) {
-	b.conns.Store(in, struct{}{})
-	defer func() { b.conns.Delete(in); _ = in.Close() }()
-	b.mu.Lock()
-	backends := b.backends
-	b.mu.Unlock()
-	var out net.Conn
-	for _, addr := range backends {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			out = c
-			break
-		}
-	}
-	if out == nil {
-		resetConn(in) // as a Service with no endpoint left
-		return
-	}
-	b.conns.Store(out, struct{}{})
-	defer func() { b.conns.Delete(out); _ = out.Close() }()
-	// Each direction ends the way the other side ended it: a close is
-	// passed on as a close (FIN), an error as a reset (RST), as the two
-	// ends would see each other without the balancer in between.
-	pipe := func(dst, src net.Conn) {
-		_, err := io.Copy(dst, src)
-		if err != nil {
-			resetConn(in)
-			resetConn(out)
-			return
-		}
-		_ = dst.(*net.TCPConn).CloseWrite()
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { pipe(out, in) })
-	wg.Go(func() { pipe(in, out) })
-	wg.Wait()
-}
-
-// resetConn closes c with a reset (RST) instead of a close (FIN).
-func resetConn(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
-	}
-	_ = c.Close()
-}
-
-func (b *balancer) close() {
-	_ = b.l.Close()
-	b.conns.Range(func(k, _ any) bool { _ = k.(net.Conn).Close(); return true })
-	b.wg.Wait()
-}
 
 // freePort returns a loopback address nobody listens on now.
 func freePort(t *testing.T) string {
@@ -199,11 +106,15 @@ func webhookThroughStop(t *testing.T, sig syscall.Signal) {
 			order = append(order, addr)
 		}
 	}
-	lb := newBalancer(t)
-	lb.setBackends(order...)
+	lb, err := netfault.NewBalancer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lb.Close() })
+	lb.SetBackends(order...)
 
 	path := "/validate-core-v1-configmap"
-	url := "https://" + lb.l.Addr().String() + path
+	url := "https://" + lb.Addr() + path
 	fail := admissionregistrationv1.Fail
 	none := admissionregistrationv1.SideEffectClassNone
 	timeout := int32(10)

@@ -1,8 +1,11 @@
 // Command demo runs the sample on this machine and tells what happens:
 // a local control plane, the hypervisor simulator, three controller
 // replicas, a few VirtualMachines, a leader killed on purpose, the
-// takeover, and reconciliation going on. `make demo` runs it; Ctrl-C stops
-// it and cleans everything up.
+// takeover, and reconciliation going on. Every replica also serves the
+// sample's webhooks: a create with an image the hypervisor refuses is
+// denied at admission, a VM written in v1beta1 without memory is defaulted
+// and read back in v1alpha1. `make demo` runs it; Ctrl-C stops it and
+// cleans everything up.
 //
 // With --shards N (`make demo-shards`) the replicas run sharded
 // active-active instead: every replica works on the VMs of the shards it
@@ -28,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
+	v1beta1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1beta1"
 	"github.com/rein-k8s/rein/samples/vmcontroller/controller"
 	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
 	"github.com/rein-k8s/rein/samples/vmcontroller/internal/lab"
@@ -73,13 +77,13 @@ func repoRoot() (string, error) {
 // startLab builds the sample, starts the control plane and the
 // hypervisor, and returns them with the story that tells what happens
 // (its VirtualMachine watch already running); close cleans everything up.
-func startLab(ctx context.Context) (l *lab.Lab, s *story, close func(), err error) {
+func startLab(ctx context.Context, webhooks bool) (l *lab.Lab, s *story, close func(), err error) {
 	root, err := repoRoot()
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	say("building the sample and starting a local control plane (etcd + kube-apiserver)...")
-	l, err = lab.Start(ctx, lab.Options{RepoRoot: root, Transition: "1500ms", RefusedImages: "bad/"})
+	l, err = lab.Start(ctx, lab.Options{RepoRoot: root, Transition: "1500ms", RefusedImages: "bad/", Webhooks: webhooks})
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -93,7 +97,7 @@ func startLab(ctx context.Context) (l *lab.Lab, s *story, close func(), err erro
 }
 
 func run(ctx context.Context) error {
-	l, story, closeLab, err := startLab(ctx)
+	l, story, closeLab, err := startLab(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -111,15 +115,27 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	say("creating VirtualMachines: web-1..web-3 (On), batch-1 (Off), legacy (an image the hypervisor refuses)")
+	if err := story.awaitWebhooks(ctx, time.Minute); err != nil {
+		return err
+	}
+	say("creating VirtualMachines: web-1..web-3 (On), batch-1 (Off)")
 	for _, vm := range []struct {
 		name, image string
 		power       v1alpha1.PowerState
 	}{{"web-1", "ubuntu-24.04", v1alpha1.PowerOn}, {"web-2", "ubuntu-24.04", v1alpha1.PowerOn}, {"web-3", "debian-12", v1alpha1.PowerOn},
-		{"batch-1", "alpine-3.20", v1alpha1.PowerOff}, {"legacy", "bad/windows-95", v1alpha1.PowerOn}} {
+		{"batch-1", "alpine-3.20", v1alpha1.PowerOff}} {
 		if err := story.create(ctx, vm.name, vm.image, vm.power); err != nil {
 			return err
 		}
+	}
+	say("creating legacy, whose image the hypervisor refuses: the validating webhook asks the hypervisor's catalogue first")
+	if err := story.create(ctx, "legacy", "bad/windows-95", v1alpha1.PowerOn); err == nil {
+		return fmt.Errorf("legacy was admitted: the validating webhook should have denied it")
+	} else {
+		say("legacy denied: %v", err)
+	}
+	if err := story.createBeta(ctx, "beta-1", "fedora-41", 4); err != nil {
+		return err
 	}
 	if err := story.awaitSettled(ctx, 2*time.Minute); err != nil {
 		return err
@@ -182,6 +198,7 @@ func run(ctx context.Context) error {
 type story struct {
 	l      *lab.Lab
 	vms    vmClient
+	beta   betaClient
 	hv     *hypervisor.Client
 	phases map[string]string
 	holder string
@@ -194,8 +211,56 @@ type vmClient = interface {
 	List(ctx context.Context, opts metav1.ListOptions) (*v1alpha1.VirtualMachineList, error)
 }
 
+type betaClient = interface {
+	Create(ctx context.Context, vm *v1beta1.VirtualMachine, opts metav1.CreateOptions) (*v1beta1.VirtualMachine, error)
+}
+
 func newStory(l *lab.Lab, cs versioned.Interface, hv *hypervisor.Client) *story {
-	return &story{l: l, vms: cs.VmV1alpha1().VirtualMachines("default"), hv: hv, phases: map[string]string{}}
+	return &story{l: l, vms: cs.VmV1alpha1().VirtualMachines("default"), beta: cs.VmV1beta1().VirtualMachines("default"), hv: hv, phases: map[string]string{}}
+}
+
+// awaitWebhooks waits until a replica answers the webhooks: a dry-run
+// create passes.
+func (s *story) awaitWebhooks(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := s.vms.Create(ctx, &v1alpha1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Name: "probe"},
+			Spec: v1alpha1.VirtualMachineSpec{CPU: 1, Image: "ubuntu-24.04"}}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err == nil {
+			say("webhooks answering (every replica serves them, leader or not)")
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the webhooks do not answer after %v: %w", timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// createBeta creates a VM in v1beta1's shape, without memory, and shows it
+// as the controller sees it, in v1alpha1: converted, and defaulted.
+func (s *story) createBeta(ctx context.Context, name, image string, cpu int32) error {
+	say("creating %s in vm.rein.dev/v1beta1 (resources.cpu %d, boot.image %s, no memory): converted to v1alpha1 for the defaulting webhook and for storage", name, cpu, image)
+	created, err := s.beta.Create(ctx, &v1beta1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1beta1.VirtualMachineSpec{Resources: v1beta1.Resources{CPU: cpu}, Boot: v1beta1.Boot{Image: image}}}, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	list, err := s.vms.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, vm := range list.Items {
+		if vm.Name == name {
+			say("%s as v1beta1: resources.memory %s; as v1alpha1: cpu %d, memory %s, image %s, powerState %s", name,
+				created.Spec.Resources.Memory, vm.Spec.CPU, vm.Spec.Memory.String(), vm.Spec.Image, vm.Spec.PowerState)
+		}
+	}
+	return nil
 }
 
 func (s *story) create(ctx context.Context, name, image string, power v1alpha1.PowerState) error {

@@ -18,7 +18,7 @@ import (
 
 // runSharded is the demo with the replicas sharded over n shards.
 func runSharded(ctx context.Context, n int) error {
-	l, story, closeLab, err := startLab(ctx)
+	l, story, closeLab, err := startLab(ctx, false)
 	if err != nil {
 		return err
 	}

@@ -118,7 +118,7 @@ func main() {
 	}
 
 	if *webhookAddr != "" {
-		if err := serveWebhooks(cfg, &opts, webhookFlags{addr: *webhookAddr, certDir: *webhookCertDir, secret: *webhookSecret, host: *webhookHost},
+		if err := serveWebhooks(cfg, factory.Clients().RESTConfig(), &opts, webhookFlags{addr: *webhookAddr, certDir: *webhookCertDir, secret: *webhookSecret, host: *webhookHost},
 			hypervisor.NewClient(*hypervisorURL, &http.Client{Timeout: 5 * time.Second}), core); err != nil {
 			fmt.Fprintln(os.Stderr, "vmcontroller:", err)
 			os.Exit(2)

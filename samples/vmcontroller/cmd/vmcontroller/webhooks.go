@@ -32,7 +32,11 @@ type webhookFlags struct {
 // validator and defaulter and the v1alpha1/v1beta1 conversion on it with
 // the generated helpers, and hands it to start, which serves it on every
 // replica.
-func serveWebhooks(cfg *rest.Config, opts *start.Options, f webhookFlags, catalogue *hypervisor.Client, core corectrl.Interface) error {
+//
+// cfg is the replica's own configuration, for the certificate's Secret,
+// which any replica may make or renew; fenced is the factory's, whose
+// writes end with this replica's term, for the leader's CA injection.
+func serveWebhooks(cfg, fenced *rest.Config, opts *start.Options, f webhookFlags, catalogue *hypervisor.Client, core corectrl.Interface) error {
 	serverOpts := webhook.Options{Addr: f.addr, CertDir: f.certDir, Logger: opts.Logger} // start registers its metrics
 	if f.secret != "" {
 		namespace := os.Getenv("POD_NAMESPACE")
@@ -52,7 +56,7 @@ func serveWebhooks(cfg *rest.Config, opts *start.Options, f webhookFlags, catalo
 		serverOpts.Certificates = certs
 		// The leader keeps the CA bundle in the configurations and the
 		// CRD: a write, so behind the election like every other.
-		opts.OnLeader = append(opts.OnLeader, certs.InjectOnLeader(cfg, webhook.CABundleTargets{
+		opts.OnLeader = append(opts.OnLeader, certs.InjectOnLeader(fenced, webhook.CABundleTargets{
 			ValidatingWebhookConfigurations: []string{webhookConfigurationName},
 			MutatingWebhookConfigurations:   []string{webhookConfigurationName},
 			CRDs:                            []string{crdName},

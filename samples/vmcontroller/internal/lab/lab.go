@@ -48,7 +48,14 @@ type Options struct {
 	RefusedImages string
 	// ErrorRate is the hypervisor's --error-rate.
 	ErrorRate string
+	// Webhooks has every replica serve the admission and conversion
+	// webhooks, registered with the apiserver as deploy/webhook and the
+	// CRD's conversion stanza say, at a balancer in front of the replicas.
+	Webhooks bool
 }
+
+// CRDName is the VirtualMachine CRD.
+const CRDName = "virtualmachines.vm.rein.dev"
 
 // Lab is a running sample.
 type Lab struct {
@@ -62,6 +69,8 @@ type Lab struct {
 	// restarts of the hypervisor).
 	HypervisorURL string
 	hvAddr        string
+
+	webhooks *webhooks
 
 	mu       sync.Mutex
 	Replicas []*Process
@@ -128,6 +137,11 @@ func Start(ctx context.Context, opts Options) (*Lab, error) {
 	if err := l.StartHypervisor(ctx); err != nil {
 		return nil, err
 	}
+	if opts.Webhooks {
+		if err := l.startWebhooks(ctx); err != nil {
+			return nil, fmt.Errorf("register the webhooks: %w", err)
+		}
+	}
 	ok = true
 	return l, nil
 }
@@ -175,6 +189,13 @@ func (l *Lab) StartReplica(name string, user *testenv.User, extra ...string) (*P
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0",
 		"--drain-grace", "5s",
 	}, extra...)
+	if l.webhooks != nil {
+		webhookArgs, err := l.webhooks.replicaArgs()
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, webhookArgs...)
+	}
 	p, err := l.spawn(name, filepath.Join(l.bin, "vmcontroller"), args, []string{"POD_NAME=" + name, "POD_NAMESPACE=" + Namespace})
 	if err != nil {
 		return nil, err
@@ -379,6 +400,7 @@ func (l *Lab) Close() {
 	if l.Hypervisor != nil {
 		l.Hypervisor.Kill()
 	}
+	l.webhooks.close()
 	if l.Env != nil {
 		_ = l.Env.Stop()
 	}
