@@ -96,7 +96,7 @@ type run struct {
 	// webhookDir is absolute; "" for none.
 	webhookDir string
 	webhooks   *webhookPlan
-	packages  []*apiPackage
+	packages   []*apiPackage
 	// support are the module's packages of shared types the API packages
 	// import that ask for deepcopy (+k8s:deepcopy-gen=package or
 	// +kubebuilder:object:generate=true) but have no group: they get a

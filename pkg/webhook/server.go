@@ -62,10 +62,10 @@ type Options struct {
 // one, leader or not: admission and conversion only read, so they need no
 // lease, and the apiserver may call any replica behind the Service.
 type Server struct {
-	addr    string
-	tls     *tls.Config
-	source  CertificateSource // nil with CertDir
-	log     *logrus.Entry
+	addr   string
+	tls    *tls.Config
+	source CertificateSource // nil with CertDir
+	log    *logrus.Entry
 	// metrics is set by NewServer or, later, by RegisterMetrics (while
 	// requests may already be served).
 	metrics atomic.Pointer[metrics]

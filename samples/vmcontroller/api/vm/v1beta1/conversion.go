@@ -80,4 +80,3 @@ func copyConditions[T any](in []T) []T {
 }
 
 func ptrTo[T any](v T) *T { return &v }
-
