@@ -15,7 +15,11 @@
 //     for real;
 //   - an optional audit log of every request, so multi-replica tests can
 //     check from the apiserver's own record who wrote when;
-//   - component logs in files next to the kubeconfig, named in errors.
+//   - component logs in files next to the kubeconfig, named in errors;
+//   - InstallWebhooks, which registers the webhook configurations rein-gen
+//     writes (and the CRDs' webhook conversion) for a server on this
+//     machine: each Service reference becomes a URL on 127.0.0.1 with the
+//     server's CA bundle.
 //
 // Every Env owns its own ports, certificates, data directory and files, so
 // several can run in parallel in one test binary.

@@ -44,7 +44,11 @@ func (w *warningLog) take() []string {
 // TestWebhooks runs the sample as deploy/ does, with three replicas
 // serving the webhooks rein-gen generated from the API's markers and
 // methods, registered with the apiserver from the generated
-// deploy/webhook/webhooks.yaml and CRD (pointed at 127.0.0.1): the
+// deploy/webhook/webhooks.yaml and CRD (pointed at 127.0.0.1). The
+// replicas run as deploy/'s service account, with its RBAC, and keep their
+// certificate in a Secret they make themselves; the leader writes its CA
+// bundle into the configurations and the CRD (until then the apiserver
+// trusts none of them). Then the
 // validator denies an image the hypervisor's catalogue refuses and an
 // image change after provisioning, and warns of a missing user-data
 // Secret; the defaulter computes memory from vCPUs, also for v1beta1
@@ -57,11 +61,16 @@ func TestWebhooks(t *testing.T) {
 	}
 	ctx := context.Background()
 	l, err := lab.Start(ctx, lab.Options{RepoRoot: repoRoot(), Race: true, Transition: "100ms", RefusedImages: "forbidden/", Webhooks: true,
-		LeaseDuration: "4s", RenewDeadline: "3s", RetryPeriod: "500ms"})
+		WebhookSecret: "vmcontroller-webhook-cert", LeaseDuration: "4s", RenewDeadline: "3s", RetryPeriod: "500ms"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	applyRBAC(t, l)
+	sa, err := l.Env.AddUser("system:serviceaccount:vm-system:vmcontroller", "system:serviceaccounts", "system:serviceaccounts:"+lab.Namespace)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, p := range l.Replicas {
@@ -74,7 +83,7 @@ func TestWebhooks(t *testing.T) {
 		}
 	})
 	for i := range 3 {
-		if _, err := l.StartReplica(fmt.Sprintf("hook-%d", i), nil); err != nil {
+		if _, err := l.StartReplica(fmt.Sprintf("hook-%d", i), sa); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -90,8 +99,9 @@ func TestWebhooks(t *testing.T) {
 	newVM := func(name, image string, cpu int32) *v1alpha1.VirtualMachine {
 		return &v1alpha1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.VirtualMachineSpec{CPU: cpu, Image: image}}
 	}
-	// The webhook servers answer once a replica has loaded its
-	// certificate: the first dry run that passes says so.
+	// The webhooks answer once a replica has the shared certificate and
+	// the leader has written its CA bundle: the first dry run that passes
+	// says so.
 	deadline := time.Now().Add(time.Minute)
 	for {
 		_, err := alpha.Create(ctx, newVM("probe", "ubuntu", 1), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})

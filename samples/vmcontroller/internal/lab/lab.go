@@ -52,10 +52,15 @@ type Options struct {
 	// webhooks, registered with the apiserver as deploy/webhook and the
 	// CRD's conversion stanza say, at a balancer in front of the replicas.
 	Webhooks bool
+	// WebhookSecret, with Webhooks, has the replicas keep their
+	// certificate in this Secret of Namespace, as deploy/ runs them
+	// (--webhook-secret): the first makes it, and the leader writes its CA
+	// bundle into the configurations and the CRD. Empty: a certificate the
+	// lab makes, in a folder (--webhook-cert-dir, as cert-manager mounts
+	// it).
+	WebhookSecret string
 }
 
-// CRDName is the VirtualMachine CRD.
-const CRDName = "virtualmachines.vm.rein.dev"
 
 // Lab is a running sample.
 type Lab struct {

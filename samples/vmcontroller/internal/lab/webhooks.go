@@ -2,18 +2,10 @@ package lab
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
-
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/rein-k8s/rein/internal/certs"
 	"github.com/rein-k8s/rein/internal/netfault"
@@ -27,6 +19,7 @@ import (
 type webhooks struct {
 	balancer *netfault.Balancer
 	certDir  string
+	secret   string // --webhook-secret instead of certDir
 	caPEM    []byte
 }
 
@@ -43,7 +36,10 @@ func (l *Lab) startWebhooks(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w := &webhooks{certDir: filepath.Join(l.Dir, "webhook-certs"), caPEM: ca.CertPEM}
+	// With a Secret, the replicas make their own CA, and the leader
+	// replaces this bundle with it: until then the apiserver trusts none
+	// of them, as in a cluster before the first leader.
+	w := &webhooks{certDir: filepath.Join(l.Dir, "webhook-certs"), secret: l.opts.WebhookSecret, caPEM: ca.CertPEM}
 	if err := os.MkdirAll(w.certDir, 0o700); err != nil {
 		return err
 	}
@@ -56,76 +52,12 @@ func (l *Lab) startWebhooks(ctx context.Context) error {
 		return err
 	}
 	l.webhooks = w
-	base := "https://" + w.balancer.Addr()
 
-	// The configurations as rein-gen generated them, with the URL of the
-	// balancer instead of the Service of a cluster.
-	manifest, err := os.ReadFile(filepath.Join(l.opts.RepoRoot, "samples/vmcontroller/deploy/webhook/webhooks.yaml"))
-	if err != nil {
-		return err
-	}
-	for _, doc := range strings.Split(string(manifest), "\n---\n") {
-		var meta struct{ Kind string }
-		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			return err
-		}
-		switch meta.Kind {
-		case "ValidatingWebhookConfiguration":
-			var cfg admissionregistrationv1.ValidatingWebhookConfiguration
-			if err := yaml.UnmarshalStrict([]byte(doc), &cfg); err != nil {
-				return err
-			}
-			for i := range cfg.Webhooks {
-				cfg.Webhooks[i].ClientConfig = w.clientConfig(base, cfg.Webhooks[i].ClientConfig)
-			}
-			if _, err := l.Admin.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &cfg, metav1.CreateOptions{}); err != nil {
-				return err
-			}
-		case "MutatingWebhookConfiguration":
-			var cfg admissionregistrationv1.MutatingWebhookConfiguration
-			if err := yaml.UnmarshalStrict([]byte(doc), &cfg); err != nil {
-				return err
-			}
-			for i := range cfg.Webhooks {
-				cfg.Webhooks[i].ClientConfig = w.clientConfig(base, cfg.Webhooks[i].ClientConfig)
-			}
-			if _, err := l.Admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, &cfg, metav1.CreateOptions{}); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("webhooks.yaml holds a %q", meta.Kind)
-		}
-	}
-
-	// The CRD's conversion stanza, as generated, names the Service: the
-	// same path on the balancer.
-	ext, err := apiextensionsclient.NewForConfig(l.Env.Config())
-	if err != nil {
-		return err
-	}
-	crds := ext.ApiextensionsV1().CustomResourceDefinitions()
-	crd, err := crds.Get(ctx, CRDName, metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	conv := crd.Spec.Conversion
-	if conv == nil || conv.Strategy != apiextensionsv1.WebhookConverter || conv.Webhook == nil || conv.Webhook.ClientConfig == nil || conv.Webhook.ClientConfig.Service == nil {
-		return fmt.Errorf("the CRD %s has no webhook conversion stanza naming a Service: run make generate", CRDName)
-	}
-	url := base + *conv.Webhook.ClientConfig.Service.Path
-	conv.Webhook.ClientConfig = &apiextensionsv1.WebhookClientConfig{URL: &url, CABundle: w.caPEM}
-	_, err = crds.Update(ctx, crd, metav1.UpdateOptions{})
-	return err
-}
-
-// clientConfig is a generated webhook's Service endpoint moved to the
-// balancer.
-func (w *webhooks) clientConfig(base string, generated admissionregistrationv1.WebhookClientConfig) admissionregistrationv1.WebhookClientConfig {
-	url := base
-	if generated.Service != nil && generated.Service.Path != nil {
-		url += *generated.Service.Path
-	}
-	return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: w.caPEM}
+	// The configurations and the CRD's conversion as rein-gen generated
+	// them, with the URL of the balancer instead of the Service of a
+	// cluster.
+	return l.Env.InstallWebhooks(ctx, "https://"+w.balancer.Addr(), w.caPEM,
+		filepath.Join(l.opts.RepoRoot, "samples/vmcontroller/deploy/webhook/webhooks.yaml"))
 }
 
 // replicaArgs are the webhook flags of a new replica, which joins the
@@ -138,6 +70,9 @@ func (w *webhooks) replicaArgs() ([]string, error) {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	w.balancer.AddBackend(addr)
+	if w.secret != "" {
+		return []string{"--webhook-bind-address", addr, "--webhook-secret", w.secret, "--webhook-host", "127.0.0.1"}, nil
+	}
 	return []string{"--webhook-bind-address", addr, "--webhook-cert-dir", w.certDir}, nil
 }
 
