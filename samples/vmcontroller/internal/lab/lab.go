@@ -61,7 +61,6 @@ type Options struct {
 	WebhookSecret string
 }
 
-
 // Lab is a running sample.
 type Lab struct {
 	opts       Options
