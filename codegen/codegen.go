@@ -565,8 +565,8 @@ func (r *run) owned(file string, content []byte) bool {
 }
 
 // ownedRoots are the folders rein-gen prunes: the output tree's four
-// folders, the CRD folder (its own YAML only) and the API packages
-// (zz_generated files only).
+// folders, the CRD and webhook folders (their own YAML only) and the API
+// packages (zz_generated files only).
 func (r *run) ownedRoots() (trees []string, flat []string) {
 	for _, sub := range []string{"clientset", "listers", "informers", "controllers"} {
 		trees = append(trees, filepath.Join(r.outDir, sub))
@@ -649,7 +649,7 @@ func (r *run) apply(t *transaction, files map[string][]byte) (written, removed i
 		}
 		for _, e := range entries {
 			file := filepath.Join(dir, e.Name())
-			if e.IsDir() || !(strings.HasPrefix(e.Name(), "zz_generated") || dir == r.crdDir) {
+			if e.IsDir() || !(strings.HasPrefix(e.Name(), "zz_generated") || dir == r.crdDir || dir == r.webhookDir) {
 				continue
 			}
 			isStale, err := stale(file)
@@ -662,6 +662,13 @@ func (r *run) apply(t *transaction, files map[string][]byte) (written, removed i
 					return written, removed, fmt.Errorf("codegen: %w", err)
 				}
 			}
+		}
+	}
+	// The webhook folder goes with the last webhook marker, if nothing
+	// else is in it.
+	if _, ok := files[filepath.Join(r.webhookDir, webhookManifestFile)]; r.webhookDir != "" && !ok {
+		if err := t.removeIfEmpty(r.webhookDir); err != nil {
+			return written, removed, fmt.Errorf("codegen: %w", err)
 		}
 	}
 	return written, removed, nil

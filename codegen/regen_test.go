@@ -52,6 +52,16 @@ type Harbor struct {
 	Berths            int32 ` + "`json:\"berths,omitempty\"`" + `
 }
 `
+	convertV2 = `package v2
+
+import "github.com/rein-k8s/rein/pkg/conversion"
+
+// ConvertTo converts s to the hub, v1.
+func (s *Ship) ConvertTo(hub conversion.Hub) error { return nil }
+
+// ConvertFrom fills s from the hub, v1.
+func (s *Ship) ConvertFrom(hub conversion.Hub) error { return nil }
+`
 	dockV1 = `package v1
 
 import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -106,10 +116,20 @@ func TestRegenerate(t *testing.T) {
 			writeFile(t, dir, "api/fleet/v2/doc.go", fleetV2)
 			writeFile(t, dir, "api/fleet/v2/ship.go", strings.Replace(shipV1, "package v1", "package v2", 1))
 		}, []string{"./api/..."}, nil},
+		{"add webhooks and conversion", func() {
+			writeFile(t, dir, "api/fleet/v1/hub.go", "package v1\n\n"+webhookMarker("")+"\n// Hub is the version v2 converts through.\nfunc (*Ship) Hub() {}\n")
+			writeFile(t, dir, "api/fleet/v2/convert.go", convertV2)
+		}, []string{"./api/..."}, nil},
+		{"remove webhooks and conversion", func() {
+			removeAll(t, dir, "api/fleet/v1/hub.go")
+			removeAll(t, dir, "api/fleet/v2/convert.go")
+		}, []string{"./api/..."}, []string{
+			"config/webhook/webhooks.yaml", "generated/controllers/fleet/conversion.go", "generated/controllers/fleet/v1/ship_webhooks.go",
+		}},
 	}
 	for i, step := range steps {
 		step.change()
-		opts := codegen.Options{Dir: dir, APIPackages: step.apis, OutputPackage: "example.com/shipyard/generated", CRDDir: "config/crd"}
+		opts := codegen.Options{Dir: dir, APIPackages: step.apis, OutputPackage: "example.com/shipyard/generated", CRDDir: "config/crd", WebhookDir: "config/webhook"}
 		var log bytes.Buffer
 		opts.Log = &log
 		if err := codegen.Run(t.Context(), opts); err != nil {
@@ -120,6 +140,20 @@ func TestRegenerate(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, g)); err == nil {
 				t.Errorf("step %d (%s): %s remains", i, step.name, g)
 			}
+		}
+		// Webhooks and conversion come and go with their markers and
+		// methods.
+		crd, err := os.ReadFile(filepath.Join(dir, "config/crd/fleet.example.com_ships.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, webhooksErr := os.Stat(filepath.Join(dir, "config/webhook/webhooks.yaml"))
+		want := step.name == "add webhooks and conversion"
+		if got := strings.Contains(string(crd), "strategy: Webhook"); got != want {
+			t.Errorf("step %d (%s): the Ship CRD has a webhook conversion: %v, want %v", i, step.name, got, want)
+		}
+		if got := webhooksErr == nil; got != want {
+			t.Errorf("step %d (%s): config/webhook/webhooks.yaml exists: %v, want %v", i, step.name, got, want)
 		}
 		// From scratch: the hand-written files alone, generated once.
 		fresh := t.TempDir()
@@ -138,7 +172,7 @@ func TestRegenerate(t *testing.T) {
 
 	// A rerun on an unchanged API rewrites nothing: same bytes, same mtimes.
 	before := mtimes(t, dir)
-	if err := codegen.Run(t.Context(), codegen.Options{Dir: dir, APIPackages: []string{"./api/..."}, OutputPackage: "example.com/shipyard/generated", CRDDir: "config/crd"}); err != nil {
+	if err := codegen.Run(t.Context(), codegen.Options{Dir: dir, APIPackages: []string{"./api/..."}, OutputPackage: "example.com/shipyard/generated", CRDDir: "config/crd", WebhookDir: "config/webhook"}); err != nil {
 		t.Fatal(err)
 	}
 	if after := mtimes(t, dir); after != before {
