@@ -85,7 +85,7 @@ SAMPLE_OUT := github.com/rein-k8s/rein/samples/vmcontroller/pkg/generated
 GENERATED  := pkg/controllers samples/vmcontroller/pkg/generated samples/vmcontroller/api samples/vmcontroller/deploy/crd samples/vmcontroller/deploy/webhook
 
 .PHONY: generate
-generate: ## regenerate the built-in controllers and the sample's code and CRD
+generate: ## regenerate the built-in controllers and the sample's code, CRD and webhook configurations
 	$(GO) run ./codegen/internal/builtins
 	$(GO) run ./codegen/cmd/rein-gen --output-package $(SAMPLE_OUT) --crd-dir samples/vmcontroller/deploy/crd \
 		--webhook-dir samples/vmcontroller/deploy/webhook --webhook-service vm-system/vmcontroller-webhook $(SAMPLE_API)

@@ -250,6 +250,8 @@ func TestMistakesAreReportedBeforeAnythingIsWritten(t *testing.T) {
 			"api/fleet/v2/convert.go": "package v2\n\nfunc (*Ship) ConvertTo(any) error { return nil }\nfunc (*Ship) ConvertFrom(any) error { return nil }\n",
 			"api/fleet/v1/ship.go":    strings.Replace(shipV1, "// +genclient\n", "// +genclient\n// +kubebuilder:storageversion\n", 1),
 		}, []string{"./api/..."}, []string{"v2/convert.go:", "no version of Ship is the hub", "func (*Ship) Hub() {}"}},
+		{"a Hub on a type that is not a kind", map[string]string{"api/fleet/v1/note.go": "package v1\n\n// Note is no kind.\ntype Note struct{}\n\nfunc (*Note) Hub() {}\n"},
+			nil, []string{"note.go:6:", "Note.Hub", "Note is not a kind", "makes nothing convertible"}},
 		{"two hubs", map[string]string{
 			"api/fleet/v1/hub.go": "package v1\n\nfunc (*Ship) Hub() {}\n",
 			"api/fleet/v2/doc.go": fleetV2, "api/fleet/v2/ship.go": strings.Replace(shipV1, "package v1", "package v2", 1),

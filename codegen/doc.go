@@ -2,7 +2,10 @@
 // written in Go it generates deepcopy functions, scheme registration and
 // list types where the API package lacks them, k8s.io/code-generator's
 // versioned clientset, listers and informers, rein's typed controllers, and
-// CRD manifests (controller-tools as a library).
+// CRD manifests (controller-tools as a library); from kubebuilder's
+// +kubebuilder:webhook markers and the kinds' Hub/ConvertTo/ConvertFrom
+// methods, typed webhook registration helpers, the webhook configurations
+// (webhooks.yaml) and the CRDs' webhook conversion stanzas.
 //
 // # Algorithm (Run)
 //
@@ -10,17 +13,20 @@
 //     rein-gen's header are output, never input) into a model: groups,
 //     versions, kinds, scopes, plurals, what registration exists.
 //  2. Validate everything that syntax can tell, and parse every kubebuilder
-//     marker with controller-tools' registry; decide each group's Go name.
+//     marker with controller-tools' registry; decide each group's Go name;
+//     resolve each webhook marker to its kind and each convertible kind to
+//     its hub and spokes (webhooks.go).
 //     Any mistake ends the run here, reported with file and line, in
 //     milliseconds; nothing is written.
 //  3. If a record of an identical earlier run matches (see docs/design.md,
 //     "Reruns") and its output is intact, stop: up to date.
 //  4. Generate the CRDs in memory (this type-checks what the markers
-//     describe).
+//     describe), with the conversion stanza of convertible kinds.
 //  5. Load the API packages once and run code-generator's deepcopy,
 //     client, lister and informer generators in process over that load,
 //     with the tags of step 1's model added in memory; render registration,
-//     list types and rein's controllers. All in memory.
+//     list types, rein's controllers, the webhook helpers and webhooks.yaml.
+//     All in memory.
 //  6. Make the tree match: write changed files, remove owned files the API
 //     no longer produces and folders left empty. Every change is recorded.
 //  7. Type-check the API and generated packages in process; on a failure,

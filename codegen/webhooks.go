@@ -254,14 +254,19 @@ func (plan *webhookPlan) findConversions(pkgs []*apiPackage) []error {
 			byKind[p.Group+"/"+k.Name] = append(byKind[p.Group+"/"+k.Name], version{p, k})
 		}
 		// A conversion method on a type that is not a kind does nothing.
+		var strays []string
 		for typ, ms := range p.methods {
-			if !slices.ContainsFunc(p.Kinds, func(k *kind) bool { return k.Name == typ }) {
-				for name, pos := range ms {
-					if _, isStruct := p.structs[typ]; isStruct {
-						errs = append(errs, fmt.Errorf("%s: %s.%s: %s is not a kind of %s (not marked +kubebuilder:object:root=true or +genclient), so this method makes nothing convertible", pos, typ, name, typ, p.ImportPath))
-					}
-				}
+			_, isStruct := p.structs[typ]
+			if !isStruct || slices.ContainsFunc(p.Kinds, func(k *kind) bool { return k.Name == typ }) {
+				continue
 			}
+			for name, pos := range ms {
+				strays = append(strays, fmt.Sprintf("%s: %s.%s: %s is not a kind of %s (not marked +kubebuilder:object:root=true or +genclient), so this method makes nothing convertible", pos, typ, name, typ, p.ImportPath))
+			}
+		}
+		sort.Strings(strays)
+		for _, s := range strays {
+			errs = append(errs, errors.New(s))
 		}
 	}
 	keys := make([]string, 0, len(byKind))
