@@ -47,11 +47,15 @@ func freePort(t *testing.T) string {
 //   - SIGKILL: no request sent after the kill fails (the apiserver's
 //     broken connection is replaced by one to another replica). A request
 //     in flight on the killed process at that instant can fail: the
-//     process cannot answer, and the apiserver retries a connection reset
-//     but not a response cut short by a clean close ("unexpected EOF").
-//     The test allows one per client, begun before the killed process was
-//     reaped, and logs them. The balancer passes resets on as resets, as
-//     the apiserver would see them talking to the process directly.
+//     process cannot answer, and the apiserver does not retry a webhook
+//     call whose connection broke, however it broke: a webhook call is a
+//     POST, and client-go's rest client retries a broken connection for
+//     GETs only (a server that closes its connections with a reset, tried
+//     with SO_LINGER 0, turns "unexpected EOF" into "connection reset by
+//     peer" and fails the same calls). The test allows one per client,
+//     begun before the killed process was reaped, and logs them. The
+//     balancer passes resets on as resets, as the apiserver would see them
+//     talking to the process directly.
 //
 // The validator keeps refusing what it refuses throughout.
 func TestWebhookAnswersThroughLeaderStop(t *testing.T) {
