@@ -232,9 +232,16 @@ func (c *Controller) cleanup(ctx context.Context, key string, vm *v1alpha1.Virtu
 	return vm, nil
 }
 
+// mebibytes is the VM's memory in MiB. A VM stored without memory (the
+// defaulting webhook was not installed) gets what the webhook would have
+// given it, rather than a create the hypervisor refuses.
 func mebibytes(vm *v1alpha1.VirtualMachine) int64 {
 	const mib = 1 << 20
-	return (vm.Spec.Memory.Value() + mib - 1) / mib
+	bytes := vm.Spec.Memory.Value()
+	if vm.Spec.Memory.IsZero() {
+		bytes = v1alpha1.DefaultMemoryPerCPU.Value() * int64(vm.Spec.CPU)
+	}
+	return (bytes + mib - 1) / mib
 }
 
 func setCondition(status *v1alpha1.VirtualMachineStatus, vm *v1alpha1.VirtualMachine, typ string, s metav1.ConditionStatus, reason, message string) {

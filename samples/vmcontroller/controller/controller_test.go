@@ -234,6 +234,24 @@ func TestReconcileCreatesTheVM(t *testing.T) {
 	}
 }
 
+// TestReconcileWithoutMemory: a VM stored without memory (no defaulting
+// webhook installed) gets the webhook's default, 1Gi per vCPU, rather than
+// a create the hypervisor refuses.
+func TestReconcileWithoutMemory(t *testing.T) {
+	vm := virtualMachine("small", "ubuntu-24.04", "")
+	vm.Spec.Memory = resource.Quantity{}
+	vm.Spec.CPU = 3
+	l := newLab(t, hypervisor.Config{}, vm)
+	l.mustReconcile("small")
+	machine, err := l.hv.FindByToken(t.Context(), string(l.get("small").UID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if machine.MemoryMiB != 3*1024 {
+		t.Fatalf("memory %d MiB, want 3072 (1Gi per vCPU)", machine.MemoryMiB)
+	}
+}
+
 // PowerState Off makes a VM that ends Stopped, and Ready says so.
 func TestReconcilePowerOff(t *testing.T) {
 	l := newLab(t, hypervisor.Config{}, virtualMachine("batch", "ubuntu-24.04", v1alpha1.PowerOff))
