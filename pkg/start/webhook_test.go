@@ -151,6 +151,14 @@ func TestWebhookServedByEveryReplica(t *testing.T) {
 	if resp := admit(t, client, url, "fine"); !resp.Allowed {
 		t.Errorf("the standby's webhook: %+v, want allowed", resp.Result)
 	}
+	// The server was built without a Registerer: the replica's /metrics
+	// serves its metrics.
+	_, metrics := get(t, "http://"+r.MetricsAddr()+"/metrics")
+	for _, result := range []string{"allowed", "denied"} {
+		if want := `rein_webhook_requests_total{result="` + result + `",webhook="` + hook.Path + `"} 1`; !strings.Contains(metrics, want) {
+			t.Errorf("/metrics has no %s", want)
+		}
+	}
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
