@@ -113,26 +113,8 @@ func TestReadmeGenerateSection(t *testing.T) {
 	// The replica serves on the default ports, as the README runs it.
 	testlock.Lock(t, testlock.DefaultPorts)
 
-	env, err := testenv.Start(testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
-	// The user's machine: a home with ~/.kube/config for the cluster, the
-	// checkout in $REIN, and a work folder outside this repository.
-	home := t.TempDir()
-	kubeconfig, err := os.ReadFile(env.KubeconfigPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(home, ".kube"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(home, ".kube", "config"), kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	env, userEnv := userMachine(t, root)
 	work := t.TempDir()
-	userEnv := userEnvironment(home, root)
 
 	cwd := work
 	var replica *exec.Cmd
@@ -260,6 +242,31 @@ func TestReadmeGenerateSection(t *testing.T) {
 	if holder := holderOf(lease); holder != "" {
 		t.Fatalf("after SIGTERM the Lease is still held by %q", holder)
 	}
+}
+
+// userMachine starts a control plane (stopped at the end of the test) and
+// makes the user's machine around it: a home with ~/.kube/config for the
+// cluster and the checkout in $REIN. It returns the environment commands
+// run with.
+func userMachine(t *testing.T, root string) (*testenv.Env, []string) {
+	t.Helper()
+	env, err := testenv.Start(testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	home := t.TempDir()
+	kubeconfig, err := os.ReadFile(env.KubeconfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(home, ".kube"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".kube", "config"), kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return env, userEnvironment(home, root)
 }
 
 // httpGet returns the body of a 200 answer to url, failing t otherwise.

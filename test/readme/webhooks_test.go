@@ -17,7 +17,6 @@ import (
 
 	"github.com/rein-k8s/rein/internal/certs"
 	"github.com/rein-k8s/rein/internal/testlock"
-	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
 // TestReadmeWebhooksSection runs the README's "Webhooks" section as a
@@ -45,23 +44,7 @@ func TestReadmeWebhooksSection(t *testing.T) {
 	blocks = append(blocks, section(t, string(readme), "Webhooks")...)
 	testlock.Lock(t, testlock.DefaultPorts)
 
-	env, err := testenv.Start(testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
-	home := t.TempDir()
-	kubeconfig, err := os.ReadFile(env.KubeconfigPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(home, ".kube"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(home, ".kube", "config"), kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	userEnv := userEnvironment(home, root)
+	env, userEnv := userMachine(t, root)
 	cwd := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
