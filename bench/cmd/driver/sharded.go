@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rein-k8s/rein/bench/internal/common"
 	"github.com/rein-k8s/rein/pkg/shard"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
@@ -18,7 +19,7 @@ const shardedBegin, shardedEnd = "<!-- bench-sharded:begin -->", "<!-- bench-sha
 // shardCount is the shard count of the sharded runs: 60 splits evenly
 // over 1, 3 and 5 replicas, so that every replica holds as many shards
 // (with 64, the replica holding 22 of 3 × 21.3 would set the pace: 3%).
-const shardCount = 60
+const shardCount = common.PartitionShards
 
 // shardedConfig is one row of the sharded scenario: a framework run as
 // replicas processes (shards 0: one leader).
@@ -27,6 +28,9 @@ type shardedConfig struct {
 	fw       framework
 	replicas int
 	shards   int
+	// fixed: rein processes that split the keys by a fixed rule
+	// (--partition i/n) with no protocol: the ceiling for sharding.
+	fixed bool
 }
 
 // shardedReplicas, when set (--sharded-replicas), keeps only the
@@ -45,14 +49,16 @@ func shardedConfigs() (out []shardedConfig) {
 	}()
 	if f, ok := byName["rein"]; ok {
 		out = append(out,
-			shardedConfig{"rein, 1 replica, sharded", f, 1, shardCount},
-			shardedConfig{"rein, 3 replicas, sharded", f, 3, shardCount},
-			shardedConfig{"rein, 5 replicas, sharded", f, 5, shardCount},
-			shardedConfig{"rein, 3 replicas, one leader", f, 3, 0})
+			shardedConfig{"rein, 1 replica, sharded", f, 1, shardCount, false},
+			shardedConfig{"rein, 3 replicas, sharded", f, 3, shardCount, false},
+			shardedConfig{"rein, 5 replicas, sharded", f, 5, shardCount, false},
+			shardedConfig{"rein, 3 processes, fixed split (no protocol)", f, 3, 0, true},
+			shardedConfig{"rein, 5 processes, fixed split (no protocol)", f, 5, 0, true},
+			shardedConfig{"rein, 3 replicas, one leader", f, 3, 0, false})
 	}
 	for _, n := range []string{"wrangler", "controller-runtime"} {
 		if f, ok := byName[n]; ok {
-			out = append(out, shardedConfig{n + ", one leader (by construction)", f, 1, 0})
+			out = append(out, shardedConfig{n + ", one leader (by construction)", f, 1, 0, false})
 		}
 	}
 	return out
@@ -64,7 +70,10 @@ func shardedConfigs() (out []shardedConfig) {
 // measures the idle load, a SIGTERM handoff and a SIGKILL takeover.
 func (d *driver) shardedRun(cfg shardedConfig, delay time.Duration, round int) {
 	tag := fmt.Sprintf("sharded-%d-%s-%d-%dms", round, strings.ReplaceAll(cfg.fw.name, "+", "-"), cfg.replicas, delay.Milliseconds())
-	if cfg.shards == 0 && cfg.fw.name == "rein" {
+	switch {
+	case cfg.fixed:
+		tag += "-fixed"
+	case cfg.shards == 0 && cfg.fw.name == "rein":
 		tag += "-leader"
 	}
 	d.guard(cfg.fw, round, "sharded", func(r *run) {
@@ -74,10 +83,17 @@ func (d *driver) shardedRun(cfg shardedConfig, delay time.Duration, round int) {
 			r.extra = append(r.extra, "--shards", strconv.Itoa(cfg.shards))
 		}
 		controlBefore := cpuOf(d.control...)
+		base := r.extra
 		var procs []*proc
 		for i := range cfg.replicas {
+			if cfg.fixed {
+				// Each its own Lease, so that each leads at once, and its
+				// fixed part of the keys.
+				r.extra = append(slices.Clip(base), "--partition", fmt.Sprintf("%d/%d", i, cfg.replicas), "--lease-name", fmt.Sprintf("%s-%d", tag, i))
+			}
 			procs = append(procs, r.startProc("r"+strconv.Itoa(i), tag))
 		}
+		r.extra = base
 		t0 := procs[0].started
 		if d.profDir != "" {
 			go d.profileAPIServer(filepath.Join(d.profDir, tag+".apiserver.pprof"), 3*time.Second, 8)
@@ -108,7 +124,7 @@ func (d *driver) shardedRun(cfg shardedConfig, delay time.Duration, round int) {
 		kind := map[bool]string{true: "handler waits", false: "no wait"}[delay > 0]
 		d.sharded.add(cfg.name, kind+": controllers' CPU seconds (all replicas)", controllers)
 		d.sharded.add(cfg.name, kind+": apiserver + etcd CPU seconds", control)
-		if len(firsts) > 0 && cfg.shards > 0 {
+		if len(firsts) > 0 && (cfg.shards > 0 || cfg.fixed) {
 			d.sharded.add(cfg.name, fmt.Sprintf("%s: a replica's start → its first write, slowest (s)", map[bool]string{true: "handler waits", false: "no wait"}[delay > 0]), slices.Max(firsts))
 		}
 		figure := fmt.Sprintf("handler waits %v: start → all %d written (s)", delay, d.objects)
@@ -202,7 +218,9 @@ func (d *driver) shardedReport(repeats, objects, workers int, delay time.Duratio
 	fmt.Fprintf(&b, "%d workers per process, lease %v / renew deadline %v / retry %v, rein sharded over %d shards;\n", workers, leaseDuration, renewDeadline, retryPeriod, shardCount)
 	fmt.Fprintf(&b, "all processes of a run start at once, and the time is from the first start to the last successful\n")
 	fmt.Fprintf(&b, "write (audit log). wrangler and controller-runtime elect one leader, so more replicas do not add\n")
-	fmt.Fprintf(&b, "workers: they run as one process. %d rounds, configurations interleaved. Cells: median (min–max, n).\n\n", repeats)
+	fmt.Fprintf(&b, "workers: they run as one process. \"fixed split\" is rein's processes with no protocol: each leads a Lease of its own\n")
+	fmt.Fprintf(&b, "and works the keys whose shard is its index modulo the process count (bench/cmd/rein --partition), the\n")
+	fmt.Fprintf(&b, "ceiling any sharding protocol has here. %d rounds, configurations interleaved. Cells: median (min–max, n).\n\n", repeats)
 	b.WriteString(d.shardedTargets(cfgs, delay))
 	var names []string
 	for _, c := range cfgs {
@@ -253,6 +271,12 @@ func (d *driver) shardedTargets(cfgs []shardedConfig, delay time.Duration) strin
 		if v, ok := med(wait, c.name); ok && ok1 && v > 0 {
 			speed := one / v
 			lines = append(lines, fmt.Sprintf("- %s: %s× the speed of one replica (target ≥ %.1f×: %s)", c.name, num(speed), c.target, met(speed >= c.target)))
+		}
+	}
+	for _, n := range []int{3, 5} {
+		name := fmt.Sprintf("rein, %d processes, fixed split (no protocol)", n)
+		if v, ok := med(wait, name); ok && ok1 && v > 0 {
+			lines = append(lines, fmt.Sprintf("- %s: %s× the speed of one replica (no target: the ceiling any protocol has on this machine, as the same processes split the keys by a fixed rule)", name, num(one/v)))
 		}
 	}
 	if v, ok := med(fig("idle:"), "rein, 3 replicas, sharded"); ok {

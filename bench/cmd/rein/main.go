@@ -19,10 +19,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/rein-k8s/rein/bench/internal/common"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
+	"github.com/rein-k8s/rein/pkg/shard"
 	"github.com/rein-k8s/rein/pkg/start"
 )
 
@@ -48,7 +50,16 @@ func main() {
 	opts.Registry = reg
 
 	var lead common.Leadership
-	if f.Shards > 0 {
+	var partition framework.KeyGate
+	if f.Partition != "" {
+		i, n, err := common.ParsePartition(f.Partition)
+		if err != nil || f.Shards > 0 {
+			fmt.Fprintln(os.Stderr, "--partition:", err, "(and not with --shards)")
+			os.Exit(2)
+		}
+		partition = fixedSplit{index: i, of: n, ctx: context.Background()}
+	}
+	if f.Shards > 0 || partition != nil {
 		// A sharded replica works as soon as it holds a shard: "leading"
 		// is its start of work, logged when the workers start.
 		lead.Leading()
@@ -64,6 +75,9 @@ func main() {
 		os.Exit(2)
 	}
 	ctx := context.Background()
+	if partition != nil {
+		factory.GateKeys(partition)
+	}
 	if f.Workload == common.WorkloadChildren {
 		if err := registerChildren(ctx, factory, &f, &lead); err != nil {
 			fmt.Fprintln(os.Stderr, "children:", err)
@@ -74,11 +88,28 @@ func main() {
 	} else {
 		registerMarks(ctx, generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, configMaps), &f, &lead)
 	}
-	if err := start.Run(ctx, opts, timed{Factory: factory, lead: &lead, sharded: f.Shards > 0}); err != nil {
+	if err := start.Run(ctx, opts, timed{Factory: factory, lead: &lead, sharded: f.Shards > 0 || partition != nil}); err != nil {
 		fmt.Fprintln(os.Stderr, "start:", err)
 		os.Exit(2)
 	}
 	select {}
+}
+
+// fixedSplit admits the keys whose shard (shard.Of over
+// common.PartitionShards) is index modulo of, for good: a split with no
+// protocol, no handoff and no fence, the ceiling that sharding's
+// protocol is measured against.
+type fixedSplit struct {
+	index, of int
+	ctx       context.Context
+}
+
+func (s fixedSplit) Enter(key string) (context.Context, func(), bool) {
+	namespace, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil, nil, false
+	}
+	return s.ctx, func() {}, shard.Of(namespace, name, common.PartitionShards)%s.of == s.index
 }
 
 var configMaps = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}

@@ -47,6 +47,11 @@ type Flags struct {
 	Delay time.Duration
 	// Shards runs rein sharded active-active (rein only; 0: one leader).
 	Shards int
+	// Partition, "i/n", makes a rein process work only the keys whose
+	// shard (of PartitionShards) is i modulo n, with no protocol at all: the ceiling a
+	// sharding protocol is measured against (give each process its own
+	// --lease-name, so that each leads at once).
+	Partition string
 	// Cache is what the cache keeps of each ConfigMap: CacheDefault,
 	// CacheDropData or CacheMetadata (marks workload; not every program
 	// has every setting).
@@ -77,9 +82,22 @@ func (f *Flags) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.Workload, "workload", WorkloadMarks, "marks (mark every ConfigMap of --namespace) or children (declare a ConfigMap, a Secret and a ServiceAccount per Deployment of --namespace)")
 	fs.DurationVar(&f.Delay, "delay", 0, "marks workload: how long the handler waits before it writes (a simulated external call)")
 	fs.IntVar(&f.Shards, "shards", 0, "rein only: run sharded active-active with this many shards (0: one leader)")
+	fs.StringVar(&f.Partition, "partition", "", "rein only: i/n, work only the keys whose shard of 60 is i modulo n, a fixed split with no protocol (the ceiling for --shards); give each process its own --lease-name")
 	fs.IntVar(&f.Parents, "parents", 0, "children workload: the number of Deployments; \"handled-all\" is logged once each went through the handlers")
 	fs.StringVar(&f.Cache, "cache", CacheDefault, "marks workload: what the cache keeps of each ConfigMap: default (all of it), drop-data (rein: a cache transform drops data and binaryData), metadata (metadata only: rein's NewMetadataController, controller-runtime's OnlyMetadata)")
 	fs.IntVar(&f.Objects, "objects", 0, "marks workload: log \"handled-all\" once this many ConfigMaps went through the handler (0: never)")
+}
+
+// PartitionShards is the shard count of --partition, and of the driver's
+// sharded runs: 60 splits evenly over 1, 3 and 5 processes.
+const PartitionShards = 60
+
+// ParsePartition parses --partition: "i/n" with 0 <= i < n.
+func ParsePartition(s string) (i, n int, err error) {
+	if _, err := fmt.Sscanf(s, "%d/%d", &i, &n); err != nil || n < 1 || i < 0 || i >= n || fmt.Sprintf("%d/%d", i, n) != s {
+		return 0, 0, fmt.Errorf("--partition=%q: want i/n with 0 <= i < n, e.g. 2/5", s)
+	}
+	return i, n, nil
 }
 
 // The cache settings (--cache).
