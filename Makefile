@@ -55,7 +55,7 @@ bench-children: testbin ## rein vs wrangler generating handlers (bench/ --scenar
 	cd bench && $(GO) run ./cmd/driver --scenarios children --repeats 5 --objects 1000 --bindir $(BIN) --out ../docs/benchmarks.md
 
 .PHONY: bench-shards
-bench-shards: testbin ## rein sharded over 1, 3 and 5 replicas vs a fixed split with no protocol (the ceiling), one leader and the peers (bench/ --scenarios sharded: 5000 ConfigMaps, 2 workers per process, a handler that waits 20ms, and without; idle load, handoff, takeover; 5 rounds); rewrites docs/benchmarks.md' sharded section (about 25 minutes)
+bench-shards: testbin ## rein sharded over 1, 3 and 5 replicas vs a fixed split with no protocol (the ceiling), one leader and the peers (bench/ --scenarios sharded: 5000 ConfigMaps, 2 workers per process, a handler that waits 20ms, and without; idle load, handoff, takeover; 5 rounds); rewrites docs/benchmarks.md' sharded section (about 50 minutes on 2 cores)
 	cd bench && $(GO) run ./cmd/driver --scenarios sharded --repeats 5 --objects 5000 --workers 2 --delay 20ms --bindir $(BIN) --out ../docs/benchmarks.md
 
 .PHONY: bench-scale

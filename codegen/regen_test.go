@@ -79,6 +79,10 @@ type Dock struct {
 // each step. After every step the run succeeds, the module builds and
 // vets, no file rein-gen wrote for an earlier API remains, and the tree
 // equals a generation from scratch of the same API, byte for byte.
+// mutatingByURL is a mutating webhook of Ship v1 that the apiserver calls
+// by URL (a server outside the cluster), not through a Service.
+const mutatingByURL = "// +kubebuilder:webhook:url=https://hooks.example.com:9443/mutate-ship,mutating=true,failurePolicy=fail,sideEffects=None,groups=fleet.example.com,resources=ships,verbs=create,versions=v1,name=mship.fleet.example.com,admissionReviewVersions=v1\n"
+
 func TestRegenerate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("generates and builds a module six times")
@@ -117,7 +121,7 @@ func TestRegenerate(t *testing.T) {
 			writeFile(t, dir, "api/fleet/v2/ship.go", strings.Replace(shipV1, "package v1", "package v2", 1))
 		}, []string{"./api/..."}, nil},
 		{"add webhooks and conversion", func() {
-			writeFile(t, dir, "api/fleet/v1/hub.go", "package v1\n\n"+webhookMarker("")+"\n// Hub is the version v2 converts through.\nfunc (*Ship) Hub() {}\n")
+			writeFile(t, dir, "api/fleet/v1/hub.go", "package v1\n\n"+webhookMarker("")+mutatingByURL+"\n// Hub is the version v2 converts through.\nfunc (*Ship) Hub() {}\n")
 			writeFile(t, dir, "api/fleet/v2/convert.go", convertV2)
 		}, []string{"./api/..."}, nil},
 		{"remove webhooks and conversion", func() {
@@ -154,6 +158,24 @@ func TestRegenerate(t *testing.T) {
 		}
 		if got := webhooksErr == nil; got != want {
 			t.Errorf("step %d (%s): config/webhook/webhooks.yaml exists: %v, want %v", i, step.name, got, want)
+		}
+		if want {
+			// A webhook called by URL: the manifest names the URL (and no
+			// Service), the helper serves its path.
+			manifest, err := os.ReadFile(filepath.Join(dir, "config/webhook/webhooks.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(manifest), "url: https://hooks.example.com:9443/mutate-ship\n") || strings.Count(string(manifest), "service:") != 1 {
+				t.Errorf("step %d (%s): webhooks.yaml does not call mship by its URL and vship by the Service:\n%s", i, step.name, manifest)
+			}
+			helpers, err := os.ReadFile(filepath.Join(dir, "generated/controllers/fleet/v1/ship_webhooks.go"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(helpers), `webhook.WithPath("/mutate-ship")`) || !strings.Contains(string(helpers), "func RegisterShipDefaulter(") {
+				t.Errorf("step %d (%s): no RegisterShipDefaulter serving /mutate-ship:\n%s", i, step.name, helpers)
+			}
 		}
 		// From scratch: the hand-written files alone, generated once.
 		fresh := t.TempDir()

@@ -344,7 +344,7 @@ import (
 )
 
 {{- define "options"}}
-		webhook.WithPath("{{.Config.Path}}"),
+		webhook.WithPath({{printf "%q" .Path}}),
 		webhook.WithResource("{{.Kind.Plural}}"),
 		webhook.WithOperations({{range $i, $op := .Operations}}{{if $i}}, {{end}}admissionregistrationv1.{{$op}}{{end}}),
 {{- if .Config.TimeoutSeconds}}
@@ -354,7 +354,7 @@ import (
 {{with .Validator}}
 // Register{{$.Name}}Validator serves validate on s as the validating webhook
 // {{.Config.Name}} of {{$.Name}} {{$.Version}}, as its +kubebuilder:webhook marker
-// states: path {{.Config.Path}}, operations {{range $i, $op := .Operations}}{{if $i}}, {{end}}{{$op}}{{end}}.
+// states: path {{.Path}}, operations {{range $i, $op := .Operations}}{{if $i}}, {{end}}{{$op}}{{end}}.
 // validate gets the object before (nil on create) and after (nil on
 // delete) and denies with the error it returns.
 func Register{{$.Name}}Validator(s *webhook.Server, validate webhook.ValidateFunc[*{{$.APIAlias}}.{{$.Name}}]) (webhook.Hook, error) {
@@ -370,7 +370,7 @@ func Register{{$.Name}}Validator(s *webhook.Server, validate webhook.ValidateFun
 {{- with .Defaulter}}
 // Register{{$.Name}}Defaulter serves setDefaults on s as the mutating webhook
 // {{.Config.Name}} of {{$.Name}} {{$.Version}}, as its +kubebuilder:webhook marker
-// states: path {{.Config.Path}}, operations {{range $i, $op := .Operations}}{{if $i}}, {{end}}{{$op}}{{end}}.
+// states: path {{.Path}}, operations {{range $i, $op := .Operations}}{{if $i}}, {{end}}{{$op}}{{end}}.
 // setDefaults changes the object in place; the server answers with the
 // JSON patch of its changes.
 func Register{{$.Name}}Defaulter(s *webhook.Server, setDefaults webhook.DefaultFunc[*{{$.APIAlias}}.{{$.Name}}]) (webhook.Hook, error) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"go/token"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -29,8 +30,10 @@ type webhookPlan struct {
 // admissionHook is one +kubebuilder:webhook marker, resolved to its kind.
 type admissionHook struct {
 	Config webhooks.Config
-	Pkg    *apiPackage // the version the marker names
-	Kind   *kind
+	// Path is where the server serves it: path=, or the path of url=.
+	Path string
+	Pkg  *apiPackage // the version the marker names
+	Kind *kind
 	// Operations are the admissionregistrationv1 constant names:
 	// Create, Update, Delete.
 	Operations []string
@@ -117,16 +120,9 @@ func planWebhooks(pkgs []*apiPackage, service webhooks.Service) (*webhookPlan, e
 				fail("%v", err)
 				continue
 			}
-			if c.Path == "" {
-				fail("rein-gen needs path=/…: the path the server serves the webhook at and the configuration calls (url= alone names a server outside the cluster, which rein-gen does not generate)")
-				continue
-			}
-			if c.URL != "" {
-				fail("path= and url= together: give path= (the Service is --webhook-service, or serviceName= and serviceNamespace=)")
-				continue
-			}
-			if !strings.HasPrefix(c.Path, "/") {
-				fail("path=%s does not begin with /", c.Path)
+			path, err := servedPath(c)
+			if err != nil {
+				fail("%v", err)
 				continue
 			}
 			if len(c.Groups) != 1 || len(c.Versions) != 1 || len(c.Resources) != 1 || c.Groups[0] == "*" || c.Versions[0] == "*" || c.Resources[0] == "*" {
@@ -171,8 +167,8 @@ func planWebhooks(pkgs []*apiPackage, service webhooks.Service) (*webhookPlan, e
 				fail("name=%s is also the name of the webhook at %s: each webhook needs its own name", c.Name, other)
 				continue
 			}
-			if other, ok := seenPath[c.Path]; ok {
-				fail("path=%s is also the path of the webhook at %s: each webhook needs its own path", c.Path, other)
+			if other, ok := seenPath[path]; ok {
+				fail("path %s is also the path of the webhook at %s: each webhook needs its own path", path, other)
 				continue
 			}
 			kindKey := fmt.Sprintf("%s/%s/%s/%v", group, c.Versions[0], ref.kind.Name, c.Mutating)
@@ -180,8 +176,8 @@ func planWebhooks(pkgs []*apiPackage, service webhooks.Service) (*webhookPlan, e
 				fail("a second %s webhook of %s %s (the first is at %s): put both checks in one function", sortOf(c.Mutating), ref.kind.Name, c.Versions[0], other)
 				continue
 			}
-			seenName[c.Name], seenPath[c.Path], seenKind[kindKey] = pos, pos, pos
-			plan.hooks = append(plan.hooks, &admissionHook{Config: c, Pkg: ref.pkg, Kind: ref.kind, Operations: ops, pos: pos})
+			seenName[c.Name], seenPath[path], seenKind[kindKey] = pos, pos, pos
+			plan.hooks = append(plan.hooks, &admissionHook{Config: c, Path: path, Pkg: ref.pkg, Kind: ref.kind, Operations: ops, pos: pos})
 		}
 	}
 	errs = append(errs, plan.findConversions(pkgs)...)
@@ -190,6 +186,28 @@ func planWebhooks(pkgs []*apiPackage, service webhooks.Service) (*webhookPlan, e
 	}
 	sort.Slice(plan.hooks, func(i, j int) bool { return plan.hooks[i].Config.Name < plan.hooks[j].Config.Name })
 	return plan, nil
+}
+
+// servedPath is the path rein's server serves the webhook of c at: path=
+// (the apiserver calls it through a Service), or the path of url= (a
+// server the apiserver calls by URL: outside the cluster, a development
+// machine).
+func servedPath(c webhooks.Config) (string, error) {
+	switch {
+	case c.Path != "" && c.URL != "":
+		return "", errors.New("path= and url= together: give path= for a Service (--webhook-service, or serviceName= and serviceNamespace=), or url= alone for a server the apiserver calls by URL")
+	case c.URL != "":
+		u, err := url.Parse(c.URL)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || len(u.Path) < 2 || u.Path[0] != '/' {
+			return "", fmt.Errorf("url=%s: want https://host[:port]/path, without user, query or fragment: the apiserver calls it, and the server serves the webhook at its path", c.URL)
+		}
+		return u.Path, nil
+	case c.Path == "":
+		return "", errors.New("no path=: give path=/… for a Service (--webhook-service, or serviceName= and serviceNamespace=), or url=https://host/path for a server the apiserver calls by URL")
+	case !strings.HasPrefix(c.Path, "/"):
+		return "", fmt.Errorf("path=%s does not begin with /", c.Path)
+	}
+	return c.Path, nil
 }
 
 func sortOf(mutating bool) string {

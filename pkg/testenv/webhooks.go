@@ -59,37 +59,24 @@ func (e *Env) InstallWebhooks(ctx context.Context, base string, caPEM []byte, ma
 			case "":
 				continue
 			case "ValidatingWebhookConfiguration":
-				var cfg admissionregistrationv1.ValidatingWebhookConfiguration
-				if err := yaml.UnmarshalStrict([]byte(doc), &cfg); err != nil {
-					return fmt.Errorf("testenv: %s: %w", file, err)
-				}
-				for i := range cfg.Webhooks {
-					cfg.Webhooks[i].ClientConfig = urlOf(cfg.Webhooks[i].ClientConfig)
-				}
-				api := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-				if err := api.Delete(ctx, cfg.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-					return fmt.Errorf("testenv: replace ValidatingWebhookConfiguration %s: %w", cfg.Name, err)
-				}
-				if _, err := api.Create(ctx, &cfg, metav1.CreateOptions{}); err != nil {
-					return fmt.Errorf("testenv: %s: %w", file, err)
-				}
+				err = replaceConfiguration(ctx, cs.AdmissionregistrationV1().ValidatingWebhookConfigurations(), file, meta.Kind, doc,
+					func(c *admissionregistrationv1.ValidatingWebhookConfiguration) {
+						for i := range c.Webhooks {
+							c.Webhooks[i].ClientConfig = urlOf(c.Webhooks[i].ClientConfig)
+						}
+					})
 			case "MutatingWebhookConfiguration":
-				var cfg admissionregistrationv1.MutatingWebhookConfiguration
-				if err := yaml.UnmarshalStrict([]byte(doc), &cfg); err != nil {
-					return fmt.Errorf("testenv: %s: %w", file, err)
-				}
-				for i := range cfg.Webhooks {
-					cfg.Webhooks[i].ClientConfig = urlOf(cfg.Webhooks[i].ClientConfig)
-				}
-				api := cs.AdmissionregistrationV1().MutatingWebhookConfigurations()
-				if err := api.Delete(ctx, cfg.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-					return fmt.Errorf("testenv: replace MutatingWebhookConfiguration %s: %w", cfg.Name, err)
-				}
-				if _, err := api.Create(ctx, &cfg, metav1.CreateOptions{}); err != nil {
-					return fmt.Errorf("testenv: %s: %w", file, err)
-				}
+				err = replaceConfiguration(ctx, cs.AdmissionregistrationV1().MutatingWebhookConfigurations(), file, meta.Kind, doc,
+					func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+						for i := range c.Webhooks {
+							c.Webhooks[i].ClientConfig = urlOf(c.Webhooks[i].ClientConfig)
+						}
+					})
 			default:
 				return fmt.Errorf("testenv: %s holds a %s, not a webhook configuration", file, meta.Kind)
+			}
+			if err != nil {
+				return err
 			}
 		}
 	}
@@ -119,6 +106,34 @@ func (e *Env) InstallWebhooks(ctx context.Context, base string, caPEM []byte, ma
 		if _, err := ext.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, crd, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("testenv: point the conversion of CRD %s at %s: %w", crd.Name, url, err)
 		}
+	}
+	return nil
+}
+
+// configurationAPI is what replaceConfiguration needs of a webhook
+// configuration client (validating or mutating).
+type configurationAPI[P any] interface {
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+	Create(ctx context.Context, obj P, opts metav1.CreateOptions) (P, error)
+}
+
+// replaceConfiguration decodes doc (a kind from file), lets point aim its
+// webhooks at the local server, and creates it in place of any
+// configuration of that name.
+func replaceConfiguration[T any, P interface {
+	*T
+	metav1.Object
+}](ctx context.Context, api configurationAPI[P], file, kind, doc string, point func(P)) error {
+	cfg := P(new(T))
+	if err := yaml.UnmarshalStrict([]byte(doc), cfg); err != nil {
+		return fmt.Errorf("testenv: %s: %w", file, err)
+	}
+	point(cfg)
+	if err := api.Delete(ctx, cfg.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("testenv: replace %s %s: %w", kind, cfg.GetName(), err)
+	}
+	if _, err := api.Create(ctx, cfg, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("testenv: %s: %w", file, err)
 	}
 	return nil
 }

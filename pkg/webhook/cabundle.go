@@ -121,12 +121,12 @@ func named(kind, name string, err error) error {
 // replica leads, it keeps the CA bundle of c in the targets, writing it at
 // once and again whenever the bundle changes (a CA rotation). Failures are
 // logged and retried with backoff, up to a minute apart, until the term
-// ends.
+// ends. It starts once c serves its first pair; until then it says every
+// 30 s what it waits for (c is started by the webhook server whose
+// Options.Certificates it is).
 func (c *SecretCertificates) InjectOnLeader(cfg *rest.Config, t CABundleTargets) func(context.Context) error {
 	return func(ctx context.Context) error {
-		select {
-		case <-c.Loaded():
-		case <-ctx.Done():
+		if !c.awaitLoaded(ctx) {
 			return nil
 		}
 		delay := time.Second
@@ -150,6 +150,31 @@ func (c *SecretCertificates) InjectOnLeader(cfg *rest.Config, t CABundleTargets)
 				return nil
 			case <-changed:
 			case <-wait:
+			}
+		}
+	}
+}
+
+// awaitLoaded waits until c serves its first pair (true) or ctx ends
+// (false), and says what it waits for every loadWarnEvery: a
+// SecretCertificates that no server runs would otherwise leave the CA
+// bundle unwritten without a word.
+func (c *SecretCertificates) awaitLoaded(ctx context.Context) bool {
+	tick := time.NewTicker(c.loadWarnEvery)
+	defer tick.Stop()
+	waited := time.Duration(0)
+	for {
+		select {
+		case <-c.Loaded():
+			return true
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+			waited += c.loadWarnEvery
+			if c.started.Load() {
+				c.log.Warnf("webhook: CA bundle not written yet: no serving certificate from the Secret after %v (see the errors above: RBAC on the Secret, an unreachable apiserver)", waited)
+			} else {
+				c.log.Warnf("webhook: CA bundle not written yet: this SecretCertificates has not been started after %v; pass it as the webhook server's Options.Certificates (the server runs it)", waited)
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -82,6 +83,11 @@ type SecretCertificates struct {
 	changed  chan struct{} // closed and replaced when the bundle changes
 	loaded   chan struct{} // closed once a pair is served
 	loadOnce sync.Once
+	started  atomic.Bool // Start has been called
+
+	// loadWarnEvery is how long InjectOnLeader waits for the first pair
+	// before it says what it waits for (tests shorten it).
+	loadWarnEvery time.Duration
 }
 
 // NewSecretCertificates checks opts; Start does the work.
@@ -112,6 +118,7 @@ func NewSecretCertificates(client kubernetes.Interface, opts SecretCertificatesO
 		client: client, opts: opts, now: time.Now,
 		log:     log.WithField("secret", opts.Namespace+"/"+opts.Name),
 		changed: make(chan struct{}), loaded: make(chan struct{}),
+		loadWarnEvery: 30 * time.Second,
 	}, nil
 }
 
@@ -144,6 +151,7 @@ func (c *SecretCertificates) Loaded() <-chan struct{} { return c.loaded }
 // returns nil when ctx ends, or an error the replica cannot get past
 // (the Secret forbidden to it).
 func (c *SecretCertificates) Start(ctx context.Context) error {
+	c.started.Store(true)
 	if err := c.ensure(ctx); err != nil {
 		return err
 	}

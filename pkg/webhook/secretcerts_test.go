@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,11 +13,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
+	clienttesting "k8s.io/client-go/testing"
 )
 
 // verifies says whether the serving certificate of s verifies against
@@ -299,5 +306,70 @@ func TestBundleChangeAloneIsTaken(t *testing.T) {
 	}
 	if bundle1, _ := c.CABundle(); string(bundle1) == string(bundle0) || !strings.Contains(string(bundle1), string(s1.Data[secretNextCA])) {
 		t.Fatal("the bundle taken is not the one with the next CA")
+	}
+}
+
+// warnings is a logrus hook that hands each warning to a channel.
+type warnings chan string
+
+func (w warnings) Levels() []logrus.Level { return []logrus.Level{logrus.WarnLevel} }
+func (w warnings) Fire(e *logrus.Entry) error {
+	select {
+	case w <- e.Message:
+	default: // the test reads the first ones; later repeats are dropped
+	}
+	return nil
+}
+
+// TestInjectOnLeaderSaysWhatItWaitsFor: a SecretCertificates that no
+// server runs never serves a pair, so the leader's hook would wait
+// forever without a word; it names the mistake instead, and a started one
+// that cannot read its Secret points at the errors logged before. Either
+// way the hook ends with its term.
+func TestInjectOnLeaderSaysWhatItWaitsFor(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		start bool
+		want  string
+	}{
+		{"never started", false, "has not been started after 20ms; pass it as the webhook server's Options.Certificates"},
+		{"started, Secret forbidden", true, "no serving certificate from the Secret after 20ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := fake.NewClientset()
+			client.PrependReactor("*", "secrets", func(clienttesting.Action) (bool, runtime.Object, error) {
+				return true, nil, apierrors.NewForbidden(corev1.Resource("secrets"), "certs", errors.New("RBAC"))
+			})
+			log := logrus.New()
+			log.SetOutput(io.Discard)
+			seen := make(warnings, 4)
+			log.AddHook(seen)
+			c, err := NewSecretCertificates(client, SecretCertificatesOptions{
+				Namespace: "ns", Name: "certs", Hosts: []string{"hooks.ns.svc"}, Logger: logrus.NewEntry(log),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.loadWarnEvery = 20 * time.Millisecond
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			if tc.start {
+				if err := c.Start(ctx); err == nil || !strings.Contains(err.Error(), "forbidden") {
+					t.Fatalf("Start with the Secret forbidden: %v, want a forbidden error", err)
+				}
+			}
+			done := make(chan error, 1)
+			go func() { done <- c.InjectOnLeader(&rest.Config{Host: "https://127.0.0.1:1"}, CABundleTargets{})(ctx) }()
+			if msg := <-seen; !strings.Contains(msg, tc.want) {
+				t.Errorf("warning %q, want it to contain %q", msg, tc.want)
+			}
+			if msg := <-seen; !strings.Contains(msg, "after 40ms") {
+				t.Errorf("second warning %q, want the time waited (40ms)", msg)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("hook at the end of its term: %v, want nil", err)
+			}
+		})
 	}
 }

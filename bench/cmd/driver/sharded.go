@@ -144,6 +144,10 @@ func (d *driver) shardedRun(cfg shardedConfig, delay time.Duration, round int) {
 			})
 			var parts []string
 			for _, p := range procs {
+				if count[p.ua] == 0 {
+					parts = append(parts, p.name+": 0 writes") // a standby of one leader
+					continue
+				}
 				parts = append(parts, fmt.Sprintf("%s: %d writes, first %.2fs, last %.2fs", p.name, count[p.ua],
 					d.firstWriteAt(r.offset, p.ua).Sub(t0).Seconds(), d.lastWrite(r.offset, p.ua).Sub(t0).Seconds()))
 			}
