@@ -53,8 +53,11 @@ func main() {
 	var partition framework.KeyGate
 	if f.Partition != "" {
 		i, n, err := common.ParsePartition(f.Partition)
-		if err != nil || f.Shards > 0 {
-			fmt.Fprintln(os.Stderr, "--partition:", err, "(and not with --shards)")
+		if err == nil && f.Shards > 0 {
+			err = fmt.Errorf("--partition=%s with --shards=%d: a fixed split has no protocol, give one or the other", f.Partition, f.Shards)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
 		partition = fixedSplit{index: i, of: n, ctx: context.Background()}
