@@ -6,7 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/rein-k8s/rein/pkg/webhook"
 	"github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
@@ -75,7 +74,6 @@ func Default(_ context.Context, vm *v1alpha1.VirtualMachine) error {
 	if !vm.Spec.Memory.IsZero() || vm.Spec.CPU < 1 {
 		return nil // stated, or no vCPU count to compute from (the schema refuses it)
 	}
-	perCPU := v1alpha1.DefaultMemoryPerCPU.Value()
-	vm.Spec.Memory = *resource.NewQuantity(perCPU*int64(vm.Spec.CPU), resource.BinarySI)
+	vm.Spec.Memory = vm.Spec.MemoryOrDefault()
 	return nil
 }

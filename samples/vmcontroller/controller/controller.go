@@ -237,11 +237,8 @@ func (c *Controller) cleanup(ctx context.Context, key string, vm *v1alpha1.Virtu
 // given it, rather than a create the hypervisor refuses.
 func mebibytes(vm *v1alpha1.VirtualMachine) int64 {
 	const mib = 1 << 20
-	bytes := vm.Spec.Memory.Value()
-	if vm.Spec.Memory.IsZero() {
-		bytes = v1alpha1.DefaultMemoryPerCPU.Value() * int64(vm.Spec.CPU)
-	}
-	return (bytes + mib - 1) / mib
+	memory := vm.Spec.MemoryOrDefault()
+	return (memory.Value() + mib - 1) / mib
 }
 
 func setCondition(status *v1alpha1.VirtualMachineStatus, vm *v1alpha1.VirtualMachine, typ string, s metav1.ConditionStatus, reason, message string) {
