@@ -12,6 +12,8 @@ STATICCHECK_VERSION := v0.8.2
 # Bound every test run: CI has 90 minutes in all, and a hung test must fail,
 # not eat them.
 TEST_TIMEOUT ?= 20m
+# The budget of exported names in pkg/ (make api-surface).
+API_MAX ?= 640
 
 export REIN_TESTBIN := $(BIN)
 
@@ -28,7 +30,7 @@ testbin: ## build kube-apiserver and etcd from pinned Go modules into bin/ (only
 	bash hack/testbin/build.sh $(BIN)
 
 .PHONY: test
-test: testbin verify ## unit, integration and e2e tests with -race against a real apiserver
+test: testbin verify check-files ## unit, integration and e2e tests with -race against a real apiserver
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: lint
@@ -98,6 +100,15 @@ verify: ## regenerate into a copy of the tree and fail with a diff when committe
 	status=0; for d in $(GENERATED); do diff -ru "$$d" "$$tmp/$$d" || status=1; done; \
 	if [ $$status -ne 0 ]; then echo "verify: generated code is stale: run 'make generate' and commit the result"; exit 1; fi; \
 	echo "verify: generated code is current"
+
+.PHONY: check-files
+check-files: ## fail when git tracks a file over 1 MB (build output belongs in .gitignore, not in git)
+	@big=$$(git ls-files -z | xargs -0 du -k 2>/dev/null | awk '$$1 > 1024 {print $$2}'); \
+	if [ -n "$$big" ]; then echo "check-files: tracked files over 1 MB (remove them and ignore the path):"; echo "$$big"; exit 1; fi
+
+.PHONY: api-surface
+api-surface: ## count the exported names of pkg/ (hand-written code) and list names exported by two packages; fails above API_MAX
+	$(GO) run ./hack/apisurface -max $(API_MAX)
 
 .PHONY: demo
 demo: testbin ## run the sample: local control plane, hypervisor, 3 replicas, a leader killed on purpose
