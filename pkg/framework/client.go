@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -21,7 +20,7 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
-	"github.com/rein-k8s/rein/internal/httpdeadline"
+	"github.com/rein-k8s/rein/pkg/fence"
 )
 
 // Resource names a kind the engine serves: its GroupVersionKind, the plural
@@ -66,23 +65,17 @@ func (r Resource) validate() error {
 	return nil
 }
 
-// WriteGuard decides whether a mutating request may leave the process, and
-// until when it may be in flight. It is how leader election fences the
-// clients handed to handlers without this package knowing about elections:
-// a nil error lets the request through; a non-zero deadline cuts the
-// request's context to it, so that no write waits, or is retried by
-// client-go, past the moment the fence closes.
-type WriteGuard func(req *http.Request) (deadline time.Time, err error)
-
 // ClientFactory builds typed REST clients per GroupVersion from one
-// rest.Config and one scheme. All clients share one HTTP connection pool and
-// one WriteGuard.
+// rest.Config and one scheme. All clients share one HTTP connection pool,
+// and every request passes fence.Transport: a write goes out under the hold
+// its context carries (a handler's term or shard), or else under the
+// factory's fallback hold (GuardWrites).
 type ClientFactory struct {
 	config     *rest.Config
 	httpClient *http.Client
 	scheme     *runtime.Scheme
 	codecs     serializer.CodecFactory
-	guard      atomic.Pointer[WriteGuard]
+	fallback   atomic.Pointer[fence.Hold]
 	manager    atomic.Pointer[string]
 
 	mu       sync.Mutex
@@ -119,7 +112,7 @@ func NewClientFactory(config *rest.Config, scheme *runtime.Scheme) (*ClientFacto
 		cfg.QPS = -1
 	}
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return &guardedTransport{next: rt, guard: &f.guard, manager: &f.manager}
+		return &managedTransport{next: fence.Transport(rt), manager: &f.manager, fallback: &f.fallback}
 	})
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
@@ -150,15 +143,17 @@ func (f *ClientFactory) WithImpersonation(imp rest.ImpersonationConfig) (*Client
 // Scheme is the scheme the factory decodes with.
 func (f *ClientFactory) Scheme() *runtime.Scheme { return f.scheme }
 
-// GuardWrites installs g as the check every mutating request (POST, PUT,
-// PATCH, DELETE) of this factory's clients must pass; nil removes it. It may
+// GuardWrites makes h the hold of every mutating request (POST, PUT,
+// PATCH, DELETE) of this factory's clients whose context carries none
+// (events, hooks); nil lets such requests pass unfenced (no election). A
+// request whose context carries a hold passes under that hold alone. It may
 // be called at any time, also after clients were built.
-func (f *ClientFactory) GuardWrites(g WriteGuard) {
-	if g == nil {
-		f.guard.Store(nil)
+func (f *ClientFactory) GuardWrites(h fence.Hold) {
+	if h == nil {
+		f.fallback.Store(nil)
 		return
 	}
-	f.guard.Store(&g)
+	f.fallback.Store(&h)
 }
 
 // SetFieldManager makes name the field manager of every create, update
@@ -174,40 +169,50 @@ func (f *ClientFactory) SetFieldManager(name string) {
 	f.manager.Store(&name)
 }
 
-type guardedTransport struct {
-	next    http.RoundTripper
-	guard   *atomic.Pointer[WriteGuard]
-	manager *atomic.Pointer[string]
+// managedTransport sits in front of fence.Transport: a write whose context
+// carries no hold goes out under the factory's fallback hold (unfenced
+// when there is none: no election); a write that names no field manager
+// gets the factory's; watch streams are buffered (see bufferWatch). Reads
+// get no fallback hold: an informer's watch must not be cut to a hold's
+// deadline.
+type managedTransport struct {
+	next     http.RoundTripper
+	manager  *atomic.Pointer[string]
+	fallback *atomic.Pointer[fence.Hold]
 }
 
-func (t *guardedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	switch req.Method {
-	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
-	case http.MethodGet:
+func (t *managedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodGet {
 		return bufferWatch(t.next.RoundTrip(req))
-	default:
+	}
+	if !fence.Mutating(req.Method) {
 		return t.next.RoundTrip(req)
 	}
-	g := t.guard.Load()
+	ctx := req.Context()
+	_, held := fence.HoldFrom(ctx)
 	m := t.manager.Load()
-	if g == nil && m == nil {
+	named := m == nil || req.Method == http.MethodDelete || req.URL.Query().Has("fieldManager")
+	if held && named {
 		return t.next.RoundTrip(req)
 	}
-	var deadline time.Time
-	if g != nil {
-		var err error
-		if deadline, err = (*g)(req); err != nil {
-			return httpdeadline.Refuse(req, err)
+	if !held {
+		if h := t.fallback.Load(); h != nil {
+			ctx = fence.WithHold(ctx, *h)
+		} else {
+			ctx = fence.Unfenced(ctx)
 		}
 	}
-	return httpdeadline.RoundTrip(t.next, req, deadline, func(out *http.Request) {
-		if m != nil && req.Method != http.MethodDelete && !out.URL.Query().Has("fieldManager") {
-			q := out.URL.Query()
-			q.Set("fieldManager", *m)
-			out.URL.RawQuery = q.Encode()
-		}
-	})
+	out := req.Clone(ctx)
+	if !named {
+		q := out.URL.Query()
+		q.Set("fieldManager", *m)
+		out.URL.RawQuery = q.Encode()
+	}
+	return t.next.RoundTrip(out)
 }
+
+// WrappedRoundTripper lets client-go reach the transport underneath.
+func (t *managedTransport) WrappedRoundTripper() http.RoundTripper { return t.next }
 
 // protobufObject is what apimachinery's protobuf serializer needs of a Go
 // type, both ways: code generated by go-to-protobuf, which Kubernetes'

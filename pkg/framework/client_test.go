@@ -200,7 +200,7 @@ func TestWithImpersonation(t *testing.T) {
 		t.Fatalf("a write as a user without RBAC: %v, want 403 naming the user", err)
 	}
 	fenced := errors.New("fenced")
-	f.GuardWrites(func(*http.Request) (time.Time, error) { return time.Time{}, fenced })
+	f.GuardWrites(holdFunc(func() (time.Time, error) { return time.Time{}, fenced }))
 	err = client.Create(t.Context(), ns, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "fenced"}}, metav1.CreateOptions{}, &corev1.ConfigMap{})
 	if !errors.Is(err, fenced) {
 		t.Fatalf("an impersonated write with the original's fence closed: %v", err)

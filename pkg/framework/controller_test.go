@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -463,19 +462,19 @@ func TestControllerRegisteredAfterStartGetsEveryKey(t *testing.T) {
 	}
 }
 
-func TestWriteGuardRefusesWrites(t *testing.T) {
+func TestFallbackHoldRefusesWrites(t *testing.T) {
 	ns := newNamespace(t)
 	f := newFactory(t, ns, framework.Options{})
 	fenced := errors.New("fenced: not the leader")
 	var closed atomic.Bool
 	var deadline atomic.Pointer[time.Time]
 	deadline.Store(&time.Time{})
-	f.GuardWrites(func(*http.Request) (time.Time, error) {
+	f.GuardWrites(holdFunc(func() (time.Time, error) {
 		if closed.Load() {
 			return time.Time{}, fenced
 		}
 		return *deadline.Load(), nil
-	})
+	}))
 	client := controller(t, f, configMaps).Client()
 	ctx := t.Context()
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "guarded"}}

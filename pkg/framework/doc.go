@@ -5,9 +5,10 @@
 // One Factory serves one group of controllers:
 //
 //   - ClientFactory builds REST clients per GroupVersion from one scheme and
-//     one rest.Config, sharing one connection pool. Every mutating request
-//     passes a WriteGuard, which is how leader election fences writes
-//     without this package knowing about elections.
+//     one rest.Config, sharing one connection pool. Every request passes
+//     fence.Transport: a write goes out under the hold its context carries
+//     (a term or a shard), or the factory's fallback hold (GuardWrites), so
+//     elections fence writes without this package knowing about them.
 //   - CacheFactory keeps one shared informer per kind and form (see
 //     below), in all namespaces, one, or a list (one list and watch per
 //     namespace, seen as one informer and one store). KindCache shapes one

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"sort"
 	"strings"
 	"sync"
@@ -186,9 +187,9 @@ func (f *Factory) Caches() *CacheFactory { return f.caches }
 // Logger is the factory's logger.
 func (f *Factory) Logger() *logrus.Entry { return f.log }
 
-// GuardWrites installs g on every client of this factory: see
+// GuardWrites makes h the fallback hold of this factory's clients: see
 // ClientFactory.GuardWrites.
-func (f *Factory) GuardWrites(g WriteGuard) { f.clients.GuardWrites(g) }
+func (f *Factory) GuardWrites(h fence.Hold) { f.clients.GuardWrites(h) }
 
 // SetFieldManager sets the default field manager of this factory's
 // writes: see ClientFactory.SetFieldManager.

@@ -2,6 +2,7 @@ package framework_test
 
 import (
 	"context"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"os"
 	"testing"
 	"time"
@@ -147,3 +148,9 @@ func createConfigMap(t testing.TB, ns, name string, data map[string]string) *cor
 	}
 	return cm
 }
+
+// holdFunc is a fence.Hold with no token whose Deadline is the function.
+type holdFunc func() (time.Time, error)
+
+func (h holdFunc) Token() fence.Token           { return fence.Token{} }
+func (h holdFunc) Deadline() (time.Time, error) { return h() }

@@ -3,11 +3,12 @@ package generic_test
 import (
 	"context"
 	"errors"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rein-k8s/rein/pkg/fence"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -37,7 +38,14 @@ func testNamespace(t *testing.T) string {
 
 var errFenced = errors.New("fenced: this replica does not hold the lease")
 
-func refuseWrites(*http.Request) (time.Time, error) { return time.Time{}, errFenced }
+// refuseWrites is a fence.Hold that allows no write.
+var refuseWrites = holdFunc(func() (time.Time, error) { return time.Time{}, errFenced })
+
+// holdFunc is a fence.Hold with no token whose Deadline is the function.
+type holdFunc func() (time.Time, error)
+
+func (h holdFunc) Token() fence.Token           { return fence.Token{} }
+func (h holdFunc) Deadline() (time.Time, error) { return h() }
 
 // A metadata-only controller works like a typed one: OnChange sees the
 // object's metadata with its own kind, patches are conditional, OnRemove

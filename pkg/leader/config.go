@@ -43,9 +43,8 @@ const retryJitter = 1.2
 // Config configures an Elector.
 type Config struct {
 	// Client reaches the leases API, e.g. clientset.CoordinationV1(). It must
-	// not be a client built from WrapConfig: the elector's own requests must
-	// never be fenced (they are let through in any case, but a plain client
-	// says so plainly).
+	// not be fenced (fence.Transport): the elector's own writes are what
+	// opens the fence.
 	Client coordinationv1client.LeasesGetter
 
 	// Namespace and Name locate the Lease.

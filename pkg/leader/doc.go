@@ -33,7 +33,7 @@
 //     the term is lost at once. Other failures are retried every
 //     RetryPeriod until RenewDeadline has passed since the last successful
 //     renew was SENT; then the term is lost.
-//  7. The fence (Fence, WrapConfig) is open while a term is live and
+//  7. The fence (Fence, a pkg/fence Renewal) is open while a term is live and
 //     now − (send time of the last successful renew) < RenewDeadline. A
 //     timer set for that deadline cancels Term.Context the moment it
 //     passes; every write checks the clock itself as well.
@@ -60,11 +60,13 @@
 //     write, so the first write after SIGCONT is refused. It does not count
 //     time a whole machine or VM spends suspended: a replica resumed after
 //     a suspend longer than the margin may write before it notices.
-//   - Writes go through the fence. Fencing only covers requests sent by
-//     clients built from WrapConfig (or WrapRoundTripper). It is a check in
-//     this process, not at the apiserver: a write that passed the check
-//     just before the deadline can still arrive after it. pkg/start cuts
-//     every fenced write's deadline to the fence's, so the client gives up
+//   - Writes go through the fence. Fencing only covers requests sent
+//     through fence.Transport with the term (a fence.Hold) in their
+//     context, or the elector's Fence as pkg/framework's fallback hold. It
+//     is a check in this process, not at the apiserver: a write that passed
+//     the check just before the deadline can still arrive after it. The
+//     transport cuts every fenced write's deadline to the fence's, so the
+//     client gives up
 //     (and cancels the request) before a standby can take over; a request
 //     held in a partitioned network is still delivered with its
 //     cancellation right behind it, and the apiserver may commit it before
@@ -107,7 +109,7 @@
 // strictly increase, whichever replica holds them and however the previous
 // term ended, also with client-go electors on the same Lease (they never
 // lower the count). Tokens are comparable only within one Lease
-// (namespace and name); Token.Newer refuses to compare others. A token says
+// (namespace and name); fence.Token.Newer refuses to compare others. A token says
 // nothing about time: a term may have ended already when its token
 // arrives.
 //
@@ -115,25 +117,24 @@
 // remember, per resource it guards, the highest token it has accepted, and
 // refuse a mutating request that carries a lower one. Accepting an equal
 // token is right (the same term retrying); accepting a higher one moves
-// the mark up. pkg/start puts the term in every handler's context
-// (WithTerm; TokenFrom reads the token). For HTTP, GuardHTTP does the
-// sender's part: it adds the Rein-Fencing-Token header, refuses writes once
-// the term's fence is closed, and cuts each request's deadline to the
-// fence's. For other protocols, pass Token.String() as a field of each
-// call, and check the context before sending.
+// the mark up. A Term is a fence.Hold, and pkg/start puts it in every
+// handler's context (fence.WithHold; fence.TokenFrom reads the token). For
+// HTTP, fence.Transport does the sender's part: it adds the
+// Rein-Fencing-Token header, refuses writes once the term ended or its
+// fence closed, and cuts each request's deadline to the fence's. For other
+// protocols, pass the token's String() as a field of each call, and check
+// the context before sending.
 //
 // # Server-side fencing
 //
 // The in-process fence decides when a write leaves; nothing in the
 // process decides when it arrives. A partitioned network holds a leader's
 // bytes while TCP retransmits and delivers them when the path comes back,
-// after a standby has taken the lease. Measured with a black-holing proxy
-// (test/e2e TestWritesHeldInTheNetwork, 30 holds of 2 replicas' paths
-// past the lease): before handlers had the term's context and fenced
-// writes had the fence's deadline (rein 7b6d53b), every held write was
-// accepted late, 120 in 30 holds; since, the held writes arrive with their
-// cancellation right behind them and were answered 504 and not committed,
-// 0 in 30. That is a race the apiserver happens to win, not a guarantee.
+// after a standby has taken the lease. The fenced deadline makes the
+// request's cancellation follow it, and the apiserver usually drops such a
+// write (docs/design.md, "Writes held in the network", has the
+// measurements); that is a race the apiserver happens to win, not a
+// guarantee.
 //
 // Server-side fencing makes it one. With pkg/start's ServerSideFencing
 // (--server-side-fencing), every write of the handlers names its writer as
@@ -149,17 +150,9 @@
 // The window it leaves is the apiserver's parameter-cache lag: the policy
 // reads the Lease from the apiserver's informer, which trails the Lease's
 // commit. Until that informer has seen the new holder, the policy still
-// admits the old holder's writes (and refuses the new holder's). The e2e
-// test above most likely met it under load: in 2 of 6 full-suite runs (50
-// holds each, a 2-core machine running every package's tests at once), one
-// write of the old holder, delivered from the black hole milliseconds
-// after the takeover and answered 504, was committed after the Lease
-// change, and no write admitted in the old term accounts for it; in 400
-// holds on a quieter machine, none was. TestServerSideFencing,
-// which writes as the old holder from four goroutines as the holder
-// changes, saw no admitted write sent after the Lease update was answered
-// in 60 changes: the lag is shorter than a request's round trip, but not
-// zero.
+// admits the old holder's writes (and refuses the new holder's). The lag
+// is shorter than a request's round trip, but not zero (docs/design.md,
+// "Writes held in the network").
 //
 // So a term does not start writing until the policy has seen it: with
 // server-side fencing, pkg/start calls Term.AwaitFencingPolicy before the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"net/http"
 	"sync"
 	"time"
@@ -28,7 +29,7 @@ type Elector struct {
 	clock                          clock.Clock
 	log                            *logrus.Entry
 	metrics                        *metrics
-	fence                          *Fence
+	fence                          *fence.Renewal
 	// written remembers the renewTime of this elector's recent writes, so
 	// that it can tell its own record from one written by another process
 	// with the same identity.
@@ -75,7 +76,7 @@ func New(cfg Config) (*Elector, error) {
 		clock:         clk,
 		log:           logger.WithFields(logrus.Fields{"lease": key, "identity": cfg.Identity}),
 		metrics:       m,
-		fence:         newFence(key, cfg.RenewDeadline, clk),
+		fence:         fence.NewRenewal(key, cfg.RenewDeadline, clk, "no leadership term is live"),
 	}
 	if cfg.RetryPeriod < time.Second && cfg.RenewDeadline <= time.Second+cfg.RetryPeriod {
 		// See Term.renewed: the fence counts a renew only when the record
@@ -89,11 +90,12 @@ func New(cfg Config) (*Elector, error) {
 // Identity is the identity this elector writes into the lease.
 func (e *Elector) Identity() string { return e.identity }
 
-// Fence is this elector's fence. It lives as long as the elector: it is
-// open while a term is live and was renewed less than RenewDeadline ago,
-// and closed otherwise. Hand WrapConfig(cfg, e.Fence()) clients to code
-// that may only run on the leader.
-func (e *Elector) Fence() *Fence { return e.fence }
+// Fence is this elector's fence, a fence.Hold that lives as long as the
+// elector: open while a term is live and was renewed less than
+// RenewDeadline ago, closed otherwise, with the current term's token.
+// pkg/start makes it the fallback hold of the group's clients, for writes
+// whose context carries no term (events, hooks).
+func (e *Elector) Fence() *fence.Renewal { return e.fence }
 
 // Leader is the holder this elector last saw in the lease: its own identity
 // during a term, "" when the lease is released or was never seen.
@@ -108,7 +110,7 @@ func (e *Elector) Leader() string {
 // LeaseDuration, which only happens when the term's own machinery is stuck
 // (a live term ends at RenewDeadline). A standby is always healthy.
 func (e *Elector) Check(_ *http.Request) error {
-	holding, last := e.fence.state()
+	holding, last := e.fence.State()
 	if !holding {
 		return nil
 	}
@@ -298,7 +300,7 @@ func (e *Elector) create(ctx context.Context, s *session) (*Term, error) {
 			LeaseTransitions:     ptr.To[int32](0),
 		},
 	}
-	got, err := e.leases.Create(bypassFence(ctx), lease, metav1.CreateOptions{})
+	got, err := e.leases.Create(ctx, lease, metav1.CreateOptions{})
 	if err != nil {
 		return nil, e.explain("create", err)
 	}
@@ -330,7 +332,7 @@ func (e *Elector) acquire(ctx context.Context, s *session, cur *coordinationv1.L
 		LeaseTransitions:     &transitions,
 	}
 	e.written.note(now)
-	got, err := e.leases.Update(bypassFence(ctx), next, metav1.UpdateOptions{})
+	got, err := e.leases.Update(ctx, next, metav1.UpdateOptions{})
 	if err != nil {
 		return nil, e.explain("update", err)
 	}
@@ -343,7 +345,7 @@ func (e *Elector) acquire(ctx context.Context, s *session, cur *coordinationv1.L
 // waiting for its next renew.
 func (e *Elector) startTerm(ctx context.Context, s *session, got *coordinationv1.Lease, sent time.Time, why, previous string) *Term {
 	t := newTerm(ctx, e, s, got, sent)
-	e.fence.open(sent)
+	e.fence.Open(sent, t.token)
 	e.mu.Lock()
 	e.term = t
 	e.leader = e.identity

@@ -3,17 +3,11 @@ package leader
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 var (
-	// ErrFenced is matched (errors.Is) by every error the fence returns:
-	// the write was refused before it left the process because this
-	// replica may not be leading any more.
-	ErrFenced = errors.New("leader: fenced")
-
 	// ErrLeadershipLost is matched by Term.Err when the term ended because
 	// another replica took the lease, the lease was deleted, or renewing it
 	// failed until RenewDeadline passed; and by Release when the lease is
@@ -56,29 +50,3 @@ func (e *Elector) explain(verb string, err error) error {
 	}
 	return fmt.Errorf("%s lease %s: %w", verb, e.key, err)
 }
-
-// FencedError is the error of a write the fence refused. It matches
-// ErrFenced.
-type FencedError struct {
-	// Lease is "namespace/name".
-	Lease string
-	// SinceRenew is the time since the last successful renew was sent, or
-	// a negative value when this elector never renewed the lease.
-	SinceRenew time.Duration
-	// RenewDeadline is the configured renew deadline.
-	RenewDeadline time.Duration
-	// Reason says why the fence is closed.
-	Reason string
-}
-
-func (e *FencedError) Error() string {
-	last := "never renewed by this replica"
-	if e.SinceRenew >= 0 {
-		last = fmt.Sprintf("last renewed by this replica %v ago", e.SinceRenew.Round(time.Millisecond))
-	}
-	return fmt.Sprintf("leader: write refused: this replica may not be the leader of lease %s (%s; %s, renew deadline %v)",
-		e.Lease, e.Reason, last, e.RenewDeadline)
-}
-
-// Is makes errors.Is(err, ErrFenced) hold.
-func (e *FencedError) Is(target error) bool { return target == ErrFenced }

@@ -3,6 +3,8 @@ package leader_test
 import (
 	"context"
 	"fmt"
+	"github.com/rein-k8s/rein/pkg/fence"
+	"k8s.io/client-go/rest"
 	"net/http"
 	"os"
 	"os/signal"
@@ -57,8 +59,12 @@ func Example() {
 	}
 
 	// Leader-only code gets clients that refuse writes the moment this
-	// replica may no longer be the leader.
-	writer, err := kubernetes.NewForConfig(leader.WrapConfig(cfg, elector.Fence()))
+	// replica may no longer be the leader: a write whose context carries a
+	// term (fence.WithHold) passes while that term is live, and no longer
+	// than the fence's deadline.
+	fenced := rest.CopyConfig(cfg)
+	fenced.Wrap(func(rt http.RoundTripper) http.RoundTripper { return fence.Transport(rt) })
+	writer, err := kubernetes.NewForConfig(fenced)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -75,7 +81,7 @@ func Example() {
 			fmt.Println(err) // ctx ended
 			return
 		}
-		reconcile(term.Context(), writer) // returns when the term ends
+		reconcile(fence.WithHold(term.Context(), term), writer) // returns when the term ends
 
 		// Hand the lease over at once; a standby takes it on the watch
 		// event. After a loss this is refused if someone else holds it.

@@ -247,7 +247,7 @@ func watchFences(t *testing.T, replicas []*replica, extra ...func() string) {
 			}
 			var open []string
 			for _, r := range replicas {
-				if r.Fence().Allowed() {
+				if r.Fence().Err() == nil {
 					open = append(open, r.name)
 				}
 			}

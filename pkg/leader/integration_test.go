@@ -3,6 +3,9 @@ package leader_test
 import (
 	"context"
 	"errors"
+	"github.com/rein-k8s/rein/pkg/fence"
+	"k8s.io/client-go/rest"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -41,7 +44,7 @@ func TestReleaseHandsOverAtOnce(t *testing.T) {
 		t.Fatal(res.err)
 	}
 	releaseAtEnd(t, res.term)
-	if a.Fence().Allowed() {
+	if a.Fence().Err() == nil {
 		t.Fatal("the old leader's fence is open while the new leader leads")
 	}
 	handoff := res.at.Sub(released)
@@ -106,7 +109,7 @@ func depose(t *testing.T, lease string) (a, b *replica, cutA *cutTransport, term
 	default:
 		t.Fatal("the new leader leads while the old leader's term is live")
 	}
-	if a.Fence().Allowed() {
+	if a.Fence().Err() == nil {
 		t.Fatal("the old leader's fence is open while the new leader leads")
 	}
 	if !errors.Is(termA.Err(), leader.ErrLeadershipLost) {
@@ -157,7 +160,7 @@ func TestDeposedLeaderCannotBlankTheNewHoldersLease(t *testing.T) {
 		l := getLease(t, lease)
 		return holder(l) == b.Identity() && !l.Spec.RenewTime.Equal(before.Spec.RenewTime)
 	})
-	if termB.Err() != nil || !b.Fence().Allowed() {
+	if termB.Err() != nil || b.Fence().Err() != nil {
 		t.Fatalf("new leader disturbed: %v / %v", termB.Err(), b.Fence().Err())
 	}
 	if a.Leader() != b.Identity() {
@@ -237,7 +240,7 @@ type clientGoReplica struct {
 	done    chan struct{}
 }
 
-func startClientGo(t *testing.T, lease string, tm timings, reinFence *leader.Fence, violations chan<- string) *clientGoReplica {
+func startClientGo(t *testing.T, lease string, tm timings, reinFence *fence.Renewal, violations chan<- string) *clientGoReplica {
 	t.Helper()
 	id, err := leader.NewIdentity("client-go")
 	if err != nil {
@@ -259,7 +262,7 @@ func startClientGo(t *testing.T, lease string, tm timings, reinFence *leader.Fen
 		Name:            lease,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(context.Context) {
-				if reinFence.Allowed() {
+				if reinFence.Err() == nil {
 					select {
 					case violations <- "client-go started leading while the rein replica's fence is open":
 					default:
@@ -304,7 +307,7 @@ func TestInteropWithClientGoElector(t *testing.T) {
 	violations := make(chan string, 1)
 	var cg atomic.Pointer[clientGoReplica]
 	watchFences(t, []*replica{r}, func() string {
-		if c := cg.Load(); c != nil && c.leading.Load() && r.Fence().Allowed() {
+		if c := cg.Load(); c != nil && c.leading.Load() && r.Fence().Err() == nil {
 			return "rein fence open while client-go leads"
 		}
 		return ""
@@ -352,13 +355,17 @@ func TestFenceClosesWhenRenewsHang(t *testing.T) {
 	lease := leaseName(t)
 	cut := &cutTransport{}
 	a := newReplica(t, lease, "replica-a", replicaOptions{timings: shortTimings, wrap: cut.wrap})
-	fenced, err := kubernetes.NewForConfig(leader.WrapConfig(sharedEnv(t).Config(), a.Fence()))
+	cfg := rest.CopyConfig(sharedEnv(t).Config())
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return fence.Transport(rt) })
+	fenced, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Writes under the elector's fence, as pkg/start sends events and hooks.
+	ctx := fence.WithHold(t.Context(), a.Fence())
 	configMaps := fenced.CoreV1().ConfigMaps(namespace)
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: lease}}
-	if _, err := configMaps.Create(t.Context(), cm, metav1.CreateOptions{}); !errors.Is(err, leader.ErrFenced) {
+	if _, err := configMaps.Create(ctx, cm, metav1.CreateOptions{}); !errors.Is(err, fence.ErrFenced) {
 		t.Fatalf("write before leading: %v, want ErrFenced", err)
 	}
 
@@ -366,7 +373,7 @@ func TestFenceClosesWhenRenewsHang(t *testing.T) {
 	if err := a.Check(nil); err != nil {
 		t.Fatalf("healthy leader fails its health check: %v", err)
 	}
-	if _, err := configMaps.Create(t.Context(), cm, metav1.CreateOptions{}); err != nil {
+	if _, err := configMaps.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("write while leading: %v", err)
 	}
 	changes := recordLeaseChanges(t, lease)
@@ -396,8 +403,8 @@ func TestFenceClosesWhenRenewsHang(t *testing.T) {
 		t.Fatal("term goroutines still running: the hanging renew was not cancelled")
 	}
 
-	_, err = configMaps.Update(t.Context(), cm, metav1.UpdateOptions{})
-	if !errors.Is(err, leader.ErrFenced) {
+	_, err = configMaps.Update(ctx, cm, metav1.UpdateOptions{})
+	if !errors.Is(err, fence.ErrFenced) {
 		t.Fatalf("write after the fence closed: %v, want ErrFenced", err)
 	}
 	for _, want := range []string{"default/" + lease, "last renewed by this replica", "ago"} {
@@ -405,7 +412,7 @@ func TestFenceClosesWhenRenewsHang(t *testing.T) {
 			t.Errorf("fence error %q does not mention %q", err, want)
 		}
 	}
-	if err := configMaps.Delete(t.Context(), lease, metav1.DeleteOptions{}); !errors.Is(err, leader.ErrFenced) {
+	if err := configMaps.Delete(ctx, lease, metav1.DeleteOptions{}); !errors.Is(err, fence.ErrFenced) {
 		t.Fatalf("delete after the fence closed: %v, want ErrFenced", err)
 	}
 	// Reads pass the fence.

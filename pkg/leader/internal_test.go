@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"io"
 	"net/http"
 	"strings"
@@ -122,11 +123,11 @@ func TestFenceOpensOnRenewAndClosesExactlyAtRenewDeadline(t *testing.T) {
 		return false, nil, nil
 	})
 
-	if e.Fence().Allowed() {
+	if e.Fence().Err() == nil {
 		t.Fatal("fence open before any campaign")
 	}
 	term := campaign(t, e) // the lease does not exist: created at epoch
-	if !e.Fence().Allowed() {
+	if e.Fence().Err() != nil {
 		t.Fatalf("fence closed right after acquiring: %v", e.Fence().Err())
 	}
 
@@ -136,7 +137,7 @@ func TestFenceOpensOnRenewAndClosesExactlyAtRenewDeadline(t *testing.T) {
 	eventually(t, "the renew and watchdog timers are set", func() bool { return fc.Waiters() >= 2 })
 	fc.Step(e.retryPeriod)
 	renewedAt := epoch.Add(e.retryPeriod)
-	eventually(t, "the renew is counted", func() bool { _, last := e.fence.state(); return last.Equal(renewedAt) })
+	eventually(t, "the renew is counted", func() bool { _, last := e.fence.State(); return last.Equal(renewedAt) })
 
 	failUpdates.Store(true)
 	deadline := renewedAt.Add(e.renewDeadline)
@@ -149,7 +150,7 @@ func TestFenceOpensOnRenewAndClosesExactlyAtRenewDeadline(t *testing.T) {
 	}
 	fc.SetTime(deadline)
 	err := e.Fence().Err()
-	if !errors.Is(err, ErrFenced) {
+	if !errors.Is(err, fence.ErrFenced) {
 		t.Fatalf("fence at the deadline: got %v, want ErrFenced", err)
 	}
 	for _, want := range []string{"ns/lease", "last renewed by this replica 10s ago", "renew deadline 10s"} {
@@ -192,7 +193,7 @@ func TestFenceCountsOnlyRenewsAClientGoStandbySees(t *testing.T) {
 		before := len(cs.Actions())
 		fc.Step(300 * time.Millisecond)
 		eventually(t, "the renew is sent", func() bool { return len(cs.Actions()) > before })
-		eventually(t, "the renew is processed", func() bool { _, last := e.fence.state(); return last.Equal(want) })
+		eventually(t, "the renew is processed", func() bool { _, last := e.fence.State(); return last.Equal(want) })
 	}
 	step(epoch)                              // renew at .3: same second as the acquire at .0
 	step(epoch)                              // .6
@@ -208,7 +209,7 @@ func TestHealthCheckFailsWhenTheRenewLoopIsStuck(t *testing.T) {
 	}
 	// Simulate a live term whose goroutines never run: open the fence
 	// directly and let time pass.
-	e.fence.open(fc.Now())
+	e.fence.Open(fc.Now(), fence.Token{})
 	fc.Step(e.leaseDuration)
 	if err := e.Check(nil); err != nil {
 		t.Fatalf("unhealthy at exactly LeaseDuration: %v", err)
@@ -218,7 +219,7 @@ func TestHealthCheckFailsWhenTheRenewLoopIsStuck(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "has not renewed it for 15.001s") {
 		t.Fatalf("Check after LeaseDuration without renew: %v", err)
 	}
-	e.fence.close("test")
+	e.fence.Close("test")
 	if err := e.Check(nil); err != nil {
 		t.Fatalf("unhealthy after the term ended: %v", err)
 	}
@@ -327,63 +328,6 @@ func (r *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	r.methods = append(r.methods, req.Method)
 	r.mu.Unlock()
 	return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(strings.NewReader("{}")), Request: req}, nil
-}
-
-type closeRecorder struct {
-	io.Reader
-	closed bool
-}
-
-func (c *closeRecorder) Close() error { c.closed = true; return nil }
-
-func TestRoundTripperRefusesWritesWhenFenced(t *testing.T) {
-	e, _, fc := newFakeElector(t)
-	next := &recordingTransport{}
-	rt := WrapRoundTripper(next, e.Fence())
-	url := "https://apiserver/api/v1/namespaces/ns/configmaps"
-
-	for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-		body := &closeRecorder{Reader: strings.NewReader("{}")}
-		req, _ := http.NewRequestWithContext(t.Context(), method, url, body)
-		resp, err := rt.RoundTrip(req)
-		if resp != nil || !errors.Is(err, ErrFenced) {
-			t.Fatalf("%s while fenced: resp %v err %v, want ErrFenced", method, resp, err)
-		}
-		var fenced *FencedError
-		if !errors.As(err, &fenced) || fenced.Lease != "ns/lease" || !strings.Contains(err.Error(), "never renewed") {
-			t.Fatalf("%s refusal does not explain itself: %v", method, err)
-		}
-		if !body.closed {
-			t.Fatalf("%s refused without closing the request body", method)
-		}
-	}
-	for _, u := range []string{url, url + "/x", url + "?watch=true"} {
-		for _, method := range []string{http.MethodGet, http.MethodHead} {
-			req, _ := http.NewRequestWithContext(t.Context(), method, u, nil)
-			if _, err := rt.RoundTrip(req); err != nil {
-				t.Fatalf("%s %s refused while fenced: %v", method, u, err)
-			}
-		}
-	}
-	// The elector's own requests pass a closed fence.
-	req, _ := http.NewRequestWithContext(bypassFence(t.Context()), http.MethodPut, url, nil)
-	if _, err := rt.RoundTrip(req); err != nil {
-		t.Fatalf("elector's own PUT refused: %v", err)
-	}
-	// An open fence lets writes through.
-	e.fence.open(fc.Now())
-	req, _ = http.NewRequestWithContext(t.Context(), http.MethodPost, url, nil)
-	if _, err := rt.RoundTrip(req); err != nil {
-		t.Fatalf("POST with an open fence: %v", err)
-	}
-	if got := strings.Join(next.methods, ","); got != "GET,HEAD,GET,HEAD,GET,HEAD,PUT,POST" {
-		t.Fatalf("requests that reached the transport: %s", got)
-	}
-	// A nil fence refuses writes rather than panicking.
-	req, _ = http.NewRequestWithContext(t.Context(), http.MethodPost, url, nil)
-	if _, err := WrapRoundTripper(next, nil).RoundTrip(req); !errors.Is(err, ErrFenced) {
-		t.Fatalf("nil fence: %v", err)
-	}
 }
 
 func TestLeaseSecondsRoundsUp(t *testing.T) {

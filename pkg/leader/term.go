@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"sync"
 	"time"
 
@@ -28,7 +29,7 @@ type Term struct {
 	nudge    chan struct{}
 	failures *failureLog
 	acquired time.Time
-	token    Token
+	token    fence.Token
 	// written remembers this term's own writes, so that after a conflict
 	// the term can tell "a renew of mine landed although its response was
 	// lost" from "someone else wrote". Only this term's writes count: a
@@ -54,7 +55,7 @@ func newTerm(ctx context.Context, e *Elector, s *session, got *coordinationv1.Le
 		nudge:    make(chan struct{}, 1),
 		failures: &failureLog{clock: e.clock, log: e.log},
 		acquired: sent,
-		token:    Token{Namespace: got.Namespace, Lease: got.Name, Term: int64(ptrValue(got.Spec.LeaseTransitions))},
+		token:    fence.Token{Namespace: got.Namespace, Lease: got.Name, Term: int64(ptrValue(got.Spec.LeaseTransitions))},
 		cached:   got,
 		lastKey:  clientGoKey(&got.Spec),
 	}
@@ -74,6 +75,29 @@ func ptrValue(p *int32) int32 {
 // fence closes, Release is called, or the Campaign context ends.
 // context.Cause tells which. Leader-only work runs under this context.
 func (t *Term) Context() context.Context { return t.ctx }
+
+// Token is the term's fencing token: the Lease's spec.leaseTransitions as
+// the term's acquiring write set it (see "Fencing tokens" in the package
+// doc).
+func (t *Term) Token() fence.Token { return t.token }
+
+// Deadline makes a Term a fence.Hold: nil while the term is live and the
+// elector's fence is open, with the instant it closes unless a renew moves
+// it. A term that ended refuses writes even when a later term of the same
+// elector is live: a late handler of the old term is someone else.
+func (t *Term) Deadline() (time.Time, error) {
+	if !t.live() {
+		t.mu.Lock()
+		err := t.err
+		t.mu.Unlock()
+		reason := "the leadership term ended"
+		if err != nil {
+			reason += ": " + err.Error()
+		}
+		return time.Time{}, &fence.Error{Lease: t.e.key, SinceRenew: -1, Reason: reason}
+	}
+	return t.e.fence.Deadline()
+}
 
 // Done is closed when the term has ended and its goroutines have stopped.
 func (t *Term) Done() <-chan struct{} { return t.done }
@@ -138,7 +162,7 @@ func (t *Term) end(event string, err error) {
 	default:
 		reason = "leadership was lost"
 	}
-	e.fence.close(reason)
+	e.fence.Close(reason)
 	t.cancel(cause)
 	e.metrics.isLeader.Set(0)
 	e.metrics.transitions.WithLabelValues(event).Inc()
@@ -176,7 +200,7 @@ func (t *Term) loseDeadline() {
 // deadline, and the timer is set again for the new one.
 func (t *Term) watchdog() {
 	for {
-		remaining, holding := t.e.fence.remaining()
+		remaining, holding := t.e.fence.Remaining()
 		if !holding {
 			return
 		}
@@ -227,7 +251,7 @@ func (t *Term) renewLoop() {
 func (t *Term) renew() (again bool) {
 	e := t.e
 	sent := e.clock.Now()
-	if remaining, holding := e.fence.remaining(); !holding || remaining <= 0 {
+	if remaining, holding := e.fence.Remaining(); !holding || remaining <= 0 {
 		return false // the watchdog ends the term
 	}
 	t.mu.Lock()
@@ -240,7 +264,7 @@ func (t *Term) renew() (again bool) {
 	t.written.note(now)
 	e.written.note(now)
 
-	got, err := e.leases.Update(bypassFence(t.ctx), next, metav1.UpdateOptions{})
+	got, err := e.leases.Update(t.ctx, next, metav1.UpdateOptions{})
 	e.metrics.renewDuration.Observe(e.clock.Since(sent).Seconds())
 	if err == nil {
 		t.renewed(got, sent)
@@ -256,7 +280,7 @@ func (t *Term) renew() (again bool) {
 		return false
 	}
 
-	cur, err := e.leases.Get(bypassFence(t.ctx), e.name, metav1.GetOptions{})
+	cur, err := e.leases.Get(t.ctx, e.name, metav1.GetOptions{})
 	switch {
 	case t.ctx.Err() != nil:
 		return false
@@ -297,7 +321,7 @@ func (t *Term) renewed(got *coordinationv1.Lease, sent time.Time) {
 	t.lastKey = key
 	t.mu.Unlock()
 	if counts {
-		t.e.fence.renewed(sent)
+		t.e.fence.Renewed(sent)
 	}
 }
 
@@ -352,7 +376,7 @@ func (t *Term) Release(ctx context.Context) error {
 			RenewTime:            now,
 			LeaseTransitions:     cur.Spec.LeaseTransitions,
 		}
-		_, err := e.leases.Update(bypassFence(ctx), next, metav1.UpdateOptions{})
+		_, err := e.leases.Update(ctx, next, metav1.UpdateOptions{})
 		switch {
 		case err == nil:
 			t.markReleased()
@@ -366,7 +390,7 @@ func (t *Term) Release(ctx context.Context) error {
 			return fmt.Errorf("leader: %w", e.explain("release (update)", err))
 		}
 
-		got, err := e.leases.Get(bypassFence(ctx), e.name, metav1.GetOptions{})
+		got, err := e.leases.Get(ctx, e.name, metav1.GetOptions{})
 		switch holder := holderOf(got); {
 		case apierrors.IsNotFound(err):
 			t.markReleased()

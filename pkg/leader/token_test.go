@@ -1,7 +1,7 @@
 package leader_test
 
 import (
-	"context"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +18,7 @@ func TestTokensGrowWithEveryTerm(t *testing.T) {
 	lease := leaseName(t)
 	a := newReplica(t, lease, "replica-a", replicaOptions{timings: shortTimings})
 	b := newReplica(t, lease, "replica-b", replicaOptions{timings: shortTimings})
-	var tokens []leader.Token
+	var tokens []fence.Token
 	take := func(r *replica, how string) *leader.Term {
 		t.Helper()
 		term := r.campaign(t)
@@ -57,19 +57,4 @@ func TestTokensGrowWithEveryTerm(t *testing.T) {
 		s = append(s, tok.String())
 	}
 	t.Logf("tokens: %s", strings.Join(s, ", "))
-}
-
-// TestTokenTravelsInTheContext: WithToken and TokenFrom.
-func TestTokenTravelsInTheContext(t *testing.T) {
-	if _, ok := leader.TokenFrom(context.Background()); ok {
-		t.Fatal("a token in a bare context")
-	}
-	tok := leader.Token{Namespace: "ns", Lease: "l", Term: 7}
-	got, ok := leader.TokenFrom(leader.WithToken(context.Background(), tok))
-	if !ok || got != tok || got.String() != "ns/l/7" {
-		t.Fatalf("got %v %v", got, ok)
-	}
-	if (leader.Token{Namespace: "ns", Lease: "other", Term: 9}).Newer(tok) {
-		t.Fatal("a token of another lease compared as newer")
-	}
 }

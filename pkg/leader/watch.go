@@ -119,7 +119,7 @@ func (s *session) run(ctx context.Context) {
 	backoff := e.newBackoff()
 	selector := fields.OneTermEqualSelector("metadata.name", e.name).String()
 	for {
-		list, err := e.leases.List(bypassFence(ctx), metav1.ListOptions{FieldSelector: selector})
+		list, err := e.leases.List(ctx, metav1.ListOptions{FieldSelector: selector})
 		if ctx.Err() != nil {
 			return
 		}
@@ -160,7 +160,7 @@ func (s *session) run(ctx context.Context) {
 func (s *session) watchFrom(ctx context.Context, selector, rv string) (healthy bool) {
 	e := s.e
 	for {
-		w, err := e.leases.Watch(bypassFence(ctx), metav1.ListOptions{
+		w, err := e.leases.Watch(ctx, metav1.ListOptions{
 			FieldSelector:       selector,
 			ResourceVersion:     rv,
 			AllowWatchBookmarks: true,

@@ -7,8 +7,9 @@
 // Every replica keeps complete caches and a full queue, as a standby of a
 // single-leader group does; a worker runs a key only while its replica
 // holds the key's shard (Member.Enter), in a context that ends when the
-// shard moves, and every write of a handler passes the shard's fence
-// (Member.WriteDeadline).
+// shard moves, and carries the shard's hold (a fence.Hold): every write of
+// a handler passes fence.Transport under it, and writes in no shard's
+// context pass under the member's own fence (Member.Fence).
 //
 // # Records
 //
@@ -131,7 +132,7 @@
 // # Fencing tokens
 //
 // A shard's handlers get a context carrying the token
-// <namespace>/<group>-shard-<n>/<moves> (leader.TokenFrom; leader.GuardHTTP
+// <namespace>/<group>-shard-<n>/<moves> (fence.TokenFrom; fence.Transport
 // sends it and refuses calls once the shard has moved). The move count of
 // a record grows with every holder, so the rule of pkg/leader's tokens
 // holds per shard: a receiver keeps the highest token per resource and

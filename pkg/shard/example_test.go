@@ -61,7 +61,7 @@ func ExampleNewMember() {
 			return err
 		}
 		factory.GateKeys(member)
-		factory.GuardWrites(member.WriteDeadline)
+		factory.GuardWrites(member.Fence())
 		if err := factory.StartCaches(ctx); err != nil {
 			return err
 		}

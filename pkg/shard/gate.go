@@ -8,10 +8,10 @@ import (
 
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/rein-k8s/rein/pkg/leader"
+	"github.com/rein-k8s/rein/pkg/fence"
 )
 
-// gates is what the workers and the write guard see of the shards: which
+// gates is what the workers and the fence see of the shards: which
 // take keys, which may write, each shard's handler context and its handlers
 // in flight. The protocol opens and shuts them; its own lock is never held
 // while a worker waits on this one.
@@ -19,8 +19,9 @@ type gates struct {
 	namespace, group string
 	n                int
 	clock            interface{ Now() time.Time }
-	// fence is the member's own fence: the deadline of its renews.
-	fence func() (time.Time, error)
+	// member is the member's own fence: the deadline of its renews. It is
+	// the hold of writes in no shard's context (events, hooks).
+	member *fence.Renewal
 	// drained is called (without the lock) when a shard that stopped
 	// taking keys has no handler left in flight.
 	drained func(s int)
@@ -56,18 +57,49 @@ func (g *gates) setBase(ctx context.Context) {
 	g.mu.Unlock()
 }
 
-type shardCtxKey struct{}
-
-type shardCtx struct {
+// shardHold is the fence.Hold of one generation of one shard: a handler
+// of the shard writes (to the apiserver, or through fence.Transport to
+// anywhere) while that generation is writable here and the member's own
+// fence is open, and no later than the member fence's deadline.
+type shardHold struct {
+	g     *gates
 	shard int
 	gen   uint64
+	token fence.Token
+}
+
+func (h *shardHold) Token() fence.Token { return h.token }
+
+func (h *shardHold) Deadline() (time.Time, error) {
+	g := h.g
+	deadline, err := g.member.Deadline()
+	if err != nil {
+		return time.Time{}, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := &g.shards[h.shard]
+	if !st.writable || st.gen != h.gen {
+		return time.Time{}, &fence.Error{
+			Lease: h.token.Namespace + "/" + h.token.Lease, SinceRenew: -1,
+			Reason: fmt.Sprintf("shard %d is no longer held by this replica", h.shard),
+		}
+	}
+	if deadline.After(st.lastDeadline) {
+		st.lastDeadline = deadline
+	}
+	return deadline, nil
 }
 
 // ShardOf returns the shard a handler's context works for, and false for a
 // context that is not a sharded handler's.
 func ShardOf(ctx context.Context) (int, bool) {
-	v, ok := ctx.Value(shardCtxKey{}).(shardCtx)
-	return v.shard, ok
+	h, _ := fence.HoldFrom(ctx)
+	sh, ok := h.(*shardHold)
+	if !ok {
+		return 0, false
+	}
+	return sh.shard, true
 }
 
 // keyShard maps a queue key ("namespace/name", or "name" for a
@@ -109,35 +141,6 @@ func (g *gates) leave(s int) {
 	}
 }
 
-// writeDeadline is the write guard: a write in a shard's context passes
-// while that generation of the shard is writable and the member's fence is
-// open, and must not be in flight past the member's fence deadline. A
-// write in no shard's context (an event, a hook) passes the member's fence
-// alone: it is not protected per shard.
-func (g *gates) writeDeadline(ctx context.Context) (time.Time, error) {
-	deadline, err := g.fence()
-	if err != nil {
-		return time.Time{}, err
-	}
-	sc, ok := ctx.Value(shardCtxKey{}).(shardCtx)
-	if !ok {
-		return deadline, nil
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	st := &g.shards[sc.shard]
-	if !st.writable || st.gen != sc.gen {
-		return time.Time{}, &leader.FencedError{
-			Lease: g.namespace + "/" + RecordName(g.group, sc.shard), SinceRenew: -1,
-			Reason: fmt.Sprintf("shard %d is no longer held by this replica", sc.shard),
-		}
-	}
-	if deadline.After(st.lastDeadline) {
-		st.lastDeadline = deadline
-	}
-	return deadline, nil
-}
-
 // open starts a new generation of shard s with fencing token token.
 func (g *gates) open(s int, token int64) {
 	g.mu.Lock()
@@ -147,12 +150,10 @@ func (g *gates) open(s int, token int64) {
 		st.cancel(nil)
 	}
 	st.gen++
-	ctx := context.WithValue(g.base, shardCtxKey{}, shardCtx{shard: s, gen: st.gen})
-	shardOnly := ctx
-	// leader.GuardHTTP checks the same fence as the apiserver's writes.
-	ctx = leader.WithFencedToken(ctx, leader.Token{Namespace: g.namespace, Lease: RecordName(g.group, s), Term: token},
-		func() (time.Time, error) { return g.writeDeadline(shardOnly) })
-	st.ctx, st.cancel = context.WithCancelCause(ctx)
+	// Every write of the shard's handlers, to the apiserver or through
+	// fence.Transport, passes this generation's hold.
+	hold := &shardHold{g: g, shard: s, gen: st.gen, token: fence.Token{Namespace: g.namespace, Lease: RecordName(g.group, s), Term: token}}
+	st.ctx, st.cancel = context.WithCancelCause(fence.WithHold(g.base, hold))
 	st.taking, st.writable, st.token = true, true, token
 	st.lastDeadline = time.Time{}
 }
@@ -194,7 +195,7 @@ func (g *gates) shut(s int, cause error) (inNetworkUntil time.Time) {
 // writable reports whether s's writes pass now (its generation is open
 // and the member's fence is open).
 func (g *gates) writable(s int) bool {
-	if _, err := g.fence(); err != nil {
+	if err := g.member.Err(); err != nil {
 		return false
 	}
 	g.mu.Lock()

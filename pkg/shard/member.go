@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"sync/atomic"
 	"time"
 
@@ -22,7 +22,7 @@ import (
 // Member is one replica's membership of a sharded group: it runs the
 // protocol against the apiserver (a list and watch of the group's Leases,
 // and the writes the protocol makes), and is the gate its workers pass
-// (Enter) and the guard its writes pass (WriteDeadline).
+// (Enter) and the fence its writes pass (the shards' holds, and Fence).
 type Member struct {
 	cfg    Config
 	p      *protocol
@@ -68,13 +68,12 @@ func (m *Member) SetHandlerContext(ctx context.Context) { m.p.gates.setBase(ctx)
 // its shard is held, in the shard's context.
 func (m *Member) Enter(key string) (context.Context, func(), bool) { return m.p.gates.enter(key) }
 
-// WriteDeadline is the write guard (framework.WriteGuard): a handler's
-// write passes while its shard is held here and this replica's member
-// Lease was renewed within the renew deadline, and must not be in flight
-// past the deadline it returns.
-func (m *Member) WriteDeadline(req *http.Request) (time.Time, error) {
-	return m.p.gates.writeDeadline(req.Context())
-}
+// Fence is the member's own fence, a fence.Hold: open while this
+// replica's member Lease was renewed within the renew deadline. pkg/start
+// makes it the fallback hold of the group's clients: a write in no shard's
+// context (an event, a hook) passes under it; a handler's write passes
+// under its shard's hold, which its context carries.
+func (m *Member) Fence() fence.Hold { return m.p.fence }
 
 // Held lists the shards running here now.
 func (m *Member) Held() []int { return m.p.gates.held() }

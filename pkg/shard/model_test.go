@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"io"
 	"math/rand/v2"
 	"strconv"
@@ -276,7 +277,7 @@ func (m *model) write(r *replica, o *op) {
 	if o.writing != nil || o.ctx.Err() != nil {
 		return
 	}
-	deadline, err := r.p.gates.writeDeadline(o.ctx)
+	deadline, err := holdDeadline(r.p, o.ctx)
 	if err != nil {
 		m.stats["writes refused"]++
 		return
@@ -405,7 +406,7 @@ func (m *model) step() {
 		if r.paused {
 			m.stats["replica-steps paused"]++
 		}
-		if _, err := r.p.fenceDeadline(); err == nil {
+		if r.p.fence.Err() == nil {
 			m.stats["replica-steps fence open"]++
 		}
 	}
@@ -514,4 +515,13 @@ func TestModel(t *testing.T) {
 	if total["steps"] < 10_000 {
 		t.Errorf("only %d steps", total["steps"])
 	}
+}
+
+// holdDeadline is what fence.Transport asks of a write in ctx: the hold ctx
+// carries (a shard's), else the member's fence.
+func holdDeadline(p *protocol, ctx context.Context) (time.Time, error) {
+	if h, ok := fence.HoldFrom(ctx); ok {
+		return h.Deadline()
+	}
+	return p.fence.Deadline()
 }

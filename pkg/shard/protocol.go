@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 
-	"github.com/rein-k8s/rein/pkg/leader"
+	"github.com/rein-k8s/rein/pkg/fence"
 )
 
 // Store is what the protocol needs of the apiserver: the group's Leases
@@ -94,13 +94,9 @@ type protocol struct {
 		lastJoinTry                   time.Time
 		leaving, leavingWritten, left bool
 	}
-	// fence is the member fence as the write guard reads it, under its
-	// own lock: a guard must never wait for a protocol write in flight.
-	fence struct {
-		sync.Mutex
-		joined   bool
-		lastSent time.Time
-	}
+	// fence is the member fence, with its own lock: a write must never
+	// wait for a protocol write in flight.
+	fence   *fence.Renewal
 	view    map[string]*seen
 	synced  bool // a list has answered
 	healthy bool // the watch delivers
@@ -134,7 +130,9 @@ func newProtocol(cfg Config, store Store) *protocol {
 	p := &protocol{cfg: cfg, store: store, clock: cfg.Clock, log: cfg.Logger,
 		view: map[string]*seen{}, shards: make([]shardRun, cfg.Shards), gcTried: map[string]string{}}
 	p.gates = newGates(cfg.Namespace, cfg.Group, cfg.Shards, cfg.Clock)
-	p.gates.fence = p.fenceDeadline
+	p.fence = fence.NewRenewal(cfg.Namespace+"/"+MemberLeaseName(cfg.Group, cfg.Identity), cfg.RenewDeadline, cfg.Clock,
+		"this replica is not a member of the group")
+	p.gates.member = p.fence
 	return p
 }
 
@@ -145,39 +143,14 @@ func (p *protocol) me() incarnation {
 	return incarnation{identity: p.cfg.Identity, uid: string(p.self.lease.UID)}
 }
 
-// fenceDeadline is the member fence: open while this incarnation's member
-// Lease was written less than RenewDeadline ago (send time, monotonic
-// clock); it returns when it closes.
-func (p *protocol) fenceDeadline() (time.Time, error) {
-	p.fence.Lock()
-	joined, last := p.fence.joined, p.fence.lastSent
-	p.fence.Unlock()
-	since := p.clock.Since(last)
-	if !joined || last.IsZero() || since >= p.cfg.RenewDeadline {
-		reason := "this replica's member lease was not renewed within the renew deadline"
-		if !joined {
-			reason = "this replica is not a member of the group"
-		}
-		return time.Time{}, &leader.FencedError{
-			Lease: p.cfg.Namespace + "/" + MemberLeaseName(p.cfg.Group, p.cfg.Identity), SinceRenew: sinceOrNever(last, since),
-			RenewDeadline: p.cfg.RenewDeadline, Reason: reason,
-		}
-	}
-	return p.clock.Now().Add(p.cfg.RenewDeadline - since), nil
-}
-
-func sinceOrNever(last time.Time, since time.Duration) time.Duration {
-	if last.IsZero() {
-		return -1
-	}
-	return since
-}
-
-// publishFenceLocked hands the member's state to the write guard.
+// publishFenceLocked hands the member's state to the fence: open from
+// the send of the last successful write of this incarnation's member Lease.
 func (p *protocol) publishFenceLocked() {
-	p.fence.Lock()
-	p.fence.joined, p.fence.lastSent = p.self.lease != nil, p.self.lastRenewSent
-	p.fence.Unlock()
+	if p.self.lease == nil {
+		p.fence.Close("this replica is not a member of the group")
+		return
+	}
+	p.fence.Open(p.self.lastRenewSent, fence.Token{})
 }
 
 // fenceClosedAt is when the member fence closed (or closes), for traces.

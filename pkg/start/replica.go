@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"net/http"
 	"strings"
 	"sync"
@@ -26,7 +27,7 @@ type Starter interface {
 	StartCaches(ctx context.Context) error
 	WaitForCacheSync(ctx context.Context) error
 	StartWorkers(ctx context.Context) (*framework.Workers, error)
-	GuardWrites(framework.WriteGuard)
+	GuardWrites(fence.Hold)
 	// RegisterMetrics puts the group's engine metrics on the registry the
 	// replica serves (see framework.Factory.RegisterMetrics).
 	RegisterMetrics(prometheus.Registerer) error
@@ -183,10 +184,11 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 				return nil, fmt.Errorf("start: %w", err)
 			}
 			gr.elector = e
-			fence := e.Fence()
-			// Every write of the group's handlers passes the fence: none
-			// leaves the process unless the lease was renewed within the
-			// renew deadline, by the monotonic clock.
+			// Every write of the group passes the fence: a handler's under
+			// its term (its context carries it), any other (events, hooks)
+			// under the elector's fence; none leaves the process unless the
+			// lease was renewed within the renew deadline, by the monotonic
+			// clock.
 			var manager string
 			if opts.ServerSideFencing {
 				if manager, err = leader.FencingFieldManager(opts.LeaseNamespace, g.LeaseName, r.identity); err != nil {
@@ -194,7 +196,7 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 				}
 			}
 			for _, s := range g.Starters {
-				s.GuardWrites(func(*http.Request) (time.Time, error) { return fence.Deadline() })
+				s.GuardWrites(e.Fence())
 				// The apiserver's own check, for writes that outlive the
 				// fence in the network.
 				s.SetFieldManager(manager)
@@ -450,11 +452,12 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 	workCtx, endTerm := context.WithCancel(termCtx)
 	defer endTerm()
 	if term != nil {
-		// Handlers pass the term's fencing token on to external systems,
-		// and leader.GuardHTTP checks the term's fence.
-		workCtx = leader.WithTerm(workCtx, term)
+		// Handlers write under the term: fence.Transport (the factory's
+		// clients, and the user's for external systems) refuses their
+		// writes once it ended, and sends its token.
+		workCtx = fence.WithHold(workCtx, term)
 	} else {
-		workCtx = leader.Unfenced(workCtx)
+		workCtx = fence.Unfenced(workCtx)
 	}
 	if term != nil && g.fieldManager != "" {
 		// Start writing only once the fencing policy admits this term's

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -58,7 +57,7 @@ func (r *Replica) shardGroup(g *groupRun, clients kubernetes.Interface) error {
 	}
 	for _, st := range starters {
 		st.GateKeys(member)
-		st.GuardWrites(func(req *http.Request) (time.Time, error) { return member.WriteDeadline(req) })
+		st.GuardWrites(member.Fence())
 		st.SetFieldManager("")
 	}
 	g.member = member

@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/rein-k8s/rein/pkg/leader"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/shard"
 	"github.com/rein-k8s/rein/pkg/start"
 )
@@ -71,7 +71,7 @@ func TestShardedBesideSingleLeader(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.AddHandler(t.Context(), "sharded", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
-			tok, _ := leader.TokenFrom(ctx)
+			tok, _ := fence.TokenFrom(ctx)
 			mu.Lock()
 			runs = append(runs, run{name, key, tok.Lease})
 			mu.Unlock()

@@ -23,8 +23,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/framework"
-	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/start"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
@@ -169,7 +169,7 @@ func TestTwoElectionGroups(t *testing.T) {
 		c.AddHandler(t.Context(), name, func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 			if obj != nil {
 				// The handler's context carries its group's term token.
-				if tok, ok := leader.TokenFrom(ctx); !ok || tok.Lease != name || tok.Namespace != ns {
+				if tok, ok := fence.TokenFrom(ctx); !ok || tok.Lease != name || tok.Namespace != ns {
 					handled <- fmt.Sprintf("%s: token %v %v", name, tok, ok)
 					return nil, nil
 				}

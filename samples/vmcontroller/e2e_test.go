@@ -516,7 +516,7 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 			t.Fatalf("hypervisor stats %+v: want %d VMs and no duplicates", stats, vmCount)
 		}
 		// Every mutating call of the controller carried its term's fencing
-		// token (leader.GuardHTTP), so the hypervisor could refuse a stale one.
+		// token (fence.Transport), so the hypervisor could refuse a stale one.
 		if stats.Fencing.Unfenced != 0 || stats.Fencing.Accepted == 0 {
 			t.Fatalf("hypervisor fencing %+v: want every controller call to carry a token", stats.Fencing)
 		}

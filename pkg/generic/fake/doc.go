@@ -20,10 +20,10 @@
 // Keys a handler queues (Enqueue, EnqueueAfter) and the delay of a
 // RequeueAfter are recorded, in order, by Enqueued.
 //
-// Handlers get a context carrying leader.WithToken(ctx, env.Token()): a
+// Handlers get a context carrying the hold fence.Fixed(env.Token()): a
 // fencing token without a fence, as in a leader's term that never ends.
-// leader.TokenFrom returns the token, and a client whose transport is
-// leader.GuardHTTP passes every request (no fence to check) with the
+// fence.TokenFrom returns the token, and a client whose transport is
+// fence.Transport passes every request (no fence to check) with the
 // header Rein-Fencing-Token: fake/fake/1, so handlers that call systems
 // outside the cluster can be tested against an httptest server.
 //

@@ -17,9 +17,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/rein-k8s/rein/pkg/apply"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
-	"github.com/rein-k8s/rein/pkg/leader"
 )
 
 // Env is an in-memory object store with the controllers that run on it.
@@ -28,7 +28,7 @@ type Env struct {
 	scheme  *runtime.Scheme
 	decoder runtime.Decoder
 	log     *logrus.Entry
-	token   leader.Token
+	token   fence.Token
 
 	// mu guards everything below. Store writes hold it; it is never held
 	// while a handler runs.
@@ -58,7 +58,7 @@ func New(scheme *runtime.Scheme, objects ...runtime.Object) (*Env, error) {
 		scheme:  scheme,
 		decoder: serializer.NewCodecFactory(scheme).UniversalDecoder(),
 		log:     logrus.NewEntry(logrus.StandardLogger()),
-		token:   leader.Token{Namespace: "fake", Lease: "fake", Term: 1},
+		token:   fence.Token{Namespace: "fake", Lease: "fake", Term: 1},
 		kinds:   map[schema.GroupVersionKind]*kind{},
 	}
 	if err := e.Add(objects...); err != nil {
@@ -81,7 +81,7 @@ func NonNamespacedController[T runtime.Object, TList runtime.Object](env *Env, r
 }
 
 // Token is the fencing token of every handler's context.
-func (e *Env) Token() leader.Token { return e.token }
+func (e *Env) Token() fence.Token { return e.token }
 
 // Reconcile runs the handler chain of the controller of gvk once on key
 // ("namespace/name", or "name" for a cluster-scoped kind), with ctx
@@ -104,7 +104,7 @@ func (e *Env) Reconcile(ctx context.Context, gvk schema.GroupVersionKind, key st
 	if ctrl == nil {
 		return fmt.Errorf("fake: no controller of %s: make it with fake.Controller and register its handlers first", gvk)
 	}
-	after, err := ctrl.Process(leader.WithToken(ctx, e.token), key)
+	after, err := ctrl.Process(fence.WithHold(ctx, fence.Fixed(e.token)), key)
 	if err == nil && after > 0 {
 		e.record(gvk, key, after)
 	}

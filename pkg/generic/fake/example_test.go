@@ -10,9 +10,9 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/generic/fake"
-	"github.com/rein-k8s/rein/pkg/leader"
 )
 
 // register is the code a program's main runs on its factory's controller
@@ -22,7 +22,7 @@ func register(ctx context.Context, configMaps corectrl.ConfigMapController) {
 		if cm == nil || cm.Data["stamped"] == "yes" {
 			return nil, nil // deleted, or done already
 		}
-		token, _ := leader.TokenFrom(ctx)
+		token, _ := fence.TokenFrom(ctx)
 		cm.Data = map[string]string{"stamped": "yes", "by": token.String()}
 		return configMaps.Update(ctx, cm) // the next handler sees the answer
 	})

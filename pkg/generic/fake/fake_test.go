@@ -20,10 +20,10 @@ import (
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
 	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/generic/fake"
-	"github.com/rein-k8s/rein/pkg/leader"
 )
 
 var (
@@ -429,21 +429,21 @@ func TestEnqueued(t *testing.T) {
 	}
 }
 
-// Handlers get a context with the Env's fencing token: GuardHTTP passes
+// Handlers get a context with the Env's fencing token: fence.Transport passes
 // their requests with the token header, and the engine's logger.
 func TestHandlerContext(t *testing.T) {
 	ctx := t.Context()
 	headers := make(chan string, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		headers <- r.Header.Get(leader.TokenHeader)
+		headers <- r.Header.Get(fence.TokenHeader)
 	}))
 	t.Cleanup(srv.Close)
-	guarded := &http.Client{Transport: leader.GuardHTTP(srv.Client().Transport)}
+	guarded := &http.Client{Transport: fence.Transport(srv.Client().Transport)}
 
 	env := newEnv(t)
 	cms := configMapsOf(env)
 	cms.OnChange(ctx, "external", func(ctx context.Context, key string, _ *corev1.ConfigMap) (*corev1.ConfigMap, error) {
-		if tok, ok := leader.TokenFrom(ctx); !ok || tok != env.Token() {
+		if tok, ok := fence.TokenFrom(ctx); !ok || tok != env.Token() {
 			t.Errorf("token %v, %v; want %v", tok, ok, env.Token())
 		}
 		if log := generic.Logger(ctx); log.Data["handler"] != "external" || log.Data["key"] != key {
@@ -463,7 +463,7 @@ func TestHandlerContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := <-headers; got != "fake/fake/1" {
-		t.Fatalf("%s: %q, want fake/fake/1", leader.TokenHeader, got)
+		t.Fatalf("%s: %q, want fake/fake/1", fence.TokenHeader, got)
 	}
 }
 

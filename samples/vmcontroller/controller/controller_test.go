@@ -21,8 +21,8 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/generic/fake"
-	"github.com/rein-k8s/rein/pkg/leader"
 	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
 	"github.com/rein-k8s/rein/samples/vmcontroller/controller"
 	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
@@ -83,9 +83,9 @@ func newLab(t *testing.T, cfg hypervisor.Config, objects ...runtime.Object) *lab
 		vms: fake.Controller[*v1alpha1.VirtualMachine, *v1alpha1.VirtualMachineList](env, vmctrl.VirtualMachineResource),
 		hv:  hypervisor.NewClient(hs.URL, hs.Client()),
 	}
-	// As main: hypervisor calls pass leader.GuardHTTP, which sends the
+	// As main: hypervisor calls pass fence.Transport, which sends the
 	// fencing token of the handler's context (the Env's).
-	guarded := hypervisor.NewClient(hs.URL, &http.Client{Timeout: 5 * time.Second, Transport: leader.GuardHTTP(hs.Client().Transport)})
+	guarded := hypervisor.NewClient(hs.URL, &http.Client{Timeout: 5 * time.Second, Transport: fence.Transport(hs.Client().Transport)})
 	applier, err := fake.Applier(env)
 	if err != nil {
 		t.Fatal(err)

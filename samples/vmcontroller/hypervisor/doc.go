@@ -66,7 +66,7 @@
 //
 // A mutating call (create, power, delete) may carry the header
 // Rein-Fencing-Token: <namespace>/<lease>/<term>, which rein's
-// leader.GuardHTTP adds from the handler's term. Per VM (by its token),
+// fence.Transport adds from the handler's term. Per VM (by its token),
 // the hypervisor remembers the highest fencing token it accepted and
 // answers a lower one of the same lease with 409 StaleFencingToken,
 // applying nothing: the call comes from a leader whose term has ended. The

@@ -7,7 +7,7 @@ import (
 )
 
 // FencingHeader carries a controller's fencing token,
-// "<namespace>/<lease>/<term>" (github.com/rein-k8s/rein/pkg/leader.TokenHeader).
+// "<namespace>/<lease>/<term>" (github.com/rein-k8s/rein/pkg/fence.TokenHeader).
 const FencingHeader = "Rein-Fencing-Token"
 
 // fencing is the highest token accepted per VM (by the VM's token, the

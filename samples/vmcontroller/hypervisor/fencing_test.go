@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/rein-k8s/rein/pkg/leader"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
 )
 
@@ -15,10 +15,10 @@ import (
 // without a token pass; the stats count each.
 func TestFencingTokens(t *testing.T) {
 	e := start(t, hypervisor.Config{Transition: fast})
-	// rein's sender side: GuardHTTP puts the context's token in the header.
-	fenced := hypervisor.NewClient(e.hs.URL, &http.Client{Transport: leader.GuardHTTP(e.hs.Client().Transport)})
+	// rein's sender side: fence.Transport puts the context's token in the header.
+	fenced := hypervisor.NewClient(e.hs.URL, &http.Client{Transport: fence.Transport(e.hs.Client().Transport)})
 	term := func(n int64) context.Context {
-		return leader.WithToken(ctx(t), leader.Token{Namespace: "vms", Lease: "vmcontroller", Term: n})
+		return fence.WithHold(ctx(t), fence.Fixed(fence.Token{Namespace: "vms", Lease: "vmcontroller", Term: n}))
 	}
 
 	vm, err := fenced.Create(term(5), req("uid-1"))
@@ -43,7 +43,7 @@ func TestFencingTokens(t *testing.T) {
 	if _, err := fenced.SetPower(term(6), vm.ID, hypervisor.PowerOn); err != nil {
 		t.Fatal(err)
 	}
-	other := leader.WithToken(ctx(t), leader.Token{Namespace: "vms", Lease: "other", Term: 0})
+	other := fence.WithHold(ctx(t), fence.Fixed(fence.Token{Namespace: "vms", Lease: "other", Term: 0}))
 	if _, err := fenced.SetPower(other, vm.ID, hypervisor.PowerOn); err != nil {
 		t.Fatal(err)
 	}

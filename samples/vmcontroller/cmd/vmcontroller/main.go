@@ -30,8 +30,8 @@ import (
 
 	"github.com/rein-k8s/rein/pkg/apply"
 	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/framework"
-	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/start"
 	"github.com/rein-k8s/rein/samples/vmcontroller/controller"
 	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
@@ -99,7 +99,7 @@ func main() {
 	// Hypervisor calls are leader-only work outside the apiserver: the
 	// guard refuses them once this replica's term has ended and sends the
 	// term's fencing token, which the hypervisor checks per VM.
-	hv := hypervisor.NewClient(*hypervisorURL, &http.Client{Timeout: 10 * time.Second, Transport: leader.GuardHTTP(nil)})
+	hv := hypervisor.NewClient(*hypervisorURL, &http.Client{Timeout: 10 * time.Second, Transport: fence.Transport(nil)})
 	// A VM's children (console ConfigMap, cloud-init Secret) are applied
 	// through the same fenced clients, and read from the same factory's
 	// caches, as everything else.

@@ -3,19 +3,18 @@ package leader_test
 import (
 	"context"
 	"errors"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/rein-k8s/rein/pkg/leader"
 )
 
-// TestGuardHTTP: calls to an external system made with a term's context
+// TestTermFencesExternalCalls: calls to an external system made with a term's context
 // carry its token, are refused once the term's fence is closed, and never
 // wait past the fence's deadline; calls without a term are refused.
-func TestGuardHTTP(t *testing.T) {
+func TestTermFencesExternalCalls(t *testing.T) {
 	var got []string
 	block := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -26,11 +25,11 @@ func TestGuardHTTP(t *testing.T) {
 			}
 			return
 		}
-		got = append(got, r.Method+" "+r.Header.Get(leader.TokenHeader))
+		got = append(got, r.Method+" "+r.Header.Get(fence.TokenHeader))
 	}))
 	defer srv.Close()
 	defer close(block)
-	client := &http.Client{Transport: leader.GuardHTTP(nil)}
+	client := &http.Client{Transport: fence.Transport(nil)}
 	call := func(ctx context.Context, method, path string) error {
 		req, err := http.NewRequestWithContext(ctx, method, srv.URL+path, strings.NewReader("{}"))
 		if err != nil {
@@ -46,7 +45,7 @@ func TestGuardHTTP(t *testing.T) {
 	lease := leaseName(t)
 	a := newReplica(t, lease, "replica-a", replicaOptions{timings: shortTimings})
 	term := a.campaign(t)
-	ctx := leader.WithTerm(t.Context(), term)
+	ctx := fence.WithHold(t.Context(), term)
 
 	if err := call(ctx, http.MethodPost, "/vms"); err != nil {
 		t.Fatalf("a write within the term: %v", err)
@@ -69,19 +68,19 @@ func TestGuardHTTP(t *testing.T) {
 	if err := term.Release(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	var fenced *leader.FencedError
+	var fenced *fence.Error
 	if err := call(ctx, http.MethodPut, "/vms/1"); !errors.As(err, &fenced) {
-		t.Fatalf("a write after the term: %v, want a *FencedError", err)
+		t.Fatalf("a write after the term: %v, want a *fence.Error", err)
 	}
 	if len(got) != 1 {
 		t.Fatalf("the system saw %q after the term ended", got)
 	}
 
 	// A context without a term is refused; an unfenced one passes bare.
-	if err := call(t.Context(), http.MethodPost, "/vms"); !errors.Is(err, leader.ErrNoTerm) {
-		t.Fatalf("no term: %v, want ErrNoTerm", err)
+	if err := call(t.Context(), http.MethodPost, "/vms"); !errors.Is(err, fence.ErrNoHold) {
+		t.Fatalf("no term: %v, want fence.ErrNoHold", err)
 	}
-	if err := call(leader.Unfenced(t.Context()), http.MethodPost, "/vms"); err != nil || got[len(got)-1] != "POST " {
+	if err := call(fence.Unfenced(t.Context()), http.MethodPost, "/vms"); err != nil || got[len(got)-1] != "POST " {
 		t.Fatalf("unfenced: %v, saw %q", err, got)
 	}
 }
