@@ -24,9 +24,9 @@ func Transport(next http.RoundTripper) http.RoundTripper {
 
 type transport struct{ next http.RoundTripper }
 
-// Mutating reports whether a request of method changes state: the
+// IsWrite reports whether a request of method changes state: the
 // requests a hold must allow.
-func Mutating(method string) bool {
+func IsWrite(method string) bool {
 	switch method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
 		return true
@@ -37,7 +37,7 @@ func Mutating(method string) bool {
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	h, ok := HoldFrom(ctx)
-	write := Mutating(req.Method)
+	write := IsWrite(req.Method)
 	if !ok {
 		if write && ctx.Value(unfencedKey{}) == nil {
 			return refuse(req, ErrNoHold)

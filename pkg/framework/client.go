@@ -185,7 +185,7 @@ func (t *managedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if req.Method == http.MethodGet {
 		return bufferWatch(t.next.RoundTrip(req))
 	}
-	if !fence.Mutating(req.Method) {
+	if !fence.IsWrite(req.Method) {
 		return t.next.RoundTrip(req)
 	}
 	ctx := req.Context()
