@@ -174,8 +174,8 @@ func validNamespaces(names []string) error {
 	return nil
 }
 
-// NewCacheFactory returns a cache factory, or the mistakes of opts.
-func NewCacheFactory(clients *ClientFactory, opts CacheOptions) (*CacheFactory, error) {
+// newCacheFactory returns a cache factory, or the mistakes of opts.
+func newCacheFactory(clients *ClientFactory, opts CacheOptions) (*CacheFactory, error) {
 	if err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("framework: cache options: %w", err)
 	}
@@ -333,7 +333,7 @@ func (e *SyncError) Error() string {
 	for res, err := range e.NotSynced {
 		part := res.String() + " (" + res.GVK.Kind + ")"
 		if err != nil {
-			part += ": " + err.Error() + ": " + SyncHint(res, err)
+			part += ": " + err.Error() + ": " + syncHint(res, err)
 		} else {
 			part += ": no list answered yet (the apiserver is slow, or the list is large)"
 		}
@@ -347,10 +347,10 @@ func (e *SyncError) Error() string {
 	return fmt.Sprintf("caches not synced after %v: %s", waited.Round(100*time.Millisecond), strings.Join(parts, "; "))
 }
 
-// SyncHint says, for the last list/watch error of a kind, what is wrong
+// syncHint says, for the last list/watch error of a kind, what is wrong
 // and what to do: an apiserver that cannot be reached, a certificate that
 // is not trusted, credentials refused, RBAC, or a resource not served.
-func SyncHint(res Resource, err error) string {
+func syncHint(res Resource, err error) string {
 	var status apierrors.APIStatus
 	var unknownCA x509.UnknownAuthorityError
 	var hostname x509.HostnameError

@@ -28,7 +28,7 @@ type Controller struct {
 	res      Resource
 	client   ResourceClient
 	informer cache.SharedIndexInformer
-	queue    *Queue
+	queue    *keyQueue
 	// enqueue queues a key after a delay: the queue's AddAfter, or the
 	// callback of a manual controller.
 	enqueue func(key string, after time.Duration)
@@ -58,7 +58,7 @@ func newController(res Resource, client ResourceClient, informer cache.SharedInd
 		res:      res,
 		client:   client,
 		informer: informer,
-		queue:    NewQueue(name, rl, nil),
+		queue:    newKeyQueue(name, rl, nil),
 		log:      log.WithField("controller", name),
 		newObj:   newObj,
 	}
@@ -94,7 +94,7 @@ type ManualConfig struct {
 	// NewObject returns an empty object of the kind.
 	NewObject func() (runtime.Object, error)
 	// Enqueue receives every key the controller is asked to queue
-	// (Enqueue, EnqueueAfter, EnqueueAll, informer events); nil drops
+	// (Enqueue, EnqueueAfter, enqueueAll, informer events); nil drops
 	// them.
 	Enqueue func(key string, after time.Duration)
 	// Logger is where handlers log (see Logger); nil means logrus's
@@ -158,9 +158,9 @@ func (c *Controller) RateLimit() RateLimit { return c.queue.limits }
 // Informer is the kind's shared informer.
 func (c *Controller) Informer() cache.SharedIndexInformer { return c.informer }
 
-// SetWorkers sets how many keys this controller processes at once; it takes
+// setWorkers sets how many keys this controller processes at once; it takes
 // effect at the next StartWorkers. n < 1 is taken as 1.
-func (c *Controller) SetWorkers(n int) {
+func (c *Controller) setWorkers(n int) {
 	c.workers.Store(int32(max(n, 1)))
 }
 
@@ -186,8 +186,8 @@ func (c *Controller) EnqueueAfter(key string, delay time.Duration) {
 	c.enqueue(key, delay)
 }
 
-// EnqueueAll queues the key of every cached object.
-func (c *Controller) EnqueueAll() {
+// enqueueAll queues the key of every cached object.
+func (c *Controller) enqueueAll() {
 	for _, key := range c.informer.GetStore().ListKeys() {
 		c.enqueue(key, 0)
 	}
@@ -225,7 +225,7 @@ func (c *Controller) addChainHandler(ctx context.Context, name string, h chainHa
 	context.AfterFunc(ctx, func() { c.removeHandler(entry.id) })
 
 	if c.informer.HasSynced() {
-		c.EnqueueAll()
+		c.enqueueAll()
 	}
 }
 

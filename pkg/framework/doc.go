@@ -19,7 +19,7 @@
 //     gives up after a timeout and names each kind that did not sync, with
 //     its last list error.
 //   - Controller is the shared controller of one kind: a deduplicating,
-//     rate-limited Queue of keys fed by the informer, a chain of named
+//     rate-limited queue of keys fed by the informer, a chain of named
 //     handlers run in registration order, and workers.
 //
 // The split everything else rests on: StartCaches runs informers and

@@ -103,7 +103,7 @@ func NewFactory(config *rest.Config, scheme *runtime.Scheme, opts Options) (*Fac
 	if log == nil {
 		log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	caches, err := NewCacheFactory(clients, CacheOptions{
+	caches, err := newCacheFactory(clients, CacheOptions{
 		Namespace:         opts.Namespace,
 		Namespaces:        opts.Namespaces,
 		KeepManagedFields: opts.KeepManagedFields,

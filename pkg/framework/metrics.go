@@ -75,16 +75,16 @@ func (m *metrics) observeHandler(controller, handler, result string, took time.D
 	m.handlerDuration.WithLabelValues(controller, handler).Observe(took.Seconds())
 }
 
-func (m *metrics) queueMetrics(name string) *QueueMetrics {
+func (m *metrics) queueMetrics(name string) *keyQueueMetrics {
 	if m == nil {
 		return nil
 	}
-	return NewQueueMetrics(m.queue, name)
+	return newKeyQueueMetrics(m.queue, name)
 }
 
 // trackQueue exports the unfinished-work gauges of q, computed when
 // scraped rather than by a ticking goroutine.
-func (m *metrics) trackQueue(name string, q *Queue) {
+func (m *metrics) trackQueue(name string, q *keyQueue) {
 	if m == nil {
 		return
 	}
@@ -199,7 +199,7 @@ func (p *queueMetricsProvider) NewLongestRunningProcessorSecondsMetric(string) w
 	return noopGauge{}
 }
 
-func (p *queueMetricsProvider) track(name string, q *Queue) { p.unfinished.track(name, q) }
+func (p *queueMetricsProvider) track(name string, q *keyQueue) { p.unfinished.track(name, q) }
 
 type noopGauge struct{}
 
@@ -217,14 +217,14 @@ var (
 // summed, as client-go's depth and adds metrics of that name are.
 type queueGaugeCollector struct {
 	mu     sync.Mutex
-	queues map[string][]*Queue
+	queues map[string][]*keyQueue
 }
 
 func newQueueGaugeCollector() *queueGaugeCollector {
-	return &queueGaugeCollector{queues: map[string][]*Queue{}}
+	return &queueGaugeCollector{queues: map[string][]*keyQueue{}}
 }
 
-func (c *queueGaugeCollector) track(name string, q *Queue) {
+func (c *queueGaugeCollector) track(name string, q *keyQueue) {
 	c.mu.Lock()
 	c.queues[name] = append(c.queues[name], q)
 	c.mu.Unlock()

@@ -74,11 +74,11 @@ func (r RateLimit) backoff(failures int) time.Duration {
 	return r.BaseDelay << failures
 }
 
-// QueueMetrics receives the queue's measurements; nil fields, or a nil
+// keyQueueMetrics receives the queue's measurements; nil fields, or a nil
 // *QueueMetrics, mean the measurement is not taken. The fields use
 // client-go's workqueue metric interfaces so that a workqueue.MetricsProvider
 // (e.g. controller-runtime's Prometheus one) can supply them.
-type QueueMetrics struct {
+type keyQueueMetrics struct {
 	// Depth is the number of keys waiting to be handed out by Get,
 	// including keys re-added while being processed (as in client-go).
 	Depth workqueue.GaugeMetric
@@ -94,13 +94,13 @@ type QueueMetrics struct {
 	Retries workqueue.CounterMetric
 }
 
-// NewQueueMetrics creates the metrics of the queue called name from p. A nil
+// newKeyQueueMetrics creates the metrics of the queue called name from p. A nil
 // p yields nil: no metrics.
-func NewQueueMetrics(p workqueue.MetricsProvider, name string) *QueueMetrics {
+func newKeyQueueMetrics(p workqueue.MetricsProvider, name string) *keyQueueMetrics {
 	if p == nil {
 		return nil
 	}
-	return &QueueMetrics{
+	return &keyQueueMetrics{
 		Depth:        p.NewDepthMetric(name),
 		Adds:         p.NewAddsMetric(name),
 		Latency:      p.NewLatencyMetric(name),
@@ -160,7 +160,7 @@ func (r *readyRing) pop() *keyState {
 	return s
 }
 
-// Queue is a deduplicating FIFO work queue of keys with delayed and
+// keyQueue is a deduplicating FIFO work queue of keys with delayed and
 // rate-limited re-adds, like client-go's rate-limiting workqueue, except that
 // Get takes a context: a worker stops taking keys as soon as its context ends
 // while the queue and its keys stay intact for a later user. This lets a
@@ -168,12 +168,12 @@ func (r *readyRing) pop() *keyState {
 //
 // A key is handed to one Get caller at a time: added again while it is
 // processing, it is handed out again only after Done. Create a Queue with
-// NewQueue; its methods are safe for concurrent use.
-type Queue struct {
+// newKeyQueue; its methods are safe for concurrent use.
+type keyQueue struct {
 	name    string
 	limits  RateLimit
 	bucket  *rate.Limiter
-	metrics QueueMetrics
+	metrics keyQueueMetrics
 	// epoch anchors the monotonic offsets stored in keyState.
 	epoch time.Time
 
@@ -197,11 +197,11 @@ type Queue struct {
 	shuttingDown bool
 }
 
-// NewQueue returns an empty queue called name, pacing retries as rl says
+// newKeyQueue returns an empty queue called name, pacing retries as rl says
 // (zero fields take defaults) and reporting to m, which may be nil.
-func NewQueue(name string, rl RateLimit, m *QueueMetrics) *Queue {
+func newKeyQueue(name string, rl RateLimit, m *keyQueueMetrics) *keyQueue {
 	rl = rl.withDefaults()
-	q := &Queue{
+	q := &keyQueue{
 		name:   name,
 		limits: rl,
 		bucket: rate.NewLimiter(rate.Limit(rl.QPS), rl.Burst),
@@ -215,7 +215,7 @@ func NewQueue(name string, rl RateLimit, m *QueueMetrics) *Queue {
 }
 
 // setMetrics makes q report to m from now on.
-func (q *Queue) setMetrics(m *QueueMetrics) {
+func (q *keyQueue) setMetrics(m *keyQueueMetrics) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if m != nil {
@@ -224,14 +224,14 @@ func (q *Queue) setMetrics(m *QueueMetrics) {
 }
 
 // now returns the monotonic time elapsed since the queue was created.
-func (q *Queue) now() time.Duration {
+func (q *keyQueue) now() time.Duration {
 	return time.Since(q.epoch)
 }
 
 // Add makes key pending unless it already is: a key that is pending and not
 // yet taken is queued once; a key being processed is handed out again after
 // its Done. Adds after ShutDown are dropped.
-func (q *Queue) Add(key string) {
+func (q *keyQueue) Add(key string) {
 	q.mu.Lock()
 	if !q.shuttingDown {
 		q.addLocked(q.stateLocked(key))
@@ -241,7 +241,7 @@ func (q *Queue) Add(key string) {
 
 // addLocked makes s pending. The caller holds q.mu and has checked
 // shuttingDown.
-func (q *Queue) addLocked(s *keyState) {
+func (q *keyQueue) addLocked(s *keyState) {
 	if s.pending {
 		return
 	}
@@ -263,7 +263,7 @@ func (q *Queue) addLocked(s *keyState) {
 
 // stateLocked returns the state of key, creating it if the queue does not
 // track key yet. The caller holds q.mu.
-func (q *Queue) stateLocked(key string) *keyState {
+func (q *keyQueue) stateLocked(key string) *keyState {
 	if s, ok := q.keys[key]; ok {
 		return s
 	}
@@ -282,7 +282,7 @@ func (q *Queue) stateLocked(key string) *keyState {
 
 // releaseIfIdleLocked forgets s once nothing refers to it any more, so that
 // keys of deleted objects do not accumulate. The caller holds q.mu.
-func (q *Queue) releaseIfIdleLocked(s *keyState) {
+func (q *keyQueue) releaseIfIdleLocked(s *keyState) {
 	if !s.idle() {
 		return
 	}
@@ -295,7 +295,7 @@ func (q *Queue) releaseIfIdleLocked(s *keyState) {
 
 // wakeOneLocked hands a wakeup to the oldest blocked Get caller, if any.
 // The caller holds q.mu.
-func (q *Queue) wakeOneLocked() {
+func (q *keyQueue) wakeOneLocked() {
 	if len(q.waiters) == 0 {
 		return
 	}
@@ -310,7 +310,7 @@ func (q *Queue) wakeOneLocked() {
 // AddAfter adds key once d has passed; d <= 0 adds it at once. Of several
 // outstanding AddAfter calls for a key the earliest deadline wins. Delayed
 // keys are released by a single timer, so no goroutine waits per call.
-func (q *Queue) AddAfter(key string, d time.Duration) {
+func (q *keyQueue) AddAfter(key string, d time.Duration) {
 	if d <= 0 {
 		q.Add(key)
 		return
@@ -324,7 +324,7 @@ func (q *Queue) AddAfter(key string, d time.Duration) {
 
 // addAfterLocked schedules s to be added after d > 0. The caller holds q.mu
 // and has checked shuttingDown.
-func (q *Queue) addAfterLocked(s *keyState, d time.Duration) {
+func (q *keyQueue) addAfterLocked(s *keyState, d time.Duration) {
 	now := q.now()
 	readyAt := now + d
 	switch {
@@ -344,7 +344,7 @@ func (q *Queue) addAfterLocked(s *keyState, d time.Duration) {
 
 // armTimerLocked makes the timer fire no later than the earliest deadline.
 // Firing early is harmless: releaseDelayed re-arms. The caller holds q.mu.
-func (q *Queue) armTimerLocked(now time.Duration) {
+func (q *keyQueue) armTimerLocked(now time.Duration) {
 	if len(q.delayed) == 0 {
 		return
 	}
@@ -362,7 +362,7 @@ func (q *Queue) armTimerLocked(now time.Duration) {
 
 // releaseDelayed runs on the timer: it adds every key whose deadline has
 // passed and re-arms the timer for the next one.
-func (q *Queue) releaseDelayed() {
+func (q *keyQueue) releaseDelayed() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.timerArmed = false
@@ -379,7 +379,7 @@ func (q *Queue) releaseDelayed() {
 
 // AddRateLimited adds key after the larger of its exponential backoff and
 // the overall token bucket's delay, and counts a failure of key.
-func (q *Queue) AddRateLimited(key string) {
+func (q *keyQueue) AddRateLimited(key string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.shuttingDown {
@@ -399,7 +399,7 @@ func (q *Queue) AddRateLimited(key string) {
 
 // retryDelay counts a failure of key and returns the delay its retry gets,
 // as AddRateLimited does, without scheduling the retry.
-func (q *Queue) retryDelay(key string) time.Duration {
+func (q *keyQueue) retryDelay(key string) time.Duration {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	s := q.stateLocked(key)
@@ -410,7 +410,7 @@ func (q *Queue) retryDelay(key string) time.Duration {
 
 // retryDelayLocked counts a failure of s and returns the delay of its retry.
 // The caller holds q.mu.
-func (q *Queue) retryDelayLocked(s *keyState) time.Duration {
+func (q *keyQueue) retryDelayLocked(s *keyState) time.Duration {
 	d := q.limits.backoff(s.failures)
 	s.failures++
 	// Reserve, unlike Wait, takes the token now and tells how long to
@@ -424,7 +424,7 @@ func (q *Queue) retryDelayLocked(s *keyState) time.Duration {
 
 // Forget resets key's failure count, so its next retry starts from
 // BaseDelay again. Call it once the key was processed successfully.
-func (q *Queue) Forget(key string) {
+func (q *keyQueue) Forget(key string) {
 	q.mu.Lock()
 	if s, ok := q.keys[key]; ok {
 		s.failures = 0
@@ -435,7 +435,7 @@ func (q *Queue) Forget(key string) {
 
 // NumRequeues returns how many times key was AddRateLimited since its last
 // Forget.
-func (q *Queue) NumRequeues(key string) int {
+func (q *keyQueue) NumRequeues(key string) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if s, ok := q.keys[key]; ok {
@@ -449,7 +449,7 @@ func (q *Queue) NumRequeues(key string) int {
 // queue, as soon as ctx ends, even if keys are ready, so that a worker stops
 // taking work the moment its leadership term ends. After ShutDown it hands
 // out the keys still queued and then returns ok=false.
-func (q *Queue) Get(ctx context.Context) (key string, ok bool) {
+func (q *keyQueue) Get(ctx context.Context) (key string, ok bool) {
 	q.mu.Lock()
 	for {
 		if ctx.Err() != nil {
@@ -506,7 +506,7 @@ func (q *Queue) Get(ctx context.Context) (key string, ok bool) {
 
 // waitLocked lists a wake channel for a Get caller about to block. The
 // caller holds q.mu.
-func (q *Queue) waitLocked() chan struct{} {
+func (q *keyQueue) waitLocked() chan struct{} {
 	var wake chan struct{}
 	if n := len(q.spareWakes); n > 0 {
 		wake = q.spareWakes[n-1]
@@ -521,7 +521,7 @@ func (q *Queue) waitLocked() chan struct{} {
 
 // removeWaiterLocked unlists wake and reports whether it was still listed,
 // that is, not signalled. The caller holds q.mu.
-func (q *Queue) removeWaiterLocked(wake chan struct{}) bool {
+func (q *keyQueue) removeWaiterLocked(wake chan struct{}) bool {
 	for i, w := range q.waiters {
 		if w == wake {
 			copy(q.waiters[i:], q.waiters[i+1:])
@@ -535,7 +535,7 @@ func (q *Queue) removeWaiterLocked(wake chan struct{}) bool {
 
 // Done marks key as processed. If key was added while processing, it is
 // queued again now. Done of a key not being processed does nothing.
-func (q *Queue) Done(key string) {
+func (q *keyQueue) Done(key string) {
 	q.mu.Lock()
 	s, ok := q.keys[key]
 	if !ok || !s.processing {
@@ -558,14 +558,14 @@ func (q *Queue) Done(key string) {
 
 // Len returns the number of keys ready for Get: neither processing nor
 // waiting for an AddAfter deadline.
-func (q *Queue) Len() int {
+func (q *keyQueue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.ready.n
 }
 
 // Processing returns the number of keys handed out by Get and not yet Done.
-func (q *Queue) Processing() int {
+func (q *keyQueue) Processing() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.processing
@@ -575,7 +575,7 @@ func (q *Queue) Processing() int {
 // their processing times and the longest one. It is computed on call, in time
 // proportional to the number of keys the queue tracks, so no goroutine has to
 // refresh it periodically.
-func (q *Queue) UnfinishedWork() (total time.Duration, longest time.Duration) {
+func (q *keyQueue) UnfinishedWork() (total time.Duration, longest time.Duration) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.processing == 0 {
@@ -595,7 +595,7 @@ func (q *Queue) UnfinishedWork() (total time.Duration, longest time.Duration) {
 // ShutDown wakes every blocked Get caller, stops the timer and drops delayed
 // keys and every later Add. Keys already queued are still handed out by Get.
 // ShutDown is idempotent.
-func (q *Queue) ShutDown() {
+func (q *keyQueue) ShutDown() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.shuttingDown {
@@ -619,7 +619,7 @@ func (q *Queue) ShutDown() {
 
 // delayUp restores the heap order of q.delayed after the entry at i got an
 // earlier deadline (or was appended).
-func (q *Queue) delayUp(i int) {
+func (q *keyQueue) delayUp(i int) {
 	for i > 0 {
 		parent := (i - 1) / 2
 		if q.delayed[parent].readyAt <= q.delayed[i].readyAt {
@@ -632,7 +632,7 @@ func (q *Queue) delayUp(i int) {
 
 // delayDown restores the heap order of q.delayed after the entry at i got a
 // later deadline (or replaced the root).
-func (q *Queue) delayDown(i int) {
+func (q *keyQueue) delayDown(i int) {
 	n := len(q.delayed)
 	for {
 		least := i
@@ -650,14 +650,14 @@ func (q *Queue) delayDown(i int) {
 	}
 }
 
-func (q *Queue) delaySwap(i, j int) {
+func (q *keyQueue) delaySwap(i, j int) {
 	q.delayed[i], q.delayed[j] = q.delayed[j], q.delayed[i]
 	q.delayed[i].delayIndex = i
 	q.delayed[j].delayIndex = j
 }
 
 // delayPop removes and returns the key with the earliest deadline.
-func (q *Queue) delayPop() *keyState {
+func (q *keyQueue) delayPop() *keyState {
 	last := len(q.delayed) - 1
 	q.delaySwap(0, last)
 	s := q.delayed[last]

@@ -34,7 +34,7 @@ func newClientGoQueue() workqueue.TypedRateLimitingInterface[string] {
 func BenchmarkQueue(b *testing.B) {
 	keys := queueBenchKeys(queueBenchBatch)
 	b.Run("rein", func(b *testing.B) {
-		q := NewQueue("", RateLimit{}, nil)
+		q := newKeyQueue("", RateLimit{}, nil)
 		defer q.ShutDown()
 		ctx := context.Background()
 		b.ReportAllocs()
@@ -74,7 +74,7 @@ func BenchmarkQueue(b *testing.B) {
 // GOMAXPROCS goroutines sharing the queue: lock contention, little blocking.
 func BenchmarkQueueParallel(b *testing.B) {
 	b.Run("rein", func(b *testing.B) {
-		q := NewQueue("", RateLimit{}, nil)
+		q := newKeyQueue("", RateLimit{}, nil)
 		defer q.ShutDown()
 		var worker atomic.Int64
 		b.ReportAllocs()
@@ -121,7 +121,7 @@ func BenchmarkQueueWakeup(b *testing.B) {
 	const workers = 2
 	keys := queueBenchKeys(queueBenchBatch)
 	b.Run("rein", func(b *testing.B) {
-		q := NewQueue("", RateLimit{}, nil)
+		q := newKeyQueue("", RateLimit{}, nil)
 		// Workers run under a leadership term's cancellable context.
 		ctx, endTerm := context.WithCancel(context.Background())
 		defer endTerm()

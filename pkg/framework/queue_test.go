@@ -27,26 +27,26 @@ func waitForQueue(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func (q *Queue) numWaiters() int {
+func (q *keyQueue) numWaiters() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.waiters)
 }
 
-func (q *Queue) numTracked() int {
+func (q *keyQueue) numTracked() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.keys)
 }
 
-func (q *Queue) numDelayed() int {
+func (q *keyQueue) numDelayed() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.delayed)
 }
 
 // mustGetKey takes a key that is expected to be ready now.
-func mustGetKey(t *testing.T, q *Queue) string {
+func mustGetKey(t *testing.T, q *keyQueue) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -63,7 +63,7 @@ type getKeyResult struct {
 	ok  bool
 }
 
-func getKeyAsync(ctx context.Context, q *Queue) <-chan getKeyResult {
+func getKeyAsync(ctx context.Context, q *keyQueue) <-chan getKeyResult {
 	c := make(chan getKeyResult, 1)
 	go func() {
 		key, ok := q.Get(ctx)
@@ -84,7 +84,7 @@ func receiveGet(t *testing.T, c <-chan getKeyResult) getKeyResult {
 }
 
 func TestQueueDedupWhileQueued(t *testing.T) {
-	q := NewQueue("t", RateLimit{}, nil)
+	q := newKeyQueue("t", RateLimit{}, nil)
 	q.Add("a")
 	q.Add("a")
 	q.Add("b")
@@ -109,7 +109,7 @@ func TestQueueDedupWhileQueued(t *testing.T) {
 }
 
 func TestQueueRequeueAfterDoneWhenAddedDuringProcessing(t *testing.T) {
-	q := NewQueue("t", RateLimit{}, nil)
+	q := newKeyQueue("t", RateLimit{}, nil)
 	q.Add("a")
 	k := mustGetKey(t, q)
 	q.Add("a")
@@ -137,7 +137,7 @@ func TestQueueRequeueAfterDoneWhenAddedDuringProcessing(t *testing.T) {
 }
 
 func TestQueueFIFOOrder(t *testing.T) {
-	q := NewQueue("t", RateLimit{}, nil)
+	q := newKeyQueue("t", RateLimit{}, nil)
 	var want []string
 	// More than the ring's initial size, with a wrap-around in the middle.
 	for i := range 40 {
@@ -161,7 +161,7 @@ func TestQueueFIFOOrder(t *testing.T) {
 }
 
 func TestQueueDoneOfUnknownKeyIsNoop(t *testing.T) {
-	q := NewQueue("t", RateLimit{}, nil)
+	q := newKeyQueue("t", RateLimit{}, nil)
 	q.Done("never-added")
 	q.Add("a")
 	q.Done("a") // queued, not processing
@@ -171,7 +171,7 @@ func TestQueueDoneOfUnknownKeyIsNoop(t *testing.T) {
 }
 
 func TestQueueGetReturnsOnContextEndAndKeepsKeys(t *testing.T) {
-	q := NewQueue("t", RateLimit{}, nil)
+	q := newKeyQueue("t", RateLimit{}, nil)
 
 	// Blocked on an empty queue.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -207,7 +207,7 @@ func TestQueueGetReturnsOnContextEndAndKeepsKeys(t *testing.T) {
 // A waiter whose context ends just as it is signalled must pass the wakeup
 // on, or the key would wait while another Get caller blocks.
 func TestQueueCancelledWaiterPassesWakeupOn(t *testing.T) {
-	q := NewQueue("t", RateLimit{}, nil)
+	q := newKeyQueue("t", RateLimit{}, nil)
 	for i := range 300 {
 		ctx, cancel := context.WithCancel(context.Background())
 		doomed := getKeyAsync(ctx, q)
@@ -246,7 +246,7 @@ func TestQueueCancelledWaiterPassesWakeupOn(t *testing.T) {
 }
 
 func TestQueueShutDownWakesEveryGet(t *testing.T) {
-	q := NewQueue("t", RateLimit{}, nil)
+	q := newKeyQueue("t", RateLimit{}, nil)
 	var results []<-chan getKeyResult
 	for range 5 {
 		results = append(results, getKeyAsync(context.Background(), q))
@@ -268,7 +268,7 @@ func TestQueueShutDownWakesEveryGet(t *testing.T) {
 }
 
 func TestQueueShutDownLetsQueuedKeysDrain(t *testing.T) {
-	q := NewQueue("t", RateLimit{}, nil)
+	q := newKeyQueue("t", RateLimit{}, nil)
 	q.Add("a")
 	q.Add("b")
 	k := mustGetKey(t, q)
@@ -295,7 +295,7 @@ func TestQueueConcurrentWorkersAndProducers(t *testing.T) {
 		keys      = 200
 		addsEach  = 5000
 	)
-	q := NewQueue("t", RateLimit{}, nil)
+	q := newKeyQueue("t", RateLimit{}, nil)
 
 	var mu sync.Mutex
 	addGen := map[string]int{}       // bumped before each Add
@@ -364,7 +364,7 @@ func TestQueueConcurrentWorkersAndProducers(t *testing.T) {
 }
 
 func TestQueueAddAfterDeliversAfterDelay(t *testing.T) {
-	q := NewQueue("t", RateLimit{}, nil)
+	q := newKeyQueue("t", RateLimit{}, nil)
 	const delay = 30 * time.Millisecond
 	start := time.Now()
 	q.AddAfter("a", delay)
@@ -391,7 +391,7 @@ func TestQueueAddAfterDeliversAfterDelay(t *testing.T) {
 }
 
 func TestQueueAddAfterEarliestWins(t *testing.T) {
-	q := NewQueue("t", RateLimit{}, nil)
+	q := newKeyQueue("t", RateLimit{}, nil)
 	start := time.Now()
 	q.AddAfter("a", time.Hour)
 	q.AddAfter("a", 20*time.Millisecond) // earlier: replaces the hour
@@ -410,7 +410,7 @@ func TestQueueAddAfterEarliestWins(t *testing.T) {
 }
 
 func TestQueueAddAfterReleasesInDeadlineOrder(t *testing.T) {
-	q := NewQueue("t", RateLimit{}, nil)
+	q := newKeyQueue("t", RateLimit{}, nil)
 	delays := map[string]time.Duration{"c": 45 * time.Millisecond, "a": 15 * time.Millisecond, "d": 60 * time.Millisecond, "b": 30 * time.Millisecond}
 	for _, k := range []string{"c", "a", "d", "b"} {
 		q.AddAfter(k, delays[k])
@@ -424,7 +424,7 @@ func TestQueueAddAfterReleasesInDeadlineOrder(t *testing.T) {
 }
 
 func TestQueueShutDownStopsTimer(t *testing.T) {
-	q := NewQueue("t", RateLimit{}, nil)
+	q := newKeyQueue("t", RateLimit{}, nil)
 	q.AddAfter("a", 20*time.Millisecond)
 	q.ShutDown()
 	if q.numDelayed() != 0 || q.numTracked() != 0 {
@@ -444,7 +444,7 @@ func TestQueueShutDownStopsTimer(t *testing.T) {
 func TestQueueRetryBackoffGrowsExponentiallyAndForgetResets(t *testing.T) {
 	rl := unbucketedRetries
 	rl.MaxDelay = 40 * time.Millisecond
-	q := NewQueue("t", rl, nil)
+	q := newKeyQueue("t", rl, nil)
 	want := []time.Duration{5, 10, 20, 40, 40, 40}
 	for i, w := range want {
 		if d := q.retryDelay("a"); d != w*time.Millisecond {
@@ -481,7 +481,7 @@ func TestRateLimitBackoffDoesNotOverflow(t *testing.T) {
 }
 
 func TestQueueRetryBucketLimitsBurstOfKeys(t *testing.T) {
-	q := NewQueue("t", RateLimit{BaseDelay: time.Millisecond, QPS: 10, Burst: 2}, nil)
+	q := newKeyQueue("t", RateLimit{BaseDelay: time.Millisecond, QPS: 10, Burst: 2}, nil)
 	if d := q.retryDelay("a"); d != time.Millisecond {
 		t.Fatalf("a: %v, want 1ms (within burst)", d)
 	}
@@ -494,7 +494,7 @@ func TestQueueRetryBucketLimitsBurstOfKeys(t *testing.T) {
 }
 
 func TestQueueAddRateLimitedDelivers(t *testing.T) {
-	q := NewQueue("t", unbucketedRetries, nil)
+	q := newKeyQueue("t", unbucketedRetries, nil)
 	start := time.Now()
 	q.AddRateLimited("a")
 	k := mustGetKey(t, q)
@@ -527,7 +527,7 @@ func TestRateLimitWithDefaults(t *testing.T) {
 }
 
 func TestQueueUnfinishedWork(t *testing.T) {
-	q := NewQueue("t", RateLimit{}, nil)
+	q := newKeyQueue("t", RateLimit{}, nil)
 	if total, longest := q.UnfinishedWork(); total != 0 || longest != 0 {
 		t.Fatalf("idle UnfinishedWork = %v, %v; want 0, 0", total, longest)
 	}
@@ -607,11 +607,11 @@ func (p *fakeQueueMetricsProvider) NewRetriesMetric(name string) workqueue.Count
 }
 
 func TestQueueMetrics(t *testing.T) {
-	if NewQueueMetrics(nil, "x") != nil {
+	if newKeyQueueMetrics(nil, "x") != nil {
 		t.Fatal("NewQueueMetrics(nil) != nil")
 	}
 	p := &fakeQueueMetricsProvider{}
-	q := NewQueue("widgets", unbucketedRetries, NewQueueMetrics(p, "widgets"))
+	q := newKeyQueue("widgets", unbucketedRetries, newKeyQueueMetrics(p, "widgets"))
 	for _, n := range p.names {
 		if n != "widgets" {
 			t.Fatalf("metric created with name %q, want widgets", n)
@@ -666,7 +666,7 @@ func TestQueueMetrics(t *testing.T) {
 }
 
 func TestQueueSteadyStateDoesNotAllocate(t *testing.T) {
-	q := NewQueue("t", RateLimit{}, nil)
+	q := newKeyQueue("t", RateLimit{}, nil)
 	keys := make([]string, 100)
 	for i := range keys {
 		keys[i] = fmt.Sprint(i)
