@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,60 +39,58 @@ func InjectCABundle(ctx context.Context, cfg *rest.Config, bundle []byte, t CABu
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, name := range t.ValidatingWebhookConfigurations {
-		api := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-		errs = append(errs, named("ValidatingWebhookConfiguration", name, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			c, err := api.Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if !setBundles(len(c.Webhooks), func(i int) *[]byte { return &c.Webhooks[i].ClientConfig.CABundle }, bundle) {
-				return nil
-			}
-			_, err = api.Update(ctx, c, metav1.UpdateOptions{})
-			return err
-		})))
-	}
-	for _, name := range t.MutatingWebhookConfigurations {
-		api := cs.AdmissionregistrationV1().MutatingWebhookConfigurations()
-		errs = append(errs, named("MutatingWebhookConfiguration", name, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			c, err := api.Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if !setBundles(len(c.Webhooks), func(i int) *[]byte { return &c.Webhooks[i].ClientConfig.CABundle }, bundle) {
-				return nil
-			}
-			_, err = api.Update(ctx, c, metav1.UpdateOptions{})
-			return err
-		})))
-	}
+	admission := cs.AdmissionregistrationV1()
+	errs := injectInto(ctx, admission.ValidatingWebhookConfigurations(), "ValidatingWebhookConfiguration", t.ValidatingWebhookConfigurations,
+		func(c *admissionregistrationv1.ValidatingWebhookConfiguration) (bool, error) {
+			return setBundles(len(c.Webhooks), func(i int) *[]byte { return &c.Webhooks[i].ClientConfig.CABundle }, bundle), nil
+		})
+	errs = append(errs, injectInto(ctx, admission.MutatingWebhookConfigurations(), "MutatingWebhookConfiguration", t.MutatingWebhookConfigurations,
+		func(c *admissionregistrationv1.MutatingWebhookConfiguration) (bool, error) {
+			return setBundles(len(c.Webhooks), func(i int) *[]byte { return &c.Webhooks[i].ClientConfig.CABundle }, bundle), nil
+		})...)
 	if len(t.CRDs) > 0 {
 		ext, err := apiextensionsclient.NewForConfig(cfg)
 		if err != nil {
 			return err
 		}
-		for _, name := range t.CRDs {
-			errs = append(errs, named("CustomResourceDefinition", name, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-				crd, err := ext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, name, metav1.GetOptions{})
-				if err != nil {
-					return err
-				}
+		errs = append(errs, injectInto(ctx, ext.ApiextensionsV1().CustomResourceDefinitions(), "CustomResourceDefinition", t.CRDs,
+			func(crd *apiextensionsv1.CustomResourceDefinition) (bool, error) {
 				conv := crd.Spec.Conversion
 				if conv == nil || conv.Webhook == nil || conv.Webhook.ClientConfig == nil {
-					return fmt.Errorf("it has no conversion webhook (spec.conversion.strategy Webhook with a clientConfig): regenerate its manifest")
+					return false, fmt.Errorf("it has no conversion webhook (spec.conversion.strategy Webhook with a clientConfig): regenerate its manifest")
 				}
-				if bytes.Equal(conv.Webhook.ClientConfig.CABundle, bundle) {
-					return nil
-				}
-				conv.Webhook.ClientConfig.CABundle = bundle
-				_, err = ext.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, crd, metav1.UpdateOptions{})
-				return err
-			})))
-		}
+				return setBundles(1, func(int) *[]byte { return &conv.Webhook.ClientConfig.CABundle }, bundle), nil
+			})...)
 	}
 	return errors.Join(errs...)
+}
+
+// getUpdater is what injectInto needs of a typed client of one kind.
+type getUpdater[T any] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
+}
+
+// injectInto reads each named object of kind, lets set put the bundle in
+// it (set reports whether anything changed), and updates it when it did,
+// retrying conflicts with a fresh read. It returns one error per failed
+// name.
+func injectInto[T any](ctx context.Context, api getUpdater[T], kind string, names []string, set func(T) (bool, error)) []error {
+	var errs []error
+	for _, name := range names {
+		errs = append(errs, named(kind, name, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			obj, err := api.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if changed, err := set(obj); err != nil || !changed {
+				return err
+			}
+			_, err = api.Update(ctx, obj, metav1.UpdateOptions{})
+			return err
+		})))
+	}
+	return errs
 }
 
 // setBundles sets the n bundles at(i) to bundle and reports whether any
