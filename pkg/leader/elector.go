@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rein-k8s/rein/pkg/fence"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/rein-k8s/rein/internal/leasewatch"
+	"github.com/rein-k8s/rein/pkg/fence"
 
 	"github.com/sirupsen/logrus"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -407,10 +409,7 @@ func (e *Elector) termFinished(t *Term) {
 // newBackoff is the backoff of retries after API errors: from 100ms up to
 // RetryPeriod, so that a failing apiserver sees no more requests than from
 // a client-go elector, and a recovered one is noticed within RetryPeriod.
-func (e *Elector) newBackoff() *wait.Backoff {
-	first := min(100*time.Millisecond, e.retryPeriod)
-	return &wait.Backoff{Duration: first, Factor: 2, Jitter: 0.2, Steps: 64, Cap: e.retryPeriod}
-}
+func (e *Elector) newBackoff() *wait.Backoff { return leasewatch.NewBackoff(e.retryPeriod) }
 
 // sleep waits d on the elector's clock; false when ctx ended first.
 func (e *Elector) sleep(ctx context.Context, d time.Duration) bool {

@@ -2,16 +2,14 @@ package leader
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/rein-k8s/rein/internal/leasewatch"
 )
 
 // observation is what a session knows of the lease.
@@ -116,125 +114,54 @@ func (s *session) warnIdentityClash() {
 func (s *session) run(ctx context.Context) {
 	defer close(s.done)
 	e := s.e
-	backoff := e.newBackoff()
-	selector := fields.OneTermEqualSelector("metadata.name", e.name).String()
-	for {
-		list, err := e.leases.List(ctx, metav1.ListOptions{FieldSelector: selector})
-		if ctx.Err() != nil {
-			return
+	loop := leasewatch.Loop{
+		Leases:      e.leases,
+		Selector:    metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", e.name).String()},
+		Clock:       e.clock,
+		RetryPeriod: e.retryPeriod,
+		Observer:    (*sessionObserver)(s),
+	}
+	loop.Run(ctx)
+}
+
+// sessionObserver is the session as the lease watch loop sees it.
+type sessionObserver session
+
+func (o *sessionObserver) Listed(items []coordinationv1.Lease) {
+	s := (*session)(o)
+	var found *coordinationv1.Lease
+	for i := range items {
+		if items[i].Name == s.e.name {
+			found = &items[i]
 		}
-		if err != nil {
-			s.failures.failed("cannot list lease "+e.key, e.explain("list", err))
-			if !e.sleep(ctx, backoff.Step()) {
-				return
-			}
-			continue
-		}
-		// Recovered once the apiserver answers, not once the watch opens:
-		// the answer can let the campaign win, which ends this session
-		// before it watches.
+	}
+	s.observe(found)
+}
+
+func (o *sessionObserver) Observed(l *coordinationv1.Lease, deleted bool) {
+	s := (*session)(o)
+	switch {
+	case l.Name != s.e.name:
+	case deleted:
+		s.observe(nil)
+	default:
+		s.observe(l)
+	}
+}
+
+func (o *sessionObserver) Failed(op string, err error) {
+	s := (*session)(o)
+	s.failures.failed("cannot "+op+" lease "+s.e.key, s.e.explain(op, err))
+}
+
+// Recovered counts once the apiserver answers, not once the watch opens:
+// the answer can let the campaign win, which ends this session before it
+// watches.
+func (o *sessionObserver) Recovered(op string) {
+	s := (*session)(o)
+	if op == "list" {
 		s.failures.recovered("reading the lease again")
-		var found *coordinationv1.Lease
-		for i := range list.Items {
-			if list.Items[i].Name == e.name {
-				found = &list.Items[i]
-			}
-		}
-		s.observe(found)
-		healthy := s.watchFrom(ctx, selector, list.ResourceVersion)
-		if ctx.Err() != nil {
-			return
-		}
-		if healthy {
-			backoff = e.newBackoff()
-		}
-		if !e.sleep(ctx, backoff.Step()) {
-			return
-		}
-	}
-}
-
-// watchFrom watches from resourceVersion rv, resuming the watch when the
-// apiserver closes it, until an error calls for a relist. It reports
-// whether the watch ran long enough to count as healthy.
-func (s *session) watchFrom(ctx context.Context, selector, rv string) (healthy bool) {
-	e := s.e
-	for {
-		w, err := e.leases.Watch(ctx, metav1.ListOptions{
-			FieldSelector:       selector,
-			ResourceVersion:     rv,
-			AllowWatchBookmarks: true,
-		})
-		if ctx.Err() != nil {
-			if err == nil {
-				w.Stop()
-			}
-			return healthy
-		}
-		if err != nil {
-			if !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
-				s.failures.failed("cannot watch lease "+e.key, e.explain("watch", err))
-			}
-			return healthy
-		}
+	} else {
 		s.failures.recovered("watching the lease again")
-		began := e.clock.Now()
-		var werr error
-		rv, werr = s.consume(ctx, w, rv)
-		w.Stop()
-		if e.clock.Since(began) >= time.Second {
-			healthy = true
-		}
-		switch {
-		case ctx.Err() != nil:
-			return healthy
-		case werr != nil && (apierrors.IsResourceExpired(werr) || apierrors.IsGone(werr)):
-			e.log.WithError(werr).Debug("lease watch expired: relisting")
-			return true
-		case werr != nil:
-			s.failures.failed("lease watch failed", e.explain("watch", werr))
-			return healthy
-		case e.clock.Since(began) < time.Second:
-			// Closed at once: relist after a backoff rather than spin.
-			return false
-		}
-		// The apiserver closed the watch after its timeout: resume.
-	}
-}
-
-// consume applies the events of w until it closes, ctx ends, or it reports
-// an error. It returns the last resourceVersion seen.
-func (s *session) consume(ctx context.Context, w watch.Interface, rv string) (string, error) {
-	for {
-		select {
-		case <-ctx.Done():
-			return rv, nil
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return rv, nil
-			}
-			switch ev.Type {
-			case watch.Added, watch.Modified, watch.Deleted:
-				l, ok := ev.Object.(*coordinationv1.Lease)
-				if !ok {
-					return rv, fmt.Errorf("unexpected %T in the lease watch", ev.Object)
-				}
-				rv = l.ResourceVersion
-				if l.Name != s.e.name {
-					continue
-				}
-				if ev.Type == watch.Deleted {
-					s.observe(nil)
-				} else {
-					s.observe(l)
-				}
-			case watch.Bookmark:
-				if m, err := meta.Accessor(ev.Object); err == nil {
-					rv = m.GetResourceVersion()
-				}
-			case watch.Error:
-				return rv, apierrors.FromObject(ev.Object)
-			}
-		}
 	}
 }

@@ -4,18 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rein-k8s/rein/pkg/fence"
 	"sync/atomic"
 	"time"
 
+	"github.com/rein-k8s/rein/internal/leasewatch"
+	"github.com/rein-k8s/rein/pkg/fence"
+
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/watch"
 	coordinationclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 )
 
@@ -143,96 +142,38 @@ func (m *Member) Run(ctx context.Context, leaveTimeout time.Duration) error {
 	}
 }
 
-// watch keeps the protocol's view of the group's Leases: a list, then a
-// watch from it, resumed on close and relisted when it cannot be.
+// watch keeps the protocol's view of the group's Leases (internal/leasewatch).
 func (m *Member) watch(ctx context.Context) {
-	selector := labels.SelectorFromSet(labels.Set{LabelGroup: m.cfg.Group}).String()
-	backoff := m.newBackoff()
-	for ctx.Err() == nil {
-		list, err := m.leases.List(ctx, metav1.ListOptions{LabelSelector: selector})
-		if err != nil {
-			if ctx.Err() == nil {
-				m.p.watchBroken()
-				m.cfg.Logger.WithError(explain("list", m.cfg.Namespace, err)).Warn("cannot list the group's leases; retrying")
-				sleep(ctx, backoff.Step())
-			}
-			continue
-		}
-		m.p.relisted(list.Items)
-		m.poke()
-		rv := list.ResourceVersion
-		for ctx.Err() == nil {
-			w, err := m.leases.Watch(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: rv, AllowWatchBookmarks: true})
-			if err != nil {
-				if ctx.Err() == nil && !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
-					m.p.watchBroken()
-					m.cfg.Logger.WithError(explain("watch", m.cfg.Namespace, err)).Warn("cannot watch the group's leases; relisting")
-					sleep(ctx, backoff.Step())
-				}
-				break
-			}
-			began := time.Now()
-			var werr error
-			rv, werr = m.consume(ctx, w, rv)
-			w.Stop()
-			if werr != nil {
-				if !apierrors.IsResourceExpired(werr) && !apierrors.IsGone(werr) {
-					m.p.watchBroken()
-					m.cfg.Logger.WithError(werr).Warn("the group's lease watch failed; relisting")
-					sleep(ctx, backoff.Step())
-				}
-				break
-			}
-			if time.Since(began) < time.Second {
-				sleep(ctx, backoff.Step())
-			} else {
-				backoff = m.newBackoff()
-			}
-		}
+	loop := leasewatch.Loop{
+		Leases:      m.leases,
+		Selector:    metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{LabelGroup: m.cfg.Group}).String()},
+		Clock:       m.cfg.Clock,
+		RetryPeriod: m.cfg.RetryPeriod,
+		Observer:    (*memberObserver)(m),
 	}
+	loop.Run(ctx)
 }
 
-func (m *Member) consume(ctx context.Context, w watch.Interface, rv string) (string, error) {
-	for {
-		select {
-		case <-ctx.Done():
-			return rv, nil
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return rv, nil
-			}
-			switch ev.Type {
-			case watch.Added, watch.Modified, watch.Deleted:
-				l, ok := ev.Object.(*coordinationv1.Lease)
-				if !ok {
-					return rv, fmt.Errorf("unexpected %T in the lease watch", ev.Object)
-				}
-				rv = l.ResourceVersion
-				m.p.observe(l, ev.Type == watch.Deleted)
-				m.poke()
-			case watch.Bookmark:
-				if a, err := meta.Accessor(ev.Object); err == nil {
-					rv = a.GetResourceVersion()
-				}
-			case watch.Error:
-				return rv, apierrors.FromObject(ev.Object)
-			}
-		}
-	}
+// memberObserver is the member as the lease watch loop sees it: every
+// observation goes to the protocol and wakes the step loop.
+type memberObserver Member
+
+func (o *memberObserver) Listed(items []coordinationv1.Lease) {
+	o.p.relisted(items)
+	(*Member)(o).poke()
 }
 
-func (m *Member) newBackoff() *wait.Backoff {
-	return &wait.Backoff{Duration: min(100*time.Millisecond, m.cfg.RetryPeriod), Factor: 2, Jitter: 0.2, Steps: 64, Cap: m.cfg.RetryPeriod}
+func (o *memberObserver) Observed(l *coordinationv1.Lease, deleted bool) {
+	o.p.observe(l, deleted)
+	(*Member)(o).poke()
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+func (o *memberObserver) Failed(op string, err error) {
+	o.p.watchBroken()
+	o.cfg.Logger.WithError(explain(op, o.cfg.Namespace, err)).Warnf("cannot %s the group's leases; retrying", op)
 }
+
+func (o *memberObserver) Recovered(string) {}
 
 // explain restates a 403 with the permissions the group needs.
 func explain(verb, namespace string, err error) error {
