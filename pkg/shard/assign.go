@@ -135,3 +135,17 @@ func (p *protocol) membersLocked() (live map[string]string, takers []string) {
 	}
 	return live, takers
 }
+
+// assignLocked computes from this replica's view who should hold each
+// shard: Assign over the members that take shards, with the current
+// holders that are live. It also returns the live members (membersLocked).
+func (p *protocol) assignLocked() (assign []string, live map[string]string) {
+	live, takers := p.membersLocked()
+	current := make([]string, p.cfg.Shards)
+	for s := range current {
+		if h := holderOf(p.record(s)); h.identity != "" && live[h.identity] == h.uid {
+			current[s] = h.identity
+		}
+	}
+	return Assign(p.cfg.Shards, takers, current), live
+}

@@ -9,6 +9,28 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// joinWhenReadyLocked joins once a retry period has passed since the last
+// try and the view is current. It reports whether this replica is a member
+// now, and otherwise when to try again.
+func (p *protocol) joinWhenReadyLocked(ctx context.Context) (retry time.Duration, joined bool) {
+	if wait := p.cfg.RetryPeriod - p.clock.Since(p.self.lastJoinTry); !p.self.lastJoinTry.IsZero() && wait > 0 {
+		return wait, false
+	}
+	if !p.synced || !p.healthy {
+		// Join with a current view only: after a partition the
+		// watch resumes first (the workers' caches share its
+		// connection), and the view must show what this replica
+		// held before.
+		return p.cfg.RetryPeriod, false
+	}
+	p.self.lastJoinTry = p.clock.Now()
+	p.joinLocked(ctx)
+	if p.self.lease == nil {
+		return p.cfg.RetryPeriod, false
+	}
+	return 0, true
+}
+
 func (p *protocol) memberLease() *coordinationv1.Lease {
 	now := metav1.NowMicro()
 	secs := int32(p.cfg.LeaseDuration / time.Second)

@@ -14,15 +14,8 @@ import (
 // this replica makes: start what it holds and is assigned, hand off what
 // it holds and is not, claim free shards and the shards of dead members.
 func (p *protocol) moveShardsLocked(ctx context.Context) time.Duration {
-	live, takers := p.membersLocked()
+	assign, live := p.assignLocked()
 	me := p.me()
-	current := make([]string, p.cfg.Shards)
-	for s := range current {
-		if h := holderOf(p.record(s)); h.identity != "" && live[h.identity] == h.uid {
-			current[s] = h.identity
-		}
-	}
-	assign := Assign(p.cfg.Shards, takers, current)
 	next := time.Duration(1<<62 - 1)
 	now := p.clock.Now()
 	var writes []recordWrite

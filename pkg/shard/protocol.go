@@ -161,20 +161,8 @@ func (p *protocol) step(ctx context.Context) time.Duration {
 			p.self.left = true
 			return time.Hour
 		}
-		if wait := p.cfg.RetryPeriod - p.clock.Since(p.self.lastJoinTry); !p.self.lastJoinTry.IsZero() && wait > 0 {
+		if wait, joined := p.joinWhenReadyLocked(ctx); !joined {
 			return wait
-		}
-		if !p.synced || !p.healthy {
-			// Join with a current view only: after a partition the
-			// watch resumes first (the workers' caches share its
-			// connection), and the view must show what this replica
-			// held before.
-			return p.cfg.RetryPeriod
-		}
-		p.self.lastJoinTry = p.clock.Now()
-		p.joinLocked(ctx)
-		if p.self.lease == nil {
-			return p.cfg.RetryPeriod
 		}
 	}
 	if p.clock.Since(p.self.lastRenewTry) >= p.cfg.RetryPeriod || (p.self.leaving && !p.self.leavingWritten) {
