@@ -111,3 +111,41 @@ func cmpScoreDesc(sa, sb uint64, a, b int) int {
 	}
 	return a - b
 }
+
+// members returns the live members by identity (UID as value), and the
+// identities that take shards (live and not leaving).
+func (p *protocol) membersLocked() (live map[string]string, takers []string) {
+	live = map[string]string{}
+	for _, s := range p.view {
+		l := s.lease
+		if l.Labels[LabelRole] != roleMember || stateOf(l) == stateDead || l.Spec.HolderIdentity == nil {
+			continue
+		}
+		live[*l.Spec.HolderIdentity] = string(l.UID)
+		if stateOf(l) != stateLeaving {
+			takers = append(takers, *l.Spec.HolderIdentity)
+		}
+	}
+	// This replica is what it last wrote, whatever the watch says yet.
+	me := p.me()
+	live[me.identity] = me.uid
+	takers = slices.DeleteFunc(takers, func(id string) bool { return id == me.identity })
+	if !p.self.leaving {
+		takers = append(takers, me.identity)
+	}
+	return live, takers
+}
+
+// assignLocked computes from this replica's view who should hold each
+// shard: Assign over the members that take shards, with the current
+// holders that are live. It also returns the live members (membersLocked).
+func (p *protocol) assignLocked() (assign []string, live map[string]string) {
+	live, takers := p.membersLocked()
+	current := make([]string, p.cfg.Shards)
+	for s := range current {
+		if h := holderOf(p.record(s)); h.identity != "" && live[h.identity] == h.uid {
+			current[s] = h.identity
+		}
+	}
+	return Assign(p.cfg.Shards, takers, current), live
+}

@@ -14,7 +14,7 @@
 // # Records
 //
 // The group's Leases live in one namespace, labelled
-// shard.rein.dev/group=<group>:
+// shard.rein.dev/group=<group> (names, labels and marks: records.go):
 //
 //   - A member Lease per replica (<group>-member-<hash of identity>): the
 //     replica's heartbeat, renewed every RetryPeriod, and its clock. One
@@ -29,54 +29,60 @@
 // # Algorithm
 //
 // Each replica lists and watches the group's Leases (one watch, a label
-// selector) and acts on what it has seen, in one loop:
+// selector: Member.watch, member.go; its view of them: observe.go) and acts
+// on what it has seen, in one loop (protocol.step, protocol.go). Each
+// step's code is in the file named after it:
 //
-//  1. Join: once its view is listed and its watch healthy, create the
-//     member Lease. A Lease of an earlier incarnation in its place is
+//  1. Join (join.go): once its view is listed and its watch healthy, create
+//     the member Lease. A Lease of an earlier incarnation in its place is
 //     deleted first (UID and resourceVersion preconditions).
-//  2. Renew: update the member Lease every RetryPeriod from the copy of
-//     its own last write (resourceVersion precondition). The member fence
-//     is open while the last successful renew was SENT less than
-//     RenewDeadline ago, by the monotonic clock (as pkg/leader's). A renew
-//     that conflicts reads the Lease: marked dead, deleted or replaced
-//     means this incarnation is over; every shard stops at once and the
-//     replica joins again as a new incarnation.
-//  3. Mark the dead: a member Lease that has not changed for its recorded
-//     leaseDurationSeconds, counted on this replica's clock from when its
-//     watch showed the last change, is marked dead with an update
-//     conditional on the version seen. A renew in between makes the mark
-//     conflict. Countdowns restart whenever the watch is re-established:
-//     not seeing a renew during a gap is no evidence of death.
-//  4. Assign: from the members in its view that are neither dead nor
-//     leaving, Assign computes who should hold each shard: bounded-load
-//     rendezvous hashing, current holders first, so held counts differ by
-//     at most one and a join or a leave moves about N/M shards.
-//  5. Move, each move one conditional write of a record (move count + 1):
-//     - hand off a shard it holds and is no longer assigned: stop taking
-//     its keys, let the handlers in flight finish (DrainGrace at most),
-//     shut it (no write passes, the context ends), wait until any
-//     request a shut handler left in the network is past its deadline,
-//     then write the record naming the assignee ("" when none);
-//     - claim a shard whose record names nobody live (free, or an
-//     incarnation marked dead, deleted or replaced) when it is the
+//  2. Renew (renew.go, with the member fence): update the member Lease
+//     every RetryPeriod from the copy of its own last write
+//     (resourceVersion precondition). The member fence is open while the
+//     last successful renew was SENT less than RenewDeadline ago, by the
+//     monotonic clock (as pkg/leader's). A renew that conflicts reads the
+//     Lease: marked dead, deleted or replaced means this incarnation is
+//     over; every shard stops at once and the replica joins again as a new
+//     incarnation.
+//  3. Mark the dead (markdead.go): a member Lease that has not changed for
+//     its recorded leaseDurationSeconds, counted on this replica's clock
+//     from when its watch showed the last change, is marked dead with an
+//     update conditional on the version seen. A renew in between makes the
+//     mark conflict. Countdowns restart whenever the watch is
+//     re-established (observe.go): not seeing a renew during a gap is no
+//     evidence of death.
+//  4. Assign (assign.go): from the members in its view that are neither
+//     dead nor leaving, Assign computes who should hold each shard:
+//     bounded-load rendezvous hashing, current holders first, so held
+//     counts differ by at most one and a join or a leave moves about N/M
+//     shards.
+//  5. Move (move.go), each move one conditional write of a record (move
+//     count + 1):
+//     - hand off (handoff.go) a shard it holds and is no longer assigned:
+//     stop taking its keys, let the handlers in flight finish (DrainGrace
+//     at most), shut it (no write passes, the context ends), wait until any
+//     request a shut handler left in the network is past its deadline, then
+//     write the record naming the assignee ("" when none);
+//     - claim (claim.go) a shard whose record names nobody live (free, or
+//     an incarnation marked dead, deleted or replaced) when it is the
 //     assignee, or after FallbackDelay when the assignee has not;
-//     - create a missing record when it is the assignee.
-//  6. Start a shard when the record names this incarnation and it is
-//     assigned here: open its gate (a new context and fencing token) and
-//     queue every cached key of the shard (Config.OnStart).
-//  7. Leave (Run's context ends): mark the member Lease leaving, so the
-//     others drop it from the assignment; hand each shard off as in 5;
-//     once no record names it, delete the member Lease. Member Leases
-//     marked dead are deleted by the live members once no record names
-//     them.
+//     - create (claim.go) a missing record when it is the assignee.
+//  6. Start (start.go) a shard when the record names this incarnation and
+//     it is assigned here: open its gate (a new context and fencing token)
+//     and queue every cached key of the shard (Config.OnStart).
+//  7. Leave (leave.go), when Run's context ends: mark the member Lease
+//     leaving (the next renew writes the mark), so the others drop it from
+//     the assignment; hand each shard off as in 5; once no record names it,
+//     delete the member Lease. Member Leases marked dead are deleted by the
+//     live members once no record names them (leave.go too).
 //
 // A replica's view of a record only moves forward (a version whose move
-// count is not above the one it knows is ignored), so a late watch event
-// of its own claim cannot make it hold a shard it has handed off. A record
-// write whose outcome is unknown (a timeout, a cut connection) is settled
-// by a write of the record as last seen, move count raised: it succeeds
-// only if the lost write never landed, and a late delivery of that write
-// then conflicts.
+// count is not above the one it knows is ignored; observe.go), so a late
+// watch event of its own claim cannot make it hold a shard it has handed
+// off. A record write whose outcome is unknown (a timeout, a cut
+// connection) is settled (move.go) by a write of the record as last seen,
+// move count raised: it succeeds only if the lost write never landed, and a
+// late delivery of that write then conflicts.
 //
 // # Safety
 //
