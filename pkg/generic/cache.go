@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -19,21 +20,48 @@ type Cache[T runtime.Object] interface {
 	// List returns the cached objects of namespace ("" for all) that
 	// selector matches.
 	List(namespace string, selector labels.Selector) ([]T, error)
-	// AddIndexer adds an index computed by indexer; objects can then be
-	// looked up by GetByIndex(name, value).
+	// AddIndexer adds the index name, computed by indexer, to the kind's
+	// shared informer. Its values are scoped by namespace: indexer returns
+	// plain values (say, an owner's name) and each is stored with the
+	// namespace of the object it was computed from, so a value of one
+	// namespace never finds an object of another: same-named owners in two
+	// namespaces have separate children. Look objects up with
+	// GetByIndex(namespace, name, value).
+	//
+	// The informer's own index (Informer().GetIndexer()) holds
+	// namespace + "/" + value: the key of the object the value names when
+	// it names one in the object's namespace, which is what
+	// related.Referencing looks up.
 	AddIndexer(name string, indexer Indexer[T]) error
-	// GetByIndex returns the objects whose index name has value.
-	GetByIndex(name, value string) ([]T, error)
+	// GetByIndex returns the objects of namespace whose index name (added
+	// by AddIndexer) has value. Only objects of namespace are returned.
+	// namespace is required: "" (metav1.NamespaceAll) is an error, not
+	// every namespace; GetByIndexAllNamespaces is the lookup that spans
+	// namespaces.
+	GetByIndex(namespace, name, value string) ([]T, error)
+	// GetByIndexAllNamespaces returns the objects of EVERY namespace whose
+	// index name has value: one GetByIndex per namespace the cache holds
+	// objects of. Use it only when objects of other namespaces are meant
+	// (Pods by node name, say); an owner's children are found with
+	// GetByIndex in the owner's namespace. It needs the informer's
+	// namespace index (cache.NamespaceIndex), which every informer of
+	// framework and of package fake has.
+	GetByIndexAllNamespaces(name, value string) ([]T, error)
 }
 
-// Indexer computes the index values of one object.
+// Indexer computes the index values of one object. A namespaced kind's
+// values are scoped by the object's namespace (see Cache.AddIndexer).
 type Indexer[T runtime.Object] func(obj T) ([]string, error)
 
 // NonNamespacedCache is Cache for cluster-scoped kinds.
 type NonNamespacedCache[T runtime.Object] interface {
 	Get(name string) (T, error)
 	List(selector labels.Selector) ([]T, error)
+	// AddIndexer adds the index name, computed by indexer. A cluster-scoped
+	// object has no namespace: its values are stored as indexer returns
+	// them (and so in the informer's own index).
 	AddIndexer(name string, indexer Indexer[T]) error
+	// GetByIndex returns the objects whose index name has value.
 	GetByIndex(name, value string) ([]T, error)
 }
 
@@ -96,11 +124,62 @@ func (c *informerCache[T]) AddIndexer(name string, indexer Indexer[T]) error {
 		if err != nil {
 			return nil, err
 		}
-		return indexer(t)
+		m, err := meta.Accessor(t)
+		if err != nil {
+			return nil, fmt.Errorf("generic: index %q: %w", name, err)
+		}
+		values, err := indexer(t)
+		if err != nil || m.GetNamespace() == "" {
+			return values, err
+		}
+		scoped := make([]string, len(values))
+		for i, v := range values {
+			scoped[i] = scopedValue(m.GetNamespace(), v)
+		}
+		return scoped, nil
 	}})
 }
 
-func (c *informerCache[T]) GetByIndex(name, value string) ([]T, error) {
+// scopedValue is the stored index value of value computed from an object
+// of namespace: value itself for a cluster-scoped object, else
+// namespace/value. A namespace has no "/", so values of two namespaces
+// never meet.
+func scopedValue(namespace, value string) string {
+	if namespace == "" {
+		return value
+	}
+	return namespace + "/" + value
+}
+
+func (c *informerCache[T]) GetByIndex(namespace, name, value string) ([]T, error) {
+	if namespace == "" {
+		return nil, fmt.Errorf("generic: GetByIndex(%q, %q, %q): a namespace is required: index lookups of a namespaced kind are scoped to one namespace (GetByIndexAllNamespaces spans them)", namespace, name, value)
+	}
+	return c.byIndex(name, scopedValue(namespace, value))
+}
+
+func (c *informerCache[T]) GetByIndexAllNamespaces(name, value string) ([]T, error) {
+	inf, err := c.informer()
+	if err != nil {
+		return nil, err
+	}
+	indexer := inf.GetIndexer()
+	if _, ok := indexer.GetIndexers()[cache.NamespaceIndex]; !ok {
+		return nil, fmt.Errorf("generic: GetByIndexAllNamespaces(%q, %q): the informer has no namespace index (%q)", name, value, cache.NamespaceIndex)
+	}
+	var out []T
+	for _, namespace := range indexer.ListIndexFuncValues(cache.NamespaceIndex) {
+		ts, err := c.byIndex(name, scopedValue(namespace, value))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ts...)
+	}
+	return out, nil
+}
+
+// byIndex returns the objects whose stored value of index name is value.
+func (c *informerCache[T]) byIndex(name, value string) ([]T, error) {
 	inf, err := c.informer()
 	if err != nil {
 		return nil, err
@@ -139,5 +218,5 @@ func (n nonNamespacedCache[T]) AddIndexer(name string, indexer Indexer[T]) error
 	return n.c.AddIndexer(name, indexer)
 }
 func (n nonNamespacedCache[T]) GetByIndex(name, value string) ([]T, error) {
-	return n.c.GetByIndex(name, value)
+	return n.c.byIndex(name, value)
 }

@@ -25,6 +25,13 @@
 // resource's form (framework.NewObject), not from reflection. A handler gets its own copy of the cached object; objects the
 // Cache returns are shared and must not be modified.
 //
+// Cache indexes of a namespaced kind are scoped by namespace: an index
+// value is stored with the namespace of the object it came from, and
+// Cache.GetByIndex(namespace, index, value) finds objects of that namespace
+// only, so an index of children by their owner's name never returns the
+// children of a same-named owner elsewhere. GetByIndexAllNamespaces is the
+// lookup that spans namespaces, by name.
+//
 // Typed controllers run on a Backend: NewController's is a
 // framework.Factory. Package fake has an in-memory one, on which a test
 // registers handlers with the code its main uses and runs a controller's

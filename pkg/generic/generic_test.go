@@ -155,7 +155,7 @@ func TestTypedControllerConfigMaps(t *testing.T) {
 	if _, err := cms.Cache().Get(ns.Name, "missing"); !apierrors.IsNotFound(err) {
 		t.Fatalf("Cache().Get of a missing object: %v, want NotFound", err)
 	}
-	byTeam, err := cms.Cache().GetByIndex("byTeam", "blue")
+	byTeam, err := cms.Cache().GetByIndex(ns.Name, "byTeam", "blue")
 	if err != nil || len(byTeam) != 1 || byTeam[0].Name != "one" {
 		t.Fatalf("GetByIndex: %v %v", byTeam, err)
 	}

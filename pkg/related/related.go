@@ -120,7 +120,10 @@ func OwnerOf(owner schema.GroupVersionKind) Resolver {
 // that reference it, through index of the target's cache: index must map a
 // target object to the keys of the sources it references
 // ("namespace/name"). Add it to the target's informer before the caches
-// start (framework: Controller.Informer().AddIndexers).
+// start (framework: Controller.Informer().AddIndexers). An index added by a
+// typed cache (generic.Cache.AddIndexer) stores each value as
+// namespace/value: its function returns the names of the sources in the
+// target's own namespace.
 func Referencing(targetCache cache.Indexer, index string) Resolver {
 	return func(source runtime.Object) ([]string, error) {
 		m, ok := source.(metav1.Object)

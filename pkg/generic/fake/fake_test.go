@@ -593,7 +593,7 @@ func TestCacheIndexes(t *testing.T) {
 	if _, err := cms.Create(ctx, cm); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := cms.Cache().GetByIndex("app", "x"); err != nil || len(got) != 1 || got[0].Name != "a" {
+	if got, err := cms.Cache().GetByIndex("ns", "app", "x"); err != nil || len(got) != 1 || got[0].Name != "a" {
 		t.Fatalf("GetByIndex: %v, %v", got, err)
 	}
 	if got, err := cms.Cache().List("", labels.SelectorFromSet(labels.Set{"app": "x"})); err != nil || len(got) != 1 {

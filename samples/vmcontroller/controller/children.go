@@ -29,16 +29,18 @@ const (
 	DefaultUserData = "#cloud-config\n"
 )
 
-// UserDataIndex indexes VirtualMachines by the key ("namespace/name") of
-// the user-data Secret they reference, so that a change of that Secret
-// re-runs them (related.Referencing).
+// UserDataIndex indexes VirtualMachines by the user-data Secret they
+// reference, so that a change of that Secret re-runs them
+// (related.Referencing). The Secret is in the VM's namespace: the index
+// function returns its name, and the typed cache stores it scoped by that
+// namespace, as the Secret's key ("namespace/name").
 const UserDataIndex = "vm.rein.dev/user-data-secret"
 
 func indexByUserDataSecret(vm *v1alpha1.VirtualMachine) ([]string, error) {
 	if vm.Spec.UserDataSecret == "" {
 		return nil, nil
 	}
-	return []string{vm.Namespace + "/" + vm.Spec.UserDataSecret}, nil
+	return []string{vm.Spec.UserDataSecret}, nil
 }
 
 // children computes vm's children from its spec, the status the

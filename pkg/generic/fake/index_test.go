@@ -1,0 +1,127 @@
+package fake_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/generic/fake"
+)
+
+var (
+	jobResource     = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("Job"), Plural: "jobs", Namespaced: true}
+	cronJobResource = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("CronJob"), Plural: "cronjobs", Namespaced: true}
+)
+
+// jobOwnerKey is the index of the kubebuilder book's CronJob tutorial: a
+// Job's value is the name of the CronJob that controls it.
+const jobOwnerKey = ".metadata.controller"
+
+func indexByCronJob(job *batchv1.Job) ([]string, error) {
+	owner := metav1.GetControllerOf(job)
+	if owner == nil || owner.APIVersion != batchv1.SchemeGroupVersion.String() || owner.Kind != "CronJob" {
+		return nil, nil
+	}
+	return []string{owner.Name}, nil
+}
+
+// The fake's indexes are scoped by namespace as the informer cache's are
+// (issue 26; generic's TestIndexScopedByNamespace is the same case on an
+// apiserver): a CronJob "nightly" in two namespaces, each with its own
+// Jobs; the lookup for one finds its Jobs only.
+func TestIndexScopedByNamespace(t *testing.T) {
+	ctx := t.Context()
+	env := newEnv(t)
+	cronJobs := fake.Controller[*batchv1.CronJob, *batchv1.CronJobList](env, cronJobResource)
+	jobs := fake.Controller[*batchv1.Job, *batchv1.JobList](env, jobResource)
+	namespaces := fake.NonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](env, namespaceResource)
+	if err := jobs.Cache().AddIndexer(jobOwnerKey, indexByCronJob); err != nil {
+		t.Fatal(err)
+	}
+	if err := namespaces.Cache().AddIndexer("team", func(ns *corev1.Namespace) ([]string, error) {
+		return []string{ns.Labels["team"]}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	newJob := func(namespace, name string, owner *batchv1.CronJob) {
+		t.Helper()
+		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+		if owner != nil {
+			job.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(owner, batchv1.SchemeGroupVersion.WithKind("CronJob"))}
+		}
+		if _, err := jobs.Create(ctx, job); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, namespace := range []string{"a", "b"} {
+		if _, err := namespaces.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+			Name: namespace, Labels: map[string]string{"team": "blue"},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		cj, err := cronJobs.Create(ctx, &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "nightly"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		newJob(namespace, "nightly-1", cj)
+		if i == 0 {
+			newJob(namespace, "nightly-2", cj)
+			newJob(namespace, "manual", nil)
+		}
+	}
+
+	lookup := func(namespace string) []string {
+		t.Helper()
+		got, err := jobs.Cache().GetByIndex(namespace, jobOwnerKey, "nightly")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keysOf(got)
+	}
+	if got, want := lookup("a"), []string{"a/nightly-1", "a/nightly-2"}; !slices.Equal(got, want) {
+		t.Errorf("GetByIndex(a, %s, nightly) = %v, want the Jobs of a/nightly only: %v", jobOwnerKey, got, want)
+	}
+	if got, want := lookup("b"), []string{"b/nightly-1"}; !slices.Equal(got, want) {
+		t.Errorf("GetByIndex(b, %s, nightly) = %v, want the Jobs of b/nightly only: %v", jobOwnerKey, got, want)
+	}
+	raw, err := jobs.Informer().GetIndexer().IndexKeys(jobOwnerKey, "b/nightly")
+	if err != nil || !slices.Equal(raw, []string{"b/nightly-1"}) {
+		t.Errorf("informer index b/nightly = %v (%v), want [b/nightly-1]", raw, err)
+	}
+	if got, err := jobs.Cache().GetByIndex(metav1.NamespaceAll, jobOwnerKey, "nightly"); err == nil || !strings.Contains(err.Error(), "a namespace is required") {
+		t.Errorf("GetByIndex without a namespace = %v, %v; want an error", keysOf(got), err)
+	}
+	all, err := jobs.Cache().GetByIndexAllNamespaces(jobOwnerKey, "nightly")
+	if want := []string{"a/nightly-1", "a/nightly-2", "b/nightly-1"}; err != nil || !slices.Equal(keysOf(all), want) {
+		t.Errorf("GetByIndexAllNamespaces = %v, %v; want %v", keysOf(all), err, want)
+	}
+
+	// The index follows the store at once.
+	if err := jobs.DeleteByName(ctx, "a", "nightly-2", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := lookup("a"), []string{"a/nightly-1"}; !slices.Equal(got, want) {
+		t.Errorf("after a delete, GetByIndex(a) = %v, want %v", got, want)
+	}
+
+	// A cluster-scoped kind's values are not scoped.
+	blue, err := namespaces.Cache().GetByIndex("team", "blue")
+	if err != nil || len(blue) != 2 {
+		t.Errorf("namespaces GetByIndex(team, blue) = %v, %v; want a and b", blue, err)
+	}
+}
+
+func keysOf[T metav1.Object](objs []T) []string {
+	out := make([]string, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.GetNamespace()+"/"+o.GetName())
+	}
+	slices.Sort(out)
+	return out
+}

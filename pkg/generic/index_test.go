@@ -1,0 +1,227 @@
+package generic_test
+
+import (
+	"context"
+	"crypto/rand"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/generic"
+)
+
+var (
+	jobResource     = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("Job"), Plural: "jobs", Namespaced: true}
+	cronJobResource = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("CronJob"), Plural: "cronjobs", Namespaced: true}
+)
+
+// jobOwnerKey is the index of the kubebuilder book's CronJob tutorial: a
+// Job's value is the name of the CronJob that controls it.
+const jobOwnerKey = ".metadata.controller"
+
+func indexByCronJob(job *batchv1.Job) ([]string, error) {
+	owner := metav1.GetControllerOf(job)
+	if owner == nil || owner.APIVersion != batchv1.SchemeGroupVersion.String() || owner.Kind != "CronJob" {
+		return nil, nil
+	}
+	return []string{owner.Name}, nil
+}
+
+var podTemplate = corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+	RestartPolicy: corev1.RestartPolicyNever,
+	Containers:    []corev1.Container{{Name: "main", Image: "busybox"}},
+}}
+
+// Index values of a namespaced kind are scoped by namespace (issue 26).
+// The CronJob tutorial's owner index, on a cache of every namespace (and on
+// one of two namespaces, a list and watch each), with a CronJob "nightly"
+// in two namespaces, each with its own Jobs: the lookup for one of them
+// finds its Jobs only. Unscoped values found the other namespace's Jobs
+// too, which the tutorial put in status.active and its history limit
+// deleted.
+func TestIndexScopedByNamespace(t *testing.T) {
+	ctx := t.Context()
+	setup := newFactory(t, "")
+	namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](setup, namespaceResource)
+	cronJobs := generic.NewController[*batchv1.CronJob, *batchv1.CronJobList](setup, cronJobResource)
+	jobs := generic.NewController[*batchv1.Job, *batchv1.JobList](setup, jobResource)
+
+	run := strings.ToLower(rand.Text()) // a label of this run's namespaces only
+	var ns [2]string
+	for i := range ns {
+		created, err := namespaces.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+			GenerateName: "index-", Labels: map[string]string{"run": run},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns[i] = created.Name
+		t.Cleanup(func() { _ = namespaces.DeleteByName(context.Background(), created.Name, metav1.DeleteOptions{}) })
+	}
+	newJob := func(namespace, name string, owner *batchv1.CronJob) {
+		t.Helper()
+		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+			Spec: batchv1.JobSpec{Template: podTemplate}}
+		if owner != nil {
+			job.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(owner, batchv1.SchemeGroupVersion.WithKind("CronJob"))}
+		}
+		if _, err := jobs.Create(ctx, job); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same CronJob name in both namespaces; a Job name used in both.
+	for i, namespace := range ns {
+		cj, err := cronJobs.Create(ctx, &batchv1.CronJob{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "nightly"},
+			Spec: batchv1.CronJobSpec{Schedule: "0 3 * * *", JobTemplate: batchv1.JobTemplateSpec{
+				Spec: batchv1.JobSpec{Template: podTemplate},
+			}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		newJob(namespace, "nightly-1", cj)
+		if i == 0 {
+			newJob(namespace, "nightly-2", cj)
+			newJob(namespace, "manual", nil)
+		}
+	}
+
+	for _, tc := range []struct {
+		name string
+		opts framework.Options
+	}{
+		{"all namespaces", framework.Options{}},
+		{"two namespaces", framework.Options{Namespaces: ns[:]}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := startedCaches(t, tc.opts, func(f *framework.Factory) {
+				c := generic.NewController[*batchv1.Job, *batchv1.JobList](f, jobResource).Cache()
+				if err := c.AddIndexer(jobOwnerKey, indexByCronJob); err != nil {
+					t.Fatal(err)
+				}
+				n := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](f, namespaceResource).Cache()
+				if err := n.AddIndexer("run", func(ns *corev1.Namespace) ([]string, error) {
+					return []string{ns.Labels["run"]}, nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+			})
+			jobs := generic.NewController[*batchv1.Job, *batchv1.JobList](f, jobResource)
+
+			for _, want := range []struct {
+				namespace string
+				names     []string
+			}{
+				{ns[0], []string{"nightly-1", "nightly-2"}},
+				{ns[1], []string{"nightly-1"}},
+			} {
+				got, err := jobs.Cache().GetByIndex(want.namespace, jobOwnerKey, "nightly")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if keys := keysOf(got); !slices.Equal(keys, prefixed(want.namespace, want.names...)) {
+					t.Errorf("GetByIndex(%s, %s, nightly) = %v, want the Jobs of %s/nightly only: %v",
+						want.namespace, jobOwnerKey, keys, want.namespace, prefixed(want.namespace, want.names...))
+				}
+				// The informer's own index holds namespace/value, the
+				// owner's key: what related.Referencing looks up.
+				raw, err := jobs.Informer().GetIndexer().IndexKeys(jobOwnerKey, want.namespace+"/nightly")
+				slices.Sort(raw)
+				if err != nil || !slices.Equal(raw, prefixed(want.namespace, want.names...)) {
+					t.Errorf("informer index %s/nightly = %v (%v), want %v", want.namespace, raw, err, prefixed(want.namespace, want.names...))
+				}
+			}
+			if got, err := jobs.Cache().GetByIndex(ns[1], jobOwnerKey, "missing"); err != nil || len(got) != 0 {
+				t.Errorf("GetByIndex of a value nobody has = %v, %v; want none", keysOf(got), err)
+			}
+			if got, err := jobs.Cache().GetByIndex(metav1.NamespaceAll, jobOwnerKey, "nightly"); err == nil || !strings.Contains(err.Error(), "a namespace is required") {
+				t.Errorf("GetByIndex without a namespace = %v, %v; want an error", keysOf(got), err)
+			}
+			all, err := jobs.Cache().GetByIndexAllNamespaces(jobOwnerKey, "nightly")
+			want := sorted(append(prefixed(ns[0], "nightly-1", "nightly-2"), prefixed(ns[1], "nightly-1")...))
+			if err != nil || !slices.Equal(keysOf(all), want) {
+				t.Errorf("GetByIndexAllNamespaces = %v, %v; want %v", keysOf(all), err, want)
+			}
+			if _, err := jobs.Cache().GetByIndex(ns[0], "no-such-index", "nightly"); err == nil {
+				t.Error("GetByIndex of an index never added: no error")
+			}
+
+			// A cluster-scoped kind's values are not scoped.
+			namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](f, namespaceResource)
+			byRun, err := namespaces.Cache().GetByIndex("run", run)
+			if got := namesOf(byRun); err != nil || !slices.Equal(got, sorted(ns[:])) {
+				t.Errorf("namespaces GetByIndex(run, %s) = %v, %v; want %v", run, got, err, ns)
+			}
+		})
+	}
+}
+
+// startedCaches returns a factory on opts whose caches, the ones register
+// asks for, have synced; they stop when the test ends.
+func startedCaches(t *testing.T, opts framework.Options, register func(*framework.Factory)) *framework.Factory {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	opts.RateLimit = framework.RateLimit{BaseDelay: 10 * time.Millisecond, MaxDelay: time.Second}
+	f, err := framework.NewFactory(env.Config(), s, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	register(f)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() {
+		cancel()
+		f.Caches().Wait()
+	})
+	if err := f.StartCaches(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WaitForCacheSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func keysOf[T metav1.Object](objs []T) []string {
+	out := make([]string, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.GetNamespace()+"/"+o.GetName())
+	}
+	slices.Sort(out)
+	return out
+}
+
+func namesOf[T metav1.Object](objs []T) []string {
+	out := make([]string, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.GetName())
+	}
+	slices.Sort(out)
+	return out
+}
+
+func prefixed(namespace string, names ...string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = namespace + "/" + n
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sorted(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}
