@@ -209,7 +209,7 @@ func (c *Controller) addChainHandler(ctx context.Context, name string, h chainHa
 	}
 	c.mu.Lock()
 	c.nextID++
-	entry := handlerEntry{id: c.nextID, name: name, fn: h}
+	entry := handlerEntry{id: c.nextID, name: name, fn: h, done: ctx.Done()}
 	for _, o := range opts {
 		o(&entry)
 	}
@@ -301,6 +301,9 @@ func (c *Controller) process(ctx context.Context, key string) {
 		for _, e := range res.errs {
 			c.logHandlerError(e)
 		}
+		if forced && res.notRun {
+			c.forced.Store(key, struct{}{}) // the retry is still the explicit run
+		}
 		c.queue.AddRateLimited(key)
 		return
 	}
@@ -327,9 +330,12 @@ func (c *Controller) cached(key string) (runtime.Object, error) {
 }
 
 // Process runs the handler chain once on key, with ctx as the handlers'
-// context, exactly as a worker does, and reports how it ended instead of
+// context, exactly as a worker does (the remove handlers' finalizers
+// first, see AddRemoveHandler), and reports how it ended instead of
 // queueing the key again: err joins the failures of the handlers (each a
-// *HandlerError, a panic included), and requeueAfter is the delay a
+// *HandlerError, a panic included; a failure to add the finalizers is
+// one of the remove handlers whose finalizers are missing, and then no
+// handler ran), and requeueAfter is the delay a
 // handler asked for with RequeueAfter when none failed (a failure is
 // retried with backoff instead), 0 when none asked. It is how a manual
 // controller (NewManualController) is driven; on a factory's controller,
@@ -368,11 +374,24 @@ func (c *Controller) logHandlerError(e *HandlerError) {
 // previous one returned. A failing handler does not stop the chain: the
 // handlers of a kind are independent (a cleanup must not wait for an
 // unrelated OnChange to succeed), and the key is retried for all of them.
+//
+// Before any handler runs, a live object gets the finalizer of every
+// remove handler of the chain (finalizersFirst); when that fails, no
+// handler runs and the key is retried.
 func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Object, forced bool) chainResult {
 	var res chainResult
+	chain := *c.handlers.Load()
+	if obj != nil {
+		held, herr := c.finalizersFirst(ctx, key, obj, chain)
+		if herr != nil {
+			res.errs, res.notRun = append(res.errs, herr), true
+			return res
+		}
+		obj = held
+	}
 	current := obj
 	var fp fingerprint
-	for _, h := range *c.handlers.Load() {
+	for _, h := range chain {
 		if h.filter != nil {
 			if obj == nil {
 				h.filter.forget(key)

@@ -2,7 +2,9 @@ package framework_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
 	"github.com/rein-k8s/rein/pkg/framework"
@@ -154,5 +157,152 @@ func TestFinalizersComeFirst(t *testing.T) {
 	}
 	if created == 0 {
 		t.Error("no external create at all: the test exercised nothing")
+	}
+}
+
+// TestFinalizersFirstEdges drives a manual controller whose store holds a
+// stale copy of each object, so that the finalizer patch meets, for sure,
+// each case it must handle: an object gone (the chain runs as for a
+// deleted object), a newer version (a conflict: the chain runs on the
+// newer object, with the finalizers), an object being deleted that no
+// finalizer of ours holds (nothing is added; change handlers see it
+// deleting; no remove handler runs), a refused write (no handler runs;
+// the failure is the remove handlers'), and a remove handler whose
+// context ended (it adds nothing).
+func TestFinalizersFirstEdges(t *testing.T) {
+	ns := newNamespace(t)
+	f := newFactory(t, ns, framework.Options{})
+	client, err := f.Clients().ForResource(widgets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := cache.NewSharedIndexInformer(&cache.ListWatch{}, &testapi.Widget{}, 0, cache.Indexers{}) // never runs: the test fills it
+	c, err := framework.NewManualController(framework.ManualConfig{
+		Resource: widgets, Client: client, Informer: store,
+		NewObject: func() (runtime.Object, error) { return &testapi.Widget{}, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	type seen struct {
+		present    bool
+		deleting   bool
+		finalizers []string
+		labels     map[string]string
+	}
+	var changes []seen
+	removed := 0
+	c.AddHandler(ctx, "provision", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+		if obj == nil {
+			changes = append(changes, seen{})
+			return nil, nil
+		}
+		w := obj.(*testapi.Widget)
+		changes = append(changes, seen{present: true, deleting: w.DeletionTimestamp != nil, finalizers: slices.Clone(w.Finalizers), labels: w.Labels})
+		return obj, nil
+	})
+	for _, name := range []string{"deprovision", "example.com/release-ip"} {
+		if err := c.AddRemoveHandler(ctx, name, func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+			removed++
+			return obj, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ended, cancel := context.WithCancel(ctx)
+	if err := c.AddRemoveHandler(ended, "ended", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+		removed++
+		return obj, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	ours := []string{"rein.dev/deprovision", "example.com/release-ip"}
+
+	create := func(name string, finalizers ...string) *testapi.Widget {
+		t.Helper()
+		w := &testapi.Widget{}
+		if err := client.Create(ctx, ns, &testapi.Widget{ObjectMeta: metav1.ObjectMeta{Name: name, Finalizers: finalizers}}, metav1.CreateOptions{}, w); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.GetStore().Add(w.DeepCopy()); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	get := func(name string) (*testapi.Widget, error) {
+		w := &testapi.Widget{}
+		return w, client.Get(ctx, ns, name, metav1.GetOptions{}, w)
+	}
+	process := func(name string) error {
+		t.Helper()
+		changes = nil
+		_, err := c.Process(ctx, ns+"/"+name)
+		return err
+	}
+
+	// Fresh: one patch, the chain runs on its answer.
+	create("fresh")
+	if err := process("fresh"); err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 1 || !slices.Equal(changes[0].finalizers, ours) {
+		t.Fatalf("fresh: change handler saw %+v, want %v", changes, ours)
+	}
+	if w, err := get("fresh"); err != nil || !slices.Equal(w.Finalizers, ours) {
+		t.Fatalf("fresh: stored %v, %v; want finalizers %v", w.Finalizers, err, ours)
+	}
+
+	// Gone: the patch finds nothing; the chain runs with nil.
+	create("gone")
+	if err := client.Delete(ctx, ns, "gone", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := process("gone"); err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 1 || changes[0].present {
+		t.Fatalf("gone: change handler saw %+v, want nil", changes)
+	}
+
+	// Newer on the server: conflict, then the newer object, with ours.
+	create("newer")
+	if err := client.Patch(ctx, ns, "newer", types.MergePatchType, []byte(`{"metadata":{"labels":{"v":"2"}}}`), metav1.PatchOptions{}, &testapi.Widget{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := process("newer"); err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 1 || changes[0].labels["v"] != "2" || !slices.Equal(changes[0].finalizers, ours) {
+		t.Fatalf("newer: change handler saw %+v, want label v=2 and finalizers %v", changes, ours)
+	}
+
+	// Deleting, held by someone else's finalizer only.
+	create("deleting", "example.com/hold")
+	if err := client.Delete(ctx, ns, "deleting", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := process("deleting"); err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 1 || !changes[0].deleting || !slices.Equal(changes[0].finalizers, []string{"example.com/hold"}) || removed != 0 {
+		t.Fatalf("deleting: change handler saw %+v, %d remove handler runs; want it deleting with only example.com/hold, and none", changes, removed)
+	}
+	if err := client.Patch(ctx, ns, "deleting", types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}, &testapi.Widget{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Refused: no handler runs; the error is the remove handlers'.
+	create("refused")
+	f.GuardWrites(func(*http.Request) (time.Time, error) { return time.Time{}, errors.New("fenced") })
+	err = process("refused")
+	f.GuardWrites(nil)
+	var herr *framework.HandlerError
+	if !errors.As(err, &herr) || herr.Handler != "deprovision,example.com/release-ip" || len(changes) != 0 {
+		t.Fatalf("refused: %v, change handler saw %+v; want a HandlerError of deprovision,example.com/release-ip and no handler run", err, changes)
+	}
+	if w, err := get("refused"); err != nil || len(w.Finalizers) != 0 {
+		t.Fatalf("refused: stored %v, %v; want no finalizer", w.Finalizers, err)
 	}
 }
