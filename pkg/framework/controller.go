@@ -49,6 +49,11 @@ type Controller struct {
 	// forced holds keys queued explicitly (Enqueue, EnqueueAfter,
 	// RequeueAfter): their next run skips no IgnoreStatus handler.
 	forced sync.Map
+
+	// vanished holds, per key, the last states of objects deleted past
+	// a remove handler's finalizer (see vanished.go); guarded by vmu.
+	vmu      sync.Mutex
+	vanished map[string][]*vanishedObject
 }
 
 func newController(res Resource, client ResourceClient, informer cache.SharedIndexInformer, newObj func() (runtime.Object, error), workers int, rl RateLimit, log *logrus.Entry, m *metrics) (*Controller, error) {
@@ -61,6 +66,7 @@ func newController(res Resource, client ResourceClient, informer cache.SharedInd
 		queue:    NewQueue(name, rl, nil),
 		log:      log.WithField("controller", name),
 		newObj:   newObj,
+		vanished: map[string][]*vanishedObject{},
 	}
 	c.enqueue = c.queue.AddAfter
 	c.attachMetrics(m)
@@ -71,7 +77,10 @@ func newController(res Resource, client ResourceClient, informer cache.SharedInd
 	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueueObject,
 		UpdateFunc: func(_, obj any) { c.enqueueObject(obj) },
-		DeleteFunc: c.enqueueObject,
+		DeleteFunc: func(obj any) {
+			c.noteVanished(obj)
+			c.enqueueObject(obj)
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("framework: controller %s: %w", name, err)
@@ -244,12 +253,18 @@ func (c *Controller) removeHandler(id uint64) {
 	defer c.mu.Unlock()
 	old := *c.handlers.Load()
 	chain := make([]handlerEntry, 0, len(old))
+	finalizer := ""
 	for _, e := range old {
 		if e.id != id {
 			chain = append(chain, e)
+		} else {
+			finalizer = e.finalizer
 		}
 	}
 	c.handlers.Store(&chain)
+	if finalizer != "" {
+		c.forgetVanishedFinalizer(finalizer, chain)
+	}
 }
 
 // runWorker processes keys until taking ends or the queue shuts down;
@@ -276,8 +291,10 @@ func (c *Controller) processNext(taking, term context.Context) bool {
 		if !ok {
 			// Not this replica's key now: drop it. The gate's owner
 			// queues it again when it is (a shard that starts here
-			// queues all of its keys).
+			// queues all of its keys). An object that vanished is
+			// the owner's to clean up.
 			c.queue.Forget(key)
+			c.dropVanished(key)
 			return true
 		}
 		defer done()
@@ -377,7 +394,9 @@ func (c *Controller) logHandlerError(e *HandlerError) {
 //
 // Before any handler runs, a live object gets the finalizer of every
 // remove handler of the chain (finalizersFirst); when that fails, no
-// handler runs and the key is retried.
+// handler runs and the key is retried. After the last one, the remove
+// handlers run on the objects of key that vanished past their finalizers
+// (cleanUpVanished).
 func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Object, forced bool) chainResult {
 	var res chainResult
 	chain := *c.handlers.Load()
@@ -433,6 +452,7 @@ func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Objec
 		}
 		c.metrics.observeHandler(c.name, h.name, result, time.Since(start))
 	}
+	c.cleanUpVanished(ctx, key, chain, &res)
 	return res
 }
 

@@ -66,7 +66,9 @@
 // no handler runs and the key is retried; an object already being deleted
 // without them (held by someone else's finalizer) cannot get them any
 // more: its remove handlers do not run, and change handlers see it with
-// its deletionTimestamp set.
+// its deletionTimestamp set. An object the apiserver deleted past a
+// finalizer it had just added (kubernetes/kubernetes#77988) gets its
+// remove handlers run on its last state all the same.
 //
 // Metrics go to the prometheus.Registerer of Options: client-go's workqueue
 // metric names (through a workqueue.MetricsProvider on that registry),

@@ -66,6 +66,15 @@ func FinalizerName(name string) (string, error) {
 // finalizers are missing). A remove handler whose ctx has ended no longer
 // counts, even before it leaves the chain.
 //
+// The apiserver can still delete an object past a finalizer it said it
+// had added, when the delete read the object just before
+// (kubernetes/kubernetes#77988). The informer then reports the deletion
+// of an object that carries h's finalizer and no deletionTimestamp: h
+// runs on that last state (a copy whose deletionTimestamp is when the
+// deletion was seen), after the other handlers of the key's next run,
+// and again with backoff until it succeeds or returns ErrSkip; the chain
+// itself gets nil, as for any deleted object.
+//
 // The apiserver adds no finalizer to an object being deleted. An object
 // whose deletion started before its finalizer was added (it still exists
 // only because some other finalizer holds it), or before h was registered,
@@ -132,7 +141,7 @@ func (c *Controller) AddRemoveHandler(ctx context.Context, name string, h Handle
 			return nil, nil
 		}
 		return patched, err
-	}, func(e *handlerEntry) { e.finalizer = finalizer })
+	}, func(e *handlerEntry) { e.finalizer, e.remove = finalizer, h })
 	return nil
 }
 

@@ -65,8 +65,11 @@ type handlerEntry struct {
 	fn     chainHandler
 	filter *changeFilter // nil: runs on every key processed
 	// finalizer is the finalizer of a remove handler (AddRemoveHandler),
-	// "" for a change handler.
+	// "" for a change handler; remove is that handler as its author
+	// wrote it, which the chain runs on an object that vanished past
+	// the finalizer (see vanished.go).
 	finalizer string
+	remove    Handler
 	// done is the Done channel of the context the handler was registered
 	// with: once it is closed the handler no longer counts, even before
 	// it is taken out of the chain.
