@@ -49,6 +49,11 @@ type Controller struct {
 	// forced holds keys queued explicitly (Enqueue, EnqueueAfter,
 	// RequeueAfter): their next run skips no IgnoreStatus handler.
 	forced sync.Map
+
+	// vanished holds, per key, the last states of objects deleted past
+	// a remove handler's finalizer (see vanished.go); guarded by vmu.
+	vmu      sync.Mutex
+	vanished map[string][]*vanishedObject
 }
 
 func newController(res Resource, client ResourceClient, informer cache.SharedIndexInformer, newObj func() (runtime.Object, error), workers int, rl RateLimit, log *logrus.Entry, m *metrics) (*Controller, error) {
@@ -61,6 +66,7 @@ func newController(res Resource, client ResourceClient, informer cache.SharedInd
 		queue:    newKeyQueue(name, rl, nil),
 		log:      log.WithField("controller", name),
 		newObj:   newObj,
+		vanished: map[string][]*vanishedObject{},
 	}
 	c.enqueue = c.queue.AddAfter
 	c.attachMetrics(m)
@@ -71,7 +77,10 @@ func newController(res Resource, client ResourceClient, informer cache.SharedInd
 	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueueObject,
 		UpdateFunc: func(_, obj any) { c.enqueueObject(obj) },
-		DeleteFunc: c.enqueueObject,
+		DeleteFunc: func(obj any) {
+			c.noteVanished(obj)
+			c.enqueueObject(obj)
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("framework: controller %s: %w", name, err)
@@ -209,7 +218,7 @@ func (c *Controller) addChainHandler(ctx context.Context, name string, h chainHa
 	}
 	c.mu.Lock()
 	c.nextID++
-	entry := handlerEntry{id: c.nextID, name: name, fn: h}
+	entry := handlerEntry{id: c.nextID, name: name, fn: h, done: ctx.Done()}
 	for _, o := range opts {
 		o(&entry)
 	}
@@ -244,12 +253,18 @@ func (c *Controller) removeHandler(id uint64) {
 	defer c.mu.Unlock()
 	old := *c.handlers.Load()
 	chain := make([]handlerEntry, 0, len(old))
+	finalizer := ""
 	for _, e := range old {
 		if e.id != id {
 			chain = append(chain, e)
+		} else {
+			finalizer = e.finalizer
 		}
 	}
 	c.handlers.Store(&chain)
+	if finalizer != "" {
+		c.forgetVanishedFinalizer(finalizer, chain)
+	}
 }
 
 // runWorker processes keys until taking ends or the queue shuts down;
@@ -276,8 +291,10 @@ func (c *Controller) processNext(taking, term context.Context) bool {
 		if !ok {
 			// Not this replica's key now: drop it. The gate's owner
 			// queues it again when it is (a shard that starts here
-			// queues all of its keys).
+			// queues all of its keys). An object that vanished is
+			// the owner's to clean up.
 			c.queue.Forget(key)
+			c.dropVanished(key)
 			return true
 		}
 		defer done()
@@ -300,6 +317,9 @@ func (c *Controller) process(ctx context.Context, key string) {
 	if len(res.errs) > 0 {
 		for _, e := range res.errs {
 			c.logHandlerError(e)
+		}
+		if forced && res.notRun {
+			c.forced.Store(key, struct{}{}) // the retry is still the explicit run
 		}
 		c.queue.AddRateLimited(key)
 		return
@@ -327,9 +347,12 @@ func (c *Controller) cached(key string) (runtime.Object, error) {
 }
 
 // Process runs the handler chain once on key, with ctx as the handlers'
-// context, exactly as a worker does, and reports how it ended instead of
+// context, exactly as a worker does (the remove handlers' finalizers
+// first, see AddRemoveHandler), and reports how it ended instead of
 // queueing the key again: err joins the failures of the handlers (each a
-// *HandlerError, a panic included), and requeueAfter is the delay a
+// *HandlerError, a panic included; a failure to add the finalizers is
+// one of the remove handlers whose finalizers are missing, and then no
+// handler ran), and requeueAfter is the delay a
 // handler asked for with RequeueAfter when none failed (a failure is
 // retried with backoff instead), 0 when none asked. It is how a manual
 // controller (NewManualController) is driven; on a factory's controller,
@@ -368,11 +391,26 @@ func (c *Controller) logHandlerError(e *HandlerError) {
 // previous one returned. A failing handler does not stop the chain: the
 // handlers of a kind are independent (a cleanup must not wait for an
 // unrelated OnChange to succeed), and the key is retried for all of them.
+//
+// Before any handler runs, a live object gets the finalizer of every
+// remove handler of the chain (finalizersFirst); when that fails, no
+// handler runs and the key is retried. After the last one, the remove
+// handlers run on the objects of key that vanished past their finalizers
+// (cleanUpVanished).
 func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Object, forced bool) chainResult {
 	var res chainResult
+	chain := *c.handlers.Load()
+	if obj != nil {
+		held, herr := c.finalizersFirst(ctx, key, obj, chain)
+		if herr != nil {
+			res.errs, res.notRun = append(res.errs, herr), true
+			return res
+		}
+		obj = held
+	}
 	current := obj
 	var fp fingerprint
-	for _, h := range *c.handlers.Load() {
+	for _, h := range chain {
 		if h.filter != nil {
 			if obj == nil {
 				h.filter.forget(key)
@@ -414,6 +452,7 @@ func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Objec
 		}
 		c.metrics.observeHandler(c.name, h.name, result, time.Since(start))
 	}
+	c.cleanUpVanished(ctx, key, chain, &res)
 	return res
 }
 

@@ -59,7 +59,17 @@
 // OnRemove handlers (Controller.AddRemoveHandler) hold deletion with a
 // finalizer that is added and removed by JSON merge patches carrying the
 // object's resourceVersion, so several of them on one kind never undo each
-// other's finalizers (the race of rancher#49328 / lasso#160).
+// other's finalizers (the race of rancher#49328 / lasso#160). Finalizers
+// come first: before any handler of the chain runs on a live object, the
+// finalizers of all the controller's remove handlers are put on it in one
+// patch, whatever the registration order, so nothing a change handler
+// creates outside the cluster can escape its cleanup. If that patch fails
+// no handler runs and the key is retried; an object already being deleted
+// without them (held by someone else's finalizer) cannot get them any
+// more: its remove handlers do not run, and change handlers see it with
+// its deletionTimestamp set. An object the apiserver deleted past a
+// finalizer it had just added (kubernetes/kubernetes#77988) gets its
+// remove handlers run on its last state all the same.
 //
 // Metrics go to the prometheus.Registerer of Options: client-go's workqueue
 // metric names (through a workqueue.MetricsProvider on that registry),

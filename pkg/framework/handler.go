@@ -64,6 +64,26 @@ type handlerEntry struct {
 	name   string
 	fn     chainHandler
 	filter *changeFilter // nil: runs on every key processed
+	// finalizer is the finalizer of a remove handler (AddRemoveHandler),
+	// "" for a change handler; remove is that handler as its author
+	// wrote it, which the chain runs on an object that vanished past
+	// the finalizer (see vanished.go).
+	finalizer string
+	remove    Handler
+	// done is the Done channel of the context the handler was registered
+	// with: once it is closed the handler no longer counts, even before
+	// it is taken out of the chain.
+	done <-chan struct{}
+}
+
+// ended says whether the handler's registration context has ended.
+func (e *handlerEntry) ended() bool {
+	select {
+	case <-e.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // HandlerOption configures one registered handler.
@@ -108,6 +128,9 @@ func (e *HandlerError) Unwrap() error { return e.Err }
 type chainResult struct {
 	errs         []*HandlerError
 	requeueAfter time.Duration // 0: none asked
+	// notRun: no handler ran, because the finalizers of the remove
+	// handlers could not be put on the object first.
+	notRun bool
 }
 
 func (r *chainResult) askRequeue(d time.Duration) {

@@ -100,7 +100,11 @@ type Controller[T runtime.Object, TList runtime.Object] interface {
 	// OnRemove runs h when an object is being deleted, holding the
 	// deletion with a finalizer named after name while h is registered
 	// (see framework.FinalizerName). The finalizer is removed when h
-	// succeeds.
+	// succeeds. Finalizers come first: every live object carries the
+	// finalizers of all OnRemove handlers before any handler of the
+	// chain runs on it, whatever the registration order (see
+	// framework.Controller.AddRemoveHandler, also for what change
+	// handlers see of an object deleted before its finalizer was added).
 	OnRemove(ctx context.Context, name string, h ObjectHandler[T])
 	// Enqueue queues namespace/name for the handler chain.
 	Enqueue(namespace, name string)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -579,6 +580,102 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 			t.Fatalf("after deleting all: %d VirtualMachines, %d VMs, %d children left", len(list.Items), len(machines), len(children))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// leftOnHypervisor lists the hypervisor's VMs whose token (the UID of the
+// VirtualMachine they were made for) is no existing VirtualMachine's, and
+// how many VirtualMachines exist.
+func (f *fixture) leftOnHypervisor(ctx context.Context) (orphans []hypervisor.VM, resources int) {
+	f.t.Helper()
+	list, err := f.vms.VmV1alpha1().VirtualMachines(f.ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	machines, err := f.hv.List(ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	uids := map[string]bool{}
+	for _, vm := range list.Items {
+		uids[string(vm.UID)] = true
+	}
+	for _, m := range machines {
+		if !uids[m.Token] {
+			orphans = append(orphans, m)
+		}
+	}
+	return orphans, len(list.Items)
+}
+
+// TestVirtualMachinesDeletedAtOnce is issue 26 on the sample: the
+// provisioning handler, registered before vm-cleanup, creates a VM on the
+// hypervisor; VirtualMachines deleted 0-200 ms after they were created
+// must leave no VM behind. The vm-cleanup finalizer is on each before any
+// handler runs, and the engine cleans up after an object the apiserver
+// deleted past it (kubernetes#77988).
+func TestVirtualMachinesDeletedAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the sample")
+	}
+	const pairs, concurrency = 200, 20
+	ctx := context.Background()
+	f := newFixture(t)
+	f.startReplica()
+	if _, err := f.lab.AwaitLeader(ctx, nil, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	vms := f.vms.VmV1alpha1().VirtualMachines(f.ns)
+	errs := make(chan error, pairs)
+	sem := make(chan struct{}, concurrency)
+	var wg sync.WaitGroup
+	for i := range pairs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			name := fmt.Sprintf("flash-%03d", i)
+			vm := &v1alpha1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Name: name},
+				Spec: v1alpha1.VirtualMachineSpec{CPU: 1, Memory: resource.MustParse("512Mi"), Image: "ubuntu-24.04", PowerState: v1alpha1.PowerOn}}
+			if _, err := vms.Create(ctx, vm, metav1.CreateOptions{}); err != nil {
+				errs <- err
+				return
+			}
+			time.Sleep(time.Duration(i%201) * time.Millisecond) // the scenario's delay, not a wait for an event
+			if err := vms.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	// Every VirtualMachine goes (its finalizers released by the cleanup),
+	// then no VM may be left for one that no longer exists.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		orphans, resources := f.leftOnHypervisor(ctx)
+		if resources == 0 && len(orphans) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			ids := make([]string, len(orphans))
+			for i, m := range orphans {
+				ids[i] = m.ID + " (" + m.Name + ")"
+			}
+			t.Fatalf("after %d create/delete pairs: %d VirtualMachines left; %d VMs on the hypervisor for no VirtualMachine: %v", pairs, resources, len(orphans), ids)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stats, err := f.hv.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d create/delete pairs: hypervisor creates %d, deletes %d, VMs left %d", pairs, stats.Creates, stats.Deletes, stats.VMs)
+	if stats.Creates == 0 {
+		t.Error("the hypervisor created no VM: the test exercised nothing")
 	}
 }
 

@@ -14,7 +14,9 @@
 // Reconcile runs rein's own chain (framework.Controller.Process): handlers
 // in registration order, each given the object the previous one returned;
 // OnRemove finalizers added and removed by merge patches with a
-// resourceVersion precondition; ErrSkip, RequeueAfter, errors and panics
+// resourceVersion precondition, all of them added in one patch before any
+// handler runs on a live object (finalizers first, whatever the
+// registration order); ErrSkip, RequeueAfter, errors and panics
 // treated as the engine treats them. It returns the failures of the
 // handlers joined (each a *framework.HandlerError), and retries nothing.
 // Keys a handler queues (Enqueue, EnqueueAfter) and the delay of a

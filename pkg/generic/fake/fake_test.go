@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -347,6 +348,76 @@ func TestOnRemoveHoldsDeletion(t *testing.T) {
 	}
 	if cleanups != 2 || changes != 3 {
 		t.Fatalf("%d cleanups and %d changes seen, want 2 and 3", cleanups, changes)
+	}
+}
+
+// Finalizers come first, as on a factory: a change handler registered
+// before two OnRemove handlers already gets the object with both
+// finalizers, added in one write; a remove handler whose context ended
+// adds none; an object deleting without them is handed to the change
+// handler as it is, and its remove handlers do not run.
+func TestFinalizersComeFirst(t *testing.T) {
+	ctx := t.Context()
+	since := metav1.NewTime(time.Now())
+	deleting := configMap("ns", "deleting")
+	deleting.Finalizers, deleting.DeletionTimestamp = []string{"example.com/other"}, &since
+	env := newEnv(t, deleting)
+	cms := configMapsOf(env)
+	seen := map[string][]string{}
+	var deletingSeen []string
+	cms.OnChange(ctx, "provision", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+		if cm == nil {
+			return nil, nil
+		}
+		if cm.DeletionTimestamp != nil {
+			deletingSeen = append(deletingSeen, key)
+			return cm, nil
+		}
+		seen[key] = slices.Clone(cm.Finalizers)
+		return cm, nil
+	})
+	cleanups := 0
+	cleanup := func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+		cleanups++
+		return cm, nil
+	}
+	cms.OnRemove(ctx, "vm-cleanup", cleanup)
+	cms.OnRemove(ctx, "example.com/ip-release", cleanup)
+	gone, cancel := context.WithCancel(ctx)
+	cms.OnRemove(gone, "gone", cleanup)
+	cancel() // no longer counts, even before it leaves the chain
+
+	// The store's resourceVersions count its writes: this is the last.
+	before, err := cms.Create(ctx, configMap("ns", "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Reconcile(ctx, configMapGVK, "ns/a"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"rein.dev/vm-cleanup", "example.com/ip-release"}
+	if !slices.Equal(seen["ns/a"], want) {
+		t.Fatalf("the change handler registered first saw finalizers %v, want %v", seen["ns/a"], want)
+	}
+	after, err := cms.Get(ctx, "ns", "a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := strconv.Atoi(before.ResourceVersion)
+	a, _ := strconv.Atoi(after.ResourceVersion)
+	if !slices.Equal(after.Finalizers, want) || a != b+1 {
+		t.Fatalf("stored: finalizers %v at resourceVersion %s (was %s), want %v in one write", after.Finalizers, after.ResourceVersion, before.ResourceVersion, want)
+	}
+
+	if err := env.Reconcile(ctx, configMapGVK, "ns/deleting"); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(deletingSeen, []string{"ns/deleting"}) || cleanups != 0 {
+		t.Fatalf("deleting without our finalizers: change handler saw %v, %d cleanups; want it seen as deleting and no cleanup", deletingSeen, cleanups)
+	}
+	still, err := cms.Get(ctx, "ns", "deleting", metav1.GetOptions{})
+	if err != nil || !slices.Equal(still.Finalizers, []string{"example.com/other"}) {
+		t.Fatalf("deleting object: %v, %v; want it untouched", still, err)
 	}
 }
 
