@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -158,15 +159,51 @@ func TestDocs(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, m := range link.FindAllStringSubmatch(string(text), -1) {
-			target := m[1]
-			if target == "" || strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+			target, anchor := m[1], strings.TrimPrefix(m[2], "#")
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
 				continue
 			}
-			if _, err := os.Stat(filepath.Join(root, filepath.Dir(page), target)); err != nil {
+			path := filepath.Join(root, filepath.Dir(page), target)
+			if target == "" {
+				path = filepath.Join(root, page)
+			}
+			if _, err := os.Stat(path); err != nil {
 				t.Errorf("%s: the link %s leads nowhere: %v", page, target, err)
+				continue
+			}
+			if anchor != "" && strings.HasSuffix(path, ".md") && !hasHeading(t, path, anchor) {
+				t.Errorf("%s: the link %s#%s names no heading of %s", page, target, anchor, target)
 			}
 		}
 	}
+}
+
+// hasHeading says whether the markdown file at path has a heading whose
+// GitHub anchor is anchor.
+func hasHeading(t *testing.T, path, anchor string) bool {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(text), "\n") {
+		title, ok := strings.CutPrefix(strings.TrimLeft(line, "#"), " ")
+		if !ok || !strings.HasPrefix(line, "#") {
+			continue
+		}
+		slug := strings.Map(func(r rune) rune {
+			switch {
+			case r == ' ':
+				return '-'
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				return unicode.ToLower(r)
+			}
+			return -1
+		}, strings.TrimSpace(title))
+		if slug == anchor {
+			return true
+		}
+	}
+	return false
 }
 
 func relAll(root string, paths []string) []string {
