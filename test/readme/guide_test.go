@@ -1,0 +1,58 @@
+package readme
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// checks holds what each guide page promises of the replica it starts;
+// a page with a replica and no entry is held to being ready and exiting
+// 0 on SIGTERM.
+var checks = map[string]pageChecks{
+	"docs/guide/04-sharding.md":   {ready: shardingReady},
+	"docs/guide/06-webhooks.md":   {before: webhooksBefore, ready: webhooksReady},
+	"docs/guide/08-production.md": {ready: productionReady},
+}
+
+// TestGuide runs every page of docs/guide, each in a copy of the
+// quickstart's module, as a reader who did the quickstart would.
+func TestGuide(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a module and runs it")
+	}
+	for _, page := range guidePages(t) {
+		t.Run(filepath.Base(page), func(t *testing.T) {
+			blocks := readPage(t, page)
+			if len(blocks) == 0 {
+				t.Skip("no code blocks")
+			}
+			runPage(t, blocks, quickstartCopy(t), checks[page])
+		})
+	}
+}
+
+// shardingReady: the one replica holds every shard (it says so on
+// /readyz) and its handler runs.
+func shardingReady(t *testing.T, r *pageRun) {
+	var body string
+	for !strings.Contains(body, "holds 32 of 32 shards") {
+		if r.ctx.Err() != nil {
+			t.Fatalf("the replica never held all 32 shards; /readyz: %s", body)
+		}
+		time.Sleep(100 * time.Millisecond)
+		body = httpGet(t, "http://127.0.0.1:8081/readyz")
+	}
+	shipSeen(t, r, "endeavour")
+}
+
+// productionReady: the handler runs, and /metrics, on the address the
+// page gives, shows the lease in the namespace the page names.
+func productionReady(t *testing.T, r *pageRun) {
+	shipSeen(t, r, "endeavour")
+	metrics := httpGet(t, "http://127.0.0.1:8080/metrics")
+	if want := `rein_leader_election_is_leader{lease="kube-system/shipyard"} 1`; !strings.Contains(metrics, want) {
+		t.Errorf("/metrics has no %s", want)
+	}
+}
