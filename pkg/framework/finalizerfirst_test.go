@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"sync"
 	"testing"
@@ -295,7 +294,7 @@ func TestFinalizersFirstEdges(t *testing.T) {
 
 	// Refused: no handler runs; the error is the remove handlers'.
 	create("refused")
-	f.GuardWrites(func(*http.Request) (time.Time, error) { return time.Time{}, errors.New("fenced") })
+	f.GuardWrites(holdFunc(func() (time.Time, error) { return time.Time{}, errors.New("fenced") }))
 	err = process("refused")
 	f.GuardWrites(nil)
 	var herr *framework.HandlerError
