@@ -167,12 +167,6 @@ func (c *Controller) RateLimit() RateLimit { return c.queue.limits }
 // Informer is the kind's shared informer.
 func (c *Controller) Informer() cache.SharedIndexInformer { return c.informer }
 
-// setWorkers sets how many keys this controller processes at once; it takes
-// effect at the next StartWorkers. n < 1 is taken as 1.
-func (c *Controller) setWorkers(n int) {
-	c.workers.Store(int32(max(n, 1)))
-}
-
 func (c *Controller) enqueueObject(obj any) {
 	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
 	if err != nil {

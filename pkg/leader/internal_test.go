@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/rein-k8s/rein/pkg/fence"
-	"io"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rein-k8s/rein/pkg/fence"
 
 	"github.com/sirupsen/logrus"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -316,18 +315,6 @@ func TestSameIdentityFromAnotherProcessIsNotTakenAtOnce(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Campaign after cancel: %v", err)
 	}
-}
-
-type recordingTransport struct {
-	mu      sync.Mutex
-	methods []string
-}
-
-func (r *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	r.mu.Lock()
-	r.methods = append(r.methods, req.Method)
-	r.mu.Unlock()
-	return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(strings.NewReader("{}")), Request: req}, nil
 }
 
 func TestLeaseSecondsRoundsUp(t *testing.T) {
