@@ -17,6 +17,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/testenv"
@@ -29,9 +31,9 @@ func TestMain(m *testing.M) {
 }
 
 var (
-	configMapResource = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}
-	namespaceResource = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("Namespace"), Plural: "namespaces"}
-	widgetResource    = framework.Resource{GVK: testapi.SchemeGroupVersion.WithKind("Widget"), Plural: "widgets", Namespaced: true}
+	configMapResource = factorytest.ConfigMaps
+	namespaceResource = factorytest.Namespaces
+	widgetResource    = factorytest.Widgets
 )
 
 func newFactory(t testing.TB, namespace string) *framework.Factory {
@@ -41,13 +43,7 @@ func newFactory(t testing.TB, namespace string) *framework.Factory {
 // newFactoryOf returns a factory whose scheme has the kinds of the API
 // packages given.
 func newFactoryOf(t testing.TB, namespace string, addToScheme ...func(*runtime.Scheme) error) *framework.Factory {
-	s := runtime.NewScheme()
-	for _, add := range addToScheme {
-		if err := add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f, err := framework.NewFactory(env.Config(), s, framework.Options{
+	f, err := framework.NewFactory(env.Config(), factorytest.Scheme(t, addToScheme...), framework.Options{
 		Namespace: namespace,
 		RateLimit: framework.RateLimit{BaseDelay: 10 * time.Millisecond, MaxDelay: time.Second},
 	})
@@ -57,39 +53,11 @@ func newFactoryOf(t testing.TB, namespace string, addToScheme ...func(*runtime.S
 	return f
 }
 
-func start(t testing.TB, f *framework.Factory) {
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := f.StartCaches(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	w, err := f.StartWorkers(ctx)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := w.Wait(10 * time.Second); err != nil {
-			t.Error(err)
-		}
-		f.Caches().Wait()
-	})
-}
+func start(t testing.TB, f *framework.Factory) { factorytest.Run(t, f) }
 
 func receive[T any](t testing.TB, ch <-chan T, what string) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
+	return testkit.Receive(t, ch, 10*time.Second, what)
 }
 
 func TestTypedControllerConfigMaps(t *testing.T) {

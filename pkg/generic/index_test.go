@@ -14,26 +14,18 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 var (
-	jobResource     = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("Job"), Plural: "jobs", Namespaced: true}
-	cronJobResource = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("CronJob"), Plural: "cronjobs", Namespaced: true}
+	jobResource     = factorytest.Jobs
+	cronJobResource = factorytest.CronJobs
+	indexByCronJob  = factorytest.IndexByCronJob
 )
 
-// jobOwnerKey is the index of the kubebuilder book's CronJob tutorial: a
-// Job's value is the name of the CronJob that controls it.
-const jobOwnerKey = ".metadata.controller"
-
-func indexByCronJob(job *batchv1.Job) ([]string, error) {
-	owner := metav1.GetControllerOf(job)
-	if owner == nil || owner.APIVersion != batchv1.SchemeGroupVersion.String() || owner.Kind != "CronJob" {
-		return nil, nil
-	}
-	return []string{owner.Name}, nil
-}
+const jobOwnerKey = factorytest.JobOwnerKey
 
 var podTemplate = corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 	RestartPolicy: corev1.RestartPolicyNever,

@@ -1,7 +1,6 @@
 package leader_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
@@ -29,34 +28,11 @@ import (
 // One control plane serves every integration test of the package; it is
 // started by the first test that needs it, so that unit tests run alone
 // do not wait for it.
-var (
-	envOnce sync.Once
-	env     *testenv.Env
-	envErr  error
-)
+var lazyEnv = testkit.LazyEnv{Options: testenv.Options{Audit: true}}
 
-func sharedEnv(t *testing.T) *testenv.Env {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a control plane (etcd + kube-apiserver)")
-	}
-	envOnce.Do(func() { env, envErr = testenv.Start(testenv.Options{Audit: true}) })
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
-	return env
-}
+func sharedEnv(t *testing.T) *testenv.Env { return lazyEnv.Get(t) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(lazyEnv.Main(m)) }
 
 const namespace = "default"
 
@@ -81,28 +57,11 @@ var (
 	shortTimings   = timings{2 * time.Second, 1500 * time.Millisecond, 300 * time.Millisecond}
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // replica is one elector with its own client and log.
 type replica struct {
 	*leader.Elector
 	name string
-	log  *syncBuffer
+	log  *testkit.SyncBuffer
 }
 
 type replicaOptions struct {
@@ -132,23 +91,15 @@ func newReplica(t *testing.T, lease, name string, o replicaOptions) *replica {
 			t.Fatal(err)
 		}
 	}
-	buf := &syncBuffer{}
-	l := logrus.New()
-	l.SetOutput(buf)
-	l.SetLevel(logrus.DebugLevel)
+	logger, buf := testkit.Logger(t, "log of "+name)
 	e, err := leader.New(leader.Config{
 		Client: cs.CoordinationV1(), Namespace: namespace, Name: lease, Identity: id,
 		LeaseDuration: o.timings.lease, RenewDeadline: o.timings.renew, RetryPeriod: o.timings.retry,
-		Logger: logrus.NewEntry(l).WithField("replica", name),
+		Logger: logger.WithField("replica", name),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("log of %s:\n%s", name, buf.String())
-		}
-	})
 	return &replica{Elector: e, name: name, log: buf}
 }
 

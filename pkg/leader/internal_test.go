@@ -1,9 +1,9 @@
 package leader
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/pkg/fence"
 	"io"
 	"net/http"
@@ -28,35 +28,9 @@ import (
 // clock, so that times can be checked exactly. They live inside the package
 // to read the fence's deadline, which the API does not expose.
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testLogger logs into a buffer that is printed when the test fails.
-func testLogger(t *testing.T) (*logrus.Entry, *syncBuffer) {
-	buf := &syncBuffer{}
-	l := logrus.New()
-	l.SetOutput(buf)
-	l.SetLevel(logrus.DebugLevel)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("elector log:\n%s", buf.String())
-		}
-	})
-	return logrus.NewEntry(l), buf
+func testLogger(t *testing.T) (*logrus.Entry, *testkit.SyncBuffer) {
+	return testkit.Logger(t, "elector log")
 }
 
 var epoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)

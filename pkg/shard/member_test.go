@@ -17,40 +17,18 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
 // These tests run members against a real kube-apiserver (make testbin).
 
-var (
-	envOnce sync.Once
-	env     *testenv.Env
-	envErr  error
-)
+var lazyEnv = testkit.LazyEnv{Options: testenv.Options{}}
 
-func sharedEnv(t *testing.T) *testenv.Env {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a control plane (etcd + kube-apiserver)")
-	}
-	envOnce.Do(func() { env, envErr = testenv.Start(testenv.Options{}) })
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
-	return env
-}
+func sharedEnv(t *testing.T) *testenv.Env { return lazyEnv.Get(t) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(lazyEnv.Main(m)) }
 
 type testMember struct {
 	name   string

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/start"
@@ -326,23 +326,6 @@ func TestLostLeaseEndsTheReplica(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestNotReadyWhileCachesDoNotSync: a kind the apiserver does not serve
 // keeps the replica unready (and not campaigning); a stop still ends it.
 func TestNotReadyWhileCachesDoNotSync(t *testing.T) {
@@ -356,7 +339,7 @@ func TestNotReadyWhileCachesDoNotSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := testOptions(t, ns)
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	logger := logrus.New()
 	logger.SetOutput(logs)
 	o.Logger = logrus.NewEntry(logger)

@@ -26,39 +26,17 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
 // The control plane, started by the first test that needs it, so that the
 // unit tests run alone do not wait for it.
-var (
-	envOnce sync.Once
-	env     *testenv.Env
-	envErr  error
-)
+var lazyEnv = testkit.LazyEnv{Options: testenv.Options{}}
 
-func sharedEnv(t *testing.T) *testenv.Env {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a control plane (etcd + kube-apiserver)")
-	}
-	envOnce.Do(func() { env, envErr = testenv.Start(testenv.Options{}) })
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
-	return env
-}
+func sharedEnv(t *testing.T) *testenv.Env { return lazyEnv.Get(t) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(lazyEnv.Main(m)) }
 
 var widgetsV1 = schema.GroupVersionResource{Group: widgetGroup, Version: "v1", Resource: "widgets"}
 var widgetsV2 = schema.GroupVersionResource{Group: widgetGroup, Version: "v2", Resource: "widgets"}

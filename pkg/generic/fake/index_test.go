@@ -9,26 +9,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/generic/fake"
 )
 
 var (
-	jobResource     = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("Job"), Plural: "jobs", Namespaced: true}
-	cronJobResource = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("CronJob"), Plural: "cronjobs", Namespaced: true}
+	jobResource     = factorytest.Jobs
+	cronJobResource = factorytest.CronJobs
+	indexByCronJob  = factorytest.IndexByCronJob
 )
 
-// jobOwnerKey is the index of the kubebuilder book's CronJob tutorial: a
-// Job's value is the name of the CronJob that controls it.
-const jobOwnerKey = ".metadata.controller"
-
-func indexByCronJob(job *batchv1.Job) ([]string, error) {
-	owner := metav1.GetControllerOf(job)
-	if owner == nil || owner.APIVersion != batchv1.SchemeGroupVersion.String() || owner.Kind != "CronJob" {
-		return nil, nil
-	}
-	return []string{owner.Name}, nil
-}
+const jobOwnerKey = factorytest.JobOwnerKey
 
 // The fake's indexes are scoped by namespace as the informer cache's are
 // (issue 26; generic's TestIndexScopedByNamespace is the same case on an
