@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
@@ -60,7 +61,7 @@ func TestWireFormatPerKind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmClient, err := clients.ForResource(configMaps)
+	cmClient, err := clients.ForResource(factorytest.ConfigMaps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func TestWireFormatPerKind(t *testing.T) {
 		}
 	}
 
-	widgetClient, err := clients.ForResource(widgets)
+	widgetClient, err := clients.ForResource(factorytest.Widgets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +113,7 @@ func TestWireFormatPerKind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jsonCM, err := jsonClients.ForResource(configMaps)
+	jsonCM, err := jsonClients.ForResource(factorytest.ConfigMaps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,12 +132,12 @@ func TestManagedFieldsDroppedFromCache(t *testing.T) {
 		t.Run(map[bool]string{false: "default", true: "KeepManagedFields"}[keep], func(t *testing.T) {
 			ns := newNamespace(t)
 			f := newFactory(t, ns, framework.Options{KeepManagedFields: keep})
-			client, err := f.Clients().ForResource(configMaps)
+			client, err := f.Clients().ForResource(factorytest.ConfigMaps)
 			if err != nil {
 				t.Fatal(err)
 			}
 			seenFields := make(chan int, 4)
-			controller(t, f, configMaps).AddHandler(t.Context(), "label", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+			controller(t, f, factorytest.ConfigMaps).AddHandler(t.Context(), "label", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 				cm, _ := obj.(*corev1.ConfigMap)
 				if cm == nil || cm.Labels["handled"] == "yes" {
 					return nil, nil
@@ -191,7 +192,7 @@ func TestWithImpersonation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := as.ForResource(configMaps)
+	client, err := as.ForResource(factorytest.ConfigMaps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,12 +26,6 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, testenv.Options{CRDDirs: []string{"../../internal/testapi/crds"}}, &env))
 }
 
-var (
-	configMaps = factorytest.ConfigMaps
-	widgets    = factorytest.Widgets
-	gadgets    = factorytest.Gadgets
-)
-
 func newScheme(t testing.TB) *runtime.Scheme {
 	return factorytest.Scheme(t, clientgoscheme.AddToScheme, testapi.AddToScheme)
 }

@@ -126,7 +126,9 @@ func ExampleRegisterGeneratingHandler() {
 		fmt.Println(err)
 		return
 	}
-	widgets := generic.NewController[*testapi.Widget, *testapi.WidgetList](factory, widgetResource)
+	widgets := generic.NewController[*testapi.Widget, *testapi.WidgetList](factory, framework.Resource{
+		GVK: testapi.SchemeGroupVersion.WithKind("Widget"), Plural: "widgets", Namespaced: true,
+	})
 	applier, err := apply.New(factory)
 	if err != nil {
 		fmt.Println(err)

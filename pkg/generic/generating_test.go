@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
@@ -37,7 +38,7 @@ func TestGeneratingHandler(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = admin.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
 	f := newFactory(t, ns.Name)
-	ws := generic.NewController[*testapi.Widget, *testapi.WidgetList](f, widgetResource)
+	ws := generic.NewController[*testapi.Widget, *testapi.WidgetList](f, factorytest.Widgets)
 	applier, err := apply.New(f)
 	if err != nil {
 		t.Fatal(err)

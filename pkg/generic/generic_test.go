@@ -30,12 +30,6 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, testenv.Options{CRDDirs: []string{"../../internal/testapi/crds"}}, &env))
 }
 
-var (
-	configMapResource = factorytest.ConfigMaps
-	namespaceResource = factorytest.Namespaces
-	widgetResource    = factorytest.Widgets
-)
-
 func newFactory(t testing.TB, namespace string) *framework.Factory {
 	return newFactoryOf(t, namespace, clientgoscheme.AddToScheme, testapi.AddToScheme)
 }
@@ -62,7 +56,7 @@ func receive[T any](t testing.TB, ch <-chan T, what string) T {
 
 func TestTypedControllerConfigMaps(t *testing.T) {
 	ctx := t.Context()
-	namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](newFactory(t, ""), namespaceResource)
+	namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](newFactory(t, ""), factorytest.Namespaces)
 	ns, err := namespaces.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "generic-"}})
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +64,7 @@ func TestTypedControllerConfigMaps(t *testing.T) {
 	t.Cleanup(func() { _ = namespaces.DeleteByName(context.Background(), ns.Name, metav1.DeleteOptions{}) })
 
 	f := newFactory(t, ns.Name)
-	cms := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](f, configMapResource)
+	cms := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](f, factorytest.ConfigMaps)
 	if gvk := cms.GroupVersionKind(); gvk.Kind != "ConfigMap" {
 		t.Fatalf("GroupVersionKind %v", gvk)
 	}
@@ -204,7 +198,7 @@ func TestTypedControllerConfigMaps(t *testing.T) {
 func TestTypedStatusAndRemove(t *testing.T) {
 	ctx := t.Context()
 	f := newFactory(t, "default")
-	ws := generic.NewController[*testapi.Widget, *testapi.WidgetList](f, widgetResource)
+	ws := generic.NewController[*testapi.Widget, *testapi.WidgetList](f, factorytest.Widgets)
 	removed := make(chan string, 2)
 	ws.OnChange(ctx, "observe", func(ctx context.Context, key string, w *testapi.Widget) (*testapi.Widget, error) {
 		if w == nil || w.DeletionTimestamp != nil || w.Status.ObservedSize == w.Spec.Size {

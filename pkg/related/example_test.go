@@ -28,7 +28,9 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	accounts := generic.NewController[*corev1.ServiceAccount, *corev1.ServiceAccountList](factory, serviceAccounts)
+	accounts := generic.NewController[*corev1.ServiceAccount, *corev1.ServiceAccountList](factory, framework.Resource{
+		GVK: corev1.SchemeGroupVersion.WithKind("ServiceAccount"), Plural: "serviceaccounts", Namespaced: true,
+	})
 	if err := accounts.Informer().AddIndexers(cache.Indexers{"secret": func(obj any) ([]string, error) {
 		var keys []string
 		for _, ref := range obj.(*corev1.ServiceAccount).Secrets {
@@ -51,7 +53,9 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	secretCache, err := factory.Caches().ForResource(secrets)
+	secretCache, err := factory.Caches().ForResource(framework.Resource{
+		GVK: corev1.SchemeGroupVersion.WithKind("Secret"), Plural: "secrets", Namespaced: true,
+	})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -23,6 +23,7 @@ import (
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
 	"github.com/rein-k8s/rein/internal/testkit"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/start"
@@ -95,13 +96,7 @@ func TestAddressInUseFailsAtOnce(t *testing.T) {
 }
 
 func newFactory(t *testing.T, ns string) *framework.Factory {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := testapi.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
+	s := factorytest.Scheme(t, clientgoscheme.AddToScheme, testapi.AddToScheme)
 	f, err := framework.NewFactory(env.Config(), s, framework.Options{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
@@ -109,14 +104,8 @@ func newFactory(t *testing.T, ns string) *framework.Factory {
 	return f
 }
 
-var configMaps = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}
-
 func newNamespace(t *testing.T, cs kubernetes.Interface) string {
-	ns, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "start-"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ns.Name
+	return testkit.NewNamespace(t, cs, "start-")
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -162,7 +151,7 @@ func TestTwoElectionGroups(t *testing.T) {
 	var groups []start.Group
 	for _, name := range []string{"alpha", "beta"} {
 		f := newFactory(t, ns)
-		c, err := f.Controller(configMaps)
+		c, err := f.Controller(factorytest.ConfigMaps)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -248,7 +237,7 @@ func TestReturnToStandby(t *testing.T) {
 	}
 	ns := newNamespace(t, admin)
 	f := newFactory(t, ns)
-	c, err := f.Controller(configMaps)
+	c, err := f.Controller(factorytest.ConfigMaps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +324,7 @@ func TestNotReadyWhileCachesDoNotSync(t *testing.T) {
 	}
 	ns := newNamespace(t, admin)
 	f := newFactory(t, ns)
-	if _, err := f.Controller(framework.Resource{GVK: testapi.SchemeGroupVersion.WithKind("Gadget"), Plural: "gadgets", Namespaced: true}); err != nil {
+	if _, err := f.Controller(factorytest.Gadgets); err != nil {
 		t.Fatal(err)
 	}
 	o := testOptions(t, ns)

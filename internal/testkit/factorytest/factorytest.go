@@ -11,16 +11,17 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
-// Resources the tests use.
+// Resources the tests use (those of pkg/controllers where it has them).
 var (
-	ConfigMaps      = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}
-	Secrets         = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("Secret"), Plural: "secrets", Namespaced: true}
-	Services        = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("Service"), Plural: "services", Namespaced: true}
+	ConfigMaps      = corectrl.ConfigMapResource
+	Secrets         = corectrl.SecretResource
+	Services        = corectrl.ServiceResource
+	Namespaces      = corectrl.NamespaceResource
 	ServiceAccounts = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ServiceAccount"), Plural: "serviceaccounts", Namespaced: true}
-	Namespaces      = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("Namespace"), Plural: "namespaces"}
 	Jobs            = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("Job"), Plural: "jobs", Namespaced: true}
 	CronJobs        = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("CronJob"), Plural: "cronjobs", Namespaced: true}
 	Widgets         = framework.Resource{GVK: testapi.SchemeGroupVersion.WithKind("Widget"), Plural: "widgets", Namespaced: true}

@@ -13,14 +13,6 @@ import (
 	"github.com/rein-k8s/rein/pkg/generic/fake"
 )
 
-var (
-	jobResource     = factorytest.Jobs
-	cronJobResource = factorytest.CronJobs
-	indexByCronJob  = factorytest.IndexByCronJob
-)
-
-const jobOwnerKey = factorytest.JobOwnerKey
-
 // The fake's indexes are scoped by namespace as the informer cache's are
 // (issue 26; generic's TestIndexScopedByNamespace is the same case on an
 // apiserver): a CronJob "nightly" in two namespaces, each with its own
@@ -28,10 +20,10 @@ const jobOwnerKey = factorytest.JobOwnerKey
 func TestIndexScopedByNamespace(t *testing.T) {
 	ctx := t.Context()
 	env := newEnv(t)
-	cronJobs := fake.Controller[*batchv1.CronJob, *batchv1.CronJobList](env, cronJobResource)
-	jobs := fake.Controller[*batchv1.Job, *batchv1.JobList](env, jobResource)
-	namespaces := fake.NonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](env, namespaceResource)
-	if err := jobs.Cache().AddIndexer(jobOwnerKey, indexByCronJob); err != nil {
+	cronJobs := fake.Controller[*batchv1.CronJob, *batchv1.CronJobList](env, factorytest.CronJobs)
+	jobs := fake.Controller[*batchv1.Job, *batchv1.JobList](env, factorytest.Jobs)
+	namespaces := fake.NonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](env, factorytest.Namespaces)
+	if err := jobs.Cache().AddIndexer(factorytest.JobOwnerKey, factorytest.IndexByCronJob); err != nil {
 		t.Fatal(err)
 	}
 	if err := namespaces.Cache().AddIndexer("team", func(ns *corev1.Namespace) ([]string, error) {
@@ -69,26 +61,26 @@ func TestIndexScopedByNamespace(t *testing.T) {
 
 	lookup := func(namespace string) []string {
 		t.Helper()
-		got, err := jobs.Cache().GetByIndex(namespace, jobOwnerKey, "nightly")
+		got, err := jobs.Cache().GetByIndex(namespace, factorytest.JobOwnerKey, "nightly")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return keysOf(got)
 	}
 	if got, want := lookup("a"), []string{"a/nightly-1", "a/nightly-2"}; !slices.Equal(got, want) {
-		t.Errorf("GetByIndex(a, %s, nightly) = %v, want the Jobs of a/nightly only: %v", jobOwnerKey, got, want)
+		t.Errorf("GetByIndex(a, %s, nightly) = %v, want the Jobs of a/nightly only: %v", factorytest.JobOwnerKey, got, want)
 	}
 	if got, want := lookup("b"), []string{"b/nightly-1"}; !slices.Equal(got, want) {
-		t.Errorf("GetByIndex(b, %s, nightly) = %v, want the Jobs of b/nightly only: %v", jobOwnerKey, got, want)
+		t.Errorf("GetByIndex(b, %s, nightly) = %v, want the Jobs of b/nightly only: %v", factorytest.JobOwnerKey, got, want)
 	}
-	raw, err := jobs.Informer().GetIndexer().IndexKeys(jobOwnerKey, "b/nightly")
+	raw, err := jobs.Informer().GetIndexer().IndexKeys(factorytest.JobOwnerKey, "b/nightly")
 	if err != nil || !slices.Equal(raw, []string{"b/nightly-1"}) {
 		t.Errorf("informer index b/nightly = %v (%v), want [b/nightly-1]", raw, err)
 	}
-	if got, err := jobs.Cache().GetByIndex(metav1.NamespaceAll, jobOwnerKey, "nightly"); err == nil || !strings.Contains(err.Error(), "a namespace is required") {
+	if got, err := jobs.Cache().GetByIndex(metav1.NamespaceAll, factorytest.JobOwnerKey, "nightly"); err == nil || !strings.Contains(err.Error(), "a namespace is required") {
 		t.Errorf("GetByIndex without a namespace = %v, %v; want an error", keysOf(got), err)
 	}
-	all, err := jobs.Cache().GetByIndexAllNamespaces(jobOwnerKey, "nightly")
+	all, err := jobs.Cache().GetByIndexAllNamespaces(factorytest.JobOwnerKey, "nightly")
 	if want := []string{"a/nightly-1", "a/nightly-2", "b/nightly-1"}; err != nil || !slices.Equal(keysOf(all), want) {
 		t.Errorf("GetByIndexAllNamespaces = %v, %v; want %v", keysOf(all), err, want)
 	}
