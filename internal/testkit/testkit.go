@@ -142,3 +142,21 @@ func Logger(t testing.TB, what string) (*logrus.Entry, *SyncBuffer) {
 	})
 	return logrus.NewEntry(l), buf
 }
+
+// ReleaseAtEnd releases term (a pkg/leader Term) when the test ends, and
+// fails the test when its goroutines do not stop within 10s.
+func ReleaseAtEnd(t testing.TB, term interface {
+	Release(context.Context) error
+	Done() <-chan struct{}
+}) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = term.Release(ctx)
+		select {
+		case <-term.Done():
+		case <-ctx.Done():
+			t.Error("term goroutines did not stop")
+		}
+	})
+}

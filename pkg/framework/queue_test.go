@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/rein-k8s/rein/internal/testkit"
 )
 
 // unbucketedRetries has a bucket that never delays, so tests see the bare backoff.
@@ -18,13 +20,7 @@ var unbucketedRetries = RateLimit{QPS: 1e9, Burst: 1 << 30}
 // deadline. It observes state; it does not order events.
 func waitForQueue(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
+	testkit.Eventually(t, 10*time.Second, 100*time.Microsecond, what, cond)
 }
 
 func (q *keyQueue) numWaiters() int {

@@ -1,7 +1,6 @@
 package leader_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -131,28 +130,11 @@ func (r *replica) campaign(t *testing.T) *leader.Term {
 	return res.term
 }
 
-func releaseAtEnd(t *testing.T, term *leader.Term) {
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = term.Release(ctx)
-		select {
-		case <-term.Done():
-		case <-ctx.Done():
-			t.Error("term goroutines did not stop")
-		}
-	})
-}
+func releaseAtEnd(t *testing.T, term *leader.Term) { testkit.ReleaseAtEnd(t, term) }
 
 func await[T any](t *testing.T, what string, ch <-chan T, timeout time.Duration) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(timeout):
-		t.Fatalf("timed out after %v waiting until %s", timeout, what)
-		panic("unreachable")
-	}
+	return testkit.Receive(t, ch, timeout, what)
 }
 
 // expectNothing fails if ch delivers within d: it checks that something
@@ -170,13 +152,7 @@ func expectNothing[T any](t *testing.T, what string, ch <-chan T, d time.Duratio
 // until cond holds.
 func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Eventually(t, timeout, 5*time.Millisecond, what, cond)
 }
 
 // watchFences checks every 2ms, until the test ends, that no two of the

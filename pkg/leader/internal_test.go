@@ -51,30 +51,13 @@ func newFakeElector(t *testing.T, objs ...runtime.Object) (*Elector, *fake.Clien
 }
 
 // releaseAtEnd stops the term's goroutines when the test ends.
-func releaseAtEnd(t *testing.T, term *Term) {
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = term.Release(ctx)
-		select {
-		case <-term.Done():
-		case <-ctx.Done():
-			t.Error("term goroutines did not stop")
-		}
-	})
-}
+func releaseAtEnd(t *testing.T, term *Term) { testkit.ReleaseAtEnd(t, term) }
 
 // eventually polls cond until it holds or 10s pass. It waits for
 // goroutines reacting to a fake clock step, which signal nothing.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, time.Millisecond, what, cond)
 }
 
 func campaign(t *testing.T, e *Elector) *Term {

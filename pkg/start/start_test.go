@@ -128,13 +128,7 @@ func holder(t *testing.T, cs kubernetes.Interface, ns, name string) string {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 20*time.Second, 20*time.Millisecond, what, cond)
 }
 
 // TestTwoElectionGroups runs one replica with two groups, each its own

@@ -12,6 +12,8 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/rein-k8s/rein/internal/testkit"
 )
 
 // TestCertificateRotationLosesNoRequest: serving certificates renewed in
@@ -165,11 +167,5 @@ func TestServeStopsWithItsCertificateSource(t *testing.T) {
 
 func eventually(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, time.Millisecond, "the condition", cond)
 }

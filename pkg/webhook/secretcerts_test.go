@@ -23,6 +23,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 	clienttesting "k8s.io/client-go/testing"
+
+	"github.com/rein-k8s/rein/internal/testkit"
 )
 
 // verifies says whether the serving certificate of s verifies against
@@ -253,13 +255,7 @@ func TestSecretCertificatesOnAPIServer(t *testing.T) {
 
 func eventuallyTrue(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 30*time.Second, 20*time.Millisecond, what, cond)
 }
 
 // TestBundleChangeAloneIsTaken: when the next CA joins the bundle and the
