@@ -45,10 +45,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ctx := t.Context()
 	ns := testkit.NewNamespace(t, admin, "apply-")
 	s := factorytest.Scheme(t, clientgoscheme.AddToScheme)

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
@@ -28,10 +29,7 @@ import (
 // a condition and an Event; deleting the Widget deletes its children.
 func TestGeneratingHandler(t *testing.T) {
 	ctx := t.Context()
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "generating-"}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)

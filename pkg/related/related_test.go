@@ -36,10 +36,7 @@ func namespace(t *testing.T, admin kubernetes.Interface) string {
 // the owner's namespace or another) and a change of a referenced Secret
 // each re-run the owner's handler, which restores the child.
 func TestChildrenAndReferencesEnqueueTheirOwner(t *testing.T) {
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns, other := namespace(t, admin), namespace(t, admin)
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {

@@ -353,10 +353,7 @@ func TestRunDefaults(t *testing.T) {
 	onWorkstation(t)
 	// test/readme's replica binds the same ports from another process.
 	testlock.Lock(t, testlock.DefaultPorts)
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	path := writeKubeconfig(t, "laptop", ns)
 	out := &testkit.SyncBuffer{}

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/shard"
@@ -55,10 +56,7 @@ func TestShardedGroupMistakes(t *testing.T) {
 // one replica stops, the other takes every shard and handles a new key
 // of each; at the end no member Lease is left.
 func TestShardedBesideSingleLeader(t *testing.T) {
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	const shards = 8
 	type run struct{ replica, key, token string }

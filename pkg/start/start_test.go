@@ -118,6 +118,25 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// run runs r until stop is called; done has what Run returned.
+func run(r *start.Replica) (stop context.CancelFunc, done <-chan error) {
+	ctx, stop := context.WithCancel(context.Background())
+	ch := make(chan error, 1)
+	go func() { ch <- r.Run(ctx) }()
+	return stop, ch
+}
+
+// runNew builds a replica of o and the groups and runs it.
+func runNew(t *testing.T, o start.Options, groups ...start.Group) (r *start.Replica, stop context.CancelFunc, done <-chan error) {
+	t.Helper()
+	r, err := start.New(o, groups...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, done = run(r)
+	return r, stop, done
+}
+
 func holder(t *testing.T, cs kubernetes.Interface, ns, name string) string {
 	l, err := cs.CoordinationV1().Leases(ns).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
@@ -135,10 +154,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // Lease and factory: both lead, both work, /readyz, /healthz and /metrics
 // answer, and a stop releases both leases.
 func TestTwoElectionGroups(t *testing.T) {
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	handled := make(chan string, 8)
 	hooked := make(chan string, 2)
@@ -166,13 +182,7 @@ func TestTwoElectionGroups(t *testing.T) {
 	o := testOptions(t, ns)
 	o.LeaseName = ""
 	o.Registry = nil
-	r, err := start.New(o, groups...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	r, stop, done := runNew(t, o, groups...)
 
 	eventually(t, "readiness", func() bool { code, _ := get(t, "http://"+r.ProbeAddr()+"/readyz"); return code == 200 })
 	eventually(t, "both leases", func() bool {
@@ -225,10 +235,7 @@ func TestTwoElectionGroups(t *testing.T) {
 // TestReturnToStandby: a replica deposed by another writer goes back to
 // standby with its caches and leads again once the other's lease expires.
 func TestReturnToStandby(t *testing.T) {
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	f := newFactory(t, ns)
 	c, err := f.Controller(factorytest.ConfigMaps)
@@ -242,13 +249,7 @@ func TestReturnToStandby(t *testing.T) {
 	})
 	o := testOptions(t, ns)
 	o.ReturnToStandby = true
-	r, err := start.New(o, start.Group{Starters: []start.Starter{f}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	r, stop, done := runNew(t, o, start.Group{Starters: []start.Starter{f}})
 	eventually(t, "leading", func() bool { return holder(t, admin, ns, o.LeaseName) == r.Identity() })
 
 	// Another writer takes the lease over.
@@ -283,18 +284,10 @@ func TestReturnToStandby(t *testing.T) {
 // TestLostLeaseEndsTheReplica: without ReturnToStandby, a deposed replica's
 // Run returns ErrLeaseLost.
 func TestLostLeaseEndsTheReplica(t *testing.T) {
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	o := testOptions(t, ns)
-	r, err := start.New(o, start.Group{Starters: []start.Starter{newFactory(t, ns)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(context.Background()) }()
+	r, _, done := runNew(t, o, start.Group{Starters: []start.Starter{newFactory(t, ns)}})
 	eventually(t, "leading", func() bool { return holder(t, admin, ns, o.LeaseName) == r.Identity() })
 	if err := admin.CoordinationV1().Leases(ns).Delete(context.Background(), o.LeaseName, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -312,10 +305,7 @@ func TestLostLeaseEndsTheReplica(t *testing.T) {
 // TestNotReadyWhileCachesDoNotSync: a kind the apiserver does not serve
 // keeps the replica unready (and not campaigning); a stop still ends it.
 func TestNotReadyWhileCachesDoNotSync(t *testing.T) {
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	f := newFactory(t, ns)
 	if _, err := f.Controller(factorytest.Gadgets); err != nil {
@@ -326,13 +316,7 @@ func TestNotReadyWhileCachesDoNotSync(t *testing.T) {
 	logger := logrus.New()
 	logger.SetOutput(logs)
 	o.Logger = logrus.NewEntry(logger)
-	r, err := start.New(o, start.Group{Starters: []start.Starter{f}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	r, stop, done := runNew(t, o, start.Group{Starters: []start.Starter{f}})
 	// The replica says what it waits for, naming the kind.
 	eventually(t, "the log line naming the kind", func() bool {
 		out := logs.String()
