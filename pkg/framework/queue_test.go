@@ -575,21 +575,23 @@ type fakeQueueMetricsProvider struct {
 	depth, adds, latency, work, unfinished, longest, retries fakeQueueMetric
 }
 
-func (p *fakeQueueMetricsProvider) NewDepthMetric(name string) workqueue.GaugeMetric {
+// named notes that a metric of the name was asked for, and returns m.
+func (p *fakeQueueMetricsProvider) named(name string, m *fakeQueueMetric) *fakeQueueMetric {
 	p.names = append(p.names, name)
-	return &p.depth
+	return m
+}
+
+func (p *fakeQueueMetricsProvider) NewDepthMetric(name string) workqueue.GaugeMetric {
+	return p.named(name, &p.depth)
 }
 func (p *fakeQueueMetricsProvider) NewAddsMetric(name string) workqueue.CounterMetric {
-	p.names = append(p.names, name)
-	return &p.adds
+	return p.named(name, &p.adds)
 }
 func (p *fakeQueueMetricsProvider) NewLatencyMetric(name string) workqueue.HistogramMetric {
-	p.names = append(p.names, name)
-	return &p.latency
+	return p.named(name, &p.latency)
 }
 func (p *fakeQueueMetricsProvider) NewWorkDurationMetric(name string) workqueue.HistogramMetric {
-	p.names = append(p.names, name)
-	return &p.work
+	return p.named(name, &p.work)
 }
 func (p *fakeQueueMetricsProvider) NewUnfinishedWorkSecondsMetric(name string) workqueue.SettableGaugeMetric {
 	return &p.unfinished

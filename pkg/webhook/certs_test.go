@@ -20,13 +20,8 @@ import (
 // the folder (as cert-manager renews a mounted Secret) are picked up
 // without a restart while requests flow, and none of them fails.
 func TestCertificateRotationLosesNoRequest(t *testing.T) {
-	var hook Hook
-	ts := startServer(t, func(s *Server) {
-		var err error
-		hook, err = Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) { return nil, nil })
-		if err != nil {
-			t.Fatal(err)
-		}
+	hook, ts := serveHook(t, func(s *Server) (Hook, error) {
+		return Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) { return nil, nil })
 	})
 	// Each request on a new connection, so that each makes a handshake and
 	// sees the certificate being served.
