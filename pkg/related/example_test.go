@@ -10,6 +10,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/related"
@@ -64,15 +65,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	if err := factory.StartCaches(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	if err := factory.WaitForCacheSync(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	workers, err := factory.StartWorkers(ctx)
+	workers, err := factorytest.Start(ctx, factory) // pkg/start's job in a program
 	if err != nil {
 		fmt.Println(err)
 		return
