@@ -66,12 +66,7 @@ func cachedBytesPerObject(b *testing.B, ns string, n int, res framework.Resource
 	c := controller(b, f, res)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); f.Caches().Wait() }()
-	if err := f.StartCaches(ctx); err != nil {
-		b.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
-		b.Fatal(err)
-	}
+	factorytest.SyncCaches(b, ctx, f)
 	if got := c.QueueLen(); got != n {
 		b.Fatalf("%d keys queued, want %d", got, n)
 	}

@@ -285,12 +285,7 @@ func TestCachesFillQueueWithoutWorkers(t *testing.T) {
 	})
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
-	if err := f.StartCaches(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	factorytest.SyncCaches(t, ctx, f)
 	// WaitForCacheSync returns once the controller has every initial object.
 	if got := c.QueueLen(); got != objects {
 		t.Fatalf("queue holds %d keys after WaitForCacheSync, want %d", got, objects)
@@ -348,12 +343,7 @@ func TestStopWorkersDrainsAndKeepsQueue(t *testing.T) {
 	})
 	cacheCtx, stopCaches := context.WithCancel(t.Context())
 	defer stopCaches()
-	if err := f.StartCaches(cacheCtx); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(cacheCtx); err != nil {
-		t.Fatal(err)
-	}
+	factorytest.SyncCaches(t, cacheCtx, f)
 	workCtx, stopWork := context.WithCancel(t.Context())
 	w, err := f.StartWorkers(workCtx)
 	if err != nil {
@@ -603,12 +593,7 @@ func TestTwoFactoriesShareARegistry(t *testing.T) {
 		controller(t, f, factorytest.ConfigMaps)
 		ctx, cancel := context.WithCancel(t.Context())
 		t.Cleanup(func() { cancel(); f.Caches().Wait() })
-		if err := f.StartCaches(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.WaitForCacheSync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		factorytest.SyncCaches(t, ctx, f)
 	}
 	if _, err := reg.Gather(); err != nil {
 		t.Fatalf("gather: %v", err)

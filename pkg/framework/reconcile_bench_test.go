@@ -65,12 +65,7 @@ func reconcileRound(b *testing.B, ns string, objects, workers int, marker string
 		}
 		return out, nil
 	})
-	if err := f.StartCaches(ctx); err != nil {
-		b.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
-		b.Fatal(err)
-	}
+	factorytest.SyncCaches(b, ctx, f)
 	if got := c.QueueLen(); got != objects {
 		b.Fatalf("queue holds %d keys, want %d", got, objects)
 	}

@@ -168,12 +168,7 @@ func startedCaches(t *testing.T, opts framework.Options, register func(*framewor
 		cancel()
 		f.Caches().Wait()
 	})
-	if err := f.StartCaches(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	factorytest.SyncCaches(t, ctx, f)
 	return f
 }
 

@@ -27,11 +27,9 @@ import (
 // One control plane serves every integration test of the package; it is
 // started by the first test that needs it, so that unit tests run alone
 // do not wait for it.
-var lazyEnv = testkit.LazyEnv{Options: testenv.Options{Audit: true}}
+var controlPlane = testkit.LazyEnv{Options: testenv.Options{Audit: true}}
 
-func sharedEnv(t *testing.T) *testenv.Env { return lazyEnv.Get(t) }
-
-func TestMain(m *testing.M) { os.Exit(lazyEnv.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(controlPlane.Main(m)) }
 
 const namespace = "default"
 
@@ -74,7 +72,7 @@ func newReplica(t *testing.T, lease, name string, o replicaOptions) *replica {
 	t.Helper()
 	cfg := o.config
 	if cfg == nil {
-		cfg = sharedEnv(t).Config()
+		cfg = controlPlane.Get(t).Config()
 	}
 	cfg = rest.CopyConfig(cfg)
 	if o.wrap != nil {
@@ -100,6 +98,13 @@ func newReplica(t *testing.T, lease, name string, o replicaOptions) *replica {
 		t.Fatal(err)
 	}
 	return &replica{Elector: e, name: name, log: buf}
+}
+
+// twoReplicas are replica-a and replica-b of lease, with the timings.
+func twoReplicas(t *testing.T, lease string, timings timings) (a, b *replica) {
+	t.Helper()
+	return newReplica(t, lease, "replica-a", replicaOptions{timings: timings}),
+		newReplica(t, lease, "replica-b", replicaOptions{timings: timings})
 }
 
 // campaignResult is what a Campaign returned, and when.
@@ -262,7 +267,7 @@ func (c *countingTransport) requests() []string {
 
 func adminClient(t *testing.T) kubernetes.Interface {
 	t.Helper()
-	cs, err := kubernetes.NewForConfig(sharedEnv(t).Config())
+	cs, err := kubernetes.NewForConfig(controlPlane.Get(t).Config())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,12 +104,7 @@ func TestChildrenAndReferencesEnqueueTheirOwner(t *testing.T) {
 	if err := related.Watch(ctx, "secrets", related.Referencing(owners.Informer().GetIndexer(), bySecret), engine, secretCache); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.StartCaches(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	factorytest.SyncCaches(t, ctx, f)
 	workers, err := f.StartWorkers(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -24,11 +24,9 @@ import (
 
 // These tests run members against a real kube-apiserver (make testbin).
 
-var lazyEnv = testkit.LazyEnv{Options: testenv.Options{}}
+var controlPlane = testkit.LazyEnv{Options: testenv.Options{}}
 
-func sharedEnv(t *testing.T) *testenv.Env { return lazyEnv.Get(t) }
-
-func TestMain(m *testing.M) { os.Exit(lazyEnv.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(controlPlane.Main(m)) }
 
 type testMember struct {
 	name   string
@@ -60,7 +58,7 @@ const (
 func startMember(t *testing.T, group, name string) *testMember {
 	t.Helper()
 	tm := &testMember{name: name, done: make(chan error, 1)}
-	cfg := rest.CopyConfig(sharedEnv(t).Config())
+	cfg := rest.CopyConfig(controlPlane.Get(t).Config())
 	cfg.QPS = -1
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return cutTransport{next: rt, cut: &tm.cut} })
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -259,7 +257,7 @@ func TestGroupOnApiserver(t *testing.T) {
 	if worst > time.Second {
 		t.Errorf("a shard had no writer for %v during a graceful leave", worst)
 	}
-	if l, err := sharedEnv(t).Admin().Clientset(); err == nil {
+	if l, err := controlPlane.Get(t).Admin().Clientset(); err == nil {
 		if _, gerr := l.CoordinationV1().Leases("default").Get(t.Context(), MemberLeaseName(group, b.m.cfg.Identity), metav1.GetOptions{}); gerr == nil {
 			t.Error("the member lease of the member that left still exists")
 		}

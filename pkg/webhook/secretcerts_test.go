@@ -115,7 +115,7 @@ func TestSecretCertificateLifecycle(t *testing.T) {
 // makes the apiserver trust it; serving certificates renewed every few
 // seconds while the apiserver calls the webhook lose no request.
 func TestSecretCertificatesOnAPIServer(t *testing.T) {
-	e := sharedEnv(t)
+	e := controlPlane.Get(t)
 	cs, err := kubernetes.NewForConfig(e.Config())
 	if err != nil {
 		t.Fatal(err)

@@ -40,16 +40,28 @@ func Scheme(t testing.TB, addToScheme ...func(*runtime.Scheme) error) *runtime.S
 	return s
 }
 
+// SyncCaches starts f's caches under ctx and waits until they have synced,
+// failing the test on an error.
+func SyncCaches(t testing.TB, ctx context.Context, f *framework.Factory) {
+	t.Helper()
+	if err := startCaches(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startCaches(ctx context.Context, f *framework.Factory) error {
+	if err := f.StartCaches(ctx); err != nil {
+		return err
+	}
+	return f.WaitForCacheSync(ctx)
+}
+
 // Run starts f's caches and workers until the test ends; the cleanup stops
 // them and fails the test when the workers do not stop within 10s.
 func Run(t testing.TB, f *framework.Factory) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := f.StartCaches(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
+	if err := startCaches(ctx, f); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
@@ -85,10 +97,7 @@ func IndexByCronJob(job *batchv1.Job) ([]string, error) {
 // workers on the leader). The examples, which run against the test control
 // plane, use it.
 func Start(ctx context.Context, f *framework.Factory) (*framework.Workers, error) {
-	if err := f.StartCaches(ctx); err != nil {
-		return nil, err
-	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
+	if err := startCaches(ctx, f); err != nil {
 		return nil, err
 	}
 	return f.StartWorkers(ctx)
