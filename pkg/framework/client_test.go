@@ -57,14 +57,8 @@ func TestWireFormatPerKind(t *testing.T) {
 	ctx := t.Context()
 	ns := newNamespace(t)
 	cfg, rec := recordingConfig(env.Config())
-	clients, err := framework.NewClientFactory(cfg, newScheme(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmClient, err := clients.ForResource(factorytest.ConfigMaps)
-	if err != nil {
-		t.Fatal(err)
-	}
+	clients := newClientFactory(t, cfg)
+	cmClient := resourceClient(t, clients, factorytest.ConfigMaps)
 	var cm corev1.ConfigMap
 	in := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "wire"}, Data: map[string]string{"k": "v"}}
 	if err := cmClient.Create(ctx, ns, in, metav1.CreateOptions{}, &cm); err != nil {
@@ -93,10 +87,7 @@ func TestWireFormatPerKind(t *testing.T) {
 		}
 	}
 
-	widgetClient, err := clients.ForResource(factorytest.Widgets)
-	if err != nil {
-		t.Fatal(err)
-	}
+	widgetClient := resourceClient(t, clients, factorytest.Widgets)
 	var w testapi.Widget
 	if err := widgetClient.Create(ctx, ns, &testapi.Widget{ObjectMeta: metav1.ObjectMeta{Name: "wire"}, Spec: testapi.WidgetSpec{Size: 1}}, metav1.CreateOptions{}, &w); err != nil {
 		t.Fatal(err)
@@ -109,14 +100,8 @@ func TestWireFormatPerKind(t *testing.T) {
 	// The caller's choice in the rest.Config is kept.
 	jsonCfg, jsonRec := recordingConfig(env.Config())
 	jsonCfg.ContentType = "application/json"
-	jsonClients, err := framework.NewClientFactory(jsonCfg, newScheme(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	jsonCM, err := jsonClients.ForResource(factorytest.ConfigMaps)
-	if err != nil {
-		t.Fatal(err)
-	}
+	jsonClients := newClientFactory(t, jsonCfg)
+	jsonCM := resourceClient(t, jsonClients, factorytest.ConfigMaps)
 	if err := jsonCM.Get(ctx, ns, "wire", metav1.GetOptions{}, &cm); err != nil {
 		t.Fatal(err)
 	}
@@ -192,10 +177,7 @@ func TestWithImpersonation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := as.ForResource(factorytest.ConfigMaps)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := resourceClient(t, as, factorytest.ConfigMaps)
 	err = client.Create(t.Context(), ns, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "as-nobody"}}, metav1.CreateOptions{}, &corev1.ConfigMap{})
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "nobody-impersonated") {
 		t.Fatalf("a write as a user without RBAC: %v, want 403 naming the user", err)
@@ -206,4 +188,22 @@ func TestWithImpersonation(t *testing.T) {
 	if !errors.Is(err, fenced) {
 		t.Fatalf("an impersonated write with the original's fence closed: %v", err)
 	}
+}
+
+func newClientFactory(t *testing.T, cfg *rest.Config) *framework.ClientFactory {
+	t.Helper()
+	clients, err := framework.NewClientFactory(cfg, newScheme(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clients
+}
+
+func resourceClient(t *testing.T, clients *framework.ClientFactory, res framework.Resource) framework.ResourceClient {
+	t.Helper()
+	c, err := clients.ForResource(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

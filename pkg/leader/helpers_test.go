@@ -142,6 +142,18 @@ func await[T any](t *testing.T, what string, ch <-chan T, timeout time.Duration)
 	return testkit.Receive(t, ch, timeout, what)
 }
 
+// awaitTerm waits up to timeout for the Campaign of ch to win, and
+// releases its term when the test ends.
+func awaitTerm(t *testing.T, what string, ch <-chan campaignResult, timeout time.Duration) *leader.Term {
+	t.Helper()
+	r := await(t, what, ch, timeout)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	releaseAtEnd(t, r.term)
+	return r.term
+}
+
 // expectNothing fails if ch delivers within d: it checks that something
 // does NOT happen over a period, which only waiting can show.
 func expectNothing[T any](t *testing.T, what string, ch <-chan T, d time.Duration) {

@@ -199,11 +199,7 @@ func TestSameBaseIdentityNeverBothLead(t *testing.T) {
 	if err := first.Release(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	r := await(t, "the second replica takes over", second, 5*time.Second)
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	releaseAtEnd(t, r.term)
+	awaitTerm(t, "the second replica takes over", second, 5*time.Second)
 }
 
 // TestIdenticalIdentityIsNotShared: even two electors given the SAME
@@ -223,11 +219,7 @@ func TestIdenticalIdentityIsNotShared(t *testing.T) {
 	if err := termA.Release(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	r := await(t, "the twin takes the released lease", bWon, 5*time.Second)
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	releaseAtEnd(t, r.term)
+	awaitTerm(t, "the twin takes the released lease", bWon, 5*time.Second)
 }
 
 // clientGoReplica runs a client-go LeaderElector on the lease.

@@ -60,6 +60,34 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	testkit.Eventually(t, 10*time.Second, time.Millisecond, what, cond)
 }
 
+// campaignResult is what a Campaign returned.
+type campaignResult struct {
+	term *Term
+	err  error
+}
+
+// campaignAsync runs e's Campaign; the channel has what it returned.
+func campaignAsync(t *testing.T, e *Elector) <-chan campaignResult {
+	ch := make(chan campaignResult, 1)
+	go func() {
+		term, err := e.Campaign(t.Context())
+		ch <- campaignResult{term, err}
+	}()
+	return ch
+}
+
+// awaitTerm waits up to 10s for the Campaign of ch to win, and releases
+// its term when the test ends.
+func awaitTerm(t *testing.T, what string, ch <-chan campaignResult) *Term {
+	t.Helper()
+	r := testkit.Receive(t, ch, 10*time.Second, what)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	releaseAtEnd(t, r.term)
+	return r.term
+}
+
 func campaign(t *testing.T, e *Elector) *Term {
 	t.Helper()
 	term, err := e.Campaign(t.Context())
@@ -196,15 +224,7 @@ func heldLease(holder string, seconds int32) *coordinationv1.Lease {
 
 func TestStandbyWaitsLeaseDurationOnItsOwnClock(t *testing.T) {
 	e, cs, fc := newFakeElector(t, heldLease("other_1", 15))
-	type result struct {
-		term *Term
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		term, err := e.Campaign(t.Context())
-		done <- result{term, err}
-	}()
+	done := campaignAsync(t, e)
 	// The expiry timer is armed when the standby has seen the lease.
 	eventually(t, "the standby saw the holder", func() bool { return e.Leader() == "other_1" })
 	eventually(t, "the expiry timer is set", func() bool { return fc.HasWaiters() })
@@ -220,16 +240,7 @@ func TestStandbyWaitsLeaseDurationOnItsOwnClock(t *testing.T) {
 		}
 	}
 	fc.Step(time.Nanosecond)
-	var r result
-	select {
-	case r = <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("standby did not take the expired lease")
-	}
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	releaseAtEnd(t, r.term)
+	awaitTerm(t, "the standby to take the expired lease", done)
 	got, err := cs.CoordinationV1().Leases("ns").Get(t.Context(), "lease", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -311,15 +322,7 @@ func TestUnreachableAPIServerIsRetriedAndLoggedEveryFewSeconds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type result struct {
-		term *Term
-		err  error
-	}
-	won := make(chan result, 1)
-	go func() {
-		term, err := e.Campaign(t.Context())
-		won <- result{term, err}
-	}()
+	won := campaignAsync(t, e)
 	// 30s of fake time with the apiserver down, in RetryPeriod steps.
 	for range 15 {
 		eventually(t, "the retry timer is set", fc.HasWaiters)
@@ -342,16 +345,7 @@ func TestUnreachableAPIServerIsRetriedAndLoggedEveryFewSeconds(t *testing.T) {
 
 	down.Store(false)
 	fc.Step(2 * e.retryPeriod) // beyond the jittered backoff
-	var r result
-	select {
-	case r = <-won:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Campaign did not win once the apiserver was back")
-	}
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	releaseAtEnd(t, r.term)
+	awaitTerm(t, "Campaign to win once the apiserver was back", won)
 	if !strings.Contains(logs.String(), "reading the lease again") {
 		t.Fatalf("no recovery line in the log:\n%s", logs.String())
 	}
