@@ -3,7 +3,6 @@ package leader
 import (
 	"context"
 	"errors"
-	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/pkg/fence"
 	"io"
 	"net/http"
@@ -22,6 +21,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
+
+	"github.com/rein-k8s/rein/internal/testkit"
 )
 
 // These tests run the elector against client-go's fake clientset and a fake
