@@ -18,6 +18,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 
+	"github.com/rein-k8s/rein/internal/testkit"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/testenv"
@@ -28,11 +30,6 @@ var env *testenv.Env
 func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, testenv.Options{Audit: true}, &env))
 }
-
-var (
-	configMaps = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}
-	services   = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("Service"), Plural: "services", Namespaced: true}
-)
 
 // userAgent marks the applier's requests in the audit log.
 const userAgent = "rein-apply-test"
@@ -48,20 +45,10 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ctx := t.Context()
-	ns, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "apply-"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = admin.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
+	ns := testkit.NewNamespace(t, admin, "apply-")
+	s := factorytest.Scheme(t, clientgoscheme.AddToScheme)
 	cfg := env.Config()
 	cfg.UserAgent = userAgent
 	f, err := framework.NewFactory(cfg, s, framework.Options{})
@@ -72,11 +59,11 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	owner, err := admin.CoreV1().ServiceAccounts(ns.Name).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "owner"}}, metav1.CreateOptions{})
+	owner, err := admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "owner"}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, ns: ns.Name, admin: admin, f: f, a: a, owner: owner}
+	return &fixture{t: t, ns: ns, admin: admin, f: f, a: a, owner: owner}
 }
 
 // start runs the factory's caches (after the sets were made).
@@ -96,7 +83,7 @@ func (x *fixture) start() {
 
 func (x *fixture) set(name string, opts ...apply.Option) *apply.Set {
 	x.t.Helper()
-	s, err := x.a.Set(name, []framework.Resource{configMaps, services}, opts...)
+	s, err := x.a.Set(name, []framework.Resource{factorytest.ConfigMaps, factorytest.Services}, opts...)
 	if err != nil {
 		x.t.Fatal(err)
 	}
@@ -324,10 +311,10 @@ func TestConflictNamesTheOtherManager(t *testing.T) {
 func TestMistakesAreNamed(t *testing.T) {
 	x := newFixture(t)
 	s := x.set("kinds")
-	if _, err := x.a.Set("kinds", []framework.Resource{configMaps}); err == nil {
+	if _, err := x.a.Set("kinds", []framework.Resource{factorytest.ConfigMaps}); err == nil {
 		t.Error("two sets with one name")
 	}
-	if _, err := x.a.Set("Not_A_Label", []framework.Resource{configMaps}); err == nil {
+	if _, err := x.a.Set("Not_A_Label", []framework.Resource{factorytest.ConfigMaps}); err == nil {
 		t.Error("a set name that is no label value")
 	}
 	if _, err := x.a.Set("none", nil); err == nil {
@@ -352,8 +339,7 @@ func TestMistakesAreNamed(t *testing.T) {
 // send nothing, and a changed value is applied.
 func TestSecretStringData(t *testing.T) {
 	x := newFixture(t)
-	secrets := framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("Secret"), Plural: "secrets", Namespaced: true}
-	s, err := x.a.Set("secrets", []framework.Resource{secrets})
+	s, err := x.a.Set("secrets", []framework.Resource{factorytest.Secrets})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +406,7 @@ func TestOnlyItsOwnChildren(t *testing.T) {
 	cms := x.admin.CoreV1().ConfigMaps(x.ns)
 	cached := func(name string) {
 		t.Helper()
-		informer, err := x.f.Caches().ForResource(configMaps)
+		informer, err := x.f.Caches().ForResource(factorytest.ConfigMaps)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -474,7 +460,7 @@ func TestMarksAreSwept(t *testing.T) {
 	x := newFixture(t)
 	s := x.set("swept")
 	x.start()
-	informer, err := x.f.Caches().ForResource(configMaps)
+	informer, err := x.f.Caches().ForResource(factorytest.ConfigMaps)
 	if err != nil {
 		t.Fatal(err)
 	}

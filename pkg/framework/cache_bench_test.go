@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
@@ -44,10 +45,10 @@ func BenchmarkCacheMemory(b *testing.B) {
 		res  framework.Resource
 		opts framework.Options
 	}{
-		{"typed", configMaps, framework.Options{}},
-		{"typed+managedFields", configMaps, framework.Options{KeepManagedFields: true}},
-		{"typed+drop-data", configMaps, framework.Options{CachePerKind: map[schema.GroupVersionKind]framework.KindCache{configMaps.GVK: {Transform: dropData}}}},
-		{"metadata", configMaps.AsMetadata(), framework.Options{}},
+		{"typed", factorytest.ConfigMaps, framework.Options{}},
+		{"typed+managedFields", factorytest.ConfigMaps, framework.Options{KeepManagedFields: true}},
+		{"typed+drop-data", factorytest.ConfigMaps, framework.Options{CachePerKind: map[schema.GroupVersionKind]framework.KindCache{factorytest.ConfigMaps.GVK: {Transform: dropData}}}},
+		{"metadata", factorytest.ConfigMaps.AsMetadata(), framework.Options{}},
 	} {
 		b.Run(fmt.Sprintf("%s/objects=%d", c.name, n), func(b *testing.B) {
 			for range b.N {
@@ -65,12 +66,7 @@ func cachedBytesPerObject(b *testing.B, ns string, n int, res framework.Resource
 	c := controller(b, f, res)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); f.Caches().Wait() }()
-	if err := f.StartCaches(ctx); err != nil {
-		b.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
-		b.Fatal(err)
-	}
+	factorytest.SyncCaches(b, ctx, f)
 	if got := c.QueueLen(); got != n {
 		b.Fatalf("%d keys queued, want %d", got, n)
 	}

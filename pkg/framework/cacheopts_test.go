@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
@@ -97,18 +98,18 @@ func TestCacheNamespaces(t *testing.T) {
 		Namespaces: []string{b, a},
 		CachePerKind: map[schema.GroupVersionKind]framework.KindCache{
 			// Widgets are cached everywhere, ConfigMaps in a and b only.
-			widgets.GVK: {Namespaces: []string{""}},
+			factorytest.Widgets.GVK: {Namespaces: []string{""}},
 		},
 	})
 	rec := newKeyRecorder()
-	controller(t, f, configMaps).AddHandler(t.Context(), "record", rec.handle)
+	controller(t, f, factorytest.ConfigMaps).AddHandler(t.Context(), "record", rec.handle)
 	run(t, f)
 
 	rec.waitFor(t, a+"/x")
 	rec.waitFor(t, b+"/x")
 	want := []string{a + "/x", b + "/x"}
 	slices.Sort(want)
-	if got := cachedKeys(t, f, configMaps); !slices.Equal(got, want) {
+	if got := cachedKeys(t, f, factorytest.ConfigMaps); !slices.Equal(got, want) {
 		t.Fatalf("cached keys %v, want %v (namespace %s is not cached)", got, want, c)
 	}
 	// An object created later in an uncached namespace is never seen; one
@@ -120,7 +121,7 @@ func TestCacheNamespaces(t *testing.T) {
 		t.Fatalf("handled %s/later, a namespace outside the cache", c)
 	}
 
-	inf, err := f.Caches().ForResource(configMaps)
+	inf, err := f.Caches().ForResource(factorytest.ConfigMaps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func TestCacheNamespaces(t *testing.T) {
 	}
 
 	// The per-kind override caches Widgets in every namespace.
-	if _, err := f.Caches().ForResource(widgets); err != nil {
+	if _, err := f.Caches().ForResource(factorytest.Widgets); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.WaitForCacheSync(t.Context()); err != nil {
@@ -151,13 +152,13 @@ func TestCacheNamespaces(t *testing.T) {
 func TestCacheSelectors(t *testing.T) {
 	ns := newNamespace(t)
 	f := newFactory(t, ns, framework.Options{CachePerKind: map[schema.GroupVersionKind]framework.KindCache{
-		configMaps.GVK: {Labels: labels.SelectorFromSet(labels.Set{"app": "mine"})},
-		widgets.GVK:    {Fields: fields.OneTermEqualSelector("metadata.name", "keep")},
+		factorytest.ConfigMaps.GVK: {Labels: labels.SelectorFromSet(labels.Set{"app": "mine"})},
+		factorytest.Widgets.GVK:    {Fields: fields.OneTermEqualSelector("metadata.name", "keep")},
 	}})
 	rec := newKeyRecorder()
-	controller(t, f, configMaps).AddHandler(t.Context(), "record", rec.handle)
+	controller(t, f, factorytest.ConfigMaps).AddHandler(t.Context(), "record", rec.handle)
 	wrec := newKeyRecorder()
-	controller(t, f, widgets).AddHandler(t.Context(), "record", wrec.handle)
+	controller(t, f, factorytest.Widgets).AddHandler(t.Context(), "record", wrec.handle)
 	run(t, f)
 
 	cs := adminClient(t)
@@ -174,10 +175,10 @@ func TestCacheSelectors(t *testing.T) {
 		t.Fatal("the selected ConfigMap was handled as gone")
 	}
 	wrec.waitFor(t, ns+"/keep")
-	if got := cachedKeys(t, f, configMaps); !slices.Equal(got, []string{ns + "/mine"}) {
+	if got := cachedKeys(t, f, factorytest.ConfigMaps); !slices.Equal(got, []string{ns + "/mine"}) {
 		t.Fatalf("cached ConfigMaps %v, want only the labelled one", got)
 	}
-	if got := cachedKeys(t, f, widgets); !slices.Equal(got, []string{ns + "/keep"}) {
+	if got := cachedKeys(t, f, factorytest.Widgets); !slices.Equal(got, []string{ns + "/keep"}) {
 		t.Fatalf("cached Widgets %v, want only the one the field selector names", got)
 	}
 
@@ -195,7 +196,7 @@ func TestCacheSelectors(t *testing.T) {
 	if obj := rec.waitFor(t, ns+"/mine"); obj != nil {
 		t.Fatalf("after it left the selector the handler got %T, want nil", obj)
 	}
-	if got := cachedKeys(t, f, configMaps); len(got) != 0 {
+	if got := cachedKeys(t, f, factorytest.ConfigMaps); len(got) != 0 {
 		t.Fatalf("cached ConfigMaps %v after relabelling, want none", got)
 	}
 	if seen := rec.keys(); slices.Contains(seen, ns+"/theirs") {
@@ -210,10 +211,10 @@ func TestCacheBadFieldSelectorNamed(t *testing.T) {
 	f := newFactory(t, ns, framework.Options{
 		SyncTimeout: 3 * time.Second,
 		CachePerKind: map[schema.GroupVersionKind]framework.KindCache{
-			configMaps.GVK: {Fields: fields.OneTermEqualSelector("spec.color", "blue")},
+			factorytest.ConfigMaps.GVK: {Fields: fields.OneTermEqualSelector("spec.color", "blue")},
 		},
 	})
-	controller(t, f, configMaps)
+	controller(t, f, factorytest.ConfigMaps)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer func() { cancel(); f.Caches().Wait() }()
 	if err := f.StartCaches(ctx); err != nil {
@@ -241,10 +242,10 @@ func TestCacheTransform(t *testing.T) {
 		return obj, nil
 	}
 	f := newFactory(t, ns, framework.Options{CachePerKind: map[schema.GroupVersionKind]framework.KindCache{
-		configMaps.GVK: {Transform: dropData},
+		factorytest.ConfigMaps.GVK: {Transform: dropData},
 	}})
 	rec := newKeyRecorder()
-	controller(t, f, configMaps).AddHandler(t.Context(), "record", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+	controller(t, f, factorytest.ConfigMaps).AddHandler(t.Context(), "record", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		if cm, ok := obj.(*corev1.ConfigMap); ok {
 			cm.Labels = map[string]string{"changed": "by-handler"} // its own copy
 		}
@@ -261,7 +262,7 @@ func TestCacheTransform(t *testing.T) {
 	if cm.Data != nil || cm.ManagedFields != nil {
 		t.Fatalf("handler's object has data %d bytes, %d managedFields; want both dropped", len(cm.Data["payload"]), len(cm.ManagedFields))
 	}
-	inf, err := f.Caches().ForResource(configMaps)
+	inf, err := f.Caches().ForResource(factorytest.ConfigMaps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,8 +282,8 @@ func TestCacheOptionsMistakesNamed(t *testing.T) {
 		Namespace:  "one",
 		Namespaces: []string{"a", "a", "Not_A_Name"},
 		CachePerKind: map[schema.GroupVersionKind]framework.KindCache{
-			configMaps.GVK:  {Namespaces: []string{"", "b"}},
-			{Kind: "Thing"}: {},
+			factorytest.ConfigMaps.GVK: {Namespaces: []string{"", "b"}},
+			{Kind: "Thing"}:            {},
 		},
 	})
 	if err == nil {
@@ -304,7 +305,7 @@ func createWidget(t *testing.T, ns, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wc, err := client.ForResource(widgets)
+	wc, err := client.ForResource(factorytest.Widgets)
 	if err != nil {
 		t.Fatal(err)
 	}

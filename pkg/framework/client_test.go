@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
@@ -56,14 +57,8 @@ func TestWireFormatPerKind(t *testing.T) {
 	ctx := t.Context()
 	ns := newNamespace(t)
 	cfg, rec := recordingConfig(env.Config())
-	clients, err := framework.NewClientFactory(cfg, newScheme(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmClient, err := clients.ForResource(configMaps)
-	if err != nil {
-		t.Fatal(err)
-	}
+	clients := newClientFactory(t, cfg)
+	cmClient := resourceClient(t, clients, factorytest.ConfigMaps)
 	var cm corev1.ConfigMap
 	in := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "wire"}, Data: map[string]string{"k": "v"}}
 	if err := cmClient.Create(ctx, ns, in, metav1.CreateOptions{}, &cm); err != nil {
@@ -92,10 +87,7 @@ func TestWireFormatPerKind(t *testing.T) {
 		}
 	}
 
-	widgetClient, err := clients.ForResource(widgets)
-	if err != nil {
-		t.Fatal(err)
-	}
+	widgetClient := resourceClient(t, clients, factorytest.Widgets)
 	var w testapi.Widget
 	if err := widgetClient.Create(ctx, ns, &testapi.Widget{ObjectMeta: metav1.ObjectMeta{Name: "wire"}, Spec: testapi.WidgetSpec{Size: 1}}, metav1.CreateOptions{}, &w); err != nil {
 		t.Fatal(err)
@@ -108,14 +100,8 @@ func TestWireFormatPerKind(t *testing.T) {
 	// The caller's choice in the rest.Config is kept.
 	jsonCfg, jsonRec := recordingConfig(env.Config())
 	jsonCfg.ContentType = "application/json"
-	jsonClients, err := framework.NewClientFactory(jsonCfg, newScheme(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	jsonCM, err := jsonClients.ForResource(configMaps)
-	if err != nil {
-		t.Fatal(err)
-	}
+	jsonClients := newClientFactory(t, jsonCfg)
+	jsonCM := resourceClient(t, jsonClients, factorytest.ConfigMaps)
 	if err := jsonCM.Get(ctx, ns, "wire", metav1.GetOptions{}, &cm); err != nil {
 		t.Fatal(err)
 	}
@@ -131,12 +117,12 @@ func TestManagedFieldsDroppedFromCache(t *testing.T) {
 		t.Run(map[bool]string{false: "default", true: "KeepManagedFields"}[keep], func(t *testing.T) {
 			ns := newNamespace(t)
 			f := newFactory(t, ns, framework.Options{KeepManagedFields: keep})
-			client, err := f.Clients().ForResource(configMaps)
+			client, err := f.Clients().ForResource(factorytest.ConfigMaps)
 			if err != nil {
 				t.Fatal(err)
 			}
 			seenFields := make(chan int, 4)
-			controller(t, f, configMaps).AddHandler(t.Context(), "label", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+			controller(t, f, factorytest.ConfigMaps).AddHandler(t.Context(), "label", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 				cm, _ := obj.(*corev1.ConfigMap)
 				if cm == nil || cm.Labels["handled"] == "yes" {
 					return nil, nil
@@ -191,10 +177,7 @@ func TestWithImpersonation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := as.ForResource(configMaps)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := resourceClient(t, as, factorytest.ConfigMaps)
 	err = client.Create(t.Context(), ns, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "as-nobody"}}, metav1.CreateOptions{}, &corev1.ConfigMap{})
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "nobody-impersonated") {
 		t.Fatalf("a write as a user without RBAC: %v, want 403 naming the user", err)
@@ -205,4 +188,22 @@ func TestWithImpersonation(t *testing.T) {
 	if !errors.Is(err, fenced) {
 		t.Fatalf("an impersonated write with the original's fence closed: %v", err)
 	}
+}
+
+func newClientFactory(t *testing.T, cfg *rest.Config) *framework.ClientFactory {
+	t.Helper()
+	clients, err := framework.NewClientFactory(cfg, newScheme(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clients
+}
+
+func resourceClient(t *testing.T, clients *framework.ClientFactory, res framework.Resource) framework.ResourceClient {
+	t.Helper()
+	c, err := clients.ForResource(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
@@ -30,7 +31,7 @@ func TestCreateUpdateDeleteReachHandlers(t *testing.T) {
 	ns := newNamespace(t)
 	f := newFactory(t, ns, framework.Options{})
 	events := make(chan seen, 16)
-	controller(t, f, configMaps).AddHandler(t.Context(), "record", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+	controller(t, f, factorytest.ConfigMaps).AddHandler(t.Context(), "record", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		cm, _ := obj.(*corev1.ConfigMap)
 		events <- seen{key, cm}
 		return nil, nil
@@ -65,7 +66,7 @@ func TestCreateUpdateDeleteReachHandlers(t *testing.T) {
 func TestChainRunsInOrderAndHandsOverObjects(t *testing.T) {
 	ns := newNamespace(t)
 	f := newFactory(t, ns, framework.Options{})
-	c := controller(t, f, configMaps)
+	c := controller(t, f, factorytest.ConfigMaps)
 	ctx := t.Context()
 	type step struct {
 		handler string
@@ -118,7 +119,7 @@ func TestErrorsRetryWithGrowingDelay(t *testing.T) {
 		RateLimit: framework.RateLimit{BaseDelay: 20 * time.Millisecond, MaxDelay: time.Minute, QPS: 1000, Burst: 1000}})
 	calls := make(chan time.Time, 16)
 	var n atomic.Int32
-	controller(t, f, configMaps).AddHandler(t.Context(), "flaky", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+	controller(t, f, factorytest.ConfigMaps).AddHandler(t.Context(), "flaky", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		calls <- time.Now()
 		if n.Add(1) <= 4 {
 			return nil, errors.New("not yet")
@@ -155,7 +156,7 @@ func TestRequeueAfterAndSkip(t *testing.T) {
 	}
 	calls := make(chan call, 16)
 	var polls atomic.Int32
-	c := controller(t, f, configMaps)
+	c := controller(t, f, factorytest.ConfigMaps)
 	c.AddHandler(t.Context(), "poll", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		if !strings.HasSuffix(key, "/poll") {
 			return nil, nil
@@ -212,7 +213,7 @@ func TestPanickingHandlerIsRetriedAndProcessSurvives(t *testing.T) {
 	f := newFactory(t, ns, framework.Options{Registerer: reg})
 	done := make(chan string, 1)
 	var n atomic.Int32
-	controller(t, f, configMaps).AddHandler(t.Context(), "boom", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+	controller(t, f, factorytest.ConfigMaps).AddHandler(t.Context(), "boom", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		if obj == nil {
 			return nil, nil
 		}
@@ -236,7 +237,7 @@ func TestPanickingHandlerIsRetriedAndProcessSurvives(t *testing.T) {
 func TestHandlerUnregisteredWhenContextEnds(t *testing.T) {
 	ns := newNamespace(t)
 	f := newFactory(t, ns, framework.Options{})
-	c := controller(t, f, configMaps)
+	c := controller(t, f, factorytest.ConfigMaps)
 	hctx, unregister := context.WithCancel(t.Context())
 	var removedCalls atomic.Int32
 	c.AddHandler(hctx, "removed", func(context.Context, string, runtime.Object) (runtime.Object, error) {
@@ -274,7 +275,7 @@ func TestCachesFillQueueWithoutWorkers(t *testing.T) {
 		createConfigMap(t, ns, fmt.Sprintf("cm-%02d", i), nil)
 	}
 	f := newFactory(t, ns, framework.Options{Workers: 4})
-	c := controller(t, f, configMaps)
+	c := controller(t, f, factorytest.ConfigMaps)
 	var calls atomic.Int32
 	processed := make(chan string, objects)
 	c.AddHandler(t.Context(), "count", func(ctx context.Context, key string, _ runtime.Object) (runtime.Object, error) {
@@ -284,12 +285,7 @@ func TestCachesFillQueueWithoutWorkers(t *testing.T) {
 	})
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
-	if err := f.StartCaches(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	factorytest.SyncCaches(t, ctx, f)
 	// WaitForCacheSync returns once the controller has every initial object.
 	if got := c.QueueLen(); got != objects {
 		t.Fatalf("queue holds %d keys after WaitForCacheSync, want %d", got, objects)
@@ -333,7 +329,7 @@ func TestCachesFillQueueWithoutWorkers(t *testing.T) {
 func TestStopWorkersDrainsAndKeepsQueue(t *testing.T) {
 	ns := newNamespace(t)
 	f := newFactory(t, ns, framework.Options{Workers: 1})
-	c := controller(t, f, configMaps)
+	c := controller(t, f, factorytest.ConfigMaps)
 	started := make(chan string, 8)
 	release := make(chan struct{})
 	var finished atomic.Int32
@@ -347,12 +343,7 @@ func TestStopWorkersDrainsAndKeepsQueue(t *testing.T) {
 	})
 	cacheCtx, stopCaches := context.WithCancel(t.Context())
 	defer stopCaches()
-	if err := f.StartCaches(cacheCtx); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(cacheCtx); err != nil {
-		t.Fatal(err)
-	}
+	factorytest.SyncCaches(t, cacheCtx, f)
 	workCtx, stopWork := context.WithCancel(t.Context())
 	w, err := f.StartWorkers(workCtx)
 	if err != nil {
@@ -397,7 +388,7 @@ func TestStopWorkersDrainsAndKeepsQueue(t *testing.T) {
 
 func TestCacheSyncTimeoutNamesTheKind(t *testing.T) {
 	f := newFactory(t, "", framework.Options{SyncTimeout: 2 * time.Second})
-	controller(t, f, gadgets) // registered in the scheme; no CRD is installed
+	controller(t, f, factorytest.Gadgets) // registered in the scheme; no CRD is installed
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	if err := f.StartCaches(ctx); err != nil {
@@ -423,7 +414,7 @@ func TestCacheSyncTimeoutNamesTheKind(t *testing.T) {
 
 func TestRegistrationMistakesFailStartCaches(t *testing.T) {
 	f := newFactory(t, "", framework.Options{})
-	err := controller(t, f, configMaps).AddRemoveHandler(t.Context(), "Not A Valid Name!", func(context.Context, string, runtime.Object) (runtime.Object, error) { return nil, nil })
+	err := controller(t, f, factorytest.ConfigMaps).AddRemoveHandler(t.Context(), "Not A Valid Name!", func(context.Context, string, runtime.Object) (runtime.Object, error) { return nil, nil })
 	if err == nil || !strings.Contains(err.Error(), "Not A Valid Name!") {
 		t.Fatalf("invalid finalizer name: %v", err)
 	}
@@ -444,12 +435,12 @@ func TestControllerRegisteredAfterStartGetsEveryKey(t *testing.T) {
 	}
 	f := newFactory(t, ns, framework.Options{})
 	// Only the cache is used at first, as a standby's index would.
-	if _, err := f.Caches().ForResource(configMaps); err != nil {
+	if _, err := f.Caches().ForResource(factorytest.ConfigMaps); err != nil {
 		t.Fatal(err)
 	}
 	run(t, f)
 	keys := make(chan string, 8)
-	controller(t, f, configMaps).AddHandler(t.Context(), "late", func(ctx context.Context, key string, _ runtime.Object) (runtime.Object, error) {
+	controller(t, f, factorytest.ConfigMaps).AddHandler(t.Context(), "late", func(ctx context.Context, key string, _ runtime.Object) (runtime.Object, error) {
 		keys <- key
 		return nil, nil
 	})
@@ -475,7 +466,7 @@ func TestFallbackHoldRefusesWrites(t *testing.T) {
 		}
 		return *deadline.Load(), nil
 	}))
-	client := controller(t, f, configMaps).Client()
+	client := controller(t, f, factorytest.ConfigMaps).Client()
 	ctx := t.Context()
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "guarded"}}
 	if err := client.Create(ctx, ns, cm, metav1.CreateOptions{}, &corev1.ConfigMap{}); err != nil {
@@ -535,7 +526,7 @@ func TestFallbackHoldRefusesWrites(t *testing.T) {
 func TestWidgetCustomResource(t *testing.T) {
 	ns := newNamespace(t)
 	f := newFactory(t, ns, framework.Options{})
-	c := controller(t, f, widgets)
+	c := controller(t, f, factorytest.Widgets)
 	observed := make(chan int, 4)
 	c.AddHandler(t.Context(), "status", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		w, ok := obj.(*testapi.Widget)
@@ -599,15 +590,10 @@ func TestTwoFactoriesShareARegistry(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	for range 2 {
 		f := newFactory(t, ns, framework.Options{Registerer: reg})
-		controller(t, f, configMaps)
+		controller(t, f, factorytest.ConfigMaps)
 		ctx, cancel := context.WithCancel(t.Context())
 		t.Cleanup(func() { cancel(); f.Caches().Wait() })
-		if err := f.StartCaches(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.WaitForCacheSync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		factorytest.SyncCaches(t, ctx, f)
 	}
 	if _, err := reg.Gather(); err != nil {
 		t.Fatalf("gather: %v", err)
@@ -625,12 +611,12 @@ func TestRateLimitPerKind(t *testing.T) {
 	ns := newNamespace(t)
 	f := newFactory(t, ns, framework.Options{
 		RateLimit:        framework.RateLimit{BaseDelay: 7 * time.Millisecond},
-		RateLimitPerKind: map[schema.GroupVersionKind]framework.RateLimit{configMaps.GVK: {BaseDelay: time.Second, QPS: 5}},
+		RateLimitPerKind: map[schema.GroupVersionKind]framework.RateLimit{factorytest.ConfigMaps.GVK: {BaseDelay: time.Second, QPS: 5}},
 	})
-	if rl := controller(t, f, configMaps).RateLimit(); rl.BaseDelay != time.Second || rl.QPS != 5 || rl.Burst == 0 {
+	if rl := controller(t, f, factorytest.ConfigMaps).RateLimit(); rl.BaseDelay != time.Second || rl.QPS != 5 || rl.Burst == 0 {
 		t.Fatalf("ConfigMaps' rate limit %+v, want its own (1s, 5 QPS) with defaults filled in", rl)
 	}
-	if rl := controller(t, f, widgets).RateLimit(); rl.BaseDelay != 7*time.Millisecond {
+	if rl := controller(t, f, factorytest.Widgets).RateLimit(); rl.BaseDelay != 7*time.Millisecond {
 		t.Fatalf("Widgets' rate limit %+v, want the factory's (7ms)", rl)
 	}
 }

@@ -1,9 +1,7 @@
 package framework_test
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/klog/v2"
 
+	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
@@ -39,25 +38,8 @@ func TestEventRecorderEmitsEventsOnObjects(t *testing.T) {
 	})
 }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestKlogIsRoutedToLogrus(t *testing.T) {
-	out := &lockedBuffer{}
+	out := &testkit.SyncBuffer{}
 	logger := logrus.New()
 	logger.SetOutput(out)
 	logger.SetFormatter(&logrus.JSONFormatter{})

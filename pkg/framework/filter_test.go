@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
@@ -20,7 +21,7 @@ func TestIgnoreStatus(t *testing.T) {
 	ns := newNamespace(t)
 	reg := prometheus.NewRegistry()
 	f := newFactory(t, ns, framework.Options{Registerer: reg})
-	c := controller(t, f, widgets)
+	c := controller(t, f, factorytest.Widgets)
 	statusRuns, allRuns := make(chan string, 20), make(chan string, 20)
 	c.AddHandler(t.Context(), "status", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		w, ok := obj.(*testapi.Widget)

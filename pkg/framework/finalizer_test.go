@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
@@ -40,7 +41,7 @@ func TestFinalizerName(t *testing.T) {
 func TestTwoRemoveHandlersOnOneKind(t *testing.T) {
 	ns := newNamespace(t)
 	f := newFactory(t, ns, framework.Options{Workers: 4})
-	c := controller(t, f, widgets)
+	c := controller(t, f, factorytest.Widgets)
 	ctx := t.Context()
 
 	var mu sync.Mutex
@@ -101,7 +102,7 @@ func TestTwoRemoveHandlersOnOneKind(t *testing.T) {
 func TestRemoveHandlerOnConfigMaps(t *testing.T) {
 	ns := newNamespace(t)
 	f := newFactory(t, ns, framework.Options{})
-	c := controller(t, f, configMaps)
+	c := controller(t, f, factorytest.ConfigMaps)
 	removed := make(chan string, 4)
 	if err := c.AddRemoveHandler(t.Context(), "cleanup", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		removed <- key

@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
@@ -55,7 +56,7 @@ func TestKeyGate(t *testing.T) {
 	gate := &prefixGate{admit: []string{"a-"}}
 	f.GateKeys(gate)
 	ran := make(chan string, 16)
-	controller(t, f, configMaps).AddHandler(t.Context(), "record", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+	controller(t, f, factorytest.ConfigMaps).AddHandler(t.Context(), "record", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		if obj != nil {
 			ran <- key + " in " + ctx.Value(gateKey{}).(string)
 		}
@@ -77,7 +78,7 @@ func TestKeyGate(t *testing.T) {
 		t.Fatalf("a refused key ran: %s", k)
 	case <-time.After(300 * time.Millisecond): // a refused key would run within it
 	}
-	if n := controller(t, f, configMaps).QueueLen(); n != 0 {
+	if n := controller(t, f, factorytest.ConfigMaps).QueueLen(); n != 0 {
 		t.Fatalf("%d keys still queued: refused keys must be dropped", n)
 	}
 

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
@@ -24,7 +25,7 @@ func blockedHandler(t *testing.T, f *framework.Factory) (started <-chan struct{}
 	never := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
 	t.Cleanup(never.Close)
 	startedCh, returnedCh := make(chan struct{}, 1), make(chan time.Time, 1)
-	controller(t, f, configMaps).AddHandler(t.Context(), "external", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+	controller(t, f, factorytest.ConfigMaps).AddHandler(t.Context(), "external", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, never.URL, nil)
 		if err != nil {
 			return nil, err
@@ -118,7 +119,7 @@ func TestHandlerLoggerNamesControllerHandlerAndKey(t *testing.T) {
 	log, hook := test.NewNullLogger()
 	f := newFactory(t, ns, framework.Options{Logger: logrus.NewEntry(log)})
 	logged := make(chan struct{}, 1)
-	controller(t, f, configMaps).AddHandler(t.Context(), "greeter", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+	controller(t, f, factorytest.ConfigMaps).AddHandler(t.Context(), "greeter", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 		if obj != nil {
 			framework.Logger(ctx).Info("hello")
 			select {

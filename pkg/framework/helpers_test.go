@@ -2,7 +2,6 @@ package framework_test
 
 import (
 	"context"
-	"github.com/rein-k8s/rein/pkg/fence"
 	"os"
 	"testing"
 	"time"
@@ -14,6 +13,9 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
@@ -24,46 +26,15 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, testenv.Options{CRDDirs: []string{"../../internal/testapi/crds"}}, &env))
 }
 
-var (
-	configMaps = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}
-	widgets    = framework.Resource{GVK: testapi.SchemeGroupVersion.WithKind("Widget"), Plural: "widgets", Namespaced: true}
-	gadgets    = framework.Resource{GVK: testapi.SchemeGroupVersion.WithKind("Gadget"), Plural: "gadgets", Namespaced: true}
-)
-
 func newScheme(t testing.TB) *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := testapi.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return factorytest.Scheme(t, clientgoscheme.AddToScheme, testapi.AddToScheme)
 }
 
-func adminClient(t testing.TB) kubernetes.Interface {
-	cs, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
+func adminClient(t testing.TB) kubernetes.Interface { return testkit.Admin(t, env) }
 
 // newNamespace creates a namespace of the test's own, so that tests sharing
 // the control plane do not see each other's objects.
-func newNamespace(t testing.TB) string {
-	cs := adminClient(t)
-	ns, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "fw-"},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cs.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
-	})
-	return ns.Name
-}
+func newNamespace(t testing.TB) string { return testkit.NewNamespace(t, adminClient(t), "fw-") }
 
 // fastRetries keeps backoff short so retry tests take milliseconds.
 var fastRetries = framework.RateLimit{BaseDelay: 10 * time.Millisecond, MaxDelay: time.Second, QPS: 1000, Burst: 1000}
@@ -81,29 +52,7 @@ func newFactory(t testing.TB, namespace string, opts framework.Options) *framewo
 }
 
 // run starts caches and workers of f until the test ends.
-func run(t testing.TB, f *framework.Factory) {
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := f.StartCaches(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	w, err := f.StartWorkers(ctx)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := w.Wait(10 * time.Second); err != nil {
-			t.Error(err)
-		}
-		f.Caches().Wait()
-	})
-}
+func run(t testing.TB, f *framework.Factory) { factorytest.Run(t, f) }
 
 func controller(t testing.TB, f *framework.Factory, res framework.Resource) *framework.Controller {
 	c, err := f.Controller(res)
@@ -116,26 +65,14 @@ func controller(t testing.TB, f *framework.Factory, res framework.Resource) *fra
 // receive waits for a value on ch, failing the test after timeout.
 func receive[T any](t testing.TB, ch <-chan T, timeout time.Duration, what string) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(timeout):
-		t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		panic("unreachable")
-	}
+	return testkit.Receive(t, ch, timeout, what)
 }
 
 // eventually polls cond (state outside the test's reach, such as a queue
 // length) until it holds or timeout passes.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, timeout, 10*time.Millisecond, what, cond)
 }
 
 func createConfigMap(t testing.TB, ns, name string, data map[string]string) *corev1.ConfigMap {

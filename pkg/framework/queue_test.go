@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/rein-k8s/rein/internal/testkit"
 )
 
 // unbucketedRetries has a bucket that never delays, so tests see the bare backoff.
@@ -18,13 +20,7 @@ var unbucketedRetries = RateLimit{QPS: 1e9, Burst: 1 << 30}
 // deadline. It observes state; it does not order events.
 func waitForQueue(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
+	testkit.Eventually(t, 10*time.Second, 100*time.Microsecond, what, cond)
 }
 
 func (q *keyQueue) numWaiters() int {
@@ -579,21 +575,23 @@ type fakeQueueMetricsProvider struct {
 	depth, adds, latency, work, unfinished, longest, retries fakeQueueMetric
 }
 
-func (p *fakeQueueMetricsProvider) NewDepthMetric(name string) workqueue.GaugeMetric {
+// named notes that a metric of the name was asked for, and returns m.
+func (p *fakeQueueMetricsProvider) named(name string, m *fakeQueueMetric) *fakeQueueMetric {
 	p.names = append(p.names, name)
-	return &p.depth
+	return m
+}
+
+func (p *fakeQueueMetricsProvider) NewDepthMetric(name string) workqueue.GaugeMetric {
+	return p.named(name, &p.depth)
 }
 func (p *fakeQueueMetricsProvider) NewAddsMetric(name string) workqueue.CounterMetric {
-	p.names = append(p.names, name)
-	return &p.adds
+	return p.named(name, &p.adds)
 }
 func (p *fakeQueueMetricsProvider) NewLatencyMetric(name string) workqueue.HistogramMetric {
-	p.names = append(p.names, name)
-	return &p.latency
+	return p.named(name, &p.latency)
 }
 func (p *fakeQueueMetricsProvider) NewWorkDurationMetric(name string) workqueue.HistogramMetric {
-	p.names = append(p.names, name)
-	return &p.work
+	return p.named(name, &p.work)
 }
 func (p *fakeQueueMetricsProvider) NewUnfinishedWorkSecondsMetric(name string) workqueue.SettableGaugeMetric {
 	return &p.unfinished

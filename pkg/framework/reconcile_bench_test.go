@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
@@ -44,7 +45,7 @@ func BenchmarkReconcile(b *testing.B) {
 func reconcileRound(b *testing.B, ns string, objects, workers int, marker string) time.Duration {
 	b.StopTimer()
 	f := newFactory(b, ns, framework.Options{Workers: workers})
-	c := controller(b, f, configMaps)
+	c := controller(b, f, factorytest.ConfigMaps)
 	patch := []byte(`{"metadata":{"annotations":{"bench/round":"` + marker + `"}}}`)
 	var written atomic.Int32
 	allWritten := make(chan struct{})
@@ -64,12 +65,7 @@ func reconcileRound(b *testing.B, ns string, objects, workers int, marker string
 		}
 		return out, nil
 	})
-	if err := f.StartCaches(ctx); err != nil {
-		b.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
-		b.Fatal(err)
-	}
+	factorytest.SyncCaches(b, ctx, f)
 	if got := c.QueueLen(); got != objects {
 		b.Fatalf("queue holds %d keys, want %d", got, objects)
 	}

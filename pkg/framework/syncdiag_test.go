@@ -16,6 +16,7 @@ import (
 
 	"k8s.io/client-go/rest"
 
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
@@ -47,20 +48,20 @@ func TestSyncErrorsNameTheCause(t *testing.T) {
 			c := env.Config()
 			c.Host = "https://" + closed
 			return c
-		}, configMaps, []string{closed, "connection refused", "cannot be reached"}},
+		}, factorytest.ConfigMaps, []string{closed, "connection refused", "cannot be reached"}},
 		{"wrong CA", func() *rest.Config {
 			c := env.Config()
 			c.CAData = otherCA(t)
 			return c
-		}, configMaps, []string{"x509", "TLS failed", "certificate-authority"}},
+		}, factorytest.ConfigMaps, []string{"x509", "TLS failed", "certificate-authority"}},
 		{"credentials refused", func() *rest.Config {
 			c := env.Config()
 			c.CertData, c.KeyData, c.CertFile, c.KeyFile = nil, nil, "", ""
 			c.BearerToken = "not-a-token"
 			return c
-		}, configMaps, []string{"401", "credentials"}},
-		{"RBAC forbids list", nobody.Config, configMaps, []string{"403", "forbidden", "grant list and watch on configmaps"}},
-		{"CRD missing", env.Config, gadgets, []string{"404", "gadgets.test.rein.dev", "install its CRD"}},
+		}, factorytest.ConfigMaps, []string{"401", "credentials"}},
+		{"RBAC forbids list", nobody.Config, factorytest.ConfigMaps, []string{"403", "forbidden", "grant list and watch on configmaps"}},
+		{"CRD missing", env.Config, factorytest.Gadgets, []string{"404", "gadgets.test.rein.dev", "install its CRD"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -16,6 +16,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
@@ -55,15 +56,7 @@ func Example() {
 		return cm, nil
 	})
 
-	if err := factory.StartCaches(ctx); err != nil { // every replica
-		fmt.Println(err)
-		return
-	}
-	if err := factory.WaitForCacheSync(ctx); err != nil { // every key is queued now
-		fmt.Println(err)
-		return
-	}
-	workers, err := factory.StartWorkers(ctx) // the leader only
+	workers, err := factorytest.Start(ctx, factory) // pkg/start's job in a program
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -126,7 +119,9 @@ func ExampleRegisterGeneratingHandler() {
 		fmt.Println(err)
 		return
 	}
-	widgets := generic.NewController[*testapi.Widget, *testapi.WidgetList](factory, widgetResource)
+	widgets := generic.NewController[*testapi.Widget, *testapi.WidgetList](factory, framework.Resource{
+		GVK: testapi.SchemeGroupVersion.WithKind("Widget"), Plural: "widgets", Namespaced: true,
+	})
 	applier, err := apply.New(factory)
 	if err != nil {
 		fmt.Println(err)
@@ -152,15 +147,7 @@ func ExampleRegisterGeneratingHandler() {
 		generic.GeneratingOptions[testapi.WidgetStatus]{
 			Conditions: func(s *testapi.WidgetStatus) *[]metav1.Condition { return &s.Conditions },
 		})
-	if err := factory.StartCaches(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	if err := factory.WaitForCacheSync(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	workers, err := factory.StartWorkers(ctx)
+	workers, err := factorytest.Start(ctx, factory) // pkg/start's job in a program
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -235,15 +222,7 @@ func ExampleNewMetadataController() {
 		seen <- fmt.Sprintf("%s %s labelled team=%s", obj.Kind, obj.Name, obj.Labels["team"])
 		return nil, nil
 	})
-	if err := factory.StartCaches(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	if err := factory.WaitForCacheSync(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	workers, err := factory.StartWorkers(ctx)
+	workers, err := factorytest.Start(ctx, factory) // pkg/start's job in a program
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -295,15 +274,7 @@ func ExampleNewDynamicController() {
 		sizes <- size
 		return nil, err
 	})
-	if err := factory.StartCaches(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	if err := factory.WaitForCacheSync(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	workers, err := factory.StartWorkers(ctx)
+	workers, err := factorytest.Start(ctx, factory) // pkg/start's job in a program
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/fence"
 
 	corev1 "k8s.io/api/core/v1"
@@ -27,7 +28,7 @@ import (
 // testNamespace creates a namespace of the test's own.
 func testNamespace(t *testing.T) string {
 	t.Helper()
-	namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](newFactory(t, ""), namespaceResource)
+	namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](newFactory(t, ""), factorytest.Namespaces)
 	ns, err := namespaces.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "forms-"}})
 	if err != nil {
 		t.Fatal(err)
@@ -57,9 +58,9 @@ func TestMetadataController(t *testing.T) {
 	f := newFactory(t, ns)
 	ctx := t.Context()
 
-	cms := generic.NewMetadataController(f, configMapResource)
-	typed := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](f, configMapResource)
-	widgets := generic.NewMetadataController(f, widgetResource)
+	cms := generic.NewMetadataController(f, factorytest.ConfigMaps)
+	typed := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](f, factorytest.ConfigMaps)
+	widgets := generic.NewMetadataController(f, factorytest.Widgets)
 
 	type seen struct {
 		key    string
@@ -106,7 +107,7 @@ func TestMetadataController(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := generic.NewController[*testapi.Widget, *testapi.WidgetList](f, widgetResource).Create(ctx, &testapi.Widget{
+	if _, err := generic.NewController[*testapi.Widget, *testapi.WidgetList](f, factorytest.Widgets).Create(ctx, &testapi.Widget{
 		ObjectMeta: metav1.ObjectMeta{Name: "w", Namespace: ns}, Spec: testapi.WidgetSpec{Size: 3},
 	}); err != nil {
 		t.Fatal(err)
@@ -116,14 +117,14 @@ func TestMetadataController(t *testing.T) {
 	// patch come back through the metadata watch.
 	for {
 		s := receive(t, changes, "the metadata handler")
-		if s.gvk != configMapResource.GVK {
-			t.Fatalf("metadata handler got kind %v, want %v", s.gvk, configMapResource.GVK)
+		if s.gvk != factorytest.ConfigMaps.GVK {
+			t.Fatalf("metadata handler got kind %v, want %v", s.gvk, factorytest.ConfigMaps.GVK)
 		}
 		if s.labels["seen"] == "yes" {
 			break
 		}
 	}
-	if gvk := receive(t, widgetKinds, "the Widget metadata handler"); gvk != widgetResource.GVK {
+	if gvk := receive(t, widgetKinds, "the Widget metadata handler"); gvk != factorytest.Widgets.GVK {
 		t.Fatalf("Widget metadata handler got kind %v", gvk)
 	}
 	if data := receive(t, typedData, "the typed handler"); len(data["payload"]) != 4096 {
@@ -136,7 +137,7 @@ func TestMetadataController(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cached.GroupVersionKind() != configMapResource.GVK || cached.UID == "" {
+	if cached.GroupVersionKind() != factorytest.ConfigMaps.GVK || cached.UID == "" {
 		t.Fatalf("cached metadata: kind %v uid %q", cached.GroupVersionKind(), cached.UID)
 	}
 	if list, err := cms.Cache().List(ns, labels.SelectorFromSet(labels.Set{"seen": "yes"})); err != nil || len(list) != 1 {
@@ -295,7 +296,7 @@ func TestDynamicController(t *testing.T) {
 // start, not at every event.
 func TestFormMismatchNamed(t *testing.T) {
 	f := newFactory(t, "default")
-	generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](f, configMapResource.AsMetadata())
+	generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](f, factorytest.ConfigMaps.AsMetadata())
 	err := f.StartCaches(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "PartialObjectMetadata") || !strings.Contains(err.Error(), "NewMetadataController") {
 		t.Fatalf("StartCaches: %v", err)

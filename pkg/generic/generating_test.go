@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
@@ -27,17 +29,14 @@ import (
 // a condition and an Event; deleting the Widget deletes its children.
 func TestGeneratingHandler(t *testing.T) {
 	ctx := t.Context()
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "generating-"}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = admin.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
 	f := newFactory(t, ns.Name)
-	ws := generic.NewController[*testapi.Widget, *testapi.WidgetList](f, widgetResource)
+	ws := generic.NewController[*testapi.Widget, *testapi.WidgetList](f, factorytest.Widgets)
 	applier, err := apply.New(f)
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/testenv"
@@ -28,12 +30,6 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, testenv.Options{CRDDirs: []string{"../../internal/testapi/crds"}}, &env))
 }
 
-var (
-	configMapResource = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}
-	namespaceResource = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("Namespace"), Plural: "namespaces"}
-	widgetResource    = framework.Resource{GVK: testapi.SchemeGroupVersion.WithKind("Widget"), Plural: "widgets", Namespaced: true}
-)
-
 func newFactory(t testing.TB, namespace string) *framework.Factory {
 	return newFactoryOf(t, namespace, clientgoscheme.AddToScheme, testapi.AddToScheme)
 }
@@ -41,13 +37,7 @@ func newFactory(t testing.TB, namespace string) *framework.Factory {
 // newFactoryOf returns a factory whose scheme has the kinds of the API
 // packages given.
 func newFactoryOf(t testing.TB, namespace string, addToScheme ...func(*runtime.Scheme) error) *framework.Factory {
-	s := runtime.NewScheme()
-	for _, add := range addToScheme {
-		if err := add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f, err := framework.NewFactory(env.Config(), s, framework.Options{
+	f, err := framework.NewFactory(env.Config(), factorytest.Scheme(t, addToScheme...), framework.Options{
 		Namespace: namespace,
 		RateLimit: framework.RateLimit{BaseDelay: 10 * time.Millisecond, MaxDelay: time.Second},
 	})
@@ -57,44 +47,16 @@ func newFactoryOf(t testing.TB, namespace string, addToScheme ...func(*runtime.S
 	return f
 }
 
-func start(t testing.TB, f *framework.Factory) {
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := f.StartCaches(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	w, err := f.StartWorkers(ctx)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := w.Wait(10 * time.Second); err != nil {
-			t.Error(err)
-		}
-		f.Caches().Wait()
-	})
-}
+func start(t testing.TB, f *framework.Factory) { factorytest.Run(t, f) }
 
 func receive[T any](t testing.TB, ch <-chan T, what string) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
+	return testkit.Receive(t, ch, 10*time.Second, what)
 }
 
 func TestTypedControllerConfigMaps(t *testing.T) {
 	ctx := t.Context()
-	namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](newFactory(t, ""), namespaceResource)
+	namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](newFactory(t, ""), factorytest.Namespaces)
 	ns, err := namespaces.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "generic-"}})
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +64,7 @@ func TestTypedControllerConfigMaps(t *testing.T) {
 	t.Cleanup(func() { _ = namespaces.DeleteByName(context.Background(), ns.Name, metav1.DeleteOptions{}) })
 
 	f := newFactory(t, ns.Name)
-	cms := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](f, configMapResource)
+	cms := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](f, factorytest.ConfigMaps)
 	if gvk := cms.GroupVersionKind(); gvk.Kind != "ConfigMap" {
 		t.Fatalf("GroupVersionKind %v", gvk)
 	}
@@ -236,7 +198,7 @@ func TestTypedControllerConfigMaps(t *testing.T) {
 func TestTypedStatusAndRemove(t *testing.T) {
 	ctx := t.Context()
 	f := newFactory(t, "default")
-	ws := generic.NewController[*testapi.Widget, *testapi.WidgetList](f, widgetResource)
+	ws := generic.NewController[*testapi.Widget, *testapi.WidgetList](f, factorytest.Widgets)
 	removed := make(chan string, 2)
 	ws.OnChange(ctx, "observe", func(ctx context.Context, key string, w *testapi.Widget) (*testapi.Widget, error) {
 		if w == nil || w.DeletionTimestamp != nil || w.Status.ObservedSize == w.Spec.Size {

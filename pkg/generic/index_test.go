@@ -14,26 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 )
-
-var (
-	jobResource     = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("Job"), Plural: "jobs", Namespaced: true}
-	cronJobResource = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("CronJob"), Plural: "cronjobs", Namespaced: true}
-)
-
-// jobOwnerKey is the index of the kubebuilder book's CronJob tutorial: a
-// Job's value is the name of the CronJob that controls it.
-const jobOwnerKey = ".metadata.controller"
-
-func indexByCronJob(job *batchv1.Job) ([]string, error) {
-	owner := metav1.GetControllerOf(job)
-	if owner == nil || owner.APIVersion != batchv1.SchemeGroupVersion.String() || owner.Kind != "CronJob" {
-		return nil, nil
-	}
-	return []string{owner.Name}, nil
-}
 
 var podTemplate = corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 	RestartPolicy: corev1.RestartPolicyNever,
@@ -50,9 +34,9 @@ var podTemplate = corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 func TestIndexScopedByNamespace(t *testing.T) {
 	ctx := t.Context()
 	setup := newFactory(t, "")
-	namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](setup, namespaceResource)
-	cronJobs := generic.NewController[*batchv1.CronJob, *batchv1.CronJobList](setup, cronJobResource)
-	jobs := generic.NewController[*batchv1.Job, *batchv1.JobList](setup, jobResource)
+	namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](setup, factorytest.Namespaces)
+	cronJobs := generic.NewController[*batchv1.CronJob, *batchv1.CronJobList](setup, factorytest.CronJobs)
+	jobs := generic.NewController[*batchv1.Job, *batchv1.JobList](setup, factorytest.Jobs)
 
 	run := strings.ToLower(rand.Text()) // a label of this run's namespaces only
 	var ns [2]string
@@ -104,18 +88,18 @@ func TestIndexScopedByNamespace(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := startedCaches(t, tc.opts, func(f *framework.Factory) {
-				c := generic.NewController[*batchv1.Job, *batchv1.JobList](f, jobResource).Cache()
-				if err := c.AddIndexer(jobOwnerKey, indexByCronJob); err != nil {
+				c := generic.NewController[*batchv1.Job, *batchv1.JobList](f, factorytest.Jobs).Cache()
+				if err := c.AddIndexer(factorytest.JobOwnerKey, factorytest.IndexByCronJob); err != nil {
 					t.Fatal(err)
 				}
-				n := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](f, namespaceResource).Cache()
+				n := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](f, factorytest.Namespaces).Cache()
 				if err := n.AddIndexer("run", func(ns *corev1.Namespace) ([]string, error) {
 					return []string{ns.Labels["run"]}, nil
 				}); err != nil {
 					t.Fatal(err)
 				}
 			})
-			jobs := generic.NewController[*batchv1.Job, *batchv1.JobList](f, jobResource)
+			jobs := generic.NewController[*batchv1.Job, *batchv1.JobList](f, factorytest.Jobs)
 
 			for _, want := range []struct {
 				namespace string
@@ -124,29 +108,29 @@ func TestIndexScopedByNamespace(t *testing.T) {
 				{ns[0], []string{"nightly-1", "nightly-2"}},
 				{ns[1], []string{"nightly-1"}},
 			} {
-				got, err := jobs.Cache().GetByIndex(want.namespace, jobOwnerKey, "nightly")
+				got, err := jobs.Cache().GetByIndex(want.namespace, factorytest.JobOwnerKey, "nightly")
 				if err != nil {
 					t.Fatal(err)
 				}
 				if keys := keysOf(got); !slices.Equal(keys, prefixed(want.namespace, want.names...)) {
 					t.Errorf("GetByIndex(%s, %s, nightly) = %v, want the Jobs of %s/nightly only: %v",
-						want.namespace, jobOwnerKey, keys, want.namespace, prefixed(want.namespace, want.names...))
+						want.namespace, factorytest.JobOwnerKey, keys, want.namespace, prefixed(want.namespace, want.names...))
 				}
 				// The informer's own index holds namespace/value, the
 				// owner's key: what related.Referencing looks up.
-				raw, err := jobs.Informer().GetIndexer().IndexKeys(jobOwnerKey, want.namespace+"/nightly")
+				raw, err := jobs.Informer().GetIndexer().IndexKeys(factorytest.JobOwnerKey, want.namespace+"/nightly")
 				slices.Sort(raw)
 				if err != nil || !slices.Equal(raw, prefixed(want.namespace, want.names...)) {
 					t.Errorf("informer index %s/nightly = %v (%v), want %v", want.namespace, raw, err, prefixed(want.namespace, want.names...))
 				}
 			}
-			if got, err := jobs.Cache().GetByIndex(ns[1], jobOwnerKey, "missing"); err != nil || len(got) != 0 {
+			if got, err := jobs.Cache().GetByIndex(ns[1], factorytest.JobOwnerKey, "missing"); err != nil || len(got) != 0 {
 				t.Errorf("GetByIndex of a value nobody has = %v, %v; want none", keysOf(got), err)
 			}
-			if got, err := jobs.Cache().GetByIndex(metav1.NamespaceAll, jobOwnerKey, "nightly"); err == nil || !strings.Contains(err.Error(), "a namespace is required") {
+			if got, err := jobs.Cache().GetByIndex(metav1.NamespaceAll, factorytest.JobOwnerKey, "nightly"); err == nil || !strings.Contains(err.Error(), "a namespace is required") {
 				t.Errorf("GetByIndex without a namespace = %v, %v; want an error", keysOf(got), err)
 			}
-			all, err := jobs.Cache().GetByIndexAllNamespaces(jobOwnerKey, "nightly")
+			all, err := jobs.Cache().GetByIndexAllNamespaces(factorytest.JobOwnerKey, "nightly")
 			want := sorted(append(prefixed(ns[0], "nightly-1", "nightly-2"), prefixed(ns[1], "nightly-1")...))
 			if err != nil || !slices.Equal(keysOf(all), want) {
 				t.Errorf("GetByIndexAllNamespaces = %v, %v; want %v", keysOf(all), err, want)
@@ -156,7 +140,7 @@ func TestIndexScopedByNamespace(t *testing.T) {
 			}
 
 			// A cluster-scoped kind's values are not scoped.
-			namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](f, namespaceResource)
+			namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](f, factorytest.Namespaces)
 			byRun, err := namespaces.Cache().GetByIndex("run", run)
 			if got := namesOf(byRun); err != nil || !slices.Equal(got, sorted(ns[:])) {
 				t.Errorf("namespaces GetByIndex(run, %s) = %v, %v; want %v", run, got, err, ns)
@@ -184,12 +168,7 @@ func startedCaches(t *testing.T, opts framework.Options, register func(*framewor
 		cancel()
 		f.Caches().Wait()
 	})
-	if err := f.StartCaches(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	factorytest.SyncCaches(t, ctx, f)
 	return f
 }
 

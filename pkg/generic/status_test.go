@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/generic"
 )
 
@@ -16,7 +17,7 @@ import (
 func TestRegisterStatusHandler(t *testing.T) {
 	ctx := t.Context()
 	f := newFactory(t, "default")
-	ws := generic.NewController[*testapi.Widget, *testapi.WidgetList](f, widgetResource)
+	ws := generic.NewController[*testapi.Widget, *testapi.WidgetList](f, factorytest.Widgets)
 	calls := make(chan int, 16)
 	generic.RegisterStatusHandler(ctx, ws, "observe",
 		func(w *testapi.Widget) *testapi.WidgetStatus { return &w.Status },

@@ -1,8 +1,6 @@
 package leader_test
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
@@ -29,34 +27,9 @@ import (
 // One control plane serves every integration test of the package; it is
 // started by the first test that needs it, so that unit tests run alone
 // do not wait for it.
-var (
-	envOnce sync.Once
-	env     *testenv.Env
-	envErr  error
-)
+var controlPlane = testkit.LazyEnv{Options: testenv.Options{Audit: true}}
 
-func sharedEnv(t *testing.T) *testenv.Env {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a control plane (etcd + kube-apiserver)")
-	}
-	envOnce.Do(func() { env, envErr = testenv.Start(testenv.Options{Audit: true}) })
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
-	return env
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(controlPlane.Main(m)) }
 
 const namespace = "default"
 
@@ -81,28 +54,11 @@ var (
 	shortTimings   = timings{2 * time.Second, 1500 * time.Millisecond, 300 * time.Millisecond}
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // replica is one elector with its own client and log.
 type replica struct {
 	*leader.Elector
 	name string
-	log  *syncBuffer
+	log  *testkit.SyncBuffer
 }
 
 type replicaOptions struct {
@@ -116,7 +72,7 @@ func newReplica(t *testing.T, lease, name string, o replicaOptions) *replica {
 	t.Helper()
 	cfg := o.config
 	if cfg == nil {
-		cfg = sharedEnv(t).Config()
+		cfg = controlPlane.Get(t).Config()
 	}
 	cfg = rest.CopyConfig(cfg)
 	if o.wrap != nil {
@@ -132,24 +88,23 @@ func newReplica(t *testing.T, lease, name string, o replicaOptions) *replica {
 			t.Fatal(err)
 		}
 	}
-	buf := &syncBuffer{}
-	l := logrus.New()
-	l.SetOutput(buf)
-	l.SetLevel(logrus.DebugLevel)
+	logger, buf := testkit.Logger(t, "log of "+name)
 	e, err := leader.New(leader.Config{
 		Client: cs.CoordinationV1(), Namespace: namespace, Name: lease, Identity: id,
 		LeaseDuration: o.timings.lease, RenewDeadline: o.timings.renew, RetryPeriod: o.timings.retry,
-		Logger: logrus.NewEntry(l).WithField("replica", name),
+		Logger: logger.WithField("replica", name),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("log of %s:\n%s", name, buf.String())
-		}
-	})
 	return &replica{Elector: e, name: name, log: buf}
+}
+
+// twoReplicas are replica-a and replica-b of lease, with the timings.
+func twoReplicas(t *testing.T, lease string, timings timings) (a, b *replica) {
+	t.Helper()
+	return newReplica(t, lease, "replica-a", replicaOptions{timings: timings}),
+		newReplica(t, lease, "replica-b", replicaOptions{timings: timings})
 }
 
 // campaignResult is what a Campaign returned, and when.
@@ -180,28 +135,23 @@ func (r *replica) campaign(t *testing.T) *leader.Term {
 	return res.term
 }
 
-func releaseAtEnd(t *testing.T, term *leader.Term) {
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = term.Release(ctx)
-		select {
-		case <-term.Done():
-		case <-ctx.Done():
-			t.Error("term goroutines did not stop")
-		}
-	})
-}
+func releaseAtEnd(t *testing.T, term *leader.Term) { testkit.ReleaseAtEnd(t, term) }
 
 func await[T any](t *testing.T, what string, ch <-chan T, timeout time.Duration) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(timeout):
-		t.Fatalf("timed out after %v waiting until %s", timeout, what)
-		panic("unreachable")
+	return testkit.Receive(t, ch, timeout, what)
+}
+
+// awaitTerm waits up to timeout for the Campaign of ch to win, and
+// releases its term when the test ends.
+func awaitTerm(t *testing.T, what string, ch <-chan campaignResult, timeout time.Duration) *leader.Term {
+	t.Helper()
+	r := await(t, what, ch, timeout)
+	if r.err != nil {
+		t.Fatal(r.err)
 	}
+	releaseAtEnd(t, r.term)
+	return r.term
 }
 
 // expectNothing fails if ch delivers within d: it checks that something
@@ -219,13 +169,7 @@ func expectNothing[T any](t *testing.T, what string, ch <-chan T, d time.Duratio
 // until cond holds.
 func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Eventually(t, timeout, 5*time.Millisecond, what, cond)
 }
 
 // watchFences checks every 2ms, until the test ends, that no two of the
@@ -335,7 +279,7 @@ func (c *countingTransport) requests() []string {
 
 func adminClient(t *testing.T) kubernetes.Interface {
 	t.Helper()
-	cs, err := kubernetes.NewForConfig(sharedEnv(t).Config())
+	cs, err := kubernetes.NewForConfig(controlPlane.Get(t).Config())
 	if err != nil {
 		t.Fatal(err)
 	}

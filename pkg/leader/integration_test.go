@@ -26,8 +26,7 @@ import (
 // standby takes a released lease on the watch event, not after a poll.
 func TestReleaseHandsOverAtOnce(t *testing.T) {
 	lease := leaseName(t)
-	a := newReplica(t, lease, "replica-a", replicaOptions{timings: defaultTimings})
-	b := newReplica(t, lease, "replica-b", replicaOptions{timings: defaultTimings})
+	a, b := twoReplicas(t, lease, defaultTimings)
 	watchFences(t, []*replica{a, b})
 
 	termA := a.campaign(t)
@@ -200,11 +199,7 @@ func TestSameBaseIdentityNeverBothLead(t *testing.T) {
 	if err := first.Release(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	r := await(t, "the second replica takes over", second, 5*time.Second)
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	releaseAtEnd(t, r.term)
+	awaitTerm(t, "the second replica takes over", second, 5*time.Second)
 }
 
 // TestIdenticalIdentityIsNotShared: even two electors given the SAME
@@ -224,11 +219,7 @@ func TestIdenticalIdentityIsNotShared(t *testing.T) {
 	if err := termA.Release(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	r := await(t, "the twin takes the released lease", bWon, 5*time.Second)
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	releaseAtEnd(t, r.term)
+	awaitTerm(t, "the twin takes the released lease", bWon, 5*time.Second)
 }
 
 // clientGoReplica runs a client-go LeaderElector on the lease.
@@ -246,7 +237,7 @@ func startClientGo(t *testing.T, lease string, tm timings, reinFence *fence.Rene
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, err := kubernetes.NewForConfig(sharedEnv(t).Config())
+	cs, err := kubernetes.NewForConfig(controlPlane.Get(t).Config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +346,7 @@ func TestFenceClosesWhenRenewsHang(t *testing.T) {
 	lease := leaseName(t)
 	cut := &cutTransport{}
 	a := newReplica(t, lease, "replica-a", replicaOptions{timings: shortTimings, wrap: cut.wrap})
-	cfg := rest.CopyConfig(sharedEnv(t).Config())
+	cfg := rest.CopyConfig(controlPlane.Get(t).Config())
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return fence.Transport(rt) })
 	fenced, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -428,7 +419,7 @@ func TestFenceClosesWhenRenewsHang(t *testing.T) {
 // TestStandbySendsOnlyAWatch: over several lease periods, while the leader
 // renews, a standby sends one list and one watch, and nothing else.
 func TestStandbySendsOnlyAWatch(t *testing.T) {
-	e := sharedEnv(t)
+	e := controlPlane.Get(t)
 	lease := leaseName(t)
 	user, err := e.AddUser(uniqueName("quiet-standby"), "standbys")
 	if err != nil {
@@ -494,7 +485,7 @@ func TestStandbySendsOnlyAWatch(t *testing.T) {
 // TestForbiddenNamesVerbsAndLease: without RBAC on leases, Campaign keeps
 // retrying and logging, and its error names the lease and the verbs.
 func TestForbiddenNamesVerbsAndLease(t *testing.T) {
-	e := sharedEnv(t)
+	e := controlPlane.Get(t)
 	lease := leaseName(t)
 	for _, tc := range []struct {
 		user   string

@@ -1,7 +1,6 @@
 package leader
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -21,41 +20,17 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
+
+	"github.com/rein-k8s/rein/internal/testkit"
 )
 
 // These tests run the elector against client-go's fake clientset and a fake
 // clock, so that times can be checked exactly. They live inside the package
 // to read the fence's deadline, which the API does not expose.
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testLogger logs into a buffer that is printed when the test fails.
-func testLogger(t *testing.T) (*logrus.Entry, *syncBuffer) {
-	buf := &syncBuffer{}
-	l := logrus.New()
-	l.SetOutput(buf)
-	l.SetLevel(logrus.DebugLevel)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("elector log:\n%s", buf.String())
-		}
-	})
-	return logrus.NewEntry(l), buf
+func testLogger(t *testing.T) (*logrus.Entry, *testkit.SyncBuffer) {
+	return testkit.Logger(t, "elector log")
 }
 
 var epoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -76,30 +51,41 @@ func newFakeElector(t *testing.T, objs ...runtime.Object) (*Elector, *fake.Clien
 }
 
 // releaseAtEnd stops the term's goroutines when the test ends.
-func releaseAtEnd(t *testing.T, term *Term) {
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = term.Release(ctx)
-		select {
-		case <-term.Done():
-		case <-ctx.Done():
-			t.Error("term goroutines did not stop")
-		}
-	})
-}
+func releaseAtEnd(t *testing.T, term *Term) { testkit.ReleaseAtEnd(t, term) }
 
 // eventually polls cond until it holds or 10s pass. It waits for
 // goroutines reacting to a fake clock step, which signal nothing.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(time.Millisecond)
+	testkit.Eventually(t, 10*time.Second, time.Millisecond, what, cond)
+}
+
+// campaignResult is what a Campaign returned.
+type campaignResult struct {
+	term *Term
+	err  error
+}
+
+// campaignAsync runs e's Campaign; the channel has what it returned.
+func campaignAsync(t *testing.T, e *Elector) <-chan campaignResult {
+	ch := make(chan campaignResult, 1)
+	go func() {
+		term, err := e.Campaign(t.Context())
+		ch <- campaignResult{term, err}
+	}()
+	return ch
+}
+
+// awaitTerm waits up to 10s for the Campaign of ch to win, and releases
+// its term when the test ends.
+func awaitTerm(t *testing.T, what string, ch <-chan campaignResult) *Term {
+	t.Helper()
+	r := testkit.Receive(t, ch, 10*time.Second, what)
+	if r.err != nil {
+		t.Fatal(r.err)
 	}
+	releaseAtEnd(t, r.term)
+	return r.term
 }
 
 func campaign(t *testing.T, e *Elector) *Term {
@@ -238,15 +224,7 @@ func heldLease(holder string, seconds int32) *coordinationv1.Lease {
 
 func TestStandbyWaitsLeaseDurationOnItsOwnClock(t *testing.T) {
 	e, cs, fc := newFakeElector(t, heldLease("other_1", 15))
-	type result struct {
-		term *Term
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		term, err := e.Campaign(t.Context())
-		done <- result{term, err}
-	}()
+	done := campaignAsync(t, e)
 	// The expiry timer is armed when the standby has seen the lease.
 	eventually(t, "the standby saw the holder", func() bool { return e.Leader() == "other_1" })
 	eventually(t, "the expiry timer is set", func() bool { return fc.HasWaiters() })
@@ -262,16 +240,7 @@ func TestStandbyWaitsLeaseDurationOnItsOwnClock(t *testing.T) {
 		}
 	}
 	fc.Step(time.Nanosecond)
-	var r result
-	select {
-	case r = <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("standby did not take the expired lease")
-	}
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	releaseAtEnd(t, r.term)
+	awaitTerm(t, "the standby to take the expired lease", done)
 	got, err := cs.CoordinationV1().Leases("ns").Get(t.Context(), "lease", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -341,15 +310,7 @@ func TestUnreachableAPIServerIsRetriedAndLoggedEveryFewSeconds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type result struct {
-		term *Term
-		err  error
-	}
-	won := make(chan result, 1)
-	go func() {
-		term, err := e.Campaign(t.Context())
-		won <- result{term, err}
-	}()
+	won := campaignAsync(t, e)
 	// 30s of fake time with the apiserver down, in RetryPeriod steps.
 	for range 15 {
 		eventually(t, "the retry timer is set", fc.HasWaiters)
@@ -372,16 +333,7 @@ func TestUnreachableAPIServerIsRetriedAndLoggedEveryFewSeconds(t *testing.T) {
 
 	down.Store(false)
 	fc.Step(2 * e.retryPeriod) // beyond the jittered backoff
-	var r result
-	select {
-	case r = <-won:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Campaign did not win once the apiserver was back")
-	}
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	releaseAtEnd(t, r.term)
+	awaitTerm(t, "Campaign to win once the apiserver was back", won)
 	if !strings.Contains(logs.String(), "reading the lease again") {
 		t.Fatalf("no recovery line in the log:\n%s", logs.String())
 	}

@@ -49,8 +49,7 @@ func TestServerSideFencing(t *testing.T) {
 	lease := leaseName(t)
 	admin := adminClient(t)
 	installFencingPolicy(t, admin, lease)
-	a := newReplica(t, lease, "replica-a", replicaOptions{timings: shortTimings})
-	b := newReplica(t, lease, "replica-b", replicaOptions{timings: shortTimings})
+	a, b := twoReplicas(t, lease, shortTimings)
 	manager := func(identity string) string {
 		m, err := leader.FencingFieldManager(namespace, lease, identity)
 		if err != nil {

@@ -16,8 +16,7 @@ import (
 // Lease in between.
 func TestTokensGrowWithEveryTerm(t *testing.T) {
 	lease := leaseName(t)
-	a := newReplica(t, lease, "replica-a", replicaOptions{timings: shortTimings})
-	b := newReplica(t, lease, "replica-b", replicaOptions{timings: shortTimings})
+	a, b := twoReplicas(t, lease, shortTimings)
 	var tokens []fence.Token
 	take := func(r *replica, how string) *leader.Term {
 		t.Helper()

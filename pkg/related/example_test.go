@@ -10,6 +10,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/related"
@@ -28,7 +29,9 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	accounts := generic.NewController[*corev1.ServiceAccount, *corev1.ServiceAccountList](factory, serviceAccounts)
+	accounts := generic.NewController[*corev1.ServiceAccount, *corev1.ServiceAccountList](factory, framework.Resource{
+		GVK: corev1.SchemeGroupVersion.WithKind("ServiceAccount"), Plural: "serviceaccounts", Namespaced: true,
+	})
 	if err := accounts.Informer().AddIndexers(cache.Indexers{"secret": func(obj any) ([]string, error) {
 		var keys []string
 		for _, ref := range obj.(*corev1.ServiceAccount).Secrets {
@@ -51,7 +54,9 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	secretCache, err := factory.Caches().ForResource(secrets)
+	secretCache, err := factory.Caches().ForResource(framework.Resource{
+		GVK: corev1.SchemeGroupVersion.WithKind("Secret"), Plural: "secrets", Namespaced: true,
+	})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -60,15 +65,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	if err := factory.StartCaches(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	if err := factory.WaitForCacheSync(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	workers, err := factory.StartWorkers(ctx)
+	workers, err := factorytest.Start(ctx, factory) // pkg/start's job in a program
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -13,6 +13,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/rein-k8s/rein/internal/testkit"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
@@ -26,30 +28,15 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, testenv.Options{}, &env))
 }
 
-var (
-	serviceAccounts = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ServiceAccount"), Plural: "serviceaccounts", Namespaced: true}
-	configMaps      = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}
-	secrets         = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("Secret"), Plural: "secrets", Namespaced: true}
-)
-
 func namespace(t *testing.T, admin kubernetes.Interface) string {
-	t.Helper()
-	ns, err := admin.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "related-"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = admin.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
-	return ns.Name
+	return testkit.NewNamespace(t, admin, "related-")
 }
 
 // TestChildrenAndReferencesEnqueueTheirOwner: a hand delete of a child (in
 // the owner's namespace or another) and a change of a referenced Secret
 // each re-run the owner's handler, which restores the child.
 func TestChildrenAndReferencesEnqueueTheirOwner(t *testing.T) {
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns, other := namespace(t, admin), namespace(t, admin)
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {
@@ -63,11 +50,11 @@ func TestChildrenAndReferencesEnqueueTheirOwner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	children, err := a.Set("children", []framework.Resource{configMaps})
+	children, err := a.Set("children", []framework.Resource{factorytest.ConfigMaps})
 	if err != nil {
 		t.Fatal(err)
 	}
-	owners := generic.NewController[*corev1.ServiceAccount, *corev1.ServiceAccountList](f, serviceAccounts)
+	owners := generic.NewController[*corev1.ServiceAccount, *corev1.ServiceAccountList](f, factorytest.ServiceAccounts)
 	engine, err := owners.Engine()
 	if err != nil {
 		t.Fatal(err)
@@ -103,26 +90,21 @@ func TestChildrenAndReferencesEnqueueTheirOwner(t *testing.T) {
 			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "far", Namespace: other}, Data: map[string]string{"k": "v"}})
 		return sa, err
 	})
-	secretCache, err = f.Caches().ForResource(secrets)
+	secretCache, err = f.Caches().ForResource(factorytest.Secrets)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmCache, err := f.Caches().ForResource(configMaps)
+	cmCache, err := f.Caches().ForResource(factorytest.ConfigMaps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := related.Watch(ctx, "children", related.OwnerOf(serviceAccounts.GVK), engine, cmCache); err != nil {
+	if err := related.Watch(ctx, "children", related.OwnerOf(factorytest.ServiceAccounts.GVK), engine, cmCache); err != nil {
 		t.Fatal(err)
 	}
 	if err := related.Watch(ctx, "secrets", related.Referencing(owners.Informer().GetIndexer(), bySecret), engine, secretCache); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.StartCaches(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	factorytest.SyncCaches(t, ctx, f)
 	workers, err := f.StartWorkers(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -17,40 +17,16 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
 // These tests run members against a real kube-apiserver (make testbin).
 
-var (
-	envOnce sync.Once
-	env     *testenv.Env
-	envErr  error
-)
+var controlPlane = testkit.LazyEnv{Options: testenv.Options{}}
 
-func sharedEnv(t *testing.T) *testenv.Env {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a control plane (etcd + kube-apiserver)")
-	}
-	envOnce.Do(func() { env, envErr = testenv.Start(testenv.Options{}) })
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
-	return env
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(controlPlane.Main(m)) }
 
 type testMember struct {
 	name   string
@@ -82,7 +58,7 @@ const (
 func startMember(t *testing.T, group, name string) *testMember {
 	t.Helper()
 	tm := &testMember{name: name, done: make(chan error, 1)}
-	cfg := rest.CopyConfig(sharedEnv(t).Config())
+	cfg := rest.CopyConfig(controlPlane.Get(t).Config())
 	cfg.QPS = -1
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return cutTransport{next: rt, cut: &tm.cut} })
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -281,7 +257,7 @@ func TestGroupOnApiserver(t *testing.T) {
 	if worst > time.Second {
 		t.Errorf("a shard had no writer for %v during a graceful leave", worst)
 	}
-	if l, err := sharedEnv(t).Admin().Clientset(); err == nil {
+	if l, err := controlPlane.Get(t).Admin().Clientset(); err == nil {
 		if _, gerr := l.CoordinationV1().Leases("default").Get(t.Context(), MemberLeaseName(group, b.m.cfg.Identity), metav1.GetOptions{}); gerr == nil {
 			t.Error("the member lease of the member that left still exists")
 		}

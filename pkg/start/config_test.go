@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/internal/testlock"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
@@ -71,9 +72,9 @@ func parseFlags(t *testing.T, o *start.Options, args ...string) {
 
 // newReplica builds (not runs) a replica of o, serving nothing, with its
 // logs in the returned buffer.
-func newReplica(t *testing.T, o start.Options) (*start.Replica, *syncBuffer, error) {
+func newReplica(t *testing.T, o start.Options) (*start.Replica, *testkit.SyncBuffer, error) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	logger := logrus.New()
 	logger.SetOutput(logs)
 	logger.SetFormatter(messageOnly{})
@@ -352,13 +353,10 @@ func TestRunDefaults(t *testing.T) {
 	onWorkstation(t)
 	// test/readme's replica binds the same ports from another process.
 	testlock.Lock(t, testlock.DefaultPorts)
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	path := writeKubeconfig(t, "laptop", ns)
-	out := &syncBuffer{}
+	out := &testkit.SyncBuffer{}
 	cmd := exec.Command(os.Args[0], "--kubeconfig", path, "--namespace", ns)
 	cmd.Env = append(os.Environ(), replicaProcessEnv+"=1", "POD_NAME=laptop")
 	cmd.Stdout, cmd.Stderr = out, out

@@ -7,9 +7,11 @@ import (
 	"testing"
 
 	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/rein-k8s/rein/internal/netfault"
+	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/start"
 )
@@ -20,30 +22,12 @@ import (
 // would not bring the apiserver back); and it is ready again when the path
 // returns.
 func TestStandbyThatCannotSeeTheLeaseIsNotReady(t *testing.T) {
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	o := testOptions(t, ns)
 
 	// Another replica leads the whole time.
-	id, err := leader.NewIdentity("other")
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := leader.New(leader.Config{Client: admin.CoordinationV1(), Namespace: ns, Name: o.LeaseName, Identity: id,
-		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod, Logger: logrus.NewEntry(logrus.New())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	termCtx, endTerm := context.WithCancel(context.Background())
-	defer endTerm()
-	term, err := other.Campaign(termCtx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { endTerm(); <-term.Done() }()
+	other, id := otherLeads(t, admin, ns, o)
 
 	// This replica reaches the apiserver through a proxy the test cuts.
 	path, err := netfault.Start(env.Config().Host)
@@ -55,13 +39,7 @@ func TestStandbyThatCannotSeeTheLeaseIsNotReady(t *testing.T) {
 	cfg.Host = "https://" + path.Addr()
 	o.Config = cfg
 	f := newFactory(t, ns) // its caches read directly: they are synced
-	r, err := start.New(o, start.Group{Starters: []start.Starter{f}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	r, stop, done := runNew(t, o, start.Group{Starters: []start.Starter{f}})
 	defer func() {
 		stop()
 		if err := <-done; err != nil {
@@ -87,4 +65,27 @@ func TestStandbyThatCannotSeeTheLeaseIsNotReady(t *testing.T) {
 	if h := other.Leader(); h != id {
 		t.Fatalf("the lease moved to %q", h)
 	}
+}
+
+// otherLeads makes another replica take o's Lease in ns and hold it until
+// the test ends; it returns that replica and its identity.
+func otherLeads(t *testing.T, admin kubernetes.Interface, ns string, o start.Options) (*leader.Elector, string) {
+	t.Helper()
+	id, err := leader.NewIdentity("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := leader.New(leader.Config{Client: admin.CoordinationV1(), Namespace: ns, Name: o.LeaseName, Identity: id,
+		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod, Logger: logrus.NewEntry(logrus.New())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	termCtx, endTerm := context.WithCancel(context.Background())
+	term, err := other.Campaign(termCtx)
+	if err != nil {
+		endTerm()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { endTerm(); <-term.Done() })
+	return other, id
 }

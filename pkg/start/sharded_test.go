@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/rein-k8s/rein/internal/testkit"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/shard"
 	"github.com/rein-k8s/rein/pkg/start"
@@ -54,10 +56,7 @@ func TestShardedGroupMistakes(t *testing.T) {
 // one replica stops, the other takes every shard and handles a new key
 // of each; at the end no member Lease is left.
 func TestShardedBesideSingleLeader(t *testing.T) {
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	const shards = 8
 	type run struct{ replica, key, token string }
@@ -66,7 +65,7 @@ func TestShardedBesideSingleLeader(t *testing.T) {
 	var leaderRuns = map[string]int{}
 	newReplica := func(name string) *start.Replica {
 		sharded := newFactory(t, ns)
-		c, err := sharded.Controller(configMaps)
+		c, err := sharded.Controller(factorytest.ConfigMaps)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +77,7 @@ func TestShardedBesideSingleLeader(t *testing.T) {
 			return nil, nil
 		})
 		single := newFactory(t, ns)
-		c2, err := single.Controller(configMaps)
+		c2, err := single.Controller(factorytest.ConfigMaps)
 		if err != nil {
 			t.Fatal(err)
 		}

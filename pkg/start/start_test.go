@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +22,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/start"
@@ -95,13 +96,7 @@ func TestAddressInUseFailsAtOnce(t *testing.T) {
 }
 
 func newFactory(t *testing.T, ns string) *framework.Factory {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := testapi.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
+	s := factorytest.Scheme(t, clientgoscheme.AddToScheme, testapi.AddToScheme)
 	f, err := framework.NewFactory(env.Config(), s, framework.Options{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
@@ -109,14 +104,8 @@ func newFactory(t *testing.T, ns string) *framework.Factory {
 	return f
 }
 
-var configMaps = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}
-
 func newNamespace(t *testing.T, cs kubernetes.Interface) string {
-	ns, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "start-"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ns.Name
+	return testkit.NewNamespace(t, cs, "start-")
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -129,6 +118,25 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// run runs r until stop is called; done has what Run returned.
+func run(r *start.Replica) (stop context.CancelFunc, done <-chan error) {
+	ctx, stop := context.WithCancel(context.Background())
+	ch := make(chan error, 1)
+	go func() { ch <- r.Run(ctx) }()
+	return stop, ch
+}
+
+// runNew builds a replica of o and the groups and runs it.
+func runNew(t *testing.T, o start.Options, groups ...start.Group) (r *start.Replica, stop context.CancelFunc, done <-chan error) {
+	t.Helper()
+	r, err := start.New(o, groups...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, done = run(r)
+	return r, stop, done
+}
+
 func holder(t *testing.T, cs kubernetes.Interface, ns, name string) string {
 	l, err := cs.CoordinationV1().Leases(ns).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
@@ -139,30 +147,21 @@ func holder(t *testing.T, cs kubernetes.Interface, ns, name string) string {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 20*time.Second, 20*time.Millisecond, what, cond)
 }
 
 // TestTwoElectionGroups runs one replica with two groups, each its own
 // Lease and factory: both lead, both work, /readyz, /healthz and /metrics
 // answer, and a stop releases both leases.
 func TestTwoElectionGroups(t *testing.T) {
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	handled := make(chan string, 8)
 	hooked := make(chan string, 2)
 	var groups []start.Group
 	for _, name := range []string{"alpha", "beta"} {
 		f := newFactory(t, ns)
-		c, err := f.Controller(configMaps)
+		c, err := f.Controller(factorytest.ConfigMaps)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -183,13 +182,7 @@ func TestTwoElectionGroups(t *testing.T) {
 	o := testOptions(t, ns)
 	o.LeaseName = ""
 	o.Registry = nil
-	r, err := start.New(o, groups...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	r, stop, done := runNew(t, o, groups...)
 
 	eventually(t, "readiness", func() bool { code, _ := get(t, "http://"+r.ProbeAddr()+"/readyz"); return code == 200 })
 	eventually(t, "both leases", func() bool {
@@ -242,13 +235,10 @@ func TestTwoElectionGroups(t *testing.T) {
 // TestReturnToStandby: a replica deposed by another writer goes back to
 // standby with its caches and leads again once the other's lease expires.
 func TestReturnToStandby(t *testing.T) {
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	f := newFactory(t, ns)
-	c, err := f.Controller(configMaps)
+	c, err := f.Controller(factorytest.ConfigMaps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,13 +249,7 @@ func TestReturnToStandby(t *testing.T) {
 	})
 	o := testOptions(t, ns)
 	o.ReturnToStandby = true
-	r, err := start.New(o, start.Group{Starters: []start.Starter{f}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	r, stop, done := runNew(t, o, start.Group{Starters: []start.Starter{f}})
 	eventually(t, "leading", func() bool { return holder(t, admin, ns, o.LeaseName) == r.Identity() })
 
 	// Another writer takes the lease over.
@@ -300,18 +284,10 @@ func TestReturnToStandby(t *testing.T) {
 // TestLostLeaseEndsTheReplica: without ReturnToStandby, a deposed replica's
 // Run returns ErrLeaseLost.
 func TestLostLeaseEndsTheReplica(t *testing.T) {
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	o := testOptions(t, ns)
-	r, err := start.New(o, start.Group{Starters: []start.Starter{newFactory(t, ns)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(context.Background()) }()
+	r, _, done := runNew(t, o, start.Group{Starters: []start.Starter{newFactory(t, ns)}})
 	eventually(t, "leading", func() bool { return holder(t, admin, ns, o.LeaseName) == r.Identity() })
 	if err := admin.CoordinationV1().Leases(ns).Delete(context.Background(), o.LeaseName, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -326,47 +302,21 @@ func TestLostLeaseEndsTheReplica(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestNotReadyWhileCachesDoNotSync: a kind the apiserver does not serve
 // keeps the replica unready (and not campaigning); a stop still ends it.
 func TestNotReadyWhileCachesDoNotSync(t *testing.T) {
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	f := newFactory(t, ns)
-	if _, err := f.Controller(framework.Resource{GVK: testapi.SchemeGroupVersion.WithKind("Gadget"), Plural: "gadgets", Namespaced: true}); err != nil {
+	if _, err := f.Controller(factorytest.Gadgets); err != nil {
 		t.Fatal(err)
 	}
 	o := testOptions(t, ns)
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	logger := logrus.New()
 	logger.SetOutput(logs)
 	o.Logger = logrus.NewEntry(logger)
-	r, err := start.New(o, start.Group{Starters: []start.Starter{f}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	r, stop, done := runNew(t, o, start.Group{Starters: []start.Starter{f}})
 	// The replica says what it waits for, naming the kind.
 	eventually(t, "the log line naming the kind", func() bool {
 		out := logs.String()

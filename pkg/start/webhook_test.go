@@ -21,7 +21,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/rein-k8s/rein/internal/certs"
-	"github.com/rein-k8s/rein/pkg/leader"
+	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/pkg/start"
 	"github.com/rein-k8s/rein/pkg/webhook"
 )
@@ -100,27 +100,10 @@ func admit(t *testing.T, client *http.Client, url, name string) *admissionv1.Adm
 // replica does. An address in use
 // fails New at once.
 func TestWebhookServedByEveryReplica(t *testing.T) {
-	admin, err := env.Admin().Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	o := testOptions(t, ns)
-	id, err := leader.NewIdentity("other")
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := leader.New(leader.Config{Client: admin.CoordinationV1(), Namespace: ns, Name: o.LeaseName, Identity: id,
-		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod, Logger: logrus.NewEntry(logrus.New())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	termCtx, endTerm := context.WithCancel(context.Background())
-	term, err := other.Campaign(termCtx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { endTerm(); <-term.Done() }()
+	other, id := otherLeads(t, admin, ns, o)
 
 	s, hook, client := webhookServer(t, "127.0.0.1:0")
 	o.Webhook = s
@@ -138,9 +121,7 @@ func TestWebhookServedByEveryReplica(t *testing.T) {
 		t.Errorf("a second replica on %s: %v, want the address in use named", s.Addr(), err)
 	}
 
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	stop, done := run(r)
 	eventually(t, "the standby is ready", func() bool { code, _ := get(t, "http://"+r.ProbeAddr()+"/readyz"); return code == http.StatusOK })
 	if h := other.Leader(); h != id {
 		t.Fatalf("the lease moved to %q: the test needs this replica a standby", h)

@@ -126,16 +126,9 @@ func TestLeaseAndCustomResourceRoundTrip(t *testing.T) {
 // and that granting a Role lets exactly that write through.
 func TestRBACIsEnforced(t *testing.T) {
 	ctx := t.Context()
-	user, err := env.AddUser("rbac-tester", "testers")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := user.Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := userClientset(t, "rbac-tester", "testers")
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "rbac-probe"}}
-	_, err = cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{})
+	_, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{})
 	if !apierrors.IsForbidden(err) {
 		t.Fatalf("create as a user without permissions: got %v, want 403 Forbidden", err)
 	}
@@ -185,14 +178,7 @@ func TestRBACIsEnforced(t *testing.T) {
 // verb of a write, once its response has been received.
 func TestAuditLogRecordsWrites(t *testing.T) {
 	ctx := t.Context()
-	user, err := env.AddUser("audited", "system:masters")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := user.Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := userClientset(t, "audited", "system:masters")
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "audited"}}
 	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -296,4 +282,19 @@ func TestAddUserTwice(t *testing.T) {
 	if _, err := env.AddUser("twice", "g2"); err == nil {
 		t.Fatal("same user name with other groups was accepted")
 	}
+}
+
+// userClientset is a clientset of a user the control plane knows by name,
+// in the groups.
+func userClientset(t *testing.T, name string, groups ...string) *kubernetes.Clientset {
+	t.Helper()
+	user, err := env.AddUser(name, groups...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := user.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }

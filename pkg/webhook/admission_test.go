@@ -44,10 +44,8 @@ func configMap(name string, data map[string]string) *corev1.ConfigMap {
 func TestValidatingWebhook(t *testing.T) {
 	type call struct{ old, obj string }
 	calls := make(chan call, 10)
-	var hook Hook
-	ts := startServer(t, func(s *Server) {
-		var err error
-		hook, err = Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) {
+	hook, ts := serveHook(t, func(s *Server) (Hook, error) {
+		return Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) {
 			req, ok := RequestFrom(ctx)
 			if !ok {
 				return nil, errors.New("no request in the context")
@@ -70,9 +68,6 @@ func TestValidatingWebhook(t *testing.T) {
 			}
 			return Warnings{"ok: " + string(req.Operation)}, nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 	})
 	if hook.Path != "/validate-core-v1-configmap" || hook.Mutating || hook.Timeout != DefaultTimeout {
 		t.Errorf("hook %+v, want path /validate-core-v1-configmap, validating, timeout %v", hook, DefaultTimeout)
@@ -122,10 +117,8 @@ func TestValidatingWebhook(t *testing.T) {
 // the object the apiserver sent, gives the defaulted object, and leaves
 // fields the Go type does not know as they were.
 func TestMutatingWebhookPatch(t *testing.T) {
-	var hook Hook
-	ts := startServer(t, func(s *Server) {
-		var err error
-		hook, err = Mutating(s, coreScheme(t), func(ctx context.Context, cm *corev1.ConfigMap) error {
+	hook, ts := serveHook(t, func(s *Server) (Hook, error) {
+		return Mutating(s, coreScheme(t), func(ctx context.Context, cm *corev1.ConfigMap) error {
 			if cm.Data == nil {
 				cm.Data = map[string]string{}
 			}
@@ -139,9 +132,6 @@ func TestMutatingWebhookPatch(t *testing.T) {
 			delete(cm.Annotations, "remove-me")
 			return nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 	})
 	if hook.Path != "/mutate-core-v1-configmap" || !hook.Mutating {
 		t.Errorf("hook %+v", hook)
@@ -220,19 +210,14 @@ func unescapePointer(s string) string {
 // TestPanickingValidatorDenies: a handler that panics denies the request
 // with a message, is counted, and the server answers the next request.
 func TestPanickingValidatorDenies(t *testing.T) {
-	var hook Hook
-	ts := startServer(t, func(s *Server) {
-		var err error
-		hook, err = Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) {
+	hook, ts := serveHook(t, func(s *Server) (Hook, error) {
+		return Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) {
 			if obj.Name == "boom" {
 				var owners []string
 				_ = owners[len(obj.Name)] // the bug: an index out of range
 			}
 			return nil, nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 	})
 	resp := ts.review(t, hook.Path, configMapRequest(t, admissionv1.Create, "boom", nil, configMap("boom", nil)))
 	if resp.Allowed || resp.Result == nil || !strings.Contains(resp.Result.Message, "panicked") || !strings.Contains(resp.Result.Message, "index out of range") || !strings.Contains(resp.Result.Message, "configmap ns/boom") {
@@ -253,18 +238,13 @@ func TestSlowHandlerCut(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	sawEnd := make(chan error, 1)
-	var hook Hook
-	ts := startServer(t, func(s *Server) {
-		var err error
-		hook, err = Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) {
+	hook, ts := serveHook(t, func(s *Server) (Hook, error) {
+		return Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) {
 			<-ctx.Done()
 			sawEnd <- ctx.Err()
 			<-release // and it ignores the end for a while
 			return nil, nil
 		}, WithTimeout(time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
 	})
 	began := time.Now()
 	resp := ts.review(t, hook.Path, configMapRequest(t, admissionv1.Create, "slow", nil, configMap("slow", nil)))
@@ -287,16 +267,11 @@ func TestSlowHandlerCut(t *testing.T) {
 // not judge is refused with a message naming both, and the function is not
 // called.
 func TestWrongKindRefused(t *testing.T) {
-	var hook Hook
-	ts := startServer(t, func(s *Server) {
-		var err error
-		hook, err = Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) {
+	hook, ts := serveHook(t, func(s *Server) (Hook, error) {
+		return Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) {
 			t.Error("called for a request of another kind")
 			return nil, nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 	})
 	for _, kind := range []metav1.GroupVersionKind{{Version: "v1", Kind: "Secret"}, {Group: "apps", Version: "v1", Kind: "ConfigMap"}, {Version: "v2", Kind: "ConfigMap"}} {
 		req := configMapRequest(t, admissionv1.Create, "x", nil, configMap("x", nil))
@@ -319,13 +294,8 @@ func TestWrongKindRefused(t *testing.T) {
 // TestBadHTTPRequests: what is not an AdmissionReview POSTed as JSON is
 // refused with a status and a reason.
 func TestBadHTTPRequests(t *testing.T) {
-	var hook Hook
-	ts := startServer(t, func(s *Server) {
-		var err error
-		hook, err = Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) { return nil, nil })
-		if err != nil {
-			t.Fatal(err)
-		}
+	hook, ts := serveHook(t, func(s *Server) (Hook, error) {
+		return Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) { return nil, nil })
 	})
 	resp, err := ts.http.Get(ts.url(hook.Path))
 	if err != nil {

@@ -26,39 +26,15 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
 // The control plane, started by the first test that needs it, so that the
 // unit tests run alone do not wait for it.
-var (
-	envOnce sync.Once
-	env     *testenv.Env
-	envErr  error
-)
+var controlPlane = testkit.LazyEnv{Options: testenv.Options{}}
 
-func sharedEnv(t *testing.T) *testenv.Env {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a control plane (etcd + kube-apiserver)")
-	}
-	envOnce.Do(func() { env, envErr = testenv.Start(testenv.Options{}) })
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
-	return env
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(controlPlane.Main(m)) }
 
 var widgetsV1 = schema.GroupVersionResource{Group: widgetGroup, Version: "v1", Resource: "widgets"}
 var widgetsV2 = schema.GroupVersionResource{Group: widgetGroup, Version: "v2", Resource: "widgets"}
@@ -235,7 +211,7 @@ func sizeClass(size int) string {
 // v1 and as v2 unchanged, and a v1 one as v2; a panicking validator denies
 // cleanly and the next request goes through.
 func TestWebhooksOnAPIServer(t *testing.T) {
-	e := sharedEnv(t)
+	e := controlPlane.Get(t)
 	ns := installWidgets(t, e,
 		func(ctx context.Context, old, obj *WidgetV1) (Warnings, error) {
 			if obj == nil { // delete
@@ -361,7 +337,7 @@ func TestWebhooksOnAPIServer(t *testing.T) {
 // written (spec, labels and annotations), and each read as v1 holds the
 // same size.
 func TestConversionRoundTripOnAPIServer(t *testing.T) {
-	e := sharedEnv(t)
+	e := controlPlane.Get(t)
 	ns := installWidgets(t, e,
 		func(ctx context.Context, old, obj *WidgetV1) (Warnings, error) { return nil, nil },
 		func(ctx context.Context, obj *WidgetV1) error { return nil })

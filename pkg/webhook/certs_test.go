@@ -12,19 +12,16 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/rein-k8s/rein/internal/testkit"
 )
 
 // TestCertificateRotationLosesNoRequest: serving certificates renewed in
 // the folder (as cert-manager renews a mounted Secret) are picked up
 // without a restart while requests flow, and none of them fails.
 func TestCertificateRotationLosesNoRequest(t *testing.T) {
-	var hook Hook
-	ts := startServer(t, func(s *Server) {
-		var err error
-		hook, err = Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) { return nil, nil })
-		if err != nil {
-			t.Fatal(err)
-		}
+	hook, ts := serveHook(t, func(s *Server) (Hook, error) {
+		return Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) { return nil, nil })
 	})
 	// Each request on a new connection, so that each makes a handshake and
 	// sees the certificate being served.
@@ -165,11 +162,5 @@ func TestServeStopsWithItsCertificateSource(t *testing.T) {
 
 func eventually(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, time.Millisecond, "the condition", cond)
 }

@@ -161,10 +161,9 @@ func randomWidgetV2(r *rand.Rand, i int) *WidgetV2 {
 	return w
 }
 
-// TestConversionRoundTrip: objects of v2 converted to v1 and back come
-// back as they were, and v1 objects the same way round; a request for the
-// version an object already has returns it as it is.
-func TestConversionRoundTrip(t *testing.T) {
+// serveConversion starts a test server converting Widgets.
+func serveConversion(t *testing.T) (ConversionHook, *testServer) {
+	t.Helper()
 	var hook ConversionHook
 	ts := startServer(t, func(s *Server) {
 		var err error
@@ -172,6 +171,14 @@ func TestConversionRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	return hook, ts
+}
+
+// TestConversionRoundTrip: objects of v2 converted to v1 and back come
+// back as they were, and v1 objects the same way round; a request for the
+// version an object already has returns it as it is.
+func TestConversionRoundTrip(t *testing.T) {
+	hook, ts := serveConversion(t)
 	if hook.Path != DefaultConversionPath || !reflect.DeepEqual(hook.Kinds, []schema.GroupKind{{Group: widgetGroup, Kind: "Widget"}}) {
 		t.Errorf("hook %+v", hook)
 	}
@@ -234,13 +241,7 @@ func anySlice(raws []runtime.RawExtension) []any {
 // asked for what the webhook does not convert fails the whole request
 // with a message naming the object and versions; the server goes on.
 func TestConversionFailuresNamed(t *testing.T) {
-	var hook ConversionHook
-	ts := startServer(t, func(s *Server) {
-		var err error
-		if hook, err = Conversion(s, widgetScheme(t)); err != nil {
-			t.Fatal(err)
-		}
-	})
+	hook, ts := serveConversion(t)
 	ok := randomWidgetV2(rand.New(rand.NewPCG(3, 4)), 1)
 	bad := randomWidgetV2(rand.New(rand.NewPCG(3, 4)), 2)
 	bad.Spec.Colour = "unrepresentable"

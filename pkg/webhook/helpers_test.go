@@ -81,6 +81,19 @@ type testServer struct {
 	http     *http.Client
 }
 
+// serveHook starts a test server with the hook that add registers on it.
+func serveHook(t *testing.T, add func(*Server) (Hook, error)) (Hook, *testServer) {
+	t.Helper()
+	var hook Hook
+	ts := startServer(t, func(s *Server) {
+		var err error
+		if hook, err = add(s); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return hook, ts
+}
+
 func startServer(t *testing.T, register func(*Server)) *testServer {
 	t.Helper()
 	ca := newTestCA(t)

@@ -23,6 +23,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 	clienttesting "k8s.io/client-go/testing"
+
+	"github.com/rein-k8s/rein/internal/testkit"
 )
 
 // verifies says whether the serving certificate of s verifies against
@@ -50,21 +52,12 @@ func verifies(t *testing.T, s *corev1.Secret, bundle []byte, host string) error 
 // written, is never shown a certificate it does not trust.
 func TestSecretCertificateLifecycle(t *testing.T) {
 	const host = "hooks.ns.svc"
-	c, err := NewSecretCertificates(fake.NewClientset(), SecretCertificatesOptions{
-		Namespace: "ns", Name: "certs", Hosts: []string{host},
-		CAValidity: 600 * time.Hour, CertificateValidity: 60 * time.Hour, Logger: testLog(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock := start
-	c.now = func() time.Time { return clock }
+	c, start, clock := certificatesAt(t, host)
 
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "certs"}}
 	step := func(at time.Duration, want string) *corev1.Secret {
 		t.Helper()
-		clock = start.Add(at)
+		*clock = start.Add(at)
 		next, changed, err := c.renewed(s)
 		if err != nil {
 			t.Fatal(err)
@@ -122,7 +115,7 @@ func TestSecretCertificateLifecycle(t *testing.T) {
 // makes the apiserver trust it; serving certificates renewed every few
 // seconds while the apiserver calls the webhook lose no request.
 func TestSecretCertificatesOnAPIServer(t *testing.T) {
-	e := sharedEnv(t)
+	e := controlPlane.Get(t)
 	cs, err := kubernetes.NewForConfig(e.Config())
 	if err != nil {
 		t.Fatal(err)
@@ -253,13 +246,24 @@ func TestSecretCertificatesOnAPIServer(t *testing.T) {
 
 func eventuallyTrue(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	testkit.Eventually(t, 30*time.Second, 20*time.Millisecond, what, cond)
+}
+
+// certificatesAt returns SecretCertificates for host in Secret ns/certs,
+// whose clock reads what clock points at, from start on.
+func certificatesAt(t *testing.T, host string) (c *SecretCertificates, start time.Time, clock *time.Time) {
+	t.Helper()
+	c, err := NewSecretCertificates(fake.NewClientset(), SecretCertificatesOptions{
+		Namespace: "ns", Name: "certs", Hosts: []string{host},
+		CAValidity: 600 * time.Hour, CertificateValidity: 60 * time.Hour, Logger: testLog(),
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	start = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := start
+	c.now = func() time.Time { return now }
+	return c, start, &now
 }
 
 // TestBundleChangeAloneIsTaken: when the next CA joins the bundle and the
@@ -267,30 +271,21 @@ func eventuallyTrue(t *testing.T, what string, cond func() bool) {
 // is taken and its change announced, so that the leader writes it before
 // the second step.
 func TestBundleChangeAloneIsTaken(t *testing.T) {
-	c, err := NewSecretCertificates(fake.NewClientset(), SecretCertificatesOptions{
-		Namespace: "ns", Name: "certs", Hosts: []string{"h.ns.svc"},
-		CAValidity: 600 * time.Hour, CertificateValidity: 60 * time.Hour, Logger: testLog(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock := start
-	c.now = func() time.Time { return clock }
+	c, start, clock := certificatesAt(t, "h.ns.svc")
 	s0, _, err := c.renewed(&corev1.Secret{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Renew the serving certificate close to the CA's first step, so that
 	// the step leaves it alone.
-	clock = start.Add(399 * time.Hour)
+	*clock = start.Add(399 * time.Hour)
 	s0, _, err = c.renewed(s0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.take(s0)
 	bundle0, changed := c.CABundle()
-	clock = start.Add(401 * time.Hour)
+	*clock = start.Add(401 * time.Hour)
 	s1, moved, err := c.renewed(s0)
 	if err != nil || !moved {
 		t.Fatalf("the first step of the CA rotation: changed %v, %v", moved, err)

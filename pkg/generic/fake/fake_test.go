@@ -20,6 +20,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
 	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/framework"
@@ -28,9 +29,7 @@ import (
 )
 
 var (
-	widgetResource    = framework.Resource{GVK: testapi.SchemeGroupVersion.WithKind("Widget"), Plural: "widgets", Namespaced: true}
-	namespaceResource = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("Namespace"), Plural: "namespaces"}
-	configMapGVK      = corectrl.ConfigMapResource.GVK
+	configMapGVK = corectrl.ConfigMapResource.GVK
 )
 
 func newEnv(t *testing.T, objects ...runtime.Object) *fake.Env {
@@ -54,7 +53,7 @@ func configMap(namespace, name string) *corev1.ConfigMap {
 }
 
 func widgetsOf(env *fake.Env) generic.Controller[*testapi.Widget, *testapi.WidgetList] {
-	return fake.Controller[*testapi.Widget, *testapi.WidgetList](env, widgetResource)
+	return fake.Controller[*testapi.Widget, *testapi.WidgetList](env, factorytest.Widgets)
 }
 
 func configMapsOf(env *fake.Env) corectrl.ConfigMapController {
@@ -612,7 +611,7 @@ func TestHandlerContextEndRemovesHandler(t *testing.T) {
 func TestClusterScopedKindAndStatusHandler(t *testing.T) {
 	ctx := t.Context()
 	env := newEnv(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}, Status: corev1.NamespaceStatus{Phase: corev1.NamespaceActive}})
-	namespaces := fake.NonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](env, namespaceResource)
+	namespaces := fake.NonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](env, factorytest.Namespaces)
 	runs := 0
 	generic.RegisterStatusHandler(ctx, namespaces, "phase", func(ns *corev1.Namespace) *corev1.NamespaceStatus { return &ns.Status },
 		func(ctx context.Context, ns *corev1.Namespace, status corev1.NamespaceStatus) (corev1.NamespaceStatus, error) {
@@ -620,7 +619,7 @@ func TestClusterScopedKindAndStatusHandler(t *testing.T) {
 			status.Conditions = []corev1.NamespaceCondition{{Type: "Seen", Status: corev1.ConditionTrue}}
 			return status, nil
 		})
-	if err := env.Reconcile(ctx, namespaceResource.GVK, "team"); err != nil {
+	if err := env.Reconcile(ctx, factorytest.Namespaces.GVK, "team"); err != nil {
 		t.Fatal(err)
 	}
 	first, err := namespaces.Get(ctx, "team", metav1.GetOptions{})
@@ -630,7 +629,7 @@ func TestClusterScopedKindAndStatusHandler(t *testing.T) {
 	if len(first.Status.Conditions) != 1 || first.Status.Phase != corev1.NamespaceActive {
 		t.Fatalf("status %+v", first.Status)
 	}
-	if err := env.Reconcile(ctx, namespaceResource.GVK, "team"); err != nil {
+	if err := env.Reconcile(ctx, factorytest.Namespaces.GVK, "team"); err != nil {
 		t.Fatal(err)
 	}
 	second, err := namespaces.Get(ctx, "team", metav1.GetOptions{})

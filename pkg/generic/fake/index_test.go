@@ -9,26 +9,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/generic/fake"
 )
-
-var (
-	jobResource     = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("Job"), Plural: "jobs", Namespaced: true}
-	cronJobResource = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("CronJob"), Plural: "cronjobs", Namespaced: true}
-)
-
-// jobOwnerKey is the index of the kubebuilder book's CronJob tutorial: a
-// Job's value is the name of the CronJob that controls it.
-const jobOwnerKey = ".metadata.controller"
-
-func indexByCronJob(job *batchv1.Job) ([]string, error) {
-	owner := metav1.GetControllerOf(job)
-	if owner == nil || owner.APIVersion != batchv1.SchemeGroupVersion.String() || owner.Kind != "CronJob" {
-		return nil, nil
-	}
-	return []string{owner.Name}, nil
-}
 
 // The fake's indexes are scoped by namespace as the informer cache's are
 // (issue 26; generic's TestIndexScopedByNamespace is the same case on an
@@ -37,10 +20,10 @@ func indexByCronJob(job *batchv1.Job) ([]string, error) {
 func TestIndexScopedByNamespace(t *testing.T) {
 	ctx := t.Context()
 	env := newEnv(t)
-	cronJobs := fake.Controller[*batchv1.CronJob, *batchv1.CronJobList](env, cronJobResource)
-	jobs := fake.Controller[*batchv1.Job, *batchv1.JobList](env, jobResource)
-	namespaces := fake.NonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](env, namespaceResource)
-	if err := jobs.Cache().AddIndexer(jobOwnerKey, indexByCronJob); err != nil {
+	cronJobs := fake.Controller[*batchv1.CronJob, *batchv1.CronJobList](env, factorytest.CronJobs)
+	jobs := fake.Controller[*batchv1.Job, *batchv1.JobList](env, factorytest.Jobs)
+	namespaces := fake.NonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](env, factorytest.Namespaces)
+	if err := jobs.Cache().AddIndexer(factorytest.JobOwnerKey, factorytest.IndexByCronJob); err != nil {
 		t.Fatal(err)
 	}
 	if err := namespaces.Cache().AddIndexer("team", func(ns *corev1.Namespace) ([]string, error) {
@@ -78,26 +61,26 @@ func TestIndexScopedByNamespace(t *testing.T) {
 
 	lookup := func(namespace string) []string {
 		t.Helper()
-		got, err := jobs.Cache().GetByIndex(namespace, jobOwnerKey, "nightly")
+		got, err := jobs.Cache().GetByIndex(namespace, factorytest.JobOwnerKey, "nightly")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return keysOf(got)
 	}
 	if got, want := lookup("a"), []string{"a/nightly-1", "a/nightly-2"}; !slices.Equal(got, want) {
-		t.Errorf("GetByIndex(a, %s, nightly) = %v, want the Jobs of a/nightly only: %v", jobOwnerKey, got, want)
+		t.Errorf("GetByIndex(a, %s, nightly) = %v, want the Jobs of a/nightly only: %v", factorytest.JobOwnerKey, got, want)
 	}
 	if got, want := lookup("b"), []string{"b/nightly-1"}; !slices.Equal(got, want) {
-		t.Errorf("GetByIndex(b, %s, nightly) = %v, want the Jobs of b/nightly only: %v", jobOwnerKey, got, want)
+		t.Errorf("GetByIndex(b, %s, nightly) = %v, want the Jobs of b/nightly only: %v", factorytest.JobOwnerKey, got, want)
 	}
-	raw, err := jobs.Informer().GetIndexer().IndexKeys(jobOwnerKey, "b/nightly")
+	raw, err := jobs.Informer().GetIndexer().IndexKeys(factorytest.JobOwnerKey, "b/nightly")
 	if err != nil || !slices.Equal(raw, []string{"b/nightly-1"}) {
 		t.Errorf("informer index b/nightly = %v (%v), want [b/nightly-1]", raw, err)
 	}
-	if got, err := jobs.Cache().GetByIndex(metav1.NamespaceAll, jobOwnerKey, "nightly"); err == nil || !strings.Contains(err.Error(), "a namespace is required") {
+	if got, err := jobs.Cache().GetByIndex(metav1.NamespaceAll, factorytest.JobOwnerKey, "nightly"); err == nil || !strings.Contains(err.Error(), "a namespace is required") {
 		t.Errorf("GetByIndex without a namespace = %v, %v; want an error", keysOf(got), err)
 	}
-	all, err := jobs.Cache().GetByIndexAllNamespaces(jobOwnerKey, "nightly")
+	all, err := jobs.Cache().GetByIndexAllNamespaces(factorytest.JobOwnerKey, "nightly")
 	if want := []string{"a/nightly-1", "a/nightly-2", "b/nightly-1"}; err != nil || !slices.Equal(keysOf(all), want) {
 		t.Errorf("GetByIndexAllNamespaces = %v, %v; want %v", keysOf(all), err, want)
 	}

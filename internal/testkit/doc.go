@@ -1,0 +1,13 @@
+// Package testkit holds the helpers that the tests of several packages
+// under pkg/ share, so that each package's tests do not carry a copy:
+// Eventually (poll state with a deadline) and Receive (a channel with a
+// deadline), SyncBuffer and Logger (a log that goroutines write and a
+// failing test shows), LazyEnv (a control plane started by the first test
+// that needs it, stopped after the package's tests), Admin and NewNamespace
+// (an administrator's clientset, a namespace of the test's own), and
+// ReleaseAtEnd (a leader's term released when the test ends).
+//
+// It is for tests only. It imports no package of pkg/ but pkg/testenv, so
+// that the in-package tests of any other package may use it; the helpers
+// that need pkg/framework live in internal/testkit/factorytest.
+package testkit
