@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
@@ -64,7 +65,7 @@ func TestFinalizersComeFirst(t *testing.T) {
 	)
 	ns := newNamespace(t)
 	f := newFactory(t, ns, framework.Options{Workers: 8})
-	c := controller(t, f, widgets)
+	c := controller(t, f, factorytest.Widgets)
 	ctx := t.Context()
 	x := newExternalSystem()
 	const finalizer = "rein.dev/deprovision"
@@ -171,13 +172,13 @@ func TestFinalizersComeFirst(t *testing.T) {
 func TestFinalizersFirstEdges(t *testing.T) {
 	ns := newNamespace(t)
 	f := newFactory(t, ns, framework.Options{})
-	client, err := f.Clients().ForResource(widgets)
+	client, err := f.Clients().ForResource(factorytest.Widgets)
 	if err != nil {
 		t.Fatal(err)
 	}
 	store := cache.NewSharedIndexInformer(&cache.ListWatch{}, &testapi.Widget{}, 0, cache.Indexers{}) // never runs: the test fills it
 	c, err := framework.NewManualController(framework.ManualConfig{
-		Resource: widgets, Client: client, Informer: store,
+		Resource: factorytest.Widgets, Client: client, Informer: store,
 		NewObject: func() (runtime.Object, error) { return &testapi.Widget{}, nil },
 	})
 	if err != nil {

@@ -16,7 +16,6 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
-	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
@@ -56,7 +55,15 @@ func Example() {
 		return cm, nil
 	})
 
-	workers, err := factorytest.Start(ctx, factory) // pkg/start's job in a program
+	if err := factory.StartCaches(ctx); err != nil { // every replica
+		fmt.Println(err)
+		return
+	}
+	if err := factory.WaitForCacheSync(ctx); err != nil { // every key is queued now
+		fmt.Println(err)
+		return
+	}
+	workers, err := factory.StartWorkers(ctx) // the leader only
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -147,7 +154,15 @@ func ExampleRegisterGeneratingHandler() {
 		generic.GeneratingOptions[testapi.WidgetStatus]{
 			Conditions: func(s *testapi.WidgetStatus) *[]metav1.Condition { return &s.Conditions },
 		})
-	workers, err := factorytest.Start(ctx, factory) // pkg/start's job in a program
+	if err := factory.StartCaches(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := factory.WaitForCacheSync(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	workers, err := factory.StartWorkers(ctx)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -222,7 +237,15 @@ func ExampleNewMetadataController() {
 		seen <- fmt.Sprintf("%s %s labelled team=%s", obj.Kind, obj.Name, obj.Labels["team"])
 		return nil, nil
 	})
-	workers, err := factorytest.Start(ctx, factory) // pkg/start's job in a program
+	if err := factory.StartCaches(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := factory.WaitForCacheSync(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	workers, err := factory.StartWorkers(ctx)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -274,7 +297,15 @@ func ExampleNewDynamicController() {
 		sizes <- size
 		return nil, err
 	})
-	workers, err := factorytest.Start(ctx, factory) // pkg/start's job in a program
+	if err := factory.StartCaches(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := factory.WaitForCacheSync(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	workers, err := factory.StartWorkers(ctx)
 	if err != nil {
 		fmt.Println(err)
 		return

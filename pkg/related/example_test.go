@@ -10,7 +10,6 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/related"
@@ -65,7 +64,15 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	workers, err := factorytest.Start(ctx, factory) // pkg/start's job in a program
+	if err := factory.StartCaches(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := factory.WaitForCacheSync(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	workers, err := factory.StartWorkers(ctx)
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -91,14 +91,3 @@ func IndexByCronJob(job *batchv1.Job) ([]string, error) {
 	}
 	return []string{owner.Name}, nil
 }
-
-// Start starts f's caches, waits until they have synced and starts its
-// workers: what pkg/start does in a program (caches on every replica,
-// workers on the leader). The examples, which run against the test control
-// plane, use it.
-func Start(ctx context.Context, f *framework.Factory) (*framework.Workers, error) {
-	if err := startCaches(ctx, f); err != nil {
-		return nil, err
-	}
-	return f.StartWorkers(ctx)
-}
