@@ -44,8 +44,13 @@ func Example() {
 			return nil, nil // deleted, not ours, going away, or done already
 		}
 		cm.Data = map[string]string{"stamped": "yes"}
-		fmt.Println("OnChange: stamping", key)
-		return configMaps.Update(ctx, cm) // the next handler sees the answer
+		// The next handler sees the answer. A run on a cache that has not
+		// caught up with this write yet gets a Conflict and is retried.
+		updated, err := configMaps.Update(ctx, cm)
+		if err == nil {
+			fmt.Println("OnChange: stamped", key)
+		}
+		return updated, err
 	})
 	configMaps.OnRemove(ctx, "example-cleanup", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
 		if key == "default/example" {
@@ -95,7 +100,7 @@ func Example() {
 		fmt.Println(err)
 	}
 	// Output:
-	// OnChange: stamping default/example
+	// OnChange: stamped default/example
 	// finalizer: rein.dev/example-cleanup
 	// OnRemove: cleaning up after default/example stamped: yes
 }
