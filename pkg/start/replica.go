@@ -242,6 +242,12 @@ func (r *Replica) logServing() {
 		parts = append(parts, "/healthz and /readyz on http://"+a)
 		fields["probes"] = a
 	}
+	if r.opts.Webhook != nil {
+		if a := r.opts.Webhook.Addr(); a != "" {
+			parts = append(parts, "webhooks on https://"+a)
+			fields["webhooks"] = a
+		}
+	}
 	if len(parts) > 0 {
 		r.log.WithFields(fields).Info("serving " + strings.Join(parts, ", "))
 	}

@@ -301,6 +301,26 @@ func (r *replica) identity() string {
 	return r.id
 }
 
+// logged waits for the replica's log to name field (e.g. "webhooks=") and
+// returns its value; it fails the test when the replica exits first or
+// does not name it within 30s.
+func (r *replica) logged(t testing.TB, field string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		data, _ := os.ReadFile(r.logPath)
+		if _, after, ok := strings.Cut(string(data), field); ok {
+			if fields := strings.Fields(after); len(fields) > 0 {
+				return strings.Trim(fields[0], `"`)
+			}
+		}
+		if !r.running() || time.Now().After(deadline) {
+			t.Fatalf("replica %s did not log %s: %s", r.name, field, r.logTail(10))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // owner returns the running replica whose identity holds the lease.
 func (c *cluster) owner(holder string) *replica {
 	if holder == "" {

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,17 +22,6 @@ import (
 	"github.com/rein-k8s/rein/internal/certs"
 	"github.com/rein-k8s/rein/internal/netfault"
 )
-
-// freePort returns a loopback address nobody listens on now.
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
 
 // TestWebhookAnswersThroughLeaderStop: three replicas serve a validating
 // webhook behind one address; the apiserver's connection goes to the
@@ -81,10 +69,13 @@ func webhookThroughStop(t *testing.T, sig syscall.Signal) {
 			t.Fatal(err)
 		}
 	}
+	// Each replica binds a port of its own choosing and names it in its
+	// log: a port picked here and closed before the replica binds it can
+	// be taken in between by any process (another replica's probes).
 	addrs := map[string]string{}
 	for _, name := range []string{"a", "b", "c"} {
-		addrs[name] = freePort(t)
-		c.start(name, replicaOptions{args: []string{"--webhook-bind-address", addrs[name], "--webhook-cert-dir", certDir}})
+		r := c.start(name, replicaOptions{args: []string{"--webhook-bind-address", "127.0.0.1:0", "--webhook-cert-dir", certDir}})
+		addrs[name] = r.logged(t, "webhooks=")
 	}
 	leader, _, next := c.awaitLeader(0, firstLeaderWithin)
 	// Every replica serves (a TLS handshake with its certificate).
