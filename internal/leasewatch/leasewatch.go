@@ -158,9 +158,11 @@ func NewBackoff(retryPeriod time.Duration) *wait.Backoff {
 	return &wait.Backoff{Duration: min(100*time.Millisecond, retryPeriod), Factor: 2, Jitter: 0.2, Steps: 64, Cap: retryPeriod}
 }
 
-// sleep waits d on the loop's clock; false when ctx ended first.
-func (l *Loop) sleep(ctx context.Context, d time.Duration) bool {
-	timer := l.Clock.NewTimer(d)
+func (l *Loop) sleep(ctx context.Context, d time.Duration) bool { return Sleep(ctx, l.Clock, d) }
+
+// Sleep waits d on clk; false when ctx ended first.
+func Sleep(ctx context.Context, clk clock.Clock, d time.Duration) bool {
+	timer := clk.NewTimer(d)
 	defer timer.Stop()
 	select {
 	case <-ctx.Done():

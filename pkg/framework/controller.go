@@ -420,25 +420,9 @@ func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Objec
 		}
 		start := time.Now()
 		out, herr := c.callHandler(ctx, h, key, current)
-		var requeue *RequeueAfterError
-		result := resultSuccess
-		switch {
-		case herr != nil:
-			result = resultError
-			if herr.Panicked {
-				result = resultPanic
-			}
-			res.errs = append(res.errs, herr)
-		case out.err == nil:
-			if out.obj != nil {
-				current = out.obj
-			}
-			h.filter.record(key, fp)
-		case errors.Is(out.err, ErrSkip):
-			result = resultSkip
-		case errors.As(out.err, &requeue):
-			result = resultRequeue
-			res.askRequeue(requeue.Delay)
+		result := res.take(out, herr)
+		switch result {
+		case resultSuccess, resultRequeue:
 			if out.obj != nil {
 				current = out.obj
 			}
@@ -448,6 +432,28 @@ func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Objec
 	}
 	c.cleanUpVanished(ctx, key, chain, &res)
 	return res
+}
+
+// take adds one handler call's outcome to res (its failure, or the delay
+// it asked for) and returns the result it is counted as.
+func (res *chainResult) take(out handlerOutput, herr *HandlerError) string {
+	var requeue *RequeueAfterError
+	switch {
+	case herr != nil:
+		res.errs = append(res.errs, herr)
+		if herr.Panicked {
+			return resultPanic
+		}
+		return resultError
+	case out.err == nil:
+		return resultSuccess
+	case errors.Is(out.err, ErrSkip):
+		return resultSkip
+	case errors.As(out.err, &requeue):
+		res.askRequeue(requeue.Delay)
+		return resultRequeue
+	}
+	return resultSuccess
 }
 
 type handlerOutput struct {

@@ -2,7 +2,6 @@ package framework
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"time"
 
@@ -172,22 +171,9 @@ func (c *Controller) cleanUpVanished(ctx context.Context, key string, chain []ha
 		for _, v := range c.pendingVanished(key, h.finalizer) {
 			start := time.Now()
 			out, herr := c.callHandler(ctx, handlerEntry{name: h.name, fn: chainHandler(h.remove)}, key, v.obj)
-			var requeue *RequeueAfterError
-			result := resultSuccess
-			switch {
-			case herr != nil:
-				result = resultError
-				if herr.Panicked {
-					result = resultPanic
-				}
-				res.errs = append(res.errs, herr)
-			case errors.As(out.err, &requeue):
-				result = resultRequeue
-				res.askRequeue(requeue.Delay)
-			default: // done, or ErrSkip: nothing more to do for it
-				if errors.Is(out.err, ErrSkip) {
-					result = resultSkip
-				}
+			result := res.take(out, herr)
+			if result == resultSuccess || result == resultSkip {
+				// done, or ErrSkip: nothing more to do for it
 				c.releaseVanished(key, v.uid, h.finalizer)
 			}
 			c.metrics.observeHandler(c.name, h.name, result, time.Since(start))

@@ -413,14 +413,7 @@ func (e *Elector) newBackoff() *wait.Backoff { return leasewatch.NewBackoff(e.re
 
 // sleep waits d on the elector's clock; false when ctx ended first.
 func (e *Elector) sleep(ctx context.Context, d time.Duration) bool {
-	timer := e.clock.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timer.C():
-		return true
-	}
+	return leasewatch.Sleep(ctx, e.clock, d)
 }
 
 // writeLog remembers the renewTime values of recent writes. A renewTime is
