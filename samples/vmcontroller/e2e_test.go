@@ -167,7 +167,7 @@ func (f *fixture) startReplica() *lab.Process {
 		f.t.Fatal(err)
 	}
 	// Through proxies the test can black-hole, as deploy/ runs them.
-	p, err := f.lab.StartProxiedReplica(fmt.Sprintf("r%d", f.serial), user, f.replicaArgs...)
+	p, err := f.lab.StartProxiedReplica(f.t.Context(), fmt.Sprintf("r%d", f.serial), user, f.replicaArgs...)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -711,7 +711,7 @@ func TestInvalidAndRefused(t *testing.T) {
 		}
 	}
 
-	replica, err := l.StartReplica("solo", nil)
+	replica, err := l.StartReplica(ctx, "solo", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func TestWebhooks(t *testing.T) {
 		}
 	})
 	for i := range 3 {
-		if _, err := l.StartReplica(fmt.Sprintf("hook-%d", i), sa); err != nil {
+		if _, err := l.StartReplica(ctx, fmt.Sprintf("hook-%d", i), sa); err != nil {
 			t.Fatal(err)
 		}
 	}

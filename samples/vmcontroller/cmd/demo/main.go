@@ -104,7 +104,7 @@ func run(ctx context.Context) error {
 	defer closeLab()
 
 	for i := 1; i <= 3; i++ {
-		p, err := l.StartReplica(fmt.Sprintf("replica-%d", i), nil)
+		p, err := l.StartReplica(ctx, fmt.Sprintf("replica-%d", i), nil)
 		if err != nil {
 			return err
 		}
@@ -153,7 +153,7 @@ func run(ctx context.Context) error {
 	}
 	takeover := time.Since(killed)
 	say(">>> %s took over %v after the kill", next.Name, takeover.Round(time.Millisecond))
-	if p, err := l.StartReplica("replica-4", nil); err == nil {
+	if p, err := l.StartReplica(ctx, "replica-4", nil); err == nil {
 		say("started %s to keep three replicas", p.Name)
 	}
 	leader = next

@@ -26,7 +26,7 @@ func runSharded(ctx context.Context, n int) error {
 	go story.watchShards(ctx, n)
 
 	start := func(i int) (*lab.Process, error) {
-		p, err := l.StartReplica(fmt.Sprintf("replica-%d", i), nil, "--shards", strconv.Itoa(n))
+		p, err := l.StartReplica(ctx, fmt.Sprintf("replica-%d", i), nil, "--shards", strconv.Itoa(n))
 		if err == nil {
 			say("started %s (pid %d) with --shards %d: warming its cache, then joining", p.Name, p.Cmd.Process.Pid, n)
 		}

@@ -180,7 +180,7 @@ func (l *Lab) StartHypervisor(ctx context.Context) error {
 
 // StartReplica starts a controller replica named name (its POD_NAME),
 // connecting as user (nil: the admin).
-func (l *Lab) StartReplica(name string, user *testenv.User, extra ...string) (*Process, error) {
+func (l *Lab) StartReplica(ctx context.Context, name string, user *testenv.User, extra ...string) (*Process, error) {
 	if user == nil {
 		user = l.Env.Admin()
 	}
@@ -194,15 +194,17 @@ func (l *Lab) StartReplica(name string, user *testenv.User, extra ...string) (*P
 		"--drain-grace", "5s",
 	}, extra...)
 	if l.webhooks != nil {
-		webhookArgs, err := l.webhooks.replicaArgs()
-		if err != nil {
-			return nil, err
-		}
-		args = append(args, webhookArgs...)
+		args = append(args, l.webhooks.replicaArgs()...)
 	}
 	p, err := l.spawn(name, filepath.Join(l.bin, "vmcontroller"), args, []string{"POD_NAME=" + name, "POD_NAMESPACE=" + Namespace})
 	if err != nil {
 		return nil, err
+	}
+	if l.webhooks != nil {
+		if err := l.webhooks.join(ctx, p); err != nil {
+			p.Kill()
+			return nil, err
+		}
 	}
 	l.mu.Lock()
 	l.Replicas = append(l.Replicas, p)
@@ -214,7 +216,7 @@ func (l *Lab) StartReplica(name string, user *testenv.User, extra ...string) (*P
 // apiserver and to the hypervisor each through a netfault proxy
 // (Process.APIPath, Process.HypervisorPath), so that a test can black-hole
 // its network.
-func (l *Lab) StartProxiedReplica(name string, user *testenv.User, extra ...string) (*Process, error) {
+func (l *Lab) StartProxiedReplica(ctx context.Context, name string, user *testenv.User, extra ...string) (*Process, error) {
 	if user == nil {
 		user = l.Env.Admin()
 	}
@@ -245,7 +247,7 @@ func (l *Lab) StartProxiedReplica(name string, user *testenv.User, extra ...stri
 	}
 	// Later flags win: these replace StartReplica's.
 	extra = append([]string{"--kubeconfig", kubeconfig, "--hypervisor-url", "http://" + hv.Addr()}, extra...)
-	p, err := l.StartReplica(name, user, extra...)
+	p, err := l.StartReplica(ctx, name, user, extra...)
 	if err != nil {
 		return fail(err)
 	}

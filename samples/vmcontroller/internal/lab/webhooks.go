@@ -2,9 +2,10 @@ package lab
 
 import (
 	"context"
-	"net"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rein-k8s/rein/internal/certs"
@@ -60,20 +61,30 @@ func (l *Lab) startWebhooks(ctx context.Context) error {
 		filepath.Join(l.opts.RepoRoot, "samples/vmcontroller/deploy/webhook/webhooks.yaml"))
 }
 
-// replicaArgs are the webhook flags of a new replica, which joins the
-// balancer's backends: a free loopback port and the certificate folder.
-func (w *webhooks) replicaArgs() ([]string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	w.balancer.AddBackend(addr)
+// replicaArgs are the webhook flags of a new replica: a loopback port of
+// its own choosing (a port picked here and closed before the replica bound
+// it could be taken in between) and the certificate folder. join adds the
+// port it bound to the balancer's backends.
+func (w *webhooks) replicaArgs() []string {
 	if w.secret != "" {
-		return []string{"--webhook-bind-address", addr, "--webhook-secret", w.secret, "--webhook-host", "127.0.0.1"}, nil
+		return []string{"--webhook-bind-address", "127.0.0.1:0", "--webhook-secret", w.secret, "--webhook-host", "127.0.0.1"}
 	}
-	return []string{"--webhook-bind-address", addr, "--webhook-cert-dir", w.certDir}, nil
+	return []string{"--webhook-bind-address", "127.0.0.1:0", "--webhook-cert-dir", w.certDir}
+}
+
+// join waits for p to name the address its webhook server bound (pkg/start
+// logs it as webhooks=<addr>) and adds it to the balancer's backends.
+func (w *webhooks) join(ctx context.Context, p *Process) error {
+	after, err := p.awaitLine(ctx, "webhooks=", 30*time.Second)
+	if err != nil {
+		return err
+	}
+	fields := strings.Fields(after)
+	if len(fields) == 0 {
+		return fmt.Errorf("%s logged no webhook address", p.Name)
+	}
+	w.balancer.AddBackend(strings.Trim(fields[0], `"`))
+	return nil
 }
 
 func (w *webhooks) close() {
