@@ -20,15 +20,6 @@ import (
 	"github.com/rein-k8s/rein/pkg/conversion"
 )
 
-// Hub marks the version of a kind that every other version converts to
-// and from; see package conversion, which API packages import without
-// pulling in the server.
-type Hub = conversion.Hub
-
-// Convertible is a version of a kind that is not its hub; see package
-// conversion.
-type Convertible = conversion.Convertible
-
 // DefaultConversionPath is where Conversion serves, as a CRD's
 // spec.conversion.webhook.clientConfig names it.
 const DefaultConversionPath = "/convert"
@@ -48,8 +39,8 @@ type convertibleKind struct {
 }
 
 // Conversion serves the conversion webhook of every kind of scheme that
-// has a Hub version, at DefaultConversionPath (or WithPath's). Every other
-// version of such a kind must be Convertible; a kind with two hubs, or
+// has a conversion.Hub version, at DefaultConversionPath (or WithPath's). Every other
+// version of such a kind must be conversion.Convertible; a kind with two hubs, or
 // with a version that is neither, is an error naming it.
 func Conversion(s *Server, scheme *runtime.Scheme, opts ...HookOption) (ConversionHook, error) {
 	if s == nil || scheme == nil {
@@ -81,8 +72,8 @@ func Conversion(s *Server, scheme *runtime.Scheme, opts ...HookOption) (Conversi
 }
 
 func convertibleKinds(scheme *runtime.Scheme) (map[schema.GroupKind]*convertibleKind, error) {
-	hubType := reflect.TypeFor[Hub]()
-	spokeType := reflect.TypeFor[Convertible]()
+	hubType := reflect.TypeFor[conversion.Hub]()
+	spokeType := reflect.TypeFor[conversion.Convertible]()
 	kinds := map[schema.GroupKind]*convertibleKind{}
 	versions := map[schema.GroupKind][]schema.GroupVersionKind{}
 	for gvk, t := range scheme.AllKnownTypes() {
@@ -239,14 +230,14 @@ func (c *converter) convert(raw []byte, want schema.GroupVersion) (out []byte, e
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, src); err != nil {
 		return nil, fmt.Errorf("%s: read it as %s: %w", what, from.Version, err)
 	}
-	hub, ok := src.(Hub)
+	hub, ok := src.(conversion.Hub)
 	if !ok {
 		h, err := c.scheme.New(k.hub)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		hub = h.(Hub)
-		if err := src.(Convertible).ConvertTo(hub); err != nil {
+		hub = h.(conversion.Hub)
+		if err := src.(conversion.Convertible).ConvertTo(hub); err != nil {
 			return nil, fmt.Errorf("%s: %s.ConvertTo(%s): %w", what, from.Version, k.hub.Version, err)
 		}
 	}
@@ -256,7 +247,7 @@ func (c *converter) convert(raw []byte, want schema.GroupVersion) (out []byte, e
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		if err := d.(Convertible).ConvertFrom(hub); err != nil {
+		if err := d.(conversion.Convertible).ConvertFrom(hub); err != nil {
 			return nil, fmt.Errorf("%s: %s.ConvertFrom(%s): %w", what, to.Version, k.hub.Version, err)
 		}
 		dst = d

@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/rein-k8s/rein/pkg/conversion"
 )
 
 // Two versions of a test kind with different shapes: v1 is the hub;
@@ -64,7 +66,7 @@ func (w *WidgetV2) DeepCopyObject() runtime.Object {
 
 const finishAnnotation = "test.rein.dev/v2-finish"
 
-func (w *WidgetV2) ConvertTo(h Hub) error {
+func (w *WidgetV2) ConvertTo(h conversion.Hub) error {
 	hub := h.(*WidgetV1)
 	w.ObjectMeta.DeepCopyInto(&hub.ObjectMeta)
 	if w.Spec.Colour == "explode" {
@@ -83,7 +85,7 @@ func (w *WidgetV2) ConvertTo(h Hub) error {
 	return nil
 }
 
-func (w *WidgetV2) ConvertFrom(h Hub) error {
+func (w *WidgetV2) ConvertFrom(h conversion.Hub) error {
 	hub := h.(*WidgetV1)
 	hub.ObjectMeta.DeepCopyInto(&w.ObjectMeta)
 	w.Spec.Dimensions.Size = hub.Spec.Size
