@@ -339,6 +339,23 @@ type leaseLog struct {
 	*testenv.LeaseHistory
 }
 
+// termStart is when the term that holds the Lease at t began (by the
+// records' acquire times, as HolderAt counts them); zero before any.
+func (l *leaseLog) termStart(t time.Time) time.Time {
+	changes, _ := l.Changes()
+	var from time.Time
+	for _, ch := range changes {
+		start := ch.Acquired
+		if start.IsZero() {
+			start = ch.Seen
+		}
+		if !start.After(t) && !start.Before(from) {
+			from = start
+		}
+	}
+	return from
+}
+
 func watchLease(t testing.TB, ns, name string) *leaseLog {
 	ctx, cancel := context.WithCancel(context.Background())
 	h, err := env.WatchLease(ctx, ns, name)
