@@ -34,7 +34,6 @@ package readme
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -49,6 +48,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rein-k8s/rein/internal/testkit"
 
 	"github.com/rein-k8s/rein/internal/testlock"
 	"github.com/rein-k8s/rein/pkg/testenv"
@@ -387,7 +388,7 @@ func runReplica(t *testing.T, b block, cwd string, userEnv []string, env *testen
 // replica is a replica process a page started.
 type replica struct {
 	cmd  *exec.Cmd
-	log  syncBuffer
+	log  testkit.SyncBuffer
 	done chan struct{} // closed when it exited; err is then set
 	err  error
 }
@@ -528,24 +529,6 @@ func httpGet(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %s %v\n%s", url, resp.Status, err, body)
 	}
 	return string(body)
-}
-
-// syncBuffer is a bytes.Buffer safe to read while a process writes it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestParsePage: the marker rules the pages are held to.
