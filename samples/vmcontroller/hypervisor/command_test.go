@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rein-k8s/rein/internal/testkit"
+
 	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
 )
 
@@ -55,32 +57,13 @@ func buildCommand(t *testing.T) string {
 type process struct {
 	cmd    *exec.Cmd
 	addr   string
-	stderr *syncBuffer
-}
-
-// syncBuffer is a bytes.Buffer safe for the command's writer goroutine
-// and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	stderr *testkit.SyncBuffer
 }
 
 // startCommand runs the command and waits for its "listening on" line.
 func startCommand(t *testing.T, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(bin, args...), stderr: &syncBuffer{}}
+	p := &process{cmd: exec.Command(bin, args...), stderr: &testkit.SyncBuffer{}}
 	p.cmd.Stderr = p.stderr
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
