@@ -273,27 +273,25 @@ import (
 {{- else}}
 
 {{- end}}
-	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	{{.APIAlias}} "{{.APIImport}}"
 )
 
-{{$ns := "generic."}}{{if not .Namespaced}}{{$ns = "generic.NonNamespaced"}}{{end -}}
 // {{.Name}}Controller is the typed controller of {{.Name}}: OnChange and
 // OnRemove handlers, Enqueue, its cache and its client.
-type {{.Name}}Controller = {{$ns}}Controller[*{{.APIAlias}}.{{.Name}}, *{{.APIAlias}}.{{.Name}}List]
+type {{.Name}}Controller = generic.Controller[*{{.APIAlias}}.{{.Name}}, *{{.APIAlias}}.{{.Name}}List]
 
 // {{.Name}}Client reads and writes {{.Name}} objects.
-type {{.Name}}Client = {{$ns}}Client[*{{.APIAlias}}.{{.Name}}, *{{.APIAlias}}.{{.Name}}List]
+type {{.Name}}Client = generic.Client[*{{.APIAlias}}.{{.Name}}, *{{.APIAlias}}.{{.Name}}List]
 
 // {{.Name}}Cache reads {{.Name}} objects from the shared cache.
-type {{.Name}}Cache = {{if .Namespaced}}generic.Cache{{else}}generic.NonNamespacedCache{{end}}[*{{.APIAlias}}.{{.Name}}]
+type {{.Name}}Cache = generic.Cache[*{{.APIAlias}}.{{.Name}}]
 
 // {{.Name}}Handler handles one {{.Name}}; obj is nil when it was deleted.
 type {{.Name}}Handler = generic.ObjectHandler[*{{.APIAlias}}.{{.Name}}]
 
 // {{.Name}}Resource names {{.Name}} for the engine.
-var {{.Name}}Resource = framework.Resource{
+var {{.Name}}Resource = generic.Resource{
 	GVK:        {{.APIAlias}}.SchemeGroupVersion.WithKind("{{.Name}}"),
 	Plural:     "{{.Plural}}",
 	Namespaced: {{.Namespaced}},
@@ -301,7 +299,7 @@ var {{.Name}}Resource = framework.Resource{
 
 // {{.Name}} returns the typed controller of {{.Name}}.
 func (v *version) {{.Name}}() {{.Name}}Controller {
-	return generic.New{{if not .Namespaced}}NonNamespaced{{end}}Controller[*{{.APIAlias}}.{{.Name}}, *{{.APIAlias}}.{{.Name}}List](v.factory, {{.Name}}Resource)
+	return generic.NewController[*{{.APIAlias}}.{{.Name}}, *{{.APIAlias}}.{{.Name}}List](v.factory, {{.Name}}Resource)
 }
 {{if .HasStatus}}
 // {{.Name}}StatusHandler computes the status of obj from status, a copy of
@@ -311,7 +309,7 @@ type {{.Name}}StatusHandler = generic.StatusHandler[*{{.APIAlias}}.{{.Name}}, {{
 // Register{{.Name}}StatusHandler registers handler as an OnChange handler
 // named name that writes the status it returns only when it changed: see
 // generic.RegisterStatusHandler.
-func Register{{.Name}}StatusHandler(ctx context.Context, controller {{.Name}}Controller, name string, handler {{.Name}}StatusHandler, opts ...framework.HandlerOption) {
+func Register{{.Name}}StatusHandler(ctx context.Context, controller {{.Name}}Controller, name string, handler {{.Name}}StatusHandler, opts ...generic.HandlerOption) {
 	generic.RegisterStatusHandler(ctx, controller, name,
 		func(obj *{{.APIAlias}}.{{.Name}}) *{{.APIAlias}}.{{.StatusType}} { return &obj.Status }, handler, opts...)
 }

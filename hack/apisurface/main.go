@@ -3,6 +3,9 @@
 // exported methods (of types and of interfaces) and exported struct fields.
 // Generated files ("Code generated ... DO NOT EDIT.") and tests are left
 // out, as are packages that hold only generated code (pkg/controllers).
+// An alias of a type of the module's internal packages (type Factory =
+// engine.Factory) counts as the alias and every exported method and field
+// of the aliased type, which a user reaches through it.
 //
 // It also lists every top-level name exported by more than one package, so
 // that a reviewer sees at once where one meaning may be exported twice.
@@ -61,7 +64,15 @@ func main() {
 			return nil
 		}
 		pkg := filepath.Dir(path)
-		for _, n := range exported(f) {
+		names := exported(f)
+		for _, a := range internalAliases(f) {
+			members, err := aliasedMembers(a)
+			if err != nil {
+				return err
+			}
+			names = append(names, members...)
+		}
+		for _, n := range names {
 			perPkg[pkg] = append(perPkg[pkg], n)
 			if !strings.Contains(n, ".") {
 				topLevel[n] = append(topLevel[n], pkg)
@@ -200,4 +211,86 @@ func receiverName(e ast.Expr) string {
 			return ""
 		}
 	}
+}
+
+// module is the import path of this module; internal packages are found
+// under it relative to the working directory (the module's root).
+const module = "github.com/rein-k8s/rein/"
+
+// alias is a top-level type alias of a type of an internal package.
+type alias struct {
+	name       string // the alias, in the pkg/ package
+	importPath string // the aliased type's package
+	target     string // the aliased type's name
+}
+
+// internalAliases returns f's exported aliases of internal types.
+func internalAliases(f *ast.File) []alias {
+	imports := map[string]string{}
+	for _, imp := range f.Imports {
+		path := strings.Trim(imp.Path.Value, `"`)
+		name := filepath.Base(path)
+		if imp.Name != nil {
+			name = imp.Name.Name
+		}
+		imports[name] = path
+	}
+	var out []alias
+	for _, decl := range f.Decls {
+		d, ok := decl.(*ast.GenDecl)
+		if !ok {
+			continue
+		}
+		for _, spec := range d.Specs {
+			s, ok := spec.(*ast.TypeSpec)
+			if !ok || !s.Assign.IsValid() || !s.Name.IsExported() {
+				continue
+			}
+			t := s.Type
+			if ix, ok := t.(*ast.IndexExpr); ok {
+				t = ix.X
+			} else if ix, ok := t.(*ast.IndexListExpr); ok {
+				t = ix.X
+			}
+			sel, ok := t.(*ast.SelectorExpr)
+			if !ok {
+				continue
+			}
+			pkgIdent, ok := sel.X.(*ast.Ident)
+			if !ok {
+				continue
+			}
+			path := imports[pkgIdent.Name]
+			if strings.HasPrefix(path, module) && strings.Contains(path, "/internal/") || strings.HasPrefix(path, module+"internal/") {
+				out = append(out, alias{name: s.Name.Name, importPath: path, target: sel.Sel.Name})
+			}
+		}
+	}
+	return out
+}
+
+// aliasedMembers returns "Alias.Member" for every exported method and
+// field of the aliased type, read from its package's source.
+func aliasedMembers(a alias) ([]string, error) {
+	dir := strings.TrimPrefix(a.importPath, module)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("alias %s of %s.%s: %w", a.name, a.importPath, a.target, err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(dir, e.Name()), nil, 0)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range exported(f) {
+			if member, ok := strings.CutPrefix(n, a.target+"."); ok {
+				out = append(out, a.name+"."+member)
+			}
+		}
+	}
+	return out, nil
 }

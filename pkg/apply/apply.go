@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/pkg/framework"
 )
 
@@ -50,11 +51,11 @@ const (
 // ownerIndex indexes cached children by owner UID and set.
 const ownerIndex = "apply.rein.dev/owner-set"
 
-// Applier makes Sets on one backend, normally a factory: its caches are
-// where Sets look, and its clients (fenced) what they write with.
+// Applier makes Sets on one factory: its caches are where Sets look, and
+// its clients (fenced) what they write with.
 type Applier struct {
-	backend Backend
-	scheme  *runtime.Scheme
+	ops    *engine.Ops
+	scheme *runtime.Scheme
 
 	mu   sync.Mutex
 	sets map[string]*Set
@@ -63,49 +64,16 @@ type Applier struct {
 	seen map[schema.GroupVersionKind]*atomic.Int64
 }
 
-// Backend is what an Applier reads and writes through: a factory's
-// caches and clients (New), or an in-memory store for handler unit tests
-// (pkg/generic/fake). A generic.Backend is one.
-type Backend interface {
-	// Client returns a client of res; a Set writes children with its
-	// Patch (server-side apply) and Delete.
-	Client(res framework.Resource) (framework.ResourceClient, error)
-	// Informer returns the shared informer of res, made on first use.
-	Informer(res framework.Resource) (cache.SharedIndexInformer, error)
-	// Scheme knows the Go types of the owners and children.
-	Scheme() *runtime.Scheme
-}
-
 // New returns an Applier writing through f's clients and looking in its
-// caches.
+// caches (on a fake.Env's factory: its in-memory store).
 func New(f *framework.Factory) (*Applier, error) {
 	if f == nil {
 		return nil, errors.New("apply: New: the factory is nil")
 	}
-	return NewOn(factoryBackend{f})
-}
-
-// NewOn returns an Applier on backend.
-func NewOn(backend Backend) (*Applier, error) {
-	if backend == nil {
-		return nil, errors.New("apply: NewOn: the backend is nil")
-	}
-	return &Applier{backend: backend, scheme: backend.Scheme(), sets: map[string]*Set{},
+	ops := engine.OpsOf(f)
+	return &Applier{ops: ops, scheme: ops.Scheme(), sets: map[string]*Set{},
 		seen: map[schema.GroupVersionKind]*atomic.Int64{}}, nil
 }
-
-// factoryBackend is the Backend of a framework.Factory.
-type factoryBackend struct{ f *framework.Factory }
-
-func (b factoryBackend) Client(res framework.Resource) (framework.ResourceClient, error) {
-	return b.f.Clients().ForResource(res)
-}
-
-func (b factoryBackend) Informer(res framework.Resource) (cache.SharedIndexInformer, error) {
-	return b.f.Caches().ForResource(res)
-}
-
-func (b factoryBackend) Scheme() *runtime.Scheme { return b.f.Clients().Scheme() }
 
 // Option configures a Set.
 type Option func(*Set)
@@ -219,9 +187,9 @@ func (s *Set) uncachedChildren(k *kind, owner types.UID) map[Ref]appliedMark {
 }
 
 type kind struct {
-	res      framework.Resource
+	res      engine.Resource
 	informer cache.SharedIndexInformer
-	client   framework.ResourceClient
+	client   engine.ResourceClient
 	// seen is the newest resourceVersion the cache has shown: every
 	// object event of that version or older has reached the cache.
 	seen *atomic.Int64
@@ -238,7 +206,7 @@ func (a *Applier) seenVersion(gvk schema.GroupVersionKind, informer cache.Shared
 		return v, nil
 	}
 	v := &atomic.Int64{}
-	if current, ok := a.backend.(interface{ CachesAreCurrent() bool }); ok && current.CachesAreCurrent() {
+	if a.ops.CachesAreCurrent() {
 		// A store that is its own cache (pkg/generic/fake) is never behind.
 		v.Store(math.MaxInt64)
 		a.seen[gvk] = v
@@ -276,7 +244,7 @@ func (a *Applier) seenVersion(gvk schema.GroupVersionKind, informer cache.Shared
 // registers a cache of each kind on the factory, so call it when
 // registering handlers, before the caches start. name becomes a label
 // value and part of the field manager (rein-apply/<name>).
-func (a *Applier) Set(name string, kinds []framework.Resource, opts ...Option) (*Set, error) {
+func (a *Applier) Set(name string, kinds []engine.Resource, opts ...Option) (*Set, error) {
 	if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
 		return nil, fmt.Errorf("apply: set name %q: %s", name, strings.Join(msgs, "; "))
 	}
@@ -294,11 +262,11 @@ func (a *Applier) Set(name string, kinds []framework.Resource, opts ...Option) (
 		o(s)
 	}
 	for _, res := range kinds {
-		informer, err := a.backend.Informer(res)
+		informer, err := a.ops.Informer(res)
 		if err != nil {
 			return nil, fmt.Errorf("apply: set %q: %w", name, err)
 		}
-		client, err := a.backend.Client(res)
+		client, err := a.ops.Client(res)
 		if err != nil {
 			return nil, fmt.Errorf("apply: set %q: %w", name, err)
 		}
@@ -517,7 +485,7 @@ func (s *Set) complete(owner ownerInfo, obj runtime.Object) (*unstructured.Unstr
 	}
 	k, ok := s.kinds[gvk]
 	if !ok {
-		return nil, nil, fmt.Errorf("apply: set %q holds no %s: add its framework.Resource to the kinds given to Applier.Set", s.name, gvk)
+		return nil, nil, fmt.Errorf("apply: set %q holds no %s: add its Resource to the kinds given to Applier.Set", s.name, gvk)
 	}
 	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {

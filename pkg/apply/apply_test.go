@@ -18,10 +18,12 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
@@ -70,20 +72,20 @@ func newFixture(t *testing.T) *fixture {
 func (x *fixture) start() {
 	x.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := x.f.StartCaches(ctx); err != nil {
+	if err := engine.OpsOf(x.f).StartCaches(ctx); err != nil {
 		cancel()
 		x.t.Fatal(err)
 	}
-	if err := x.f.WaitForCacheSync(ctx); err != nil {
+	if err := engine.OpsOf(x.f).WaitForCacheSync(ctx); err != nil {
 		cancel()
 		x.t.Fatal(err)
 	}
-	x.t.Cleanup(func() { cancel(); x.f.Caches().Wait() })
+	x.t.Cleanup(func() { cancel(); engine.OpsOf(x.f).Caches().Wait() })
 }
 
 func (x *fixture) set(name string, opts ...apply.Option) *apply.Set {
 	x.t.Helper()
-	s, err := x.a.Set(name, []framework.Resource{factorytest.ConfigMaps, factorytest.Services}, opts...)
+	s, err := x.a.Set(name, []generic.Resource{factorytest.ConfigMaps, factorytest.Services}, opts...)
 	if err != nil {
 		x.t.Fatal(err)
 	}
@@ -311,10 +313,10 @@ func TestConflictNamesTheOtherManager(t *testing.T) {
 func TestMistakesAreNamed(t *testing.T) {
 	x := newFixture(t)
 	s := x.set("kinds")
-	if _, err := x.a.Set("kinds", []framework.Resource{factorytest.ConfigMaps}); err == nil {
+	if _, err := x.a.Set("kinds", []generic.Resource{factorytest.ConfigMaps}); err == nil {
 		t.Error("two sets with one name")
 	}
-	if _, err := x.a.Set("Not_A_Label", []framework.Resource{factorytest.ConfigMaps}); err == nil {
+	if _, err := x.a.Set("Not_A_Label", []generic.Resource{factorytest.ConfigMaps}); err == nil {
 		t.Error("a set name that is no label value")
 	}
 	if _, err := x.a.Set("none", nil); err == nil {
@@ -339,7 +341,7 @@ func TestMistakesAreNamed(t *testing.T) {
 // send nothing, and a changed value is applied.
 func TestSecretStringData(t *testing.T) {
 	x := newFixture(t)
-	s, err := x.a.Set("secrets", []framework.Resource{factorytest.Secrets})
+	s, err := x.a.Set("secrets", []generic.Resource{factorytest.Secrets})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +408,7 @@ func TestOnlyItsOwnChildren(t *testing.T) {
 	cms := x.admin.CoreV1().ConfigMaps(x.ns)
 	cached := func(name string) {
 		t.Helper()
-		informer, err := x.f.Caches().ForResource(factorytest.ConfigMaps)
+		informer, err := engine.OpsOf(x.f).Caches().ForResource(factorytest.ConfigMaps)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -460,7 +462,7 @@ func TestMarksAreSwept(t *testing.T) {
 	x := newFixture(t)
 	s := x.set("swept")
 	x.start()
-	informer, err := x.f.Caches().ForResource(factorytest.ConfigMaps)
+	informer, err := engine.OpsOf(x.f).Caches().ForResource(factorytest.ConfigMaps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 // A Set keeps an owner's children as declared: the first Apply creates
@@ -31,18 +33,18 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	set, err := applier.Set("example-children", []framework.Resource{
+	set, err := applier.Set("example-children", []generic.Resource{
 		{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true},
 	})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	if err := factory.StartCaches(ctx); err != nil {
+	if err := engine.OpsOf(factory).StartCaches(ctx); err != nil {
 		fmt.Println(err)
 		return
 	}
-	if err := factory.WaitForCacheSync(ctx); err != nil {
+	if err := engine.OpsOf(factory).WaitForCacheSync(ctx); err != nil {
 		fmt.Println(err)
 		return
 	}

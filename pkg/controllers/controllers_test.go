@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/pkg/controllers/apps"
 	"github.com/rein-k8s/rein/pkg/controllers/core"
 	"github.com/rein-k8s/rein/pkg/framework"
@@ -56,13 +57,13 @@ func TestBuiltinControllers(t *testing.T) {
 		return d, nil
 	})
 	for _, f := range []*framework.Factory{coreF.Factory, appsF.Factory} {
-		if err := f.StartCaches(ctx); err != nil {
+		if err := engine.OpsOf(f).StartCaches(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.WaitForCacheSync(ctx); err != nil {
+		if err := engine.OpsOf(f).WaitForCacheSync(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.StartWorkers(ctx); err != nil {
+		if _, err := engine.OpsOf(f).StartWorkers(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -16,9 +16,9 @@ import (
 )
 
 func TestEventRecorderEmitsEventsOnObjects(t *testing.T) {
-	ns := newNamespace(t)
-	cm := createConfigMap(t, ns, "evented", nil)
-	cs := adminClient(t)
+	cs := testkit.Admin(t, env)
+	ns := testkit.NewNamespace(t, cs, "events-")
+	cm := createConfigMap(t, ns, "evented")
 	recorder := framework.NewEventRecorder(t.Context(), cs, newScheme(t), "rein-test")
 	recorder.Eventf(cm, corev1.EventTypeWarning, "ProvisionFailed", "image %q refused", "bad:1")
 

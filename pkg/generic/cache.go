@@ -13,7 +13,7 @@ import (
 
 // Cache reads objects of one kind from the shared informer cache. Objects
 // it returns are shared with every other reader: never modify one; call
-// DeepCopy first.
+// DeepCopy first. For a cluster-scoped kind, namespace is always "".
 type Cache[T runtime.Object] interface {
 	// Get returns the cached object, or a NotFound API error.
 	Get(namespace, name string) (T, error)
@@ -35,9 +35,10 @@ type Cache[T runtime.Object] interface {
 	AddIndexer(name string, indexer Indexer[T]) error
 	// GetByIndex returns the objects of namespace whose index name (added
 	// by AddIndexer) has value. Only objects of namespace are returned.
-	// namespace is required: "" (metav1.NamespaceAll) is an error, not
-	// every namespace; GetByIndexAllNamespaces is the lookup that spans
-	// namespaces.
+	// For a namespaced kind namespace is required: "" (metav1.NamespaceAll)
+	// is an error, not every namespace; GetByIndexAllNamespaces is the
+	// lookup that spans namespaces. For a cluster-scoped kind namespace is
+	// "" (its values are stored as indexer returns them).
 	GetByIndex(namespace, name, value string) ([]T, error)
 	// GetByIndexAllNamespaces returns the objects of EVERY namespace whose
 	// index name has value: one GetByIndex per namespace the cache holds
@@ -53,21 +54,10 @@ type Cache[T runtime.Object] interface {
 // values are scoped by the object's namespace (see Cache.AddIndexer).
 type Indexer[T runtime.Object] func(obj T) ([]string, error)
 
-// NonNamespacedCache is Cache for cluster-scoped kinds.
-type NonNamespacedCache[T runtime.Object] interface {
-	Get(name string) (T, error)
-	List(selector labels.Selector) ([]T, error)
-	// AddIndexer adds the index name, computed by indexer. A cluster-scoped
-	// object has no namespace: its values are stored as indexer returns
-	// them (and so in the informer's own index).
-	AddIndexer(name string, indexer Indexer[T]) error
-	// GetByIndex returns the objects whose index name has value.
-	GetByIndex(name, value string) ([]T, error)
-}
-
 type informerCache[T runtime.Object] struct {
-	gr       schema.GroupResource
-	informer func() (cache.SharedIndexInformer, error)
+	gr         schema.GroupResource
+	namespaced bool
+	informer   func() (cache.SharedIndexInformer, error)
 }
 
 func (c *informerCache[T]) Get(namespace, name string) (T, error) {
@@ -152,8 +142,11 @@ func scopedValue(namespace, value string) string {
 }
 
 func (c *informerCache[T]) GetByIndex(namespace, name, value string) ([]T, error) {
-	if namespace == "" {
+	switch {
+	case c.namespaced && namespace == "":
 		return nil, fmt.Errorf("generic: GetByIndex(%q, %q, %q): a namespace is required: index lookups of a namespaced kind are scoped to one namespace (GetByIndexAllNamespaces spans them)", namespace, name, value)
+	case !c.namespaced && namespace != "":
+		return nil, fmt.Errorf("generic: GetByIndex(%q, %q, %q): %s is cluster-scoped: its namespace is \"\"", namespace, name, value, c.gr)
 	}
 	return c.byIndex(name, scopedValue(namespace, value))
 }
@@ -206,17 +199,4 @@ func cast[T runtime.Object](item any) (T, error) {
 		return zero, fmt.Errorf("generic: cached object is %T, not %T: the scheme maps the kind to another Go type", item, zero)
 	}
 	return t, nil
-}
-
-type nonNamespacedCache[T runtime.Object] struct{ c *informerCache[T] }
-
-func (n nonNamespacedCache[T]) Get(name string) (T, error) { return n.c.Get("", name) }
-func (n nonNamespacedCache[T]) List(selector labels.Selector) ([]T, error) {
-	return n.c.List("", selector)
-}
-func (n nonNamespacedCache[T]) AddIndexer(name string, indexer Indexer[T]) error {
-	return n.c.AddIndexer(name, indexer)
-}
-func (n nonNamespacedCache[T]) GetByIndex(name, value string) ([]T, error) {
-	return n.c.byIndex(name, value)
 }

@@ -1,13 +1,24 @@
-// Package generic is the typed face of rein's engine, with Go generics:
-// Controller[T, TList] (and NonNamespacedController for cluster-scoped
-// kinds) offers typed OnChange/OnRemove handler chains, Enqueue helpers, a
-// typed Cache with indexers, and a typed client whose every call takes the
-// caller's context.
+// Package generic is what handler code imports: typed controllers and
+// everything a handler deals with, each exported once.
 //
-// Generated controllers are thin aliases of these interfaces; hand-written
-// code can use them directly:
+//   - Controller[T, TList]: OnChange/OnRemove handler chains, Enqueue and
+//     EnqueueAfter, a typed Cache with namespace-scoped indexes, and a
+//     typed Client whose every call takes the caller's context and whose
+//     writes are conditional. One type serves every kind: a cluster-scoped
+//     kind takes "" wherever a namespace goes.
+//   - Handler results: nil, ErrSkip, RequeueAfter, or an error (retried
+//     with backoff); HandlerError describes a failure.
+//   - Logger(ctx): the handler's logger, with controller, handler and key.
+//   - Resource names a kind; IgnoreStatus filters a handler's events;
+//     FinalizerName is the finalizer an OnRemove handler manages.
+//   - Status and generating handlers (RegisterStatusHandler,
+//     RegisterGeneratingHandler) and UpdateOnChange write only what
+//     changed.
 //
-//	cms := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, framework.Resource{
+// Generated controllers are aliases of these types; hand-written code can
+// use them directly:
+//
+//	cms := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, Resource{
 //		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
 //	})
 //	cms.OnChange(ctx, "annotate", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
@@ -15,15 +26,13 @@
 //		...
 //	})
 //
-// NewMetadataController and NewDynamicController are the same controllers
-// over *metav1.PartialObjectMetadata (names, labels, annotations, owner
-// references and finalizers of any kind, without spec or status: for
-// handlers that need no more, at a fraction of the memory) and over
-// *unstructured.Unstructured (a kind known only at run time).
-//
-// Objects come from the scheme of the factory (scheme.New), or from the
-// resource's form (framework.NewObject), not from reflection. A handler gets its own copy of the cached object; objects the
-// Cache returns are shared and must not be modified.
+// The Go types chosen pick the form a kind is served in: the scheme's
+// types; *metav1.PartialObjectMetadata (names, labels, annotations, owner
+// references and finalizers of any kind, without spec or status: at a
+// fraction of the memory); or *unstructured.Unstructured (a kind known
+// only at run time). Objects come from the factory's scheme or the form,
+// not from reflection. A handler gets its own copy of the cached object;
+// objects the Cache returns are shared and must not be modified.
 //
 // Cache indexes of a namespaced kind are scoped by namespace: an index
 // value is stored with the namespace of the object it came from, and
@@ -32,13 +41,11 @@
 // children of a same-named owner elsewhere. GetByIndexAllNamespaces is the
 // lookup that spans namespaces, by name.
 //
-// Typed controllers run on a Backend: NewController's is a
-// framework.Factory. Package fake has an in-memory one, on which a test
-// registers handlers with the code its main uses and runs a controller's
-// chain on one key in milliseconds, without an apiserver.
+// Controllers run on a framework.Factory; package fake makes one whose
+// kinds live in memory, on which a test registers handlers with the code
+// its main uses and runs a controller's chain on one key in milliseconds.
 //
 // Registration never panics and returns nothing: a mistake (a kind missing
 // from the scheme, a handler name that makes no valid finalizer) is kept by
-// the factory and returned by its StartCaches, so the replica fails to start
-// with the reason.
+// the factory and returned when the replica starts, with the reason.
 package generic

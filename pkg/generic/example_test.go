@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
@@ -34,11 +35,11 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	configMaps := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, framework.Resource{
+	configMaps := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, generic.Resource{
 		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
 	})
 
-	done := make(chan struct{})
+	done, stamped := make(chan struct{}), make(chan struct{})
 	configMaps.OnChange(ctx, "stamp", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
 		if cm == nil || key != "default/example" || cm.DeletionTimestamp != nil || cm.Data["stamped"] == "yes" {
 			return nil, nil // deleted, not ours, going away, or done already
@@ -49,6 +50,7 @@ func Example() {
 		updated, err := configMaps.Update(ctx, cm)
 		if err == nil {
 			fmt.Println("OnChange: stamped", key)
+			close(stamped) // once: the object is stamped from now on
 		}
 		return updated, err
 	})
@@ -60,15 +62,15 @@ func Example() {
 		return cm, nil
 	})
 
-	if err := factory.StartCaches(ctx); err != nil { // every replica
+	if err := engine.OpsOf(factory).StartCaches(ctx); err != nil { // every replica
 		fmt.Println(err)
 		return
 	}
-	if err := factory.WaitForCacheSync(ctx); err != nil { // every key is queued now
+	if err := engine.OpsOf(factory).WaitForCacheSync(ctx); err != nil { // every key is queued now
 		fmt.Println(err)
 		return
 	}
-	workers, err := factory.StartWorkers(ctx) // the leader only
+	workers, err := engine.OpsOf(factory).StartWorkers(ctx) // the leader only
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -80,6 +82,7 @@ func Example() {
 	}
 	// Deletion waits for the OnRemove handler (its finalizer), once the
 	// finalizer is on the object.
+	<-stamped
 	var cm *corev1.ConfigMap
 	for {
 		cm, err = configMaps.Get(ctx, "default", "example", metav1.GetOptions{})
@@ -131,7 +134,7 @@ func ExampleRegisterGeneratingHandler() {
 		fmt.Println(err)
 		return
 	}
-	widgets := generic.NewController[*testapi.Widget, *testapi.WidgetList](factory, framework.Resource{
+	widgets := generic.NewController[*testapi.Widget, *testapi.WidgetList](factory, generic.Resource{
 		GVK: testapi.SchemeGroupVersion.WithKind("Widget"), Plural: "widgets", Namespaced: true,
 	})
 	applier, err := apply.New(factory)
@@ -139,7 +142,7 @@ func ExampleRegisterGeneratingHandler() {
 		fmt.Println(err)
 		return
 	}
-	parts, err := applier.Set("example-parts", []framework.Resource{
+	parts, err := applier.Set("example-parts", []generic.Resource{
 		{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true},
 	})
 	if err != nil {
@@ -159,15 +162,15 @@ func ExampleRegisterGeneratingHandler() {
 		generic.GeneratingOptions[testapi.WidgetStatus]{
 			Conditions: func(s *testapi.WidgetStatus) *[]metav1.Condition { return &s.Conditions },
 		})
-	if err := factory.StartCaches(ctx); err != nil {
+	if err := engine.OpsOf(factory).StartCaches(ctx); err != nil {
 		fmt.Println(err)
 		return
 	}
-	if err := factory.WaitForCacheSync(ctx); err != nil {
+	if err := engine.OpsOf(factory).WaitForCacheSync(ctx); err != nil {
 		fmt.Println(err)
 		return
 	}
-	workers, err := factory.StartWorkers(ctx)
+	workers, err := engine.OpsOf(factory).StartWorkers(ctx)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -218,7 +221,7 @@ func ExampleRegisterGeneratingHandler() {
 // finalizers of ConfigMaps without their data, which the apiserver never
 // sends. (Against the test control plane; in a program pkg/start runs the
 // caches and workers.)
-func ExampleNewMetadataController() {
+func ExampleNewController_metadata() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	factory, err := framework.NewFactory(env.Config(), clientgoscheme.Scheme, framework.Options{Namespace: "default"})
@@ -226,7 +229,7 @@ func ExampleNewMetadataController() {
 		fmt.Println(err)
 		return
 	}
-	configMaps := generic.NewMetadataController(factory, framework.Resource{
+	configMaps := generic.NewController[*metav1.PartialObjectMetadata, *metav1.PartialObjectMetadataList](factory, generic.Resource{
 		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
 	})
 	seen := make(chan string, 1)
@@ -242,20 +245,20 @@ func ExampleNewMetadataController() {
 		seen <- fmt.Sprintf("%s %s labelled team=%s", obj.Kind, obj.Name, obj.Labels["team"])
 		return nil, nil
 	})
-	if err := factory.StartCaches(ctx); err != nil {
+	if err := engine.OpsOf(factory).StartCaches(ctx); err != nil {
 		fmt.Println(err)
 		return
 	}
-	if err := factory.WaitForCacheSync(ctx); err != nil {
+	if err := engine.OpsOf(factory).WaitForCacheSync(ctx); err != nil {
 		fmt.Println(err)
 		return
 	}
-	workers, err := factory.StartWorkers(ctx)
+	workers, err := engine.OpsOf(factory).StartWorkers(ctx)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	typed := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, framework.Resource{
+	typed := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, generic.Resource{
 		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
 	})
 	if _, err := typed.Create(ctx, &corev1.ConfigMap{
@@ -277,7 +280,7 @@ func ExampleNewMetadataController() {
 
 // A dynamic controller for a kind the program was not compiled with:
 // discovery finds its resource, handlers get unstructured objects.
-func ExampleNewDynamicController() {
+func ExampleNewController_unstructured() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	factory, err := framework.NewFactory(env.Config(), clientgoscheme.Scheme, framework.Options{Namespace: "default"})
@@ -286,13 +289,13 @@ func ExampleNewDynamicController() {
 		return
 	}
 	gvk := schema.GroupVersionKind{Group: "test.rein.dev", Version: "v1", Kind: "Widget"}
-	res, err := factory.Clients().DiscoverResource(ctx, gvk, framework.Unstructured)
+	res, err := engine.OpsOf(factory).Clients().DiscoverResource(ctx, gvk, engine.Unstructured)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	fmt.Println("discovered:", res)
-	widgets := generic.NewDynamicController(factory, res)
+	widgets := generic.NewController[*unstructured.Unstructured, *unstructured.UnstructuredList](factory, res)
 	sizes := make(chan int64, 1)
 	widgets.OnChange(ctx, "size", func(ctx context.Context, key string, u *unstructured.Unstructured) (*unstructured.Unstructured, error) {
 		if u == nil || key != "default/example-dynamic" {
@@ -302,15 +305,15 @@ func ExampleNewDynamicController() {
 		sizes <- size
 		return nil, err
 	})
-	if err := factory.StartCaches(ctx); err != nil {
+	if err := engine.OpsOf(factory).StartCaches(ctx); err != nil {
 		fmt.Println(err)
 		return
 	}
-	if err := factory.WaitForCacheSync(ctx); err != nil {
+	if err := engine.OpsOf(factory).WaitForCacheSync(ctx); err != nil {
 		fmt.Println(err)
 		return
 	}
-	workers, err := factory.StartWorkers(ctx)
+	workers, err := engine.OpsOf(factory).StartWorkers(ctx)
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -20,20 +20,20 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
-	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 // testNamespace creates a namespace of the test's own.
 func testNamespace(t *testing.T) string {
 	t.Helper()
-	namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](newFactory(t, ""), factorytest.Namespaces)
+	namespaces := generic.NewController[*corev1.Namespace, *corev1.NamespaceList](newFactory(t, ""), factorytest.Namespaces)
 	ns, err := namespaces.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "forms-"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = namespaces.DeleteByName(context.Background(), ns.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() { _ = namespaces.DeleteByName(context.Background(), "", ns.Name, metav1.DeleteOptions{}) })
 	return ns.Name
 }
 
@@ -58,9 +58,9 @@ func TestMetadataController(t *testing.T) {
 	f := newFactory(t, ns)
 	ctx := t.Context()
 
-	cms := generic.NewMetadataController(f, factorytest.ConfigMaps)
+	cms := generic.NewController[*metav1.PartialObjectMetadata, *metav1.PartialObjectMetadataList](f, factorytest.ConfigMaps)
 	typed := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](f, factorytest.ConfigMaps)
-	widgets := generic.NewMetadataController(f, factorytest.Widgets)
+	widgets := generic.NewController[*metav1.PartialObjectMetadata, *metav1.PartialObjectMetadataList](f, factorytest.Widgets)
 
 	type seen struct {
 		key    string
@@ -176,7 +176,7 @@ func TestMetadataController(t *testing.T) {
 	}
 
 	// With the fence closed, a metadata write does not leave the process.
-	f.GuardWrites(refuseWrites)
+	engine.OpsOf(f).GuardWrites(refuseWrites)
 	w, err := widgets.Get(ctx, ns, "w", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -197,13 +197,13 @@ func TestDynamicController(t *testing.T) {
 	f := newFactoryOf(t, ns, clientgoscheme.AddToScheme) // no Widget in its scheme
 	ctx := t.Context()
 
-	if _, err := f.Clients().DiscoverResource(ctx, testapi.SchemeGroupVersion.WithKind("Gizmo"), framework.Unstructured); err == nil || !strings.Contains(err.Error(), "Widget") {
+	if _, err := engine.OpsOf(f).Clients().DiscoverResource(ctx, testapi.SchemeGroupVersion.WithKind("Gizmo"), engine.Unstructured); err == nil || !strings.Contains(err.Error(), "Widget") {
 		t.Fatalf("discovering a kind the group does not serve: %v, want an error listing what it serves", err)
 	}
-	if _, err := f.Clients().DiscoverResource(ctx, schema.GroupVersionKind{Group: "nowhere.example.com", Version: "v1", Kind: "Thing"}, framework.Unstructured); err == nil || !strings.Contains(err.Error(), "nowhere.example.com/v1") {
+	if _, err := engine.OpsOf(f).Clients().DiscoverResource(ctx, schema.GroupVersionKind{Group: "nowhere.example.com", Version: "v1", Kind: "Thing"}, engine.Unstructured); err == nil || !strings.Contains(err.Error(), "nowhere.example.com/v1") {
 		t.Fatalf("discovering a group the apiserver does not serve: %v", err)
 	}
-	res, err := f.Clients().DiscoverResource(ctx, testapi.SchemeGroupVersion.WithKind("Widget"), framework.Unstructured)
+	res, err := engine.OpsOf(f).Clients().DiscoverResource(ctx, testapi.SchemeGroupVersion.WithKind("Widget"), engine.Unstructured)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,11 +211,11 @@ func TestDynamicController(t *testing.T) {
 		t.Fatalf("discovered %+v", res)
 	}
 	// The typed form of a kind the scheme lacks is named, with the way out.
-	if _, err := f.Controller(framework.Resource{GVK: res.GVK, Plural: res.Plural, Namespaced: true}); err == nil || !strings.Contains(err.Error(), "framework.Unstructured") {
+	if _, err := engine.OpsOf(f).Controller(generic.Resource{GVK: res.GVK, Plural: res.Plural, Namespaced: true}); err == nil || !strings.Contains(err.Error(), "*unstructured.Unstructured") {
 		t.Fatalf("a typed controller of a kind the scheme lacks: %v", err)
 	}
 
-	widgets := generic.NewDynamicController(f, res)
+	widgets := generic.NewController[*unstructured.Unstructured, *unstructured.UnstructuredList](f, res)
 	sizes := make(chan int64, 32)
 	widgets.OnChange(ctx, "double", func(ctx context.Context, key string, u *unstructured.Unstructured) (*unstructured.Unstructured, error) {
 		if u == nil || u.GetDeletionTimestamp() != nil {
@@ -278,11 +278,11 @@ func TestDynamicController(t *testing.T) {
 		t.Fatalf("a stale update: %v, want 409 Conflict", err)
 	}
 	// With the fence closed, no write leaves the process.
-	f.GuardWrites(refuseWrites)
+	engine.OpsOf(f).GuardWrites(refuseWrites)
 	if _, err := widgets.Update(ctx, live); !errors.Is(err, errFenced) {
 		t.Fatalf("an update with the fence closed: %v", err)
 	}
-	f.GuardWrites(nil)
+	engine.OpsOf(f).GuardWrites(nil)
 
 	if err := widgets.Delete(ctx, live, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -292,13 +292,14 @@ func TestDynamicController(t *testing.T) {
 	}
 }
 
-// A controller whose Go types are not its resource's form is named at
-// start, not at every event.
+// A controller whose Go types are not those of its resource is named at
+// start, not at every event; the types choose the form, so a typed
+// resource given metadata types is served as metadata.
 func TestFormMismatchNamed(t *testing.T) {
 	f := newFactory(t, "default")
-	generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](f, factorytest.ConfigMaps.AsMetadata())
-	err := f.StartCaches(t.Context())
-	if err == nil || !strings.Contains(err.Error(), "PartialObjectMetadata") || !strings.Contains(err.Error(), "NewMetadataController") {
+	generic.NewController[*corev1.ConfigMap, *corev1.SecretList](f, factorytest.ConfigMaps)
+	err := engine.OpsOf(f).StartCaches(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "SecretList") || !strings.Contains(err.Error(), "ConfigMapList") {
 		t.Fatalf("StartCaches: %v", err)
 	}
 }

@@ -11,8 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/pkg/apply"
-	"github.com/rein-k8s/rein/pkg/framework"
 )
 
 // GeneratingHandler computes the children obj should have and its status,
@@ -20,7 +20,7 @@ import (
 type GeneratingHandler[T runtime.Object, S any] func(ctx context.Context, obj T, status S) ([]runtime.Object, S, error)
 
 // GeneratingController is what RegisterGeneratingHandler needs of a typed
-// controller; Controller and NonNamespacedController have it.
+// controller; every Controller has it.
 type GeneratingController[T runtime.Object] interface {
 	StatusController[T]
 	OnRemove(ctx context.Context, name string, h ObjectHandler[T])
@@ -41,8 +41,8 @@ type GeneratingOptions[S any] struct {
 	// finalizer; children with an owner reference are still deleted by
 	// the garbage collector).
 	KeepChildren bool
-	// Handler configures the OnChange handler (e.g. framework.IgnoreStatus).
-	Handler []framework.HandlerOption
+	// Handler configures the OnChange handler (e.g. IgnoreStatus).
+	Handler []HandlerOption
 }
 
 // RegisterGeneratingHandler registers handler as an OnChange handler named
@@ -86,12 +86,12 @@ func RegisterGeneratingHandler[T runtime.Object, S any, PS interface {
 		}
 		current := status(obj)
 		children, next, genErr := handler(ctx, obj, *current.DeepCopy())
-		if errors.Is(genErr, framework.ErrSkip) {
+		if errors.Is(genErr, ErrSkip) {
 			return obj, genErr
 		}
 		// A requeue (polling something outside the cluster) is a success
 		// that asks to come back: apply and write, then requeue.
-		var requeue *framework.RequeueAfterError
+		var requeue *engine.RequeueAfterError
 		if errors.As(genErr, &requeue) {
 			genErr = nil
 		}

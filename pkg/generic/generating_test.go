@@ -20,7 +20,6 @@ import (
 	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/apply"
-	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 )
 
@@ -41,7 +40,7 @@ func TestGeneratingHandler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := applier.Set("parts", []framework.Resource{{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}})
+	set, err := applier.Set("parts", []generic.Resource{{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

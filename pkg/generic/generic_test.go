@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
 	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/internal/testkit/factorytest"
@@ -56,12 +57,12 @@ func receive[T any](t testing.TB, ch <-chan T, what string) T {
 
 func TestTypedControllerConfigMaps(t *testing.T) {
 	ctx := t.Context()
-	namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](newFactory(t, ""), factorytest.Namespaces)
+	namespaces := generic.NewController[*corev1.Namespace, *corev1.NamespaceList](newFactory(t, ""), factorytest.Namespaces)
 	ns, err := namespaces.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "generic-"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = namespaces.DeleteByName(context.Background(), ns.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() { _ = namespaces.DeleteByName(context.Background(), "", ns.Name, metav1.DeleteOptions{}) })
 
 	f := newFactory(t, ns.Name)
 	cms := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](f, factorytest.ConfigMaps)
@@ -239,11 +240,11 @@ func TestTypedStatusAndRemove(t *testing.T) {
 
 func TestUnknownKindFailsStart(t *testing.T) {
 	f := newFactory(t, "")
-	bogus := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](f, framework.Resource{
+	bogus := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](f, generic.Resource{
 		GVK: corev1.SchemeGroupVersion.WithKind("Bogus"), Plural: "bogus", Namespaced: true,
 	})
 	bogus.OnChange(t.Context(), "h", func(context.Context, string, *corev1.ConfigMap) (*corev1.ConfigMap, error) { return nil, nil })
-	err := f.StartCaches(t.Context())
+	err := engine.OpsOf(f).StartCaches(t.Context())
 	if err == nil {
 		t.Fatal("StartCaches succeeded with a handler on a kind the scheme does not know")
 	}

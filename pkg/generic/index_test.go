@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
@@ -34,7 +35,7 @@ var podTemplate = corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 func TestIndexScopedByNamespace(t *testing.T) {
 	ctx := t.Context()
 	setup := newFactory(t, "")
-	namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](setup, factorytest.Namespaces)
+	namespaces := generic.NewController[*corev1.Namespace, *corev1.NamespaceList](setup, factorytest.Namespaces)
 	cronJobs := generic.NewController[*batchv1.CronJob, *batchv1.CronJobList](setup, factorytest.CronJobs)
 	jobs := generic.NewController[*batchv1.Job, *batchv1.JobList](setup, factorytest.Jobs)
 
@@ -48,7 +49,7 @@ func TestIndexScopedByNamespace(t *testing.T) {
 			t.Fatal(err)
 		}
 		ns[i] = created.Name
-		t.Cleanup(func() { _ = namespaces.DeleteByName(context.Background(), created.Name, metav1.DeleteOptions{}) })
+		t.Cleanup(func() { _ = namespaces.DeleteByName(context.Background(), "", created.Name, metav1.DeleteOptions{}) })
 	}
 	newJob := func(namespace, name string, owner *batchv1.CronJob) {
 		t.Helper()
@@ -92,7 +93,7 @@ func TestIndexScopedByNamespace(t *testing.T) {
 				if err := c.AddIndexer(factorytest.JobOwnerKey, factorytest.IndexByCronJob); err != nil {
 					t.Fatal(err)
 				}
-				n := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](f, factorytest.Namespaces).Cache()
+				n := generic.NewController[*corev1.Namespace, *corev1.NamespaceList](f, factorytest.Namespaces).Cache()
 				if err := n.AddIndexer("run", func(ns *corev1.Namespace) ([]string, error) {
 					return []string{ns.Labels["run"]}, nil
 				}); err != nil {
@@ -140,8 +141,8 @@ func TestIndexScopedByNamespace(t *testing.T) {
 			}
 
 			// A cluster-scoped kind's values are not scoped.
-			namespaces := generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](f, factorytest.Namespaces)
-			byRun, err := namespaces.Cache().GetByIndex("run", run)
+			namespaces := generic.NewController[*corev1.Namespace, *corev1.NamespaceList](f, factorytest.Namespaces)
+			byRun, err := namespaces.Cache().GetByIndex("", "run", run)
 			if got := namesOf(byRun); err != nil || !slices.Equal(got, sorted(ns[:])) {
 				t.Errorf("namespaces GetByIndex(run, %s) = %v, %v; want %v", run, got, err, ns)
 			}
@@ -166,7 +167,7 @@ func startedCaches(t *testing.T, opts framework.Options, register func(*framewor
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() {
 		cancel()
-		f.Caches().Wait()
+		engine.OpsOf(f).Caches().Wait()
 	})
 	factorytest.SyncCaches(t, ctx, f)
 	return f

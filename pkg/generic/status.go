@@ -7,8 +7,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
-
-	"github.com/rein-k8s/rein/pkg/framework"
 )
 
 // StatusHandler computes the status of obj from status, a copy of its
@@ -17,9 +15,9 @@ import (
 type StatusHandler[T runtime.Object, S any] func(ctx context.Context, obj T, status S) (S, error)
 
 // StatusController is what RegisterStatusHandler needs of a typed
-// controller; Controller and NonNamespacedController have it.
+// controller; every Controller has it.
 type StatusController[T runtime.Object] interface {
-	OnChange(ctx context.Context, name string, h ObjectHandler[T], opts ...framework.HandlerOption)
+	OnChange(ctx context.Context, name string, h ObjectHandler[T], opts ...HandlerOption)
 	UpdateStatus(ctx context.Context, obj T) (T, error)
 }
 
@@ -31,11 +29,11 @@ type StatusController[T runtime.Object] interface {
 // condition can say what failed) and then retries the key; deleted and
 // deleting objects are passed over. Generated code wraps it per kind
 // (Register<Kind>StatusHandler). opts configure the handler (e.g.
-// framework.IgnoreStatus, so that its own status writes do not re-run it).
+// IgnoreStatus, so that its own status writes do not re-run it).
 func RegisterStatusHandler[T runtime.Object, S any, PS interface {
 	*S
 	DeepCopy() *S
-}](ctx context.Context, controller StatusController[T], name string, status func(T) PS, handler StatusHandler[T, S], opts ...framework.HandlerOption) {
+}](ctx context.Context, controller StatusController[T], name string, status func(T) PS, handler StatusHandler[T, S], opts ...HandlerOption) {
 	controller.OnChange(ctx, name, func(ctx context.Context, key string, obj T) (T, error) {
 		if isNil(obj) {
 			return obj, nil

@@ -10,6 +10,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/related"
@@ -28,7 +29,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	accounts := generic.NewController[*corev1.ServiceAccount, *corev1.ServiceAccountList](factory, framework.Resource{
+	accounts := generic.NewController[*corev1.ServiceAccount, *corev1.ServiceAccountList](factory, generic.Resource{
 		GVK: corev1.SchemeGroupVersion.WithKind("ServiceAccount"), Plural: "serviceaccounts", Namespaced: true,
 	})
 	if err := accounts.Informer().AddIndexers(cache.Indexers{"secret": func(obj any) ([]string, error) {
@@ -48,31 +49,22 @@ func Example() {
 		}
 		return sa, nil
 	})
-	engine, err := accounts.Engine()
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	secretCache, err := factory.Caches().ForResource(framework.Resource{
+	secrets := generic.NewController[*corev1.Secret, *corev1.SecretList](factory, generic.Resource{
 		GVK: corev1.SchemeGroupVersion.WithKind("Secret"), Plural: "secrets", Namespaced: true,
 	})
-	if err != nil {
+	if err := related.Watch(ctx, "secrets", related.Referencing(accounts.Informer().GetIndexer(), "secret"), accounts, secrets.Informer()); err != nil {
 		fmt.Println(err)
 		return
 	}
-	if err := related.Watch(ctx, "secrets", related.Referencing(accounts.Informer().GetIndexer(), "secret"), engine, secretCache); err != nil {
+	if err := engine.OpsOf(factory).StartCaches(ctx); err != nil {
 		fmt.Println(err)
 		return
 	}
-	if err := factory.StartCaches(ctx); err != nil {
+	if err := engine.OpsOf(factory).WaitForCacheSync(ctx); err != nil {
 		fmt.Println(err)
 		return
 	}
-	if err := factory.WaitForCacheSync(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	workers, err := factory.StartWorkers(ctx)
+	workers, err := engine.OpsOf(factory).StartWorkers(ctx)
 	if err != nil {
 		fmt.Println(err)
 		return

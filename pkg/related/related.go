@@ -11,7 +11,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/rein-k8s/rein/pkg/apply"
-	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 // Resolver returns the keys ("namespace/name", or "name" for cluster-scoped
@@ -19,14 +19,25 @@ import (
 // source's last known state also when the source was deleted.
 type Resolver func(source runtime.Object) ([]string, error)
 
-// Target is a controller that keys can be queued on: a
-// *framework.Controller (a typed controller's Engine()).
+// Target is the controller keys are queued on: any typed controller
+// (generic.Controller).
 type Target interface {
-	Name() string
-	Enqueue(key string)
+	GroupVersionKind() schema.GroupVersionKind
+	Enqueue(namespace, name string)
 }
 
-var _ Target = (*framework.Controller)(nil)
+// Owns re-runs owner's handlers when a child it owns changes or goes: an
+// object of children (a typed controller's Informer(), a factory's cache)
+// whose controller owner reference is of owner's kind, or which carries
+// pkg/apply's owner annotations. It is Watch with OwnerOf, for children
+// that a handler creates and keeps (the Jobs of a CronJob) as well as
+// those an apply.Set keeps.
+func Owns(ctx context.Context, owner Target, children ...cache.SharedIndexInformer) error {
+	if owner == nil {
+		return errors.New("related: Owns needs an owner controller")
+	}
+	return Watch(ctx, "owns", OwnerOf(owner.GroupVersionKind()), owner, children...)
+}
 
 // Watch enqueues on target the keys resolve returns for every object of
 // sources that is added, changed or deleted, until ctx ends. name names the
@@ -36,7 +47,7 @@ func Watch(ctx context.Context, name string, resolve Resolver, target Target, so
 	if resolve == nil || target == nil || len(sources) == 0 {
 		return fmt.Errorf("related: watch %q needs a resolver, a target and at least one source", name)
 	}
-	log := framework.Logger(ctx).WithField("relatedWatch", name).WithField("target", target.Name())
+	log := generic.Logger(ctx).WithField("relatedWatch", name).WithField("target", target.GroupVersionKind().Kind)
 	handle := func(obj any) {
 		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = tomb.Obj
@@ -55,7 +66,12 @@ func Watch(ctx context.Context, name string, resolve Resolver, target Target, so
 			return
 		}
 		for _, k := range keys {
-			target.Enqueue(k)
+			namespace, name, err := cache.SplitMetaNamespaceKey(k)
+			if err != nil {
+				log.WithError(err).Warn("resolver returned a malformed key; skipped")
+				continue
+			}
+			target.Enqueue(namespace, name)
 		}
 	}
 	var regs []struct {
@@ -120,7 +136,7 @@ func OwnerOf(owner schema.GroupVersionKind) Resolver {
 // that reference it, through index of the target's cache: index must map a
 // target object to the keys of the sources it references
 // ("namespace/name"). Add it to the target's informer before the caches
-// start (framework: Controller.Informer().AddIndexers). An index added by a
+// start (Controller.Informer().AddIndexers). An index added by a
 // typed cache (generic.Cache.AddIndexer) stores each value as
 // namespace/value: its function returns the names of the sources in the
 // target's own namespace.

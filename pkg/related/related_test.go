@@ -13,6 +13,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/apply"
@@ -50,15 +51,11 @@ func TestChildrenAndReferencesEnqueueTheirOwner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	children, err := a.Set("children", []framework.Resource{factorytest.ConfigMaps})
+	children, err := a.Set("children", []generic.Resource{factorytest.ConfigMaps})
 	if err != nil {
 		t.Fatal(err)
 	}
 	owners := generic.NewController[*corev1.ServiceAccount, *corev1.ServiceAccountList](f, factorytest.ServiceAccounts)
-	engine, err := owners.Engine()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The owners' cache indexes the Secret each references.
 	const bySecret = "secret"
 	if err := owners.Informer().AddIndexers(cache.Indexers{bySecret: func(obj any) ([]string, error) {
@@ -90,26 +87,26 @@ func TestChildrenAndReferencesEnqueueTheirOwner(t *testing.T) {
 			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "far", Namespace: other}, Data: map[string]string{"k": "v"}})
 		return sa, err
 	})
-	secretCache, err = f.Caches().ForResource(factorytest.Secrets)
+	secretCache, err = engine.OpsOf(f).Caches().ForResource(factorytest.Secrets)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmCache, err := f.Caches().ForResource(factorytest.ConfigMaps)
+	cmCache, err := engine.OpsOf(f).Caches().ForResource(factorytest.ConfigMaps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := related.Watch(ctx, "children", related.OwnerOf(factorytest.ServiceAccounts.GVK), engine, cmCache); err != nil {
+	if err := related.Owns(ctx, owners, cmCache); err != nil {
 		t.Fatal(err)
 	}
-	if err := related.Watch(ctx, "secrets", related.Referencing(owners.Informer().GetIndexer(), bySecret), engine, secretCache); err != nil {
+	if err := related.Watch(ctx, "secrets", related.Referencing(owners.Informer().GetIndexer(), bySecret), owners, secretCache); err != nil {
 		t.Fatal(err)
 	}
 	factorytest.SyncCaches(t, ctx, f)
-	workers, err := f.StartWorkers(ctx)
+	workers, err := engine.OpsOf(f).StartWorkers(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { cancel(); _ = workers.Wait(10 * time.Second); f.Caches().Wait() }()
+	defer func() { cancel(); _ = workers.Wait(10 * time.Second); engine.OpsOf(f).Caches().Wait() }()
 
 	if _, err := admin.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/shard"
@@ -54,23 +55,23 @@ func ExampleNewMember() {
 		member, err = shard.NewMember(shard.Config{
 			Namespace: "default", Group: "my-controller", Shards: 32, Identity: identity,
 			OnStart: func(started []int) {
-				factory.EnqueueKeys(func(key string) bool { return slices.Contains(started, member.KeyShard(key)) })
+				engine.OpsOf(factory).EnqueueKeys(func(key string) bool { return slices.Contains(started, member.KeyShard(key)) })
 			},
 		}, clients.CoordinationV1())
 		if err != nil {
 			return err
 		}
-		factory.GateKeys(member)
-		factory.GuardWrites(member.Fence())
-		if err := factory.StartCaches(ctx); err != nil {
+		engine.OpsOf(factory).GateKeys(member)
+		engine.OpsOf(factory).GuardWrites(member.Fence())
+		if err := engine.OpsOf(factory).StartCaches(ctx); err != nil {
 			return err
 		}
-		if err := factory.WaitForCacheSync(ctx); err != nil {
+		if err := engine.OpsOf(factory).WaitForCacheSync(ctx); err != nil {
 			return err
 		}
 		work := context.WithoutCancel(ctx) // handlers outlive ctx while their shards drain
 		member.SetHandlerContext(work)
-		workers, err := factory.StartWorkers(work)
+		workers, err := engine.OpsOf(factory).StartWorkers(work)
 		if err != nil {
 			return err
 		}

@@ -4,43 +4,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rein-k8s/rein/pkg/fence"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/rein-k8s/rein/pkg/fence"
+	"github.com/rein-k8s/rein/pkg/framework"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/shard"
 )
 
 // Starter is a group of controllers as the replica runs them: a
-// *framework.Factory, or a generated factory built on one.
+// *framework.Factory, or a generated factory (which embeds one). Base
+// returns that factory.
 type Starter interface {
-	StartCaches(ctx context.Context) error
-	WaitForCacheSync(ctx context.Context) error
-	StartWorkers(ctx context.Context) (*framework.Workers, error)
-	GuardWrites(fence.Hold)
-	// RegisterMetrics puts the group's engine metrics on the registry the
-	// replica serves (see framework.Factory.RegisterMetrics).
-	RegisterMetrics(prometheus.Registerer) error
-	// SetFieldManager names the writer of every write that names none
-	// (server-side fencing).
-	SetFieldManager(string)
-	// GateKeys and EnqueueKeys run a sharded group: workers take only the
-	// keys of shards this replica holds, and a shard that starts here
-	// queues its keys (see framework.Factory).
-	GateKeys(framework.KeyGate)
-	EnqueueKeys(match func(key string) bool) int
-	// VisitKeys visits every cached key (the keys-per-shard metric).
-	VisitKeys(visit func(key string))
+	Base() *framework.Factory
 }
 
 var _ Starter = (*framework.Factory)(nil)
@@ -160,9 +147,9 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 		leases[g.LeaseName] = true
 		gr := &groupRun{Group: g, log: r.log}
 		for j, s := range g.Starters {
-			err := s.RegisterMetrics(opts.Registry)
+			err := engine.OpsOf(s.Base()).RegisterMetrics(opts.Registry)
 			switch {
-			case errors.Is(err, framework.ErrMetricsElsewhere):
+			case errors.Is(err, engine.ErrMetricsElsewhere):
 				r.log.WithField("factory", j).Warn("this factory's metrics go to the Registerer of its framework.Options, which /metrics does not serve: leave framework.Options.Registerer nil, or set start.Options.Registry to the same registry")
 			case err != nil:
 				return nil, fmt.Errorf("start: election group %d, factory %d: %w", i, j, err)
@@ -196,10 +183,10 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 				}
 			}
 			for _, s := range g.Starters {
-				s.GuardWrites(e.Fence())
+				engine.OpsOf(s.Base()).GuardWrites(e.Fence())
 				// The apiserver's own check, for writes that outlive the
 				// fence in the network.
-				s.SetFieldManager(manager)
+				engine.OpsOf(s.Base()).SetFieldManager(manager)
 			}
 			gr.fieldManager = manager
 			if manager != "" {
@@ -378,7 +365,7 @@ func (r *Replica) Run(ctx context.Context) error {
 
 func (r *Replica) runGroup(ctx, cachesCtx context.Context, g *groupRun) error {
 	for _, s := range g.Starters {
-		if err := s.StartCaches(cachesCtx); err != nil {
+		if err := engine.OpsOf(s.Base()).StartCaches(cachesCtx); err != nil {
 			return err
 		}
 	}
@@ -431,7 +418,7 @@ func (r *Replica) waitForCaches(ctx context.Context, g *groupRun) bool {
 	for _, s := range g.Starters {
 		for {
 			waitCtx, cancel := context.WithTimeout(ctx, cacheSyncLogEvery)
-			err := s.WaitForCacheSync(waitCtx)
+			err := engine.OpsOf(s.Base()).WaitForCacheSync(waitCtx)
 			cancel()
 			if err == nil {
 				break
@@ -482,9 +469,9 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 	}
 	hookCtx, stopHooks := context.WithCancel(workCtx)
 	defer stopHooks()
-	var workers []*framework.Workers
+	var workers []*engine.Workers
 	for _, s := range g.Starters {
-		w, err := s.StartWorkers(workCtx)
+		w, err := engine.OpsOf(s.Base()).StartWorkers(workCtx)
 		if err != nil {
 			return err
 		}

@@ -8,7 +8,7 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/pkg/shard"
 )
 
@@ -39,7 +39,7 @@ func (r *Replica) shardGroup(g *groupRun, clients kubernetes.Interface) error {
 			}
 			n := 0
 			for _, st := range starters {
-				n += st.EnqueueKeys(func(key string) bool { return set[member.KeyShard(key)] })
+				n += engine.OpsOf(st.Base()).EnqueueKeys(func(key string) bool { return set[member.KeyShard(key)] })
 			}
 			g.log.WithFields(map[string]any{"started": started, "keys": n, "held": member.Held()}).Info("shards started here; their keys are queued")
 		},
@@ -49,16 +49,16 @@ func (r *Replica) shardGroup(g *groupRun, clients kubernetes.Interface) error {
 	}
 	visit := func(f func(string)) {
 		for _, st := range starters {
-			st.VisitKeys(f)
+			engine.OpsOf(st.Base()).VisitKeys(f)
 		}
 	}
 	if err := member.RegisterMetrics(r.opts.Registry, visit); err != nil {
 		return fmt.Errorf("shard metrics: %w", err)
 	}
 	for _, st := range starters {
-		st.GateKeys(member)
-		st.GuardWrites(member.Fence())
-		st.SetFieldManager("")
+		engine.OpsOf(st.Base()).GateKeys(member)
+		engine.OpsOf(st.Base()).GuardWrites(member.Fence())
+		engine.OpsOf(st.Base()).SetFieldManager("")
 	}
 	g.member = member
 	return nil
@@ -74,14 +74,14 @@ func (r *Replica) workSharded(ctx context.Context, g *groupRun) error {
 	workCtx, endWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer endWork()
 	g.member.SetHandlerContext(workCtx)
-	var workers []*framework.Workers
+	var workers []*engine.Workers
 	stopWorkers := func() {
 		for _, w := range workers {
 			w.Stop()
 		}
 	}
 	for _, s := range g.Starters {
-		w, err := s.StartWorkers(workCtx)
+		w, err := engine.OpsOf(s.Base()).StartWorkers(workCtx)
 		if err != nil {
 			stopWorkers()
 			return err

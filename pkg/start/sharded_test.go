@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/fence"
@@ -65,7 +66,7 @@ func TestShardedBesideSingleLeader(t *testing.T) {
 	var leaderRuns = map[string]int{}
 	newReplica := func(name string) *start.Replica {
 		sharded := newFactory(t, ns)
-		c, err := sharded.Controller(factorytest.ConfigMaps)
+		c, err := engine.OpsOf(sharded).Controller(factorytest.ConfigMaps)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +78,7 @@ func TestShardedBesideSingleLeader(t *testing.T) {
 			return nil, nil
 		})
 		single := newFactory(t, ns)
-		c2, err := single.Controller(factorytest.ConfigMaps)
+		c2, err := engine.OpsOf(single).Controller(factorytest.ConfigMaps)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,6 +21,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
 	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/internal/testkit/factorytest"
@@ -161,7 +162,7 @@ func TestTwoElectionGroups(t *testing.T) {
 	var groups []start.Group
 	for _, name := range []string{"alpha", "beta"} {
 		f := newFactory(t, ns)
-		c, err := f.Controller(factorytest.ConfigMaps)
+		c, err := engine.OpsOf(f).Controller(factorytest.ConfigMaps)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,7 +239,7 @@ func TestReturnToStandby(t *testing.T) {
 	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	f := newFactory(t, ns)
-	c, err := f.Controller(factorytest.ConfigMaps)
+	c, err := engine.OpsOf(f).Controller(factorytest.ConfigMaps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +309,7 @@ func TestNotReadyWhileCachesDoNotSync(t *testing.T) {
 	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	f := newFactory(t, ns)
-	if _, err := f.Controller(factorytest.Gadgets); err != nil {
+	if _, err := engine.OpsOf(f).Controller(factorytest.Gadgets); err != nil {
 		t.Fatal(err)
 	}
 	o := testOptions(t, ns)

@@ -17,7 +17,7 @@ import (
 
 // serviceAccounts names ServiceAccount for the engine (rein generates no
 // controller for it).
-var serviceAccounts = framework.Resource{
+var serviceAccounts = generic.Resource{
 	GVK: corev1.SchemeGroupVersion.WithKind("ServiceAccount"), Plural: "serviceaccounts", Namespaced: true,
 }
 
@@ -35,7 +35,7 @@ func registerChildren(ctx context.Context, factory *framework.Factory, f *common
 	if err != nil {
 		return err
 	}
-	set, err := applier.Set(common.ChildrenSet, []framework.Resource{corev1ctl.ConfigMapResource, corev1ctl.SecretResource, serviceAccounts})
+	set, err := applier.Set(common.ChildrenSet, []generic.Resource{corev1ctl.ConfigMapResource, corev1ctl.SecretResource, serviceAccounts})
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/rein-k8s/rein/bench/internal/common"
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/shard"
@@ -50,7 +51,7 @@ func main() {
 	opts.Registry = reg
 
 	var lead common.Leadership
-	var partition framework.KeyGate
+	var partition engine.KeyGate
 	if f.Partition != "" {
 		i, n, err := common.ParsePartition(f.Partition)
 		if err == nil && f.Shards > 0 {
@@ -79,7 +80,7 @@ func main() {
 	}
 	ctx := context.Background()
 	if partition != nil {
-		factory.GateKeys(partition)
+		engine.OpsOf(factory).GateKeys(partition)
 	}
 	if f.Workload == common.WorkloadChildren {
 		if err := registerChildren(ctx, factory, &f, &lead); err != nil {
@@ -87,11 +88,21 @@ func main() {
 			os.Exit(2)
 		}
 	} else if f.Cache == common.CacheMetadata {
-		registerMarks(ctx, generic.NewMetadataController(factory, configMaps), &f, &lead)
+		registerMarks(ctx, generic.NewController[*metav1.PartialObjectMetadata, *metav1.PartialObjectMetadataList](factory, configMaps), &f, &lead)
 	} else {
 		registerMarks(ctx, generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, configMaps), &f, &lead)
 	}
-	if err := start.Run(ctx, opts, timed{Factory: factory, lead: &lead, sharded: f.Shards > 0 || partition != nil}); err != nil {
+	// The driver times "synced" once start's readiness wait is over
+	// (caches synced and every key queued) and "leading" as the term's
+	// workers start, before any handler call (an OnLeader hook runs later,
+	// in a goroutine of its own). A sharded replica logged "leading" above.
+	sharded := f.Shards > 0 || partition != nil
+	engine.OpsOf(factory).Observe(common.Synced, func() {
+		if !sharded {
+			lead.Leading()
+		}
+	})
+	if err := start.Run(ctx, opts, factory); err != nil {
 		fmt.Fprintln(os.Stderr, "start:", err)
 		os.Exit(2)
 	}
@@ -115,34 +126,7 @@ func (s fixedSplit) Enter(key string) (context.Context, func(), bool) {
 	return s.ctx, func() {}, shard.Of(namespace, name, common.PartitionShards)%s.of == s.index
 }
 
-var configMaps = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}
-
-// timed is the factory as start runs it, with the log lines the driver
-// times: "synced" once start's readiness wait is over (caches synced and
-// every key queued), "leading" as the term's workers start. (An OnLeader
-// hook runs after the workers have started, in a goroutine of its own:
-// handler calls made before it would be left out of winning → first
-// reconcile.)
-type timed struct {
-	*framework.Factory
-	lead    *common.Leadership
-	sharded bool // a sharded replica logs "leading" at start
-}
-
-func (t timed) WaitForCacheSync(ctx context.Context) error {
-	err := t.Factory.WaitForCacheSync(ctx)
-	if err == nil {
-		common.Synced()
-	}
-	return err
-}
-
-func (t timed) StartWorkers(term context.Context) (*framework.Workers, error) {
-	if !t.sharded {
-		t.lead.Leading()
-	}
-	return t.Factory.StartWorkers(term)
-}
+var configMaps = generic.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}
 
 // dropData is the drop-data setting's cache transform: ConfigMaps enter
 // the cache without data and binaryData (tombstones pass unchanged).

@@ -10,9 +10,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
 	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
 	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 // Resources the tests use (those of pkg/controllers where it has them).
@@ -21,11 +23,11 @@ var (
 	Secrets         = corectrl.SecretResource
 	Services        = corectrl.ServiceResource
 	Namespaces      = corectrl.NamespaceResource
-	ServiceAccounts = framework.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ServiceAccount"), Plural: "serviceaccounts", Namespaced: true}
-	Jobs            = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("Job"), Plural: "jobs", Namespaced: true}
-	CronJobs        = framework.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("CronJob"), Plural: "cronjobs", Namespaced: true}
-	Widgets         = framework.Resource{GVK: testapi.SchemeGroupVersion.WithKind("Widget"), Plural: "widgets", Namespaced: true}
-	Gadgets         = framework.Resource{GVK: testapi.SchemeGroupVersion.WithKind("Gadget"), Plural: "gadgets", Namespaced: true}
+	ServiceAccounts = generic.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ServiceAccount"), Plural: "serviceaccounts", Namespaced: true}
+	Jobs            = generic.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("Job"), Plural: "jobs", Namespaced: true}
+	CronJobs        = generic.Resource{GVK: batchv1.SchemeGroupVersion.WithKind("CronJob"), Plural: "cronjobs", Namespaced: true}
+	Widgets         = generic.Resource{GVK: testapi.SchemeGroupVersion.WithKind("Widget"), Plural: "widgets", Namespaced: true}
+	Gadgets         = generic.Resource{GVK: testapi.SchemeGroupVersion.WithKind("Gadget"), Plural: "gadgets", Namespaced: true}
 )
 
 // Scheme is a scheme with the kinds of the API packages given.
@@ -50,10 +52,10 @@ func SyncCaches(t testing.TB, ctx context.Context, f *framework.Factory) {
 }
 
 func startCaches(ctx context.Context, f *framework.Factory) error {
-	if err := f.StartCaches(ctx); err != nil {
+	if err := engine.OpsOf(f).StartCaches(ctx); err != nil {
 		return err
 	}
-	return f.WaitForCacheSync(ctx)
+	return engine.OpsOf(f).WaitForCacheSync(ctx)
 }
 
 // Run starts f's caches and workers until the test ends; the cleanup stops
@@ -65,7 +67,7 @@ func Run(t testing.TB, f *framework.Factory) {
 		cancel()
 		t.Fatal(err)
 	}
-	w, err := f.StartWorkers(ctx)
+	w, err := engine.OpsOf(f).StartWorkers(ctx)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -75,7 +77,7 @@ func Run(t testing.TB, f *framework.Factory) {
 		if err := w.Wait(10 * time.Second); err != nil {
 			t.Error(err)
 		}
-		f.Caches().Wait()
+		engine.OpsOf(f).Caches().Wait()
 	})
 }
 

@@ -18,7 +18,6 @@ import (
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
 	"github.com/rein-k8s/rein/pkg/apply"
 	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
-	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/generic/fake"
 )
@@ -26,11 +25,11 @@ import (
 // partsSet is the apply set "parts" of ConfigMaps on env.
 func partsSet(t *testing.T, env *fake.Env) *apply.Set {
 	t.Helper()
-	applier, err := fake.Applier(env)
+	applier, err := apply.New(env.Factory())
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := applier.Set("parts", []framework.Resource{corectrl.ConfigMapResource})
+	set, err := applier.Set("parts", []generic.Resource{corectrl.ConfigMapResource})
 	if err != nil {
 		t.Fatal(err)
 	}

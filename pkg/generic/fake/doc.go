@@ -6,7 +6,7 @@
 // runs a controller's handler chain on one key with Reconcile:
 //
 //	env, err := fake.New(scheme, &v1alpha1.VirtualMachine{...})
-//	vms := fake.Controller[*v1alpha1.VirtualMachine, *v1alpha1.VirtualMachineList](env, vmctrl.VirtualMachineResource)
+//	vms := generic.NewController[*v1alpha1.VirtualMachine, *v1alpha1.VirtualMachineList](env.Factory(), vmctrl.VirtualMachineResource)
 //	controller.Register(ctx, vms, hv, recorder, opts) // as main does
 //	err = env.Reconcile(ctx, vms.GroupVersionKind(), "default/vm1")
 //	vm, err := vms.Get(ctx, "default", "vm1", metav1.GetOptions{})
@@ -18,7 +18,7 @@
 // handler runs on a live object (finalizers first, whatever the
 // registration order); ErrSkip, RequeueAfter, errors and panics
 // treated as the engine treats them. It returns the failures of the
-// handlers joined (each a *framework.HandlerError), and retries nothing.
+// handlers joined (each a *generic.HandlerError), and retries nothing.
 // Keys a handler queues (Enqueue, EnqueueAfter) and the delay of a
 // RequeueAfter are recorded, in order, by Enqueued.
 //

@@ -16,7 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/rein-k8s/rein/pkg/apply"
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
@@ -29,15 +29,15 @@ type Env struct {
 	decoder runtime.Decoder
 	log     *logrus.Entry
 	token   fence.Token
+	factory *framework.Factory // typed controllers and sets run on it
 
 	// mu guards everything below. Store writes hold it; it is never held
 	// while a handler runs.
-	mu        sync.Mutex
-	kinds     map[schema.GroupVersionKind]*kind
-	version   uint64 // the last resourceVersion given
-	created   uint64 // objects created, for UIDs and generated names
-	enqueued  []Request
-	setupErrs []error
+	mu       sync.Mutex
+	kinds    map[schema.GroupVersionKind]*kind
+	version  uint64 // the last resourceVersion given
+	created  uint64 // objects created, for UIDs and generated names
+	enqueued []Request
 }
 
 // Request is a key queued for a controller: by Enqueue or EnqueueAfter
@@ -61,24 +61,18 @@ func New(scheme *runtime.Scheme, objects ...runtime.Object) (*Env, error) {
 		token:   fence.Token{Namespace: "fake", Lease: "fake", Term: 1},
 		kinds:   map[schema.GroupVersionKind]*kind{},
 	}
+	e.factory = engine.NewFactoryOn(scheme, e.log, backend{e})
 	if err := e.Add(objects...); err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
-// Controller returns the typed controller of the namespaced kind res on
-// env: what generic.NewController returns on a factory. T and TList must
-// be the Go types env's scheme registers for res.GVK and its list kind.
-func Controller[T runtime.Object, TList runtime.Object](env *Env, res framework.Resource) generic.Controller[T, TList] {
-	return generic.NewControllerOn[T, TList](backend{env}, res)
-}
-
-// NonNamespacedController returns the typed controller of the
-// cluster-scoped kind res on env.
-func NonNamespacedController[T runtime.Object, TList runtime.Object](env *Env, res framework.Resource) generic.NonNamespacedController[T, TList] {
-	return generic.NewNonNamespacedControllerOn[T, TList](backend{env}, res)
-}
+// Factory is the factory whose kinds env serves: make typed controllers on
+// it as main does on its own (generic.NewController, a generated factory's
+// accessors, apply.New for sets of children). Starting it (caches,
+// workers, pkg/start) fails: nothing runs until Reconcile is called.
+func (e *Env) Factory() *framework.Factory { return e.factory }
 
 // Token is the fencing token of every handler's context.
 func (e *Env) Token() fence.Token { return e.token }
@@ -91,9 +85,9 @@ func (e *Env) Token() fence.Token { return e.token }
 // made so far (a handler name that makes no valid finalizer, a kind the
 // scheme does not know), as a factory's StartCaches does.
 func (e *Env) Reconcile(ctx context.Context, gvk schema.GroupVersionKind, key string) error {
+	setupErr := engine.OpsOf(e.factory).SetupErrors()
 	e.mu.Lock()
-	setupErr := errors.Join(e.setupErrs...)
-	var ctrl *framework.Controller
+	var ctrl *engine.Controller
 	if k := e.kinds[gvk]; k != nil {
 		ctrl = k.ctrl
 	}
@@ -102,7 +96,7 @@ func (e *Env) Reconcile(ctx context.Context, gvk schema.GroupVersionKind, key st
 		return fmt.Errorf("fake: handler registration: %w", setupErr)
 	}
 	if ctrl == nil {
-		return fmt.Errorf("fake: no controller of %s: make it with fake.Controller and register its handlers first", gvk)
+		return fmt.Errorf("fake: no controller of %s: make it on env.Factory() and register its handlers first", gvk)
 	}
 	after, err := ctrl.Process(fence.WithHold(ctx, fence.Fixed(e.token)), key)
 	if err == nil && after > 0 {
@@ -188,10 +182,10 @@ func (e *Env) List(gvk schema.GroupVersionKind, namespace string) ([]runtime.Obj
 	return out, nil
 }
 
-// backend is env as a generic.Backend.
+// backend serves env's kinds to its factory (engine.Backend).
 type backend struct{ e *Env }
 
-func (b backend) Controller(res framework.Resource) (*framework.Controller, error) {
+func (b backend) Controller(res generic.Resource) (*engine.Controller, error) {
 	e := b.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -201,7 +195,7 @@ func (b backend) Controller(res framework.Resource) (*framework.Controller, erro
 	}
 	if k.ctrl == nil {
 		gvk := res.GVK
-		k.ctrl, err = framework.NewManualController(framework.ManualConfig{
+		k.ctrl, err = engine.NewManualController(engine.ManualConfig{
 			Resource:  k.res,
 			Client:    &client{e: e, k: k},
 			Informer:  k.informer,
@@ -216,7 +210,7 @@ func (b backend) Controller(res framework.Resource) (*framework.Controller, erro
 	return k.ctrl, nil
 }
 
-func (b backend) Client(res framework.Resource) (framework.ResourceClient, error) {
+func (b backend) Client(res generic.Resource) (engine.ResourceClient, error) {
 	b.e.mu.Lock()
 	defer b.e.mu.Unlock()
 	k, err := b.e.kindLocked(res.GVK, &res)
@@ -226,7 +220,7 @@ func (b backend) Client(res framework.Resource) (framework.ResourceClient, error
 	return &client{e: b.e, k: k}, nil
 }
 
-func (b backend) Informer(res framework.Resource) (cache.SharedIndexInformer, error) {
+func (b backend) Informer(res generic.Resource) (cache.SharedIndexInformer, error) {
 	b.e.mu.Lock()
 	defer b.e.mu.Unlock()
 	k, err := b.e.kindLocked(res.GVK, &res)
@@ -236,26 +230,16 @@ func (b backend) Informer(res framework.Resource) (cache.SharedIndexInformer, er
 	return k.informer, nil
 }
 
-func (b backend) Scheme() *runtime.Scheme { return b.e.scheme }
-
-func (b backend) SetupError(err error) {
-	b.e.mu.Lock()
-	b.e.setupErrs = append(b.e.setupErrs, err)
-	b.e.mu.Unlock()
-}
-
-func (b backend) Logger() *logrus.Entry { return b.e.log }
-
 // kindLocked returns the store of gvk, made on first use. res names the
 // kind as a controller was given it; without one (an object given to Add,
 // an Env.Get), the plural is guessed until a controller names it. The
 // caller holds e.mu.
-func (e *Env) kindLocked(gvk schema.GroupVersionKind, res *framework.Resource) (*kind, error) {
+func (e *Env) kindLocked(gvk schema.GroupVersionKind, res *generic.Resource) (*kind, error) {
 	if res != nil {
 		if res.GVK.Kind == "" || res.GVK.Version == "" || res.Plural == "" {
 			return nil, fmt.Errorf("fake: resource %+v: kind, version and plural are all required", *res)
 		}
-		if res.Form != framework.Typed {
+		if res.Form != engine.Typed {
 			return nil, fmt.Errorf("fake: %s: the fake serves typed resources only; metadata-only and dynamic controllers are not modelled (test them against pkg/testenv)", *res)
 		}
 		if !e.scheme.Recognizes(gvk.GroupVersion().WithKind(gvk.Kind + "List")) {
@@ -328,15 +312,3 @@ func (e *Env) kindOf(obj runtime.Object) (schema.GroupVersionKind, error) {
 	}
 	return gvks[0], nil
 }
-
-// Applier returns an apply.Applier on env, for handlers that keep child
-// objects (apply.Set, generic.RegisterGeneratingHandler): what apply.New
-// returns on a factory. Its Sets read env's store and write with env's
-// clients; server-side apply is simplified (see the package doc).
-func Applier(env *Env) (*apply.Applier, error) {
-	return apply.NewOn(backend{env})
-}
-
-// CachesAreCurrent tells pkg/apply that the caches are the store: a write
-// is in them at once.
-func (backend) CachesAreCurrent() bool { return true }

@@ -39,7 +39,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	configMaps := fake.Controller[*corev1.ConfigMap, *corev1.ConfigMapList](env, corectrl.ConfigMapResource)
+	configMaps := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](env.Factory(), corectrl.ConfigMapResource)
 	register(ctx, configMaps)
 
 	if err := env.Reconcile(ctx, configMaps.GroupVersionKind(), "default/example"); err != nil {
@@ -78,7 +78,7 @@ func ExampleEnv_Enqueued() {
 		fmt.Println(err)
 		return
 	}
-	configMaps := fake.Controller[*corev1.ConfigMap, *corev1.ConfigMapList](env, corectrl.ConfigMapResource)
+	configMaps := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](env.Factory(), corectrl.ConfigMapResource)
 	configMaps.OnChange(ctx, "poll", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
 		configMaps.Enqueue("default", "parent")
 		return nil, generic.RequeueAfter(30 * time.Second)

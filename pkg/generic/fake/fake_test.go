@@ -19,11 +19,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
 	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
 	"github.com/rein-k8s/rein/pkg/fence"
-	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/generic/fake"
 )
@@ -53,11 +53,11 @@ func configMap(namespace, name string) *corev1.ConfigMap {
 }
 
 func widgetsOf(env *fake.Env) generic.Controller[*testapi.Widget, *testapi.WidgetList] {
-	return fake.Controller[*testapi.Widget, *testapi.WidgetList](env, factorytest.Widgets)
+	return generic.NewController[*testapi.Widget, *testapi.WidgetList](env.Factory(), factorytest.Widgets)
 }
 
 func configMapsOf(env *fake.Env) corectrl.ConfigMapController {
-	return fake.Controller[*corev1.ConfigMap, *corev1.ConfigMapList](env, corectrl.ConfigMapResource)
+	return generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](env.Factory(), corectrl.ConfigMapResource)
 }
 
 // The client acts as the apiserver does on create, update and the status
@@ -326,7 +326,7 @@ func TestOnRemoveHoldsDeletion(t *testing.T) {
 	}
 
 	err = env.Reconcile(ctx, configMapGVK, "ns/a")
-	var failed *framework.HandlerError
+	var failed *generic.HandlerError
 	if !errors.Is(err, errBusy) || !errors.As(err, &failed) || failed.Handler != "cleanup" || failed.Key != "ns/a" {
 		t.Fatalf("failing cleanup: %v, want a HandlerError of cleanup on ns/a wrapping %v", err, errBusy)
 	}
@@ -545,7 +545,7 @@ func TestPanicIsAFailure(t *testing.T) {
 		panic("boom")
 	})
 	err := env.Reconcile(ctx, configMapGVK, "ns/a")
-	var failed *framework.HandlerError
+	var failed *generic.HandlerError
 	if !errors.As(err, &failed) || !failed.Panicked || failed.Handler != "boom" {
 		t.Fatalf("Reconcile: %v, want a HandlerError that panicked", err)
 	}
@@ -565,9 +565,9 @@ func TestRegistrationMistakes(t *testing.T) {
 		t.Fatalf("Reconcile after an invalid OnRemove name: %v", err)
 	}
 
-	unknown := framework.Resource{GVK: testapi.SchemeGroupVersion.WithKind("Unknown"), Plural: "unknowns", Namespaced: true}
+	unknown := generic.Resource{GVK: testapi.SchemeGroupVersion.WithKind("Unknown"), Plural: "unknowns", Namespaced: true}
 	other := newEnv(t)
-	fake.Controller[*testapi.Widget, *testapi.WidgetList](other, unknown).OnChange(ctx, "h", func(ctx context.Context, key string, w *testapi.Widget) (*testapi.Widget, error) {
+	generic.NewController[*testapi.Widget, *testapi.WidgetList](other.Factory(), unknown).OnChange(ctx, "h", func(ctx context.Context, key string, w *testapi.Widget) (*testapi.Widget, error) {
 		return nil, nil
 	})
 	if err := other.Reconcile(ctx, unknown.GVK, "ns/a"); err == nil || !strings.Contains(err.Error(), "not registered") {
@@ -592,12 +592,12 @@ func TestHandlerContextEndRemovesHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	engine, err := cms.Engine()
+	ctrl, err := engine.OpsOf(env.Factory()).Controller(corectrl.ConfigMapResource)
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Second)
-	for len(engine.HandlerNames()) > 0 && time.Now().Before(deadline) {
+	for len(ctrl.HandlerNames()) > 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond) // context.AfterFunc removes it in its own goroutine
 	}
 	if err := env.Reconcile(t.Context(), configMapGVK, "ns/a"); err != nil {
@@ -611,7 +611,7 @@ func TestHandlerContextEndRemovesHandler(t *testing.T) {
 func TestClusterScopedKindAndStatusHandler(t *testing.T) {
 	ctx := t.Context()
 	env := newEnv(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}, Status: corev1.NamespaceStatus{Phase: corev1.NamespaceActive}})
-	namespaces := fake.NonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](env, factorytest.Namespaces)
+	namespaces := generic.NewController[*corev1.Namespace, *corev1.NamespaceList](env.Factory(), factorytest.Namespaces)
 	runs := 0
 	generic.RegisterStatusHandler(ctx, namespaces, "phase", func(ns *corev1.Namespace) *corev1.NamespaceStatus { return &ns.Status },
 		func(ctx context.Context, ns *corev1.Namespace, status corev1.NamespaceStatus) (corev1.NamespaceStatus, error) {
@@ -622,7 +622,7 @@ func TestClusterScopedKindAndStatusHandler(t *testing.T) {
 	if err := env.Reconcile(ctx, factorytest.Namespaces.GVK, "team"); err != nil {
 		t.Fatal(err)
 	}
-	first, err := namespaces.Get(ctx, "team", metav1.GetOptions{})
+	first, err := namespaces.Get(ctx, "", "team", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -632,7 +632,7 @@ func TestClusterScopedKindAndStatusHandler(t *testing.T) {
 	if err := env.Reconcile(ctx, factorytest.Namespaces.GVK, "team"); err != nil {
 		t.Fatal(err)
 	}
-	second, err := namespaces.Get(ctx, "team", metav1.GetOptions{})
+	second, err := namespaces.Get(ctx, "", "team", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

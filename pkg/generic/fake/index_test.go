@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/rein-k8s/rein/internal/testkit/factorytest"
-	"github.com/rein-k8s/rein/pkg/generic/fake"
+	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 // The fake's indexes are scoped by namespace as the informer cache's are
@@ -20,9 +20,9 @@ import (
 func TestIndexScopedByNamespace(t *testing.T) {
 	ctx := t.Context()
 	env := newEnv(t)
-	cronJobs := fake.Controller[*batchv1.CronJob, *batchv1.CronJobList](env, factorytest.CronJobs)
-	jobs := fake.Controller[*batchv1.Job, *batchv1.JobList](env, factorytest.Jobs)
-	namespaces := fake.NonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](env, factorytest.Namespaces)
+	cronJobs := generic.NewController[*batchv1.CronJob, *batchv1.CronJobList](env.Factory(), factorytest.CronJobs)
+	jobs := generic.NewController[*batchv1.Job, *batchv1.JobList](env.Factory(), factorytest.Jobs)
+	namespaces := generic.NewController[*corev1.Namespace, *corev1.NamespaceList](env.Factory(), factorytest.Namespaces)
 	if err := jobs.Cache().AddIndexer(factorytest.JobOwnerKey, factorytest.IndexByCronJob); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestIndexScopedByNamespace(t *testing.T) {
 	}
 
 	// A cluster-scoped kind's values are not scoped.
-	blue, err := namespaces.Cache().GetByIndex("team", "blue")
+	blue, err := namespaces.Cache().GetByIndex("", "team", "blue")
 	if err != nil || len(blue) != 2 {
 		t.Errorf("namespaces GetByIndex(team, blue) = %v, %v; want a and b", blue, err)
 	}

@@ -26,7 +26,8 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/internal/engine"
+	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 // kind is the store of one kind: the indexer of an informer that never
@@ -34,11 +35,11 @@ import (
 // all read it, so every write is visible to all of them at once.
 type kind struct {
 	gvk      schema.GroupVersionKind
-	res      framework.Resource
+	res      generic.Resource
 	named    bool // res was given by a controller, not guessed
 	informer cache.SharedIndexInformer
-	status   bool                  // the Go type has a Status field: a subresource
-	ctrl     *framework.Controller // made on first use; guarded by Env.mu
+	status   bool               // the Go type has a Status field: a subresource
+	ctrl     *engine.Controller // made on first use; guarded by Env.mu
 }
 
 func newKind(gvk schema.GroupVersionKind, example runtime.Object) *kind {
@@ -46,7 +47,7 @@ func newKind(gvk schema.GroupVersionKind, example runtime.Object) *kind {
 	_, status := statusField(example)
 	return &kind{
 		gvk:      gvk,
-		res:      framework.Resource{GVK: gvk, Plural: gvr.Resource, Namespaced: true},
+		res:      generic.Resource{GVK: gvk, Plural: gvr.Resource, Namespaced: true},
 		informer: cache.NewSharedIndexInformer(notRunning{}, example, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}),
 		status:   status,
 	}
@@ -158,13 +159,13 @@ func (e *Env) newUIDLocked() types.UID {
 
 func now() metav1.Time { return metav1.Now().Rfc3339Copy() }
 
-// client is a framework.ResourceClient on one kind of an Env.
+// client is a engine.ResourceClient on one kind of an Env.
 type client struct {
 	e *Env
 	k *kind
 }
 
-var _ framework.ResourceClient = (*client)(nil)
+var _ engine.ResourceClient = (*client)(nil)
 
 func (c *client) Get(ctx context.Context, namespace, name string, _ metav1.GetOptions, into runtime.Object) error {
 	if err := ctx.Err(); err != nil {

@@ -24,7 +24,6 @@ import (
 
 	"github.com/rein-k8s/rein/pkg/apply"
 	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
-	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/related"
 	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
@@ -102,18 +101,13 @@ func Register(ctx context.Context, d Deps, opts Options) (*Controller, error) {
 	if c.poll <= 0 {
 		c.poll = 500 * time.Millisecond
 	}
-	set, err := d.Applier.Set(ChildrenHandler, []framework.Resource{corectrl.ConfigMapResource, corectrl.SecretResource})
+	set, err := d.Applier.Set(ChildrenHandler, []generic.Resource{corectrl.ConfigMapResource, corectrl.SecretResource})
 	if err != nil {
 		return nil, err
 	}
 	if err := d.VMs.Cache().AddIndexer(UserDataIndex, indexByUserDataSecret); err != nil {
 		return nil, fmt.Errorf("controller: index VirtualMachines by user-data Secret: %w", err)
 	}
-	engine, err := d.VMs.Engine()
-	if err != nil {
-		return nil, err
-	}
-
 	// The status helper writes the status only when it changed.
 	vmctrl.RegisterVirtualMachineStatusHandler(ctx, d.VMs, ProvisionHandler, c.reconcile)
 	vmctrl.RegisterVirtualMachineGeneratingHandler(ctx, d.VMs, set, ChildrenHandler, c.children,
@@ -124,10 +118,9 @@ func Register(ctx context.Context, d Deps, opts Options) (*Controller, error) {
 		})
 	d.VMs.OnRemove(ctx, CleanupHandler, c.cleanup)
 
-	vmKind := d.VMs.GroupVersionKind()
 	err = errors.Join(
-		related.Watch(ctx, "vm-children", related.OwnerOf(vmKind), engine, d.ConfigMaps.Informer(), d.Secrets.Informer()),
-		related.Watch(ctx, "vm-user-data", related.Referencing(d.VMs.Informer().GetIndexer(), UserDataIndex), engine, d.Secrets.Informer()),
+		related.Owns(ctx, d.VMs, d.ConfigMaps.Informer(), d.Secrets.Informer()),
+		related.Watch(ctx, "vm-user-data", related.Referencing(d.VMs.Informer().GetIndexer(), UserDataIndex), d.VMs, d.Secrets.Informer()),
 	)
 	if err != nil {
 		return nil, err

@@ -20,8 +20,10 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/rein-k8s/rein/pkg/apply"
 	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
 	"github.com/rein-k8s/rein/pkg/fence"
+	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/generic/fake"
 	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
 	"github.com/rein-k8s/rein/samples/vmcontroller/controller"
@@ -80,18 +82,18 @@ func newLab(t *testing.T, cfg hypervisor.Config, objects ...runtime.Object) *lab
 	recorder := record.NewFakeRecorder(64)
 	l := &lab{
 		t: t, env: env, server: server, events: recorder.Events,
-		vms: fake.Controller[*v1alpha1.VirtualMachine, *v1alpha1.VirtualMachineList](env, vmctrl.VirtualMachineResource),
+		vms: generic.NewController[*v1alpha1.VirtualMachine, *v1alpha1.VirtualMachineList](env.Factory(), vmctrl.VirtualMachineResource),
 		hv:  hypervisor.NewClient(hs.URL, hs.Client()),
 	}
 	// As main: hypervisor calls pass fence.Transport, which sends the
 	// fencing token of the handler's context (the Env's).
 	guarded := hypervisor.NewClient(hs.URL, &http.Client{Timeout: 5 * time.Second, Transport: fence.Transport(hs.Client().Transport)})
-	applier, err := fake.Applier(env)
+	applier, err := apply.New(env.Factory())
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.secrets = fake.Controller[*corev1.Secret, *corev1.SecretList](env, corectrl.SecretResource)
-	l.configMaps = fake.Controller[*corev1.ConfigMap, *corev1.ConfigMapList](env, corectrl.ConfigMapResource)
+	l.secrets = generic.NewController[*corev1.Secret, *corev1.SecretList](env.Factory(), corectrl.SecretResource)
+	l.configMaps = generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](env.Factory(), corectrl.ConfigMapResource)
 	if _, err := controller.Register(t.Context(), controller.Deps{
 		VMs: l.vms, Secrets: l.secrets, ConfigMaps: l.configMaps, Applier: applier, Hypervisor: guarded, Recorder: recorder,
 	}, controller.Options{PollInterval: poll, ConsoleBaseURL: consoleBase}); err != nil {

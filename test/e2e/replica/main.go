@@ -73,7 +73,7 @@ func main() {
 		log.WithError(err).Error("factory")
 		os.Exit(2)
 	}
-	configMaps := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, framework.Resource{
+	configMaps := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, generic.Resource{
 		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
 	})
 	ctx := context.Background()

@@ -5,10 +5,10 @@ package v1
 import (
 	"context"
 
-	"github.com/rein-k8s/rein/pkg/apply"
-	"github.com/rein-k8s/rein/pkg/framework"
-	"github.com/rein-k8s/rein/pkg/generic"
 	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/rein-k8s/rein/pkg/apply"
+	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 // DeploymentController is the typed controller of Deployment: OnChange and
@@ -25,7 +25,7 @@ type DeploymentCache = generic.Cache[*appsv1.Deployment]
 type DeploymentHandler = generic.ObjectHandler[*appsv1.Deployment]
 
 // DeploymentResource names Deployment for the engine.
-var DeploymentResource = framework.Resource{
+var DeploymentResource = generic.Resource{
 	GVK:        appsv1.SchemeGroupVersion.WithKind("Deployment"),
 	Plural:     "deployments",
 	Namespaced: true,
@@ -43,7 +43,7 @@ type DeploymentStatusHandler = generic.StatusHandler[*appsv1.Deployment, appsv1.
 // RegisterDeploymentStatusHandler registers handler as an OnChange handler
 // named name that writes the status it returns only when it changed: see
 // generic.RegisterStatusHandler.
-func RegisterDeploymentStatusHandler(ctx context.Context, controller DeploymentController, name string, handler DeploymentStatusHandler, opts ...framework.HandlerOption) {
+func RegisterDeploymentStatusHandler(ctx context.Context, controller DeploymentController, name string, handler DeploymentStatusHandler, opts ...generic.HandlerOption) {
 	generic.RegisterStatusHandler(ctx, controller, name,
 		func(obj *appsv1.Deployment) *appsv1.DeploymentStatus { return &obj.Status }, handler, opts...)
 }

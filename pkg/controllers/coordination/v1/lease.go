@@ -3,9 +3,9 @@
 package v1
 
 import (
-	"github.com/rein-k8s/rein/pkg/framework"
-	"github.com/rein-k8s/rein/pkg/generic"
 	coordinationv1 "k8s.io/api/coordination/v1"
+
+	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 // LeaseController is the typed controller of Lease: OnChange and
@@ -22,7 +22,7 @@ type LeaseCache = generic.Cache[*coordinationv1.Lease]
 type LeaseHandler = generic.ObjectHandler[*coordinationv1.Lease]
 
 // LeaseResource names Lease for the engine.
-var LeaseResource = framework.Resource{
+var LeaseResource = generic.Resource{
 	GVK:        coordinationv1.SchemeGroupVersion.WithKind("Lease"),
 	Plural:     "leases",
 	Namespaced: true,

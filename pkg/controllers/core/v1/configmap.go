@@ -3,9 +3,9 @@
 package v1
 
 import (
-	"github.com/rein-k8s/rein/pkg/framework"
-	"github.com/rein-k8s/rein/pkg/generic"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 // ConfigMapController is the typed controller of ConfigMap: OnChange and
@@ -22,7 +22,7 @@ type ConfigMapCache = generic.Cache[*corev1.ConfigMap]
 type ConfigMapHandler = generic.ObjectHandler[*corev1.ConfigMap]
 
 // ConfigMapResource names ConfigMap for the engine.
-var ConfigMapResource = framework.Resource{
+var ConfigMapResource = generic.Resource{
 	GVK:        corev1.SchemeGroupVersion.WithKind("ConfigMap"),
 	Plural:     "configmaps",
 	Namespaced: true,

@@ -3,9 +3,9 @@
 package v1
 
 import (
-	"github.com/rein-k8s/rein/pkg/framework"
-	"github.com/rein-k8s/rein/pkg/generic"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 // EventController is the typed controller of Event: OnChange and
@@ -22,7 +22,7 @@ type EventCache = generic.Cache[*corev1.Event]
 type EventHandler = generic.ObjectHandler[*corev1.Event]
 
 // EventResource names Event for the engine.
-var EventResource = framework.Resource{
+var EventResource = generic.Resource{
 	GVK:        corev1.SchemeGroupVersion.WithKind("Event"),
 	Plural:     "events",
 	Namespaced: true,

@@ -5,27 +5,27 @@ package v1
 import (
 	"context"
 
-	"github.com/rein-k8s/rein/pkg/apply"
-	"github.com/rein-k8s/rein/pkg/framework"
-	"github.com/rein-k8s/rein/pkg/generic"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/rein-k8s/rein/pkg/apply"
+	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 // NamespaceController is the typed controller of Namespace: OnChange and
 // OnRemove handlers, Enqueue, its cache and its client.
-type NamespaceController = generic.NonNamespacedController[*corev1.Namespace, *corev1.NamespaceList]
+type NamespaceController = generic.Controller[*corev1.Namespace, *corev1.NamespaceList]
 
 // NamespaceClient reads and writes Namespace objects.
-type NamespaceClient = generic.NonNamespacedClient[*corev1.Namespace, *corev1.NamespaceList]
+type NamespaceClient = generic.Client[*corev1.Namespace, *corev1.NamespaceList]
 
 // NamespaceCache reads Namespace objects from the shared cache.
-type NamespaceCache = generic.NonNamespacedCache[*corev1.Namespace]
+type NamespaceCache = generic.Cache[*corev1.Namespace]
 
 // NamespaceHandler handles one Namespace; obj is nil when it was deleted.
 type NamespaceHandler = generic.ObjectHandler[*corev1.Namespace]
 
 // NamespaceResource names Namespace for the engine.
-var NamespaceResource = framework.Resource{
+var NamespaceResource = generic.Resource{
 	GVK:        corev1.SchemeGroupVersion.WithKind("Namespace"),
 	Plural:     "namespaces",
 	Namespaced: false,
@@ -33,7 +33,7 @@ var NamespaceResource = framework.Resource{
 
 // Namespace returns the typed controller of Namespace.
 func (v *version) Namespace() NamespaceController {
-	return generic.NewNonNamespacedController[*corev1.Namespace, *corev1.NamespaceList](v.factory, NamespaceResource)
+	return generic.NewController[*corev1.Namespace, *corev1.NamespaceList](v.factory, NamespaceResource)
 }
 
 // NamespaceStatusHandler computes the status of obj from status, a copy of
@@ -43,7 +43,7 @@ type NamespaceStatusHandler = generic.StatusHandler[*corev1.Namespace, corev1.Na
 // RegisterNamespaceStatusHandler registers handler as an OnChange handler
 // named name that writes the status it returns only when it changed: see
 // generic.RegisterStatusHandler.
-func RegisterNamespaceStatusHandler(ctx context.Context, controller NamespaceController, name string, handler NamespaceStatusHandler, opts ...framework.HandlerOption) {
+func RegisterNamespaceStatusHandler(ctx context.Context, controller NamespaceController, name string, handler NamespaceStatusHandler, opts ...generic.HandlerOption) {
 	generic.RegisterStatusHandler(ctx, controller, name,
 		func(obj *corev1.Namespace) *corev1.NamespaceStatus { return &obj.Status }, handler, opts...)
 }

@@ -5,10 +5,10 @@ package v1
 import (
 	"context"
 
-	"github.com/rein-k8s/rein/pkg/apply"
-	"github.com/rein-k8s/rein/pkg/framework"
-	"github.com/rein-k8s/rein/pkg/generic"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/rein-k8s/rein/pkg/apply"
+	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 // PodController is the typed controller of Pod: OnChange and
@@ -25,7 +25,7 @@ type PodCache = generic.Cache[*corev1.Pod]
 type PodHandler = generic.ObjectHandler[*corev1.Pod]
 
 // PodResource names Pod for the engine.
-var PodResource = framework.Resource{
+var PodResource = generic.Resource{
 	GVK:        corev1.SchemeGroupVersion.WithKind("Pod"),
 	Plural:     "pods",
 	Namespaced: true,
@@ -43,7 +43,7 @@ type PodStatusHandler = generic.StatusHandler[*corev1.Pod, corev1.PodStatus]
 // RegisterPodStatusHandler registers handler as an OnChange handler
 // named name that writes the status it returns only when it changed: see
 // generic.RegisterStatusHandler.
-func RegisterPodStatusHandler(ctx context.Context, controller PodController, name string, handler PodStatusHandler, opts ...framework.HandlerOption) {
+func RegisterPodStatusHandler(ctx context.Context, controller PodController, name string, handler PodStatusHandler, opts ...generic.HandlerOption) {
 	generic.RegisterStatusHandler(ctx, controller, name,
 		func(obj *corev1.Pod) *corev1.PodStatus { return &obj.Status }, handler, opts...)
 }

@@ -3,9 +3,9 @@
 package v1
 
 import (
-	"github.com/rein-k8s/rein/pkg/framework"
-	"github.com/rein-k8s/rein/pkg/generic"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 // SecretController is the typed controller of Secret: OnChange and
@@ -22,7 +22,7 @@ type SecretCache = generic.Cache[*corev1.Secret]
 type SecretHandler = generic.ObjectHandler[*corev1.Secret]
 
 // SecretResource names Secret for the engine.
-var SecretResource = framework.Resource{
+var SecretResource = generic.Resource{
 	GVK:        corev1.SchemeGroupVersion.WithKind("Secret"),
 	Plural:     "secrets",
 	Namespaced: true,

@@ -5,10 +5,10 @@ package v1
 import (
 	"context"
 
-	"github.com/rein-k8s/rein/pkg/apply"
-	"github.com/rein-k8s/rein/pkg/framework"
-	"github.com/rein-k8s/rein/pkg/generic"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/rein-k8s/rein/pkg/apply"
+	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 // ServiceController is the typed controller of Service: OnChange and
@@ -25,7 +25,7 @@ type ServiceCache = generic.Cache[*corev1.Service]
 type ServiceHandler = generic.ObjectHandler[*corev1.Service]
 
 // ServiceResource names Service for the engine.
-var ServiceResource = framework.Resource{
+var ServiceResource = generic.Resource{
 	GVK:        corev1.SchemeGroupVersion.WithKind("Service"),
 	Plural:     "services",
 	Namespaced: true,
@@ -43,7 +43,7 @@ type ServiceStatusHandler = generic.StatusHandler[*corev1.Service, corev1.Servic
 // RegisterServiceStatusHandler registers handler as an OnChange handler
 // named name that writes the status it returns only when it changed: see
 // generic.RegisterStatusHandler.
-func RegisterServiceStatusHandler(ctx context.Context, controller ServiceController, name string, handler ServiceStatusHandler, opts ...framework.HandlerOption) {
+func RegisterServiceStatusHandler(ctx context.Context, controller ServiceController, name string, handler ServiceStatusHandler, opts ...generic.HandlerOption) {
 	generic.RegisterStatusHandler(ctx, controller, name,
 		func(obj *corev1.Service) *corev1.ServiceStatus { return &obj.Status }, handler, opts...)
 }

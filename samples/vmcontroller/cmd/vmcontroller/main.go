@@ -90,12 +90,12 @@ func main() {
 	}
 	ctx := context.Background()
 	// Events are writes too: their client passes the same fence.
-	events, err := kubernetes.NewForConfig(factory.Clients().RESTConfig())
+	events, err := kubernetes.NewForConfig(factory.RESTConfig())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vmcontroller:", err)
 		os.Exit(2)
 	}
-	recorder := framework.NewEventRecorder(ctx, events, factory.Clients().Scheme(), "vmcontroller")
+	recorder := framework.NewEventRecorder(ctx, events, factory.Scheme(), "vmcontroller")
 	// Hypervisor calls are leader-only work outside the apiserver: the
 	// guard refuses them once this replica's term has ended and sends the
 	// term's fencing token, which the hypervisor checks per VM.
@@ -118,7 +118,7 @@ func main() {
 	}
 
 	if *webhookAddr != "" {
-		if err := serveWebhooks(cfg, factory.Clients().RESTConfig(), &opts, webhookFlags{addr: *webhookAddr, certDir: *webhookCertDir, secret: *webhookSecret, host: *webhookHost},
+		if err := serveWebhooks(cfg, factory.RESTConfig(), &opts, webhookFlags{addr: *webhookAddr, certDir: *webhookCertDir, secret: *webhookSecret, host: *webhookHost},
 			hypervisor.NewClient(*hypervisorURL, &http.Client{Timeout: 5 * time.Second}), core); err != nil {
 			fmt.Fprintln(os.Stderr, "vmcontroller:", err)
 			os.Exit(2)

@@ -6,7 +6,6 @@ import (
 	"context"
 
 	"github.com/rein-k8s/rein/pkg/apply"
-	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	vmv1beta1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1beta1"
 )
@@ -25,7 +24,7 @@ type VirtualMachineCache = generic.Cache[*vmv1beta1.VirtualMachine]
 type VirtualMachineHandler = generic.ObjectHandler[*vmv1beta1.VirtualMachine]
 
 // VirtualMachineResource names VirtualMachine for the engine.
-var VirtualMachineResource = framework.Resource{
+var VirtualMachineResource = generic.Resource{
 	GVK:        vmv1beta1.SchemeGroupVersion.WithKind("VirtualMachine"),
 	Plural:     "virtualmachines",
 	Namespaced: true,
@@ -43,7 +42,7 @@ type VirtualMachineStatusHandler = generic.StatusHandler[*vmv1beta1.VirtualMachi
 // RegisterVirtualMachineStatusHandler registers handler as an OnChange handler
 // named name that writes the status it returns only when it changed: see
 // generic.RegisterStatusHandler.
-func RegisterVirtualMachineStatusHandler(ctx context.Context, controller VirtualMachineController, name string, handler VirtualMachineStatusHandler, opts ...framework.HandlerOption) {
+func RegisterVirtualMachineStatusHandler(ctx context.Context, controller VirtualMachineController, name string, handler VirtualMachineStatusHandler, opts ...generic.HandlerOption) {
 	generic.RegisterStatusHandler(ctx, controller, name,
 		func(obj *vmv1beta1.VirtualMachine) *vmv1beta1.VirtualMachineStatus { return &obj.Status }, handler, opts...)
 }
