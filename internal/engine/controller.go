@@ -280,24 +280,33 @@ func (c *Controller) processNext(taking, term context.Context) bool {
 		c.queue.Add(key)
 		return false
 	}
+	// One path for both kinds of hold: a single leader's term is the gate
+	// that admits every key under the term (the one-shard case); a
+	// sharded group's gate admits the keys of the shards held here, each
+	// under its shard.
+	var gate KeyGate = wholeTerm{term}
 	if g := c.gate.Load(); g != nil {
-		ctx, done, ok := (*g).Enter(key)
-		if !ok {
-			// Not this replica's key now: drop it. The gate's owner
-			// queues it again when it is (a shard that starts here
-			// queues all of its keys). An object that vanished is
-			// the owner's to clean up.
-			c.queue.Forget(key)
-			c.dropVanished(key)
-			return true
-		}
-		defer done()
-		c.process(ctx, key)
+		gate = *g
+	}
+	ctx, done, ok := gate.Enter(key)
+	if !ok {
+		// Not this replica's key now: drop it. The gate's owner queues it
+		// again when it is (a shard that starts here queues all of its
+		// keys). An object that vanished is the owner's to clean up.
+		c.queue.Forget(key)
+		c.dropVanished(key)
 		return true
 	}
-	c.process(term, key)
+	defer done()
+	c.process(ctx, key)
 	return true
 }
+
+// wholeTerm is the gate of workers that hold every key for one term: a
+// single leader's (the workers' own context).
+type wholeTerm struct{ term context.Context }
+
+func (w wholeTerm) Enter(string) (context.Context, func(), bool) { return w.term, func() {}, true }
 
 func (c *Controller) process(ctx context.Context, key string) {
 	obj, err := c.cached(key)

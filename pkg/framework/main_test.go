@@ -1,6 +1,7 @@
 package framework_test
 
 import (
+	"context"
 	"os"
 	"testing"
 	"time"
@@ -10,8 +11,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/internal/testkit/factorytest"
+	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
@@ -39,4 +42,26 @@ func createConfigMap(t testing.TB, ns, name string) *corev1.ConfigMap {
 		t.Fatal(err)
 	}
 	return cm
+}
+
+// runWorkers does for an example what pkg/start does for a replica:
+// starts f's caches, waits for them, and runs its workers until stop.
+func runWorkers(ctx context.Context, f *framework.Factory) (stop func(), err error) {
+	ops := engine.OpsOf(f)
+	if err := ops.StartCaches(ctx); err != nil {
+		return nil, err
+	}
+	if err := ops.WaitForCacheSync(ctx); err != nil {
+		return nil, err
+	}
+	workCtx, cancel := context.WithCancel(ctx)
+	workers, err := ops.StartWorkers(workCtx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return func() {
+		cancel()
+		_ = workers.Wait(10 * time.Second)
+	}, nil
 }

@@ -1,17 +1,18 @@
 // Package fake unit-tests handlers in milliseconds, with no apiserver. An
-// Env is an in-memory object store that typed controllers run on (a
-// generic.Backend): a test builds its controllers with Controller or
-// NonNamespacedController, registers handlers with the same code as its
-// main (OnChange, OnRemove, generated Register<Kind>StatusHandler), and
-// runs a controller's handler chain on one key with Reconcile:
+// Env is an in-memory object store, and env.Factory() a framework.Factory
+// whose kinds live there: a test builds its controllers on it as main does
+// on its own factory (generated accessors, generic.NewController,
+// apply.New), registers handlers with the same code as its main (OnChange,
+// OnRemove, generated Register<Kind>StatusHandler), and runs a
+// controller's handler chain on one key with Reconcile:
 //
 //	env, err := fake.New(scheme, &v1alpha1.VirtualMachine{...})
-//	vms := generic.NewController[*v1alpha1.VirtualMachine, *v1alpha1.VirtualMachineList](env.Factory(), vmctrl.VirtualMachineResource)
+//	vms := vmctrl.New(env.Factory()).VirtualMachine()
 //	controller.Register(ctx, vms, hv, recorder, opts) // as main does
 //	err = env.Reconcile(ctx, vms.GroupVersionKind(), "default/vm1")
 //	vm, err := vms.Get(ctx, "default", "vm1", metav1.GetOptions{})
 //
-// Reconcile runs rein's own chain (framework.Controller.Process): handlers
+// Reconcile runs rein's own chain (the engine's, as a worker runs it): handlers
 // in registration order, each given the object the previous one returned;
 // OnRemove finalizers added and removed by merge patches with a
 // resourceVersion precondition, all of them added in one patch before any
@@ -43,8 +44,8 @@
 // selectors, and field selectors on metadata.name and metadata.namespace.
 // Objects given to New or Add are stored as they are, status included.
 //
-// Handlers that keep child objects get their apply.Applier from Applier
-// (what apply.New gives on a factory), so a generating handler runs as in
+// Handlers that keep child objects get their apply.Applier from
+// apply.New(env.Factory()), so a generating handler runs as in
 // main: children created, updated, pruned and deleted with their owner's
 // OnRemove. Server-side apply is simplified to one field manager: an
 // applied object is created, or replaces the stored one's content (system
@@ -58,8 +59,9 @@
 // garbage collection of owned objects, watch, field ownership or paging,
 // and options (dry run, field managers, propagation) are ignored. Only
 // typed controllers run on it: metadata-only and dynamic controllers
-// (framework.Metadata, framework.Unstructured) are refused with that
-// reason. The cache is the store: a handler's write is visible to the next
+// (types *metav1.PartialObjectMetadata, *unstructured.Unstructured) are
+// refused with that reason. Starting env.Factory() (pkg/start, caches,
+// workers) fails: nothing runs until Reconcile is called. The cache is the store: a handler's write is visible to the next
 // Reconcile at once, where a real cache lags behind, and nothing is
 // processed unless Reconcile is called. Each typed controller's Informer
 // never runs: its store is the Env's, and event handlers added to it never

@@ -1,32 +1,31 @@
-package engine_test
+package framework_test
 
 import (
 	"context"
 	"fmt"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
-	"github.com/rein-k8s/rein/internal/engine"
+	"github.com/rein-k8s/rein/pkg/framework"
+	"github.com/rein-k8s/rein/pkg/generic"
 )
 
 // Shape one kind's cache: only the ConfigMaps labelled for this
 // controller, without their data. What the selector leaves out is never
 // sent; what the transform drops is never kept. (Against the test control
-// plane; in a program pkg/start runs the caches and workers.)
+// plane: runWorkers stands for what pkg/start does in a program.)
 func ExampleKindCache() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	configMapKind := corev1.SchemeGroupVersion.WithKind("ConfigMap")
-	factory, err := engine.NewFactory(env.Config(), clientgoscheme.Scheme, engine.Options{
+	factory, err := framework.NewFactory(env.Config(), clientgoscheme.Scheme, framework.Options{
 		Namespace: "default",
-		CachePerKind: map[schema.GroupVersionKind]engine.KindCache{
+		CachePerKind: map[schema.GroupVersionKind]framework.KindCache{
 			configMapKind: {
 				Labels: labels.SelectorFromSet(labels.Set{"example.rein.dev/cache": "yes"}),
 				Transform: func(obj any) (any, error) {
@@ -42,31 +41,21 @@ func ExampleKindCache() {
 		fmt.Println(err)
 		return
 	}
-	c, err := engine.OpsOf(factory).Controller(engine.Resource{GVK: configMapKind, Plural: "configmaps", Namespaced: true})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
+	configMaps := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory,
+		generic.Resource{GVK: configMapKind, Plural: "configmaps", Namespaced: true})
 	seen := make(chan string, 4)
-	c.AddHandler(ctx, "report", func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
-		if cm, ok := obj.(*corev1.ConfigMap); ok {
+	configMaps.OnChange(ctx, "report", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+		if cm != nil {
 			seen <- fmt.Sprintf("%s: %d data keys", key, len(cm.Data))
 		}
 		return nil, nil
 	})
-	if err := engine.OpsOf(factory).StartCaches(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	if err := engine.OpsOf(factory).WaitForCacheSync(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	workers, err := engine.OpsOf(factory).StartWorkers(ctx)
+	stop, err := runWorkers(ctx, factory)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
+	defer stop()
 	clientset, err := kubernetes.NewForConfig(env.Config())
 	if err != nil {
 		fmt.Println(err)
@@ -84,10 +73,6 @@ func ExampleKindCache() {
 		defer func() { _ = cms.Delete(context.Background(), name, metav1.DeleteOptions{}) }()
 	}
 	fmt.Println(<-seen)
-	cancel()
-	if err := workers.Wait(10 * time.Second); err != nil {
-		fmt.Println(err)
-	}
 	// Output:
 	// default/example-cached: 0 data keys
 }
