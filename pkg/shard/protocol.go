@@ -11,7 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/clock"
 
-	"github.com/rein-k8s/rein/pkg/fence"
+	"github.com/rein-k8s/rein/internal/renewal"
 )
 
 // Store is what the protocol needs of the apiserver: the group's Leases
@@ -93,7 +93,7 @@ type protocol struct {
 	}
 	// fence is the member fence, with its own lock: a write must never
 	// wait for a protocol write in flight.
-	fence   *fence.Renewal
+	fence   *renewal.Renewal
 	view    map[string]*seen
 	synced  bool // a list has answered
 	healthy bool // the watch delivers
@@ -127,7 +127,7 @@ func newProtocol(cfg Config, store Store) *protocol {
 	p := &protocol{cfg: cfg, store: store, clock: cfg.Clock, log: cfg.Logger,
 		view: map[string]*seen{}, shards: make([]shardRun, cfg.Shards), gcTried: map[string]string{}}
 	p.gates = newGates(cfg.Namespace, cfg.Group, cfg.Shards, cfg.Clock)
-	p.fence = fence.NewRenewal(cfg.Namespace+"/"+MemberLeaseName(cfg.Group, cfg.Identity), cfg.RenewDeadline, cfg.Clock,
+	p.fence = renewal.New(cfg.Namespace+"/"+MemberLeaseName(cfg.Group, cfg.Identity), cfg.RenewDeadline, cfg.Clock,
 		"this replica is not a member of the group")
 	p.gates.member = p.fence
 	return p
