@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	flags "github.com/rein-k8s/rein/internal/electionflags"
 	"github.com/rein-k8s/rein/internal/leasewatch"
 	"github.com/rein-k8s/rein/internal/renewal"
 	"github.com/rein-k8s/rein/pkg/fence"
@@ -85,7 +86,7 @@ func New(cfg Config) (*Elector, error) {
 		// See Term.renewed: the fence counts a renew only when the record
 		// changed to the second, so it may go 1s + RetryPeriod unextended.
 		e.log.Warnf("%s %v is under a second and %s %v is not above 1s + %s: the fence is extended about once a second (client-go compares lease records to the second), so one slow renew may cost the lease",
-			FlagRetryPeriod, cfg.RetryPeriod, FlagRenewDeadline, cfg.RenewDeadline, FlagRetryPeriod)
+			flags.RetryPeriod, cfg.RetryPeriod, flags.RenewDeadline, cfg.RenewDeadline, flags.RetryPeriod)
 	}
 	return e, nil
 }
