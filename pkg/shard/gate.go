@@ -92,17 +92,6 @@ func (h *shardHold) Deadline() (time.Time, error) {
 	return deadline, nil
 }
 
-// ShardOf returns the shard a handler's context works for, and false for a
-// context that is not a sharded handler's.
-func ShardOf(ctx context.Context) (int, bool) {
-	h, _ := fence.HoldFrom(ctx)
-	sh, ok := h.(*shardHold)
-	if !ok {
-		return 0, false
-	}
-	return sh.shard, true
-}
-
 // keyShard maps a queue key ("namespace/name", or "name" for a
 // cluster-scoped object) to its shard.
 func keyShard(key string, n int) int {
