@@ -3,6 +3,7 @@ package leader_test
 import (
 	"context"
 	"errors"
+	"github.com/rein-k8s/rein/internal/testkit/audit"
 	"github.com/rein-k8s/rein/pkg/fence"
 	"k8s.io/client-go/rest"
 	"net/http"
@@ -19,7 +20,6 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/rein-k8s/rein/pkg/leader"
-	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
 // TestReleaseHandsOverAtOnce: with the default timings (15s/10s/2s), a
@@ -467,7 +467,7 @@ func TestStandbySendsOnlyAWatch(t *testing.T) {
 	var verbs []string
 	eventually(t, "the audit log records the standby's watch", 10*time.Second, func() bool {
 		verbs = nil
-		if _, err := e.ReadAudit(0, func(ev *testenv.AuditEvent) {
+		if _, err := audit.Read(e, 0, func(ev *audit.Event) {
 			if ev.User.Username == user.Name && ev.ObjectRef.Resource == "leases" &&
 				!ev.RequestReceived.Before(standbyStarted) && ev.RequestReceived.Before(releasedAt) {
 				verbs = append(verbs, ev.Verb)
