@@ -73,9 +73,6 @@ func (m *Member) Fence() fence.Hold { return m.p.fence }
 // Held lists the shards running here now.
 func (m *Member) Held() []int { return m.p.gates.held() }
 
-// Shards is the group's shard count.
-func (m *Member) Shards() int { return m.cfg.Shards }
-
 // KeyShard returns the shard of a queue key ("namespace/name" or "name").
 func (m *Member) KeyShard(key string) int { return keyShard(key, m.cfg.Shards) }
 
