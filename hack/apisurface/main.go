@@ -36,6 +36,9 @@ import (
 var allowSameName = map[string]bool{
 	"New": true, "Options": true, "Config": true, "Metrics": true,
 	"NewMetrics": true, "Register": true,
+	// fake.Env is an in-memory store for handler unit tests; testenv.Env a
+	// real control plane.
+	"Env": true,
 }
 
 func main() {

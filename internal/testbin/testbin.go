@@ -58,6 +58,15 @@ const (
 // Binaries are the programs the module builds, in build order.
 var Binaries = []string{Etcd, KubeAPIServer}
 
+// The environment variables that name a folder holding the binaries, as
+// pkg/testenv reads them (its package documentation has the lookup order):
+// DirEnv is rein's, AssetsEnv is setup-envtest's (a folder with
+// kube-apiserver, etcd and kubectl).
+const (
+	DirEnv    = "REIN_TESTBIN"
+	AssetsEnv = "KUBEBUILDER_ASSETS"
+)
+
 // ModuleDir is the folder, inside a build folder, that the module is
 // written to. The binaries go into the build folder itself.
 const ModuleDir = "module"

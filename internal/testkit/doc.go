@@ -9,5 +9,8 @@
 //
 // It is for tests only. It imports no package of pkg/ but pkg/testenv, so
 // that the in-package tests of any other package may use it; the helpers
-// that need pkg/framework live in internal/testkit/factorytest.
+// that need pkg/framework live in internal/testkit/factorytest. Its
+// subpackages audit (the apiserver's audit log of testenv.Options.Audit)
+// and leasehistory (a Lease's holder changes, from a watch) serve the
+// multi-replica tests and the benchmarks.
 package testkit

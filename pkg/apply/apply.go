@@ -35,17 +35,17 @@ const (
 	OwnerLabel = "apply.rein.dev/owner"
 	// SetLabel holds the set's name.
 	SetLabel = "apply.rein.dev/set"
-	// DesiredAnnotation holds a short hash of the desired object last
+	// desiredAnnotation holds a short hash of the desired object last
 	// applied, so that a field dropped from it counts as a change.
-	DesiredAnnotation = "apply.rein.dev/desired"
+	desiredAnnotation = "apply.rein.dev/desired"
 	// OwnerKeyAnnotation and OwnerKindAnnotation hold the owner's key
 	// ("namespace/name" or "name") and group kind ("Kind.group"), so that
 	// pkg/related finds the owner of any child, also one in another
 	// namespace, which cannot carry an owner reference to it.
 	OwnerKeyAnnotation  = "apply.rein.dev/owner-key"
 	OwnerKindAnnotation = "apply.rein.dev/owner-kind"
-	// FieldManagerPrefix starts the field manager of a set's applies.
-	FieldManagerPrefix = "rein-apply/"
+	// fieldManagerPrefix starts the field manager of a set's applies.
+	fieldManagerPrefix = "rein-apply/"
 )
 
 // ownerIndex indexes cached children by owner UID and set.
@@ -256,7 +256,7 @@ func (a *Applier) Set(name string, kinds []engine.Resource, opts ...Option) (*Se
 	if _, dup := a.sets[name]; dup {
 		return nil, fmt.Errorf("apply: two sets are called %q: each needs its own name (it is their field manager)", name)
 	}
-	s := &Set{a: a, name: name, manager: FieldManagerPrefix + name, force: true, kinds: map[schema.GroupVersionKind]*kind{},
+	s := &Set{a: a, name: name, manager: fieldManagerPrefix + name, force: true, kinds: map[schema.GroupVersionKind]*kind{},
 		applied: map[Ref]appliedMark{}, byOwner: map[types.UID]map[Ref]bool{}}
 	for _, o := range opts {
 		o(s)
@@ -531,7 +531,7 @@ func (s *Set) complete(owner ownerInfo, obj runtime.Object) (*unstructured.Unstr
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
-	delete(annotations, DesiredAnnotation)
+	delete(annotations, desiredAnnotation)
 	annotations[OwnerKeyAnnotation] = key(owner.meta)
 	annotations[OwnerKindAnnotation] = owner.gvk.GroupKind().String()
 	u.SetAnnotations(annotations)
@@ -539,7 +539,7 @@ func (s *Set) complete(owner ownerInfo, obj runtime.Object) (*unstructured.Unstr
 	if err != nil {
 		return nil, nil, fmt.Errorf("apply: set %q: %s %s: %w", s.name, gvk.Kind, u.GetName(), err)
 	}
-	annotations[DesiredAnnotation] = hash
+	annotations[desiredAnnotation] = hash
 	u.SetAnnotations(annotations)
 	return u, k, nil
 }
@@ -564,7 +564,7 @@ func (s *Set) differs(k *kind, ref Ref, child *unstructured.Unstructured) (strin
 		return "", err
 	}
 	if !exists {
-		if s.createNotCached(k, ref, child.GetAnnotations()[DesiredAnnotation]) {
+		if s.createNotCached(k, ref, child.GetAnnotations()[desiredAnnotation]) {
 			return "", nil // created by this process; the cache has not caught up
 		}
 		return "missing from the cluster", nil
@@ -591,8 +591,8 @@ func (s *Set) differs(k *kind, ref Ref, child *unstructured.Unstructured) (strin
 		// controller). Taking it over would silently rewrite it.
 		return "", fmt.Errorf("it exists and is not a child of this owner (no %s label, no controller reference to it): delete it, rename the child, or label it %s=<owner UID> to hand it over", OwnerLabel, OwnerLabel)
 	}
-	want := child.GetAnnotations()[DesiredAnnotation]
-	if got := cu.GetAnnotations()[DesiredAnnotation]; got != want {
+	want := child.GetAnnotations()[desiredAnnotation]
+	if got := cu.GetAnnotations()[desiredAnnotation]; got != want {
 		if s.cacheBehind(ref, want, cu.GetResourceVersion()) {
 			return "", nil // applied by this process; the cache has not caught up
 		}
@@ -656,7 +656,7 @@ func (s *Set) send(ctx context.Context, k *kind, ref Ref, child *unstructured.Un
 			return fmt.Errorf("apply: set %q: %s %s: %w", s.name, k.res.GVK.Kind, key(child), merr)
 		}
 		if rv, perr := strconv.ParseInt(m.GetResourceVersion(), 10, 64); perr == nil {
-			s.remember(ref, appliedMark{hash: child.GetAnnotations()[DesiredAnnotation], rv: rv,
+			s.remember(ref, appliedMark{hash: child.GetAnnotations()[desiredAnnotation], rv: rv,
 				owner: types.UID(child.GetLabels()[OwnerLabel]), uid: m.GetUID()})
 		}
 		return nil

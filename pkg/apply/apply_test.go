@@ -20,6 +20,7 @@ import (
 
 	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/internal/testkit"
+	"github.com/rein-k8s/rein/internal/testkit/audit"
 	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
@@ -137,7 +138,7 @@ func (x *fixture) mustApply(s *apply.Set, desired ...runtime.Object) *apply.Resu
 func mutatingRequests(t *testing.T, offset int64) (int, int64) {
 	t.Helper()
 	n := 0
-	next, err := env.ReadAudit(offset, func(ev *testenv.AuditEvent) {
+	next, err := audit.Read(env, offset, func(ev *audit.Event) {
 		if strings.HasPrefix(ev.UserAgent, userAgent) {
 			switch ev.Verb {
 			case "create", "update", "patch", "delete", "deletecollection":

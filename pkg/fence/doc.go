@@ -29,11 +29,11 @@
 //
 // Reads pass without a hold: a standby keeps its caches warm.
 //
-// Renewal is the one implementation of the monotonic fence both kinds of
-// hold rest on: open from the send of the write that took a Lease until
-// RenewDeadline after the send of the last successful renew, by this
-// process's monotonic clock, read at every call (so a write after a
-// SIGSTOP/SIGCONT asks the clock, not a timer that has not fired yet).
+// Both kinds of hold rest on one monotonic fence (rein's internal/renewal):
+// open from the send of the write that took a Lease until RenewDeadline
+// after the send of the last successful renew, by this process's monotonic
+// clock, read at every call (so a write after a SIGSTOP/SIGCONT asks the
+// clock, not a timer that has not fired yet).
 //
 // Limits: the fence decides when a request leaves the process. A request
 // already in the network when the hold ends can still arrive after a

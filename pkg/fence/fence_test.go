@@ -11,6 +11,7 @@ import (
 
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/rein-k8s/rein/internal/renewal"
 	"github.com/rein-k8s/rein/pkg/fence"
 )
 
@@ -58,7 +59,7 @@ func send(t *testing.T, rt http.RoundTripper, ctx context.Context, method string
 // refused unless marked Unfenced.
 func TestTransport(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(epoch)
-	r := fence.NewRenewal("ns/lease", 10*time.Second, clk, "no term yet")
+	r := renewal.New("ns/lease", 10*time.Second, clk, "no term yet")
 	next := &recorder{}
 	rt := fence.Transport(next)
 	held := fence.WithHold(t.Context(), r)
@@ -136,7 +137,7 @@ func TestTransport(t *testing.T) {
 // by the transport's own cleanup.
 func TestDeadlineLastsUntilTheBodyIsClosed(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(time.Now())
-	r := fence.NewRenewal("ns/lease", time.Hour, clk, "")
+	r := renewal.New("ns/lease", time.Hour, clk, "")
 	r.Open(clk.Now(), fence.Token{Namespace: "ns", Lease: "lease", Term: 1})
 	next := &recorder{}
 	req, _ := http.NewRequestWithContext(fence.WithHold(t.Context(), r), http.MethodPost, url, nil)
@@ -174,15 +175,5 @@ func TestTokenTravelsInTheContext(t *testing.T) {
 	}
 	if !(fence.Token{Namespace: "ns", Lease: "l", Term: 8}).Newer(tok) || tok.Newer(tok) {
 		t.Fatal("Newer does not order the terms of one lease")
-	}
-}
-
-// TestRenewalOpenedWithoutASendIsClosed: a hold whose taking write has no
-// send time allows nothing.
-func TestRenewalOpenedWithoutASendIsClosed(t *testing.T) {
-	r := fence.NewRenewal("ns/lease", time.Second, clocktesting.NewFakePassiveClock(epoch), "")
-	r.Open(time.Time{}, fence.Token{})
-	if r.Err() == nil {
-		t.Fatal("a renewal opened at the zero time allows writes")
 	}
 }

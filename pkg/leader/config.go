@@ -13,18 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/utils/clock"
-)
 
-// The command-line flags that set the election's parameters. They are the
-// names Kubernetes components use (k8s.io/component-base), so operators meet
-// familiar flags; validation errors name them so that a wrong value can be
-// traced to the flag that set it.
-const (
-	FlagLeaseDuration     = "--leader-elect-lease-duration"
-	FlagRenewDeadline     = "--leader-elect-renew-deadline"
-	FlagRetryPeriod       = "--leader-elect-retry-period"
-	FlagResourceName      = "--leader-elect-resource-name"
-	FlagResourceNamespace = "--leader-elect-resource-namespace"
+	flags "github.com/rein-k8s/rein/internal/electionflags"
 )
 
 // The default timings, those of kube-controller-manager and client-go.
@@ -99,14 +89,14 @@ func (c Config) Validate() error {
 	var errs []error
 
 	if c.Name == "" {
-		errs = append(errs, fmt.Errorf("%s: the lease name is empty", FlagResourceName))
+		errs = append(errs, fmt.Errorf("%s: the lease name is empty", flags.ResourceName))
 	} else if msgs := validation.IsDNS1123Subdomain(c.Name); len(msgs) > 0 {
-		errs = append(errs, fmt.Errorf("%s: lease name %q is not valid: %s", FlagResourceName, c.Name, strings.Join(msgs, "; ")))
+		errs = append(errs, fmt.Errorf("%s: lease name %q is not valid: %s", flags.ResourceName, c.Name, strings.Join(msgs, "; ")))
 	}
 	if c.Namespace == "" {
-		errs = append(errs, fmt.Errorf("%s: the lease namespace is empty", FlagResourceNamespace))
+		errs = append(errs, fmt.Errorf("%s: the lease namespace is empty", flags.ResourceNamespace))
 	} else if msgs := validation.IsDNS1123Label(c.Namespace); len(msgs) > 0 {
-		errs = append(errs, fmt.Errorf("%s: lease namespace %q is not valid: %s", FlagResourceNamespace, c.Namespace, strings.Join(msgs, "; ")))
+		errs = append(errs, fmt.Errorf("%s: lease namespace %q is not valid: %s", flags.ResourceNamespace, c.Namespace, strings.Join(msgs, "; ")))
 	}
 	if strings.TrimSpace(c.Identity) == "" {
 		errs = append(errs, errors.New("the identity is empty: set it with NewIdentity(POD_NAME or the hostname)"))
@@ -116,7 +106,7 @@ func (c Config) Validate() error {
 	for _, t := range []struct {
 		flag string
 		d    time.Duration
-	}{{FlagLeaseDuration, c.LeaseDuration}, {FlagRenewDeadline, c.RenewDeadline}, {FlagRetryPeriod, c.RetryPeriod}} {
+	}{{flags.LeaseDuration, c.LeaseDuration}, {flags.RenewDeadline, c.RenewDeadline}, {flags.RetryPeriod, c.RetryPeriod}} {
 		if t.d < 0 {
 			errs = append(errs, fmt.Errorf("%s is %v: it must be greater than zero", t.flag, t.d))
 			positive = false
@@ -125,11 +115,11 @@ func (c Config) Validate() error {
 	if positive {
 		if c.LeaseDuration <= c.RenewDeadline {
 			errs = append(errs, fmt.Errorf("%s (%v) must be greater than %s (%v): a standby must not take the lease over before the leader has given up renewing it",
-				FlagLeaseDuration, c.LeaseDuration, FlagRenewDeadline, c.RenewDeadline))
+				flags.LeaseDuration, c.LeaseDuration, flags.RenewDeadline, c.RenewDeadline))
 		}
 		if minDeadline := time.Duration(retryJitter * float64(c.RetryPeriod)); c.RenewDeadline <= minDeadline {
 			errs = append(errs, fmt.Errorf("%s (%v) must be greater than %v × %s (%v × %v = %v): the leader needs time to retry a failed renew",
-				FlagRenewDeadline, c.RenewDeadline, retryJitter, FlagRetryPeriod, retryJitter, c.RetryPeriod, minDeadline))
+				flags.RenewDeadline, c.RenewDeadline, retryJitter, flags.RetryPeriod, retryJitter, c.RetryPeriod, minDeadline))
 		}
 	}
 	if len(errs) == 0 {

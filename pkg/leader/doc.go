@@ -33,7 +33,7 @@
 //     the term is lost at once. Other failures are retried every
 //     RetryPeriod until RenewDeadline has passed since the last successful
 //     renew was SENT; then the term is lost.
-//  7. The fence (Fence, a pkg/fence Renewal) is open while a term is live and
+//  7. The fence (Fence, a fence.Hold) is open while a term is live and
 //     now − (send time of the last successful renew) < RenewDeadline. A
 //     timer set for that deadline cancels Term.Context the moment it
 //     passes; every write checks the clock itself as well.

@@ -8,7 +8,9 @@ import (
 	"sync"
 	"time"
 
+	flags "github.com/rein-k8s/rein/internal/electionflags"
 	"github.com/rein-k8s/rein/internal/leasewatch"
+	"github.com/rein-k8s/rein/internal/renewal"
 	"github.com/rein-k8s/rein/pkg/fence"
 
 	"github.com/sirupsen/logrus"
@@ -31,7 +33,7 @@ type Elector struct {
 	clock                          clock.Clock
 	log                            *logrus.Entry
 	metrics                        *metrics
-	fence                          *fence.Renewal
+	fence                          *renewal.Renewal
 	// written remembers the renewTime of this elector's recent writes, so
 	// that it can tell its own record from one written by another process
 	// with the same identity.
@@ -78,13 +80,13 @@ func New(cfg Config) (*Elector, error) {
 		clock:         clk,
 		log:           logger.WithFields(logrus.Fields{"lease": key, "identity": cfg.Identity}),
 		metrics:       m,
-		fence:         fence.NewRenewal(key, cfg.RenewDeadline, clk, "no leadership term is live"),
+		fence:         renewal.New(key, cfg.RenewDeadline, clk, "no leadership term is live"),
 	}
 	if cfg.RetryPeriod < time.Second && cfg.RenewDeadline <= time.Second+cfg.RetryPeriod {
 		// See Term.renewed: the fence counts a renew only when the record
 		// changed to the second, so it may go 1s + RetryPeriod unextended.
 		e.log.Warnf("%s %v is under a second and %s %v is not above 1s + %s: the fence is extended about once a second (client-go compares lease records to the second), so one slow renew may cost the lease",
-			FlagRetryPeriod, cfg.RetryPeriod, FlagRenewDeadline, cfg.RenewDeadline, FlagRetryPeriod)
+			flags.RetryPeriod, cfg.RetryPeriod, flags.RenewDeadline, cfg.RenewDeadline, flags.RetryPeriod)
 	}
 	return e, nil
 }
@@ -97,7 +99,7 @@ func (e *Elector) Identity() string { return e.identity }
 // RenewDeadline ago, closed otherwise, with the current term's token.
 // pkg/start makes it the fallback hold of the group's clients, for writes
 // whose context carries no term (events, hooks).
-func (e *Elector) Fence() *fence.Renewal { return e.fence }
+func (e *Elector) Fence() fence.Hold { return e.fence }
 
 // Leader is the holder this elector last saw in the lease: its own identity
 // during a term, "" when the lease is released or was never seen.

@@ -20,9 +20,16 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/rein-k8s/rein/internal/testkit"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
+
+// fenceErr is nil while h allows writes, and why not otherwise.
+func fenceErr(h fence.Hold) error {
+	_, err := h.Deadline()
+	return err
+}
 
 // One control plane serves every integration test of the package; it is
 // started by the first test that needs it, so that unit tests run alone
@@ -191,7 +198,7 @@ func watchFences(t *testing.T, replicas []*replica, extra ...func() string) {
 			}
 			var open []string
 			for _, r := range replicas {
-				if r.Fence().Err() == nil {
+				if fenceErr(r.Fence()) == nil {
 					open = append(open, r.name)
 				}
 			}

@@ -3,6 +3,7 @@ package leader_test
 import (
 	"context"
 	"errors"
+	"github.com/rein-k8s/rein/internal/testkit/audit"
 	"github.com/rein-k8s/rein/pkg/fence"
 	"k8s.io/client-go/rest"
 	"net/http"
@@ -19,7 +20,6 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/rein-k8s/rein/pkg/leader"
-	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
 // TestReleaseHandsOverAtOnce: with the default timings (15s/10s/2s), a
@@ -43,7 +43,7 @@ func TestReleaseHandsOverAtOnce(t *testing.T) {
 		t.Fatal(res.err)
 	}
 	releaseAtEnd(t, res.term)
-	if a.Fence().Err() == nil {
+	if fenceErr(a.Fence()) == nil {
 		t.Fatal("the old leader's fence is open while the new leader leads")
 	}
 	handoff := res.at.Sub(released)
@@ -108,7 +108,7 @@ func depose(t *testing.T, lease string) (a, b *replica, cutA *cutTransport, term
 	default:
 		t.Fatal("the new leader leads while the old leader's term is live")
 	}
-	if a.Fence().Err() == nil {
+	if fenceErr(a.Fence()) == nil {
 		t.Fatal("the old leader's fence is open while the new leader leads")
 	}
 	if !errors.Is(termA.Err(), leader.ErrLeadershipLost) {
@@ -159,8 +159,8 @@ func TestDeposedLeaderCannotBlankTheNewHoldersLease(t *testing.T) {
 		l := getLease(t, lease)
 		return holder(l) == b.Identity() && !l.Spec.RenewTime.Equal(before.Spec.RenewTime)
 	})
-	if termB.Err() != nil || b.Fence().Err() != nil {
-		t.Fatalf("new leader disturbed: %v / %v", termB.Err(), b.Fence().Err())
+	if termB.Err() != nil || fenceErr(b.Fence()) != nil {
+		t.Fatalf("new leader disturbed: %v / %v", termB.Err(), fenceErr(b.Fence()))
 	}
 	if a.Leader() != b.Identity() {
 		t.Fatalf("deposed leader reports leader %q, want %q", a.Leader(), b.Identity())
@@ -231,7 +231,7 @@ type clientGoReplica struct {
 	done    chan struct{}
 }
 
-func startClientGo(t *testing.T, lease string, tm timings, reinFence *fence.Renewal, violations chan<- string) *clientGoReplica {
+func startClientGo(t *testing.T, lease string, tm timings, reinFence fence.Hold, violations chan<- string) *clientGoReplica {
 	t.Helper()
 	id, err := leader.NewIdentity("client-go")
 	if err != nil {
@@ -253,7 +253,7 @@ func startClientGo(t *testing.T, lease string, tm timings, reinFence *fence.Rene
 		Name:            lease,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(context.Context) {
-				if reinFence.Err() == nil {
+				if fenceErr(reinFence) == nil {
 					select {
 					case violations <- "client-go started leading while the rein replica's fence is open":
 					default:
@@ -298,7 +298,7 @@ func TestInteropWithClientGoElector(t *testing.T) {
 	violations := make(chan string, 1)
 	var cg atomic.Pointer[clientGoReplica]
 	watchFences(t, []*replica{r}, func() string {
-		if c := cg.Load(); c != nil && c.leading.Load() && r.Fence().Err() == nil {
+		if c := cg.Load(); c != nil && c.leading.Load() && fenceErr(r.Fence()) == nil {
 			return "rein fence open while client-go leads"
 		}
 		return ""
@@ -467,7 +467,7 @@ func TestStandbySendsOnlyAWatch(t *testing.T) {
 	var verbs []string
 	eventually(t, "the audit log records the standby's watch", 10*time.Second, func() bool {
 		verbs = nil
-		if _, err := e.ReadAudit(0, func(ev *testenv.AuditEvent) {
+		if _, err := audit.Read(e, 0, func(ev *audit.Event) {
 			if ev.User.Username == user.Name && ev.ObjectRef.Resource == "leases" &&
 				!ev.RequestReceived.Before(standbyStarted) && ev.RequestReceived.Before(releasedAt) {
 				verbs = append(verbs, ev.Verb)

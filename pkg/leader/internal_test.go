@@ -107,12 +107,12 @@ func TestFenceOpensOnRenewAndClosesExactlyAtRenewDeadline(t *testing.T) {
 		return false, nil, nil
 	})
 
-	if e.Fence().Err() == nil {
+	if e.fence.Err() == nil {
 		t.Fatal("fence open before any campaign")
 	}
 	term := campaign(t, e) // the lease does not exist: created at epoch
-	if e.Fence().Err() != nil {
-		t.Fatalf("fence closed right after acquiring: %v", e.Fence().Err())
+	if e.fence.Err() != nil {
+		t.Fatalf("fence closed right after acquiring: %v", e.fence.Err())
 	}
 
 	// A successful renew at epoch+RetryPeriod moves the deadline to
@@ -126,14 +126,14 @@ func TestFenceOpensOnRenewAndClosesExactlyAtRenewDeadline(t *testing.T) {
 	failUpdates.Store(true)
 	deadline := renewedAt.Add(e.renewDeadline)
 	fc.SetTime(deadline.Add(-time.Nanosecond))
-	if err := e.Fence().Err(); err != nil {
+	if err := e.fence.Err(); err != nil {
 		t.Fatalf("fence closed 1ns before the deadline: %v", err)
 	}
 	if err := e.Check(nil); err != nil {
 		t.Fatalf("health check fails while leading within the deadline: %v", err)
 	}
 	fc.SetTime(deadline)
-	err := e.Fence().Err()
+	err := e.fence.Err()
 	if !errors.Is(err, fence.ErrFenced) {
 		t.Fatalf("fence at the deadline: got %v, want ErrFenced", err)
 	}

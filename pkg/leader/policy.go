@@ -13,9 +13,9 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// FencingPolicyName is the ValidatingAdmissionPolicy of server-side
+// fencingPolicyName names the ValidatingAdmissionPolicy of server-side
 // fencing: one per cluster, shared by every rein lease.
-const FencingPolicyName = "rein-fencing"
+const fencingPolicyName = "rein-fencing"
 
 // fieldManagerPrefix starts the field manager of every write that
 // server-side fencing checks.
@@ -47,7 +47,7 @@ func FencingPolicy() *admissionregistrationv1.ValidatingAdmissionPolicy {
 	const prefix = `"` + fieldManagerPrefix + `" + params.metadata.namespace + "/" + params.metadata.name + "/"`
 	return &admissionregistrationv1.ValidatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: FencingPolicyName},
+		ObjectMeta: metav1.ObjectMeta{Name: fencingPolicyName},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
 			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
 			ParamKind:     &admissionregistrationv1.ParamKind{APIVersion: "coordination.k8s.io/v1", Kind: "Lease"},
@@ -86,7 +86,7 @@ func FencingPolicy() *admissionregistrationv1.ValidatingAdmissionPolicy {
 // so Deny would refuse every write in the cluster (the Lease's own create
 // included) until the Lease exists.
 func FencingPolicyBinding(namespace, name string) (*admissionregistrationv1.ValidatingAdmissionPolicyBinding, error) {
-	bindingName := FencingPolicyName + "." + namespace + "." + name
+	bindingName := fencingPolicyName + "." + namespace + "." + name
 	if msgs := validation.IsDNS1123Subdomain(bindingName); len(msgs) > 0 {
 		return nil, fmt.Errorf("leader: fencing policy binding name %q: %s", bindingName, strings.Join(msgs, "; "))
 	}
@@ -94,7 +94,7 @@ func FencingPolicyBinding(namespace, name string) (*admissionregistrationv1.Vali
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
 		ObjectMeta: metav1.ObjectMeta{Name: bindingName},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName: FencingPolicyName,
+			PolicyName: fencingPolicyName,
 			ParamRef: &admissionregistrationv1.ParamRef{
 				Name: name, Namespace: namespace,
 				ParameterNotFoundAction: ptr.To(admissionregistrationv1.AllowAction),

@@ -33,7 +33,7 @@ func score(shard int, member string) uint64 {
 	return z ^ (z >> 31)
 }
 
-// Assign returns, for each of n shards, the member that should hold it.
+// assignShards returns, for each of n shards, the member that should hold it.
 //
 // current[s] is the member that holds shard s now ("" for none, or a
 // member no longer in members); it may be nil. members are identities, in
@@ -46,7 +46,7 @@ func score(shard int, member string) uint64 {
 // (those where its rendezvous score is highest); then each remaining
 // shard, in order, goes to the member with the highest score that has
 // room. The result depends only on n, the set of members and current.
-func Assign(n int, members []string, current []string) []string {
+func assignShards(n int, members []string, current []string) []string {
 	out := make([]string, n)
 	ms := slices.Clone(members)
 	slices.Sort(ms)
@@ -137,7 +137,7 @@ func (p *protocol) membersLocked() (live map[string]string, takers []string) {
 }
 
 // assignLocked computes from this replica's view who should hold each
-// shard: Assign over the members that take shards, with the current
+// shard: assignShards over the members that take shards, with the current
 // holders that are live. It also returns the live members (membersLocked).
 func (p *protocol) assignLocked() (assign []string, live map[string]string) {
 	live, takers := p.membersLocked()
@@ -147,5 +147,5 @@ func (p *protocol) assignLocked() (assign []string, live map[string]string) {
 			current[s] = h.identity
 		}
 	}
-	return Assign(p.cfg.Shards, takers, current), live
+	return assignShards(p.cfg.Shards, takers, current), live
 }

@@ -1,12 +1,10 @@
-package shard_test
+package shard
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
-
-	"github.com/rein-k8s/rein/pkg/shard"
 )
 
 // The key → shard map must never change between versions: replicas of two
@@ -22,11 +20,11 @@ func TestOfIsStable(t *testing.T) {
 		{"", "cluster-scoped", 107},
 		{"a", "b/c", 747},
 	} {
-		if got := shard.Of(c.ns, c.name, 1024); got != c.want {
+		if got := Of(c.ns, c.name, 1024); got != c.want {
 			t.Errorf("Of(%q, %q, 1024) = %d, want %d: the key → shard map changed, which moves keys between versions", c.ns, c.name, got, c.want)
 		}
 	}
-	if shard.Of("x", "y", 1<<30) == shard.Of("y", "x", 1<<30) {
+	if Of("x", "y", 1<<30) == Of("y", "x", 1<<30) {
 		t.Error("Of ignores the order of namespace and name")
 	}
 }
@@ -37,7 +35,7 @@ func TestOfSpreadsKeys(t *testing.T) {
 	const n, keys = 16, 100_000
 	counts := make([]int, n)
 	for i := range keys {
-		counts[shard.Of(fmt.Sprintf("ns-%d", i%37), fmt.Sprintf("obj-%d", i), n)]++
+		counts[Of(fmt.Sprintf("ns-%d", i%37), fmt.Sprintf("obj-%d", i), n)]++
 	}
 	for s, c := range counts {
 		if share := float64(c) / (keys / n); share < 0.95 || share > 1.05 {
@@ -80,7 +78,7 @@ func TestAssignBalances(t *testing.T) {
 				}
 			}
 		}
-		got := shard.Assign(n, ms, current)
+		got := assignShards(n, ms, current)
 		c := counts(got)
 		lo, hi := n, 0
 		for _, id := range ms {
@@ -90,7 +88,7 @@ func TestAssignBalances(t *testing.T) {
 			t.Fatalf("n=%d m=%d: counts %v", n, m, c)
 		}
 	}
-	if got := shard.Assign(4, nil, nil); !slices.Equal(got, []string{"", "", "", ""}) {
+	if got := assignShards(4, nil, nil); !slices.Equal(got, []string{"", "", "", ""}) {
 		t.Errorf("no members: %q", got)
 	}
 }
@@ -102,14 +100,14 @@ func TestAssignIsDeterministicAndStable(t *testing.T) {
 	for range 500 {
 		n, m := 1+rng.IntN(128), 1+rng.IntN(12)
 		ms := members(m)
-		first := shard.Assign(n, ms, nil)
+		first := assignShards(n, ms, nil)
 		shuffled := slices.Clone(ms)
 		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 		shuffled = append(shuffled, shuffled[0]) // a duplicate changes nothing
-		if again := shard.Assign(n, shuffled, nil); !slices.Equal(first, again) {
+		if again := assignShards(n, shuffled, nil); !slices.Equal(first, again) {
 			t.Fatalf("n=%d m=%d: the members' order changed the assignment", n, m)
 		}
-		if settled := shard.Assign(n, ms, first); !slices.Equal(first, settled) {
+		if settled := assignShards(n, ms, first); !slices.Equal(first, settled) {
 			t.Fatalf("n=%d m=%d: an assignment its holders match moved shards", n, m)
 		}
 	}
@@ -134,8 +132,8 @@ func TestAssignMovesFew(t *testing.T) {
 	for range 1000 {
 		n, m := 1+rng.IntN(256), 1+rng.IntN(16)
 		ms := members(m + 1)
-		before := shard.Assign(n, ms[:m], nil)
-		after := shard.Assign(n, ms, before)
+		before := assignShards(n, ms[:m], nil)
+		after := assignShards(n, ms, before)
 		newShare := counts(after)[ms[m]]
 		if got := moves(before, after); got > newShare+m {
 			t.Fatalf("join n=%d m=%d→%d: %d shards moved, the newcomer's share is %d", n, m, m+1, got, newShare)
@@ -148,7 +146,7 @@ func TestAssignMovesFew(t *testing.T) {
 		}
 		leaver := ms[rng.IntN(m)]
 		rest := slices.DeleteFunc(slices.Clone(ms[:m]), func(id string) bool { return id == leaver })
-		gone := shard.Assign(n, rest, before)
+		gone := assignShards(n, rest, before)
 		lost := counts(before)[leaver]
 		if got := moves(before, gone); got > lost+len(rest) {
 			t.Fatalf("leave n=%d m=%d→%d: %d shards moved, the leaver held %d", n, m, m-1, got, lost)
@@ -158,4 +156,19 @@ func TestAssignMovesFew(t *testing.T) {
 		}
 	}
 	t.Logf("shards moved per change, against the least possible: join %.3f×, leave %.3f×", joinMoves/joinIdeal, leaveMoves/leaveIdeal)
+}
+
+// Three replicas share 8 shards; a fourth joins and takes two, one from
+// each of the replicas that had three; the others keep theirs.
+func TestAssignAFourthReplica(t *testing.T) {
+	ms := []string{"replica-a", "replica-b", "replica-c"}
+	before := assignShards(8, ms, nil)
+	after := assignShards(8, append(ms, "replica-d"), before)
+	held := counts(after)
+	if held["replica-a"] != 2 || held["replica-b"] != 2 || held["replica-c"] != 2 || held["replica-d"] != 2 {
+		t.Errorf("held %v, want 2 each", held)
+	}
+	if n := moves(before, after); n != 2 {
+		t.Errorf("%d shards moved, want 2", n)
+	}
 }

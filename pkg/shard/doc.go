@@ -52,7 +52,7 @@
 //     re-established (observe.go): not seeing a renew during a gap is no
 //     evidence of death.
 //  4. Assign (assign.go): from the members in its view that are neither
-//     dead nor leaving, Assign computes who should hold each shard:
+//     dead nor leaving, it computes who should hold each shard:
 //     bounded-load rendezvous hashing, current holders first, so held
 //     counts differ by at most one and a join or a leave moves about N/M
 //     shards.

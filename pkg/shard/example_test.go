@@ -2,7 +2,6 @@ package shard_test
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
@@ -14,27 +13,6 @@ import (
 	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/shard"
 )
-
-// Three replicas share 8 shards; a fourth joins and takes two, one from
-// each of the replicas that had three; the others keep theirs.
-func ExampleAssign() {
-	members := []string{"replica-a", "replica-b", "replica-c"}
-	before := shard.Assign(8, members, nil)
-	after := shard.Assign(8, append(members, "replica-d"), before)
-	held := map[string]int{}
-	moved := 0
-	for s := range after {
-		held[after[s]]++
-		if after[s] != before[s] {
-			moved++
-		}
-	}
-	fmt.Println("held:", held["replica-a"], held["replica-b"], held["replica-c"], held["replica-d"])
-	fmt.Println("moved:", moved)
-	// Output:
-	// held: 2 2 2 2
-	// moved: 2
-}
 
 // A replica's membership, wired by hand (pkg/start does this for a group
 // with Shards > 0): the factory's workers take only the keys of held

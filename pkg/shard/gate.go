@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/rein-k8s/rein/internal/renewal"
 	"github.com/rein-k8s/rein/pkg/fence"
 )
 
@@ -21,7 +22,7 @@ type gates struct {
 	clock            interface{ Now() time.Time }
 	// member is the member's own fence: the deadline of its renews. It is
 	// the hold of writes in no shard's context (events, hooks).
-	member *fence.Renewal
+	member *renewal.Renewal
 	// drained is called (without the lock) when a shard that stopped
 	// taking keys has no handler left in flight.
 	drained func(s int)
@@ -89,17 +90,6 @@ func (h *shardHold) Deadline() (time.Time, error) {
 		st.lastDeadline = deadline
 	}
 	return deadline, nil
-}
-
-// ShardOf returns the shard a handler's context works for, and false for a
-// context that is not a sharded handler's.
-func ShardOf(ctx context.Context) (int, bool) {
-	h, _ := fence.HoldFrom(ctx)
-	sh, ok := h.(*shardHold)
-	if !ok {
-		return 0, false
-	}
-	return sh.shard, true
 }
 
 // keyShard maps a queue key ("namespace/name", or "name" for a

@@ -69,5 +69,5 @@ func (p *protocol) stopShardLocked(s int, cause error) {
 	}
 	held := now.Sub(st.startedAt)
 	st.phase = idle
-	p.emit(Event{Shard: s, Kind: "stopped", Held: held})
+	p.emit(event{Shard: s, Kind: "stopped", Held: held})
 }

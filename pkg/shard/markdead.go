@@ -33,7 +33,7 @@ func (p *protocol) markDeadLocked(ctx context.Context) time.Duration {
 		case err == nil:
 			p.observeLocked(out, false)
 			p.log.WithField("member", *l.Spec.HolderIdentity).Warnf("member not renewed for %v: marked dead; its shards move", now.Sub(s.changedAt).Round(time.Millisecond))
-			p.emit(Event{Shard: -1, Kind: "marked-dead", Peer: *l.Spec.HolderIdentity})
+			p.emit(event{Shard: -1, Kind: "marked-dead", Peer: *l.Spec.HolderIdentity})
 		case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
 			// It renewed, left or was marked meanwhile: the watch shows it.
 		default:

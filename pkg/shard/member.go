@@ -48,10 +48,6 @@ func NewMember(cfg Config, leases coordinationclient.LeasesGetter) (*Member, err
 	return m, nil
 }
 
-// OnEvent makes f receive the moves this replica makes and sees (for
-// metrics); set it before Run.
-func (m *Member) OnEvent(f func(Event)) { m.p.events = f }
-
 func (m *Member) poke() {
 	select {
 	case m.wake <- struct{}{}:
@@ -76,9 +72,6 @@ func (m *Member) Fence() fence.Hold { return m.p.fence }
 
 // Held lists the shards running here now.
 func (m *Member) Held() []int { return m.p.gates.held() }
-
-// Shards is the group's shard count.
-func (m *Member) Shards() int { return m.cfg.Shards }
 
 // KeyShard returns the shard of a queue key ("namespace/name" or "name").
 func (m *Member) KeyShard(key string) int { return keyShard(key, m.cfg.Shards) }
@@ -183,7 +176,7 @@ func explain(verb, namespace string, err error) error {
 	return fmt.Errorf("%s leases in %q: %w", verb, namespace, err)
 }
 
-// leaseStore is the protocol's Store on the apiserver.
+// leaseStore is the protocol's store on the apiserver.
 type leaseStore struct {
 	leases    coordinationclient.LeaseInterface
 	namespace string

@@ -43,7 +43,7 @@ func (m *Member) RegisterMetrics(reg prometheus.Registerer, keys func(visit func
 		}
 	}
 	prev := m.p.events
-	m.p.events = func(e Event) {
+	m.p.events = func(e event) {
 		moves.WithLabelValues(e.Kind).Inc()
 		if e.Kind == "started" && e.Held > 0 {
 			unowned.Observe(e.Held.Seconds())

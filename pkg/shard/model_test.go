@@ -225,7 +225,7 @@ func (m *model) start() *replica {
 	r := &replica{name: name, store: &replicaStore{w: m.world, lossy: true}}
 	r.p = newProtocol(cfg, r.store)
 	r.p.sequentialWrites = true
-	r.p.events = func(e Event) { m.stats["event "+e.Kind]++ }
+	r.p.events = func(e event) { m.stats["event "+e.Kind]++ }
 	m.replicas = append(m.replicas, r)
 	m.relist(r)
 	return r

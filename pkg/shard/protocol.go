@@ -11,15 +11,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/clock"
 
-	"github.com/rein-k8s/rein/pkg/fence"
+	"github.com/rein-k8s/rein/internal/renewal"
 )
 
-// Store is what the protocol needs of the apiserver: the group's Leases
+// store is what the protocol needs of the apiserver: the group's Leases
 // in one namespace. Update and Delete are conditional (the object's
 // resourceVersion; Delete also its UID). An error that is not an API
 // status (a timeout, a cut connection) leaves the outcome unknown, and the
 // protocol treats it so.
-type Store interface {
+type store interface {
 	Create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error)
 	Update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error)
 	Get(ctx context.Context, name string) (*coordinationv1.Lease, error)
@@ -70,13 +70,13 @@ type seen struct {
 // with the workers.
 type protocol struct {
 	cfg   Config
-	store Store
+	store store
 	clock clock.Clock
 	log   *logrus.Entry
 	gates *gates
 	// events receives what the runner reports (moves, for metrics); may
 	// be nil.
-	events func(Event)
+	events func(event)
 	// trace, when set (tests), receives each shard's opening here and the
 	// instant its writes stopped here.
 	trace func(s int, open bool, at time.Time)
@@ -93,7 +93,7 @@ type protocol struct {
 	}
 	// fence is the member fence, with its own lock: a write must never
 	// wait for a protocol write in flight.
-	fence   *fence.Renewal
+	fence   *renewal.Renewal
 	view    map[string]*seen
 	synced  bool // a list has answered
 	healthy bool // the watch delivers
@@ -111,8 +111,8 @@ type protocol struct {
 	sequentialWrites bool
 }
 
-// Event is a move this replica made or saw, for metrics and logs.
-type Event struct {
+// event is a move this replica made or saw, for metrics and logs.
+type event struct {
 	Shard int
 	// Kind is "started" (the shard runs here), "stopped" (handed off,
 	// released or lost), "marked-dead" (this replica marked a member dead).
@@ -123,11 +123,11 @@ type Event struct {
 	Peer string
 }
 
-func newProtocol(cfg Config, store Store) *protocol {
-	p := &protocol{cfg: cfg, store: store, clock: cfg.Clock, log: cfg.Logger,
+func newProtocol(cfg Config, st store) *protocol {
+	p := &protocol{cfg: cfg, store: st, clock: cfg.Clock, log: cfg.Logger,
 		view: map[string]*seen{}, shards: make([]shardRun, cfg.Shards), gcTried: map[string]string{}}
 	p.gates = newGates(cfg.Namespace, cfg.Group, cfg.Shards, cfg.Clock)
-	p.fence = fence.NewRenewal(cfg.Namespace+"/"+MemberLeaseName(cfg.Group, cfg.Identity), cfg.RenewDeadline, cfg.Clock,
+	p.fence = renewal.New(cfg.Namespace+"/"+MemberLeaseName(cfg.Group, cfg.Identity), cfg.RenewDeadline, cfg.Clock,
 		"this replica is not a member of the group")
 	p.gates.member = p.fence
 	return p
@@ -140,7 +140,7 @@ func (p *protocol) me() incarnation {
 	return incarnation{identity: p.cfg.Identity, uid: string(p.self.lease.UID)}
 }
 
-func (p *protocol) emit(e Event) {
+func (p *protocol) emit(e event) {
 	if p.events != nil {
 		p.events(e)
 	}

@@ -21,12 +21,12 @@ const (
 	// while the member is live. A marked incarnation never becomes live
 	// again.
 	AnnotationState = "shard.rein.dev/state"
-	// AnnotationHolderUID is, on a shard record, the UID of the member
+	// annotationHolderUID is, on a shard record, the UID of the member
 	// Lease (the incarnation) that holds it; holderIdentity names the
 	// replica for people.
-	AnnotationHolderUID = "shard.rein.dev/holder-uid"
-	// AnnotationShard is a record's shard number.
-	AnnotationShard = "shard.rein.dev/shard"
+	annotationHolderUID = "shard.rein.dev/holder-uid"
+	// annotationShard is a record's shard number.
+	annotationShard = "shard.rein.dev/shard"
 
 	roleMember = "member"
 	roleShard  = "shard"
@@ -63,7 +63,7 @@ func holderOf(rec *coordinationv1.Lease) incarnation {
 	if rec == nil || rec.Spec.HolderIdentity == nil || *rec.Spec.HolderIdentity == "" {
 		return incarnation{}
 	}
-	return incarnation{identity: *rec.Spec.HolderIdentity, uid: rec.Annotations[AnnotationHolderUID]}
+	return incarnation{identity: *rec.Spec.HolderIdentity, uid: rec.Annotations[annotationHolderUID]}
 }
 
 // transitionsOf is a record's move count: every protocol write raises it,
@@ -94,7 +94,7 @@ func newRecord(namespace, group string, s int, holder incarnation) *coordination
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: namespace, Name: RecordName(group, s),
 			Labels:      map[string]string{LabelGroup: group, LabelRole: roleShard},
-			Annotations: map[string]string{AnnotationShard: strconv.Itoa(s)},
+			Annotations: map[string]string{annotationShard: strconv.Itoa(s)},
 		},
 		Spec: coordinationv1.LeaseSpec{LeaseTransitions: &zero},
 	}
@@ -114,9 +114,9 @@ func moveRecord(rec *coordinationv1.Lease, holder incarnation) *coordinationv1.L
 		out.Annotations = map[string]string{}
 	}
 	if holder.uid == "" {
-		delete(out.Annotations, AnnotationHolderUID)
+		delete(out.Annotations, annotationHolderUID)
 	} else {
-		out.Annotations[AnnotationHolderUID] = holder.uid
+		out.Annotations[annotationHolderUID] = holder.uid
 	}
 	now := metav1.NowMicro()
 	out.Spec.AcquireTime = &now

@@ -19,7 +19,7 @@ func (p *protocol) startShardLocked(s int, rec *coordinationv1.Lease) {
 	if p.trace != nil {
 		p.trace(s, true, p.clock.Now())
 	}
-	p.emit(Event{Shard: s, Kind: "started", Held: unowned})
+	p.emit(event{Shard: s, Kind: "started", Held: unowned})
 	p.started = append(p.started, s)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/rest"
 
+	"github.com/rein-k8s/rein/internal/electionflags"
 	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/shard"
 	"github.com/rein-k8s/rein/pkg/webhook"
@@ -215,15 +216,15 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	scratch := flag.NewFlagSet("", flag.ContinueOnError)
 	scratch.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect,
 		"Run workers only while holding the Lease; off runs them at once (one replica only).")
-	scratch.DurationVar(&o.LeaseDuration, flagName(leader.FlagLeaseDuration), o.LeaseDuration,
+	scratch.DurationVar(&o.LeaseDuration, flagName(electionflags.LeaseDuration), o.LeaseDuration,
 		"How long a standby waits, on its own clock, after the lease last changed before taking it over.")
-	scratch.DurationVar(&o.RenewDeadline, flagName(leader.FlagRenewDeadline), o.RenewDeadline,
+	scratch.DurationVar(&o.RenewDeadline, flagName(electionflags.RenewDeadline), o.RenewDeadline,
 		"How long the leader keeps leading (and writing) while renews fail. Must be below the lease duration.")
-	scratch.DurationVar(&o.RetryPeriod, flagName(leader.FlagRetryPeriod), o.RetryPeriod,
+	scratch.DurationVar(&o.RetryPeriod, flagName(electionflags.RetryPeriod), o.RetryPeriod,
 		"Interval between renews. The renew deadline must exceed 1.2 times it.")
-	scratch.StringVar(&o.LeaseName, flagName(leader.FlagResourceName), o.LeaseName,
+	scratch.StringVar(&o.LeaseName, flagName(electionflags.ResourceName), o.LeaseName,
 		"Name of the Lease the replicas elect a leader with.")
-	scratch.StringVar(&o.LeaseNamespace, flagName(leader.FlagResourceNamespace), o.LeaseNamespace,
+	scratch.StringVar(&o.LeaseNamespace, flagName(electionflags.ResourceNamespace), o.LeaseNamespace,
 		`Namespace of the Lease (default: the pod's namespace; outside a pod, the kubeconfig context's namespace, else "default").`)
 	scratch.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
 		`Address serving /metrics; "0" turns it off. The default is loopback only: in a pod, pass :8080.`)
@@ -323,7 +324,7 @@ func (o *Options) settingsErrors(leaseNames []string) []error {
 		for _, d := range []struct {
 			flag string
 			v    time.Duration
-		}{{leader.FlagLeaseDuration, o.LeaseDuration}, {leader.FlagRenewDeadline, o.RenewDeadline}, {leader.FlagRetryPeriod, o.RetryPeriod}} {
+		}{{electionflags.LeaseDuration, o.LeaseDuration}, {electionflags.RenewDeadline, o.RenewDeadline}, {electionflags.RetryPeriod, o.RetryPeriod}} {
 			if d.v < 0 {
 				errs = append(errs, fmt.Errorf("%s is %v: it must not be negative", d.flag, d.v))
 			}

@@ -43,8 +43,8 @@ func findBinDir(explicit string) (string, error) {
 	var looked []place
 	set := []place{
 		{name: "Options.BinDir", dir: explicit},
-		{name: "$" + BinDirEnv, dir: os.Getenv(BinDirEnv)},
-		{name: "$" + AssetsEnv, dir: os.Getenv(AssetsEnv)},
+		{name: "$" + testbin.DirEnv, dir: os.Getenv(testbin.DirEnv)},
+		{name: "$" + testbin.AssetsEnv, dir: os.Getenv(testbin.AssetsEnv)},
 	}
 	for i, p := range set {
 		if p.dir == "" {
@@ -132,14 +132,14 @@ func notFound(looked []place, notTried []string) error {
 	fmt.Fprintf(&b, "To get kube-apiserver%s and etcd%s, built from the Go modules rein pins:\n", kube, etcd)
 	outside := "  - outside a rein checkout: " + goRun + "\n" +
 		"    (15-20 minutes the first time on 2 cores); tests then find the binaries in the folder it\n" +
-		"    prints by themselves, or set " + BinDirEnv + " to that folder\n"
+		"    prints by themselves, or set " + testbin.DirEnv + " to that folder\n"
 	inside := "  - in a rein checkout: make testbin (builds into bin/)\n"
 	if inCheckout {
 		b.WriteString(inside + outside)
 	} else {
 		b.WriteString(outside + inside)
 	}
-	b.WriteString("  - or set " + AssetsEnv + " to a folder that has both, such as one of setup-envtest's")
+	b.WriteString("  - or set " + testbin.AssetsEnv + " to a folder that has both, such as one of setup-envtest's")
 	return errors.New(b.String())
 }
 

@@ -49,8 +49,8 @@ func newBinPlaces(t *testing.T) *binPlaces {
 	if !strings.HasPrefix(p.cache, root) {
 		t.Fatalf("rein-testbin's folder %s is outside the sandbox %s", p.cache, root)
 	}
-	t.Setenv(BinDirEnv, "")
-	t.Setenv(AssetsEnv, "")
+	t.Setenv(testbin.DirEnv, "")
+	t.Setenv(testbin.AssetsEnv, "")
 	t.Chdir(p.outside)
 	return p
 }
@@ -79,8 +79,8 @@ func TestBinDirLookupOrder(t *testing.T) {
 	for _, d := range []string{p.explicit, p.reinTestbin, p.assets, p.checkoutBin, p.cache} {
 		fill(t, d)
 	}
-	t.Setenv(BinDirEnv, p.reinTestbin)
-	t.Setenv(AssetsEnv, p.assets)
+	t.Setenv(testbin.DirEnv, p.reinTestbin)
+	t.Setenv(testbin.AssetsEnv, p.assets)
 	t.Chdir(p.checkout)
 
 	steps := []struct {
@@ -88,8 +88,8 @@ func TestBinDirLookupOrder(t *testing.T) {
 		remove func()
 	}{
 		{p.explicit, func() { p.explicit = "" }},
-		{p.reinTestbin, func() { t.Setenv(BinDirEnv, "") }},
-		{p.assets, func() { t.Setenv(AssetsEnv, "") }},
+		{p.reinTestbin, func() { t.Setenv(testbin.DirEnv, "") }},
+		{p.assets, func() { t.Setenv(testbin.AssetsEnv, "") }},
 		{p.checkoutBin, func() { t.Chdir(p.outside) }},
 		{p.cache, nil},
 	}
@@ -131,7 +131,7 @@ func TestBinDirIncompleteCheckoutFallsBackToCache(t *testing.T) {
 // TestBinDirSetOnPurposeIsDecisive: an environment variable naming a folder
 // without the binaries is an error, even when a later place has them.
 func TestBinDirSetOnPurposeIsDecisive(t *testing.T) {
-	for _, env := range []string{BinDirEnv, AssetsEnv} {
+	for _, env := range []string{testbin.DirEnv, testbin.AssetsEnv} {
 		t.Run(env, func(t *testing.T) {
 			p := newBinPlaces(t)
 			fill(t, p.assets, "kube-apiserver") // no etcd

@@ -29,8 +29,8 @@
 // Start looks for a folder with kube-apiserver and etcd in this order:
 //
 //  1. Options.BinDir;
-//  2. the environment variable REIN_TESTBIN (BinDirEnv);
-//  3. the environment variable KUBEBUILDER_ASSETS (AssetsEnv), the layout of
+//  2. the environment variable REIN_TESTBIN;
+//  3. the environment variable KUBEBUILDER_ASSETS, the layout of
 //     setup-envtest: a folder with kube-apiserver, etcd and kubectl, of
 //     whatever Kubernetes version it was set up for;
 //  4. bin/ at the root of the rein checkout that contains the working

@@ -15,16 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
-// BinDirEnv names the environment variable that names the folder holding
-// the kube-apiserver and etcd binaries. It is read only when Options.BinDir
-// is empty; the package documentation gives the whole lookup order.
-const BinDirEnv = "REIN_TESTBIN"
-
-// AssetsEnv is setup-envtest's environment variable for a folder with
-// kube-apiserver, etcd and kubectl. It is read only when Options.BinDir and
-// $REIN_TESTBIN are empty.
-const AssetsEnv = "KUBEBUILDER_ASSETS"
-
 // Options configures a control plane. The zero value is ready to use.
 type Options struct {
 	// BinDir holds kube-apiserver and etcd. Empty means: look for them
@@ -38,7 +28,7 @@ type Options struct {
 	CRDDirs []string
 
 	// Audit turns on the apiserver's audit log: one JSON line per request at
-	// the Metadata level, in the file AuditLogPath names. The file is never
+	// the Metadata level, in the file audit.log of Dir. The file is never
 	// rotated, so offsets into it stay valid.
 	Audit bool
 
@@ -55,11 +45,10 @@ type Options struct {
 
 // Env is a running control plane. Its methods are safe for concurrent use.
 type Env struct {
-	env      *envtest.Environment
-	dir      string
-	admin    *User
-	auditLog string
-	started  time.Duration
+	env     *envtest.Environment
+	dir     string
+	admin   *User
+	started time.Duration
 
 	mu    sync.Mutex
 	users map[string]*User
@@ -143,13 +132,13 @@ func (e *Env) start(binDir string, opts Options) error {
 
 	args := api.Configure()
 	if opts.Audit {
-		e.auditLog = filepath.Join(e.dir, "audit.log")
+		auditLog := filepath.Join(e.dir, "audit.log")
 		policy := filepath.Join(e.dir, "audit-policy.yaml")
 		if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
 			return fmt.Errorf("testenv: write audit policy: %w", err)
 		}
 		args.Set("audit-policy-file", policy)
-		args.Set("audit-log-path", e.auditLog)
+		args.Set("audit-log-path", auditLog)
 		// The log backend writes each event before the response is sent,
 		// so a test that saw a response can read its event.
 		args.Set("audit-log-mode", "blocking")
@@ -208,10 +197,6 @@ func (e *Env) KubeconfigPath() string { return e.admin.KubeconfigPath }
 // Dir is the folder that holds this control plane's kubeconfig files, logs
 // and audit log. It is removed by Stop.
 func (e *Env) Dir() string { return e.dir }
-
-// AuditLogPath is the apiserver's audit log (JSON lines), or "" when
-// Options.Audit was off.
-func (e *Env) AuditLogPath() string { return e.auditLog }
 
 // StartDuration is how long etcd and kube-apiserver took to become healthy.
 func (e *Env) StartDuration() time.Duration { return e.started }

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
+	"github.com/rein-k8s/rein/internal/testkit/audit"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
@@ -183,9 +184,9 @@ func TestAuditLogRecordsWrites(t *testing.T) {
 	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	find := func(from int64) (found *testenv.AuditEvent, next int64) {
+	find := func(from int64) (found *audit.Event, next int64) {
 		t.Helper()
-		next, err := env.ReadAudit(from, func(ev *testenv.AuditEvent) {
+		next, err := audit.Read(env, from, func(ev *audit.Event) {
 			if ev.User.Username == "audited" && ev.Verb == "create" && ev.ObjectRef.Resource == "configmaps" && ev.ObjectRef.Name == "audited" {
 				found = ev
 			}
@@ -197,7 +198,7 @@ func TestAuditLogRecordsWrites(t *testing.T) {
 	}
 	ev, next := find(0)
 	if ev == nil {
-		t.Fatalf("no audit event for the create by user audited in %s", env.AuditLogPath())
+		t.Fatalf("no audit event for the create by user audited in %s", audit.Path(env))
 	}
 	if ev.Stage != "ResponseComplete" || ev.ObjectRef.Namespace != "default" || ev.ResponseStatus.Code != 201 ||
 		ev.RequestReceived.IsZero() || ev.StageTimestamp.Before(ev.RequestReceived) {
@@ -207,7 +208,7 @@ func TestAuditLogRecordsWrites(t *testing.T) {
 	if again, _ := find(next); again != nil {
 		t.Fatalf("reading from offset %d saw the create again", next)
 	}
-	if _, err := env.ReadAudit(1<<40, func(*testenv.AuditEvent) {}); err == nil || !strings.Contains(err.Error(), "fewer than the offset") {
+	if _, err := audit.Read(env, 1<<40, func(*audit.Event) {}); err == nil || !strings.Contains(err.Error(), "fewer than the offset") {
 		t.Fatalf("reading past the end: got %v, want an error naming the offset", err)
 	}
 }

@@ -44,9 +44,9 @@ type ValidateFunc[T runtime.Object] func(ctx context.Context, old, obj T) (Warni
 // request, as ValidateFunc's.
 type DefaultFunc[T runtime.Object] func(ctx context.Context, obj T) error
 
-// DefaultTimeout is a webhook's timeout unless WithTimeout says otherwise:
+// defaultTimeout is a webhook's timeout unless WithTimeout says otherwise:
 // the timeoutSeconds an admission webhook configuration defaults to.
-const DefaultTimeout = 10 * time.Second
+const defaultTimeout = 10 * time.Second
 
 // maxReviewBytes bounds an AdmissionReview or ConversionReview body: the
 // apiserver's objects are 1.5 MiB at most, and an update sends two.
@@ -130,7 +130,7 @@ func WithPath(path string) HookOption {
 }
 
 // WithTimeout is the timeoutSeconds of the webhook's configuration (1 to
-// 30 s; DefaultTimeout if not given). The handler's context ends a tenth
+// 30 s; 10 s, the configuration's default, if not given). The handler's context ends a tenth
 // of it earlier, so that a slow handler is answered by a denial that says
 // so, before the apiserver gives up on the call.
 func WithTimeout(d time.Duration) HookOption {
@@ -173,7 +173,7 @@ func register[T runtime.Object](s *Server, scheme *runtime.Scheme, mutating bool
 	}
 	gvk := gvks[0]
 	cfg := hookConfig{
-		timeout:    DefaultTimeout,
+		timeout:    defaultTimeout,
 		path:       defaultPath(mutating, gvk),
 		resource:   flect.Pluralize(strings.ToLower(gvk.Kind)),
 		operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},

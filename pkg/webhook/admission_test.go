@@ -69,8 +69,8 @@ func TestValidatingWebhook(t *testing.T) {
 			return Warnings{"ok: " + string(req.Operation)}, nil
 		})
 	})
-	if hook.Path != "/validate-core-v1-configmap" || hook.Mutating || hook.Timeout != DefaultTimeout {
-		t.Errorf("hook %+v, want path /validate-core-v1-configmap, validating, timeout %v", hook, DefaultTimeout)
+	if hook.Path != "/validate-core-v1-configmap" || hook.Mutating || hook.Timeout != defaultTimeout {
+		t.Errorf("hook %+v, want path /validate-core-v1-configmap, validating, timeout %v", hook, defaultTimeout)
 	}
 
 	resp := ts.review(t, hook.Path, configMapRequest(t, admissionv1.Create, "a", nil, configMap("a", map[string]string{"size": "small"})))

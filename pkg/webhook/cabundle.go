@@ -131,7 +131,7 @@ func (c *SecretCertificates) InjectOnLeader(cfg *rest.Config, t CABundleTargets)
 		}
 		delay := time.Second
 		for {
-			bundle, changed := c.CABundle()
+			bundle, changed := c.caBundle()
 			err := InjectCABundle(ctx, cfg, bundle, t)
 			if ctx.Err() != nil {
 				return nil
@@ -165,7 +165,7 @@ func (c *SecretCertificates) awaitLoaded(ctx context.Context) bool {
 	waited := time.Duration(0)
 	for {
 		select {
-		case <-c.Loaded():
+		case <-c.loaded:
 			return true
 		case <-ctx.Done():
 			return false

@@ -20,9 +20,9 @@ import (
 	"github.com/rein-k8s/rein/pkg/conversion"
 )
 
-// DefaultConversionPath is where Conversion serves, as a CRD's
+// defaultConversionPath is where Conversion serves, as a CRD's
 // spec.conversion.webhook.clientConfig names it.
-const DefaultConversionPath = "/convert"
+const defaultConversionPath = "/convert"
 
 // ConversionHook describes a registered conversion webhook.
 type ConversionHook struct {
@@ -39,14 +39,14 @@ type convertibleKind struct {
 }
 
 // Conversion serves the conversion webhook of every kind of scheme that
-// has a conversion.Hub version, at DefaultConversionPath (or WithPath's). Every other
+// has a conversion.Hub version, at /convert (or WithPath's). Every other
 // version of such a kind must be conversion.Convertible; a kind with two hubs, or
 // with a version that is neither, is an error naming it.
 func Conversion(s *Server, scheme *runtime.Scheme, opts ...HookOption) (ConversionHook, error) {
 	if s == nil || scheme == nil {
 		return ConversionHook{}, errors.New("webhook.Conversion needs a Server and a scheme")
 	}
-	cfg := hookConfig{path: DefaultConversionPath}
+	cfg := hookConfig{path: defaultConversionPath}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return ConversionHook{}, fmt.Errorf("conversion webhook: %w", err)

@@ -181,7 +181,7 @@ func serveConversion(t *testing.T) (ConversionHook, *testServer) {
 // version an object already has returns it as it is.
 func TestConversionRoundTrip(t *testing.T) {
 	hook, ts := serveConversion(t)
-	if hook.Path != DefaultConversionPath || !reflect.DeepEqual(hook.Kinds, []schema.GroupKind{{Group: widgetGroup, Kind: "Widget"}}) {
+	if hook.Path != defaultConversionPath || !reflect.DeepEqual(hook.Kinds, []schema.GroupKind{{Group: widgetGroup, Kind: "Widget"}}) {
 		t.Errorf("hook %+v", hook)
 	}
 	r := rand.New(rand.NewPCG(1, 2))

@@ -37,10 +37,10 @@ const (
 	secretPreviousCA = "previous-ca.crt"
 )
 
-// Defaults of SecretCertificatesOptions.
+// Defaults of SecretCertificatesOptions' validities.
 const (
-	DefaultCAValidity          = 5 * 365 * 24 * time.Hour
-	DefaultCertificateValidity = 90 * 24 * time.Hour
+	defaultCAValidity          = 5 * 365 * 24 * time.Hour
+	defaultCertificateValidity = 90 * 24 * time.Hour
 )
 
 // SecretCertificatesOptions configure SecretCertificates.
@@ -102,10 +102,10 @@ func NewSecretCertificates(client kubernetes.Interface, opts SecretCertificatesO
 		return nil, errors.New("webhook: SecretCertificatesOptions.Hosts is empty: name the host the apiserver dials, e.g. my-webhook.my-namespace.svc")
 	}
 	if opts.CAValidity == 0 {
-		opts.CAValidity = DefaultCAValidity
+		opts.CAValidity = defaultCAValidity
 	}
 	if opts.CertificateValidity == 0 {
-		opts.CertificateValidity = DefaultCertificateValidity
+		opts.CertificateValidity = defaultCertificateValidity
 	}
 	if opts.CertificateValidity > opts.CAValidity {
 		return nil, fmt.Errorf("webhook: CertificateValidity %v is longer than CAValidity %v", opts.CertificateValidity, opts.CAValidity)
@@ -134,16 +134,13 @@ func (c *SecretCertificates) GetCertificate(*tls.ClientHelloInfo) (*tls.Certific
 	return c.current, nil
 }
 
-// CABundle is the PEM bundle the apiserver must trust (nil before the
+// caBundle is the PEM bundle the apiserver must trust (nil before the
 // Secret is read), and a channel closed when it changes.
-func (c *SecretCertificates) CABundle() ([]byte, <-chan struct{}) {
+func (c *SecretCertificates) caBundle() ([]byte, <-chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bundle, c.changed
 }
-
-// Loaded is closed once a serving certificate is in service.
-func (c *SecretCertificates) Loaded() <-chan struct{} { return c.loaded }
 
 // Start makes sure the Secret holds a valid CA and serving certificate
 // (creating or renewing them), then follows it until ctx ends: it serves
@@ -198,7 +195,7 @@ func (c *SecretCertificates) Start(ctx context.Context) error {
 }
 
 func (c *SecretCertificates) bundleChange() <-chan struct{} {
-	_, ch := c.CABundle()
+	_, ch := c.caBundle()
 	return ch
 }
 

@@ -169,7 +169,7 @@ func TestSecretCertificatesOnAPIServer(t *testing.T) {
 	})
 	for _, c := range replicas {
 		select {
-		case <-c.Loaded():
+		case <-c.loaded:
 		case <-time.After(30 * time.Second):
 			t.Fatal("a replica served no certificate 30s after it started")
 		}
@@ -209,7 +209,7 @@ func TestSecretCertificatesOnAPIServer(t *testing.T) {
 	})
 	eventuallyTrue(t, "the bundle is in the configuration", func() bool {
 		c, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
-		bundle, _ := replicas[1].CABundle()
+		bundle, _ := replicas[1].caBundle()
 		return err == nil && string(c.Webhooks[0].ClientConfig.CABundle) == string(bundle)
 	})
 
@@ -284,7 +284,7 @@ func TestBundleChangeAloneIsTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.take(s0)
-	bundle0, changed := c.CABundle()
+	bundle0, changed := c.caBundle()
 	*clock = start.Add(401 * time.Hour)
 	s1, moved, err := c.renewed(s0)
 	if err != nil || !moved {
@@ -299,7 +299,7 @@ func TestBundleChangeAloneIsTaken(t *testing.T) {
 	default:
 		t.Fatal("the bundle's change was not announced")
 	}
-	if bundle1, _ := c.CABundle(); string(bundle1) == string(bundle0) || !strings.Contains(string(bundle1), string(s1.Data[secretNextCA])) {
+	if bundle1, _ := c.caBundle(); string(bundle1) == string(bundle0) || !strings.Contains(string(bundle1), string(s1.Data[secretNextCA])) {
 		t.Fatal("the bundle taken is not the one with the next CA")
 	}
 }

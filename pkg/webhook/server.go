@@ -16,10 +16,10 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// DefaultAddr is where a server listens unless Options.Addr says
+// defaultAddr is where a server listens unless Options.Addr says
 // otherwise: every interface, so that the apiserver reaches the pod
 // through its Service; 9443 as kubebuilder's projects.
-const DefaultAddr = ":9443"
+const defaultAddr = ":9443"
 
 // shutdownGrace is how long a stopping server lets requests in flight
 // finish. An apiserver waits at most 30 s for a webhook.
@@ -38,7 +38,7 @@ type CertificateSource interface {
 // Options configure a Server. Exactly one of CertDir and Certificates
 // gives its serving certificate.
 type Options struct {
-	// Addr is host:port to listen on; empty means DefaultAddr. Port 0
+	// Addr is host:port to listen on; empty means ":9443". Port 0
 	// picks a free one (Server.Addr tells which).
 	Addr string
 	// CertDir holds the serving certificate and key, CertName and KeyName
@@ -86,7 +86,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	addr := opts.Addr
 	if addr == "" {
-		addr = DefaultAddr
+		addr = defaultAddr
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, fmt.Errorf("webhook: Options.Addr %q: %w (want host:port, e.g. :9443)", addr, err)

@@ -33,9 +33,10 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/rein-k8s/rein/internal/netfault"
+	"github.com/rein-k8s/rein/internal/testkit/audit"
+	"github.com/rein-k8s/rein/internal/testkit/leasehistory"
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/shard"
-	"github.com/rein-k8s/rein/pkg/testenv"
 	v1alpha1 "github.com/rein-k8s/rein/samples/vmcontroller/api/vm/v1alpha1"
 	"github.com/rein-k8s/rein/samples/vmcontroller/controller"
 	"github.com/rein-k8s/rein/samples/vmcontroller/hypervisor"
@@ -101,7 +102,7 @@ type fixture struct {
 	serial  int
 	user    string
 	flipped map[string]bool // names whose power was flipped from the initial
-	leases  *testenv.LeaseHistory
+	leases  *leasehistory.History
 	// userData is the shared user-data Secret's content, as last set.
 	userData string
 	// replicaArgs are the flags startReplica adds.
@@ -129,7 +130,7 @@ func (f *fixture) checkAPIWritersFenced() {
 	f.t.Helper()
 	prefix := "rein/" + lab.Namespace + "/" + lab.LeaseName + "/"
 	checked, refused := 0, 0
-	_, err := f.lab.Env.ReadAudit(0, func(ev *testenv.AuditEvent) {
+	_, err := audit.Read(f.lab.Env, 0, func(ev *audit.Event) {
 		u, err := url.Parse(ev.RequestURI)
 		if err != nil {
 			return
@@ -356,14 +357,14 @@ func (f *fixture) childrenConverged(ctx context.Context, vms []v1alpha1.VirtualM
 // replicas' requests that change anything must be Lease renewals only.
 func (f *fixture) checkQuiet(window time.Duration) {
 	f.t.Helper()
-	offset, err := f.lab.Env.ReadAudit(0, func(*testenv.AuditEvent) {})
+	offset, err := audit.Read(f.lab.Env, 0, func(*audit.Event) {})
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	from := time.Now()
 	time.Sleep(window) // the window is the measurement, not a wait for an event
 	writes, reads, renewals := map[string]int{}, 0, 0
-	if _, err := f.lab.Env.ReadAudit(offset, func(ev *testenv.AuditEvent) {
+	if _, err := audit.Read(f.lab.Env, offset, func(ev *audit.Event) {
 		if ev.User.Username != f.user || ev.RequestReceived.Before(from) {
 			return
 		}
@@ -400,7 +401,7 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 	f := newFixture(t)
 	l := f.lab
 	leaseCtx, stopLeases := context.WithCancel(ctx)
-	leases, err := l.Env.WatchLease(leaseCtx, lab.Namespace, lab.LeaseName)
+	leases, err := leasehistory.Watch(leaseCtx, l.Env.Config(), lab.Namespace, lab.LeaseName)
 	if err != nil {
 		t.Fatal(err)
 	}

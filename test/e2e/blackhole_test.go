@@ -19,8 +19,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/rein-k8s/rein/internal/netfault"
+	"github.com/rein-k8s/rein/internal/testkit/audit"
+	"github.com/rein-k8s/rein/internal/testkit/leasehistory"
 	"github.com/rein-k8s/rein/pkg/leader"
-	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
 var blackHoles = flag.Int("black-holes", 50, "leader black holes per variant of TestWritesHeldInTheNetwork")
@@ -196,7 +197,7 @@ func (c *cluster) writesFromNonHolders() (stale, inLag []string, total int, late
 	// The admitted probes of server-side fencing: dry-run updates of the
 	// Lease, by identity, when received.
 	probes := map[string][]time.Time{}
-	c.scanAudit(func(ev *testenv.AuditEvent) {
+	c.scanAudit(func(ev *audit.Event) {
 		if ev.ObjectRef.Resource == "leases" && ev.Verb == "update" && strings.Contains(ev.RequestURI, "dryRun=All") && ev.ResponseStatus.Code < 300 {
 			id := identityOf[ev.UserAgent]
 			probes[id] = append(probes[id], ev.RequestReceived)
@@ -212,7 +213,7 @@ func (c *cluster) writesFromNonHolders() (stale, inLag []string, total int, late
 		}
 		return false
 	}
-	c.scanAudit(func(ev *testenv.AuditEvent) {
+	c.scanAudit(func(ev *audit.Event) {
 		if ev.ObjectRef.Resource != "configmaps" || !strings.HasPrefix(ev.UserAgent, "rein-e2e/") ||
 			(ev.Verb != "patch" && ev.Verb != "update" && ev.Verb != "create" && ev.Verb != "delete") {
 			return
@@ -368,7 +369,7 @@ func (c *cluster) explainStaleCommits(log *commitLog) []string {
 		if id == c.leases.HolderAtRevision(cm.rv) {
 			continue
 		}
-		var takeover testenv.HolderChange
+		var takeover leasehistory.Change
 		for _, ch := range changes {
 			if ch.Revision < cm.rv {
 				takeover = ch
@@ -382,7 +383,7 @@ func (c *cluster) explainStaleCommits(log *commitLog) []string {
 	if len(stale) == 0 {
 		return nil
 	}
-	c.scanAudit(func(ev *testenv.AuditEvent) {
+	c.scanAudit(func(ev *audit.Event) {
 		lease := ev.ObjectRef.Resource == "leases" && ev.ObjectRef.Name == leaseName && ev.Verb != "get" && ev.Verb != "watch" && ev.Verb != "list"
 		for _, sc := range stale {
 			write := ev.ObjectRef.Resource == "configmaps" && ev.ObjectRef.Name == sc.name && ev.UserAgent == sc.writer

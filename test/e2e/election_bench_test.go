@@ -13,7 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/rein-k8s/rein/pkg/testenv"
+	"github.com/rein-k8s/rein/internal/testkit/audit"
 )
 
 // BenchmarkElection measures failover with the default timings (lease 15s,
@@ -189,9 +189,9 @@ func (c *cluster) acquireTime() time.Time {
 }
 
 // scanAudit calls fn for every audit event of this cluster's namespace.
-func (c *cluster) scanAudit(fn func(ev *testenv.AuditEvent)) {
+func (c *cluster) scanAudit(fn func(ev *audit.Event)) {
 	c.t.Helper()
-	if _, err := env.ReadAudit(0, func(ev *testenv.AuditEvent) {
+	if _, err := audit.Read(env, 0, func(ev *audit.Event) {
 		if ev.ObjectRef.Namespace == c.ns {
 			fn(ev)
 		}
@@ -204,7 +204,7 @@ func (c *cluster) scanAudit(fn func(ev *testenv.AuditEvent)) {
 // ConfigMap write of writer after since.
 func (c *cluster) firstWriteBy(writer string, since time.Time) time.Time {
 	var first time.Time
-	c.scanAudit(func(ev *testenv.AuditEvent) {
+	c.scanAudit(func(ev *audit.Event) {
 		if ev.UserAgent == writer && ev.ObjectRef.Resource == "configmaps" && ev.Verb == "patch" &&
 			ev.ResponseStatus.Code < 300 && ev.RequestReceived.After(since) &&
 			(first.IsZero() || ev.RequestReceived.Before(first)) {
@@ -220,7 +220,7 @@ func (c *cluster) firstWriteBy(writer string, since time.Time) time.Time {
 // requestsBetween counts requests per user agent received in [from, to].
 func (c *cluster) requestsBetween(from, to time.Time) map[string]int {
 	counts := map[string]int{}
-	c.scanAudit(func(ev *testenv.AuditEvent) {
+	c.scanAudit(func(ev *audit.Event) {
 		if !ev.RequestReceived.Before(from) && !ev.RequestReceived.After(to) {
 			counts[ev.UserAgent]++
 		}

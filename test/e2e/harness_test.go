@@ -27,6 +27,8 @@ import (
 	toolswatch "k8s.io/client-go/tools/watch"
 
 	"github.com/rein-k8s/rein/internal/netfault"
+	"github.com/rein-k8s/rein/internal/testkit/audit"
+	"github.com/rein-k8s/rein/internal/testkit/leasehistory"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
@@ -336,7 +338,7 @@ func (c *cluster) owner(holder string) *replica {
 
 // leaseLog records every holder change of the cluster's Lease.
 type leaseLog struct {
-	*testenv.LeaseHistory
+	*leasehistory.History
 }
 
 // termStart is when the term that holds the Lease at t began (by the
@@ -358,7 +360,7 @@ func (l *leaseLog) termStart(t time.Time) time.Time {
 
 func watchLease(t testing.TB, ns, name string) *leaseLog {
 	ctx, cancel := context.WithCancel(context.Background())
-	h, err := env.WatchLease(ctx, ns, name)
+	h, err := leasehistory.Watch(ctx, env.Config(), ns, name)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -494,7 +496,7 @@ type writeSpan struct {
 func (c *cluster) checkNoOverlappingWriters() []writeSpan {
 	c.t.Helper()
 	spans := map[string]*writeSpan{}
-	c.scanAudit(func(ev *testenv.AuditEvent) {
+	c.scanAudit(func(ev *audit.Event) {
 		if ev.ObjectRef.Resource != "configmaps" || !strings.HasPrefix(ev.UserAgent, "rein-e2e/") || ev.ResponseStatus.Code >= 300 ||
 			(ev.Verb != "patch" && ev.Verb != "update" && ev.Verb != "create" && ev.Verb != "delete") {
 			return

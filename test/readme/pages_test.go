@@ -49,6 +49,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rein-k8s/rein/internal/testbin"
 	"github.com/rein-k8s/rein/internal/testkit"
 
 	"github.com/rein-k8s/rein/internal/testlock"
@@ -508,9 +509,9 @@ func userEnvironment(home, rein string) []string {
 	}
 	// The binaries a user points testenv at after rein-testbin: this
 	// checkout's, when this test found them there.
-	if os.Getenv(testenv.BinDirEnv) == "" && os.Getenv(testenv.AssetsEnv) == "" {
+	if os.Getenv(testbin.DirEnv) == "" && os.Getenv(testbin.AssetsEnv) == "" {
 		if _, err := os.Stat(filepath.Join(rein, "bin", "kube-apiserver")); err == nil {
-			out = append(out, testenv.BinDirEnv+"="+filepath.Join(rein, "bin"))
+			out = append(out, testbin.DirEnv+"="+filepath.Join(rein, "bin"))
 		}
 	}
 	return append(out, "HOME="+home, "REIN="+rein)

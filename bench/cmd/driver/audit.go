@@ -6,24 +6,24 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/rein-k8s/rein/pkg/testenv"
+	"github.com/rein-k8s/rein/internal/testkit/audit"
 )
 
 // auditSize is the offset after the audit log's last complete line: runs
 // scan from there on. (The file's size may fall inside a line the
 // apiserver is still writing, and a scan from there fails.)
 func (d *driver) auditSize() int64 {
-	d.auditEnd, _ = d.env.ReadAudit(d.auditEnd, func(*testenv.AuditEvent) {})
+	d.auditEnd, _ = audit.Read(d.env, d.auditEnd, func(*audit.Event) {})
 	return d.auditEnd
 }
 
 // scanAudit calls fn for every audit event written after offset.
-func (d *driver) scanAudit(offset int64, fn func(ev *testenv.AuditEvent)) {
-	_, err := d.env.ReadAudit(offset, fn)
+func (d *driver) scanAudit(offset int64, fn func(ev *audit.Event)) {
+	_, err := audit.Read(d.env, offset, fn)
 	must(err)
 }
 
-func isWrite(ev *testenv.AuditEvent, ua string) bool {
+func isWrite(ev *audit.Event, ua string) bool {
 	return ev.UserAgent == ua && ev.ObjectRef.Resource == "configmaps" && ev.Stage == "ResponseComplete" &&
 		(ev.Verb == "patch" || ev.Verb == "update") && ev.ResponseStatus.Code < 300
 }
@@ -35,7 +35,7 @@ func (d *driver) firstWrite(offset int64, ua string, timeout time.Duration) (tim
 	deadline := time.Now().Add(timeout)
 	var first time.Time
 	for {
-		next, err := d.env.ReadAudit(offset, func(ev *testenv.AuditEvent) {
+		next, err := audit.Read(d.env, offset, func(ev *audit.Event) {
 			if isWrite(ev, ua) && (first.IsZero() || ev.RequestReceived.Before(first)) {
 				first = ev.RequestReceived
 			}
@@ -52,7 +52,7 @@ func (d *driver) firstWrite(offset int64, ua string, timeout time.Duration) (tim
 // lastWrite is the completion of ua's last successful ConfigMap write.
 func (d *driver) lastWrite(offset int64, ua string) time.Time {
 	var last time.Time
-	d.scanAudit(offset, func(ev *testenv.AuditEvent) {
+	d.scanAudit(offset, func(ev *audit.Event) {
 		if isWrite(ev, ua) && ev.StageTimestamp.After(last) {
 			last = ev.StageTimestamp
 		}
@@ -64,7 +64,7 @@ func (d *driver) lastWrite(offset int64, ua string) time.Time {
 func (d *driver) requests(offset int64, from, to time.Time) map[string]int {
 	seen := map[string]bool{}
 	counts := map[string]int{}
-	d.scanAudit(offset, func(ev *testenv.AuditEvent) {
+	d.scanAudit(offset, func(ev *audit.Event) {
 		if seen[ev.AuditID] || ev.RequestReceived.Before(from) || ev.RequestReceived.After(to) {
 			return
 		}
@@ -77,7 +77,7 @@ func (d *driver) requests(offset int64, from, to time.Time) map[string]int {
 // saveAudit copies the audit log since the run began next to the run's
 // process logs, for a failed run.
 func (d *driver) saveAudit(r *run) {
-	f, err := os.Open(d.env.AuditLogPath())
+	f, err := os.Open(audit.Path(d.env))
 	if err != nil {
 		return
 	}

@@ -22,7 +22,7 @@ import (
 	toolswatch "k8s.io/client-go/tools/watch"
 
 	"github.com/rein-k8s/rein/bench/internal/common"
-	"github.com/rein-k8s/rein/pkg/testenv"
+	"github.com/rein-k8s/rein/internal/testkit/audit"
 )
 
 const childrenBegin, childrenEnd = "<!-- bench-children:begin -->", "<!-- bench-children:end -->"
@@ -246,7 +246,7 @@ func (c requestCounts) String() string {
 func (d *driver) requestsOf(offset int64, ua string, from, to time.Time) requestCounts {
 	c := requestCounts{verbs: map[string]int{}, by: map[string]map[string]int{}}
 	seen := map[string]bool{}
-	d.scanAudit(offset, func(ev *testenv.AuditEvent) {
+	d.scanAudit(offset, func(ev *audit.Event) {
 		if seen[ev.AuditID] || ev.RequestReceived.Before(from) || ev.RequestReceived.After(to) {
 			return
 		}

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/rein-k8s/rein/bench/internal/common"
+	"github.com/rein-k8s/rein/internal/testbin"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
@@ -145,7 +146,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "--write=%q: want patch or update\n", *write)
 		os.Exit(2)
 	}
-	if *binDir == "" && os.Getenv(testenv.BinDirEnv) == "" {
+	if *binDir == "" && os.Getenv(testbin.DirEnv) == "" {
 		if abs, err := filepath.Abs("../bin"); err == nil {
 			*binDir = abs
 		}

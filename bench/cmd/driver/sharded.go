@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/rein-k8s/rein/bench/internal/common"
+	"github.com/rein-k8s/rein/internal/testkit/audit"
 	"github.com/rein-k8s/rein/pkg/shard"
-	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
 const shardedBegin, shardedEnd = "<!-- bench-sharded:begin -->", "<!-- bench-sharded:end -->"
@@ -137,7 +137,7 @@ func (d *driver) shardedRun(cfg shardedConfig, delay time.Duration, round int) {
 			// Each replica's share and when it finished: a late finisher
 			// is an uneven split or a slow start.
 			count := map[string]int{}
-			d.scanAudit(r.offset, func(ev *testenv.AuditEvent) {
+			d.scanAudit(r.offset, func(ev *audit.Event) {
 				if ev.ObjectRef.Resource == "configmaps" && ev.Stage == "ResponseComplete" && ev.ResponseStatus.Code < 300 && (ev.Verb == "patch" || ev.Verb == "update") {
 					count[ev.UserAgent]++
 				}

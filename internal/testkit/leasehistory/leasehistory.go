@@ -1,4 +1,7 @@
-package testenv
+// Package leasehistory records the holder changes of one Lease from a
+// watch, for rein's tests of elections: who held the Lease at a given
+// time, or when a given etcd revision was committed.
+package leasehistory
 
 import (
 	"context"
@@ -12,12 +15,13 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	toolswatch "k8s.io/client-go/tools/watch"
 )
 
-// HolderChange is one change of a Lease's holder.
-type HolderChange struct {
+// Change is one change of a Lease's holder.
+type Change struct {
 	// Holder is the new holder, "" when released or deleted.
 	Holder string
 	// Seen is when the watch delivered the change.
@@ -32,28 +36,28 @@ type HolderChange struct {
 	Revision int64
 }
 
-// LeaseHistory records every holder change of one Lease, from a watch that
-// lives until the context given to WatchLease ends.
-type LeaseHistory struct {
+// History records every holder change of one Lease, from a watch that
+// lives until the context given to Watch ends.
+type History struct {
 	mu      sync.Mutex
-	changes []HolderChange
+	changes []Change
 	changed chan struct{} // closed and replaced on each change
 	done    chan struct{}
 }
 
-// WatchLease starts recording the holder changes of Lease namespace/name
-// (the current holder first, if the Lease exists). The watch ends with
-// ctx; Wait waits for that.
-func (e *Env) WatchLease(ctx context.Context, namespace, name string) (*LeaseHistory, error) {
-	cs, err := kubernetes.NewForConfig(e.Config())
+// Watch starts recording the holder changes of Lease namespace/name (the
+// current holder first, if the Lease exists), reading it with cfg (a
+// testenv.Env's Config). The watch ends with ctx; Wait waits for that.
+func Watch(ctx context.Context, cfg *rest.Config, namespace, name string) (*History, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("testenv: %w", err)
+		return nil, fmt.Errorf("leasehistory: %w", err)
 	}
 	leases := cs.CoordinationV1().Leases(namespace)
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
 	list, err := leases.List(ctx, metav1.ListOptions{FieldSelector: sel})
 	if err != nil {
-		return nil, fmt.Errorf("testenv: list lease %s/%s: %w", namespace, name, err)
+		return nil, fmt.Errorf("leasehistory: list lease %s/%s: %w", namespace, name, err)
 	}
 	w, err := toolswatch.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
@@ -62,9 +66,9 @@ func (e *Env) WatchLease(ctx context.Context, namespace, name string) (*LeaseHis
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("testenv: watch lease %s/%s: %w", namespace, name, err)
+		return nil, fmt.Errorf("leasehistory: watch lease %s/%s: %w", namespace, name, err)
 	}
-	h := &LeaseHistory{changed: make(chan struct{}), done: make(chan struct{})}
+	h := &History{changed: make(chan struct{}), done: make(chan struct{})}
 	last := "\x00"
 	for i := range list.Items {
 		h.note(&list.Items[i], false, &last)
@@ -89,7 +93,7 @@ func (e *Env) WatchLease(ctx context.Context, namespace, name string) (*LeaseHis
 	return h, nil
 }
 
-func (h *LeaseHistory) note(l *coordinationv1.Lease, deleted bool, last *string) {
+func (h *History) note(l *coordinationv1.Lease, deleted bool, last *string) {
 	holder := ""
 	if l.Spec.HolderIdentity != nil && !deleted {
 		holder = *l.Spec.HolderIdentity
@@ -98,7 +102,7 @@ func (h *LeaseHistory) note(l *coordinationv1.Lease, deleted bool, last *string)
 		return
 	}
 	*last = holder
-	ch := HolderChange{Holder: holder, Seen: time.Now()}
+	ch := Change{Holder: holder, Seen: time.Now()}
 	if l.Spec.AcquireTime != nil && !deleted {
 		ch.Acquired = l.Spec.AcquireTime.Time
 	}
@@ -111,14 +115,14 @@ func (h *LeaseHistory) note(l *coordinationv1.Lease, deleted bool, last *string)
 }
 
 // Wait waits until the watch has ended (its context ended).
-func (h *LeaseHistory) Wait() { <-h.done }
+func (h *History) Wait() { <-h.done }
 
 // Changes returns the changes so far, oldest first, and a channel that is
 // closed at the next change.
-func (h *LeaseHistory) Changes() ([]HolderChange, <-chan struct{}) {
+func (h *History) Changes() ([]Change, <-chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]HolderChange(nil), h.changes...), h.changed
+	return append([]Change(nil), h.changes...), h.changed
 }
 
 // HolderAt is who held the Lease at t by the records' acquire times (a
@@ -126,7 +130,7 @@ func (h *LeaseHistory) Changes() ([]HolderChange, <-chan struct{}) {
 // must be, for the write to come from the holder. The watch's own delay
 // does not enter: every time compared was taken by a writer before its
 // write.
-func (h *LeaseHistory) HolderAt(t time.Time) string {
+func (h *History) HolderAt(t time.Time) string {
 	changes, _ := h.Changes()
 	holder, from := "", time.Time{}
 	for _, ch := range changes {
@@ -143,7 +147,7 @@ func (h *LeaseHistory) HolderAt(t time.Time) string {
 
 // HolderAtRevision is who held the Lease when etcd revision rev was
 // committed: the holder of the last change at a lower revision.
-func (h *LeaseHistory) HolderAtRevision(rev int64) string {
+func (h *History) HolderAtRevision(rev int64) string {
 	changes, _ := h.Changes()
 	holder := ""
 	for _, ch := range changes {

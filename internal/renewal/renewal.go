@@ -1,14 +1,16 @@
-package fence
+package renewal
 
 import (
 	"sync"
 	"time"
 
 	"k8s.io/utils/clock"
+
+	"github.com/rein-k8s/rein/pkg/fence"
 )
 
 // Renewal is the fence of a Lease this replica holds by renewing it, and a
-// Hold: open from the send of the write that took the Lease (Open) until
+// fence.Hold: open from the send of the write that took the Lease (Open) until
 // RenewDeadline after the send of the last counted renew (Renewed), by the
 // monotonic clock; Close shuts it until the next Open.
 //
@@ -34,18 +36,18 @@ type Renewal struct {
 	mu        sync.Mutex
 	open      bool
 	reason    string // why closed, when !open
-	token     Token
+	token     fence.Token
 	lastRenew time.Time // send time of the last counted write; monotonic
 }
 
-// NewRenewal returns the closed fence of lease ("namespace/name"), with
-// reason as the refusal's reason until the first Open.
-func NewRenewal(lease string, renewDeadline time.Duration, clk clock.PassiveClock, reason string) *Renewal {
+// New returns the closed fence of lease ("namespace/name"), with reason as
+// the refusal's reason until the first Open.
+func New(lease string, renewDeadline time.Duration, clk clock.PassiveClock, reason string) *Renewal {
 	return &Renewal{lease: lease, renewDeadline: renewDeadline, clock: clk, reason: reason}
 }
 
 // Open starts a hold with token tok whose taking write was sent at sent.
-func (r *Renewal) Open(sent time.Time, tok Token) {
+func (r *Renewal) Open(sent time.Time, tok fence.Token) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.open, r.token, r.lastRenew = true, tok, sent
@@ -70,14 +72,14 @@ func (r *Renewal) Close(reason string) {
 }
 
 // Token is the token of the current (or last) hold.
-func (r *Renewal) Token() Token {
+func (r *Renewal) Token() fence.Token {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.token
 }
 
 // Deadline is nil while the fence is open, with the instant it closes
-// unless a renew moves it; otherwise an *Error that says why not.
+// unless a renew moves it; otherwise a *fence.Error that says why not.
 func (r *Renewal) Deadline() (time.Time, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -87,9 +89,9 @@ func (r *Renewal) Deadline() (time.Time, error) {
 	}
 	switch {
 	case !r.open:
-		return time.Time{}, &Error{Lease: r.lease, SinceRenew: since, RenewDeadline: r.renewDeadline, Reason: r.reason}
+		return time.Time{}, &fence.Error{Lease: r.lease, SinceRenew: since, RenewDeadline: r.renewDeadline, Reason: r.reason}
 	case r.lastRenew.IsZero() || since >= r.renewDeadline:
-		return time.Time{}, &Error{Lease: r.lease, SinceRenew: since, RenewDeadline: r.renewDeadline, Reason: "the lease was not renewed within the renew deadline"}
+		return time.Time{}, &fence.Error{Lease: r.lease, SinceRenew: since, RenewDeadline: r.renewDeadline, Reason: "the lease was not renewed within the renew deadline"}
 	}
 	return r.clock.Now().Add(r.renewDeadline - since), nil
 }
