@@ -49,12 +49,8 @@ type loadedConfig struct {
 // o.Config even when the settings are wrong.
 func (o *Options) LoadConfig() (*rest.Config, error) {
 	// The groups' lease names are New's to check; a placeholder stands for
-	// an unset one, so that the timings are checked all the same.
-	name := o.LeaseName
-	if name == "" {
-		name = "placeholder"
-	}
-	settingsErr := errors.Join(o.settingsErrors([]string{name})...)
+	// them, so that the timings are checked all the same.
+	settingsErr := errors.Join(o.settingsErrors([]string{"placeholder"})...)
 	cfg, err := o.loadConfig()
 	if settingsErr != nil {
 		if err != nil {

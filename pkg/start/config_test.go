@@ -80,7 +80,7 @@ func newReplica(t *testing.T, o start.Options) (*start.Replica, *testkit.SyncBuf
 	logger.SetFormatter(messageOnly{})
 	o.Logger = logrus.NewEntry(logger)
 	o.MetricsBindAddress, o.HealthProbeBindAddress = "0", "0"
-	r, err := start.New(o, start.Group{Starters: []start.Starter{newFactory(t, "default")}})
+	r, err := start.New(o, start.Group{LeaseName: testLease, Factories: []start.Starter{newFactory(t, "default")}})
 	return r, logs, err
 }
 
@@ -112,7 +112,6 @@ func TestLeaseNamespaceFromKubeconfigContext(t *testing.T) {
 	onWorkstation(t)
 	path := writeKubeconfig(t, "kind-team", "team-a")
 	o := start.NewOptions()
-	o.LeaseName = "start-test"
 	parseFlags(t, &o, "--kubeconfig", path)
 	cfg, err := o.LoadConfig()
 	if err != nil {
@@ -129,7 +128,6 @@ func TestLeaseNamespaceDefault(t *testing.T) {
 	// Through $KUBECONFIG this time.
 	t.Setenv("KUBECONFIG", writeKubeconfig(t, "kind-x", ""))
 	o := start.NewOptions()
-	o.LeaseName = "start-test"
 	parseFlags(t, &o)
 	if _, err := o.LoadConfig(); err != nil {
 		t.Fatal(err)
@@ -140,7 +138,6 @@ func TestLeaseNamespaceDefault(t *testing.T) {
 func TestLeaseNamespaceConfigSetDirectly(t *testing.T) {
 	onWorkstation(t)
 	o := start.NewOptions()
-	o.LeaseName = "start-test"
 	o.Config = env.Config()
 	wantLeaseNamespace(t, o, "default", "Options.Config was not loaded by LoadConfig, so no kubeconfig context names one; set --leader-elect-resource-namespace to change)")
 }
@@ -151,7 +148,6 @@ func TestLeaseNamespacePodAndFlagWin(t *testing.T) {
 	t.Setenv("POD_NAMESPACE", "pod-ns")
 
 	o := start.NewOptions()
-	o.LeaseName = "start-test"
 	parseFlags(t, &o, "--kubeconfig", path)
 	if _, err := o.LoadConfig(); err != nil {
 		t.Fatal(err)
@@ -159,7 +155,6 @@ func TestLeaseNamespacePodAndFlagWin(t *testing.T) {
 	wantLeaseNamespace(t, o, "pod-ns", "the pod's namespace, from POD_NAMESPACE)")
 
 	o = start.NewOptions()
-	o.LeaseName = "start-test"
 	parseFlags(t, &o, "--kubeconfig", path, "--leader-elect-resource-namespace", "flag-ns")
 	if _, err := o.LoadConfig(); err != nil {
 		t.Fatal(err)
@@ -170,7 +165,6 @@ func TestLeaseNamespacePodAndFlagWin(t *testing.T) {
 func TestInvalidLeaseNamespaceStillFails(t *testing.T) {
 	onWorkstation(t)
 	o := start.NewOptions()
-	o.LeaseName = "start-test"
 	parseFlags(t, &o, "--kubeconfig", writeKubeconfig(t, "kind-team", "team-a"), "--leader-elect-resource-namespace", "Not_A_Namespace")
 	const want = `--leader-elect-resource-namespace: lease namespace "Not_A_Namespace" is not valid`
 	// LoadConfig checks the settings first; the configuration itself loads.
@@ -254,7 +248,6 @@ func TestKubeconfigFlagDefinedAlready(t *testing.T) {
 	if !sameHost(cfg.Host) {
 		t.Fatalf("host %s, want %s", cfg.Host, env.Config().Host)
 	}
-	o.LeaseName = "start-test"
 	wantLeaseNamespace(t, o, "their-ns", `the namespace of kubeconfig context "theirs"`)
 }
 
@@ -301,9 +294,10 @@ const replicaProcessEnv = "REIN_START_TEST_REPLICA"
 // ends the process.
 func replicaMain() {
 	opts := start.NewOptions()
-	opts.LeaseName = "start-run-test"
+	group := start.Group{LeaseName: "start-run-test"}
 	namespace := flag.String("namespace", "", "namespace whose ConfigMaps are watched")
 	opts.BindFlags(flag.CommandLine)
+	group.BindFlags(flag.CommandLine)
 	flag.Parse()
 	log := logrus.New()
 	log.SetFormatter(&logrus.JSONFormatter{})
@@ -325,7 +319,8 @@ func replicaMain() {
 	configMaps.OnChange(ctx, "noop", func(ctx context.Context, key string, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
 		return nil, nil
 	})
-	if err := start.Run(ctx, opts, factory); err != nil {
+	group.Factories = []start.Starter{factory}
+	if err := start.Run(ctx, opts, group); err != nil {
 		log.WithError(err).Error("cannot start")
 		os.Exit(2)
 	}
@@ -462,7 +457,6 @@ func TestFlagMistakesAllInOneRun(t *testing.T) {
 		"--leader-elect=maybe",
 		"--metrics-bind-address=localhost",
 		"--health-probe-bind-address=:70000",
-		"--leader-elect-resource-name=Not_A_Name",
 		"--kubeconfig="+missing,
 	)
 	_, err := o.LoadConfig()
@@ -476,11 +470,27 @@ func TestFlagMistakesAllInOneRun(t *testing.T) {
 		`--leader-elect="maybe": not a boolean`,
 		`--metrics-bind-address="localhost"`,
 		`--health-probe-bind-address=":70000": port "70000"`,
-		`lease name "Not_A_Name" is not valid`,
 		"kubeconfig " + missing + " (--kubeconfig)",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error does not say %q:\n%v", want, err)
+		}
+	}
+
+	// A group's flags: its mistakes, all of them, are New's to report,
+	// with the options' own.
+	var g start.Group
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	g.BindFlags(fs)
+	if err := fs.Parse([]string{"--leader-elect-resource-name=Not_A_Name", "--shards=many"}); err != nil {
+		t.Fatal(err)
+	}
+	g.Factories = []start.Starter{newFactory(t, "default")}
+	o = testOptions(t, "default")
+	_, err = start.New(o, g)
+	for _, want := range []string{`lease name "Not_A_Name" is not valid`, `--shards="many"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New does not say %q:\n%v", want, err)
 		}
 	}
 

@@ -1,7 +1,6 @@
 package start
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/rein-k8s/rein/internal/electionflags"
 	"github.com/rein-k8s/rein/pkg/leader"
-	"github.com/rein-k8s/rein/pkg/shard"
 	"github.com/rein-k8s/rein/pkg/webhook"
 )
 
@@ -45,11 +43,11 @@ type Options struct {
 	// LeaderElect runs workers only while this replica holds the Lease.
 	// Off, workers run at once: for a single replica or local debugging.
 	LeaderElect bool
-	// LeaseName and LeaseNamespace locate the Lease (the first group's; see
-	// Group.LeaseName). An empty LeaseNamespace is defaulted when the
-	// replica starts: to the namespace of the kubeconfig context LoadConfig
-	// loaded, else "default" (see the package documentation).
-	LeaseName, LeaseNamespace string
+	// LeaseNamespace holds the Leases of every group (each named by its
+	// Group.LeaseName). Empty is defaulted when the replica starts: to the
+	// namespace of the kubeconfig context LoadConfig loaded, else
+	// "default" (see the package documentation).
+	LeaseNamespace string
 	// LeaseDuration, RenewDeadline and RetryPeriod are the election's
 	// timings: see pkg/leader. Zero means its defaults (15s, 10s, 2s).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
@@ -95,19 +93,6 @@ type Options struct {
 	// replica drains. Build it with webhook.NewServer and register the
 	// webhooks on it before Run.
 	Webhook *webhook.Server
-
-	// OnLeader hooks run in their own goroutines when this replica starts
-	// leading (the first group's); their context ends when leadership does.
-	// They start after the term's workers, so handlers may already be
-	// running: a hook is not a "before any handler" step (do that work
-	// in the handler, or before Run).
-	OnLeader []func(ctx context.Context) error
-
-	// Shards, when above zero, runs the group Run starts sharded
-	// active-active (--shards): every replica runs workers for the keys of
-	// the shards it holds (see Group.Shards and pkg/shard). Zero is a
-	// single leader. Every replica must use the same count.
-	Shards int
 
 	// Registry serves /metrics: the election's metrics and those of every
 	// factory built without framework.Options.Registerer (New registers
@@ -188,10 +173,12 @@ func podNamespace() (ns, from string) {
 // current values as defaults:
 //
 //	--leader-elect, --leader-elect-lease-duration, --leader-elect-renew-deadline,
-//	--leader-elect-retry-period, --leader-elect-resource-name,
-//	--leader-elect-resource-namespace, --metrics-bind-address,
-//	--health-probe-bind-address, --drain-grace, --return-to-standby,
-//	--kubeconfig
+//	--leader-elect-retry-period, --leader-elect-resource-namespace,
+//	--metrics-bind-address, --health-probe-bind-address, --drain-grace,
+//	--return-to-standby, --server-side-fencing, --kubeconfig
+//
+// A group's flags (--leader-elect-resource-name, --shards) are
+// Group.BindFlags'.
 //
 // When fs already defines --kubeconfig (controller-runtime defines one on
 // flag.CommandLine), BindFlags leaves it alone and LoadConfig reads it
@@ -222,8 +209,6 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"How long the leader keeps leading (and writing) while renews fail. Must be below the lease duration.")
 	scratch.DurationVar(&o.RetryPeriod, flagName(electionflags.RetryPeriod), o.RetryPeriod,
 		"Interval between renews. The renew deadline must exceed 1.2 times it.")
-	scratch.StringVar(&o.LeaseName, flagName(electionflags.ResourceName), o.LeaseName,
-		"Name of the Lease the replicas elect a leader with.")
 	scratch.StringVar(&o.LeaseNamespace, flagName(electionflags.ResourceNamespace), o.LeaseNamespace,
 		`Namespace of the Lease (default: the pod's namespace; outside a pod, the kubeconfig context's namespace, else "default").`)
 	scratch.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
@@ -234,12 +219,16 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"On shutdown, how long running handlers may take to finish before the lease is released.")
 	scratch.BoolVar(&o.ReturnToStandby, "return-to-standby", o.ReturnToStandby,
 		"On a lost lease, stop the workers and campaign again with warm caches instead of exiting.")
-	scratch.IntVar(&o.Shards, "shards", o.Shards,
-		"Run sharded active-active with this many shards: every replica works on the keys of the shards it holds (0: one leader works, the others stand by). Every replica must use the same count.")
 	scratch.BoolVar(&o.ServerSideFencing, "server-side-fencing", o.ServerSideFencing,
 		"Name this replica as the field manager of its writes, so that the rein-fencing ValidatingAdmissionPolicy refuses writes that arrive after its term ended (install the policy first).")
+	moveFlags(scratch, fs, o.flagErrs)
+}
+
+// moveFlags defines every flag of scratch on fs behind a value that records
+// a malformed value in errs instead of failing the parse.
+func moveFlags(scratch, fs *flag.FlagSet, errs *[]error) {
 	scratch.VisitAll(func(f *flag.Flag) {
-		fs.Var(&recordingValue{Value: f.Value, name: f.Name, errs: o.flagErrs}, f.Name, f.Usage)
+		fs.Var(&recordingValue{Value: f.Value, name: f.Name, errs: errs}, f.Name, f.Usage)
 	})
 }
 
@@ -304,9 +293,6 @@ func (o *Options) settingsErrors(leaseNames []string) []error {
 	var errs []error
 	if o.flagErrs != nil {
 		errs = append(errs, *o.flagErrs...)
-	}
-	if o.Shards < 0 || o.Shards > shard.MaxShards {
-		errs = append(errs, fmt.Errorf("--shards=%d: want 0 (one leader) to %d", o.Shards, shard.MaxShards))
 	}
 	if o.DrainGrace < 0 {
 		errs = append(errs, fmt.Errorf("--drain-grace is %v: it must not be negative", o.DrainGrace))

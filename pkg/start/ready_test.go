@@ -39,7 +39,7 @@ func TestStandbyThatCannotSeeTheLeaseIsNotReady(t *testing.T) {
 	cfg.Host = "https://" + path.Addr()
 	o.Config = cfg
 	f := newFactory(t, ns) // its caches read directly: they are synced
-	r, stop, done := runNew(t, o, start.Group{Starters: []start.Starter{f}})
+	r, stop, done := runNew(t, o, start.Group{LeaseName: testLease, Factories: []start.Starter{f}})
 	defer func() {
 		stop()
 		if err := <-done; err != nil {
@@ -52,7 +52,7 @@ func TestStandbyThatCannotSeeTheLeaseIsNotReady(t *testing.T) {
 	path.Cut()
 	eventually(t, "the cut-off standby is unready", func() bool {
 		code, body := probe("/readyz")
-		return code == http.StatusServiceUnavailable && strings.Contains(body, "cannot see lease "+ns+"/"+o.LeaseName)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "cannot see lease "+ns+"/"+testLease)
 	})
 	_, body := probe("/readyz")
 	t.Logf("/readyz while cut off: %s", strings.TrimSpace(body))
@@ -75,7 +75,7 @@ func otherLeads(t *testing.T, admin kubernetes.Interface, ns string, o start.Opt
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := leader.New(leader.Config{Client: admin.CoordinationV1(), Namespace: ns, Name: o.LeaseName, Identity: id,
+	other, err := leader.New(leader.Config{Client: admin.CoordinationV1(), Namespace: ns, Name: testLease, Identity: id,
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod, Logger: logrus.NewEntry(logrus.New())})
 	if err != nil {
 		t.Fatal(err)

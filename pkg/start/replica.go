@@ -3,6 +3,7 @@ package start
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/rein-k8s/rein/internal/electionflags"
 	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/shard"
@@ -32,23 +34,66 @@ type Starter interface {
 
 var _ Starter = (*framework.Factory)(nil)
 
-// Group is one election group: controllers and hooks that fail over
-// together, behind one Lease.
+// Group is one election group: the factories whose controllers fail over
+// together, behind one Lease (or one set of shards), and the hooks of its
+// leader. It is the one description of what a replica runs: Run and New
+// take one group or several, each failing over on its own.
 type Group struct {
-	// LeaseName names the group's Lease (in Options.LeaseNamespace). Empty
-	// means Options.LeaseName; two groups need two names.
+	// LeaseName names the group's Lease, in Options.LeaseNamespace
+	// (--leader-elect-resource-name, with BindFlags). Required with
+	// leader election; two groups need two names.
 	LeaseName string
-	Starters  []Starter
-	// OnLeader hooks run in their own goroutines while the group leads,
-	// started after its workers (see Options.OnLeader). A sharded group
-	// has no leader: it takes none.
+	// Factories are the group's factories (a generated factory, or a
+	// *framework.Factory).
+	Factories []Starter
+	// OnLeader hooks run in their own goroutines when this replica starts
+	// leading the group; their context ends when leadership does. They
+	// start after the term's workers, so handlers may already be running:
+	// a hook is not a "before any handler" step (do that work in the
+	// handler, or before Run). A sharded group has no leader: it takes
+	// none.
 	OnLeader []func(ctx context.Context) error
 	// Shards, when above zero, makes the group sharded active-active
-	// (pkg/shard): every replica runs workers, each for the keys of the
-	// shards it holds, and LeaseName names the group's Leases (a member
-	// Lease per replica, a record per shard). Zero is a single leader.
-	// Every replica of a group must use the same count.
+	// (pkg/shard, --shards with BindFlags): every replica runs workers,
+	// each for the keys of the shards it holds, and LeaseName names the
+	// group's Leases (a member Lease per replica, a record per shard).
+	// Zero is a single leader. Every replica of a group must use the same
+	// count.
 	Shards int
+
+	// flagErrs collects malformed values BindFlags' flags were given.
+	flagErrs *[]error
+}
+
+// BindFlags binds the group's flags to g's fields, with g's current values
+// as defaults: --leader-elect-resource-name (LeaseName) and --shards.
+// Malformed values do not stop the parse; New reports them with every
+// other mistake.
+func (g *Group) BindFlags(fs *flag.FlagSet) {
+	if g.flagErrs == nil {
+		g.flagErrs = new([]error)
+	}
+	scratch := flag.NewFlagSet("", flag.ContinueOnError)
+	scratch.StringVar(&g.LeaseName, flagName(electionflags.ResourceName), g.LeaseName,
+		"Name of the Lease the replicas elect a leader with (with --shards, the name of the shard group).")
+	scratch.IntVar(&g.Shards, "shards", g.Shards,
+		"Run sharded active-active with this many shards: every replica works on the keys of the shards it holds (0: one leader works, the others stand by). Every replica must use the same count.")
+	moveFlags(scratch, fs, g.flagErrs)
+}
+
+// problems reports every mistake of g's settings, naming the flag to fix.
+func (g *Group) problems(leaderElect bool) []error {
+	var errs []error
+	if g.flagErrs != nil {
+		errs = append(errs, *g.flagErrs...)
+	}
+	if g.Shards < 0 || g.Shards > shard.MaxShards {
+		errs = append(errs, fmt.Errorf("--shards=%d: want 0 (one leader) to %d", g.Shards, shard.MaxShards))
+	}
+	if leaderElect && g.LeaseName == "" {
+		errs = append(errs, fmt.Errorf("no lease name: set %s or Group.LeaseName", electionflags.ResourceName))
+	}
+	return errs
 }
 
 // ErrLeaseLost is the error Replica.Run returns when a lease was lost
@@ -88,20 +133,21 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 		opts.DrainGrace = DefaultDrainGrace
 	}
 	if len(groups) == 0 {
-		return nil, errors.New("start: nothing to run: pass at least one factory")
+		return nil, errors.New("start: nothing to run: pass at least one Group with a factory")
 	}
 	var leaseNamespaceWhy string
 	if opts.LeaderElect {
 		opts.LeaseNamespace, leaseNamespaceWhy = opts.resolveLeaseNamespace()
 	}
 	var leaseNames []string
-	for i := range groups {
-		if groups[i].LeaseName == "" {
-			groups[i].LeaseName = opts.LeaseName
+	var groupErrs []error
+	for _, g := range groups {
+		if g.LeaseName != "" {
+			leaseNames = append(leaseNames, g.LeaseName)
 		}
-		leaseNames = append(leaseNames, groups[i].LeaseName)
+		groupErrs = append(groupErrs, g.problems(opts.LeaderElect)...)
 	}
-	if err := opts.validate(leaseNames); err != nil {
+	if err := errors.Join(append([]error{opts.validate(leaseNames)}, groupErrs...)...); err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
 	if opts.Registry == nil {
@@ -138,7 +184,7 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 
 	leases := map[string]bool{}
 	for i, g := range groups {
-		if len(g.Starters) == 0 {
+		if len(g.Factories) == 0 {
 			return nil, fmt.Errorf("start: election group %d has no factory", i)
 		}
 		if leases[g.LeaseName] {
@@ -146,7 +192,7 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 		}
 		leases[g.LeaseName] = true
 		gr := &groupRun{Group: g, log: r.log}
-		for j, s := range g.Starters {
+		for j, s := range g.Factories {
 			err := engine.OpsOf(s.Base()).RegisterMetrics(opts.Registry)
 			switch {
 			case errors.Is(err, engine.ErrMetricsElsewhere):
@@ -182,7 +228,7 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 					return nil, fmt.Errorf("start: %w", err)
 				}
 			}
-			for _, s := range g.Starters {
+			for _, s := range g.Factories {
 				engine.OpsOf(s.Base()).GuardWrites(e.Fence())
 				// The apiserver's own check, for writes that outlive the
 				// fence in the network.
@@ -364,7 +410,7 @@ func (r *Replica) Run(ctx context.Context) error {
 }
 
 func (r *Replica) runGroup(ctx, cachesCtx context.Context, g *groupRun) error {
-	for _, s := range g.Starters {
+	for _, s := range g.Factories {
 		if err := engine.OpsOf(s.Base()).StartCaches(cachesCtx); err != nil {
 			return err
 		}
@@ -415,7 +461,7 @@ func (r *Replica) runGroup(ctx, cachesCtx context.Context, g *groupRun) error {
 // that is down or a CRD not yet installed keeps the replica unready, says
 // so, and lets it recover; it returns false when ctx ends first.
 func (r *Replica) waitForCaches(ctx context.Context, g *groupRun) bool {
-	for _, s := range g.Starters {
+	for _, s := range g.Factories {
 		for {
 			waitCtx, cancel := context.WithTimeout(ctx, cacheSyncLogEvery)
 			err := engine.OpsOf(s.Base()).WaitForCacheSync(waitCtx)
@@ -470,7 +516,7 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 	hookCtx, stopHooks := context.WithCancel(workCtx)
 	defer stopHooks()
 	var workers []*engine.Workers
-	for _, s := range g.Starters {
+	for _, s := range g.Factories {
 		w, err := engine.OpsOf(s.Base()).StartWorkers(workCtx)
 		if err != nil {
 			return err

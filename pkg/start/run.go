@@ -24,9 +24,9 @@ const (
 	ExitForced = 3
 )
 
-// Run runs a replica of the factories in one election group, in the
-// background, and returns at once: nil, or the reason the options or
-// factories cannot run (every mistake New finds). The process then ends
+// Run runs a replica of the groups (one, usually), in the background, and
+// returns at once: nil, or the reason the options or groups cannot run
+// (every mistake New finds). The process then ends
 // from Run's goroutine, the one exit path of rein, and only after the
 // lease is released:
 //
@@ -38,13 +38,7 @@ const (
 //
 // main registers handlers, calls Run, and blocks with `select {}`. Run also
 // routes client-go's klog output into the replica's logrus logger.
-func Run(ctx context.Context, opts Options, factories ...Starter) error {
-	return RunGroups(ctx, opts, Group{Starters: factories, OnLeader: opts.OnLeader, Shards: opts.Shards})
-}
-
-// RunGroups is Run with several election groups, each with its own Lease,
-// controllers and hooks, failing over separately.
-func RunGroups(ctx context.Context, opts Options, groups ...Group) error {
+func Run(ctx context.Context, opts Options, groups ...Group) error {
 	r, err := New(opts, groups...)
 	if err != nil {
 		return err

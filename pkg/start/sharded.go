@@ -26,7 +26,7 @@ func (r *Replica) shardGroup(g *groupRun, clients kubernetes.Interface) error {
 		return errors.New("a sharded group has no leader to run OnLeader hooks: put them in a group of their own (Shards 0) beside it")
 	}
 	g.log = r.log.WithField("shardGroup", r.opts.LeaseNamespace+"/"+g.LeaseName)
-	starters := g.Starters
+	starters := g.Factories
 	var member *shard.Member
 	member, err := shard.NewMember(shard.Config{
 		Namespace: r.opts.LeaseNamespace, Group: g.LeaseName, Shards: g.Shards, Identity: r.identity,
@@ -80,7 +80,7 @@ func (r *Replica) workSharded(ctx context.Context, g *groupRun) error {
 			w.Stop()
 		}
 	}
-	for _, s := range g.Starters {
+	for _, s := range g.Factories {
 		w, err := engine.OpsOf(s.Base()).StartWorkers(workCtx)
 		if err != nil {
 			stopWorkers()

@@ -26,8 +26,8 @@ func TestShardedGroupMistakes(t *testing.T) {
 		edit  func(*start.Options, *start.Group)
 		wants string
 	}{
-		{"negative --shards", func(o *start.Options, g *start.Group) { o.Shards = -1 }, "--shards=-1"},
-		{"too many shards", func(o *start.Options, g *start.Group) { o.Shards = shard.MaxShards + 1 }, fmt.Sprintf("--shards=%d", shard.MaxShards+1)},
+		{"negative --shards", func(o *start.Options, g *start.Group) { g.Shards = -1 }, "--shards=-1"},
+		{"too many shards", func(o *start.Options, g *start.Group) { g.Shards = shard.MaxShards + 1 }, fmt.Sprintf("--shards=%d", shard.MaxShards+1)},
 		{"no election", func(o *start.Options, g *start.Group) { o.LeaderElect, g.Shards = false, 4 }, "needs --leader-elect"},
 		{"server-side fencing", func(o *start.Options, g *start.Group) { o.ServerSideFencing, g.Shards = true, 4 }, "--server-side-fencing does not cover sharded groups"},
 		{"hooks", func(o *start.Options, g *start.Group) {
@@ -39,7 +39,7 @@ func TestShardedGroupMistakes(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o := testOptions(t, "default")
-			g := start.Group{Starters: []start.Starter{newFactory(t, "default")}}
+			g := start.Group{LeaseName: testLease, Factories: []start.Starter{newFactory(t, "default")}}
 			c.edit(&o, &g)
 			_, err := start.New(o, g)
 			if err == nil || !strings.Contains(err.Error(), c.wants) {
@@ -90,11 +90,10 @@ func TestShardedBesideSingleLeader(t *testing.T) {
 		})
 		o := testOptions(t, ns)
 		o.IdentityBase = name
-		o.LeaseName = ""
 		o.Registry = nil
 		r, err := start.New(o,
-			start.Group{LeaseName: "work", Shards: shards, Starters: []start.Starter{sharded}},
-			start.Group{LeaseName: "singleton", Starters: []start.Starter{single}})
+			start.Group{LeaseName: "work", Shards: shards, Factories: []start.Starter{sharded}},
+			start.Group{LeaseName: "singleton", Factories: []start.Starter{single}})
 		if err != nil {
 			t.Fatal(err)
 		}

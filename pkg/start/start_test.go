@@ -40,10 +40,12 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, testenv.Options{}, &env))
 }
 
+// testLease names the Lease of the tests' one group.
+const testLease = "start-test"
+
 func testOptions(t *testing.T, ns string) start.Options {
 	o := start.NewOptions()
 	o.Config = env.Config()
-	o.LeaseName = "start-test"
 	o.LeaseNamespace = ns
 	o.IdentityBase = "tester"
 	o.LeaseDuration, o.RenewDeadline, o.RetryPeriod = 2*time.Second, 1500*time.Millisecond, 300*time.Millisecond
@@ -55,13 +57,12 @@ func testOptions(t *testing.T, ns string) start.Options {
 func TestOptionsErrorsNameTheFlag(t *testing.T) {
 	o := testOptions(t, "default")
 	o.RenewDeadline = 3 * time.Second // above the lease duration
-	_, err := start.New(o, start.Group{Starters: []start.Starter{newFactory(t, "default")}})
+	_, err := start.New(o, start.Group{LeaseName: testLease, Factories: []start.Starter{newFactory(t, "default")}})
 	if err == nil || !strings.Contains(err.Error(), "--leader-elect-lease-duration") {
 		t.Fatalf("renew deadline above lease duration: %v", err)
 	}
 	o = testOptions(t, "")
-	o.LeaseName = ""
-	_, err = start.New(o, start.Group{Starters: []start.Starter{newFactory(t, "default")}})
+	_, err = start.New(o, start.Group{Factories: []start.Starter{newFactory(t, "default")}})
 	// An empty namespace is defaulted ("default" here); an empty name is not.
 	if err == nil || !strings.Contains(err.Error(), "--leader-elect-resource-name") || strings.Contains(err.Error(), "--leader-elect-resource-namespace") {
 		t.Fatalf("no lease name nor namespace: %v", err)
@@ -74,7 +75,7 @@ func TestOptionsErrorsNameTheFlag(t *testing.T) {
 	// Without an election, negative timings are still mistakes, all named.
 	o = testOptions(t, "default")
 	o.LeaderElect, o.LeaseDuration, o.RetryPeriod, o.DrainGrace = false, -time.Second, -time.Second, -time.Second
-	_, err = start.New(o, start.Group{Starters: []start.Starter{newFactory(t, "default")}})
+	_, err = start.New(o, start.Group{LeaseName: testLease, Factories: []start.Starter{newFactory(t, "default")}})
 	for _, flag := range []string{"--leader-elect-lease-duration", "--leader-elect-retry-period", "--drain-grace"} {
 		if err == nil || !strings.Contains(err.Error(), flag) {
 			t.Errorf("negative %s with --leader-elect=false: %v", flag, err)
@@ -90,7 +91,7 @@ func TestAddressInUseFailsAtOnce(t *testing.T) {
 	defer func() { _ = l.Close() }()
 	o := testOptions(t, "default")
 	o.MetricsBindAddress = l.Addr().String()
-	_, err = start.New(o, start.Group{Starters: []start.Starter{newFactory(t, "default")}})
+	_, err = start.New(o, start.Group{LeaseName: testLease, Factories: []start.Starter{newFactory(t, "default")}})
 	if err == nil || !strings.Contains(err.Error(), "--metrics-bind-address") {
 		t.Fatalf("metrics address in use: %v", err)
 	}
@@ -177,11 +178,10 @@ func TestTwoElectionGroups(t *testing.T) {
 			}
 			return nil, nil
 		})
-		groups = append(groups, start.Group{LeaseName: name, Starters: []start.Starter{f},
+		groups = append(groups, start.Group{LeaseName: name, Factories: []start.Starter{f},
 			OnLeader: []func(context.Context) error{func(ctx context.Context) error { hooked <- name; <-ctx.Done(); return nil }}})
 	}
 	o := testOptions(t, ns)
-	o.LeaseName = ""
 	o.Registry = nil
 	r, stop, done := runNew(t, o, groups...)
 
@@ -250,13 +250,13 @@ func TestReturnToStandby(t *testing.T) {
 	})
 	o := testOptions(t, ns)
 	o.ReturnToStandby = true
-	r, stop, done := runNew(t, o, start.Group{Starters: []start.Starter{f}})
-	eventually(t, "leading", func() bool { return holder(t, admin, ns, o.LeaseName) == r.Identity() })
+	r, stop, done := runNew(t, o, start.Group{LeaseName: testLease, Factories: []start.Starter{f}})
+	eventually(t, "leading", func() bool { return holder(t, admin, ns, testLease) == r.Identity() })
 
 	// Another writer takes the lease over.
 	leases := admin.CoordinationV1().Leases(ns)
 	eventually(t, "the intruder's write", func() bool {
-		l, err := leases.Get(context.Background(), o.LeaseName, metav1.GetOptions{})
+		l, err := leases.Get(context.Background(), testLease, metav1.GetOptions{})
 		if err != nil {
 			return false
 		}
@@ -266,7 +266,7 @@ func TestReturnToStandby(t *testing.T) {
 		return err == nil
 	})
 	// The replica stays up and takes the lease back after it expires.
-	eventually(t, "leading again", func() bool { return holder(t, admin, ns, o.LeaseName) == r.Identity() })
+	eventually(t, "leading again", func() bool { return holder(t, admin, ns, testLease) == r.Identity() })
 	select {
 	case err := <-done:
 		t.Fatalf("Run ended: %v", err)
@@ -288,9 +288,9 @@ func TestLostLeaseEndsTheReplica(t *testing.T) {
 	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	o := testOptions(t, ns)
-	r, _, done := runNew(t, o, start.Group{Starters: []start.Starter{newFactory(t, ns)}})
-	eventually(t, "leading", func() bool { return holder(t, admin, ns, o.LeaseName) == r.Identity() })
-	if err := admin.CoordinationV1().Leases(ns).Delete(context.Background(), o.LeaseName, metav1.DeleteOptions{}); err != nil {
+	r, _, done := runNew(t, o, start.Group{LeaseName: testLease, Factories: []start.Starter{newFactory(t, ns)}})
+	eventually(t, "leading", func() bool { return holder(t, admin, ns, testLease) == r.Identity() })
+	if err := admin.CoordinationV1().Leases(ns).Delete(context.Background(), testLease, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -317,7 +317,7 @@ func TestNotReadyWhileCachesDoNotSync(t *testing.T) {
 	logger := logrus.New()
 	logger.SetOutput(logs)
 	o.Logger = logrus.NewEntry(logger)
-	r, stop, done := runNew(t, o, start.Group{Starters: []start.Starter{f}})
+	r, stop, done := runNew(t, o, start.Group{LeaseName: testLease, Factories: []start.Starter{f}})
 	// The replica says what it waits for, naming the kind.
 	eventually(t, "the log line naming the kind", func() bool {
 		out := logs.String()
@@ -326,7 +326,7 @@ func TestNotReadyWhileCachesDoNotSync(t *testing.T) {
 	if code, body := get(t, "http://"+r.ProbeAddr()+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not synced") {
 		t.Fatalf("/readyz %d %q while caches do not sync", code, body)
 	}
-	if h := holder(t, admin, ns, o.LeaseName); h != "" {
+	if h := holder(t, admin, ns, testLease); h != "" {
 		t.Fatalf("an unready replica campaigned: holder %q", h)
 	}
 	stop()

@@ -107,7 +107,7 @@ func TestWebhookServedByEveryReplica(t *testing.T) {
 
 	s, hook, client := webhookServer(t, "127.0.0.1:0")
 	o.Webhook = s
-	r, err := start.New(o, start.Group{Starters: []start.Starter{newFactory(t, ns)}})
+	r, err := start.New(o, start.Group{LeaseName: testLease, Factories: []start.Starter{newFactory(t, ns)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestWebhookServedByEveryReplica(t *testing.T) {
 	dup, _, _ := webhookServer(t, s.Addr())
 	o2 := testOptions(t, ns)
 	o2.Webhook = dup
-	if _, err := start.New(o2, start.Group{Starters: []start.Starter{newFactory(t, ns)}}); err == nil || !strings.Contains(err.Error(), "address already in use") {
+	if _, err := start.New(o2, start.Group{LeaseName: testLease, Factories: []start.Starter{newFactory(t, ns)}}); err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Errorf("a second replica on %s: %v, want the address in use named", s.Addr(), err)
 	}
 

@@ -117,7 +117,7 @@ func named(kind, name string, err error) error {
 	return fmt.Errorf("webhook: %s %s: %w", kind, name, err)
 }
 
-// InjectOnLeader returns a hook for start.Options.OnLeader: while this
+// InjectOnLeader returns a hook for start.Group.OnLeader: while this
 // replica leads, it keeps the CA bundle of c in the targets, writing it at
 // once and again whenever the bundle changes (a CA rotation). Failures are
 // logged and retried with backoff, up to a minute apart, until the term

@@ -40,9 +40,8 @@ func main() {
 		opts.IdentityBase = f.Identity
 	}
 	opts.Config = cfg
-	opts.LeaseName, opts.LeaseNamespace = f.LeaseName, f.LeaseNamespace
+	opts.LeaseNamespace = f.LeaseNamespace
 	opts.LeaseDuration, opts.RenewDeadline, opts.RetryPeriod = f.LeaseDuration, f.RenewDeadline, f.RetryPeriod
-	opts.Shards = f.Shards
 	opts.MetricsBindAddress, opts.HealthProbeBindAddress = "0", "0"
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
@@ -102,7 +101,7 @@ func main() {
 			lead.Leading()
 		}
 	})
-	if err := start.Run(ctx, opts, factory); err != nil {
+	if err := start.Run(ctx, opts, start.Group{LeaseName: f.LeaseName, Shards: f.Shards, Factories: []start.Starter{factory}}); err != nil {
 		fmt.Fprintln(os.Stderr, "start:", err)
 		os.Exit(2)
 	}

@@ -44,6 +44,8 @@ func main() {
 	webhookAddr := fs.String("webhook-bind-address", "", "serve a validating webhook for ConfigMaps here (it refuses data[\"v\"] = \"refused\"); empty: none")
 	webhookCertDir := fs.String("webhook-cert-dir", "", "tls.crt and tls.key of the webhook server")
 	opts.BindFlags(fs)
+	var group start.Group // --leader-elect-resource-name, --shards
+	group.BindFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
@@ -130,7 +132,8 @@ func main() {
 		}
 		opts.Webhook = server
 	}
-	if err := start.Run(ctx, opts, factory); err != nil {
+	group.Factories = []start.Starter{factory}
+	if err := start.Run(ctx, opts, group); err != nil {
 		log.WithError(err).Error("cannot start")
 		os.Exit(2)
 	}

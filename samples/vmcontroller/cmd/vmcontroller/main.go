@@ -43,7 +43,7 @@ func main() {
 	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "15:04:05.000"})
 
 	opts := start.NewOptions()
-	opts.LeaseName = "vmcontroller"
+	group := start.Group{LeaseName: "vmcontroller"} // --leader-elect-resource-name, --shards
 	fs := flag.NewFlagSet("vmcontroller", flag.ContinueOnError)
 	hypervisorURL := fs.String("hypervisor-url", "", "base URL of the hypervisor API, e.g. http://hypervisor:8090 (required)")
 	namespace := fs.String("namespace", "", "watch VirtualMachines in this namespace only (default: all)")
@@ -56,6 +56,7 @@ func main() {
 	webhookSecret := fs.String("webhook-secret", "", "instead of --webhook-cert-dir: the Secret, in the replica's namespace, where the replicas keep a CA and serving certificate they make themselves")
 	webhookHost := fs.String("webhook-host", "vmcontroller-webhook.vm-system.svc", "with --webhook-secret: the host name the apiserver dials (the webhook Service's DNS name)")
 	opts.BindFlags(fs)
+	group.BindFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
@@ -118,14 +119,15 @@ func main() {
 	}
 
 	if *webhookAddr != "" {
-		if err := serveWebhooks(cfg, factory.RESTConfig(), &opts, webhookFlags{addr: *webhookAddr, certDir: *webhookCertDir, secret: *webhookSecret, host: *webhookHost},
+		if err := serveWebhooks(cfg, factory.RESTConfig(), &opts, &group, webhookFlags{addr: *webhookAddr, certDir: *webhookCertDir, secret: *webhookSecret, host: *webhookHost},
 			hypervisor.NewClient(*hypervisorURL, &http.Client{Timeout: 5 * time.Second}), core); err != nil {
 			fmt.Fprintln(os.Stderr, "vmcontroller:", err)
 			os.Exit(2)
 		}
 	}
 
-	if err := start.Run(ctx, opts, factory); err != nil {
+	group.Factories = []start.Starter{factory}
+	if err := start.Run(ctx, opts, group); err != nil {
 		fmt.Fprintln(os.Stderr, "vmcontroller:", err)
 		os.Exit(2)
 	}

@@ -36,7 +36,7 @@ type webhookFlags struct {
 // cfg is the replica's own configuration, for the certificate's Secret,
 // which any replica may make or renew; fenced is the factory's, whose
 // writes end with this replica's term, for the leader's CA injection.
-func serveWebhooks(cfg, fenced *rest.Config, opts *start.Options, f webhookFlags, catalogue *hypervisor.Client, core corectrl.Interface) error {
+func serveWebhooks(cfg, fenced *rest.Config, opts *start.Options, group *start.Group, f webhookFlags, catalogue *hypervisor.Client, core corectrl.Interface) error {
 	serverOpts := webhook.Options{Addr: f.addr, CertDir: f.certDir, Logger: opts.Logger} // start registers its metrics
 	if f.secret != "" {
 		namespace := os.Getenv("POD_NAMESPACE")
@@ -56,7 +56,7 @@ func serveWebhooks(cfg, fenced *rest.Config, opts *start.Options, f webhookFlags
 		serverOpts.Certificates = certs
 		// The leader keeps the CA bundle in the configurations and the
 		// CRD: a write, so behind the election like every other.
-		opts.OnLeader = append(opts.OnLeader, certs.InjectOnLeader(fenced, webhook.CABundleTargets{
+		group.OnLeader = append(group.OnLeader, certs.InjectOnLeader(fenced, webhook.CABundleTargets{
 			ValidatingWebhookConfigurations: []string{webhookConfigurationName},
 			MutatingWebhookConfigurations:   []string{webhookConfigurationName},
 			CRDs:                            []string{crdName},
