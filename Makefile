@@ -48,7 +48,7 @@ $(TOOLS)/staticcheck: Makefile
 
 .PHONY: bench
 bench: testbin ## rein vs wrangler vs controller-runtime on one apiserver (bench/: 5 rounds, 5000 objects), the queue microbenchmarks and bench-codegen; rewrites docs/benchmarks.md' side-by-side section (about 25 minutes on 2 cores, 7 of them bench-codegen)
-	$(GO) test -run '^$$' -bench 'BenchmarkQueue' -benchmem -count 6 ./pkg/framework
+	$(GO) test -run '^$$' -bench 'BenchmarkQueue' -benchmem -count 6 ./internal/engine
 	cd bench && $(GO) run ./cmd/driver --repeats 5 --objects 5000 --bindir $(BIN) --out ../docs/benchmarks.md
 	$(MAKE) bench-codegen
 
@@ -70,7 +70,7 @@ bench-webhooks: ## rein's webhook server vs controller-runtime's, same validator
 
 .PHONY: bench-rein
 bench-rein: testbin ## rein alone: end-to-end reconcile with 5 and 20 workers, then bench-election (about 10 minutes)
-	$(GO) test -run '^$$' -bench 'BenchmarkReconcile' -benchtime 5x -timeout 30m ./pkg/framework
+	$(GO) test -run '^$$' -bench 'BenchmarkReconcile' -benchtime 5x -timeout 30m ./internal/engine
 	$(MAKE) bench-election
 
 .PHONY: bench-election

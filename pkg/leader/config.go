@@ -24,12 +24,6 @@ const (
 	DefaultRetryPeriod   = 2 * time.Second
 )
 
-// retryJitter is how much longer than RetryPeriod the gap between two renew
-// attempts may be (client-go's JitterFactor). RenewDeadline must leave room
-// for at least one retry after a failed renew, or one lost response would
-// cost the lease.
-const retryJitter = 1.2
-
 // Config configures an Elector.
 type Config struct {
 	// Client reaches the leases API, e.g. clientset.CoordinationV1(). It must
@@ -102,26 +96,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("the identity is empty: set it with NewIdentity(POD_NAME or the hostname)"))
 	}
 
-	positive := true
-	for _, t := range []struct {
-		flag string
-		d    time.Duration
-	}{{flags.LeaseDuration, c.LeaseDuration}, {flags.RenewDeadline, c.RenewDeadline}, {flags.RetryPeriod, c.RetryPeriod}} {
-		if t.d < 0 {
-			errs = append(errs, fmt.Errorf("%s is %v: it must be greater than zero", t.flag, t.d))
-			positive = false
-		}
-	}
-	if positive {
-		if c.LeaseDuration <= c.RenewDeadline {
-			errs = append(errs, fmt.Errorf("%s (%v) must be greater than %s (%v): a standby must not take the lease over before the leader has given up renewing it",
-				flags.LeaseDuration, c.LeaseDuration, flags.RenewDeadline, c.RenewDeadline))
-		}
-		if minDeadline := time.Duration(retryJitter * float64(c.RetryPeriod)); c.RenewDeadline <= minDeadline {
-			errs = append(errs, fmt.Errorf("%s (%v) must be greater than %v × %s (%v × %v = %v): the leader needs time to retry a failed renew",
-				flags.RenewDeadline, c.RenewDeadline, retryJitter, flags.RetryPeriod, retryJitter, c.RetryPeriod, minDeadline))
-		}
-	}
+	errs = append(errs, flags.CheckTimings(c.LeaseDuration, c.RenewDeadline, c.RetryPeriod)...)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/clock"
 
+	"github.com/rein-k8s/rein/internal/electionflags"
 	"github.com/rein-k8s/rein/pkg/leader"
 )
 
@@ -75,8 +76,10 @@ func (c *Config) withDefaults() {
 	}
 }
 
-// Validate reports every problem of c, naming what to fix.
+// Validate reports every problem of c, naming what to fix. Zero timings
+// stand for their defaults.
 func (c Config) Validate() error {
+	c.withDefaults()
 	var errs []error
 	if c.Shards <= 0 || c.Shards > MaxShards {
 		errs = append(errs, fmt.Errorf("shard count %d: want 1 to %d", c.Shards, MaxShards))
@@ -93,10 +96,7 @@ func (c Config) Validate() error {
 	if strings.TrimSpace(c.Identity) == "" {
 		errs = append(errs, errors.New("no identity: use leader.NewIdentity"))
 	}
-	lc := leader.Config{Namespace: "x", Name: "x", Identity: "x", LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod}
-	if err := lc.Validate(); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, electionflags.CheckTimings(c.LeaseDuration, c.RenewDeadline, c.RetryPeriod)...)
 	if c.LeaseDuration%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("lease duration %v: a member Lease records whole seconds, so use a multiple of 1s", c.LeaseDuration))
 	}

@@ -206,37 +206,8 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 				return nil, fmt.Errorf("start: election group %d: %w", i, err)
 			}
 		} else if opts.LeaderElect {
-			gr.log = r.log.WithField("lease", opts.LeaseNamespace+"/"+g.LeaseName)
-			e, err := leader.New(leader.Config{
-				Client:    clients.CoordinationV1(),
-				Namespace: opts.LeaseNamespace, Name: g.LeaseName, Identity: r.identity,
-				LeaseDuration: opts.LeaseDuration, RenewDeadline: opts.RenewDeadline, RetryPeriod: opts.RetryPeriod,
-				Logger: gr.log, Registerer: opts.Registry,
-			})
-			if err != nil {
+			if err := r.leaderGroup(gr, clients); err != nil {
 				return nil, fmt.Errorf("start: %w", err)
-			}
-			gr.elector = e
-			// Every write of the group passes the fence: a handler's under
-			// its term (its context carries it), any other (events, hooks)
-			// under the elector's fence; none leaves the process unless the
-			// lease was renewed within the renew deadline, by the monotonic
-			// clock.
-			var manager string
-			if opts.ServerSideFencing {
-				if manager, err = leader.FencingFieldManager(opts.LeaseNamespace, g.LeaseName, r.identity); err != nil {
-					return nil, fmt.Errorf("start: %w", err)
-				}
-			}
-			for _, s := range g.Factories {
-				engine.OpsOf(s.Base()).GuardWrites(e.Fence())
-				// The apiserver's own check, for writes that outlive the
-				// fence in the network.
-				engine.OpsOf(s.Base()).SetFieldManager(manager)
-			}
-			gr.fieldManager = manager
-			if manager != "" {
-				gr.log.WithField("fieldManager", manager).Info("server-side fencing: writes name this replica; the rein-fencing policy refuses them once it no longer holds the lease")
 			}
 		}
 		r.groups = append(r.groups, gr)
@@ -261,6 +232,45 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 		r.log.Infof("lease namespace %q (%s)", opts.LeaseNamespace, leaseNamespaceWhy)
 	}
 	return r, nil
+}
+
+// leaderGroup makes g a single-leader group: its elector, the fallback
+// hold of its factories' writes (the elector's fence), and, with
+// ServerSideFencing, the field manager the fencing policy checks.
+func (r *Replica) leaderGroup(g *groupRun, clients kubernetes.Interface) error {
+	g.log = r.log.WithField("lease", r.opts.LeaseNamespace+"/"+g.LeaseName)
+	e, err := leader.New(leader.Config{
+		Client:    clients.CoordinationV1(),
+		Namespace: r.opts.LeaseNamespace, Name: g.LeaseName, Identity: r.identity,
+		LeaseDuration: r.opts.LeaseDuration, RenewDeadline: r.opts.RenewDeadline, RetryPeriod: r.opts.RetryPeriod,
+		Logger: g.log, Registerer: r.opts.Registry,
+	})
+	if err != nil {
+		return err
+	}
+	g.elector = e
+	// Every write of the group passes the fence: a handler's under
+	// its term (its context carries it), any other (events, hooks)
+	// under the elector's fence; none leaves the process unless the
+	// lease was renewed within the renew deadline, by the monotonic
+	// clock.
+	var manager string
+	if r.opts.ServerSideFencing {
+		if manager, err = leader.FencingFieldManager(r.opts.LeaseNamespace, g.LeaseName, r.identity); err != nil {
+			return err
+		}
+	}
+	for _, s := range g.Factories {
+		engine.OpsOf(s.Base()).GuardWrites(e.Fence())
+		// The apiserver's own check, for writes that outlive the
+		// fence in the network.
+		engine.OpsOf(s.Base()).SetFieldManager(manager)
+	}
+	g.fieldManager = manager
+	if manager != "" {
+		g.log.WithField("fieldManager", manager).Info("server-side fencing: writes name this replica; the rein-fencing policy refuses them once it no longer holds the lease")
+	}
+	return nil
 }
 
 // logServing says where /metrics and the probes are served, if anywhere.
@@ -515,13 +525,9 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 	}
 	hookCtx, stopHooks := context.WithCancel(workCtx)
 	defer stopHooks()
-	var workers []*engine.Workers
-	for _, s := range g.Factories {
-		w, err := engine.OpsOf(s.Base()).StartWorkers(workCtx)
-		if err != nil {
-			return err
-		}
-		workers = append(workers, w)
+	workers, err := startWorkers(workCtx, g)
+	if err != nil {
+		return err
 	}
 	var hooks sync.WaitGroup
 	for i, hook := range g.OnLeader {
@@ -542,16 +548,12 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 	case <-workCtx.Done():
 	}
 	if ctx.Err() != nil {
-		for _, w := range workers {
-			w.Stop()
-		}
+		workers.stop()
 		stopHooks()
 		g.log.Info("stopping: no new keys; draining running handlers")
 		deadline := time.Now().Add(r.opts.DrainGrace)
-		for _, w := range workers {
-			if err := w.Wait(time.Until(deadline)); err != nil {
-				g.log.WithError(err).Warn("drain grace passed; ending the term anyway (handlers' contexts end now; the fence stops late writes)")
-			}
+		if err := workers.wait(deadline); err != nil {
+			g.log.WithError(err).Warn("drain grace passed; ending the term anyway (handlers' contexts end now; the fence stops late writes)")
 		}
 		if !waitGroupUntil(&hooks, deadline) {
 			g.log.Warn("OnLeader hooks still running after the drain grace")
@@ -571,17 +573,54 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 	// The term ended by itself: the fence is closed already, so no write
 	// leaves the process; the workers stop taking keys and the handlers'
 	// contexts end at once.
-	err := fmt.Errorf("%w: lease %s: %w", ErrLeaseLost, g.LeaseName, context.Cause(workCtx))
+	err = fmt.Errorf("%w: lease %s: %w", ErrLeaseLost, g.LeaseName, context.Cause(workCtx))
 	g.log.WithError(err).Error("lost the lease; workers stopped")
 	if r.opts.ReturnToStandby {
 		// Before campaigning again, wait for this term's handlers.
 		deadline := time.Now().Add(r.opts.DrainGrace)
-		for _, w := range workers {
-			_ = w.Wait(time.Until(deadline))
-		}
+		_ = workers.wait(deadline)
 		waitGroupUntil(&hooks, deadline)
 	}
 	return err
+}
+
+// groupWorkers are the workers of a group's factories, for one hold: a
+// single leader's term, or a sharded group's membership (whose gate hands
+// each key its shard). Both paths start, stop and drain them the same way.
+type groupWorkers []*engine.Workers
+
+// startWorkers starts the workers of every factory of g, their handlers
+// running in ctx (or in the context the factory's gate gives a key).
+func startWorkers(ctx context.Context, g *groupRun) (groupWorkers, error) {
+	var ws groupWorkers
+	for _, s := range g.Factories {
+		w, err := engine.OpsOf(s.Base()).StartWorkers(ctx)
+		if err != nil {
+			ws.stop()
+			return nil, err
+		}
+		ws = append(ws, w)
+	}
+	return ws, nil
+}
+
+// stop makes every worker stop taking keys; running handlers go on.
+func (ws groupWorkers) stop() {
+	for _, w := range ws {
+		w.Stop()
+	}
+}
+
+// wait waits for the running handlers until deadline; the errors say
+// which did not finish.
+func (ws groupWorkers) wait(deadline time.Time) error {
+	var errs []error
+	for _, w := range ws {
+		if err := w.Wait(time.Until(deadline)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // waitGroupUntil waits for wg until deadline; it reports whether wg is done.

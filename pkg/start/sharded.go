@@ -74,28 +74,15 @@ func (r *Replica) workSharded(ctx context.Context, g *groupRun) error {
 	workCtx, endWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer endWork()
 	g.member.SetHandlerContext(workCtx)
-	var workers []*engine.Workers
-	stopWorkers := func() {
-		for _, w := range workers {
-			w.Stop()
-		}
-	}
-	for _, s := range g.Factories {
-		w, err := engine.OpsOf(s.Base()).StartWorkers(workCtx)
-		if err != nil {
-			stopWorkers()
-			return err
-		}
-		workers = append(workers, w)
+	workers, err := startWorkers(workCtx, g)
+	if err != nil {
+		return err
 	}
 	g.log.Info("workers started; they run the keys of the shards this replica holds")
-	err := g.member.Run(ctx, r.opts.DrainGrace+r.opts.RenewDeadline)
-	stopWorkers()
-	deadline := time.Now().Add(r.opts.DrainGrace)
-	for _, w := range workers {
-		if werr := w.Wait(time.Until(deadline)); werr != nil {
-			g.log.WithError(werr).Warn("handlers still running after the shards were handed on")
-		}
+	err = g.member.Run(ctx, r.opts.DrainGrace+r.opts.RenewDeadline)
+	workers.stop()
+	if werr := workers.wait(time.Now().Add(r.opts.DrainGrace)); werr != nil {
+		g.log.WithError(werr).Warn("handlers still running after the shards were handed on")
 	}
 	if err != nil {
 		return fmt.Errorf("shard group %s: %w", g.LeaseName, err)
