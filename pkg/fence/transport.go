@@ -14,7 +14,7 @@ const TokenHeader = "Rein-Fencing-Token"
 // http.DefaultTransport): each request goes out under the hold its context
 // carries; see the package doc for what that does to it. The engine's
 // apiserver clients put a replica-wide hold into the context of a write
-// that carries none (pkg/framework's ClientFactory.GuardWrites).
+// that carries none (the engine's fallback hold, which pkg/start sets).
 func Transport(next http.RoundTripper) http.RoundTripper {
 	if next == nil {
 		next = http.DefaultTransport

@@ -11,6 +11,7 @@
 // order, is that every replica starts caches and queues every key, and
 // workers run only under a hold (a leader's term or a held shard).
 //
-// Limits: a Factory is made once and run once; its Options are read when
-// it is made. Objects in a cache are shared: a handler gets its own copy.
+// Limits: a Factory belongs to one replica, which starts its caches once and
+// its workers once per hold; its Options are read when it is made. Objects
+// in a cache are shared: a handler gets its own copy.
 package framework

@@ -133,7 +133,7 @@ type typed[T runtime.Object, TList runtime.Object] struct {
 func (c *typed[T, TList]) GroupVersionKind() schema.GroupVersionKind { return c.res.GVK }
 
 // Informer returns the kind's shared informer, or nil when the scheme does
-// not know the kind (StartCaches reports that).
+// not know the kind (the replica reports that when it starts).
 func (c *typed[T, TList]) Informer() cache.SharedIndexInformer {
 	inf, err := c.ops.Informer(c.res)
 	if err != nil {

@@ -59,7 +59,7 @@ func (m *Member) poke() {
 // that start from now on: pkg/start passes the workers' context.
 func (m *Member) SetHandlerContext(ctx context.Context) { m.p.gates.setBase(ctx) }
 
-// Enter is the workers' gate (framework.KeyGate): key runs here only while
+// Enter is the workers' gate (the engine's KeyGate): key runs here only while
 // its shard is held, in the shard's context.
 func (m *Member) Enter(key string) (context.Context, func(), bool) { return m.p.gates.enter(key) }
 

@@ -28,7 +28,7 @@ type CABundleTargets struct {
 
 // InjectCABundle writes bundle into the targets where it differs. Pass
 // the rest.Config of the leader's fenced clients
-// (framework.ClientFactory.RESTConfig), so that a deposed leader's late
+// (framework.Factory.RESTConfig), so that a deposed leader's late
 // write is refused like its handlers'. A target that does not exist is an
 // error naming it (its manifest was not applied).
 func InjectCABundle(ctx context.Context, cfg *rest.Config, bundle []byte, t CABundleTargets) error {

@@ -83,7 +83,7 @@ func (e *Env) Token() fence.Token { return e.token }
 // or nil. A delay asked with RequeueAfter is recorded (see Enqueued), and
 // nothing is retried. It fails at once with the registration mistakes
 // made so far (a handler name that makes no valid finalizer, a kind the
-// scheme does not know), as a factory's StartCaches does.
+// scheme does not know), as a replica does when it starts.
 func (e *Env) Reconcile(ctx context.Context, gvk schema.GroupVersionKind, key string) error {
 	setupErr := engine.OpsOf(e.factory).SetupErrors()
 	e.mu.Lock()

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 
 	"github.com/rein-k8s/rein/internal/engine"
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
@@ -26,6 +27,7 @@ import (
 	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/generic/fake"
+	"github.com/rein-k8s/rein/pkg/start"
 )
 
 var (
@@ -679,5 +681,22 @@ func TestCanceledContext(t *testing.T) {
 	cancel()
 	if _, err := configMapsOf(newEnv(t)).Create(ctx, configMap("ns", "a")); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Create with an ended context: %v", err)
+	}
+}
+
+// A fake's factory is for Reconcile only: handing it to pkg/start fails at
+// once, saying why, instead of running a replica with nothing to watch.
+func TestFactoryDoesNotStart(t *testing.T) {
+	env, err := fake.New(clientgoscheme.Scheme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := start.NewOptions()
+	opts.Config = &rest.Config{Host: "https://127.0.0.1:1"}
+	opts.LeaderElect = false
+	opts.MetricsBindAddress, opts.HealthProbeBindAddress = "0", "0"
+	_, err = start.New(opts, start.Group{Factories: []start.Starter{env.Factory()}})
+	if err == nil || !strings.Contains(err.Error(), "in-memory store") {
+		t.Fatalf("start.New on a fake's factory: %v, want an error saying it serves an in-memory store", err)
 	}
 }
