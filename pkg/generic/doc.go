@@ -48,4 +48,10 @@
 // Registration never panics and returns nothing: a mistake (a kind missing
 // from the scheme, a handler name that makes no valid finalizer) is kept by
 // the factory and returned when the replica starts, with the reason.
+//
+// Limits: the Cache lags the apiserver (a handler may see an object older
+// than its own last write; conditional writes turn that into a retried
+// conflict, not a lost update); the Client always asks the apiserver.
+// Handlers of one kind share one queue: a key is never run by two workers
+// at once, but keys of one kind run in parallel (Options.Workers).
 package generic
