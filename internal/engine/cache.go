@@ -193,6 +193,19 @@ func DropManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
+// OnEveryEvent is an event handler that calls f with the object of every
+// add, update (the new object) and delete (a tombstone's last known state
+// of the object).
+func OnEveryEvent(f func(obj any)) cache.ResourceEventHandlerFuncs {
+	each := func(obj any) {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		f(obj)
+	}
+	return cache.ResourceEventHandlerFuncs{AddFunc: each, UpdateFunc: func(_, obj any) { each(obj) }, DeleteFunc: each}
+}
+
 // namespacesOf returns the namespaces res is cached in: {""} for all (and
 // for cluster-scoped kinds).
 func (f *CacheFactory) namespacesOf(res Resource) []string {

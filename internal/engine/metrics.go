@@ -151,16 +151,10 @@ func newQueueMetricsProvider(reg prometheus.Registerer) (*queueMetricsProvider, 
 	}, []string{"name"})); err != nil {
 		return nil, err
 	}
-	if p.latency, err = promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Subsystem: "workqueue", Name: "queue_duration_seconds", Help: "Seconds a key waits in the workqueue before it is taken.",
-		Buckets: prometheus.ExponentialBuckets(1e-6, 10, 10),
-	}, []string{"name"})); err != nil {
+	if p.latency, err = promreg.Register(reg, queueSeconds("queue_duration_seconds", "Seconds a key waits in the workqueue before it is taken.")); err != nil {
 		return nil, err
 	}
-	if p.workDuration, err = promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Subsystem: "workqueue", Name: "work_duration_seconds", Help: "Seconds processing one key takes.",
-		Buckets: prometheus.ExponentialBuckets(1e-6, 10, 10),
-	}, []string{"name"})); err != nil {
+	if p.workDuration, err = promreg.Register(reg, queueSeconds("work_duration_seconds", "Seconds processing one key takes.")); err != nil {
 		return nil, err
 	}
 	if p.retries, err = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -172,6 +166,15 @@ func newQueueMetricsProvider(reg prometheus.Registerer) (*queueMetricsProvider, 
 		return nil, err
 	}
 	return p, nil
+}
+
+// queueSeconds is a workqueue histogram of durations by queue name, from
+// a microsecond to over an hour.
+func queueSeconds(name, help string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Subsystem: "workqueue", Name: name, Help: help,
+		Buckets: prometheus.ExponentialBuckets(1e-6, 10, 10),
+	}, []string{"name"})
 }
 
 func (p *queueMetricsProvider) NewDepthMetric(name string) workqueue.GaugeMetric {

@@ -140,12 +140,7 @@ func (m *namespacesInformer) RunWithContext(ctx context.Context) {
 }
 
 func (m *namespacesInformer) HasSynced() bool {
-	for _, inf := range m.byNS {
-		if !inf.HasSynced() {
-			return false
-		}
-	}
-	return true
+	return everyOne(m.byNS, cache.SharedIndexInformer.HasSynced)
 }
 
 func (m *namespacesInformer) HasSyncedChecker() cache.DoneChecker { return m.synced }
@@ -167,12 +162,7 @@ func (m *namespacesInformer) SetTransform(t cache.TransformFunc) error {
 }
 
 func (m *namespacesInformer) IsStopped() bool {
-	for _, inf := range m.byNS {
-		if !inf.IsStopped() {
-			return false
-		}
-	}
-	return true
+	return everyOne(m.byNS, cache.SharedIndexInformer.IsStopped)
 }
 
 func (m *namespacesInformer) AddIndexers(indexers cache.Indexers) error {
@@ -187,8 +177,13 @@ type namespacesRegistration struct {
 }
 
 func (r *namespacesRegistration) HasSynced() bool {
-	for _, reg := range r.byNS {
-		if !reg.HasSynced() {
+	return everyOne(r.byNS, cache.ResourceEventHandlerRegistration.HasSynced)
+}
+
+// everyOne reports whether is holds for every namespace's value in byNS.
+func everyOne[V any](byNS map[string]V, is func(V) bool) bool {
+	for _, v := range byNS {
+		if !is(v) {
 			return false
 		}
 	}
@@ -355,27 +350,11 @@ func (s namespacesIndexer) LastStoreSyncResourceVersion() string { return "" }
 func (s namespacesIndexer) Bookmark(string) {}
 
 func (s namespacesIndexer) Index(name string, obj any) ([]any, error) {
-	var out []any
-	for _, ns := range s.m.names {
-		items, err := s.m.byNS[ns].GetIndexer().Index(name, obj)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, items...)
-	}
-	return out, nil
+	return gather(s, s.m.names, func(st cache.Indexer) ([]any, error) { return st.Index(name, obj) })
 }
 
 func (s namespacesIndexer) IndexKeys(name, value string) ([]string, error) {
-	var out []string
-	for _, ns := range s.indexed(name, value) {
-		keys, err := s.m.byNS[ns].GetIndexer().IndexKeys(name, value)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, keys...)
-	}
-	return out, nil
+	return gather(s, s.indexed(name, value), func(st cache.Indexer) ([]string, error) { return st.IndexKeys(name, value) })
 }
 
 func (s namespacesIndexer) ListIndexFuncValues(name string) []string {
@@ -393,13 +372,19 @@ func (s namespacesIndexer) ListIndexFuncValues(name string) []string {
 }
 
 func (s namespacesIndexer) ByIndex(name, value string) ([]any, error) {
-	var out []any
-	for _, ns := range s.indexed(name, value) {
-		items, err := s.m.byNS[ns].GetIndexer().ByIndex(name, value)
+	return gather(s, s.indexed(name, value), func(st cache.Indexer) ([]any, error) { return st.ByIndex(name, value) })
+}
+
+// gather joins what lookup returns from the stores of namespaces, in
+// their order.
+func gather[E any](s namespacesIndexer, namespaces []string, lookup func(cache.Indexer) ([]E, error)) ([]E, error) {
+	var out []E
+	for _, ns := range namespaces {
+		got, err := lookup(s.m.byNS[ns].GetIndexer())
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, items...)
+		out = append(out, got...)
 	}
 	return out, nil
 }

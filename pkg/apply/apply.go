@@ -213,9 +213,6 @@ func (a *Applier) seenVersion(gvk schema.GroupVersionKind, informer cache.Shared
 		return v, nil
 	}
 	note := func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
 		m, ok := obj.(metav1.Object)
 		if !ok {
 			return
@@ -231,9 +228,7 @@ func (a *Applier) seenVersion(gvk schema.GroupVersionKind, informer cache.Shared
 			}
 		}
 	}
-	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: note, UpdateFunc: func(_, obj any) { note(obj) }, DeleteFunc: note,
-	}); err != nil {
+	if _, err := informer.AddEventHandler(engine.OnEveryEvent(note)); err != nil {
 		return nil, err
 	}
 	a.seen[gvk] = v

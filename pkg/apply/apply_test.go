@@ -34,6 +34,16 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, testenv.Options{Audit: true}, &env))
 }
 
+// exampleFactory is the examples' factory: one on the test control plane
+// that caches namespace "default" (a program calls framework.NewFactory).
+func exampleFactory() *framework.Factory { return factorytest.ExampleFactory(env.Config()) }
+
+// syncCaches starts factory's caches and waits until they have synced,
+// as pkg/start does in a program. The examples use it.
+func syncCaches(ctx context.Context, factory *framework.Factory) error {
+	return factorytest.StartCaches(ctx, factory)
+}
+
 // userAgent marks the applier's requests in the audit log.
 const userAgent = "rein-apply-test"
 

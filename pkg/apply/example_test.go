@@ -7,11 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
-	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/pkg/apply"
-	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 )
 
@@ -23,11 +20,7 @@ import (
 func Example() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	factory, err := framework.NewFactory(env.Config(), clientgoscheme.Scheme, framework.Options{Namespace: "default"})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
+	factory := exampleFactory() // on the test control plane
 	applier, err := apply.New(factory)
 	if err != nil {
 		fmt.Println(err)
@@ -40,11 +33,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	if err := engine.OpsOf(factory).StartCaches(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	if err := engine.OpsOf(factory).WaitForCacheSync(ctx); err != nil {
+	if err := syncCaches(ctx, factory); err != nil { // pkg/start's work in a program
 		fmt.Println(err)
 		return
 	}

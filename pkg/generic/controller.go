@@ -222,32 +222,24 @@ func (c *typed[T, TList]) rest() (engine.ResourceClient, error) {
 	return c.client, c.clientErr
 }
 
-func (c *typed[T, TList]) newObject() (T, error) {
-	o, err := engine.NewObject(c.ops.Scheme(), c.res)
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	return cast[T](o)
-}
-
-func (c *typed[T, TList]) newList() (TList, error) {
-	o, err := engine.NewList(c.ops.Scheme(), c.res)
-	if err != nil {
-		var zero TList
-		return zero, err
-	}
-	return cast[TList](o)
-}
-
 // call runs a request that decodes into a new T.
 func (c *typed[T, TList]) call(do func(client engine.ResourceClient, into T) error) (T, error) {
-	var zero T
+	return request(c, engine.NewObject, do)
+}
+
+// request runs a request of c that decodes into a new O (a T or a TList),
+// which newInto makes from the scheme.
+func request[O runtime.Object, T, TList runtime.Object](c *typed[T, TList], newInto func(*runtime.Scheme, engine.Resource) (runtime.Object, error), do func(client engine.ResourceClient, into O) error) (O, error) {
+	var zero O
 	client, err := c.rest()
 	if err != nil {
 		return zero, err
 	}
-	into, err := c.newObject()
+	o, err := newInto(c.ops.Scheme(), c.res)
+	if err != nil {
+		return zero, err
+	}
+	into, err := cast[O](o)
 	if err != nil {
 		return zero, err
 	}
@@ -341,19 +333,9 @@ func (c *typed[T, TList]) Get(ctx context.Context, namespace, name string, opts 
 }
 
 func (c *typed[T, TList]) List(ctx context.Context, namespace string, opts metav1.ListOptions) (TList, error) {
-	var zero TList
-	client, err := c.rest()
-	if err != nil {
-		return zero, err
-	}
-	list, err := c.newList()
-	if err != nil {
-		return zero, err
-	}
-	if err := client.List(ctx, namespace, opts, list); err != nil {
-		return zero, err
-	}
-	return list, nil
+	return request(c, engine.NewList, func(client engine.ResourceClient, list TList) error {
+		return client.List(ctx, namespace, opts, list)
+	})
 }
 
 func (c *typed[T, TList]) Watch(ctx context.Context, namespace string, opts metav1.ListOptions) (watch.Interface, error) {

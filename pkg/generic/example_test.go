@@ -162,15 +162,7 @@ func ExampleRegisterGeneratingHandler() {
 		generic.GeneratingOptions[testapi.WidgetStatus]{
 			Conditions: func(s *testapi.WidgetStatus) *[]metav1.Condition { return &s.Conditions },
 		})
-	if err := engine.OpsOf(factory).StartCaches(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	if err := engine.OpsOf(factory).WaitForCacheSync(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	workers, err := engine.OpsOf(factory).StartWorkers(ctx)
+	workers, err := startReplica(ctx, factory) // pkg/start's work in a program
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -224,14 +216,9 @@ func ExampleRegisterGeneratingHandler() {
 func ExampleNewController_metadata() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	factory, err := framework.NewFactory(env.Config(), clientgoscheme.Scheme, framework.Options{Namespace: "default"})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	configMaps := generic.NewController[*metav1.PartialObjectMetadata, *metav1.PartialObjectMetadataList](factory, generic.Resource{
-		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
-	})
+	factory := exampleFactory() // on the test control plane
+	configMapResource := generic.Resource{GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true}
+	configMaps := generic.NewController[*metav1.PartialObjectMetadata, *metav1.PartialObjectMetadataList](factory, configMapResource)
 	seen := make(chan string, 1)
 	configMaps.OnChange(ctx, "owner-label", func(ctx context.Context, key string, obj *metav1.PartialObjectMetadata) (*metav1.PartialObjectMetadata, error) {
 		if obj == nil || key != "default/example-metadata" {
@@ -245,22 +232,12 @@ func ExampleNewController_metadata() {
 		seen <- fmt.Sprintf("%s %s labelled team=%s", obj.Kind, obj.Name, obj.Labels["team"])
 		return nil, nil
 	})
-	if err := engine.OpsOf(factory).StartCaches(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	if err := engine.OpsOf(factory).WaitForCacheSync(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	workers, err := engine.OpsOf(factory).StartWorkers(ctx)
+	workers, err := startReplica(ctx, factory) // pkg/start's work in a program
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	typed := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, generic.Resource{
-		GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Plural: "configmaps", Namespaced: true,
-	})
+	typed := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](factory, configMapResource)
 	if _, err := typed.Create(ctx, &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "example-metadata", Namespace: "default"},
 		Data:       map[string]string{"big": "a payload the metadata controller never receives"},
@@ -270,10 +247,7 @@ func ExampleNewController_metadata() {
 	}
 	fmt.Println(<-seen)
 	_ = typed.DeleteByName(ctx, "default", "example-metadata", metav1.DeleteOptions{})
-	cancel()
-	if err := workers.Wait(10 * time.Second); err != nil {
-		fmt.Println(err)
-	}
+	stopReplica(cancel, workers)
 	// Output:
 	// ConfigMap example-metadata labelled team=platform
 }
@@ -283,11 +257,7 @@ func ExampleNewController_metadata() {
 func ExampleNewController_unstructured() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	factory, err := framework.NewFactory(env.Config(), clientgoscheme.Scheme, framework.Options{Namespace: "default"})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
+	factory := exampleFactory() // on the test control plane
 	gvk := schema.GroupVersionKind{Group: "test.rein.dev", Version: "v1", Kind: "Widget"}
 	res, err := engine.OpsOf(factory).Clients().DiscoverResource(ctx, gvk, engine.Unstructured)
 	if err != nil {
@@ -305,15 +275,7 @@ func ExampleNewController_unstructured() {
 		sizes <- size
 		return nil, err
 	})
-	if err := engine.OpsOf(factory).StartCaches(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	if err := engine.OpsOf(factory).WaitForCacheSync(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	workers, err := engine.OpsOf(factory).StartWorkers(ctx)
+	workers, err := startReplica(ctx, factory) // pkg/start's work in a program
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -328,10 +290,7 @@ func ExampleNewController_unstructured() {
 	}
 	fmt.Println("spec.size:", <-sizes)
 	_ = widgets.DeleteByName(ctx, "default", "example-dynamic", metav1.DeleteOptions{})
-	cancel()
-	if err := workers.Wait(10 * time.Second); err != nil {
-		fmt.Println(err)
-	}
+	stopReplica(cancel, workers)
 	// Output:
 	// discovered: widgets.test.rein.dev[unstructured]
 	// spec.size: 3

@@ -2,6 +2,7 @@ package generic_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -29,6 +30,26 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, testenv.Options{CRDDirs: []string{"../../internal/testapi/crds"}}, &env))
+}
+
+// exampleFactory is the examples' factory: one on the test control plane
+// that caches namespace "default" (a program calls framework.NewFactory).
+func exampleFactory() *framework.Factory { return factorytest.ExampleFactory(env.Config()) }
+
+// startReplica starts factory's caches and, once they have synced, its
+// workers, until ctx ends: what pkg/start does in a program. The examples
+// use it.
+func startReplica(ctx context.Context, factory *framework.Factory) (*engine.Workers, error) {
+	return factorytest.Start(ctx, factory)
+}
+
+// stopReplica ends the context startReplica was given (cancel) and waits
+// for the workers to stop, printing why when they do not.
+func stopReplica(cancel context.CancelFunc, workers *engine.Workers) {
+	cancel()
+	if err := workers.Wait(10 * time.Second); err != nil {
+		fmt.Println(err)
+	}
 }
 
 func newFactory(t testing.TB, namespace string) *framework.Factory {

@@ -20,11 +20,6 @@ import (
 	"github.com/rein-k8s/rein/pkg/generic"
 )
 
-var podTemplate = corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-	RestartPolicy: corev1.RestartPolicyNever,
-	Containers:    []corev1.Container{{Name: "main", Image: "busybox"}},
-}}
-
 // Index values of a namespaced kind are scoped by namespace (issue 26).
 // The CronJob tutorial's owner index, on a cache of every namespace (and on
 // one of two namespaces, a list and watch each), with a CronJob "nightly"
@@ -51,34 +46,8 @@ func TestIndexScopedByNamespace(t *testing.T) {
 		ns[i] = created.Name
 		t.Cleanup(func() { _ = namespaces.DeleteByName(context.Background(), "", created.Name, metav1.DeleteOptions{}) })
 	}
-	newJob := func(namespace, name string, owner *batchv1.CronJob) {
-		t.Helper()
-		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-			Spec: batchv1.JobSpec{Template: podTemplate}}
-		if owner != nil {
-			job.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(owner, batchv1.SchemeGroupVersion.WithKind("CronJob"))}
-		}
-		if _, err := jobs.Create(ctx, job); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// The same CronJob name in both namespaces; a Job name used in both.
-	for i, namespace := range ns {
-		cj, err := cronJobs.Create(ctx, &batchv1.CronJob{
-			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "nightly"},
-			Spec: batchv1.CronJobSpec{Schedule: "0 3 * * *", JobTemplate: batchv1.JobTemplateSpec{
-				Spec: batchv1.JobSpec{Template: podTemplate},
-			}},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		newJob(namespace, "nightly-1", cj)
-		if i == 0 {
-			newJob(namespace, "nightly-2", cj)
-			newJob(namespace, "manual", nil)
-		}
-	}
+	factorytest.CreateNightlyJobs(t, ctx, cronJobs, jobs, ns[:]...)
 
 	for _, tc := range []struct {
 		name string
@@ -113,7 +82,7 @@ func TestIndexScopedByNamespace(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if keys := keysOf(got); !slices.Equal(keys, prefixed(want.namespace, want.names...)) {
+				if keys := factorytest.Keys(got); !slices.Equal(keys, prefixed(want.namespace, want.names...)) {
 					t.Errorf("GetByIndex(%s, %s, nightly) = %v, want the Jobs of %s/nightly only: %v",
 						want.namespace, factorytest.JobOwnerKey, keys, want.namespace, prefixed(want.namespace, want.names...))
 				}
@@ -126,15 +95,15 @@ func TestIndexScopedByNamespace(t *testing.T) {
 				}
 			}
 			if got, err := jobs.Cache().GetByIndex(ns[1], factorytest.JobOwnerKey, "missing"); err != nil || len(got) != 0 {
-				t.Errorf("GetByIndex of a value nobody has = %v, %v; want none", keysOf(got), err)
+				t.Errorf("GetByIndex of a value nobody has = %v, %v; want none", factorytest.Keys(got), err)
 			}
 			if got, err := jobs.Cache().GetByIndex(metav1.NamespaceAll, factorytest.JobOwnerKey, "nightly"); err == nil || !strings.Contains(err.Error(), "a namespace is required") {
-				t.Errorf("GetByIndex without a namespace = %v, %v; want an error", keysOf(got), err)
+				t.Errorf("GetByIndex without a namespace = %v, %v; want an error", factorytest.Keys(got), err)
 			}
 			all, err := jobs.Cache().GetByIndexAllNamespaces(factorytest.JobOwnerKey, "nightly")
 			want := sorted(append(prefixed(ns[0], "nightly-1", "nightly-2"), prefixed(ns[1], "nightly-1")...))
-			if err != nil || !slices.Equal(keysOf(all), want) {
-				t.Errorf("GetByIndexAllNamespaces = %v, %v; want %v", keysOf(all), err, want)
+			if err != nil || !slices.Equal(factorytest.Keys(all), want) {
+				t.Errorf("GetByIndexAllNamespaces = %v, %v; want %v", factorytest.Keys(all), err, want)
 			}
 			if _, err := jobs.Cache().GetByIndex(ns[0], "no-such-index", "nightly"); err == nil {
 				t.Error("GetByIndex of an index never added: no error")
@@ -171,15 +140,6 @@ func startedCaches(t *testing.T, opts framework.Options, register func(*framewor
 	})
 	factorytest.SyncCaches(t, ctx, f)
 	return f
-}
-
-func keysOf[T metav1.Object](objs []T) []string {
-	out := make([]string, 0, len(objs))
-	for _, o := range objs {
-		out = append(out, o.GetNamespace()+"/"+o.GetName())
-	}
-	slices.Sort(out)
-	return out
 }
 
 func namesOf[T metav1.Object](objs []T) []string {

@@ -7,11 +7,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/rein-k8s/rein/internal/engine"
-	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/related"
 )
@@ -24,11 +21,7 @@ import (
 func Example() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	factory, err := framework.NewFactory(env.Config(), clientgoscheme.Scheme, framework.Options{Namespace: "default"})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
+	factory := exampleFactory() // on the test control plane
 	accounts := generic.NewController[*corev1.ServiceAccount, *corev1.ServiceAccountList](factory, generic.Resource{
 		GVK: corev1.SchemeGroupVersion.WithKind("ServiceAccount"), Plural: "serviceaccounts", Namespaced: true,
 	})
@@ -56,15 +49,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	if err := engine.OpsOf(factory).StartCaches(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	if err := engine.OpsOf(factory).WaitForCacheSync(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	workers, err := engine.OpsOf(factory).StartWorkers(ctx)
+	workers, err := startReplica(ctx, factory) // pkg/start's work in a program
 	if err != nil {
 		fmt.Println(err)
 		return

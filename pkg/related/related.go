@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/generic"
 )
@@ -49,9 +50,6 @@ func Watch(ctx context.Context, name string, resolve Resolver, target Target, so
 	}
 	log := generic.Logger(ctx).WithField("relatedWatch", name).WithField("target", target.GroupVersionKind().Kind)
 	handle := func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
 		src, ok := obj.(runtime.Object)
 		if !ok {
 			return
@@ -79,11 +77,7 @@ func Watch(ctx context.Context, name string, resolve Resolver, target Target, so
 		reg      cache.ResourceEventHandlerRegistration
 	}
 	for _, s := range sources {
-		reg, err := s.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    handle,
-			UpdateFunc: func(_, obj any) { handle(obj) },
-			DeleteFunc: handle,
-		})
+		reg, err := s.AddEventHandler(engine.OnEveryEvent(handle))
 		if err != nil {
 			for _, r := range regs {
 				_ = r.informer.RemoveEventHandler(r.reg)

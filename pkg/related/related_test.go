@@ -29,6 +29,17 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, testenv.Options{}, &env))
 }
 
+// exampleFactory is the examples' factory: one on the test control plane
+// that caches namespace "default" (a program calls framework.NewFactory).
+func exampleFactory() *framework.Factory { return factorytest.ExampleFactory(env.Config()) }
+
+// startReplica starts factory's caches and, once they have synced, its
+// workers, until ctx ends: what pkg/start does in a program. The examples
+// use it.
+func startReplica(ctx context.Context, factory *framework.Factory) (*engine.Workers, error) {
+	return factorytest.Start(ctx, factory)
+}
+
 func namespace(t *testing.T, admin kubernetes.Interface) string {
 	return testkit.NewNamespace(t, admin, "related-")
 }

@@ -14,19 +14,30 @@ func (p *protocol) claimLocked(s int, rec *coordinationv1.Lease, from incarnatio
 	if wait := st.inNetworkUntil.Sub(p.clock.Now()); wait > 0 && from.identity == p.cfg.Identity {
 		return nil // a request of this replica's earlier hold may still be in the network
 	}
-	claimed := moveRecord(rec, p.me())
+	return p.moveRecordLocked(s, rec, p.me(), "take the shard", func(out *coordinationv1.Lease) {
+		p.log.WithFields(logrus.Fields{"shard": s, "from": from.String()}).Info("shard taken")
+		p.startShardLocked(s, out)
+	})
+}
+
+// moveRecordLocked writes rec, moved to to, conditional on rec: once it
+// lands, done runs with the record written. A conflict or NotFound waits
+// for the watch; a refusal is retried after a retry period (what says
+// what could not be done); an unknown outcome leaves s unknown.
+func (p *protocol) moveRecordLocked(s int, rec *coordinationv1.Lease, to incarnation, what string, done func(out *coordinationv1.Lease)) *recordWrite {
+	st := &p.shards[s]
+	moved := moveRecord(rec, to)
 	return &recordWrite{
-		do: func(ctx context.Context) (*coordinationv1.Lease, error) { return p.store.Update(ctx, claimed) },
+		do: func(ctx context.Context) (*coordinationv1.Lease, error) { return p.store.Update(ctx, moved) },
 		then: func(out *coordinationv1.Lease, err error) {
 			switch {
 			case err == nil:
-				p.observeLocked(out, false)
-				p.log.WithFields(logrus.Fields{"shard": s, "from": from.String()}).Info("shard taken")
-				p.startShardLocked(s, out)
+				done(out)
 			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+				// The record changed under this replica's view: the watch shows how.
 			case isAPIStatus(err):
 				p.failedLocked()
-				p.log.WithError(err).WithField("shard", s).Warn("cannot take the shard; retrying")
+				p.log.WithError(err).WithField("shard", s).Warn("cannot " + what + "; retrying")
 			default:
 				p.failedLocked()
 				st.phase, st.unknownAt = unknown, transitionsOf(rec)
@@ -42,7 +53,6 @@ func (p *protocol) createRecordLocked(s int) *recordWrite {
 		then: func(out *coordinationv1.Lease, err error) {
 			switch {
 			case err == nil:
-				p.observeLocked(out, false)
 				p.startShardLocked(s, out)
 			case apierrors.IsAlreadyExists(err):
 				// Another replica made it: the watch shows it.

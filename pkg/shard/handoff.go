@@ -1,13 +1,11 @@
 package shard
 
 import (
-	"context"
 	"fmt"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	coordinationv1 "k8s.io/api/coordination/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 // handOffLocked moves s from this replica to to ("" releases it): stop
@@ -30,25 +28,9 @@ func (p *protocol) handOffLocked(s int, rec *coordinationv1.Lease, to incarnatio
 	if wait := st.inNetworkUntil.Sub(now); wait > 0 {
 		return wait, nil
 	}
-	moved := moveRecord(rec, to)
-	return p.cfg.RetryPeriod, &recordWrite{
-		do: func(ctx context.Context) (*coordinationv1.Lease, error) { return p.store.Update(ctx, moved) },
-		then: func(out *coordinationv1.Lease, err error) {
-			switch {
-			case err == nil:
-				p.observeLocked(out, false)
-				p.log.WithFields(logrus.Fields{"shard": s, "to": to.identity}).Info("shard handed off")
-			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
-				// The record changed under this replica's view: the watch shows how.
-			case isAPIStatus(err):
-				p.failedLocked()
-				p.log.WithError(err).WithField("shard", s).Warn("cannot hand the shard off; retrying")
-			default:
-				p.failedLocked()
-				st.phase, st.unknownAt = unknown, transitionsOf(rec)
-			}
-		},
-	}
+	return p.cfg.RetryPeriod, p.moveRecordLocked(s, rec, to, "hand the shard off", func(*coordinationv1.Lease) {
+		p.log.WithFields(logrus.Fields{"shard": s, "to": to.identity}).Info("shard handed off")
+	})
 }
 
 // stopShardLocked shuts s here and forgets it (its record may still name

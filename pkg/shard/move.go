@@ -79,7 +79,8 @@ func (p *protocol) moveShardsLocked(ctx context.Context) time.Duration {
 
 // recordWrite is one write of a shard record a step makes: do sends it
 // (no protocol state touched, so that writes of several shards go out
-// together), then settles its outcome under the lock, in shard order.
+// together), then settles its outcome under the lock, in shard order (a
+// record written is observed before then runs).
 type recordWrite struct {
 	do   func(ctx context.Context) (*coordinationv1.Lease, error)
 	then func(out *coordinationv1.Lease, err error)
@@ -104,6 +105,9 @@ func (p *protocol) writeRecordsLocked(ctx context.Context, writes []recordWrite)
 		wg.Wait()
 	}
 	for i, w := range writes {
+		if errs[i] == nil {
+			p.observeLocked(outs[i], false)
+		}
 		w.then(outs[i], errs[i])
 	}
 }
@@ -124,7 +128,6 @@ func (p *protocol) resolveUnknownLocked(s int, rec *coordinationv1.Lease) *recor
 		then: func(out *coordinationv1.Lease, err error) {
 			switch {
 			case err == nil:
-				p.observeLocked(out, false)
 				st.phase = idle // the record is as this replica saw it: decide again
 			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
 				// The lost write (or another) landed: wait for the watch.

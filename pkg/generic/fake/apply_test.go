@@ -22,9 +22,14 @@ import (
 	"github.com/rein-k8s/rein/pkg/generic/fake"
 )
 
-// partsSet is the apply set "parts" of ConfigMaps on env.
-func partsSet(t *testing.T, env *fake.Env) *apply.Set {
+// generatingParts registers handler as the generating handler "parts"
+// (its children: ConfigMaps of the apply set "parts") of the Widgets of
+// a new Env that holds the Widget ns/w of size, and returns the Env and
+// its Widgets.
+func generatingParts(t *testing.T, size int, handler generic.GeneratingHandler[*testapi.Widget, testapi.WidgetStatus], opts generic.GeneratingOptions[testapi.WidgetStatus]) (*fake.Env, generic.Controller[*testapi.Widget, *testapi.WidgetList]) {
 	t.Helper()
+	env := newEnv(t, &testapi.Widget{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "w"}, Spec: testapi.WidgetSpec{Size: size}})
+	widgets := widgetsOf(env)
 	applier, err := apply.New(env.Factory())
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +38,9 @@ func partsSet(t *testing.T, env *fake.Env) *apply.Set {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return set
+	generic.RegisterGeneratingHandler(t.Context(), widgets, set, "parts",
+		func(w *testapi.Widget) *testapi.WidgetStatus { return &w.Status }, handler, opts)
+	return env, widgets
 }
 
 // TestGeneratingHandler runs a generating handler on the fake store, as a
@@ -43,11 +50,7 @@ func partsSet(t *testing.T, env *fake.Env) *apply.Set {
 // they go with the owner.
 func TestGeneratingHandler(t *testing.T) {
 	ctx := t.Context()
-	env := newEnv(t, &testapi.Widget{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "w"}, Spec: testapi.WidgetSpec{Size: 2}})
-	widgets := widgetsOf(env)
-	set := partsSet(t, env)
-	generic.RegisterGeneratingHandler(ctx, widgets, set, "parts",
-		func(w *testapi.Widget) *testapi.WidgetStatus { return &w.Status },
+	env, widgets := generatingParts(t, 2,
 		func(ctx context.Context, w *testapi.Widget, status testapi.WidgetStatus) ([]runtime.Object, testapi.WidgetStatus, error) {
 			var parts []runtime.Object
 			for i := range w.Spec.Size {
@@ -164,11 +167,7 @@ func TestGeneratingHandler(t *testing.T) {
 // the last status.
 func TestGeneratingHandlerRequeue(t *testing.T) {
 	ctx := t.Context()
-	env := newEnv(t, &testapi.Widget{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "w"}, Spec: testapi.WidgetSpec{Size: 1}})
-	widgets := widgetsOf(env)
-	set := partsSet(t, env)
-	generic.RegisterGeneratingHandler(ctx, widgets, set, "parts",
-		func(w *testapi.Widget) *testapi.WidgetStatus { return &w.Status },
+	env, widgets := generatingParts(t, 1,
 		func(ctx context.Context, w *testapi.Widget, status testapi.WidgetStatus) ([]runtime.Object, testapi.WidgetStatus, error) {
 			status.ObservedSize = w.Spec.Size
 			if w.Spec.Size > 1 {

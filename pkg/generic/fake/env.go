@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -151,13 +150,10 @@ func (e *Env) Get(gvk schema.GroupVersionKind, key string) (runtime.Object, erro
 	if err != nil {
 		return nil, err
 	}
-	obj, err := k.get(key)
+	_, name, _ := cache.SplitMetaNamespaceKey(key)
+	obj, err := k.existingKey(key, name)
 	if err != nil {
 		return nil, err
-	}
-	if obj == nil {
-		_, name, _ := cache.SplitMetaNamespaceKey(key)
-		return nil, apierrors.NewNotFound(k.groupResource(), name)
 	}
 	return obj.DeepCopyObject(), nil
 }
@@ -211,9 +207,7 @@ func (b backend) Controller(res generic.Resource) (*engine.Controller, error) {
 }
 
 func (b backend) Client(res generic.Resource) (engine.ResourceClient, error) {
-	b.e.mu.Lock()
-	defer b.e.mu.Unlock()
-	k, err := b.e.kindLocked(res.GVK, &res)
+	k, err := b.e.storeOf(res.GVK, &res)
 	if err != nil {
 		return nil, err
 	}
@@ -221,13 +215,18 @@ func (b backend) Client(res generic.Resource) (engine.ResourceClient, error) {
 }
 
 func (b backend) Informer(res generic.Resource) (cache.SharedIndexInformer, error) {
-	b.e.mu.Lock()
-	defer b.e.mu.Unlock()
-	k, err := b.e.kindLocked(res.GVK, &res)
+	k, err := b.e.storeOf(res.GVK, &res)
 	if err != nil {
 		return nil, err
 	}
 	return k.informer, nil
+}
+
+// storeOf is kindLocked for a caller that does not hold e.mu.
+func (e *Env) storeOf(gvk schema.GroupVersionKind, res *generic.Resource) (*kind, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.kindLocked(gvk, res)
 }
 
 // kindLocked returns the store of gvk, made on first use. res names the

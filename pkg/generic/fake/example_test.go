@@ -42,11 +42,14 @@ func Example() {
 	configMaps := generic.NewController[*corev1.ConfigMap, *corev1.ConfigMapList](env.Factory(), corectrl.ConfigMapResource)
 	register(ctx, configMaps)
 
-	if err := env.Reconcile(ctx, configMaps.GroupVersionKind(), "default/example"); err != nil {
-		fmt.Println(err)
-		return
+	// reconcile runs the chain on the key and reads the object back.
+	reconcile := func() (*corev1.ConfigMap, error) {
+		if err := env.Reconcile(ctx, configMaps.GroupVersionKind(), "default/example"); err != nil {
+			return nil, err
+		}
+		return configMaps.Get(ctx, "default", "example", metav1.GetOptions{})
 	}
-	cm, err := configMaps.Get(ctx, "default", "example", metav1.GetOptions{})
+	cm, err := reconcile()
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -54,11 +57,7 @@ func Example() {
 	fmt.Println("stamped:", cm.Data["stamped"], "by:", cm.Data["by"])
 
 	// The handler wrote once; run again, it has nothing to do.
-	if err := env.Reconcile(ctx, configMaps.GroupVersionKind(), "default/example"); err != nil {
-		fmt.Println(err)
-		return
-	}
-	again, err := configMaps.Get(ctx, "default", "example", metav1.GetOptions{})
+	again, err := reconcile()
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -54,6 +54,14 @@ func configMap(namespace, name string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
 }
 
+// deletingConfigMap is a ConfigMap being deleted, held by finalizers.
+func deletingConfigMap(namespace, name string, finalizers ...string) *corev1.ConfigMap {
+	cm := configMap(namespace, name)
+	since := metav1.NewTime(time.Now())
+	cm.Finalizers, cm.DeletionTimestamp = finalizers, &since
+	return cm
+}
+
 func widgetsOf(env *fake.Env) generic.Controller[*testapi.Widget, *testapi.WidgetList] {
 	return generic.NewController[*testapi.Widget, *testapi.WidgetList](env.Factory(), factorytest.Widgets)
 }
@@ -359,9 +367,7 @@ func TestOnRemoveHoldsDeletion(t *testing.T) {
 // handler as it is, and its remove handlers do not run.
 func TestFinalizersComeFirst(t *testing.T) {
 	ctx := t.Context()
-	since := metav1.NewTime(time.Now())
-	deleting := configMap("ns", "deleting")
-	deleting.Finalizers, deleting.DeletionTimestamp = []string{"example.com/other"}, &since
+	deleting := deletingConfigMap("ns", "deleting", "example.com/other")
 	env := newEnv(t, deleting)
 	cms := configMapsOf(env)
 	seen := map[string][]string{}
@@ -424,9 +430,7 @@ func TestFinalizersComeFirst(t *testing.T) {
 
 func TestDeletionRules(t *testing.T) {
 	ctx := t.Context()
-	since := metav1.NewTime(time.Now())
-	deleting := configMap("ns", "deleting")
-	deleting.Finalizers, deleting.DeletionTimestamp = []string{"example.com/a"}, &since
+	deleting := deletingConfigMap("ns", "deleting", "example.com/a")
 	env := newEnv(t, configMap("ns", "plain"), deleting)
 	cms := configMapsOf(env)
 
@@ -459,7 +463,7 @@ func TestDeletionRules(t *testing.T) {
 	if err := cms.DeleteByName(ctx, "ns", "plain", metav1.DeleteOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("deleting a missing object: %v, want NotFound", err)
 	}
-	if _, err := fake.New(clientgoscheme.Scheme, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x", DeletionTimestamp: &since}}); err == nil {
+	if _, err := fake.New(clientgoscheme.Scheme, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x", DeletionTimestamp: deleting.DeletionTimestamp}}); err == nil {
 		t.Fatal("New accepted an object being deleted with no finalizer")
 	}
 }

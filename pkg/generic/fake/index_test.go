@@ -32,32 +32,14 @@ func TestIndexScopedByNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	newJob := func(namespace, name string, owner *batchv1.CronJob) {
-		t.Helper()
-		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
-		if owner != nil {
-			job.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(owner, batchv1.SchemeGroupVersion.WithKind("CronJob"))}
-		}
-		if _, err := jobs.Create(ctx, job); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, namespace := range []string{"a", "b"} {
+	for _, namespace := range []string{"a", "b"} {
 		if _, err := namespaces.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 			Name: namespace, Labels: map[string]string{"team": "blue"},
 		}}); err != nil {
 			t.Fatal(err)
 		}
-		cj, err := cronJobs.Create(ctx, &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "nightly"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		newJob(namespace, "nightly-1", cj)
-		if i == 0 {
-			newJob(namespace, "nightly-2", cj)
-			newJob(namespace, "manual", nil)
-		}
 	}
+	factorytest.CreateNightlyJobs(t, ctx, cronJobs, jobs, "a", "b")
 
 	lookup := func(namespace string) []string {
 		t.Helper()
@@ -65,7 +47,7 @@ func TestIndexScopedByNamespace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return keysOf(got)
+		return factorytest.Keys(got)
 	}
 	if got, want := lookup("a"), []string{"a/nightly-1", "a/nightly-2"}; !slices.Equal(got, want) {
 		t.Errorf("GetByIndex(a, %s, nightly) = %v, want the Jobs of a/nightly only: %v", factorytest.JobOwnerKey, got, want)
@@ -78,11 +60,11 @@ func TestIndexScopedByNamespace(t *testing.T) {
 		t.Errorf("informer index b/nightly = %v (%v), want [b/nightly-1]", raw, err)
 	}
 	if got, err := jobs.Cache().GetByIndex(metav1.NamespaceAll, factorytest.JobOwnerKey, "nightly"); err == nil || !strings.Contains(err.Error(), "a namespace is required") {
-		t.Errorf("GetByIndex without a namespace = %v, %v; want an error", keysOf(got), err)
+		t.Errorf("GetByIndex without a namespace = %v, %v; want an error", factorytest.Keys(got), err)
 	}
 	all, err := jobs.Cache().GetByIndexAllNamespaces(factorytest.JobOwnerKey, "nightly")
-	if want := []string{"a/nightly-1", "a/nightly-2", "b/nightly-1"}; err != nil || !slices.Equal(keysOf(all), want) {
-		t.Errorf("GetByIndexAllNamespaces = %v, %v; want %v", keysOf(all), err, want)
+	if want := []string{"a/nightly-1", "a/nightly-2", "b/nightly-1"}; err != nil || !slices.Equal(factorytest.Keys(all), want) {
+		t.Errorf("GetByIndexAllNamespaces = %v, %v; want %v", factorytest.Keys(all), err, want)
 	}
 
 	// The index follows the store at once.
@@ -98,13 +80,4 @@ func TestIndexScopedByNamespace(t *testing.T) {
 	if err != nil || len(blue) != 2 {
 		t.Errorf("namespaces GetByIndex(team, blue) = %v, %v; want a and b", blue, err)
 	}
-}
-
-func keysOf[T metav1.Object](objs []T) []string {
-	out := make([]string, 0, len(objs))
-	for _, o := range objs {
-		out = append(out, o.GetNamespace()+"/"+o.GetName())
-	}
-	slices.Sort(out)
-	return out
 }

@@ -82,14 +82,20 @@ func (k *kind) existing(namespace, name string) (runtime.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	old, err := k.get(key)
+	return k.existingKey(key, name)
+}
+
+// existingKey returns the stored object (shared: never modify it) of key,
+// or a NotFound error for name as the apiserver's.
+func (k *kind) existingKey(key, name string) (runtime.Object, error) {
+	obj, err := k.get(key)
 	if err != nil {
 		return nil, err
 	}
-	if old == nil {
+	if obj == nil {
 		return nil, apierrors.NewNotFound(k.groupResource(), name)
 	}
-	return old, nil
+	return obj, nil
 }
 
 // get returns the stored object of key (shared: never modify it), or nil.
