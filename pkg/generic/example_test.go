@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
-	"github.com/rein-k8s/rein/internal/engine"
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/framework"
@@ -62,15 +61,9 @@ func Example() {
 		return cm, nil
 	})
 
-	if err := engine.OpsOf(factory).StartCaches(ctx); err != nil { // every replica
-		fmt.Println(err)
-		return
-	}
-	if err := engine.OpsOf(factory).WaitForCacheSync(ctx); err != nil { // every key is queued now
-		fmt.Println(err)
-		return
-	}
-	workers, err := engine.OpsOf(factory).StartWorkers(ctx) // the leader only
+	// What start.Run does in a program: caches on every replica, and once
+	// every key is queued, workers on the leader.
+	workers, err := startReplica(ctx, factory)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -80,31 +73,25 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	// Deletion waits for the OnRemove handler (its finalizer), once the
-	// finalizer is on the object.
+	// Deletion waits for the OnRemove handler (its finalizer). Finalizers
+	// come first: it was on the object before the change handler ran.
 	<-stamped
-	var cm *corev1.ConfigMap
-	for {
-		cm, err = configMaps.Get(ctx, "default", "example", metav1.GetOptions{})
-		if err == nil && len(cm.Finalizers) > 0 && cm.Data["stamped"] == "yes" {
-			fmt.Println("finalizer:", cm.Finalizers[0])
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	cm, err := configMaps.Get(ctx, "default", "example", metav1.GetOptions{})
+	if err != nil {
+		fmt.Println(err)
+		return
 	}
+	fmt.Println("finalizer:", cm.Finalizers[0], "stamped:", cm.Data["stamped"])
 	// Delete is conditional on the version read: a change since is a Conflict.
 	if err := configMaps.Delete(ctx, cm, metav1.DeleteOptions{}); err != nil {
 		fmt.Println(err)
 		return
 	}
 	<-done
-	cancel()
-	if err := workers.Wait(10 * time.Second); err != nil {
-		fmt.Println(err)
-	}
+	stopReplica(cancel, workers)
 	// Output:
 	// OnChange: stamped default/example
-	// finalizer: rein.dev/example-cleanup
+	// finalizer: rein.dev/example-cleanup stamped: yes
 	// OnRemove: cleaning up after default/example stamped: yes
 }
 
@@ -259,7 +246,7 @@ func ExampleNewController_unstructured() {
 	defer cancel()
 	factory := exampleFactory() // on the test control plane
 	gvk := schema.GroupVersionKind{Group: "test.rein.dev", Version: "v1", Kind: "Widget"}
-	res, err := engine.OpsOf(factory).Clients().DiscoverResource(ctx, gvk, engine.Unstructured)
+	res, err := factory.DiscoverResource(ctx, gvk)
 	if err != nil {
 		fmt.Println(err)
 		return

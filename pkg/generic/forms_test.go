@@ -203,7 +203,7 @@ func TestDynamicController(t *testing.T) {
 	if _, err := engine.OpsOf(f).Clients().DiscoverResource(ctx, schema.GroupVersionKind{Group: "nowhere.example.com", Version: "v1", Kind: "Thing"}, engine.Unstructured); err == nil || !strings.Contains(err.Error(), "nowhere.example.com/v1") {
 		t.Fatalf("discovering a group the apiserver does not serve: %v", err)
 	}
-	res, err := engine.OpsOf(f).Clients().DiscoverResource(ctx, testapi.SchemeGroupVersion.WithKind("Widget"), engine.Unstructured)
+	res, err := f.DiscoverResource(ctx, testapi.SchemeGroupVersion.WithKind("Widget")) // the user-facing method
 	if err != nil {
 		t.Fatal(err)
 	}
