@@ -5,10 +5,9 @@ package v1
 import (
 	"context"
 
-	appsv1 "k8s.io/api/apps/v1"
-
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/generic"
+	appsv1 "k8s.io/api/apps/v1"
 )
 
 // DeploymentController is the typed controller of Deployment: OnChange and

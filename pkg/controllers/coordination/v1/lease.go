@@ -3,9 +3,8 @@
 package v1
 
 import (
-	coordinationv1 "k8s.io/api/coordination/v1"
-
 	"github.com/rein-k8s/rein/pkg/generic"
+	coordinationv1 "k8s.io/api/coordination/v1"
 )
 
 // LeaseController is the typed controller of Lease: OnChange and

@@ -3,9 +3,8 @@
 package v1
 
 import (
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/rein-k8s/rein/pkg/generic"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // SecretController is the typed controller of Secret: OnChange and

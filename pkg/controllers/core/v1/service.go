@@ -5,10 +5,9 @@ package v1
 import (
 	"context"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/rein-k8s/rein/pkg/apply"
 	"github.com/rein-k8s/rein/pkg/generic"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // ServiceController is the typed controller of Service: OnChange and
