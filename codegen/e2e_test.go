@@ -76,11 +76,11 @@ type Gizmo struct {
 import (
 	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/rein-k8s/rein/pkg/start"
 
 	fleetv1 "example.com/m/api/fleet/v1"
 	"example.com/m/generated/clientset/versioned"
@@ -92,8 +92,7 @@ func main() {
 	if err != nil {
 		panic(err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
+	ctx := context.Background()
 	f := fleet.NewFactoryFromConfigOrDie(cfg)
 	ships := f.Fleet().V1().Ship()
 	ships.OnChange(ctx, "see", func(ctx context.Context, key string, s *fleetv1.Ship) (*fleetv1.Ship, error) {
@@ -115,18 +114,16 @@ func main() {
 	if _, err := versioned.NewForConfigOrDie(cfg).FleetV1().Gizmoes().List(ctx, metav1.ListOptions{}); err != nil {
 		panic(err)
 	}
-	if err := f.StartCaches(ctx); err != nil {
+	// One process, no election: workers run as soon as the caches have
+	// synced (SIGTERM drains them and exits).
+	opts := start.NewOptions()
+	opts.Config = cfg
+	opts.LeaderElect = false
+	opts.MetricsBindAddress, opts.HealthProbeBindAddress = "0", "0"
+	if err := start.Run(ctx, opts, start.Group{Factories: []start.Starter{f}}); err != nil {
 		panic(err)
 	}
-	if err := f.WaitForCacheSync(ctx); err != nil {
-		panic(err)
-	}
-	workers, err := f.StartWorkers(ctx)
-	if err != nil {
-		panic(err)
-	}
-	<-ctx.Done()
-	_ = workers.Wait(5e9)
+	select {}
 }
 `,
 }
