@@ -238,8 +238,11 @@ func TestSlowHandlerCut(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	sawEnd := make(chan error, 1)
+	sawBudget := make(chan time.Duration, 1)
 	hook, ts := serveHook(t, func(s *Server) (Hook, error) {
 		return Validating(s, coreScheme(t), func(ctx context.Context, old, obj *corev1.ConfigMap) (Warnings, error) {
+			deadline, _ := ctx.Deadline()
+			sawBudget <- time.Until(deadline) // the budget left as the handler begins
 			<-ctx.Done()
 			sawEnd <- ctx.Err()
 			<-release // and it ignores the end for a while
@@ -252,8 +255,16 @@ func TestSlowHandlerCut(t *testing.T) {
 	if resp.Allowed || resp.Result.Code != http.StatusGatewayTimeout || !strings.Contains(resp.Result.Message, "did not decide") {
 		t.Errorf("a slow handler: %+v, want a 504 denial saying it did not decide", resp.Result)
 	}
-	if took >= time.Second {
-		t.Errorf("answered after %v: the apiserver gives up at the 1s timeout", took)
+	// The cut is the handler's deadline: a budget a tenth short of the
+	// timeout, set as the request arrives. That bound holds whatever the
+	// machine's load. The answer's own time adds the request's trip and
+	// scheduling, which a loaded machine stretches (1.13s was seen at a
+	// load of 5-9 on 2 cores), so it is held to a looser bound: no hang.
+	if budget := <-sawBudget; budget <= 0 || budget > 900*time.Millisecond {
+		t.Errorf("the handler began with %v left before its deadline, want at most 900ms (a tenth short of the 1s timeout)", budget)
+	}
+	if took >= 3*time.Second {
+		t.Errorf("answered after %v: the cut did not end the request", took)
 	}
 	if err := <-sawEnd; !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("handler's context ended with %v, want the deadline", err)
