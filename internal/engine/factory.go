@@ -585,7 +585,8 @@ func (f *Ops) Scheme() *runtime.Scheme { return f.scheme }
 
 // Observe has synced called after every WaitForCacheSync that succeeds and
 // working as every generation of workers starts (before any of them takes
-// a key): the points rein's benchmarks time. Call it before start.
+// a key): the points rein's benchmarks time. Call it before start. working
+// runs with the factory locked: it must not call back into it.
 func (f *Ops) Observe(synced, working func()) {
 	f.mu.Lock()
 	f.onSynced, f.onWorking = synced, working

@@ -1,5 +1,9 @@
 // Package start runs a replica of a rein controller: the order of its life
-// and its one exit path.
+// and its one exit path. What it runs is described by groups (Group): the
+// factories whose controllers fail over together behind one Lease (or one
+// set of shards), with the hooks of their leader. Most programs have one:
+//
+//	start.Run(ctx, opts, start.Group{LeaseName: "my-controller", Factories: []start.Starter{factory}})
 //
 // Every replica, leader or not:
 //
@@ -102,7 +106,7 @@
 //
 // # Sharded groups
 //
-// A group with Shards > 0 (--shards with Run) runs active-active
+// A group with Shards > 0 (--shards, bound by Group.BindFlags) runs active-active
 // (pkg/shard): every replica joins the group with a member Lease named
 // after the group's LeaseName, and runs workers from the moment its caches
 // have synced; a worker takes a key only while this replica holds the
@@ -130,10 +134,12 @@
 //
 // # Flags
 //
-// BindFlags' flags never stop flag.Parse: a malformed value is recorded,
-// and LoadConfig and New report every malformed value with every other
-// problem of the options (timings that do not fit, bad addresses, an
-// invalid lease name) in one error, so that one run names every mistake.
+// The flags of Options.BindFlags and Group.BindFlags never stop
+// flag.Parse: a malformed value is recorded, and New reports every
+// malformed value with every other problem of the options and groups
+// (timings that do not fit, bad addresses, an invalid lease name) in one
+// error, so that one run names every mistake; LoadConfig reports the
+// options' own at once.
 // An unknown flag still stops flag.Parse at once (the flag package's rule).
 //
 // # Ending
