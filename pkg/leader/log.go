@@ -14,6 +14,10 @@ import (
 // not flood it.
 const failureLogInterval = 5 * time.Second
 
+// newFailureLog returns a failure log on the elector's clock and logger:
+// one per retry loop (a session's reads and writes, a term's renews).
+func (e *Elector) newFailureLog() *failureLog { return &failureLog{clock: e.clock, log: e.log} }
+
 // failureLog logs the failures of one retry loop: the first at once, then
 // at most one line per failureLogInterval with the count, and one line when
 // the loop recovers.

@@ -53,7 +53,7 @@ func newTerm(ctx context.Context, e *Elector, s *session, got *coordinationv1.Le
 		session:  s,
 		done:     make(chan struct{}),
 		nudge:    make(chan struct{}, 1),
-		failures: &failureLog{clock: e.clock, log: e.log},
+		failures: e.newFailureLog(),
 		acquired: sent,
 		token:    fence.Token{Namespace: got.Namespace, Lease: got.Name, Term: int64(ptrValue(got.Spec.LeaseTransitions))},
 		cached:   got,

@@ -46,8 +46,8 @@ func (e *Elector) startSession(ctx context.Context) *session {
 		cancel:   cancel,
 		done:     make(chan struct{}),
 		changed:  make(chan struct{}, 1),
-		failures: &failureLog{clock: e.clock, log: e.log},
-		writes:   &failureLog{clock: e.clock, log: e.log},
+		failures: e.newFailureLog(),
+		writes:   e.newFailureLog(),
 	}
 	e.mu.Lock()
 	e.session = s
