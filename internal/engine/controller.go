@@ -264,11 +264,14 @@ func (c *Controller) removeHandler(id uint64) {
 // runWorker processes keys until taking ends or the queue shuts down;
 // handlers run with term's context.
 func (c *Controller) runWorker(taking, term context.Context) {
-	for c.processNext(taking, term) {
+	whole := KeyGate(wholeTerm{term}) // made once, not per key
+	for c.processNext(taking, whole) {
 	}
 }
 
-func (c *Controller) processNext(taking, term context.Context) bool {
+// processNext runs one key under the controller's gate, or whole when it
+// has none.
+func (c *Controller) processNext(taking context.Context, whole KeyGate) bool {
 	key, ok := c.queue.Get(taking)
 	if !ok {
 		return false
@@ -284,7 +287,7 @@ func (c *Controller) processNext(taking, term context.Context) bool {
 	// that admits every key under the term (the one-shard case); a
 	// sharded group's gate admits the keys of the shards held here, each
 	// under its shard.
-	var gate KeyGate = wholeTerm{term}
+	gate := whole
 	if g := c.gate.Load(); g != nil {
 		gate = *g
 	}
