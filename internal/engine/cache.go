@@ -42,6 +42,9 @@ type CacheFactory struct {
 	// runCtx is set by Start: informers created later start at once.
 	runCtx context.Context
 	wg     sync.WaitGroup
+
+	// lag names the caches a new hold waits for (freshness.go).
+	lag cacheLag
 }
 
 // cacheKey names one cache: a kind in one form.
@@ -58,6 +61,10 @@ type sharedInformer struct {
 	started  bool
 	// startedAt is when the informer started, for "not synced after".
 	startedAt time.Time
+
+	// changes wakes a hold waiting for this cache to catch up
+	// (freshness.go) at each of its events.
+	changes changeSignal
 
 	mu      sync.Mutex
 	lastErr error // the last list/watch error, named in sync timeouts
@@ -292,6 +299,9 @@ func (f *CacheFactory) ForResource(res Resource) (cache.SharedIndexInformer, err
 		}
 	}
 	si := &sharedInformer{res: res, informer: informer}
+	if _, err := informer.AddEventHandler(OnEveryEvent(func(any) { si.changes.changed() })); err != nil {
+		return nil, fmt.Errorf("framework: informer for %s: %w", res, err)
+	}
 	if err := informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		si.mu.Lock()
 		si.lastErr = err
@@ -325,6 +335,19 @@ func (f *CacheFactory) startLocked(si *sharedInformer) {
 	si.startedAt = time.Now()
 	ctx := f.runCtx
 	f.wg.Go(func() { si.informer.RunWithContext(ctx) })
+}
+
+// startedInformers returns the informers Start has started.
+func (f *CacheFactory) startedInformers() []*sharedInformer {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]*sharedInformer, 0, len(f.informers))
+	for _, si := range f.informers {
+		if si.started {
+			out = append(out, si)
+		}
+	}
+	return out
 }
 
 // Wait blocks until every informer goroutine started by Start has returned

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -40,8 +41,17 @@ type Config struct {
 	// OnStart is called with the shards that started on this replica in
 	// one step of the protocol, to queue their keys (pkg/start queues every
 	// cached key of them, in one pass over the caches). It runs on the
-	// protocol's goroutine, outside its lock.
+	// protocol's goroutine, outside its lock; with Prepare set, on
+	// Prepare's goroutine once it has returned.
 	OnStart func(shards []int)
+	// Prepare, when set, makes shards that start here take no key until
+	// it returns nil for them: it is called, in a goroutine the member
+	// owns, with the shards that started in one step, and its context
+	// ends when the member stops. An error is logged and Prepare called
+	// again after RetryPeriod. Shards handed on meanwhile are not
+	// admitted. pkg/start waits there for its caches to catch up with the
+	// apiserver, so that no handler of a new hold runs on a stale cache.
+	Prepare func(ctx context.Context, shards []int) error
 	// Clock is the clock (nil: the real one).
 	Clock clock.Clock
 	// Logger receives the group's logs (nil: logrus's standard logger).

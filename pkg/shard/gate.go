@@ -26,6 +26,9 @@ type gates struct {
 	// drained is called (without the lock) when a shard that stopped
 	// taking keys has no handler left in flight.
 	drained func(s int)
+	// prepared: opened shards wait for admit before they take keys
+	// (Config.Prepare is set).
+	prepared bool
 
 	mu     sync.Mutex
 	base   context.Context
@@ -34,6 +37,7 @@ type gates struct {
 
 type gate struct {
 	taking   bool // workers may start keys of the shard
+	waiting  bool // open, but its keys wait for Config.Prepare
 	writable bool // the shard's writes pass
 	gen      uint64
 	ctx      context.Context
@@ -144,8 +148,37 @@ func (g *gates) open(s int, token int64) {
 	// fence.Transport, passes this generation's hold.
 	hold := &shardHold{g: g, shard: s, gen: st.gen, token: fence.Token{Namespace: g.namespace, Lease: RecordName(g.group, s), Term: token}}
 	st.ctx, st.cancel = context.WithCancelCause(fence.WithHold(g.base, hold))
-	st.taking, st.writable, st.token = true, true, token
+	st.taking, st.waiting = !g.prepared, g.prepared
+	st.writable, st.token = true, token
 	st.lastDeadline = time.Time{}
+}
+
+// generations returns the generation of each of shards now.
+func (g *gates) generations(shards []int) []uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]uint64, len(shards))
+	for i, s := range shards {
+		out[i] = g.shards[s].gen
+	}
+	return out
+}
+
+// admit lets the workers take the keys of each shard whose generation is
+// still gens' and still waits (a shard handed on or reopened since is
+// not); it returns the shards admitted.
+func (g *gates) admit(shards []int, gens []uint64) []int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []int
+	for i, s := range shards {
+		st := &g.shards[s]
+		if st.gen == gens[i] && st.waiting {
+			st.waiting, st.taking = false, true
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // stopTaking lets no new key of s start; handlers in flight go on. It
@@ -153,7 +186,7 @@ func (g *gates) open(s int, token int64) {
 func (g *gates) stopTaking(s int) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.shards[s].taking = false
+	g.shards[s].taking, g.shards[s].waiting = false, false
 	return g.shards[s].inflight == 0
 }
 
@@ -171,7 +204,7 @@ func (g *gates) shut(s int, cause error) (inNetworkUntil time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := &g.shards[s]
-	st.taking, st.writable = false, false
+	st.taking, st.waiting, st.writable = false, false, false
 	if st.cancel != nil {
 		st.cancel(cause)
 		st.cancel = nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +46,7 @@ func NewMember(cfg Config, leases coordinationclient.LeasesGetter) (*Member, err
 	m := &Member{cfg: cfg, leases: leases.Leases(cfg.Namespace), wake: make(chan struct{}, 1)}
 	m.p = newProtocol(cfg, &leaseStore{leases: m.leases, namespace: cfg.Namespace, timeout: cfg.RenewDeadline / 2})
 	m.p.gates.drained = func(int) { m.poke() }
+	m.p.gates.prepared = cfg.Prepare != nil
 	return m, nil
 }
 
@@ -95,6 +97,9 @@ func (m *Member) Run(ctx context.Context, leaveTimeout time.Duration) error {
 		m.watch(loopCtx)
 	}()
 	defer func() { stop(); <-watchDone }()
+	// Preparations end with loopCtx: stop it before waiting for them.
+	var preparing sync.WaitGroup
+	defer func() { stop(); preparing.Wait() }()
 
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -119,7 +124,12 @@ func (m *Member) Run(ctx context.Context, leaveTimeout time.Duration) error {
 		case <-timer.C:
 		}
 		next := m.p.step(loopCtx)
-		if started := m.p.takeStarted(); len(started) > 0 && m.cfg.OnStart != nil {
+		switch started := m.p.takeStarted(); {
+		case len(started) == 0:
+		case m.cfg.Prepare != nil:
+			gens := m.p.gates.generations(started)
+			preparing.Go(func() { m.prepare(loopCtx, started, gens) })
+		case m.cfg.OnStart != nil:
 			m.cfg.OnStart(started)
 		}
 		if m.p.hasLeft() {
@@ -132,6 +142,32 @@ func (m *Member) Run(ctx context.Context, leaveTimeout time.Duration) error {
 			}
 		}
 		timer.Reset(max(next, time.Millisecond))
+	}
+}
+
+// prepare calls Config.Prepare for shards (of generations gens) until it
+// succeeds or ctx ends, then admits those still waiting and calls OnStart
+// with them.
+func (m *Member) prepare(ctx context.Context, shards []int, gens []uint64) {
+	for {
+		err := m.cfg.Prepare(ctx, shards)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		m.cfg.Logger.WithError(err).WithField("shards", shards).Warn("shards started here take no key until they are prepared; retrying")
+		t := m.cfg.Clock.NewTimer(m.cfg.RetryPeriod)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+	}
+	if admitted := m.p.gates.admit(shards, gens); len(admitted) > 0 && m.cfg.OnStart != nil {
+		m.cfg.OnStart(admitted)
 	}
 }
 

@@ -333,6 +333,11 @@ func (r *Replica) ready() (string, error) {
 				errs = append(errs, err)
 			}
 		}
+		for _, s := range g.Factories {
+			if err := engine.OpsOf(s.Base()).CacheLag(); err != nil {
+				errs = append(errs, fmt.Errorf("lease group %q: %w", g.LeaseName, err))
+			}
+		}
 		if g.member != nil {
 			details = append(details, fmt.Sprintf("shard group %s: holds %d of %d shards %v", g.LeaseName, len(g.member.Held()), g.Shards, g.member.Held()))
 		}
@@ -518,29 +523,38 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 			g.log.WithFields(logrus.Fields{"probes": probes, "took": time.Since(began).Round(time.Microsecond)}).
 				Info("server-side fencing: the apiserver admits this term's writes")
 		case workCtx.Err() != nil:
-			return context.Cause(workCtx)
+			// The term ended first: the common ending reports it (a
+			// lost lease, so that a replica returning to standby does).
 		default:
 			g.log.WithError(err).Warn("server-side fencing: cannot tell whether the apiserver admits this term's writes yet; starting all the same (the policy still refuses the previous holder once it sees this term)")
 		}
 	}
+	var workers groupWorkers
+	var hooks sync.WaitGroup
 	hookCtx, stopHooks := context.WithCancel(workCtx)
 	defer stopHooks()
-	workers, err := startWorkers(workCtx, g)
-	if err != nil {
-		return err
-	}
-	var hooks sync.WaitGroup
-	for i, hook := range g.OnLeader {
-		hooks.Go(func() {
-			if err := hook(hookCtx); err != nil && hookCtx.Err() == nil {
-				g.log.WithError(err).WithField("hook", i).Error("OnLeader hook failed")
-			}
-		})
-	}
-	if term != nil {
-		g.log.WithField("token", term.Token().String()).Info("leading: workers started")
-	} else {
-		g.log.Info("leading: workers started")
+	// A term that begins after this replica was stopped or cut off must
+	// not act on what its caches missed meanwhile. When the replica is
+	// told to stop, or the term ends, first, no worker starts: the common
+	// ending below releases or reports the lease.
+	if term == nil || r.awaitCurrentUntil(ctx, workCtx, g) {
+		var err error
+		workers, err = startWorkers(workCtx, g)
+		if err != nil {
+			return err
+		}
+		for i, hook := range g.OnLeader {
+			hooks.Go(func() {
+				if err := hook(hookCtx); err != nil && hookCtx.Err() == nil {
+					g.log.WithError(err).WithField("hook", i).Error("OnLeader hook failed")
+				}
+			})
+		}
+		if term != nil {
+			g.log.WithField("token", term.Token().String()).Info("leading: workers started")
+		} else {
+			g.log.Info("leading: workers started")
+		}
 	}
 
 	select {
@@ -573,7 +587,7 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 	// The term ended by itself: the fence is closed already, so no write
 	// leaves the process; the workers stop taking keys and the handlers'
 	// contexts end at once.
-	err = fmt.Errorf("%w: lease %s: %w", ErrLeaseLost, g.LeaseName, context.Cause(workCtx))
+	err := fmt.Errorf("%w: lease %s: %w", ErrLeaseLost, g.LeaseName, context.Cause(workCtx))
 	g.log.WithError(err).Error("lost the lease; workers stopped")
 	if r.opts.ReturnToStandby {
 		// Before campaigning again, wait for this term's handlers.
@@ -582,6 +596,45 @@ func (r *Replica) work(ctx context.Context, g *groupRun, termCtx context.Context
 		waitGroupUntil(&hooks, deadline)
 	}
 	return err
+}
+
+// awaitCurrentUntil is awaitCurrent for a new term: it reports whether the
+// caches are current before ctx (the replica's) or term ends.
+func (r *Replica) awaitCurrentUntil(ctx, term context.Context, g *groupRun) bool {
+	waitCtx, cancel := context.WithCancel(term)
+	defer cancel()
+	defer context.AfterFunc(ctx, cancel)()
+	return r.awaitCurrent(waitCtx, g, nil) == nil
+}
+
+// awaitCurrent waits until the caches of g's factories hold, for the keys
+// match admits (nil: all), the apiserver's state as of the call, so that a
+// new hold runs no handler on objects its caches missed while this replica
+// was stopped or cut off. A failed check (the apiserver unreachable, say)
+// is retried every RetryPeriod; it returns an error only when ctx ends.
+func (r *Replica) awaitCurrent(ctx context.Context, g *groupRun, match func(key string) bool) error {
+	began := time.Now()
+	for _, s := range g.Factories {
+		for {
+			err := engine.OpsOf(s.Base()).AwaitCurrent(ctx, match)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return err
+			}
+			g.log.WithError(err).Warn("cannot tell whether the caches are current; no handler of the new hold runs until they are")
+			t := time.NewTimer(r.opts.RetryPeriod)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return context.Cause(ctx)
+			case <-t.C:
+			}
+		}
+	}
+	g.log.WithField("took", time.Since(began).Round(time.Microsecond)).Debug("caches current as of the hold's start")
+	return nil
 }
 
 // groupWorkers are the workers of a group's factories, for one hold: a

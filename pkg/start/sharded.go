@@ -32,14 +32,15 @@ func (r *Replica) shardGroup(g *groupRun, clients kubernetes.Interface) error {
 		Namespace: r.opts.LeaseNamespace, Group: g.LeaseName, Shards: g.Shards, Identity: r.identity,
 		LeaseDuration: r.opts.LeaseDuration, RenewDeadline: r.opts.RenewDeadline, RetryPeriod: r.opts.RetryPeriod,
 		DrainGrace: r.opts.DrainGrace, Logger: r.log,
+		// A shard new here takes keys once the caches hold the
+		// apiserver's state of its objects as of its start.
+		Prepare: func(ctx context.Context, started []int) error {
+			return r.awaitCurrent(ctx, g, inShards(member, started))
+		},
 		OnStart: func(started []int) {
-			set := make(map[int]bool, len(started))
-			for _, s := range started {
-				set[s] = true
-			}
 			n := 0
 			for _, st := range starters {
-				n += engine.OpsOf(st.Base()).EnqueueKeys(func(key string) bool { return set[member.KeyShard(key)] })
+				n += engine.OpsOf(st.Base()).EnqueueKeys(inShards(member, started))
 			}
 			g.log.WithFields(map[string]any{"started": started, "keys": n, "held": member.Held()}).Info("shards started here; their keys are queued")
 		},
@@ -62,6 +63,15 @@ func (r *Replica) shardGroup(g *groupRun, clients kubernetes.Interface) error {
 	}
 	g.member = member
 	return nil
+}
+
+// inShards returns whether a key belongs to one of shards.
+func inShards(member *shard.Member, shards []int) func(key string) bool {
+	set := make(map[int]bool, len(shards))
+	for _, s := range shards {
+		set[s] = true
+	}
+	return func(key string) bool { return set[member.KeyShard(key)] }
 }
 
 // workSharded runs a sharded group once its caches have synced: workers

@@ -8,10 +8,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/rein-k8s/rein/pkg/fence"
 	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/generic"
 	"github.com/rein-k8s/rein/pkg/start"
@@ -43,6 +46,7 @@ func main() {
 	mark := fs.String("mark", "value", `what the handler keeps current: "value" (the annotation copies data["v"]) or "writer" (each process re-marks every object once: benchmarks use it to give a new leader work on every object)`)
 	webhookAddr := fs.String("webhook-bind-address", "", "serve a validating webhook for ConfigMaps here (it refuses data[\"v\"] = \"refused\"); empty: none")
 	webhookCertDir := fs.String("webhook-cert-dir", "", "tls.crt and tls.key of the webhook server")
+	external := fs.String("external-url", "", "before each write, POST the object's uid, key and this writer here (a stand-in for a call to an external system); empty: none")
 	opts.BindFlags(fs)
 	var group start.Group // --leader-elect-resource-name, --shards
 	group.BindFlags(fs)
@@ -104,6 +108,13 @@ func main() {
 			case <-t.C:
 			}
 		}
+		if *external != "" {
+			// The external system hears of the object first, as the
+			// sample's hypervisor does before the status write.
+			if err := callExternal(ctx, *external, cm, writer); err != nil {
+				return nil, err
+			}
+		}
 		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
 			"annotations": map[string]string{ReconciledAnnotation: want, WriterAnnotation: writer},
 		}})
@@ -139,3 +150,28 @@ func main() {
 	}
 	select {}
 }
+
+// callExternal posts what the handler is about to act on to url, through
+// fence.Transport: the call carries the hold's token and is refused once
+// the hold has ended.
+func callExternal(ctx context.Context, url string, cm *corev1.ConfigMap, writer string) error {
+	body, err := json.Marshal(map[string]string{"uid": string(cm.UID), "key": cm.Namespace + "/" + cm.Name, "writer": writer})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := externalClient.Do(req)
+	if err != nil {
+		return err
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("external call: %s", resp.Status)
+	}
+	return nil
+}
+
+var externalClient = &http.Client{Transport: fence.Transport(http.DefaultTransport)}

@@ -1,0 +1,303 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
+	"k8s.io/client-go/tools/cache"
+)
+
+// A hold (a single leader's term, or a shard newly held here) must not run
+// a handler on a cache that is behind the apiserver: a replica that was
+// stopped, or cut off, wakes with caches that miss the events of its
+// sleep, and a handler run on such a cache acts on objects that are gone
+// (an external create for a deleted object leaks: nothing deletes it).
+//
+// The check is a consistent read. When a hold begins, each cache lists
+// its kind, metadata only, with its own namespaces and selectors and
+// resourceVersion "" (the apiserver answers as of now, not from a lagging
+// copy). Each object of that list must be in the cache at its listed
+// resourceVersion or a newer one, and each cached object missing from the
+// list must leave the cache (or be newer than the list: created since).
+// Until then the hold's handlers wait; every event of the cache re-checks
+// the keys still behind. The informer's own resourceVersion cannot answer
+// this alone: it moves only on events and on bookmarks (about once a
+// minute), so a quiet kind's looks old however current its cache is.
+//
+// The cost is one metadata list per cache per hold: measured in
+// docs/benchmarks.md ("Fresh first").
+
+// currentPageSize is the page size of the freshness list: large pages, as
+// the list runs once per hold and its items are metadata only.
+const currentPageSize = 5000
+
+// lagWarning is how long a hold waits for a cache before it says, in the
+// log and in /readyz, which cache lags.
+const lagWarning = 2 * time.Second
+
+// changeSignal wakes waiters when a cache changes. A waiter takes the
+// channel before it looks at the cache, so no change is missed between
+// its look and its wait.
+type changeSignal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// next returns a channel closed at the next change.
+func (s *changeSignal) next() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+// changed wakes every waiter; without waiters it costs a lock.
+func (s *changeSignal) changed() {
+	s.mu.Lock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+	s.mu.Unlock()
+}
+
+// liveVersions is what the apiserver holds of a cache's objects at one
+// moment: each key's resourceVersion, and each list's own (by namespace;
+// "" for a cache of every namespace or of a cluster-scoped kind).
+type liveVersions struct {
+	keys map[string]string
+	rvs  map[string]string
+}
+
+// listRV is the resourceVersion of the list that would have held key.
+func (l liveVersions) listRV(key string) string {
+	if rv, ok := l.rvs[""]; ok && len(l.rvs) == 1 {
+		return rv
+	}
+	ns, _, _ := cache.SplitMetaNamespaceKey(key)
+	return l.rvs[ns]
+}
+
+// listLive lists the objects of si's cache as the apiserver has them now.
+func (f *CacheFactory) listLive(ctx context.Context, si *sharedInformer) (liveVersions, error) {
+	res := si.res
+	res.Form = Metadata
+	client, err := f.clients.ForResource(res)
+	if err != nil {
+		return liveVersions{}, err
+	}
+	kc := f.opts.PerKind[si.res.GVK]
+	live := liveVersions{keys: map[string]string{}, rvs: map[string]string{}}
+	for _, ns := range f.namespacesOf(si.res) {
+		opts := metav1.ListOptions{Limit: currentPageSize}
+		if kc.Labels != nil && !kc.Labels.Empty() {
+			opts.LabelSelector = kc.Labels.String()
+		}
+		if kc.Fields != nil && !kc.Fields.Empty() {
+			opts.FieldSelector = kc.Fields.String()
+		}
+		for {
+			var page metav1.PartialObjectMetadataList
+			if err := client.List(ctx, ns, opts, &page); err != nil {
+				return liveVersions{}, fmt.Errorf("list %s: %w", si.res, err)
+			}
+			if opts.Continue == "" {
+				live.rvs[ns] = page.ResourceVersion // later pages share it
+			}
+			for i := range page.Items {
+				m := &page.Items[i].ObjectMeta
+				key := m.Name
+				if m.Namespace != "" {
+					key = m.Namespace + "/" + m.Name
+				}
+				live.keys[key] = m.ResourceVersion
+			}
+			if page.Continue == "" {
+				break
+			}
+			opts.Continue = page.Continue
+		}
+	}
+	return live, nil
+}
+
+// newer reports whether resourceVersion a is newer than b ("" is oldest).
+// Versions that do not compare (not rein's apiserver's kind) count as
+// newer: the check cannot tell, and does not hold a hold back for it.
+func newer(a, b string) bool {
+	if b == "" {
+		return a != ""
+	}
+	c, err := resourceversion.CompareResourceVersion(a, b)
+	return err != nil || c > 0
+}
+
+// notOlder reports whether a is b or newer.
+func notOlder(a, b string) bool { return a == b || newer(a, b) }
+
+// behind returns the keys of live (those match admits) whose cached state
+// is older than the apiserver's, and the cached keys live lacks that are
+// not newer than it: each waits for an event of the cache.
+func behind(store cache.Store, live liveVersions, match func(key string) bool) map[string]string {
+	out := map[string]string{}
+	for key, rv := range live.keys {
+		if match(key) && !cachedAtLeast(store, key, rv) {
+			out[key] = rv
+		}
+	}
+	for _, key := range store.ListKeys() {
+		if _, listed := live.keys[key]; !listed && match(key) && !cachedNewer(store, key, live.listRV(key)) {
+			out[key] = "" // gone from the apiserver: must leave the cache
+		}
+	}
+	return out
+}
+
+// cachedAtLeast reports whether the cache holds key at resourceVersion rv
+// or newer.
+func cachedAtLeast(store cache.Store, key, rv string) bool {
+	return cachedVersion(store, key, func(cached string) bool { return notOlder(cached, rv) }, false)
+}
+
+// cachedNewer reports whether the cache lacks key, or holds it at a
+// version newer than listRV: the state of a key the apiserver did not
+// list (deleted; or created since the list).
+func cachedNewer(store cache.Store, key, listRV string) bool {
+	return cachedVersion(store, key, func(cached string) bool { return newer(cached, listRV) }, true)
+}
+
+// cachedVersion applies current to the cached resourceVersion of key, or
+// returns absent when the cache has no such key.
+func cachedVersion(store cache.Store, key string, current func(rv string) bool, absent bool) bool {
+	obj, ok, err := store.GetByKey(key)
+	if err != nil || !ok {
+		return absent
+	}
+	m, err := meta.Accessor(obj)
+	if err != nil || m.GetResourceVersion() == "" {
+		return true // a transform that drops versions: cannot tell
+	}
+	return current(m.GetResourceVersion())
+}
+
+// stillBehind narrows stale to the keys whose cached state is still
+// older than the apiserver's was.
+func stillBehind(store cache.Store, stale map[string]string, live liveVersions) {
+	for key, rv := range stale {
+		if (rv == "" && cachedNewer(store, key, live.listRV(key))) || (rv != "" && cachedAtLeast(store, key, rv)) {
+			delete(stale, key)
+		}
+	}
+}
+
+// awaitCurrent waits until si's cache holds, for every key match admits,
+// the apiserver's state as of the call or a newer one. It reports the lag
+// through lagging once it has waited lagWarning.
+func (f *CacheFactory) awaitCurrent(ctx context.Context, si *sharedInformer, match func(key string) bool, lagging func(kind string, keys int)) error {
+	live, err := f.listLive(ctx, si)
+	if err != nil {
+		return err
+	}
+	store := si.informer.GetStore()
+	changes := si.changes.next()
+	stale := behind(store, live, match)
+	warn := time.NewTimer(lagWarning)
+	defer warn.Stop()
+	for len(stale) > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %d of its objects are still behind the apiserver: %w", si.res, len(stale), context.Cause(ctx))
+		case <-warn.C:
+			lagging(si.res.String(), len(stale))
+		case <-changes:
+			changes = si.changes.next()
+			stillBehind(store, stale, live)
+		}
+	}
+	return nil
+}
+
+// AwaitCurrent waits until every cache of the factory holds, for every key
+// for which match is true, the apiserver's state as of the call or a newer
+// one (see the top of freshness.go), or until ctx ends. A hold calls it
+// before its first handler runs. While a cache lags for longer than a
+// moment, the log and CacheLag name it.
+func (f *Ops) AwaitCurrent(ctx context.Context, match func(key string) bool) error {
+	if f.caches == nil {
+		return errOnBackend
+	}
+	if match == nil {
+		match = func(string) bool { return true }
+	}
+	informers := f.caches.startedInformers()
+	errs := make([]error, len(informers))
+	var wg sync.WaitGroup
+	for i, si := range informers {
+		wg.Go(func() {
+			errs[i] = f.caches.awaitCurrent(ctx, si, match, func(kind string, keys int) {
+				f.log.WithFields(map[string]any{"cache": kind, "behind": keys}).Warn("a new hold waits for a cache that lags the apiserver; no handler runs until it has caught up")
+				f.caches.lag.note(kind, keys)
+			})
+			f.caches.lag.clear(si.res.String())
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("framework: caches not current: %w", err)
+	}
+	return nil
+}
+
+// CacheLag names the caches a hold waits for longer than a moment (see
+// AwaitCurrent), or returns nil: /readyz shows it.
+func (f *Ops) CacheLag() error {
+	if f.caches == nil {
+		return nil
+	}
+	return f.caches.lag.err()
+}
+
+// cacheLag is what AwaitCurrent waits for now: kind → objects behind.
+type cacheLag struct {
+	mu     sync.Mutex
+	behind map[string]int
+}
+
+func (l *cacheLag) note(kind string, keys int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.behind == nil {
+		l.behind = map[string]int{}
+	}
+	l.behind[kind] = keys
+}
+
+func (l *cacheLag) clear(kind string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.behind, kind)
+}
+
+func (l *cacheLag) err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.behind) == 0 {
+		return nil
+	}
+	parts := make([]string, 0, len(l.behind))
+	for kind, n := range l.behind {
+		parts = append(parts, fmt.Sprintf("%s (%d objects)", kind, n))
+	}
+	sort.Strings(parts)
+	return fmt.Errorf("caches lag the apiserver: %s; a new hold runs no handler until they catch up", strings.Join(parts, ", "))
+}
