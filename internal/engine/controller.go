@@ -37,6 +37,12 @@ type Controller struct {
 	newObj  func() (runtime.Object, error)
 
 	workers atomic.Int32
+	// timeout bounds each handler call of a worker's run; 0: none (see
+	// timeout.go). Set before any worker starts.
+	timeout time.Duration
+	// overdue maps the keys whose handler call was left running past its
+	// timeout to that handler's name, until the call returns.
+	overdue sync.Map
 	// queued is done once the informer has handed this controller every
 	// object of its initial list, i.e. the queue holds every key.
 	queued cache.DoneChecker
@@ -262,21 +268,24 @@ func (c *Controller) removeHandler(id uint64) {
 }
 
 // runWorker processes keys until taking ends or the queue shuts down;
-// handlers run with term's context.
-func (c *Controller) runWorker(taking, term context.Context) {
+// handlers run with term's context. owner counts the worker's handler
+// calls that run in goroutines of their own (a reconcile timeout's).
+func (c *Controller) runWorker(taking, term context.Context, owner *sync.WaitGroup) {
 	whole := KeyGate(wholeTerm{term}) // made once, not per key
-	for c.processNext(taking, whole) {
+	for c.processNext(taking, whole, owner) {
 	}
 }
 
 // processNext runs one key under the controller's gate, or whole when it
 // has none.
-func (c *Controller) processNext(taking context.Context, whole KeyGate) bool {
+func (c *Controller) processNext(taking context.Context, whole KeyGate, owner *sync.WaitGroup) bool {
 	key, ok := c.queue.Get(taking)
 	if !ok {
 		return false
 	}
-	defer c.queue.Done(key)
+	// A value, not closures: releasing a key allocates nothing.
+	run := keyRun{owner: owner, key: key}
+	defer c.finish(&run)
 	// Leadership can end between Get and here: keep the key for the next
 	// term (it is queued again when Done runs) and write nothing.
 	if taking.Err() != nil {
@@ -300,8 +309,8 @@ func (c *Controller) processNext(taking context.Context, whole KeyGate) bool {
 		c.dropVanished(key)
 		return true
 	}
-	defer done()
-	c.process(ctx, key)
+	run.done = done
+	c.process(ctx, key, &run)
 	return true
 }
 
@@ -311,7 +320,7 @@ type wholeTerm struct{ term context.Context }
 
 func (w wholeTerm) Enter(string) (context.Context, func(), bool) { return w.term, func() {}, true }
 
-func (c *Controller) process(ctx context.Context, key string) {
+func (c *Controller) process(ctx context.Context, key string, run *keyRun) {
 	obj, err := c.cached(key)
 	if err != nil {
 		c.log.WithError(err).WithField("key", key).Error("cache lookup failed; retrying")
@@ -319,7 +328,7 @@ func (c *Controller) process(ctx context.Context, key string) {
 		return
 	}
 	_, forced := c.forced.LoadAndDelete(key)
-	res := c.runChain(ctx, key, obj, forced)
+	res := c.runChain(ctx, key, obj, forced, run)
 	if len(res.errs) > 0 {
 		for _, e := range res.errs {
 			c.logHandlerError(e)
@@ -360,7 +369,8 @@ func (c *Controller) cached(key string) (runtime.Object, error) {
 // one of the remove handlers whose finalizers are missing, and then no
 // handler ran), and requeueAfter is the delay a
 // handler asked for with RequeueAfter when none failed (a failure is
-// retried with backoff instead), 0 when none asked. It is how a manual
+// retried with backoff instead), 0 when none asked. No reconcile timeout
+// applies: ctx bounds the handlers. It is how a manual
 // controller (NewManualController) is driven; on a factory's controller,
 // never call it on a key its workers may be processing.
 func (c *Controller) Process(ctx context.Context, key string) (requeueAfter time.Duration, err error) {
@@ -368,7 +378,7 @@ func (c *Controller) Process(ctx context.Context, key string) (requeueAfter time
 	if err != nil {
 		return 0, fmt.Errorf("controller %s: cache lookup of %s: %w", c.name, key, err)
 	}
-	res := c.runChain(ctx, key, obj, true) // an explicit run: no handler is filtered
+	res := c.runChain(ctx, key, obj, true, nil) // an explicit run: no handler is filtered
 	if len(res.errs) > 0 {
 		errs := make([]error, len(res.errs))
 		for i, e := range res.errs {
@@ -384,6 +394,8 @@ func (c *Controller) logHandlerError(e *HandlerError) {
 	switch {
 	case e.Panicked:
 		entry.WithFields(logrus.Fields{"panic": fmt.Sprint(e.Err), "stack": string(e.Stack)}).Error("handler panicked; retrying with backoff")
+	case e.timedOut():
+		entry.WithError(e.Err).Error("handler timed out; retrying with backoff")
 	case apierrors.IsConflict(e.Err):
 		// Someone changed the object since it was read: the retry reads
 		// the newer version. Expected in normal operation.
@@ -403,7 +415,11 @@ func (c *Controller) logHandlerError(e *HandlerError) {
 // handler runs and the key is retried. After the last one, the remove
 // handlers run on the objects of key that vanished past their finalizers
 // (cleanUpVanished).
-func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Object, forced bool) chainResult {
+//
+// run is a worker's run of key, whose handler calls the controller's
+// reconcile timeout bounds; nil (Process) runs them directly. A call left
+// running past its timeout ends the chain there (see timeout.go).
+func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Object, forced bool, run *keyRun) chainResult {
 	var res chainResult
 	chain := *c.handlers.Load()
 	if obj != nil {
@@ -431,7 +447,7 @@ func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Objec
 			}
 		}
 		start := time.Now()
-		out, herr := c.callHandler(ctx, h, key, current)
+		out, herr := c.call(ctx, run, h, key, current)
 		result := res.take(out, herr)
 		switch result {
 		case resultSuccess, resultRequeue:
@@ -441,8 +457,11 @@ func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Objec
 			h.filter.record(key, fp)
 		}
 		c.metrics.observeHandler(c.name, h.name, result, time.Since(start))
+		if run != nil && run.left {
+			return res
+		}
 	}
-	c.cleanUpVanished(ctx, key, chain, &res)
+	c.cleanUpVanished(ctx, key, chain, &res, run)
 	return res
 }
 
@@ -455,6 +474,9 @@ func (res *chainResult) take(out handlerOutput, herr *HandlerError) string {
 		res.errs = append(res.errs, herr)
 		if herr.Panicked {
 			return resultPanic
+		}
+		if herr.timedOut() {
+			return resultTimeout
 		}
 		return resultError
 	case out.err == nil:

@@ -45,6 +45,22 @@ type Options struct {
 	// queue has its own limiter: a kind that fails a lot does not slow the
 	// retries of another).
 	RateLimitPerKind map[schema.GroupVersionKind]RateLimit
+	// ReconcileTimeout bounds each handler call of a worker: the
+	// handler's context ends after it (context.DeadlineExceeded), and
+	// the call counts as a timeout and is retried with backoff. A handler
+	// that ignores its context is left running once the timeout and a
+	// short grace (half the timeout, at most 1s) have passed: its worker
+	// takes other keys, while the key itself waits for that call to
+	// return before it runs again. The late writes of a call left running
+	// pass the fence only while this replica still holds the term or
+	// shard the call started under. 0, the default, sets no timeout: any
+	// default would cut off some handler that legitimately waits long (on
+	// an outside system) in a program that never asked for one.
+	ReconcileTimeout time.Duration
+	// ReconcileTimeoutPerKind overrides ReconcileTimeout for single
+	// kinds; 0 sets none for the kind. It is per kind, as workers are:
+	// the timeout gives a kind's workers back.
+	ReconcileTimeoutPerKind map[schema.GroupVersionKind]time.Duration
 	// CompressResponses asks the apiserver to gzip its responses (lists,
 	// watch streams). Off by default: next to the apiserver, gzip costs
 	// both sides more CPU than the bandwidth it saves (docs/design.md,
@@ -306,6 +322,10 @@ func (f *Ops) Controller(res Resource) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.timeout = f.opts.ReconcileTimeout
+	if perKind, ok := f.opts.ReconcileTimeoutPerKind[res.GVK]; ok {
+		c.timeout = perKind
+	}
 	f.controllers[res.cacheKey()] = c
 	if f.gate != nil {
 		c.gate.Store(&f.gate)
@@ -509,7 +529,7 @@ func (w *Workers) start(c *Controller) {
 	w.controllers = append(w.controllers, c)
 	w.mu.Unlock()
 	for range c.workers.Load() {
-		w.wg.Go(func() { c.runWorker(w.taking, w.term) })
+		w.wg.Go(func() { c.runWorker(w.taking, w.term, &w.wg) })
 	}
 }
 
@@ -518,9 +538,10 @@ func (w *Workers) start(c *Controller) {
 func (w *Workers) Stop() { w.stop() }
 
 // Wait blocks until the workers were told to stop (Stop, or the term's
-// end) and every handler that was running then has returned, or until
-// grace has passed since it was called;
-// then it names the controllers whose handlers are still running.
+// end) and every handler that was running then has returned, those left
+// running past their reconcile timeout included, or until grace has
+// passed since it was called; then it names the controllers whose
+// handlers are still running, and the calls left past their timeout.
 func (w *Workers) Wait(grace time.Duration) error {
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
@@ -534,7 +555,11 @@ func (w *Workers) Wait(grace time.Duration) error {
 	var busy []string
 	for _, c := range w.controllers {
 		if n := c.queue.Processing(); n > 0 {
-			busy = append(busy, fmt.Sprintf("%s (%d keys)", c.name, n))
+			line := fmt.Sprintf("%s (%d keys)", c.name, n)
+			if overdue := c.overdueCalls(); len(overdue) > 0 {
+				line = fmt.Sprintf("%s (%d keys; past their reconcile timeout: %s)", c.name, n, strings.Join(overdue, ", "))
+			}
+			busy = append(busy, line)
 		}
 	}
 	sort.Strings(busy)

@@ -17,8 +17,9 @@ import (
 // answer of an Update so the next handler does not work on a stale copy.
 //
 // ctx ends the moment this replica's leadership term does (a lost lease:
-// at once; a graceful stop: after the drain grace), so pass it to every
-// call that may block; Logger(ctx) is a logger with the controller, handler
+// at once; a graceful stop: after the drain grace), or at the controller's
+// reconcile timeout (Options.ReconcileTimeout), so pass it to every call
+// that may block; Logger(ctx) is a logger with the controller, handler
 // and key.
 type Handler func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error)
 

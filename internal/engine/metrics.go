@@ -17,6 +17,9 @@ const (
 	resultSuccess = "success"
 	resultError   = "error"
 	resultPanic   = "panic"
+	// resultTimeout: the handler ran past the controller's reconcile
+	// timeout (see timeout.go).
+	resultTimeout = "timeout"
 	resultSkip    = "skip"
 	resultRequeue = "requeue"
 	// resultFiltered: an IgnoreStatus handler did not run, nothing it
@@ -43,7 +46,7 @@ func newMetrics(reg prometheus.Registerer, caches *CacheFactory) (*metrics, erro
 	var err error
 	m.handlerRuns, err = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rein_handler_executions_total",
-		Help: "Handler runs per controller, handler and result (success, error, panic, skip, requeue, filtered).",
+		Help: "Handler runs per controller, handler and result (success, error, panic, timeout, skip, requeue, filtered).",
 	}, []string{"controller", "handler", "result"}))
 	if err != nil {
 		return nil, err

@@ -156,8 +156,9 @@ func (c *Controller) forgetVanishedFinalizer(finalizer string, chain []handlerEn
 
 // cleanUpVanished runs the remove handlers of chain on the objects of key
 // that vanished past their finalizers, adding their failures and requeue
-// requests to res.
-func (c *Controller) cleanUpVanished(ctx context.Context, key string, chain []handlerEntry, res *chainResult) {
+// requests to res. A call left running past its timeout (run.left) ends
+// the clean-up there.
+func (c *Controller) cleanUpVanished(ctx context.Context, key string, chain []handlerEntry, res *chainResult, run *keyRun) {
 	c.vmu.Lock()
 	none := len(c.vanished[key]) == 0
 	c.vmu.Unlock()
@@ -170,13 +171,16 @@ func (c *Controller) cleanUpVanished(ctx context.Context, key string, chain []ha
 		}
 		for _, v := range c.pendingVanished(key, h.finalizer) {
 			start := time.Now()
-			out, herr := c.callHandler(ctx, handlerEntry{name: h.name, fn: chainHandler(h.remove)}, key, v.obj)
+			out, herr := c.call(ctx, run, handlerEntry{name: h.name, fn: chainHandler(h.remove)}, key, v.obj)
 			result := res.take(out, herr)
 			if result == resultSuccess || result == resultSkip {
 				// done, or ErrSkip: nothing more to do for it
 				c.releaseVanished(key, v.uid, h.finalizer)
 			}
 			c.metrics.observeHandler(c.name, h.name, result, time.Since(start))
+			if run != nil && run.left {
+				return
+			}
 		}
 	}
 }

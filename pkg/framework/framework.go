@@ -14,8 +14,9 @@ import (
 type Factory = engine.Factory
 
 // Options configure a Factory: the namespaces cached (all by default),
-// per-kind cache shapes (KindCache), workers and retry pacing per
-// controller (DefaultWorkers, RateLimit), the metrics registry and the
+// per-kind cache shapes (KindCache), workers, retry pacing and the
+// reconcile timeout per controller (DefaultWorkers, RateLimit,
+// ReconcileTimeout: none by default), the metrics registry and the
 // logger. The zero value is a working default.
 type Options = engine.Options
 

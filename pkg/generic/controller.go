@@ -25,9 +25,10 @@ import (
 // RequeueAfter are the other results.
 //
 // ctx ends the moment this replica's hold on the key does (a leader's term
-// or a shard: a lost lease at once, a graceful stop after the drain grace):
-// pass it to every call. Logger(ctx) logs with the controller, handler and
-// key.
+// or a shard: a lost lease at once, a graceful stop after the drain grace),
+// or at the controller's reconcile timeout
+// (framework.Options.ReconcileTimeout): pass it to every call.
+// Logger(ctx) logs with the controller, handler and key.
 type ObjectHandler[T runtime.Object] func(ctx context.Context, key string, obj T) (T, error)
 
 // Client reads and writes objects of one kind. Every call takes the
