@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/internal/testkit/factorytest"
@@ -94,6 +95,23 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
+// pausableCache runs a factory with a ConfigMap cache of ns whose watch
+// pause can hold back.
+func pausableCache(t *testing.T, ns string) (*engine.Factory, *watchPause, cache.Store) {
+	pause := newWatchPause()
+	cfg := env.Config()
+	cfg.Wrap(func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) { return pause.RoundTrip(next, r) })
+	})
+	f, err := engine.NewFactory(cfg, newScheme(t), engine.Options{Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := controller(t, f, factorytest.ConfigMaps)
+	run(t, f)
+	return f, pause, c.Informer().GetStore()
+}
+
 // TestAwaitCurrentWaitsForALaggingWatch: a cache whose watch lags behind
 // deletes, creates and updates is not current until the watch delivers
 // them; AwaitCurrent returns only then, and the cache it leaves holds the
@@ -106,18 +124,7 @@ func TestAwaitCurrentWaitsForALaggingWatch(t *testing.T) {
 	createConfigMap(t, ns, "changed", map[string]string{"v": "1"})
 	createConfigMap(t, ns, "kept", nil)
 
-	pause := newWatchPause()
-	cfg := env.Config()
-	cfg.Wrap(func(next http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(r *http.Request) (*http.Response, error) { return pause.RoundTrip(next, r) })
-	})
-	f, err := engine.NewFactory(cfg, newScheme(t), engine.Options{Namespace: ns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := controller(t, f, factorytest.ConfigMaps)
-	run(t, f)
-	store := c.Informer().GetStore()
+	f, pause, store := pausableCache(t, ns)
 	if err := engine.OpsOf(f).AwaitCurrent(ctx, nil); err != nil {
 		t.Fatalf("a synced cache with no change since: %v", err)
 	}
@@ -171,17 +178,7 @@ func TestAwaitCurrentOnlyWaitsForMatchingKeys(t *testing.T) {
 	createConfigMap(t, ns, "mine", nil)
 	createConfigMap(t, ns, "theirs", nil)
 
-	pause := newWatchPause()
-	cfg := env.Config()
-	cfg.Wrap(func(next http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(r *http.Request) (*http.Response, error) { return pause.RoundTrip(next, r) })
-	})
-	f, err := engine.NewFactory(cfg, newScheme(t), engine.Options{Namespace: ns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	controller(t, f, factorytest.ConfigMaps)
-	run(t, f)
+	f, pause, _ := pausableCache(t, ns)
 	pause.pause()
 	defer pause.unpause()
 	if err := adminClient(t).CoreV1().ConfigMaps(ns).Delete(ctx, "theirs", metav1.DeleteOptions{}); err != nil {
@@ -194,7 +191,7 @@ func TestAwaitCurrentOnlyWaitsForMatchingKeys(t *testing.T) {
 
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	err = engine.OpsOf(f).AwaitCurrent(short, nil)
+	err := engine.OpsOf(f).AwaitCurrent(short, nil)
 	if err == nil || !strings.Contains(err.Error(), "1 of its objects are still behind") {
 		t.Fatalf("AwaitCurrent on a cache that cannot catch up = %v, want the count of objects behind", err)
 	}

@@ -633,7 +633,7 @@ func (r *Replica) awaitCurrent(ctx context.Context, g *groupRun, match func(key 
 			}
 		}
 	}
-	g.log.WithField("took", time.Since(began).Round(time.Microsecond)).Debug("caches current as of the hold's start")
+	g.log.WithField("took", time.Since(began).Round(time.Microsecond)).Info("caches current as of the new hold's start: its handlers may run")
 	return nil
 }
 
