@@ -208,6 +208,10 @@ func (e *Elector) campaign(ctx context.Context, s *session) (*Term, error) {
 		default:
 			free, why, remaining := e.isFree(s, ob)
 			if !free {
+				// The lease is seen held: this replica has nothing to
+				// write, so takes that failed while it was cut off no
+				// longer say it cannot see the lease (Visibility).
+				writes.recovered("the lease is seen held again; no take needed")
 				wait = remaining
 				break
 			}
@@ -225,7 +229,8 @@ func (e *Elector) campaign(ctx context.Context, s *session) (*Term, error) {
 			case apierrors.IsConflict(err), apierrors.IsAlreadyExists(err):
 				// Another replica wrote first. The watch will show what
 				// it wrote; asking the apiserver now would be a request
-				// the watch makes needless.
+				// the watch makes needless. The apiserver answered.
+				writes.recovered("the apiserver answers takes again")
 				e.log.WithError(err).Debug("another replica wrote the lease first")
 			default:
 				writes.failed("cannot take lease "+e.key, err)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rein-k8s/rein/internal/connhealth"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/rest"
@@ -360,4 +362,12 @@ func checkBindAddress(addr string) error {
 		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
 	}
 	return nil
+}
+
+// connectionChecks are the HTTP/2 health check of the clients start builds
+// for leases: a dead connection is closed within the renew deadline, so a
+// healed partition is noticed by leaders, standbys and shard members
+// alike before a leader's renew deadline passes (internal/connhealth).
+func (o *Options) connectionChecks() (readIdle, ping time.Duration) {
+	return connhealth.Timeouts(o.RenewDeadline, o.RetryPeriod)
 }

@@ -89,3 +89,64 @@ func otherLeads(t *testing.T, admin kubernetes.Interface, ns string, o start.Opt
 	t.Cleanup(func() { endTerm(); <-term.Done() })
 	return other, id
 }
+
+// TestStandbyBehindABlackHoleIsReadyAgain (issue 29): a standby whose path
+// to the apiserver is a black hole (connections held open, nothing
+// delivered) turns unready, and once the path returns it is ready again
+// within the renew deadline + 1 s, ten times in a row, with 2 s leases and
+// with the default timings. Before, its dead connection waited for
+// client-go's 30 s + 15 s HTTP/2 check, and a take that failed while cut
+// off kept it unready after it saw the lease again (108 s measured).
+func TestStandbyBehindABlackHoleIsReadyAgain(t *testing.T) {
+	for _, c := range []struct {
+		name                string
+		lease, renew, retry time.Duration
+		repetitions         int
+	}{
+		{"2s leases", 2 * time.Second, 1500 * time.Millisecond, 300 * time.Millisecond, 10},
+		{"default timings", leader.DefaultLeaseDuration, leader.DefaultRenewDeadline, leader.DefaultRetryPeriod, 10},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			admin := testkit.Admin(t, env)
+			ns := newNamespace(t, admin)
+			o := testOptions(t, ns)
+			o.LeaseDuration, o.RenewDeadline, o.RetryPeriod = c.lease, c.renew, c.retry
+			other, id := otherLeads(t, admin, ns, o)
+			path, err := netfault.Start(env.Config().Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = path.Close() }()
+			cfg := rest.CopyConfig(env.Config())
+			cfg.Host = "https://" + path.Addr()
+			o.Config = cfg
+			r, stop, done := runNew(t, o, start.Group{LeaseName: testLease, Factories: []start.Starter{newFactory(t, ns)}})
+			defer func() {
+				stop()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			}()
+			ready := func() bool { code, _ := get(t, "http://"+r.ProbeAddr()+"/readyz"); return code == http.StatusOK }
+			eventually(t, "the standby is ready", ready)
+			bound := c.renew + time.Second
+			var worst time.Duration
+			for rep := range c.repetitions {
+				path.Hold(netfault.Both)
+				testkit.Eventually(t, 3*c.lease+15*time.Second, 20*time.Millisecond, "the standby behind a black hole is unready", func() bool { return !ready() })
+				path.Release()
+				released := time.Now()
+				testkit.Eventually(t, bound+30*time.Second, 20*time.Millisecond, "the standby is ready again", ready)
+				took := time.Since(released)
+				worst = max(worst, took)
+				if took > bound {
+					t.Errorf("repetition %d: ready again %v after the path returned, want ≤ renew deadline + 1s = %v", rep, took.Round(time.Millisecond), bound)
+				}
+				if h := other.Leader(); h != id {
+					t.Fatalf("repetition %d: the lease moved to %q", rep, h)
+				}
+			}
+			t.Logf("%d black holes: ready again at most %v after the path returned (bound %v)", c.repetitions, worst.Round(time.Millisecond), bound)
+		})
+	}
+}

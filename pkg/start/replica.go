@@ -18,7 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
+	"github.com/rein-k8s/rein/internal/connhealth"
 	"github.com/rein-k8s/rein/internal/electionflags"
 	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/pkg/leader"
@@ -163,20 +165,25 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 			return nil, fmt.Errorf("start: %w", err)
 		}
 		// The elector's client is not fenced and not throttled by the
-		// workers' traffic: it has its own connection.
-		cfg := *opts.Config
-		if clients, err = kubernetes.NewForConfig(&cfg); err != nil {
+		// workers' traffic: it has its own connection, checked so that a
+		// dead one is closed within the renew deadline (connhealth).
+		readIdle, ping := opts.connectionChecks()
+		cfg, err := connhealth.Config(opts.Config, readIdle, ping)
+		if err != nil {
+			return nil, fmt.Errorf("start: lease client: %w", err)
+		}
+		if clients, err = kubernetes.NewForConfig(cfg); err != nil {
 			return nil, fmt.Errorf("start: lease client: %w", err)
 		}
 		// A sharded group's takeover writes one record per shard of a
 		// dead member at once: client-go's default limit (5/s, burst 10)
 		// would spread them over seconds. Its requests are bounded by the
 		// protocol (moves only), so it runs unthrottled unless told.
-		shardCfg := *opts.Config
+		shardCfg := rest.CopyConfig(cfg)
 		if shardCfg.QPS == 0 && shardCfg.RateLimiter == nil {
 			shardCfg.QPS = -1
 		}
-		if shardClients, err = kubernetes.NewForConfig(&shardCfg); err != nil {
+		if shardClients, err = kubernetes.NewForConfig(shardCfg); err != nil {
 			return nil, fmt.Errorf("start: shard lease client: %w", err)
 		}
 		r.log = r.log.WithField("identity", r.identity)
