@@ -31,15 +31,16 @@ func Main(m interface{ Run() int }, opts Options, env **Env) int {
 // its control plane itself.
 //
 // A stop that had to force things (a *ForcedStopError: requests left
-// open, a process killed) does not fail a package whose tests passed:
-// it is written to stderr as a warning naming what was left open, and
-// code is returned. The control plane is gone and nothing is left behind,
-// every test said what it checks was right, and the open request is seen
-// only after the fact, not tied to one test: failing the package would
-// fail it for no test, and make its result depend on how fast a leak is
-// noticed. Any other stop error (a process that would not die, a folder
-// that could not be removed) fails the package, since something is left
-// on the machine. A failing code is never turned into a pass.
+// open, a process killed) does not fail a package whose tests passed: it
+// is written to stderr as a warning naming what was open, and code is
+// returned. The control plane is gone and nothing is left on the machine;
+// every test passed its own checks; and the leak is seen once, after the
+// last test, tied to none: a failure would be a FAIL with every test
+// PASS, which says less than the warning, whose requests point at the
+// test that left them.
+// Any other stop error (a process that would not die, a folder that could
+// not be removed) fails the package, since something is left behind. A
+// failing code is never turned into a pass.
 func Finish(e *Env, code int) int {
 	err := e.Stop()
 	if err == nil {
