@@ -3,8 +3,6 @@ package testkit
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -88,15 +86,13 @@ func (l *LazyEnv) Get(t testing.TB) *testenv.Env {
 	return l.env
 }
 
-// Main runs the tests and then stops the control plane if one started;
-// TestMain passes its result to os.Exit.
+// Main runs the tests and then stops the control plane if one started,
+// with testenv.Finish: the result is the tests' own, a stop that had to
+// force things down is a warning; TestMain passes it to os.Exit.
 func (l *LazyEnv) Main(m interface{ Run() int }) int {
 	code := m.Run()
 	if l.env != nil {
-		if err := l.env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
+		code = testenv.Finish(l.env, code)
 	}
 	return code
 }

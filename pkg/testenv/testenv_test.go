@@ -30,6 +30,11 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
+	if mode := os.Getenv(leakHelperEnv); mode != "" {
+		// This binary, run again by TestStopEndsWhatATestLeftOpen: a
+		// package with testenv.Main, as a user writes it.
+		os.Exit(testenv.Main(m, leakHelperOptions(mode), &env))
+	}
 	var err error
 	env, err = testenv.Start(testenv.Options{CRDDirs: []string{"testdata/crds"}, Audit: true})
 	if err != nil {
@@ -37,12 +42,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	fmt.Printf("testenv: control plane started in %v\n", env.StartDuration().Round(time.Millisecond))
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(testenv.Finish(env, m.Run()))
 }
 
 var widgets = schema.GroupVersionResource{Group: "testenv.rein.dev", Version: "v1", Resource: "widgets"}
