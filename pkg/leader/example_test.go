@@ -3,13 +3,15 @@ package leader_test
 import (
 	"context"
 	"fmt"
-	"github.com/rein-k8s/rein/pkg/fence"
-	"k8s.io/client-go/rest"
 	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/rein-k8s/rein/pkg/fence"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"

@@ -3,12 +3,13 @@ package leader_test
 import (
 	"context"
 	"errors"
-	"github.com/rein-k8s/rein/pkg/fence"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rein-k8s/rein/pkg/fence"
 )
 
 // TestTermFencesExternalCalls: calls to an external system made with a term's context

@@ -3,14 +3,16 @@ package leader_test
 import (
 	"context"
 	"errors"
-	"github.com/rein-k8s/rein/internal/testkit/audit"
-	"github.com/rein-k8s/rein/pkg/fence"
-	"k8s.io/client-go/rest"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/rein-k8s/rein/internal/testkit/audit"
+	"github.com/rein-k8s/rein/pkg/fence"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"

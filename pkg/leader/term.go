@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rein-k8s/rein/pkg/fence"
 	"sync"
 	"time"
+
+	"github.com/rein-k8s/rein/pkg/fence"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"

@@ -1,10 +1,11 @@
 package leader_test
 
 import (
-	"github.com/rein-k8s/rein/pkg/fence"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rein-k8s/rein/pkg/fence"
 
 	"github.com/rein-k8s/rein/pkg/leader"
 )
