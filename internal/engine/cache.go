@@ -213,6 +213,24 @@ func OnEveryEvent(f func(obj any)) cache.ResourceEventHandlerFuncs {
 	return cache.ResourceEventHandlerFuncs{AddFunc: each, UpdateFunc: func(_, obj any) { each(obj) }, DeleteFunc: each}
 }
 
+// OnEveryEventWithPriority is OnEveryEvent that also tells f the priority
+// the event's work deserves, as a controller queues its own keys: low for
+// an object of the initial list and for an update that changed nothing,
+// high for a change.
+func OnEveryEventWithPriority(f func(obj any, p Priority)) cache.ResourceEventHandler {
+	unwrap := func(obj any) any {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			return tomb.Obj
+		}
+		return obj
+	}
+	return cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc:    func(obj any, initial bool) { f(obj, addPriority(initial)) },
+		UpdateFunc: func(old, obj any) { f(obj, updatePriority(old, obj)) },
+		DeleteFunc: func(obj any) { f(unwrap(obj), PriorityHigh) },
+	}
+}
+
 // namespacesOf returns the namespaces res is cached in: {""} for all (and
 // for cluster-scoped kinds).
 func (f *CacheFactory) namespacesOf(res Resource) []string {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 )
@@ -29,9 +30,9 @@ type Controller struct {
 	client   ResourceClient
 	informer cache.SharedIndexInformer
 	queue    *keyQueue
-	// enqueue queues a key after a delay: the queue's AddAfter, or the
-	// callback of a manual controller.
-	enqueue func(key string, after time.Duration)
+	// enqueue queues a key after a delay at a priority: the queue's
+	// AddWithPriority, or the callback of a manual controller.
+	enqueue func(key string, after time.Duration, p Priority)
 	log     *logrus.Entry
 	metrics *metrics
 	newObj  func() (runtime.Object, error)
@@ -74,18 +75,21 @@ func newController(res Resource, client ResourceClient, informer cache.SharedInd
 		newObj:   newObj,
 		vanished: map[string][]*vanishedObject{},
 	}
-	c.enqueue = c.queue.AddAfter
+	c.enqueue = c.queue.AddWithPriority
 	c.attachMetrics(m)
 	c.workers.Store(int32(workers))
 	c.handlers.Store(&[]handlerEntry{})
 	// Every event only queues a key: the queue deduplicates, and workers
-	// read the newest state from the cache when they get to it.
-	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueueObject,
-		UpdateFunc: func(_, obj any) { c.enqueueObject(obj) },
+	// read the newest state from the cache when they get to it. Changes
+	// go ahead of the initial list's keys (see eventPriority).
+	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, initial bool) { c.enqueueObject(obj, addPriority(initial)) },
+		UpdateFunc: func(old, obj any) {
+			c.enqueueObject(obj, updatePriority(old, obj))
+		},
 		DeleteFunc: func(obj any) {
 			c.noteVanished(obj)
-			c.enqueueObject(obj)
+			c.enqueueObject(obj, PriorityHigh)
 		},
 	})
 	if err != nil {
@@ -138,9 +142,9 @@ func NewManualController(cfg ManualConfig) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.enqueue = cfg.Enqueue
-	if c.enqueue == nil {
-		c.enqueue = func(string, time.Duration) {}
+	c.enqueue = func(string, time.Duration, Priority) {}
+	if cfg.Enqueue != nil {
+		c.enqueue = func(key string, after time.Duration, _ Priority) { cfg.Enqueue(key, after) }
 	}
 	return c, nil
 }
@@ -173,32 +177,60 @@ func (c *Controller) RateLimit() RateLimit { return c.queue.limits }
 // Informer is the kind's shared informer.
 func (c *Controller) Informer() cache.SharedIndexInformer { return c.informer }
 
-func (c *Controller) enqueueObject(obj any) {
+func (c *Controller) enqueueObject(obj any, p Priority) {
 	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
 	if err != nil {
 		c.log.WithError(err).Warn("cannot compute the key of an object; it is not queued")
 		return
 	}
-	c.enqueue(key, 0)
+	c.enqueue(key, 0, p)
 }
 
-// Enqueue queues key ("namespace/name" or "name") for the handler chain;
-// every handler runs on it, IgnoreStatus ones included.
+// addPriority is the priority of an informer's Add event: low for an
+// object of the initial list (a start queues every cached key: no change
+// in it), high for an object created since.
+func addPriority(initial bool) Priority {
+	if initial {
+		return PriorityLow
+	}
+	return PriorityHigh
+}
+
+// updatePriority is the priority of an informer's Update event: low when
+// the object's resourceVersion did not move (a resync, or a relist that
+// found it unchanged), high for a change.
+func updatePriority(old, obj any) Priority {
+	o, err1 := meta.Accessor(old)
+	n, err2 := meta.Accessor(obj)
+	if err1 == nil && err2 == nil && o.GetResourceVersion() == n.GetResourceVersion() {
+		return PriorityLow
+	}
+	return PriorityHigh
+}
+
+// Enqueue queues key ("namespace/name" or "name") for the handler chain at
+// high priority; every handler runs on it, IgnoreStatus ones included.
 func (c *Controller) Enqueue(key string) {
-	c.forced.Store(key, struct{}{})
-	c.enqueue(key, 0)
+	c.EnqueueWithPriority(key, 0, PriorityHigh)
 }
 
 // EnqueueAfter queues key after delay, as Enqueue.
 func (c *Controller) EnqueueAfter(key string, delay time.Duration) {
-	c.forced.Store(key, struct{}{})
-	c.enqueue(key, delay)
+	c.EnqueueWithPriority(key, delay, PriorityHigh)
 }
 
-// enqueueAll queues the key of every cached object.
+// EnqueueWithPriority queues key after delay (0: now) at priority p, as
+// Enqueue. A key already queued keeps the higher of its priority and p.
+func (c *Controller) EnqueueWithPriority(key string, delay time.Duration, p Priority) {
+	c.forced.Store(key, struct{}{})
+	c.enqueue(key, delay, p)
+}
+
+// enqueueAll queues the key of every cached object, at low priority: none
+// of them changed.
 func (c *Controller) enqueueAll() {
 	for _, key := range c.informer.GetStore().ListKeys() {
-		c.enqueue(key, 0)
+		c.enqueue(key, 0, PriorityLow)
 	}
 }
 
@@ -287,9 +319,10 @@ func (c *Controller) processNext(taking context.Context, whole KeyGate, owner *s
 	run := keyRun{owner: owner, key: key}
 	defer c.finish(&run)
 	// Leadership can end between Get and here: keep the key for the next
-	// term (it is queued again when Done runs) and write nothing.
+	// term, at its priority (it is queued again when Done runs), and
+	// write nothing.
 	if taking.Err() != nil {
-		c.queue.Add(key)
+		c.queue.Requeue(key)
 		return false
 	}
 	// One path for both kinds of hold: a single leader's term is the gate
@@ -342,7 +375,8 @@ func (c *Controller) process(ctx context.Context, key string, run *keyRun) {
 	c.queue.Forget(key)
 	if res.requeueAfter > 0 {
 		c.forced.Store(key, struct{}{}) // asked for: every handler runs
-		c.queue.AddAfter(key, res.requeueAfter)
+		// Low: a periodic look at a key is no change a user waits on.
+		c.queue.AddWithPriority(key, res.requeueAfter, PriorityLow)
 	}
 }
 

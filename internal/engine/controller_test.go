@@ -611,6 +611,10 @@ func TestTwoFactoriesShareARegistry(t *testing.T) {
 	if got := metricValue(t, reg, "workqueue_depth", "configmaps"); got != 6 {
 		t.Fatalf("workqueue_depth{name=configmaps} = %v, want 6 keys queued over both factories", got)
 	}
+	// The initial list is no change: every key waits at low priority.
+	if low, high := metricValue(t, reg, "rein_queue_depth", "configmaps", "low"), metricValue(t, reg, "rein_queue_depth", "configmaps", "high"); low != 6 || high != 0 {
+		t.Fatalf("rein_queue_depth{controller=configmaps} low, high = %v, %v; want 6, 0", low, high)
+	}
 }
 
 // TestRateLimitPerKind: a kind's own retry pacing overrides the factory's.

@@ -20,8 +20,9 @@
 //     gives up after a timeout and names each kind that did not sync, with
 //     its last list error.
 //   - Controller is the shared controller of one kind: a deduplicating,
-//     rate-limited queue of keys fed by the informer, a chain of named
-//     handlers run in registration order, and workers.
+//     rate-limited queue of keys fed by the informer (changes ahead of the
+//     keys a start queues, see Priority), a chain of named handlers run in
+//     registration order, and workers.
 //
 // The split everything else rests on: StartCaches runs informers and
 // WaitForCacheSync waits until the queues hold every key, on every replica,
@@ -75,6 +76,7 @@
 // Metrics go to the prometheus.Registerer of Options: client-go's workqueue
 // metric names (through a workqueue.MetricsProvider on that registry),
 // rein_handler_executions_total and rein_handler_duration_seconds per
-// controller, handler and result, and rein_cache_objects per kind. Nothing
-// is registered globally.
+// controller, handler and result, rein_queue_depth per controller and
+// priority, and rein_cache_objects per kind. Nothing is registered
+// globally.
 package engine

@@ -363,14 +363,15 @@ func (f *Ops) GateKeys(g KeyGate) {
 }
 
 // EnqueueKeys queues, on every controller, the key of each cached object
-// for which match is true, and returns how many it queued: a sharded
-// replica queues a shard's keys when the shard starts here.
+// for which match is true, at low priority (changes go first), and returns
+// how many it queued: a sharded replica queues a shard's keys when the
+// shard starts here.
 func (f *Ops) EnqueueKeys(match func(key string) bool) int {
 	n := 0
 	for _, c := range f.controllerList() {
 		for _, key := range c.informer.GetStore().ListKeys() {
 			if match(key) {
-				c.enqueue(key, 0)
+				c.enqueue(key, 0, PriorityLow)
 				n++
 			}
 		}

@@ -216,9 +216,15 @@ var (
 		"Seconds of work in progress that has not been observed by work_duration yet.", []string{"name"}, nil)
 	longestDesc = prometheus.NewDesc("workqueue_longest_running_processor_seconds",
 		"Seconds the longest running key of the queue has been processed.", []string{"name"}, nil)
+	// Read at scrape time like the two above, so that the queue's hot
+	// path pays nothing for it.
+	depthDesc = prometheus.NewDesc("rein_queue_depth",
+		"Keys waiting in a controller's queue by priority: high (changes, Enqueue) and low (the keys a start queues, resyncs, RequeueAfter). They add up to workqueue_depth.",
+		[]string{"controller", "priority"}, nil)
 )
 
-// queueGaugeCollector reads unfinished work from the queues when scraped.
+// queueGaugeCollector reads unfinished work and the depth per priority from
+// the queues when scraped.
 // Queues of one name (one kind in two factories on one registry) are
 // summed, as client-go's depth and adds metrics of that name are.
 type queueGaugeCollector struct {
@@ -239,6 +245,7 @@ func (c *queueGaugeCollector) track(name string, q *keyQueue) {
 func (c *queueGaugeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- unfinishedDesc
 	ch <- longestDesc
+	ch <- depthDesc
 }
 
 func (c *queueGaugeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -246,12 +253,19 @@ func (c *queueGaugeCollector) Collect(ch chan<- prometheus.Metric) {
 	defer c.mu.Unlock()
 	for name, queues := range c.queues {
 		var total, longest time.Duration
+		var depth [numPriorities]int
 		for _, q := range queues {
 			t, l := q.UnfinishedWork()
 			total += t
 			longest = max(longest, l)
+			for p, n := range q.Depths() {
+				depth[p] += n
+			}
 		}
 		ch <- prometheus.MustNewConstMetric(unfinishedDesc, prometheus.GaugeValue, total.Seconds(), name)
 		ch <- prometheus.MustNewConstMetric(longestDesc, prometheus.GaugeValue, longest.Seconds(), name)
+		for p, n := range depth {
+			ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(n), name, Priority(p).String())
+		}
 	}
 }

@@ -19,6 +19,42 @@ const (
 	defaultBurst     = 300
 )
 
+// Priority orders the keys waiting in a queue: Get hands out high keys
+// before low ones, except that low keys get a bounded share of the Gets
+// (lowShareEvery), so that neither starves the other.
+type Priority uint8
+
+const (
+	// PriorityLow is for work that is no change: every cached key queued
+	// by a start (a leader's initial list, a shard's keys, a handler
+	// added after sync), a resync, a RequeueAfter.
+	PriorityLow Priority = iota
+	// PriorityHigh is for changes (watch events past the initial list)
+	// and explicit Enqueue calls: a user waits on them.
+	PriorityHigh
+
+	numPriorities = int(PriorityHigh) + 1
+)
+
+// String is the priority's metric label: "low" or "high".
+func (p Priority) String() string {
+	if p == PriorityLow {
+		return "low"
+	}
+	return "high"
+}
+
+// lowShareEvery makes at least every lowShareEvery-th key that Get hands
+// out while low keys wait a low one, whatever high keys wait. A share, not
+// an age bound: in a pass of 100k keys every low key soon waits longer
+// than any sensible bound, and aged keys would then queue ahead of
+// changes again for the rest of the pass. With a share both promises
+// hold for the whole pass: a change waits behind at most one low key per
+// lowShareEvery-1 high ones, and under a stream of changes that
+// saturates the workers a pass still moves at 1/lowShareEvery of their
+// pace, so it ends.
+const lowShareEvery = 8
+
 // Bounds of the queue's recycling pools. They make the steady state
 // allocation free without keeping the peak of a burst alive for ever.
 const (
@@ -115,9 +151,23 @@ func newKeyQueueMetrics(p workqueue.MetricsProvider, name string) *keyQueueMetri
 type keyState struct {
 	key string
 	// pending: the key is to be handed out by Get. It sits in the ready
-	// FIFO unless it is processing, in which case Done moves it there.
+	// list of its priority unless it is processing, in which case Done
+	// moves it there.
 	pending    bool
 	processing bool
+	// prio is the priority of the pending key: an Add of a higher one
+	// promotes it, a lower one leaves it.
+	prio Priority
+	// taken is the priority Get last handed the key out with, high for
+	// a key not handed out yet: a retry or a Requeue of the work goes
+	// back at it.
+	taken Priority
+	// delayPrio is the priority the key gets when its AddAfter deadline
+	// passes, valid while delayIndex >= 0.
+	delayPrio Priority
+	// prev and next link the key into its ready list while it waits
+	// there.
+	prev, next *keyState
 	// pendingSince and processingSince are offsets from Queue.epoch.
 	pendingSince    time.Duration
 	processingSince time.Duration
@@ -132,39 +182,56 @@ func (s *keyState) idle() bool {
 	return !s.pending && !s.processing && s.delayIndex < 0 && s.failures == 0
 }
 
-// readyRing is a growable FIFO ring of keys waiting for Get. Unlike a
-// re-sliced slice it never reallocates once it has reached its peak size.
-type readyRing struct {
-	buf  []*keyState // len is zero or a power of two
-	head int
-	n    int
+// readyList is a FIFO of keys waiting for Get, linked through their
+// states: a promoted key leaves the low list from wherever it waits in
+// O(1), and nothing is allocated, the states being recycled.
+type readyList struct {
+	head, tail *keyState
+	n          int
 }
 
-func (r *readyRing) push(s *keyState) {
-	if r.n == len(r.buf) {
-		grown := make([]*keyState, max(16, 2*len(r.buf)))
-		for i := range r.n {
-			grown[i] = r.buf[(r.head+i)&(len(r.buf)-1)]
-		}
-		r.buf, r.head = grown, 0
+func (l *readyList) push(s *keyState) {
+	s.prev, s.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = s
+	} else {
+		l.head = s
 	}
-	r.buf[(r.head+r.n)&(len(r.buf)-1)] = s
-	r.n++
+	l.tail = s
+	l.n++
 }
 
-func (r *readyRing) pop() *keyState {
-	s := r.buf[r.head]
-	r.buf[r.head] = nil
-	r.head = (r.head + 1) & (len(r.buf) - 1)
-	r.n--
+func (l *readyList) remove(s *keyState) {
+	if s.prev != nil {
+		s.prev.next = s.next
+	} else {
+		l.head = s.next
+	}
+	if s.next != nil {
+		s.next.prev = s.prev
+	} else {
+		l.tail = s.prev
+	}
+	s.prev, s.next = nil, nil
+	l.n--
+}
+
+func (l *readyList) pop() *keyState {
+	s := l.head
+	l.remove(s)
 	return s
 }
 
-// keyQueue is a deduplicating FIFO work queue of keys with delayed and
+// keyQueue is a deduplicating work queue of keys with delayed and
 // rate-limited re-adds, like client-go's rate-limiting workqueue, except that
 // Get takes a context: a worker stops taking keys as soon as its context ends
 // while the queue and its keys stay intact for a later user. This lets a
 // controller keep its queue across leadership terms.
+//
+// Keys wait at a Priority, FIFO within each: high keys are handed out
+// first, low ones get a share (lowShareEvery). A key is queued once, at
+// the highest priority it was added with: a change to a key that waits at
+// low priority moves it to the end of the high list.
 //
 // A key is handed to one Get caller at a time: added again while it is
 // processing, it is handed out again only after Done. Create a Queue with
@@ -177,9 +244,15 @@ type keyQueue struct {
 	// epoch anchors the monotonic offsets stored in keyState.
 	epoch time.Time
 
-	mu         sync.Mutex
-	keys       map[string]*keyState
-	ready      readyRing
+	mu    sync.Mutex
+	keys  map[string]*keyState
+	ready [numPriorities]readyList
+	// depth counts the pending keys per priority, those pending while
+	// processing included: workqueue_depth by priority.
+	depth [numPriorities]int
+	// highRun counts the high keys handed out in a row while low keys
+	// waited (see lowShareEvery).
+	highRun    int
 	processing int
 	// delayed is a min-heap on readyAt of the keys waiting for an AddAfter
 	// deadline. One timer, armed for the earliest deadline, releases them.
@@ -228,24 +301,62 @@ func (q *keyQueue) now() time.Duration {
 	return time.Since(q.epoch)
 }
 
-// Add makes key pending unless it already is: a key that is pending and not
-// yet taken is queued once; a key being processed is handed out again after
-// its Done. Adds after ShutDown are dropped.
+// Add makes key pending at high priority unless it already is: a key that
+// is pending and not yet taken is queued once (promoted if it waited at low
+// priority); a key being processed is handed out again after its Done. Adds
+// after ShutDown are dropped.
 func (q *keyQueue) Add(key string) {
+	q.AddWithPriority(key, 0, PriorityHigh)
+}
+
+// AddWithPriority adds key at priority p once d has passed; d <= 0 adds it
+// at once. A pending key stays queued once, at the higher of its priority
+// and p. A p above PriorityHigh is PriorityHigh.
+func (q *keyQueue) AddWithPriority(key string, d time.Duration, p Priority) {
+	p = min(p, PriorityHigh)
 	q.mu.Lock()
 	if !q.shuttingDown {
-		q.addLocked(q.stateLocked(key))
+		if d <= 0 {
+			q.addLocked(q.stateLocked(key), p)
+		} else {
+			q.addAfterLocked(q.stateLocked(key), d, p)
+		}
 	}
 	q.mu.Unlock()
 }
 
-// addLocked makes s pending. The caller holds q.mu and has checked
+// Requeue makes key pending again at the priority Get last handed it out
+// with: work a worker took and could not do goes back as it came.
+func (q *keyQueue) Requeue(key string) {
+	q.mu.Lock()
+	if !q.shuttingDown {
+		s := q.stateLocked(key)
+		q.addLocked(s, s.taken)
+	}
+	q.mu.Unlock()
+}
+
+// addLocked makes s pending at priority p, or promotes it to p if it is
+// pending at a lower one. The caller holds q.mu and has checked
 // shuttingDown.
-func (q *keyQueue) addLocked(s *keyState) {
+func (q *keyQueue) addLocked(s *keyState, p Priority) {
 	if s.pending {
+		if p > s.prio {
+			// A waiting key was already signalled to a waiter
+			// when it became ready: moving it wakes nobody.
+			if !s.processing {
+				q.ready[s.prio].remove(s)
+				q.ready[p].push(s)
+			}
+			q.depth[s.prio]--
+			q.depth[p]++
+			s.prio = p
+		}
 		return
 	}
 	s.pending = true
+	s.prio = p
+	q.depth[p]++
 	if q.metrics.Latency != nil {
 		s.pendingSince = q.now()
 	}
@@ -256,7 +367,7 @@ func (q *keyQueue) addLocked(s *keyState) {
 		q.metrics.Depth.Inc()
 	}
 	if !s.processing {
-		q.ready.push(s)
+		q.ready[p].push(s)
 		q.wakeOneLocked()
 	}
 }
@@ -275,7 +386,7 @@ func (q *keyQueue) stateLocked(key string) *keyState {
 	} else {
 		s = new(keyState)
 	}
-	*s = keyState{key: key, delayIndex: -1}
+	*s = keyState{key: key, delayIndex: -1, taken: PriorityHigh}
 	q.keys[key] = s
 	return s
 }
@@ -307,37 +418,33 @@ func (q *keyQueue) wakeOneLocked() {
 	wake <- struct{}{}
 }
 
-// AddAfter adds key once d has passed; d <= 0 adds it at once. Of several
-// outstanding AddAfter calls for a key the earliest deadline wins. Delayed
-// keys are released by a single timer, so no goroutine waits per call.
+// AddAfter adds key at high priority once d has passed; d <= 0 adds it at
+// once. Of several outstanding AddAfter calls for a key the earliest
+// deadline and the highest priority win. Delayed keys are released by a
+// single timer, so no goroutine waits per call.
 func (q *keyQueue) AddAfter(key string, d time.Duration) {
-	if d <= 0 {
-		q.Add(key)
-		return
-	}
-	q.mu.Lock()
-	if !q.shuttingDown {
-		q.addAfterLocked(q.stateLocked(key), d)
-	}
-	q.mu.Unlock()
+	q.AddWithPriority(key, d, PriorityHigh)
 }
 
-// addAfterLocked schedules s to be added after d > 0. The caller holds q.mu
-// and has checked shuttingDown.
-func (q *keyQueue) addAfterLocked(s *keyState, d time.Duration) {
+// addAfterLocked schedules s to be added at p after d > 0. The caller holds
+// q.mu and has checked shuttingDown.
+func (q *keyQueue) addAfterLocked(s *keyState, d time.Duration, p Priority) {
 	now := q.now()
 	readyAt := now + d
 	switch {
 	case s.delayIndex < 0:
-		s.readyAt = readyAt
+		s.readyAt, s.delayPrio = readyAt, p
 		s.delayIndex = len(q.delayed)
 		q.delayed = append(q.delayed, s)
 		q.delayUp(s.delayIndex)
 	case readyAt < s.readyAt:
-		s.readyAt = readyAt
+		s.readyAt, s.delayPrio = readyAt, max(s.delayPrio, p)
 		q.delayUp(s.delayIndex)
 	default:
-		return // an earlier deadline is already scheduled
+		// An earlier deadline is already scheduled; it takes the
+		// higher priority, so that no high add is lost to a low one.
+		s.delayPrio = max(s.delayPrio, p)
+		return
 	}
 	q.armTimerLocked(now)
 }
@@ -372,13 +479,16 @@ func (q *keyQueue) releaseDelayed() {
 	now := q.now()
 	for len(q.delayed) > 0 && q.delayed[0].readyAt <= now {
 		s := q.delayPop()
-		q.addLocked(s)
+		q.addLocked(s, s.delayPrio)
 	}
 	q.armTimerLocked(now)
 }
 
 // AddRateLimited adds key after the larger of its exponential backoff and
-// the overall token bucket's delay, and counts a failure of key.
+// the overall token bucket's delay, and counts a failure of key. The retry
+// gets the priority Get last handed key out with: a failure makes work no
+// more urgent than it was, and a pass whose keys fail (a webhook down
+// after a takeover) must not bury changes under its retries.
 func (q *keyQueue) AddRateLimited(key string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -391,10 +501,10 @@ func (q *keyQueue) AddRateLimited(key string) {
 		q.metrics.Retries.Inc()
 	}
 	if d <= 0 {
-		q.addLocked(s)
+		q.addLocked(s, s.taken)
 		return
 	}
-	q.addAfterLocked(s, d)
+	q.addAfterLocked(s, d, s.taken)
 }
 
 // retryDelay counts a failure of key and returns the delay its retry gets,
@@ -456,13 +566,13 @@ func (q *keyQueue) Get(ctx context.Context) (key string, ok bool) {
 			// This caller may have been handed the wakeup of a ready
 			// key; pass it on so that the key is not left waiting
 			// while other callers block.
-			if q.ready.n > 0 {
+			if q.readyLocked() > 0 {
 				q.wakeOneLocked()
 			}
 			q.mu.Unlock()
 			return "", false
 		}
-		if q.ready.n > 0 {
+		if q.readyLocked() > 0 {
 			break
 		}
 		if q.shuttingDown {
@@ -487,9 +597,11 @@ func (q *keyQueue) Get(ctx context.Context) (key string, ok bool) {
 			q.spareWakes = append(q.spareWakes, wake)
 		}
 	}
-	s := q.ready.pop()
+	s := q.popReadyLocked()
 	s.pending = false
 	s.processing = true
+	s.taken = s.prio
+	q.depth[s.prio]--
 	now := q.now()
 	s.processingSince = now
 	q.processing++
@@ -502,6 +614,28 @@ func (q *keyQueue) Get(ctx context.Context) (key string, ok bool) {
 	key = s.key
 	q.mu.Unlock()
 	return key, true
+}
+
+// readyLocked is the number of keys ready for Get. The caller holds q.mu.
+func (q *keyQueue) readyLocked() int {
+	return q.ready[PriorityLow].n + q.ready[PriorityHigh].n
+}
+
+// popReadyLocked takes the next key for Get: the oldest high key, unless
+// low keys wait and lowShareEvery-1 high keys in a row went before them.
+// The caller holds q.mu and has checked that a key is ready.
+func (q *keyQueue) popReadyLocked() *keyState {
+	high, low := &q.ready[PriorityHigh], &q.ready[PriorityLow]
+	switch {
+	case low.n == 0:
+		q.highRun = 0
+		return high.pop()
+	case high.n == 0 || q.highRun >= lowShareEvery-1:
+		q.highRun = 0
+		return low.pop()
+	}
+	q.highRun++
+	return high.pop()
 }
 
 // waitLocked lists a wake channel for a Get caller about to block. The
@@ -548,7 +682,7 @@ func (q *keyQueue) Done(key string) {
 		q.metrics.WorkDuration.Observe((q.now() - s.processingSince).Seconds())
 	}
 	if s.pending {
-		q.ready.push(s)
+		q.ready[s.prio].push(s)
 		q.wakeOneLocked()
 	} else {
 		q.releaseIfIdleLocked(s)
@@ -561,7 +695,16 @@ func (q *keyQueue) Done(key string) {
 func (q *keyQueue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.ready.n
+	return q.readyLocked()
+}
+
+// Depths returns the number of pending keys per priority, indexed by
+// Priority, keys added again while processing included: workqueue_depth
+// split by priority.
+func (q *keyQueue) Depths() [numPriorities]int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.depth
 }
 
 // Processing returns the number of keys handed out by Get and not yet Done.

@@ -135,7 +135,7 @@ func TestQueueRequeueAfterDoneWhenAddedDuringProcessing(t *testing.T) {
 func TestQueueFIFOOrder(t *testing.T) {
 	q := newKeyQueue("t", RateLimit{}, nil)
 	var want []string
-	// More than the ring's initial size, with a wrap-around in the middle.
+	// Keys taken from the head while others join at the tail.
 	for i := range 40 {
 		q.Add(fmt.Sprint(i))
 		want = append(want, fmt.Sprint(i))

@@ -90,8 +90,10 @@ func reconcileRound(b *testing.B, ns string, objects, workers int, marker string
 	return took
 }
 
-func createConfigMaps(b *testing.B, ns string, n int) {
-	cs := adminClient(b).CoreV1().ConfigMaps(ns)
+// createConfigMaps creates bench-1 … bench-n in ns.
+func createConfigMaps(tb testing.TB, ns string, n int) {
+	tb.Helper()
+	cs := adminClient(tb).CoreV1().ConfigMaps(ns)
 	err := forEach(n, 16, func(i int) error {
 		_, err := cs.Create(context.Background(), &corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Name: "bench-" + strconv.Itoa(i+1)},
@@ -100,7 +102,7 @@ func createConfigMaps(b *testing.B, ns string, n int) {
 		return err
 	})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 }
 

@@ -88,10 +88,18 @@ type Controller[T runtime.Object, TList runtime.Object] interface {
 	// more: its remove handlers do not run, and change handlers see it
 	// with its deletionTimestamp set.
 	OnRemove(ctx context.Context, name string, h ObjectHandler[T])
-	// Enqueue queues namespace/name for the handler chain.
+	// Enqueue queues namespace/name for the handler chain, at high
+	// priority: ahead of the keys a start queues (the first pass over
+	// every cached object), as changes are.
 	Enqueue(namespace, name string)
-	// EnqueueAfter queues namespace/name after delay.
+	// EnqueueAfter queues namespace/name after delay, as Enqueue.
 	EnqueueAfter(namespace, name string, delay time.Duration)
+	// EnqueueLow queues namespace/name after delay (0: now) at low
+	// priority: behind changes, with the keys a start queues and those of
+	// RequeueAfter, for work no user waits on (a periodic recheck of many
+	// keys). Low keys still get a share of the workers while changes
+	// keep coming. A key already queued at high priority stays there.
+	EnqueueLow(namespace, name string, delay time.Duration)
 	// Cache reads from the shared informer cache.
 	Cache() Cache[T]
 	// Informer is the kind's shared informer (on a fake.Env, one that
@@ -188,19 +196,25 @@ func isNil[T runtime.Object](t T) bool {
 	return any(t) == any(zero)
 }
 
-func (c *typed[T, TList]) enqueue(key string, delay time.Duration) {
+func (c *typed[T, TList]) enqueue(key string, delay time.Duration, p engine.Priority) {
 	ctrl, err := c.ops.Controller(c.res)
 	if err != nil {
 		c.ops.Logger().WithError(err).WithField("key", key).Error("cannot enqueue")
 		return
 	}
-	ctrl.EnqueueAfter(key, delay)
+	ctrl.EnqueueWithPriority(key, delay, p)
 }
 
-func (c *typed[T, TList]) Enqueue(namespace, name string) { c.enqueue(key(namespace, name), 0) }
+func (c *typed[T, TList]) Enqueue(namespace, name string) {
+	c.enqueue(key(namespace, name), 0, engine.PriorityHigh)
+}
 
 func (c *typed[T, TList]) EnqueueAfter(namespace, name string, delay time.Duration) {
-	c.enqueue(key(namespace, name), delay)
+	c.enqueue(key(namespace, name), delay, engine.PriorityHigh)
+}
+
+func (c *typed[T, TList]) EnqueueLow(namespace, name string, delay time.Duration) {
+	c.enqueue(key(namespace, name), delay, engine.PriorityLow)
 }
 
 func key(namespace, name string) string {

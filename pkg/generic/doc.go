@@ -1,8 +1,8 @@
 // Package generic is what handler code imports: typed controllers and
 // everything a handler deals with, each exported once.
 //
-//   - Controller[T, TList]: OnChange/OnRemove handler chains, Enqueue and
-//     EnqueueAfter, a typed Cache with namespace-scoped indexes, and a
+//   - Controller[T, TList]: OnChange/OnRemove handler chains, Enqueue,
+//     EnqueueAfter and EnqueueLow, a typed Cache with namespace-scoped indexes, and a
 //     typed Client whose every call takes the caller's context and whose
 //     writes are conditional. One type serves every kind: a cluster-scoped
 //     kind takes "" wherever a namespace goes.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -49,7 +50,14 @@ func Watch(ctx context.Context, name string, resolve Resolver, target Target, so
 		return fmt.Errorf("related: watch %q needs a resolver, a target and at least one source", name)
 	}
 	log := generic.Logger(ctx).WithField("relatedWatch", name).WithField("target", target.GroupVersionKind().Kind)
-	handle := func(obj any) {
+	// A source's initial list and its unchanged resyncs change no
+	// target: a target that can queue at low priority (a
+	// generic.Controller) gets them there, behind real changes, so that
+	// a start does not put every owner ahead of them.
+	low, _ := target.(interface {
+		EnqueueLow(namespace, name string, delay time.Duration)
+	})
+	handle := func(obj any, p engine.Priority) {
 		src, ok := obj.(runtime.Object)
 		if !ok {
 			return
@@ -69,7 +77,11 @@ func Watch(ctx context.Context, name string, resolve Resolver, target Target, so
 				log.WithError(err).Warn("resolver returned a malformed key; skipped")
 				continue
 			}
-			target.Enqueue(namespace, name)
+			if low != nil && p == engine.PriorityLow {
+				low.EnqueueLow(namespace, name, 0)
+			} else {
+				target.Enqueue(namespace, name)
+			}
 		}
 	}
 	var regs []struct {
@@ -77,7 +89,7 @@ func Watch(ctx context.Context, name string, resolve Resolver, target Target, so
 		reg      cache.ResourceEventHandlerRegistration
 	}
 	for _, s := range sources {
-		reg, err := s.AddEventHandler(engine.OnEveryEvent(handle))
+		reg, err := s.AddEventHandler(engine.OnEveryEventWithPriority(handle))
 		if err != nil {
 			for _, r := range regs {
 				_ = r.informer.RemoveEventHandler(r.reg)
