@@ -11,11 +11,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 
 	"github.com/rein-k8s/rein/internal/engine"
+	"github.com/rein-k8s/rein/internal/netfault"
 	"github.com/rein-k8s/rein/internal/testkit"
 	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 	"github.com/rein-k8s/rein/pkg/fence"
+	"github.com/rein-k8s/rein/pkg/framework"
 	"github.com/rein-k8s/rein/pkg/shard"
 	"github.com/rein-k8s/rein/pkg/start"
 )
@@ -205,4 +209,70 @@ func TestShardedBesideSingleLeader(t *testing.T) {
 	if len(leases.Items) != 0 {
 		t.Errorf("%d member Leases left after both replicas stopped", len(leases.Items))
 	}
+}
+
+// TestShardMemberBehindABlackHoleRegainsItsShare (issue 29): a member whose
+// path to the apiserver is a black hole loses its shards to the other
+// member once its member Lease expires; when the path returns it holds its
+// share again within the renew deadline + 1 s, ten times in a row.
+func TestShardMemberBehindABlackHoleRegainsItsShare(t *testing.T) {
+	admin := testkit.Admin(t, env)
+	ns := newNamespace(t, admin)
+	const shards = 8
+	path, err := netfault.Start(env.Config().Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = path.Close() }()
+	member := func(name string, cfg *rest.Config) *start.Replica {
+		o := testOptions(t, ns)
+		o.IdentityBase, o.Registry, o.Config = name, nil, cfg
+		f, err := framework.NewFactory(cfg, clientgoscheme.Scheme, framework.Options{Namespace: ns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := engine.OpsOf(f).Controller(factorytest.ConfigMaps); err != nil {
+			t.Fatal(err)
+		}
+		r, err := start.New(o, start.Group{LeaseName: "work", Shards: shards, Factories: []start.Starter{f}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	cut := rest.CopyConfig(env.Config())
+	cut.Host = "https://" + path.Addr()
+	a, b := member("a", env.Config()), member("b", cut)
+	for _, r := range []*start.Replica{a, b} {
+		stop, done := run(r)
+		defer func() {
+			stop()
+			<-done
+		}()
+	}
+	holds := func(r *start.Replica) int {
+		_, body := get(t, "http://"+r.ProbeAddr()+"/readyz")
+		var n, of int
+		if i := strings.Index(body, "holds "); i >= 0 {
+			_, _ = fmt.Sscanf(body[i:], "holds %d of %d", &n, &of)
+		}
+		return n
+	}
+	eventually(t, "both members hold 4 shards", func() bool { return holds(a) == shards/2 && holds(b) == shards/2 })
+	o := testOptions(t, ns)
+	bound := o.RenewDeadline + time.Second
+	var worst time.Duration
+	for rep := range 10 {
+		path.Hold(netfault.Both)
+		testkit.Eventually(t, 30*time.Second, 20*time.Millisecond, "the other member holds every shard", func() bool { return holds(a) == shards && holds(b) == 0 })
+		path.Release()
+		released := time.Now()
+		testkit.Eventually(t, bound+30*time.Second, 20*time.Millisecond, "the member holds its share again", func() bool { return holds(b) == shards/2 })
+		took := time.Since(released)
+		worst = max(worst, took)
+		if took > bound {
+			t.Errorf("repetition %d: share regained %v after the path returned, want ≤ renew deadline + 1s = %v", rep, took.Round(time.Millisecond), bound)
+		}
+	}
+	t.Logf("10 black holes: the member held its share again at most %v after the path returned (bound %v)", worst.Round(time.Millisecond), bound)
 }
