@@ -364,7 +364,7 @@ func (c *Controller) process(ctx context.Context, key string, run *keyRun) {
 	res := c.runChain(ctx, key, obj, forced, run)
 	if len(res.errs) > 0 {
 		for _, e := range res.errs {
-			c.logHandlerError(e)
+			c.logHandlerError(ctx, e)
 		}
 		if forced && res.notRun {
 			c.forced.Store(key, struct{}{}) // the retry is still the explicit run
@@ -423,8 +423,8 @@ func (c *Controller) Process(ctx context.Context, key string) (requeueAfter time
 	return res.requeueAfter, nil
 }
 
-func (c *Controller) logHandlerError(e *HandlerError) {
-	entry := c.log.WithFields(logrus.Fields{"handler": e.Handler, "key": e.Key})
+func (c *Controller) logHandlerError(ctx context.Context, e *HandlerError) {
+	entry := c.handlerLog(ctx, e.Handler, e.Key)
 	switch {
 	case e.Panicked:
 		entry.WithFields(logrus.Fields{"panic": fmt.Sprint(e.Err), "stack": string(e.Stack)}).Error("handler panicked; retrying with backoff")
@@ -537,7 +537,7 @@ func (c *Controller) callHandler(ctx context.Context, h handlerEntry, key string
 			herr = &HandlerError{Controller: c.name, Handler: h.name, Key: key, Err: fmt.Errorf("%v", r), Panicked: true, Stack: debug.Stack()}
 		}
 	}()
-	o, err := h.fn(withLogger(ctx, c.log.WithFields(logrus.Fields{"handler": h.name, "key": key})), key, obj)
+	o, err := h.fn(withLogger(ctx, c.handlerLog(ctx, h.name, key)), key, obj)
 	var requeue *RequeueAfterError
 	if err != nil && !errors.Is(err, ErrSkip) && !errors.As(err, &requeue) {
 		return handlerOutput{}, &HandlerError{Controller: c.name, Handler: h.name, Key: key, Err: err}

@@ -75,7 +75,9 @@ type Options struct {
 	// /metrics serves (see Factory.RegisterMetrics). Outside start, nil
 	// records none.
 	Registerer prometheus.Registerer
-	// Logger is where the engine logs; nil means logrus's standard logger.
+	// Logger is where the engine and the handlers log (see Logger); nil
+	// means logrus's standard logger. To log to a logr.Logger or an
+	// slog.Handler, give it framework.LogrusToLogr's or LogrusToSlog's.
 	Logger *logrus.Entry
 	// KeepManagedFields keeps metadata.managedFields in cached objects,
 	// which are dropped by default (see CacheOptions).

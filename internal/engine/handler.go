@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/rein-k8s/rein/internal/logbridge"
+	"github.com/rein-k8s/rein/pkg/fence"
 )
 
 // Handler is one link of a controller's handler chain. key is
@@ -19,26 +24,58 @@ import (
 // ctx ends the moment this replica's leadership term does (a lost lease:
 // at once; a graceful stop: after the drain grace), or at the controller's
 // reconcile timeout (Options.ReconcileTimeout), so pass it to every call
-// that may block; Logger(ctx) is a logger with the controller, handler
-// and key.
+// that may block; Logger(ctx) is a logger with the controller, handler,
+// key and token fields, also as a logr.Logger (logr.FromContext) and an
+// *slog.Logger (Slog).
 type Handler func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error)
 
 // loggerKey keys a handler's logger in its context.
 type loggerKey struct{}
 
+// withLogger returns ctx carrying log as the handler's logger: for Logger
+// and Slog, and, under logr's own key, as a logr.Logger writing through
+// it, so that code using logr's convention (logr.FromContext,
+// controller-runtime's log.FromContext) logs with the same fields.
 func withLogger(ctx context.Context, log *logrus.Entry) context.Context {
-	return context.WithValue(ctx, loggerKey{}, log)
+	ctx = context.WithValue(ctx, loggerKey{}, log)
+	return logr.NewContext(ctx, logbridge.Logr(log, logbridge.HandlerTraceFrom))
 }
 
+// handlerLog is the logger of handler's call on key: the controller's,
+// with the handler, the key and, when ctx carries a hold with a fencing
+// token, the token (<namespace>/<lease>/<term>: a leadership term's, or a
+// shard's, whose lease is <group>-shard-<n>).
+func (c *Controller) handlerLog(ctx context.Context, handler, key string) *logrus.Entry {
+	if tok, ok := fence.TokenFrom(ctx); ok {
+		return c.log.WithFields(logrus.Fields{"handler": handler, "key": key, "token": tokenField(tok)})
+	}
+	return c.log.WithFields(logrus.Fields{"handler": handler, "key": key})
+}
+
+// tokenField is a fencing token as a log field: formatted only when a line
+// is written (fence.Token's String), not at every handler call; a
+// fmt.Stringer and an encoding.TextMarshaler, so that JSON shows the
+// string too.
+type tokenField fence.Token
+
+func (t tokenField) String() string { return fence.Token(t).String() }
+
+func (t tokenField) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
 // Logger returns the logger of a handler's context: the factory's logger
-// with the controller, handler and key fields. Outside a handler it
-// returns logrus's standard logger.
+// with the controller, handler, key and token fields. Outside a handler
+// it returns logrus's standard logger.
 func Logger(ctx context.Context) *logrus.Entry {
 	if log, ok := ctx.Value(loggerKey{}).(*logrus.Entry); ok {
 		return log
 	}
 	return logrus.NewEntry(logrus.StandardLogger())
 }
+
+// Slog returns Logger(ctx) as an *slog.Logger: the same entry, fields and
+// sink; slog's levels map to logrus's (Debug to debug, below it to
+// trace), attributes become fields.
+func Slog(ctx context.Context) *slog.Logger { return slog.New(logbridge.Slog(Logger(ctx))) }
 
 // ErrSkip, returned by a handler, ends its work on this key quietly: it is
 // neither an error nor retried. The rest of the chain still runs.

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
@@ -140,7 +139,7 @@ func (c *Controller) callTimed(ctx context.Context, run *keyRun, h handlerEntry,
 			return
 		}
 		c.overdue.Delete(key)
-		entry := c.log.WithFields(logrus.Fields{"handler": h.name, "key": key, "took": time.Since(start).Round(time.Millisecond)})
+		entry := c.handlerLog(ctx, h.name, key).WithField("took", time.Since(start).Round(time.Millisecond))
 		if herr != nil {
 			entry = entry.WithError(herr.Err)
 		}

@@ -28,7 +28,8 @@ import (
 // or a shard: a lost lease at once, a graceful stop after the drain grace),
 // or at the controller's reconcile timeout
 // (framework.Options.ReconcileTimeout): pass it to every call.
-// Logger(ctx) logs with the controller, handler and key.
+// Logger(ctx) logs with the controller, handler, key and token (also as
+// logr, logr.FromContext(ctx), and slog, Slog(ctx)).
 type ObjectHandler[T runtime.Object] func(ctx context.Context, key string, obj T) (T, error)
 
 // Client reads and writes objects of one kind. Every call takes the

@@ -8,7 +8,9 @@
 //     kind takes "" wherever a namespace goes.
 //   - Handler results: nil, ErrSkip, RequeueAfter, or an error (retried
 //     with backoff); HandlerError describes a failure.
-//   - Logger(ctx): the handler's logger, with controller, handler and key.
+//   - Logger(ctx): the handler's logger, with controller, handler, key and
+//     token; the same as a logr.Logger (logr.FromContext) and an
+//     *slog.Logger (Slog).
 //   - Resource names a kind; IgnoreStatus filters a handler's events;
 //     FinalizerName is the finalizer an OnRemove handler manages.
 //   - Status and generating handlers (RegisterStatusHandler,

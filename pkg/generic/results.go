@@ -2,6 +2,7 @@ package generic
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -27,9 +28,20 @@ var ErrSkip = engine.ErrSkip
 func RequeueAfter(d time.Duration) error { return engine.RequeueAfter(d) }
 
 // Logger returns the logger of a handler's context: the factory's logger
-// with the controller, handler and key fields. Outside a handler it is
-// logrus's standard logger.
+// with the controller, handler and key fields, and token (the fencing
+// token of the term or shard the handler runs under; none with leader
+// election off). Outside a handler it is logrus's standard logger.
+//
+// The same logger, writing to the same sink with the same fields, is a
+// logr.Logger under logr's context key (logr.FromContextOrDiscard(ctx);
+// controller-runtime's log.FromContext(ctx) finds it too), with V(1) at
+// debug and V(2) and up at trace, and an *slog.Logger (Slog).
 func Logger(ctx context.Context) *logrus.Entry { return engine.Logger(ctx) }
+
+// Slog returns the handler's logger (Logger) as an *slog.Logger: slog's
+// Debug logs at logrus's debug, anything below it at trace; attributes
+// become fields.
+func Slog(ctx context.Context) *slog.Logger { return engine.Slog(ctx) }
 
 // HandlerError is one handler's failure on one key, as the engine logs and
 // counts it and as fake.Env.Reconcile returns it: which controller, which

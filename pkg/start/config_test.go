@@ -291,7 +291,8 @@ const replicaProcessEnv = "REIN_START_TEST_REPLICA"
 
 // replicaMain is a replica program as the README shows it, with every
 // default: TestRunDefaults runs it as a separate process, since start.Run
-// ends the process.
+// ends the process. Its logger is logrus's own (text) until
+// --log-format says otherwise.
 func replicaMain() {
 	opts := start.NewOptions()
 	group := start.Group{LeaseName: "start-run-test"}
@@ -300,7 +301,6 @@ func replicaMain() {
 	group.BindFlags(flag.CommandLine)
 	flag.Parse()
 	log := logrus.New()
-	log.SetFormatter(&logrus.JSONFormatter{})
 	opts.Logger = logrus.NewEntry(log)
 	cfg, err := opts.LoadConfig()
 	if err != nil {
@@ -341,9 +341,11 @@ func logLine(out, prefix string) map[string]any {
 }
 
 // TestRunDefaults runs replicaMain, a program with every default, as a
-// workstation would: --kubeconfig only. It serves on loopback only, puts
-// its Lease in the kubeconfig context's namespace and says so, and a
-// SIGTERM ends it with ExitOK and the lease released.
+// workstation would: --kubeconfig only, and --log-format=json for the test
+// to read its log. It serves on loopback only, puts its Lease in the
+// kubeconfig context's namespace and says so, writes JSON lines only
+// (client-go's, through klog, too), and a SIGTERM ends it with ExitOK and
+// the lease released.
 func TestRunDefaults(t *testing.T) {
 	onWorkstation(t)
 	// test/readme's replica binds the same ports from another process.
@@ -352,7 +354,7 @@ func TestRunDefaults(t *testing.T) {
 	ns := newNamespace(t, admin)
 	path := writeKubeconfig(t, "laptop", ns)
 	out := &testkit.SyncBuffer{}
-	cmd := exec.Command(os.Args[0], "--kubeconfig", path, "--namespace", ns)
+	cmd := exec.Command(os.Args[0], "--kubeconfig", path, "--namespace", ns, "--log-format=json")
 	cmd.Env = append(os.Environ(), replicaProcessEnv+"=1", "POD_NAME=laptop")
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -427,6 +429,12 @@ func TestRunDefaults(t *testing.T) {
 	if h := holder(t, admin, ns, "start-run-test"); h != "" {
 		t.Fatalf("lease not released: holder %q", h)
 	}
+	for line := range strings.Lines(out.String()) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Errorf("--log-format=json: not a JSON line: %q", line)
+		}
+	}
 }
 
 // nonLoopbackIP is an address of this machine other than loopback, or nil.
@@ -458,6 +466,7 @@ func TestFlagMistakesAllInOneRun(t *testing.T) {
 		"--metrics-bind-address=localhost",
 		"--health-probe-bind-address=:70000",
 		"--kubeconfig="+missing,
+		"--log-format=yaml",
 	)
 	_, err := o.LoadConfig()
 	if err == nil {
@@ -471,6 +480,7 @@ func TestFlagMistakesAllInOneRun(t *testing.T) {
 		`--metrics-bind-address="localhost"`,
 		`--health-probe-bind-address=":70000": port "70000"`,
 		"kubeconfig " + missing + " (--kubeconfig)",
+		`--log-format="yaml": want text or json`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error does not say %q:\n%v", want, err)

@@ -101,7 +101,9 @@ type Options struct {
 	// them here). Nil means a new registry with Go and process collectors.
 	Registry *prometheus.Registry
 	// Logger receives the replica's logs; nil means logrus's standard
-	// logger.
+	// logger. --log-format and --log-level (BindFlags) set its
+	// logrus.Logger's formatter and level; without them it is left as
+	// given.
 	Logger *logrus.Entry
 
 	// podNamespace is the namespace NewOptions read from the pod's
@@ -117,6 +119,9 @@ type Options struct {
 	kubeconfigFlag flag.Value
 	// flagErrs collects malformed flag values BindFlags' flags were given.
 	flagErrs *[]error
+	// logFormat and logLevel are --log-format and --log-level ("": leave
+	// the logger as it is); see logging.go.
+	logFormat, logLevel string
 }
 
 // Default addresses NewOptions sets: loopback, so that a replica run on a
@@ -177,7 +182,8 @@ func podNamespace() (ns, from string) {
 //	--leader-elect, --leader-elect-lease-duration, --leader-elect-renew-deadline,
 //	--leader-elect-retry-period, --leader-elect-resource-namespace,
 //	--metrics-bind-address, --health-probe-bind-address, --drain-grace,
-//	--return-to-standby, --server-side-fencing, --kubeconfig
+//	--return-to-standby, --server-side-fencing, --kubeconfig,
+//	--log-format, --log-level
 //
 // A group's flags (--leader-elect-resource-name, --shards) are
 // Group.BindFlags'.
@@ -223,6 +229,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"On a lost lease, stop the workers and campaign again with warm caches instead of exiting.")
 	scratch.BoolVar(&o.ServerSideFencing, "server-side-fencing", o.ServerSideFencing,
 		"Name this replica as the field manager of its writes, so that the rein-fencing ValidatingAdmissionPolicy refuses writes that arrive after its term ended (install the policy first).")
+	o.bindLogFlags(scratch)
 	moveFlags(scratch, fs, o.flagErrs)
 }
 
@@ -296,6 +303,7 @@ func (o *Options) settingsErrors(leaseNames []string) []error {
 	if o.flagErrs != nil {
 		errs = append(errs, *o.flagErrs...)
 	}
+	errs = append(errs, o.logFlagErrors()...)
 	if o.DrainGrace < 0 {
 		errs = append(errs, fmt.Errorf("--drain-grace is %v: it must not be negative", o.DrainGrace))
 	}

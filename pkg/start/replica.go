@@ -152,6 +152,7 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 	if err := errors.Join(append([]error{opts.validate(leaseNames)}, groupErrs...)...); err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
+	opts.applyLogFlags()
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -50,7 +50,6 @@ func main() {
 	workers := fs.Int("workers", 8, "VirtualMachines reconciled at once")
 	poll := fs.Duration("poll-interval", 500*time.Millisecond, "how soon a VM in transition is looked at again")
 	consoleURL := fs.String("console-base-url", "", "the hypervisor's URL as users reach it, for the console address in each VM's <name>-console ConfigMap (default: --hypervisor-url)")
-	verbose := fs.Bool("v", false, "debug logging")
 	webhookAddr := fs.String("webhook-bind-address", "", "serve the admission and conversion webhooks here, e.g. :9443; empty: none")
 	webhookCertDir := fs.String("webhook-cert-dir", "", "folder of the webhook server's tls.crt and tls.key (a mounted cert-manager Secret)")
 	webhookSecret := fs.String("webhook-secret", "", "instead of --webhook-cert-dir: the Secret, in the replica's namespace, where the replicas keep a CA and serving certificate they make themselves")
@@ -59,9 +58,6 @@ func main() {
 	group.BindFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
-	}
-	if *verbose {
-		log.SetLevel(logrus.DebugLevel)
 	}
 	if *hypervisorURL == "" {
 		fmt.Fprintln(os.Stderr, "vmcontroller: --hypervisor-url is required (e.g. http://hypervisor.vm-system.svc:8090)")
