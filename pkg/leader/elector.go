@@ -208,6 +208,11 @@ func (e *Elector) campaign(ctx context.Context, s *session) (*Term, error) {
 		default:
 			free, why, remaining := e.isFree(s, ob)
 			if !free {
+				// The lease is seen held and renewed: a take that failed
+				// before (say, in a cut that ended) is moot, and must not
+				// keep the standby unready (Visibility) until its next
+				// successful write, which may never come.
+				writes.recovered("the lease is seen held again: nothing to take")
 				wait = remaining
 				break
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/rein-k8s/rein/internal/electionflags"
@@ -102,6 +103,26 @@ type Options struct {
 	// logger.
 	Logger *logrus.Entry
 
+	// PrintRBAC makes Run print the ClusterRole, Roles and bindings the
+	// program needs, from what it registered, and exit ExitOK without
+	// reaching a cluster (--print-rbac; LoadConfig then loads nothing).
+	// See "RBAC" in the package documentation.
+	PrintRBAC bool
+	// RBACServiceAccount is the ServiceAccount the printed bindings bind,
+	// "namespace/name" or "name", and the name of the printed roles
+	// (--rbac-service-account). Empty: the first group's lease name, in
+	// the lease namespace.
+	RBACServiceAccount string
+	// CheckRBAC has a replica check, before it campaigns, that its user
+	// has every permission the program needs, and not campaign while one
+	// is missing (--rbac-check; NewOptions turns it on).
+	CheckRBAC bool
+	// RBACRules are permissions the program needs beyond those rein
+	// registers (a typed client's Create or Delete in a handler, a client
+	// rein does not make), granted cluster-wide: printed and checked with
+	// the others.
+	RBACRules []rbacv1.PolicyRule
+
 	// podNamespace is the namespace NewOptions read from the pod's
 	// environment, and podNamespaceFrom where it read it: to say why the
 	// lease is where it is.
@@ -145,6 +166,7 @@ func NewOptions() Options {
 		MetricsBindAddress:     DefaultMetricsBindAddress,
 		HealthProbeBindAddress: DefaultHealthProbeBindAddress,
 		DrainGrace:             DefaultDrainGrace,
+		CheckRBAC:              true,
 	}
 	o.podNamespace, o.podNamespaceFrom = podNamespace()
 	o.LeaseNamespace = o.podNamespace
@@ -175,7 +197,8 @@ func podNamespace() (ns, from string) {
 //	--leader-elect, --leader-elect-lease-duration, --leader-elect-renew-deadline,
 //	--leader-elect-retry-period, --leader-elect-resource-namespace,
 //	--metrics-bind-address, --health-probe-bind-address, --drain-grace,
-//	--return-to-standby, --server-side-fencing, --kubeconfig
+//	--return-to-standby, --server-side-fencing, --kubeconfig,
+//	--print-rbac, --rbac-service-account, --rbac-check
 //
 // A group's flags (--leader-elect-resource-name, --shards) are
 // Group.BindFlags'.
@@ -221,6 +244,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"On a lost lease, stop the workers and campaign again with warm caches instead of exiting.")
 	scratch.BoolVar(&o.ServerSideFencing, "server-side-fencing", o.ServerSideFencing,
 		"Name this replica as the field manager of its writes, so that the rein-fencing ValidatingAdmissionPolicy refuses writes that arrive after its term ended (install the policy first).")
+	o.bindRBACFlags(scratch)
 	moveFlags(scratch, fs, o.flagErrs)
 }
 
