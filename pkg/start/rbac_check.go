@@ -164,13 +164,6 @@ func (c *rbacCheck) err() error {
 	return nil
 }
 
-// missingNow returns the needs the last check found missing.
-func (c *rbacCheck) missingNow() []rbacneeds.Need {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.missing
-}
-
 // review asks about each need and returns those not allowed, in order.
 func (c *rbacCheck) review(ctx context.Context, needs []rbacneeds.Need) ([]rbacneeds.Need, error) {
 	allowed := make([]bool, len(needs))
