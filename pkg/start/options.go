@@ -154,7 +154,8 @@ const DefaultLeaseNamespace = "default"
 // NewOptions returns defaults read from the pod's environment: leader
 // election on, the lease namespace from the service account's namespace
 // file or POD_NAMESPACE, the identity from POD_NAME or the hostname, metrics
-// on 127.0.0.1:8080 and probes on 127.0.0.1:8081. With LoadConfig (which
+// on 127.0.0.1:8080, probes on 127.0.0.1:8081, and the start-up
+// permission check on (CheckRBAC). With LoadConfig (which
 // reads KUBECONFIG and the kubeconfig files), this is the one place rein
 // reads the environment.
 func NewOptions() Options {
