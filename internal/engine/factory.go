@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rein-k8s/rein/internal/rbacneeds"
 	"github.com/rein-k8s/rein/pkg/fence"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -109,6 +110,10 @@ type Factory struct {
 	gate        KeyGate  // admits workers to keys (sharding); nil admits all
 	onSynced    func()   // Observe: after a WaitForCacheSync that succeeded
 	onWorking   func()   // Observe: as a generation of workers starts
+
+	// rbac is what the factory's caches, controllers and the sets and
+	// handlers built on them need of the apiserver (see rbac.go).
+	rbac rbacneeds.Set
 }
 
 // NewFactory returns a factory for the kinds of scheme, talking to the
@@ -246,6 +251,7 @@ func (f *Ops) Client(res Resource) (ResourceClient, error) {
 
 // Informer returns the shared informer of res, made on first use.
 func (f *Ops) Informer(res Resource) (cache.SharedIndexInformer, error) {
+	f.needCache(res)
 	if f.backend != nil {
 		return f.backend.Informer(res)
 	}
@@ -292,6 +298,7 @@ func (f *Ops) Controller(res Resource) (*Controller, error) {
 	if c, ok := f.controllers[res.cacheKey()]; ok {
 		return c, nil
 	}
+	f.needController(res)
 	if f.backend != nil {
 		c, err := f.backend.Controller(res)
 		if err == nil {

@@ -273,6 +273,9 @@ func (a *Applier) Set(name string, kinds []engine.Resource, opts ...Option) (*Se
 			return nil, fmt.Errorf("apply: set %q: cache of %s: %w", name, res, err)
 		}
 		s.kinds[res.GVK] = &kind{res: res, informer: informer, client: client, seen: seen}
+		// Server-side apply is a patch, authorized as a create too when the
+		// child does not exist yet; pruning deletes. Reads are the cache's.
+		a.ops.NeedRBAC("apply set "+name+": server-side apply of children (a create when new), pruning", res, "", "create", "patch", "delete")
 	}
 	a.sets[name] = s
 	return s, nil

@@ -169,7 +169,15 @@ func (c *typed[T, TList]) OnRemove(ctx context.Context, name string, h ObjectHan
 	}
 	if err != nil {
 		c.ops.SetupError(fmt.Errorf("OnRemove %q: %w", name, err))
+		return
 	}
+	c.ops.NeedRBAC("the finalizers of "+c.res.String()+"'s OnRemove handlers", c.res, "finalizers", "update")
+}
+
+// needStatus records that c's status is written (a status helper is
+// registered on it): see statusWriter.
+func (c *typed[T, TList]) needStatus() {
+	c.ops.NeedRBAC("the status handlers of "+c.res.String(), c.res, "status", "update", "patch")
 }
 
 // adapt turns a typed handler into an engine handler.
@@ -226,6 +234,9 @@ func key(namespace, name string) string {
 }
 
 func (c *typed[T, TList]) Cache() Cache[T] {
+	// The informer is made on the cache's first read; its list and watch
+	// are needed from now on.
+	c.ops.NeedCacheRBAC(c.res)
 	return &informerCache[T]{
 		gr:         c.res.GVR().GroupResource(),
 		namespaced: c.res.Namespaced,

@@ -72,6 +72,7 @@ func RegisterGeneratingHandler[T runtime.Object, S any, PS interface {
 	*S
 	DeepCopy() *S
 }](ctx context.Context, controller GeneratingController[T], set *apply.Set, name string, status func(T) PS, handler GeneratingHandler[T, S], opts GeneratingOptions[S]) {
+	needStatus(controller)
 	condType := opts.ConditionType
 	if condType == "" {
 		condType = "Generated"

@@ -34,6 +34,7 @@ func RegisterStatusHandler[T runtime.Object, S any, PS interface {
 	*S
 	DeepCopy() *S
 }](ctx context.Context, controller StatusController[T], name string, status func(T) PS, handler StatusHandler[T, S], opts ...HandlerOption) {
+	needStatus(controller)
 	controller.OnChange(ctx, name, func(ctx context.Context, key string, obj T) (T, error) {
 		if isNil(obj) {
 			return obj, nil
@@ -45,6 +46,17 @@ func RegisterStatusHandler[T runtime.Object, S any, PS interface {
 		next, err := handler(ctx, obj, *current.DeepCopy())
 		return writeStatus(ctx, controller, obj, current, next, err)
 	}, opts...)
+}
+
+// statusWriter is a controller that can record that its status is
+// written, for the RBAC rules the program prints and checks (pkg/start):
+// a typed controller.
+type statusWriter interface{ needStatus() }
+
+func needStatus(controller any) {
+	if w, ok := controller.(statusWriter); ok {
+		w.needStatus()
+	}
 }
 
 // writeStatus sets obj's status (at current) to next and writes it with

@@ -51,7 +51,17 @@ func (o *Options) LoadConfig() (*rest.Config, error) {
 	// The groups' lease names are New's to check; a placeholder stands for
 	// them, so that the timings are checked all the same.
 	settingsErr := errors.Join(o.settingsErrors([]string{"placeholder"})...)
-	cfg, err := o.loadConfig()
+	var cfg *rest.Config
+	var err error
+	if o.PrintRBAC {
+		// --print-rbac reaches no cluster, and must print the same on
+		// every machine: no kubeconfig is read, and the factories are
+		// built on an address that is never dialled.
+		cfg = &rest.Config{Host: printRBACHost}
+		o.Config = cfg
+	} else {
+		cfg, err = o.loadConfig()
+	}
 	if settingsErr != nil {
 		if err != nil {
 			return nil, fmt.Errorf("start: %w\n%w", settingsErr, err)
@@ -60,6 +70,10 @@ func (o *Options) LoadConfig() (*rest.Config, error) {
 	}
 	return cfg, err
 }
+
+// printRBACHost is the apiserver of the configuration LoadConfig returns
+// with PrintRBAC: a reserved name (RFC 2606) that resolves nowhere.
+const printRBACHost = "https://print-rbac.invalid"
 
 func (o *Options) loadConfig() (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()

@@ -123,6 +123,47 @@
 // /metrics adds rein_shard_held, rein_shard_moves_total,
 // rein_shard_unowned_seconds and rein_shard_keys.
 //
+// # RBAC
+//
+// What a replica may do is what its roles grant, and a missing rule is the
+// most common failure of a first deploy: a 403, after the rollout. rein
+// knows what a replica will touch from the code that runs, since every
+// piece registers what it needs as it is set up: each cache (list and
+// watch of its kind, in its namespaces; metadata-only and unstructured
+// caches need the same), each controller (get, for the live read before a
+// finalizer write, and update and patch, the writes of its handler API on
+// the handler's object; patch only for metadata-only objects), status
+// helpers (update and patch of <plural>/status), OnRemove handlers (update
+// of <plural>/finalizers), apply sets (create, patch, delete), event
+// recorders (create and patch of core Events), the webhook certificate's
+// Secret and the CA injection (by name), and this package's Leases (by
+// name for a single leader, every Lease of the namespace for shards).
+// What cannot be known before handlers run, a typed client's Create,
+// Delete or direct UpdateStatus in a handler, or a client rein does not
+// make, is declared with Options.RBACRules.
+//
+// --print-rbac (Options.PrintRBAC) prints them as a ClusterRole, a Role
+// per namespace and their bindings to --rbac-service-account (default: the
+// lease name in the lease namespace), and exits ExitOK; it reads no
+// kubeconfig and reaches no cluster, so a build step can generate the
+// deployment's RBAC (samples/vmcontroller's make generate does). Rules are
+// merged and sorted, and one a broader one grants is left out: the same
+// program and flags print the same YAML.
+//
+// At start (Options.CheckRBAC, --rbac-check, on by default), before it
+// campaigns, a replica asks the apiserver, one SelfSubjectAccessReview per
+// rule, whether it may do each; every missing rule is named at once, with
+// the YAML to add, in the log (error) and in /readyz, which stays 503
+// while one is missing. The missing rules are asked about again every
+// retry period, so that fixing the roles without a restart is enough.
+// Meanwhile the replica does not campaign (nor join a shard group, nor
+// start workers without election): a leader without a permission its
+// workers need fails every such write, so it is better left to a replica
+// that has them, and a rollout waits on the unready replica instead of
+// replacing a working one. Its caches run, so that it leads at once once
+// granted. Where it may not ask (SelfSubjectAccessReview refused), it
+// starts without the check and says so.
+//
 // # Metrics
 //
 // /metrics serves Options.Registry (a new registry with Go and process

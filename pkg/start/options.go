@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/rein-k8s/rein/internal/electionflags"
@@ -106,6 +107,26 @@ type Options struct {
 	// given.
 	Logger *logrus.Entry
 
+	// PrintRBAC makes Run print the ClusterRole, Roles and bindings the
+	// program needs, from what it registered, and exit ExitOK without
+	// reaching a cluster (--print-rbac; LoadConfig then loads nothing).
+	// See "RBAC" in the package documentation.
+	PrintRBAC bool
+	// RBACServiceAccount is the ServiceAccount the printed bindings bind,
+	// "namespace/name" or "name", and the name of the printed roles
+	// (--rbac-service-account). Empty: the first group's lease name, in
+	// the lease namespace.
+	RBACServiceAccount string
+	// CheckRBAC has a replica check, before it campaigns, that its user
+	// has every permission the program needs, and not campaign while one
+	// is missing (--rbac-check; NewOptions turns it on).
+	CheckRBAC bool
+	// RBACRules are permissions the program needs beyond those rein
+	// registers (a typed client's Create or Delete in a handler, a client
+	// rein does not make), granted cluster-wide: printed and checked with
+	// the others.
+	RBACRules []rbacv1.PolicyRule
+
 	// podNamespace is the namespace NewOptions read from the pod's
 	// environment, and podNamespaceFrom where it read it: to say why the
 	// lease is where it is.
@@ -140,7 +161,8 @@ const DefaultLeaseNamespace = "default"
 // NewOptions returns defaults read from the pod's environment: leader
 // election on, the lease namespace from the service account's namespace
 // file or POD_NAMESPACE, the identity from POD_NAME or the hostname, metrics
-// on 127.0.0.1:8080 and probes on 127.0.0.1:8081. With LoadConfig (which
+// on 127.0.0.1:8080, probes on 127.0.0.1:8081, and the start-up
+// permission check on (CheckRBAC). With LoadConfig (which
 // reads KUBECONFIG and the kubeconfig files), this is the one place rein
 // reads the environment.
 func NewOptions() Options {
@@ -152,6 +174,7 @@ func NewOptions() Options {
 		MetricsBindAddress:     DefaultMetricsBindAddress,
 		HealthProbeBindAddress: DefaultHealthProbeBindAddress,
 		DrainGrace:             DefaultDrainGrace,
+		CheckRBAC:              true,
 	}
 	o.podNamespace, o.podNamespaceFrom = podNamespace()
 	o.LeaseNamespace = o.podNamespace
@@ -183,7 +206,8 @@ func podNamespace() (ns, from string) {
 //	--leader-elect-retry-period, --leader-elect-resource-namespace,
 //	--metrics-bind-address, --health-probe-bind-address, --drain-grace,
 //	--return-to-standby, --server-side-fencing, --kubeconfig,
-//	--log-format, --log-level
+//	--log-format, --log-level, --print-rbac, --rbac-service-account,
+//	--rbac-check
 //
 // A group's flags (--leader-elect-resource-name, --shards) are
 // Group.BindFlags'.
@@ -230,6 +254,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	scratch.BoolVar(&o.ServerSideFencing, "server-side-fencing", o.ServerSideFencing,
 		"Name this replica as the field manager of its writes, so that the rein-fencing ValidatingAdmissionPolicy refuses writes that arrive after its term ended (install the policy first).")
 	o.bindLogFlags(scratch)
+	o.bindRBACFlags(scratch)
 	moveFlags(scratch, fs, o.flagErrs)
 }
 

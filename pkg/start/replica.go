@@ -111,6 +111,7 @@ type Replica struct {
 	identity string
 	groups   []*groupRun
 	http     *probeServers
+	rbac     *rbacCheck // nil without the permission check (rbac_check.go)
 }
 
 type groupRun struct {
@@ -188,6 +189,13 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 			return nil, fmt.Errorf("start: shard lease client: %w", err)
 		}
 		r.log = r.log.WithField("identity", r.identity)
+	}
+
+	if opts.CheckRBAC {
+		var err error
+		if r.rbac, err = newRBACCheckFor(opts.Config, opts.RetryPeriod, r.log); err != nil {
+			return nil, fmt.Errorf("start: %w", err)
+		}
 	}
 
 	leases := map[string]bool{}
@@ -323,8 +331,9 @@ func (r *Replica) MetricsAddr() string { return r.http.metricsAddr() }
 // ProbeAddr is the address serving /healthz and /readyz.
 func (r *Replica) ProbeAddr() string { return r.http.probeAddr() }
 
-// ready is /readyz: every group's caches have synced, and every group's
-// elector can see its Lease (a standby cut off from the apiserver for
+// ready is /readyz: every group's caches have synced, every group's
+// elector can see its Lease, and the replica has every permission it needs
+// (rbac_check.go) (a standby cut off from the apiserver for
 // longer than the lease duration is not ready; see leader.Elector.Visibility).
 //
 // For a sharded group it says which shards this replica holds (readiness
@@ -355,6 +364,12 @@ func (r *Replica) ready() (string, error) {
 			errs = append(errs, err)
 		}
 	}
+	if r.rbac != nil {
+		// Last: it ends with the YAML to add.
+		if err := r.rbac.err(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return strings.Join(details, "\n"), errors.Join(errs...)
 }
 
@@ -379,6 +394,9 @@ func (r *Replica) Run(ctx context.Context) error {
 	r.http.serve(r.log)
 	r.logServing()
 	defer r.http.shutdown()
+	checkCtx, stopCheck := context.WithCancel(ctx)
+	defer stopCheck()
+	r.startRBACCheck(checkCtx)
 
 	// The webhook server answers until the groups are done (lease
 	// released): it stops last, with the probes.
@@ -443,6 +461,9 @@ func (r *Replica) runGroup(ctx, cachesCtx context.Context, g *groupRun) error {
 	}
 	g.synced.Store(true)
 	g.log.Info("caches synced; every key is queued")
+	if !r.awaitRBAC(ctx, g) {
+		return nil // told to stop while permissions were missing
+	}
 
 	if g.member != nil {
 		return r.workSharded(ctx, g)

@@ -3,6 +3,7 @@ package start
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -36,9 +37,23 @@ const (
 //   - lease lost: stop workers at once, exit ExitLeaseLost (unless
 //     ReturnToStandby).
 //
+// With Options.PrintRBAC (--print-rbac), Run prints the RBAC the groups
+// need instead, reaching no cluster, and the process exits ExitOK.
+//
 // main registers handlers, calls Run, and blocks with `select {}`. Run also
 // routes client-go's klog output into the replica's logrus logger.
 func Run(ctx context.Context, opts Options, groups ...Group) error {
+	if opts.PrintRBAC {
+		out, err := printRBAC(opts, groups)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stdout.WriteString(out); err != nil {
+			return fmt.Errorf("start: --print-rbac: %w", err)
+		}
+		go os.Exit(ExitOK)
+		return nil
+	}
 	r, err := New(opts, groups...)
 	if err != nil {
 		return err

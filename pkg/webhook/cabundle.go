@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/rein-k8s/rein/internal/rbacneeds"
 )
 
 // CABundleTargets name the objects that carry a webhook server's CA
@@ -63,6 +65,24 @@ func InjectCABundle(ctx context.Context, cfg *rest.Config, bundle []byte, t CABu
 			})...)
 	}
 	return errors.Join(errs...)
+}
+
+// needCABundleRBAC records the reads and writes of InjectCABundle on
+// t's objects, by name.
+func needCABundleRBAC(t CABundleTargets) {
+	const why = "the leader's CA bundle injection (webhook.InjectOnLeader)"
+	for _, target := range []struct {
+		group, resource string
+		names           []string
+	}{
+		{"admissionregistration.k8s.io", "validatingwebhookconfigurations", t.ValidatingWebhookConfigurations},
+		{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", t.MutatingWebhookConfigurations},
+		{"apiextensions.k8s.io", "customresourcedefinitions", t.CRDs},
+	} {
+		for _, name := range target.names {
+			rbacneeds.Process.Add(why, rbacneeds.Rule{Group: target.group, Resource: target.resource, Name: name}, "get", "update")
+		}
+	}
 }
 
 // getUpdater is what injectInto needs of a typed client of one kind.
@@ -125,6 +145,7 @@ func named(kind, name string, err error) error {
 // 30 s what it waits for (c is started by the webhook server whose
 // Options.Certificates it is).
 func (c *SecretCertificates) InjectOnLeader(cfg *rest.Config, t CABundleTargets) func(context.Context) error {
+	needCABundleRBAC(t)
 	return func(ctx context.Context) error {
 		if !c.awaitLoaded(ctx) {
 			return nil

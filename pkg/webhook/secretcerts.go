@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/rein-k8s/rein/internal/rbacneeds"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -114,6 +116,14 @@ func NewSecretCertificates(client kubernetes.Interface, opts SecretCertificatesO
 	if log == nil {
 		log = logrus.NewEntry(logrus.StandardLogger())
 	}
+	// Every replica reads and watches the Secret (by name: a field
+	// selector), the first creates it (a create names no object to
+	// authorize), any renews it.
+	why := "the webhook certificate Secret " + opts.Namespace + "/" + opts.Name
+	secret := rbacneeds.Rule{Namespace: opts.Namespace, Resource: "secrets"}
+	rbacneeds.Process.Add(why, secret, "create")
+	secret.Name = opts.Name
+	rbacneeds.Process.Add(why, secret, "get", "list", "watch", "update")
 	return &SecretCertificates{
 		client: client, opts: opts, now: time.Now,
 		log:     log.WithField("secret", opts.Namespace+"/"+opts.Name),

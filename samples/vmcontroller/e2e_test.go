@@ -55,41 +55,48 @@ func repoRoot() string {
 // real, so that replicas run with exactly those permissions.
 func applyRBAC(t *testing.T, l *lab.Lab) {
 	t.Helper()
-	dyn := dynamic.NewForConfigOrDie(l.Env.Config())
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(l.Env.Config())))
 	for _, file := range []string{"namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "fencing.yaml"} {
-		f, err := os.Open(filepath.Join(repoRoot(), "samples/vmcontroller/deploy", file))
+		data, err := os.ReadFile(filepath.Join(repoRoot(), "samples/vmcontroller/deploy", file))
 		if err != nil {
 			t.Fatal(err)
 		}
-		dec := yaml.NewYAMLOrJSONDecoder(f, 4096)
-		for {
-			var obj unstructured.Unstructured
-			if err := dec.Decode(&obj.Object); err != nil {
-				break
-			}
-			if len(obj.Object) == 0 {
-				continue
-			}
-			gvk := obj.GroupVersionKind()
-			mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				t.Fatalf("%s: %v", file, err)
-			}
-			ri := dyn.Resource(mapping.Resource)
-			var target dynamic.ResourceInterface = ri
-			if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
-				if obj.GetNamespace() == "" {
-					obj.SetNamespace(lab.Namespace)
-				}
-				target = ri.Namespace(obj.GetNamespace())
-			}
-			data, _ := obj.MarshalJSON()
-			if _, err := target.Patch(context.Background(), obj.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: "rein-e2e", Force: ptr.To(true)}); err != nil {
-				t.Fatalf("%s: apply %s %s: %v", file, gvk.Kind, obj.GetName(), err)
-			}
+		applyManifests(t, l, file, data)
+	}
+}
+
+// applyManifests applies every object of the YAML documents data (named
+// by what, for errors) with server-side apply, namespaced ones without a
+// namespace in lab.Namespace, as kustomize would put them.
+func applyManifests(t *testing.T, l *lab.Lab, what string, data []byte) {
+	t.Helper()
+	dyn := dynamic.NewForConfigOrDie(l.Env.Config())
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(l.Env.Config())))
+	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		var obj unstructured.Unstructured
+		if err := dec.Decode(&obj.Object); err != nil {
+			break
 		}
-		_ = f.Close()
+		if len(obj.Object) == 0 {
+			continue
+		}
+		gvk := obj.GroupVersionKind()
+		mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		ri := dyn.Resource(mapping.Resource)
+		var target dynamic.ResourceInterface = ri
+		if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+			if obj.GetNamespace() == "" {
+				obj.SetNamespace(lab.Namespace)
+			}
+			target = ri.Namespace(obj.GetNamespace())
+		}
+		data, _ := obj.MarshalJSON()
+		if _, err := target.Patch(context.Background(), obj.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: "rein-e2e", Force: ptr.To(true)}); err != nil {
+			t.Fatalf("%s: apply %s %s: %v", what, gvk.Kind, obj.GetName(), err)
+		}
 	}
 }
 
@@ -871,6 +878,14 @@ func TestVirtualMachinesSharded(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	f.replicaArgs = []string{"--shards", strconv.Itoa(shards)}
+	// deploy/rbac.yaml is the single-leader deployment's; sharded replicas
+	// need the member Leases and shard records too: the roles their own
+	// --print-rbac prints replace it.
+	rbac, err := f.lab.PrintRBAC(ctx, f.replicaArgs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyManifests(t, f.lab, "vmcontroller --print-rbac --shards", rbac)
 	start := f.startReplica
 	live := []*lab.Process{start(), start(), start()}
 	f.awaitShards(ctx, shards, time.Minute, live...)

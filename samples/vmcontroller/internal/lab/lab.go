@@ -212,6 +212,29 @@ func (l *Lab) StartReplica(ctx context.Context, name string, user *testenv.User,
 	return p, nil
 }
 
+// PrintRBAC runs the controller with --print-rbac and the flags a replica
+// StartReplica starts with extra would have that change what it needs,
+// and returns the roles and bindings it prints (for the ServiceAccount
+// vmcontroller in Namespace).
+func (l *Lab) PrintRBAC(ctx context.Context, extra ...string) ([]byte, error) {
+	args := append([]string{"--print-rbac", "--hypervisor-url", l.HypervisorURL,
+		"--leader-elect-resource-namespace", Namespace, "--rbac-service-account", Namespace + "/vmcontroller"}, extra...)
+	if l.webhooks != nil {
+		args = append(args, l.webhooks.replicaArgs()...)
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(l.bin, "vmcontroller"), args...)
+	cmd.Env = append(os.Environ(), "POD_NAMESPACE="+Namespace)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		return nil, fmt.Errorf("vmcontroller --print-rbac: %w\n%s", err, stderr)
+	}
+	return out, nil
+}
+
 // StartProxiedReplica is StartReplica with the replica's paths to the
 // apiserver and to the hypervisor each through a netfault proxy
 // (Process.APIPath, Process.HypervisorPath), so that a test can black-hole
