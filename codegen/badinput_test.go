@@ -123,9 +123,10 @@ type ` + name + ` struct {
 }
 
 // TestAPIsOfEveryShape: a kubebuilder-layout package used as it is, a
-// group with a dash, and two groups with the same first label generate
-// into a module that builds and vets, with one command and a ./api/...
-// pattern. A rerun is a no-op.
+// group with a dash in a folder of another name, and two groups with the
+// same first label in folders of one name generate into a module that
+// builds and vets, with one command and a ./api/... pattern; every output
+// folder of a group is named after the group. A rerun is a no-op.
 func TestAPIsOfEveryShape(t *testing.T) {
 	if testing.Short() {
 		t.Skip("generates and builds a module")
@@ -138,11 +139,12 @@ func TestAPIsOfEveryShape(t *testing.T) {
 			"Labels            shared.Labels `json:\"labels,omitempty\"`", 1),
 		// Shared types the audit group imports: they get deepcopy only.
 		"api/shared/labels.go": "// +k8s:deepcopy-gen=package\n\n// Package shared holds types the API groups share.\npackage shared\n\n// Labels are sorted pairs.\ntype Labels struct {\n\tPairs []string `json:\"pairs,omitempty\"`\n}\n",
-		"api/opsa/v1/doc.go":   "// +groupName=ops.a.io\npackage v1\n",
-		"api/opsa/v1/types.go": plainKind("v1", "Runbook"),
-		"api/opsb/v1/doc.go":   "// +groupName=ops.b.io\npackage v1\n",
-		"api/opsb/v1/types.go": plainKind("v1", "Pager"),
-		"api/common/types.go":  "// Package common holds shared types; it has no group.\npackage common\n\ntype Note struct{}\n",
+		// Two groups in folders of one name.
+		"api/a/ops/v1/doc.go":   "// +groupName=ops.a.io\npackage v1\n",
+		"api/a/ops/v1/types.go": plainKind("v1", "Runbook"),
+		"api/b/ops/v1/doc.go":   "// +groupName=ops.b.io\npackage v1\n",
+		"api/b/ops/v1/types.go": plainKind("v1", "Pager"),
+		"api/common/types.go":   "// Package common holds shared types; it has no group.\npackage common\n\ntype Note struct{}\n",
 	})
 	var log bytes.Buffer
 	opts := codegen.Options{Dir: dir, APIPackages: []string{"./api/..."}, OutputPackage: "example.com/shapes/generated", CRDDir: "config/crd", Log: &log}
@@ -155,12 +157,13 @@ func TestAPIsOfEveryShape(t *testing.T) {
 		"api/batch/v1/zz_generated.deepcopy.go", "api/batch/v1/zz_generated_register.go",
 		"generated/controllers/batch/v1/cronjob.go", "generated/controllers/batch/v1/schedule.go",
 		"config/crd/batch.tutorial.kubebuilder.io_cronjobs.yaml",
-		// audit-trail.example.com → AuditTrail, package audittrail.
-		// code-generator names its packages after the API folder (audit).
-		"generated/controllers/audittrail/factory.go", "generated/clientset/versioned/typed/audit/v1/record.go",
-		"generated/informers/externalversions/audit/v1/record.go",
-		// ops.a.io and ops.b.io → OpsA and OpsB.
+		// audit-trail.example.com → AuditTrail, package audittrail: every
+		// output folder is named after it, not after the API folder (audit).
+		"generated/controllers/audittrail/factory.go", "generated/clientset/versioned/typed/audittrail/v1/record.go",
+		"generated/informers/externalversions/audittrail/v1/record.go", "generated/listers/audittrail/v1/record.go",
+		// ops.a.io and ops.b.io, both in folders named ops → OpsA and OpsB.
 		"generated/controllers/opsa/factory.go", "generated/controllers/opsb/factory.go",
+		"generated/listers/opsa/v1/runbook.go", "generated/informers/externalversions/opsb/v1/pager.go",
 		// The shared types: deepcopy, as their package asks.
 		"api/shared/zz_generated.deepcopy.go",
 		"generated/clientset/versioned/typed/opsa/v1/runbook.go", "generated/clientset/versioned/typed/opsb/v1/pager.go",
@@ -169,7 +172,8 @@ func TestAPIsOfEveryShape(t *testing.T) {
 			t.Errorf("not generated: %s", want)
 		}
 	}
-	for _, absent := range []string{"api/batch/v1/zz_generated_list_types.go", "api/common/zz_generated.deepcopy.go"} {
+	for _, absent := range []string{"api/batch/v1/zz_generated_list_types.go", "api/common/zz_generated.deepcopy.go",
+		"generated/clientset/versioned/typed/audit", "generated/listers/audit", "generated/informers/externalversions/audit", "generated/listers/ops"} {
 		if _, err := os.Stat(filepath.Join(dir, absent)); err == nil {
 			t.Errorf("generated, but should not be: %s", absent)
 		}
@@ -224,9 +228,14 @@ func TestMistakesAreReportedBeforeAnythingIsWritten(t *testing.T) {
 			"api/port/v1/doc.go":  "// +groupName=port.example.com\n// +groupGoName=Ops\npackage v1\n",
 			"api/port/v1/dock.go": dockV1,
 		}, []string{"./api/..."}, []string{"fleet.example.com and port.example.com", `"ops"`, "+groupGoName"}},
-		{"two groups in folders of one name", map[string]string{
-			"api/a/fleet/v1/doc.go": "// +groupName=fleet.a.io\npackage v1\n", "api/a/fleet/v1/ship.go": shipV1,
-		}, []string{"./api/..."}, []string{"fleet.a.io", "fleet.example.com", "same folder name"}},
+		{"a misspelt marker namespace", map[string]string{"api/fleet/v1/ship.go": strings.Replace(shipV1, "validation:Minimum=1", "valdation:Minimum=1", 1)},
+			nil, []string{"api/fleet/v1/ship.go:15:", "no such kubebuilder marker", "a typo of +kubebuilder:validation:Minimum?"}},
+		{"an RBAC marker with a misspelt argument", map[string]string{"internal/controller/roles.go": "package controller\n\n// +kubebuilder:rbac:groups=apps,resources=deployments,verb=get\n"},
+			nil, []string{"internal/controller/roles.go:3:1:", `unknown argument "verb"`}},
+		{"an API mistake and an RBAC mistake, both reported", map[string]string{
+			"api/fleet/v1/ship.go": strings.Replace(shipV1, "Minimum=1", "Minimun=1", 1),
+			"cmd/roles.go":         "package main\n\n// +kubebuilder:rbac:groups=apps,resources=deployments\n",
+		}, nil, []string{"api/fleet/v1/ship.go:15:", "Minimun", "cmd/roles.go:3:1:", `missing argument "verbs"`}},
 		{"a webhook marker for a kind the API lacks", map[string]string{"api/fleet/v1/hooks.go": "package v1\n\n" + webhookMarker("resources=boats")},
 			nil, []string{"hooks.go:3:", "resource boats, is not a kind", "groups=fleet.example.com,versions=v1,resources=ships"}},
 		{"a webhook marker without a path", map[string]string{"api/fleet/v1/hooks.go": "package v1\n\n" + strings.Replace(webhookMarker(""), "path=/validate-ship,", "", 1)},
@@ -281,10 +290,13 @@ func TestMistakesAreReportedBeforeAnythingIsWritten(t *testing.T) {
 			}
 			before := mtimes(t, dir) + folders(t, dir)
 			start := time.Now()
-			err := codegen.Run(t.Context(), codegen.Options{Dir: dir, APIPackages: apis, OutputPackage: "example.com/shipyard/generated", CRDDir: "config/crd"})
+			err := codegen.Run(t.Context(), codegen.Options{Dir: dir, APIPackages: apis, OutputPackage: "example.com/shipyard/generated", CRDDir: "config/crd", RBACDir: "config/rbac"})
 			elapsed := time.Since(start)
 			if err == nil {
 				t.Fatal("accepted")
+			}
+			if strings.Contains(err.Error(), dir) {
+				t.Errorf("the error names a path by the module's folder, not relative to it:\n%v", err)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
@@ -312,8 +324,8 @@ func TestMistakeFoundByTypes(t *testing.T) {
 	before := mtimes(t, dir) + folders(t, dir)
 	start := time.Now()
 	err := codegen.Run(t.Context(), codegen.Options{Dir: dir, APIPackages: []string{"./api/..."}, OutputPackage: "example.com/shipyard/generated", CRDDir: "config/crd"})
-	if err == nil || !strings.Contains(err.Error(), "ship.go:16:") || !strings.Contains(err.Error(), "undefined: metav1.Tiem") {
-		t.Fatalf("got %v, want the file, line and missing type", err)
+	if err == nil || !strings.Contains(err.Error(), "api/fleet/v1/ship.go:16:") || !strings.Contains(err.Error(), "undefined: metav1.Tiem") || strings.Contains(err.Error(), dir) {
+		t.Fatalf("got %v, want the file (relative to the module's root), line and missing type", err)
 	}
 	if after := mtimes(t, dir) + folders(t, dir); after != before {
 		t.Errorf("the tree changed:\nbefore:\n%s\nafter:\n%s", before, after)

@@ -5,7 +5,15 @@
 // CRD manifests (controller-tools as a library); from kubebuilder's
 // +kubebuilder:webhook markers and the kinds' Hub/ConvertTo/ConvertFrom
 // methods, typed webhook registration helpers, the webhook configurations
-// (webhooks.yaml) and the CRDs' webhook conversion stanzas.
+// (webhooks.yaml) and the CRDs' webhook conversion stanzas; and from the
+// module's +kubebuilder:rbac markers, the ClusterRole and Roles
+// controller-gen writes for them (role.yaml, Options.RBACDir).
+//
+// Every output folder of a group is named after the group's package name
+// (its first label, one more on a collision, or +groupGoName; lower case),
+// whatever the API's layout: for a group batch.example.com in kubebuilder's api/v1,
+// clientset/versioned/typed/batch/v1, listers/batch/v1,
+// informers/externalversions/batch and controllers/batch.
 //
 // # Algorithm (Run)
 //
@@ -13,11 +21,15 @@
 //     rein-gen's header are output, never input) into a model: groups,
 //     versions, kinds, scopes, plurals, what registration exists.
 //  2. Validate everything that syntax can tell, and parse every kubebuilder
-//     marker with controller-tools' registry; decide each group's Go name;
+//     marker with controller-tools' registry (a +kubebuilder: marker no
+//     controller-tools generator knows is a typo in their namespaces,
+//     +kubebuilder:validation:Minimun, and a warning elsewhere,
+//     +kubebuilder:docs-gen:collapse); decide each group's Go name;
 //     resolve each webhook marker to its kind and each convertible kind to
-//     its hub and spokes (webhooks.go).
-//     Any mistake ends the run here, reported with file and line, in
-//     milliseconds; nothing is written.
+//     its hub and spokes (webhooks.go); with an RBAC folder, find and parse
+//     the module's RBAC markers (rbac.go).
+//     Any mistake ends the run here, reported with file and line (relative
+//     to the module's root), in milliseconds; nothing is written.
 //  3. If a record of an identical earlier run matches (see docs/design.md,
 //     "Reruns") and its output is intact, stop: up to date.
 //  4. Generate the CRDs in memory (this type-checks what the markers
@@ -25,8 +37,8 @@
 //  5. Load the API packages once and run code-generator's deepcopy,
 //     client, lister and informer generators in process over that load,
 //     with the tags of step 1's model added in memory; render registration,
-//     list types, rein's controllers, the webhook helpers and webhooks.yaml.
-//     All in memory.
+//     list types, rein's controllers, the webhook helpers, webhooks.yaml
+//     and role.yaml. All in memory.
 //  6. Make the tree match: write changed files, remove owned files the API
 //     no longer produces and folders left empty. Every change is recorded.
 //  7. Type-check the API and generated packages in process; on a failure,

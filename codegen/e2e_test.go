@@ -181,6 +181,12 @@ func TestGenerateBuildAndRunAModule(t *testing.T) {
 		t.Fatalf("generate: %v\n%s", err, log.String())
 	}
 	t.Logf("generated in %v", time.Since(start).Round(time.Millisecond))
+	// The first run tidies go.mod, and says so in its own words: no
+	// fragment of the go command's message, no absolute path.
+	if !strings.Contains(log.String(), "rein-gen: go.mod lacks what the generated code imports (a first run): running `go mod tidy` in the module's root\n") ||
+		strings.Contains(log.String(), "go: ") || strings.Contains(log.String(), dir) {
+		t.Errorf("the first run's log:\n%s", log.String())
+	}
 	for _, want := range []string{
 		"api/fleet/v1/zz_generated.deepcopy.go", "api/fleet/v1/zz_generated_register.go", "api/fleet/v1/zz_generated_list_types.go",
 		"generated/clientset/versioned/clientset.go", "generated/listers/fleet/v1/ship.go",

@@ -29,7 +29,8 @@ import (
 // its module build information), the options, go.mod and go.sum (the
 // versions of every dependency whose types the API uses), and the
 // hand-written Go files of the API packages and of the module's own
-// packages they import, transitively.
+// packages they import, transitively, and, with an RBAC folder, the
+// module's files that hold +kubebuilder:rbac markers.
 
 // record is what the cache keeps for one module and set of options.
 type record struct {
@@ -45,7 +46,7 @@ func (r *run) recordPath() string {
 		return ""
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%s", r.moduleDir, r.opts.OutputPackage, r.crdDir, r.webhookDir, r.header, strings.Join(r.importPaths(), ","))
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00%s", r.moduleDir, r.opts.OutputPackage, r.crdDir, r.webhookDir, r.rbacDir, r.header, strings.Join(r.importPaths(), ","))
 	return filepath.Join(cache, "rein-gen", "runs", hex.EncodeToString(h.Sum(nil))[:32]+".json")
 }
 
@@ -60,7 +61,13 @@ func (r *run) importPaths() []string {
 // fingerprint hashes the inputs of the output (see above).
 func (r *run) fingerprint() (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "rein-gen record v2\x00%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00%v\x00", r.opts.OutputPackage, r.crdDir, r.webhookDir, r.opts.WebhookService, r.header, strings.Join(r.importPaths(), ","), r.opts.NoTypeCheck)
+	fmt.Fprintf(h, "rein-gen record v3\x00%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00%v\x00", r.opts.OutputPackage, r.crdDir, r.webhookDir, r.opts.WebhookService, r.rbacDir, r.rbacRole, r.header, strings.Join(r.importPaths(), ","), r.opts.NoTypeCheck)
+	// The module's files with RBAC markers (readRBAC found them all, so a
+	// marker added, changed or removed anywhere changes this).
+	for _, s := range r.rbacInputs {
+		fmt.Fprintf(h, "rbac\x00%s\x00%d\x00", s.Path, len(s.Src))
+		h.Write(s.Src)
+	}
 	if exe, err := os.Executable(); err == nil {
 		if info, err := os.Stat(exe); err == nil {
 			fmt.Fprintf(h, "%s\x00%d\x00%d\x00", exe, info.Size(), info.ModTime().UnixNano())

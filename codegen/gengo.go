@@ -9,15 +9,16 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 
 	"github.com/gobuffalo/flect"
-	"github.com/spf13/pflag"
 	"golang.org/x/tools/go/packages"
 	"golang.org/x/tools/imports"
 	clientargs "k8s.io/code-generator/cmd/client-gen/args"
 	clientgen "k8s.io/code-generator/cmd/client-gen/generators"
+	clientgentypes "k8s.io/code-generator/cmd/client-gen/types"
 	deepcopyargs "k8s.io/code-generator/cmd/deepcopy-gen/args"
 	deepcopygen "k8s.io/code-generator/cmd/deepcopy-gen/generators"
 	informerargs "k8s.io/code-generator/cmd/informer-gen/args"
@@ -93,6 +94,9 @@ func (r *run) runCodeGenerators(ctx context.Context) (map[string][]byte, error) 
 			}
 			start := timeNow()
 			c := contexts[i]
+			if step.groupFolders {
+				c.Inputs = r.groupFolderInputs(base.Universe)
+			}
 			if err := c.ExecuteTargets(step.targets(c)); err != nil {
 				return fmt.Errorf("%s: %w", step.name, err)
 			}
@@ -111,16 +115,52 @@ type generatorStep struct {
 	names       namer.NameSystems
 	defaultName string
 	targets     func(*generator.Context) []generator.Target
+	// groupFolders gives the generator the API packages under the paths of
+	// groupFolderInputs: lister-gen and informer-gen name a group's folder
+	// after the API package's parent folder, which rein-gen replaces with
+	// the group's package name.
+	groupFolders bool
+}
+
+// groupFolderRoot is the made-up import path under which
+// groupFolderInputs puts the API packages: no real package has it.
+const groupFolderRoot = "rein-gen.invalid/groups"
+
+// groupFolderInputs returns, for each API package, the import path
+// groupFolderRoot/<group package>/<version>, and adds to u, under that
+// path, a copy of the loaded package (the same types, comments and files).
+//
+// lister-gen and informer-gen take the group's folder and the version from
+// the last two elements of an input package's path (api/fleet/v1 → fleet,
+// v1), and use the path for nothing else: the code they write refers to
+// the types by the types' own package, which stays the API package. So
+// under these paths their output lands in listers/<group>/<version> and
+// informers/externalversions/<group>, the folders of the clientset and
+// rein's controllers, whatever the API's layout (kubebuilder's api/v1
+// included). The copies are added after every context's order of the
+// types was computed, so no generator sees a type twice.
+func (r *run) groupFolderInputs(u types.Universe) []string {
+	var inputs []string
+	for _, p := range r.packages {
+		alias := groupFolderRoot + "/" + p.GroupPackage() + "/" + p.Version
+		if _, ok := u[alias]; !ok {
+			real := *u.Package(p.ImportPath)
+			real.Path = alias
+			u[alias] = &real
+		}
+		inputs = append(inputs, alias)
+	}
+	return inputs
 }
 
 // generatorSteps configures the four generators as their commands would
 // with rein-gen's layout: clientset/versioned, listers, informers/
-// externalversions under the output package; every kind's plural given, so
-// that the clientset's paths are the CRD's.
+// externalversions under the output package, each group in a folder named
+// after the group's package name (as rein's controllers/<group>); every
+// kind's plural given, so that the clientset's paths are the CRD's.
 func (r *run) generatorSteps() []generatorStep {
-	var inputs, pluralList []string
+	var pluralList []string
 	for _, p := range r.packages {
-		inputs = append(inputs, p.ImportPath)
 		for _, k := range p.Kinds {
 			// code-generator takes the plural type name and lower-cases it
 			// for the path; flect keeps the kind's case (VirtualMachines).
@@ -142,15 +182,7 @@ func (r *run) generatorSteps() []generatorStep {
 	dc.OutputFile = deepCopyFile
 
 	cl := clientargs.New()
-	fs := pflag.NewFlagSet("client-gen", pflag.ContinueOnError)
-	cl.AddFlags(fs, "")
-	clientFlags := []string{"--input-base", ""}
-	for _, in := range inputs {
-		clientFlags = append(clientFlags, "--input", in)
-	}
-	// Parsing flags is how client-gen turns input packages into groups; the
-	// inputs were checked before, so this cannot fail but is still handled.
-	parseErr := fs.Parse(clientFlags)
+	cl.Groups = r.clientGroups()
 	cl.OutputDir = filepath.Join(r.outDir, "clientset")
 	cl.OutputPkg = out + "/clientset"
 	cl.ClientsetName = "versioned"
@@ -168,24 +200,35 @@ func (r *run) generatorSteps() []generatorStep {
 	in.ListersPackage = out + "/listers"
 	in.PluralExceptions = pluralList
 
-	failed := func(err error) func(*generator.Context) []generator.Target {
-		return func(*generator.Context) []generator.Target {
-			panic(fmt.Errorf("client-gen arguments: %w", err)) // recovered by withKlog
-		}
-	}
-	clientTargets := func(c *generator.Context) []generator.Target { return clientgen.GetTargets(c, cl) }
-	if parseErr != nil {
-		clientTargets = failed(parseErr)
-	}
 	return []generatorStep{
 		{"deepcopy", deepcopygen.NameSystems(), deepcopygen.DefaultNameSystem(),
-			func(c *generator.Context) []generator.Target { return deepcopygen.GetTargets(c, dc) }},
-		{"clientset", clientgen.NameSystems(plurals), clientgen.DefaultNameSystem(), clientTargets},
+			func(c *generator.Context) []generator.Target { return deepcopygen.GetTargets(c, dc) }, false},
+		{"clientset", clientgen.NameSystems(plurals), clientgen.DefaultNameSystem(),
+			func(c *generator.Context) []generator.Target { return clientgen.GetTargets(c, cl) }, false},
 		{"listers", listergen.NameSystems(plurals), listergen.DefaultNameSystem(),
-			func(c *generator.Context) []generator.Target { return listergen.GetTargets(c, ls) }},
+			func(c *generator.Context) []generator.Target { return listergen.GetTargets(c, ls) }, true},
 		{"informers", informergen.NameSystems(plurals), informergen.DefaultNameSystem(),
-			func(c *generator.Context) []generator.Target { return informergen.GetTargets(c, in) }},
+			func(c *generator.Context) []generator.Target { return informergen.GetTargets(c, in) }, true},
 	}
+}
+
+// clientGroups are client-gen's groups, as its --input flags would give
+// them but with each group's folder (typed/<folder>/<version>) named after
+// the group's package name rather than the API package's parent folder.
+func (r *run) clientGroups() []clientgentypes.GroupVersions {
+	var groups []clientgentypes.GroupVersions
+	index := map[string]int{}
+	for _, p := range r.packages {
+		i, ok := index[p.Group]
+		if !ok {
+			i = len(groups)
+			index[p.Group] = i
+			groups = append(groups, clientgentypes.GroupVersions{PackageName: p.GroupPackage(), Group: clientgentypes.Group(p.Group)})
+		}
+		groups[i].Versions = append(groups[i].Versions, clientgentypes.PackageVersion{Version: clientgentypes.Version(p.Version), Package: p.ImportPath})
+	}
+	sort.Slice(groups, func(i, j int) bool { return groups[i].Group < groups[j].Group })
+	return groups
 }
 
 // annotate adds to the loaded API packages the code-generator tags rein-gen

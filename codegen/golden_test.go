@@ -159,7 +159,7 @@ func TestBadInputIsNamed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := writeAPI(t, tc.files)
-			p, err := loadPackage("example.com/m/api/v1", dir)
+			p, err := loadPackage("example.com/m/api/v1", dir, dir)
 			if err == nil {
 				err = validate([]*apiPackage{p})
 			}
@@ -182,7 +182,7 @@ type Harbor struct {
 }
 type HarborList struct{}
 `})
-	p, err := loadPackage("example.com/m/api/v1", dir)
+	p, err := loadPackage("example.com/m/api/v1", dir, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,6 +202,71 @@ func TestPlural(t *testing.T) {
 	for kind, want := range map[string]string{"VirtualMachine": "virtualmachines", "Policy": "policies", "Gateway": "gateways", "Ingress": "ingresses", "Box": "boxes", "Patch": "patches", "Gizmo": "gizmoes"} {
 		if got := plural(kind); got != want {
 			t.Errorf("plural(%s) = %s, want %s", kind, got, want)
+		}
+	}
+}
+
+// TestMarkersOfOtherTools: kubebuilder markers no controller-tools
+// generator knows, outside the namespaces those generators use, are
+// warnings wherever they are (the license header above the package
+// clause, after the imports, a type's or a field's doc, the end of the
+// file); the same marker in a generator's namespace is a typo.
+func TestMarkersOfOtherTools(t *testing.T) {
+	types := `/*
+Copyright the authors.
+*/
+// +kubebuilder:docs-gen:collapse=Apache License
+
+package v1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// +kubebuilder:docs-gen:collapse=Imports
+
+// Ship sails.
+// +kubebuilder:object:root=true
+// +kubebuilder:docs-gen:collapse=Ship
+type Ship struct {
+	metav1.TypeMeta   ` + "`json:\",inline\"`" + `
+	metav1.ObjectMeta ` + "`json:\"metadata,omitempty\"`" + `
+	// +kubebuilder:scaffold:field
+	Crew int32 ` + "`json:\"crew,omitempty\"`" + `
+}
+
+// +kubebuilder:docs-gen:collapse=Root Object Definitions
+`
+	dir := writeAPI(t, map[string]string{"doc.go": "// +groupName=fleet.example.com\npackage v1\n", "types.go": types})
+	p, err := loadPackage("example.com/m/api/v1", dir, "api/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate([]*apiPackage{p}); err != nil {
+		t.Fatalf("markers of other tools refused: %v", err)
+	}
+	got := strings.Join(markerWarnings([]*apiPackage{p}), "\n")
+	want := "rein-gen: warning: +kubebuilder:docs-gen:collapse (api/v1/types.go:4:1 and 3 more) is no marker of controller-gen's generators: ignored\n" +
+		"rein-gen: warning: +kubebuilder:scaffold:field (api/v1/types.go:18:2) is no marker of controller-gen's generators: ignored"
+	if got != want {
+		t.Errorf("warnings:\n%s\nwant:\n%s", got, want)
+	}
+
+	// In a generators' namespace, or a letter away from one: a typo, an
+	// error, wherever it is.
+	for typo, suggestion := range map[string]string{
+		"+kubebuilder:validation:Minimun=1": "+kubebuilder:validation:Minimum",
+		"+kubebuilder:valdation:Minimum=1":  "+kubebuilder:validation:Minimum",
+		"+kubebuilder:printcolum:name=x":    "+kubebuilder:printcolumn",
+		"+kubebuilder:object:roots=true":    "+kubebuilder:object:root",
+	} {
+		dir := writeAPI(t, map[string]string{"doc.go": "// +groupName=fleet.example.com\npackage v1\n",
+			"types.go": strings.Replace(types, "// +kubebuilder:docs-gen:collapse=Imports", "// "+typo, 1)})
+		p, err := loadPackage("example.com/m/api/v1", dir, "api/v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = validate([]*apiPackage{p})
+		if err == nil || !strings.Contains(err.Error(), "api/v1/types.go:10:1: marker "+typo+": no such kubebuilder marker (a typo of "+suggestion+"?)") {
+			t.Errorf("%s: %v", typo, err)
 		}
 	}
 }

@@ -67,6 +67,8 @@ type apiPackage struct {
 	// +kubebuilder:webhookconfiguration lines, from any comment of the
 	// hand-written files (controller-tools reads them as package markers).
 	webhookMarkers []marker
+	// markerWarnings are the markers of other tools (see checkMarkers).
+	markerWarnings []markerWarning
 }
 
 // kind is one type rein-gen generates a client and controller for: a
@@ -272,13 +274,14 @@ func handWritten(dir string) ([]sourceFile, error) {
 // loadPackage parses the hand-written Go files of one API package (without
 // type checking) and reads its kinds. Files rein-gen wrote (its header) and
 // a deepcopy file of another generator are skipped: they are output, not
-// input.
-func loadPackage(importPath, dir string) (*apiPackage, error) {
+// input. Positions name the files under display, the folder as messages
+// show it (relative to the module's root).
+func loadPackage(importPath, dir, display string) (*apiPackage, error) {
 	fset := token.NewFileSet()
 	sources, err := handWritten(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("package %s: folder %s does not exist", importPath, dir)
+			return nil, fmt.Errorf("package %s: folder %s does not exist", importPath, display)
 		}
 		return nil, fmt.Errorf("package %s: %w", importPath, err)
 	}
@@ -286,7 +289,7 @@ func loadPackage(importPath, dir string) (*apiPackage, error) {
 		methods: map[string]map[string]token.Position{}}
 	var syntaxErrs []error
 	for _, sf := range sources {
-		f, err := parser.ParseFile(fset, filepath.Join(dir, sf.name), sf.src, parser.ParseComments)
+		f, err := parser.ParseFile(fset, filepath.Join(display, sf.name), sf.src, parser.ParseComments)
 		if err != nil {
 			syntaxErrs = append(syntaxErrs, err)
 			continue
@@ -297,7 +300,7 @@ func loadPackage(importPath, dir string) (*apiPackage, error) {
 		return nil, fmt.Errorf("package %s has syntax errors:\n%w", importPath, errors.Join(syntaxErrs...))
 	}
 	if len(p.files) == 0 {
-		return nil, fmt.Errorf("package %s: no hand-written Go files in %s", importPath, dir)
+		return nil, fmt.Errorf("package %s: no hand-written Go files in %s", importPath, display)
 	}
 	type candidate struct {
 		name string

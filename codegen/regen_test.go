@@ -83,6 +83,13 @@ type Dock struct {
 // by URL (a server outside the cluster), not through a Service.
 const mutatingByURL = "// +kubebuilder:webhook:url=https://hooks.example.com:9443/mutate-ship,mutating=true,failurePolicy=fail,sideEffects=None,groups=fleet.example.com,resources=ships,verbs=create,versions=v1,name=mship.fleet.example.com,admissionReviewVersions=v1\n"
 
+// rbacMarkers are RBAC markers of a package that is no API package.
+const rbacMarkers = `package notes
+
+// +kubebuilder:rbac:groups=fleet.example.com,resources=ships,verbs=get;list;watch
+// +kubebuilder:rbac:groups=fleet.example.com,resources=ships/status,verbs=update
+`
+
 func TestRegenerate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("generates and builds a module six times")
@@ -120,20 +127,23 @@ func TestRegenerate(t *testing.T) {
 			writeFile(t, dir, "api/fleet/v2/doc.go", fleetV2)
 			writeFile(t, dir, "api/fleet/v2/ship.go", strings.Replace(shipV1, "package v1", "package v2", 1))
 		}, []string{"./api/..."}, nil},
-		{"add webhooks and conversion", func() {
+		{"add webhooks, conversion and RBAC markers", func() {
 			writeFile(t, dir, "api/fleet/v1/hub.go", "package v1\n\n"+webhookMarker("")+mutatingByURL+"\n// Hub is the version v2 converts through.\nfunc (*Ship) Hub() {}\n")
 			writeFile(t, dir, "api/fleet/v2/convert.go", convertV2)
+			writeFile(t, dir, "internal/notes/rbac.go", rbacMarkers)
 		}, []string{"./api/..."}, nil},
-		{"remove webhooks and conversion", func() {
+		{"remove webhooks, conversion and RBAC markers", func() {
 			removeAll(t, dir, "api/fleet/v1/hub.go")
 			removeAll(t, dir, "api/fleet/v2/convert.go")
+			removeAll(t, dir, "internal/notes/rbac.go")
 		}, []string{"./api/..."}, []string{
 			"config/webhook/webhooks.yaml", "generated/controllers/fleet/conversion.go", "generated/controllers/fleet/v1/ship_webhooks.go",
+			"config/rbac",
 		}},
 	}
 	for i, step := range steps {
 		step.change()
-		opts := codegen.Options{Dir: dir, APIPackages: step.apis, OutputPackage: "example.com/shipyard/generated", CRDDir: "config/crd", WebhookDir: "config/webhook"}
+		opts := codegen.Options{Dir: dir, APIPackages: step.apis, OutputPackage: "example.com/shipyard/generated", CRDDir: "config/crd", WebhookDir: "config/webhook", RBACDir: "config/rbac"}
 		var log bytes.Buffer
 		opts.Log = &log
 		if err := codegen.Run(t.Context(), opts); err != nil {
@@ -152,7 +162,12 @@ func TestRegenerate(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, webhooksErr := os.Stat(filepath.Join(dir, "config/webhook/webhooks.yaml"))
-		want := step.name == "add webhooks and conversion"
+		want := step.name == "add webhooks, conversion and RBAC markers"
+		// The role comes and goes with the markers of a package that is
+		// no API package.
+		if role, err := os.ReadFile(filepath.Join(dir, "config/rbac/role.yaml")); (err == nil) != want || (want && !strings.Contains(string(role), "  - ships/status\n")) {
+			t.Errorf("step %d (%s): config/rbac/role.yaml (want one: %v): %v\n%s", i, step.name, want, err, role)
+		}
 		if got := strings.Contains(string(crd), "strategy: Webhook"); got != want {
 			t.Errorf("step %d (%s): the Ship CRD has a webhook conversion: %v, want %v", i, step.name, got, want)
 		}
@@ -194,7 +209,7 @@ func TestRegenerate(t *testing.T) {
 
 	// A rerun on an unchanged API rewrites nothing: same bytes, same mtimes.
 	before := mtimes(t, dir)
-	if err := codegen.Run(t.Context(), codegen.Options{Dir: dir, APIPackages: []string{"./api/..."}, OutputPackage: "example.com/shipyard/generated", CRDDir: "config/crd", WebhookDir: "config/webhook"}); err != nil {
+	if err := codegen.Run(t.Context(), codegen.Options{Dir: dir, APIPackages: []string{"./api/..."}, OutputPackage: "example.com/shipyard/generated", CRDDir: "config/crd", WebhookDir: "config/webhook", RBACDir: "config/rbac"}); err != nil {
 		t.Fatal(err)
 	}
 	if after := mtimes(t, dir); after != before {

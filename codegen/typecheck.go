@@ -29,11 +29,11 @@ func (r *run) typeCheck(ctx context.Context, files map[string][]byte) error {
 		return err
 	}
 	if moduleProblem && !r.opts.NoTidy {
-		fmt.Fprintf(r.log, "rein-gen: the module lacks requirements of the generated code (%s): running `go mod tidy`\n", firstLine(msgs))
+		fmt.Fprintln(r.log, "rein-gen: go.mod lacks what the generated code imports (a first run): running `go mod tidy` in the module's root")
 		cmd := exec.CommandContext(ctx, "go", "mod", "tidy")
 		cmd.Dir = r.moduleDir
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("codegen: the generated code needs `go mod tidy` in %s, which failed: %w\n%s", r.moduleDir, err, strings.TrimSpace(string(out)))
+			return fmt.Errorf("codegen: go.mod lacks what the generated code imports, and `go mod tidy` in the module's root failed (%w): fix what it says, run it, then rein-gen again:\n%s", err, strings.TrimSpace(string(out)))
 		}
 		msgs, moduleProblem, err = r.loadErrors(ctx, patterns)
 		if err != nil {
@@ -44,8 +44,8 @@ func (r *run) typeCheck(ctx context.Context, files map[string][]byte) error {
 		return nil
 	}
 	if moduleProblem {
-		return fmt.Errorf("codegen: the generated code cannot be type-checked: the module lacks what it imports: run `go mod tidy` in %s (and `go get github.com/rein-k8s/rein` if go.mod does not require it), then rein-gen again; the tree was left as it was:\n%s",
-			r.moduleDir, strings.Join(limitLines(msgs), "\n"))
+		return fmt.Errorf("codegen: go.mod lacks what the generated code imports: run `go mod tidy` in the module's root (and `go get github.com/rein-k8s/rein` first if go.mod does not require it), then rein-gen again; the tree was left as it was. The go command says:\n%s",
+			strings.Join(limitLines(msgs), "\n"))
 	}
 	// Whose code fails: a hand-written file that uses what the API no
 	// longer has (a removed kind, say) is the user's to change; an error in
@@ -127,14 +127,6 @@ func isModuleProblem(msg string) bool {
 		}
 	}
 	return false
-}
-
-func firstLine(msgs []string) string {
-	if len(msgs) == 0 {
-		return ""
-	}
-	line, _, _ := strings.Cut(msgs[0], "\n")
-	return line
 }
 
 func limitLines(msgs []string) []string {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"go/ast"
 	"go/token"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -35,17 +34,6 @@ func validate(pkgs []*apiPackage) error {
 		}
 	}
 	errs = append(errs, checkStorageVersions(pkgs)...)
-	// code-generator names a group's clientset, lister and informer
-	// packages after the API package's parent folder.
-	byFolder := map[string]*apiPackage{}
-	for _, p := range pkgs {
-		folder := filepath.Base(filepath.Dir(p.Dir)) + "/" + p.Version
-		if other, ok := byFolder[folder]; ok && other.Group != p.Group {
-			errs = append(errs, fmt.Errorf("packages %s (%s) and %s (%s) have the same folder name %s: code-generator names the clientset's, listers' and informers' packages after it, so rename one of the folders",
-				other.ImportPath, other.Group, p.ImportPath, p.Group, folder))
-		}
-		byFolder[folder] = p
-	}
 	if err := nameGroups(pkgs); err != nil {
 		errs = append(errs, err)
 	}
@@ -123,23 +111,40 @@ func hasItems(st *ast.StructType, kind string) bool {
 	return false
 }
 
-// checkMarkers parses every CRD-generator marker of the package's files
-// as the generator will, and flags kubebuilder markers nobody knows.
+// checkMarkers parses every CRD-generator marker where the generator
+// reads it (package doc, type and field docs) as the generator will, and
+// judges every +kubebuilder: marker of the files that no controller-tools
+// generator knows, wherever it is: in a namespace those generators use
+// (+kubebuilder:validation:Minimun) it is a typo, an error; otherwise
+// (+kubebuilder:docs-gen:collapse=..., of the kubebuilder book's tooling)
+// it is another tool's, a warning (p.markerWarnings), and ignored.
 func (p *apiPackage) checkMarkers() []error {
 	var errs []error
+	p.markerWarnings = nil
 	check := func(cg *ast.CommentGroup, on crds.Target) {
 		for _, m := range markerList(cg) {
-			err := crds.CheckMarker(m.Text, on)
-			if err == nil && strings.HasPrefix(m.Name, "kubebuilder:") && !crds.KnownMarker(m.Text) {
-				err = errors.New("no such kubebuilder marker (a typo?): see https://book.kubebuilder.io/reference/markers/crd-validation")
-			}
-			if err != nil {
+			if err := crds.CheckMarker(m.Text, on); err != nil {
 				errs = append(errs, fmt.Errorf("%s: marker %s: %v", p.fset.Position(m.Pos), m.Text, err))
 			}
 		}
 	}
 	for _, f := range p.files {
 		for _, cg := range f.Comments {
+			for _, m := range markerList(cg) {
+				if !strings.HasPrefix(m.Name, "kubebuilder:") || crds.KnownMarker(m.Text) {
+					continue
+				}
+				typo, suggestion, docs := crds.UnknownMarker(m.Text)
+				if !typo {
+					p.markerWarnings = append(p.markerWarnings, markerWarning{Name: "+" + m.Name, Pos: p.fset.Position(m.Pos)})
+					continue
+				}
+				hint := "a typo?"
+				if suggestion != "" {
+					hint = "a typo of " + suggestion + "?"
+				}
+				errs = append(errs, fmt.Errorf("%s: marker %s: no such kubebuilder marker (%s): see %s", p.fset.Position(m.Pos), m.Text, hint, docs))
+			}
 			if cg.End() < f.Package {
 				check(cg, crds.OnPackage)
 			}
@@ -163,6 +168,39 @@ func (p *apiPackage) checkMarkers() []error {
 		}
 	}
 	return errs
+}
+
+// markerWarning is a +kubebuilder: marker of another tool (see
+// checkMarkers).
+type markerWarning struct {
+	Name string // +kubebuilder:docs-gen:collapse
+	Pos  token.Position
+}
+
+// markerWarnings are the log lines of the packages' markers of other
+// tools: one per marker name, with the first place it is at.
+func markerWarnings(pkgs []*apiPackage) []string {
+	byName := map[string][]token.Position{}
+	var names []string
+	for _, p := range pkgs {
+		for _, w := range p.markerWarnings {
+			if _, ok := byName[w.Name]; !ok {
+				names = append(names, w.Name)
+			}
+			byName[w.Name] = append(byName[w.Name], w.Pos)
+		}
+	}
+	sort.Strings(names)
+	var out []string
+	for _, name := range names {
+		at := byName[name]
+		where := at[0].String()
+		if len(at) > 1 {
+			where += fmt.Sprintf(" and %d more", len(at)-1)
+		}
+		out = append(out, fmt.Sprintf("rein-gen: warning: %s (%s) is no marker of controller-gen's generators: ignored", name, where))
+	}
+	return out
 }
 
 // checkFields checks the fields of every struct a kind reaches within its

@@ -4,7 +4,7 @@
 // Pass a Factory to start.Run; register handlers on its controllers first:
 //
 //	f, err := apps.NewFactoryFromConfig(cfg)
-//	f.Apps().V1().Deployment().OnChange(ctx, "name", handler)
+//	f.Apps().V1().DaemonSet().OnChange(ctx, "name", handler)
 package apps
 
 import (

@@ -9,7 +9,10 @@ import (
 
 // Interface gives the controllers of one version.
 type Interface interface {
+	DaemonSet() DaemonSetController
 	Deployment() DeploymentController
+	ReplicaSet() ReplicaSetController
+	StatefulSet() StatefulSetController
 }
 
 // New returns the controllers of this version on factory.

@@ -12,9 +12,12 @@ type Interface interface {
 	ConfigMap() ConfigMapController
 	Event() EventController
 	Namespace() NamespaceController
+	Node() NodeController
+	PersistentVolumeClaim() PersistentVolumeClaimController
 	Pod() PodController
 	Secret() SecretController
 	Service() ServiceController
+	ServiceAccount() ServiceAccountController
 }
 
 // New returns the controllers of this version on factory.
