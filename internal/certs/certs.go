@@ -1,6 +1,8 @@
-// Package certs makes the certificates of a webhook server: a CA and
-// serving certificates it signs, as PEM. rein's self-managed webhook
-// certificates and the tests use it; it holds no state.
+// Package certs makes and serves the certificates of rein's HTTPS
+// servers (the webhook server, the secure /metrics): a CA and serving
+// certificates it signs, as PEM (rein's self-managed webhook certificates
+// and the tests use them); a self-signed certificate; and Files, a key
+// pair served from a folder and loaded again when it changes.
 package certs
 
 import (
@@ -139,4 +141,46 @@ func encodeKey(key *ecdsa.PrivateKey) ([]byte, error) {
 
 func serialNumber() (*big.Int, error) {
 	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+}
+
+// SelfSigned makes a serving certificate for hosts that signs itself, valid
+// from now for validity: one that no client can verify, to encrypt the
+// connections of clients that skip verification.
+func SelfSigned(hosts []string, validity time.Duration, now time.Time) (tls.Certificate, error) {
+	if len(hosts) == 0 {
+		return tls.Certificate{}, errors.New("a serving certificate needs at least one host")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	serial, err := serialNumber()
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: hosts[0]},
+		NotBefore:             now.Add(-backdate(validity)),
+		NotAfter:              now.Add(validity),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }

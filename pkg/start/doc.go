@@ -7,9 +7,10 @@
 //
 // Every replica, leader or not:
 //
-//  1. binds /metrics, /healthz and /readyz, and the webhook server's address
-//     when Options.Webhook is set (an address in use fails at once); the
-//     webhook server answers from then on, leader or not;
+//  1. binds /metrics, /healthz and /readyz, pprof when asked, and the
+//     webhook server's address when Options.Webhook is set (an address in
+//     use fails at once); the webhook server answers from then on, leader
+//     or not;
 //  2. starts its informers and waits until every cache has synced and every
 //     key is queued, saying every few seconds what it still waits for (an
 //     unreachable apiserver or a missing CRD keeps it unready, never
@@ -102,7 +103,21 @@
 // default/x for 46s: ... connection refused"): it could not take over from
 // a dead leader, so it should not count as a ready standby (a rollout waits
 // for it). A leader's sight is its renews: its fence and /healthz cover it.
-// Metrics and /healthz and /readyz may share an address.
+// Metrics and /healthz and /readyz may share an address, unless /metrics
+// is secure.
+//
+// Both are made of named checks, as Kubernetes' components' are: /healthz
+// of ping and lease, /readyz of ping, caches, lease and webhook (lease
+// with an election, webhook with a webhook server), then the program's
+// own (Options.HealthChecks, ReadyChecks), by name. A failing check makes
+// the endpoint 503 and lists every check, "[+]name ok" or "[-]name
+// failed: error"; ?verbose lists them when all pass too:
+//
+//	[+]ping ok
+//	[+]caches ok
+//	[+]lease ok
+//	[-]database failed: dial tcp 10.0.0.7:5432: connection refused
+//	readyz check failed
 //
 // # Sharded groups
 //
@@ -172,6 +187,28 @@
 // without framework.Options.Registerer, which New registers there. A
 // factory given another Registerer keeps its metrics there, and New warns
 // that /metrics does not serve them.
+//
+// /metrics is plain HTTP unless Options.MetricsSecure (--metrics-secure):
+// then it is HTTPS, and each scrape is let through only when the apiserver
+// authenticates its bearer token (TokenReview) and allows its user to get
+// the non-resource URL /metrics (SubjectAccessReview), as
+// controller-runtime's secure metrics do: 401 without a token the
+// apiserver knows, 403 without the rule. The replica's service account
+// needs create on tokenreviews.authentication.k8s.io and
+// subjectaccessreviews.authorization.k8s.io; the scraper's, a ClusterRole
+// with nonResourceURLs ["/metrics"], verbs ["get"]. A decision is kept for
+// a minute at most (30 s when forbidden), so a scraper costs the apiserver
+// two requests a minute, not two a scrape. The certificate is tls.crt and
+// tls.key of Options.MetricsCertDir (--metrics-cert-dir), loaded again
+// when they change, or else a self-signed one made in memory (the replica
+// logs so), which scrapers accept only without verifying it.
+//
+// # Profiling
+//
+// Options.PprofBindAddress (--pprof-bind-address, off by default) serves
+// net/http/pprof's handlers under /debug/pprof/ on an address of their
+// own, plain HTTP and unauthenticated: keep it on loopback and reach it
+// with kubectl port-forward.
 //
 // # Flags
 //

@@ -2,10 +2,13 @@ package start
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,86 +16,160 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// probeServers serve /metrics, /healthz and /readyz on the addresses of
-// Options (one server when they are equal). Listeners are bound in New so
-// that an address in use fails the replica before anything runs.
+// probeServers serve /metrics, /healthz and /readyz, and pprof, on the
+// addresses of Options (metrics and probes on one server when their
+// addresses are equal and /metrics is plain HTTP). Listeners are bound in
+// New so that an address in use fails the replica before anything runs.
 type probeServers struct {
-	metrics, probes *http.Server
-	probesOnMetrics bool // /healthz and /readyz are served by metrics
-	listeners       map[*http.Server]net.Listener
-	wg              sync.WaitGroup
+	metrics, probes, pprof *http.Server
+	probesOnMetrics        bool // /healthz and /readyz are served by metrics
+	metricsSecure          bool // /metrics is HTTPS, each scrape reviewed
+	listeners              map[*http.Server]net.Listener
+	wg                     sync.WaitGroup
 }
 
 func disabled(addr string) bool { return addr == "" || addr == "0" }
 
-func newProbeServers(o Options, healthy func(*http.Request) error, ready func() (string, error)) (*probeServers, error) {
-	p := &probeServers{listeners: map[*http.Server]net.Listener{}}
-	metricsHandler := promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry})
-	mux := func() *http.ServeMux { return http.NewServeMux() }
+// check is one named check of /healthz or /readyz; nil is an error naming
+// what is wrong.
+type check struct {
+	name string
+	run  func(*http.Request) error
+}
 
-	bind := func(flag, addr string, m *http.ServeMux) (*http.Server, error) {
+// ping is the check that always passes, so that an endpoint always lists
+// one (Kubernetes' components have it too).
+var ping = check{name: "ping", run: func(*http.Request) error { return nil }}
+
+// probeChecks are what /healthz and /readyz run, in order; readyDetail
+// adds lines to /readyz (which shards a sharded replica holds).
+type probeChecks struct {
+	health, ready []check
+	readyDetail   func() string
+}
+
+func newProbeServers(o Options, log *logrus.Entry, checks probeChecks) (_ *probeServers, err error) {
+	p := &probeServers{listeners: map[*http.Server]net.Listener{}}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	bind := func(flag, addr string, h http.Handler, tlsConfig *tls.Config) (*http.Server, error) {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("--%s %s: %w", flag, addr, err)
 		}
-		srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
+		if tlsConfig != nil {
+			l = tls.NewListener(l, tlsConfig)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		p.listeners[srv] = l
 		return srv, nil
 	}
 	addProbes := func(m *http.ServeMux) {
-		m.HandleFunc("/healthz", func(w http.ResponseWriter, req *http.Request) { answer(w, "", healthy(req)) })
-		m.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-			detail, err := ready()
-			answer(w, detail, err)
-		})
+		m.Handle("/healthz", serveChecks("healthz", checks.health, nil))
+		m.Handle("/readyz", serveChecks("readyz", checks.ready, checks.readyDetail))
 	}
 
-	var err error
 	if !disabled(o.MetricsBindAddress) {
-		m := mux()
-		m.Handle("/metrics", metricsHandler)
-		if o.HealthProbeBindAddress == o.MetricsBindAddress {
+		m := http.NewServeMux()
+		var metrics http.Handler = promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry})
+		var tlsConfig *tls.Config
+		if o.MetricsSecure {
+			auth, err := newScrapeAuth(o.Config, log)
+			if err != nil {
+				return nil, err
+			}
+			if tlsConfig, err = metricsTLS(o.MetricsCertDir, log); err != nil {
+				return nil, err
+			}
+			metrics = auth.wrap(metrics)
+			p.metricsSecure = true
+		} else if o.HealthProbeBindAddress == o.MetricsBindAddress {
+			// Never beside a secure /metrics: the kubelet's probes
+			// carry no token (validate refuses the pair).
 			addProbes(m)
 			p.probesOnMetrics = true
 		}
-		if p.metrics, err = bind("metrics-bind-address", o.MetricsBindAddress, m); err != nil {
+		m.Handle("/metrics", metrics)
+		if p.metrics, err = bind("metrics-bind-address", o.MetricsBindAddress, m, tlsConfig); err != nil {
 			return nil, err
 		}
 	}
-	if !disabled(o.HealthProbeBindAddress) && o.HealthProbeBindAddress != o.MetricsBindAddress {
-		m := mux()
+	if !disabled(o.HealthProbeBindAddress) && !p.probesOnMetrics {
+		m := http.NewServeMux()
 		addProbes(m)
-		if p.probes, err = bind("health-probe-bind-address", o.HealthProbeBindAddress, m); err != nil {
-			p.close()
+		if p.probes, err = bind("health-probe-bind-address", o.HealthProbeBindAddress, m, nil); err != nil {
+			return nil, err
+		}
+	}
+	if !disabled(o.PprofBindAddress) {
+		// A mux of its own: the handlers serve nowhere else (importing
+		// net/http/pprof also puts them on http.DefaultServeMux, which
+		// rein never serves).
+		m := http.NewServeMux()
+		m.HandleFunc("/debug/pprof/", pprof.Index)
+		m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		if p.pprof, err = bind("pprof-bind-address", o.PprofBindAddress, m, nil); err != nil {
 			return nil, err
 		}
 	}
 	return p, nil
 }
 
-// answer writes a probe's result: "ok" (then detail, if any) or the
-// error with 503.
-func answer(w http.ResponseWriter, detail string, err error) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if err != nil {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = fmt.Fprintln(w, err)
-		if detail != "" {
-			_, _ = fmt.Fprintln(w, detail)
+// serveChecks answers an endpoint (healthz, readyz) with its checks, the
+// way Kubernetes' components do: "ok" when every check passes; with
+// ?verbose, or when one fails (then with 503), a line per check, "[+]name
+// ok" or "[-]name failed: error", and "<endpoint> check passed" or
+// "failed". detail, if any, adds lines before that last one.
+func serveChecks(endpoint string, checks []check, detail func() string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		_, verbose := req.URL.Query()["verbose"]
+		var lines strings.Builder
+		failed := false
+		for _, c := range checks {
+			if err := c.run(req); err != nil {
+				failed = true
+				// One line per check: a joined error's parts on it.
+				fmt.Fprintf(&lines, "[-]%s failed: %s\n", c.name, strings.ReplaceAll(err.Error(), "\n", "; "))
+			} else {
+				fmt.Fprintf(&lines, "[+]%s ok\n", c.name)
+			}
 		}
-		return
-	}
-	_, _ = fmt.Fprintln(w, "ok")
-	if detail != "" {
-		_, _ = fmt.Fprintln(w, detail)
-	}
+		var out strings.Builder
+		switch {
+		case failed || verbose:
+			out.WriteString(lines.String())
+		default:
+			out.WriteString("ok\n")
+		}
+		if detail != nil {
+			if d := detail(); d != "" {
+				out.WriteString(d + "\n")
+			}
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		switch {
+		case failed:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(&out, "%s check failed\n", endpoint)
+		case verbose:
+			fmt.Fprintf(&out, "%s check passed\n", endpoint)
+		}
+		_, _ = w.Write([]byte(out.String()))
+	})
 }
 
 func (p *probeServers) serve(log *logrus.Entry) {
 	for srv, l := range p.listeners {
 		p.wg.Go(func() {
 			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.WithError(err).Error("probe/metrics server stopped")
+				log.WithError(err).Error("probe/metrics/pprof server stopped")
 			}
 		})
 	}
@@ -122,6 +199,8 @@ func addrOf(p *probeServers, srv *http.Server) string {
 }
 
 func (p *probeServers) metricsAddr() string { return addrOf(p, p.metrics) }
+
+func (p *probeServers) pprofAddr() string { return addrOf(p, p.pprof) }
 
 func (p *probeServers) probeAddr() string {
 	if p.probesOnMetrics {

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -67,6 +69,33 @@ type Options struct {
 	// DefaultHealthProbeBindAddress, on loopback: in a pod, pass ":8081"
 	// so that the kubelet's probes reach it.
 	HealthProbeBindAddress string
+	// MetricsSecure serves /metrics over HTTPS and lets a scrape through
+	// only when the apiserver authenticates its bearer token (a
+	// TokenReview) and authorizes its user to get the non-resource URL
+	// /metrics (a SubjectAccessReview): no or an unknown token is
+	// answered 401, a user without the rule 403. The replica's service
+	// account needs create on tokenreviews and subjectaccessreviews; a
+	// scraper, a ClusterRole with nonResourceURLs ["/metrics"], verbs
+	// ["get"]. Decisions are kept a minute at most. The probes cannot
+	// share its address: the kubelet's carry no token.
+	MetricsSecure bool
+	// MetricsCertDir holds tls.crt and tls.key, the secure /metrics'
+	// certificate (a mounted kubernetes.io/tls Secret), loaded again when
+	// they change. Empty means a self-signed certificate made in memory,
+	// which scrapers must accept without verifying it.
+	MetricsCertDir string
+	// PprofBindAddress serves net/http/pprof's handlers under
+	// /debug/pprof/ on an address of their own, plain HTTP and
+	// unauthenticated; "" or "0" (the default) turns it off. Keep it on
+	// loopback and reach it with kubectl port-forward.
+	PprofBindAddress string
+	// HealthChecks and ReadyChecks are checks of the program's own that
+	// /healthz and /readyz run after the replica's, by name (which must
+	// not be a built-in check's: ping, lease, caches, webhook). An error
+	// fails the endpoint (503, naming the check); ?verbose lists every
+	// check with ok or its error. A failing health check has the kubelet
+	// restart the replica: keep to what a restart cures.
+	HealthChecks, ReadyChecks map[string]func(*http.Request) error
 
 	// DrainGrace bounds the wait for running handlers on shutdown; zero
 	// means DefaultDrainGrace.
@@ -204,7 +233,8 @@ func podNamespace() (ns, from string) {
 //
 //	--leader-elect, --leader-elect-lease-duration, --leader-elect-renew-deadline,
 //	--leader-elect-retry-period, --leader-elect-resource-namespace,
-//	--metrics-bind-address, --health-probe-bind-address, --drain-grace,
+//	--metrics-bind-address, --metrics-secure, --metrics-cert-dir,
+//	--health-probe-bind-address, --pprof-bind-address, --drain-grace,
 //	--return-to-standby, --server-side-fencing, --kubeconfig,
 //	--log-format, --log-level, --print-rbac, --rbac-service-account,
 //	--rbac-check
@@ -245,8 +275,14 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		`Namespace of the Lease (default: the pod's namespace; outside a pod, the kubeconfig context's namespace, else "default").`)
 	scratch.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
 		`Address serving /metrics; "0" turns it off. The default is loopback only: in a pod, pass :8080.`)
+	scratch.BoolVar(&o.MetricsSecure, "metrics-secure", o.MetricsSecure,
+		"Serve /metrics over HTTPS, each scrape authenticated (TokenReview) and authorized to get /metrics (SubjectAccessReview) by the apiserver.")
+	scratch.StringVar(&o.MetricsCertDir, "metrics-cert-dir", o.MetricsCertDir,
+		"Folder of tls.crt and tls.key for --metrics-secure, reloaded when they change (default: a self-signed certificate made in memory).")
 	scratch.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress,
 		`Address serving /healthz and /readyz; "0" turns it off. The default is loopback only: in a pod, pass :8081.`)
+	scratch.StringVar(&o.PprofBindAddress, "pprof-bind-address", o.PprofBindAddress,
+		`Address serving pprof under /debug/pprof/, unauthenticated; "0" or "" (the default) turns it off. Keep it on loopback.`)
 	scratch.DurationVar(&o.DrainGrace, "drain-grace", o.DrainGrace,
 		"On shutdown, how long running handlers may take to finish before the lease is released.")
 	scratch.BoolVar(&o.ReturnToStandby, "return-to-standby", o.ReturnToStandby,
@@ -334,11 +370,13 @@ func (o *Options) settingsErrors(leaseNames []string) []error {
 	}
 	for _, a := range []struct{ flag, addr string }{
 		{"metrics-bind-address", o.MetricsBindAddress}, {"health-probe-bind-address", o.HealthProbeBindAddress},
+		{"pprof-bind-address", o.PprofBindAddress},
 	} {
 		if err := checkBindAddress(a.addr); err != nil {
 			errs = append(errs, fmt.Errorf("--%s=%q: %w", a.flag, a.addr, err))
 		}
 	}
+	errs = append(errs, o.httpErrors()...)
 	if !o.LeaderElect {
 		// Unused without an election, but a negative value is a mistake
 		// all the same: say so rather than accept it silently.
@@ -403,4 +441,46 @@ func checkBindAddress(addr string) error {
 // alike before a leader's renew deadline passes (internal/connhealth).
 func (o *Options) connectionChecks() (readIdle, ping time.Duration) {
 	return connhealth.Timeouts(o.RenewDeadline, o.RetryPeriod)
+}
+
+// builtinChecks are the names of the replica's own checks of /healthz and
+// /readyz, which the program's checks cannot take.
+var builtinChecks = []string{"ping", "lease", "caches", "webhook", "rbac"}
+
+// httpErrors reports mistakes of the HTTP endpoints' settings: secure
+// metrics, pprof's address, the program's checks.
+func (o *Options) httpErrors() []error {
+	var errs []error
+	if o.MetricsCertDir != "" && !o.MetricsSecure {
+		errs = append(errs, fmt.Errorf("--metrics-cert-dir=%q needs --metrics-secure: /metrics is plain HTTP without it", o.MetricsCertDir))
+	}
+	if o.MetricsSecure && !disabled(o.MetricsBindAddress) && o.HealthProbeBindAddress == o.MetricsBindAddress {
+		errs = append(errs, fmt.Errorf("--health-probe-bind-address and --metrics-bind-address are both %q: with --metrics-secure, /metrics wants a token the kubelet's probes do not carry; give the probes an address of their own", o.MetricsBindAddress))
+	}
+	if !disabled(o.PprofBindAddress) {
+		for _, a := range []struct{ flag, addr string }{
+			{"metrics-bind-address", o.MetricsBindAddress}, {"health-probe-bind-address", o.HealthProbeBindAddress},
+		} {
+			if a.addr == o.PprofBindAddress {
+				errs = append(errs, fmt.Errorf("--pprof-bind-address and --%s are both %q: pprof is served on an address of its own", a.flag, a.addr))
+			}
+		}
+	}
+	for _, c := range []struct {
+		kind   string
+		checks map[string]func(*http.Request) error
+	}{{"Health", o.HealthChecks}, {"Ready", o.ReadyChecks}} {
+		for _, name := range slices.Sorted(maps.Keys(c.checks)) {
+			what := fmt.Sprintf("%s check %q (Options.%sChecks)", strings.ToLower(c.kind), name, c.kind)
+			switch {
+			case strings.TrimSpace(name) == "" || strings.ContainsAny(name, " \t\r\n"):
+				errs = append(errs, fmt.Errorf("%s: want a name without spaces", what))
+			case slices.Contains(builtinChecks, name):
+				errs = append(errs, fmt.Errorf("%s: the name of one of the replica's own checks (%s): choose another", what, strings.Join(builtinChecks, ", ")))
+			case c.checks[name] == nil:
+				errs = append(errs, fmt.Errorf("%s: the function is nil", what))
+			}
+		}
+	}
+	return errs
 }

@@ -57,6 +57,11 @@ func rbacNeeds(opts Options, leaseNamespace string, groups []Group) []rbacneeds.
 			sets = append(sets, engine.OpsOf(s.Base()).RBAC())
 		}
 	}
+	if opts.MetricsSecure {
+		why := "--metrics-secure: each scrape's token and its access to /metrics are reviewed"
+		own.Add(why, rbacneeds.Rule{Group: "authentication.k8s.io", Resource: "tokenreviews"}, "create")
+		own.Add(why, rbacneeds.Rule{Group: "authorization.k8s.io", Resource: "subjectaccessreviews"}, "create")
+	}
 	rbacneeds.FromPolicyRules(own, "declared by the program (start.Options.RBACRules)", "", opts.RBACRules)
 	return rbacneeds.Merge(sets...)
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,7 +231,7 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 		r.groups = append(r.groups, gr)
 	}
 
-	srv, err := newProbeServers(opts, r.healthy, r.ready)
+	srv, err := newProbeServers(opts, r.log, r.probeChecks())
 	if err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
@@ -289,17 +291,26 @@ func (r *Replica) leaderGroup(g *groupRun, clients kubernetes.Interface) error {
 	return nil
 }
 
-// logServing says where /metrics and the probes are served, if anywhere.
+// logServing says where /metrics, the probes, pprof and the webhooks are
+// served, if anywhere.
 func (r *Replica) logServing() {
 	var parts []string
 	fields := logrus.Fields{}
 	if a := r.MetricsAddr(); a != "" {
-		parts = append(parts, "/metrics on http://"+a)
+		if r.http.metricsSecure {
+			parts = append(parts, "/metrics on https://"+a+" (each scrape reviewed: TokenReview, SubjectAccessReview)")
+		} else {
+			parts = append(parts, "/metrics on http://"+a)
+		}
 		fields["metrics"] = a
 	}
 	if a := r.ProbeAddr(); a != "" {
 		parts = append(parts, "/healthz and /readyz on http://"+a)
 		fields["probes"] = a
+	}
+	if a := r.PprofAddr(); a != "" {
+		parts = append(parts, "pprof on http://"+a+"/debug/pprof/")
+		fields["pprof"] = a
 	}
 	if r.opts.Webhook != nil {
 		if a := r.opts.Webhook.Addr(); a != "" {
@@ -331,57 +342,90 @@ func (r *Replica) MetricsAddr() string { return r.http.metricsAddr() }
 // ProbeAddr is the address serving /healthz and /readyz.
 func (r *Replica) ProbeAddr() string { return r.http.probeAddr() }
 
-// ready is /readyz: every group's caches have synced, every group's
-// elector can see its Lease, and the replica has every permission it needs
-// (rbac_check.go) (a standby cut off from the apiserver for
-// longer than the lease duration is not ready; see leader.Elector.Visibility).
+// PprofAddr is the address serving /debug/pprof/ ("" when off).
+func (r *Replica) PprofAddr() string { return r.http.pprofAddr() }
+
+// probeChecks are the checks of /healthz and /readyz: the replica's own,
+// then the program's (Options.HealthChecks, ReadyChecks) by name.
 //
-// For a sharded group it says which shards this replica holds (readiness
-// does not depend on holding any: a replica with none is a ready spare).
-func (r *Replica) ready() (string, error) {
+// /healthz: ping; lease, with leader election: no group's leader has a
+// stuck renew loop (leader.Elector.Check).
+//
+// /readyz: ping; caches: every group's caches have synced and none lags;
+// lease, with leader election: every group's elector can see its Lease (a
+// standby cut off from the apiserver for longer than the lease duration is
+// not ready; see leader.Elector.Visibility); webhook, with a webhook
+// server: it serves; rbac, with the start-up check: the replica has every
+// permission it needs (rbac_check.go). For a sharded group it also says which shards this
+// replica holds (readiness does not depend on holding any: a replica with
+// none is a ready spare).
+func (r *Replica) probeChecks() probeChecks {
+	var electors []*leader.Elector
+	for _, g := range r.groups {
+		if g.elector != nil {
+			electors = append(electors, g.elector)
+		}
+	}
+	health := []check{ping}
+	ready := []check{ping, {name: "caches", run: r.cachesReady}}
+	if len(electors) > 0 {
+		health = append(health, check{name: "lease", run: func(req *http.Request) error {
+			for _, e := range electors {
+				if err := e.Check(req); err != nil {
+					return err
+				}
+			}
+			return nil
+		}})
+		ready = append(ready, check{name: "lease", run: func(*http.Request) error {
+			var errs []error
+			for _, e := range electors {
+				errs = append(errs, e.Visibility())
+			}
+			return errors.Join(errs...)
+		}})
+	}
+	if w := r.opts.Webhook; w != nil {
+		ready = append(ready, check{name: "webhook", run: func(*http.Request) error { return w.Ready() }})
+	}
+	if r.rbac != nil {
+		// Last of the replica's own: it ends with the YAML to add.
+		ready = append(ready, check{name: "rbac", run: func(*http.Request) error { return r.rbac.err() }})
+	}
+	for _, name := range slices.Sorted(maps.Keys(r.opts.HealthChecks)) {
+		health = append(health, check{name: name, run: r.opts.HealthChecks[name]})
+	}
+	for _, name := range slices.Sorted(maps.Keys(r.opts.ReadyChecks)) {
+		ready = append(ready, check{name: name, run: r.opts.ReadyChecks[name]})
+	}
+	return probeChecks{health: health, ready: ready, readyDetail: r.shardsHeld}
+}
+
+// cachesReady is nil when every group's caches have synced and none lags.
+func (r *Replica) cachesReady(*http.Request) error {
 	var errs []error
-	var details []string
 	for _, g := range r.groups {
 		if !g.synced.Load() {
 			errs = append(errs, fmt.Errorf("caches of lease group %q not synced yet", g.LeaseName))
-		}
-		if g.elector != nil {
-			if err := g.elector.Visibility(); err != nil {
-				errs = append(errs, err)
-			}
 		}
 		for _, s := range g.Factories {
 			if err := engine.OpsOf(s.Base()).CacheLag(); err != nil {
 				errs = append(errs, fmt.Errorf("lease group %q: %w", g.LeaseName, err))
 			}
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// shardsHeld says, for each sharded group, which shards this replica holds.
+func (r *Replica) shardsHeld() string {
+	var details []string
+	for _, g := range r.groups {
 		if g.member != nil {
 			details = append(details, fmt.Sprintf("shard group %s: holds %d of %d shards %v", g.LeaseName, len(g.member.Held()), g.Shards, g.member.Held()))
 		}
 	}
-	if r.opts.Webhook != nil {
-		if err := r.opts.Webhook.Ready(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if r.rbac != nil {
-		// Last: it ends with the YAML to add.
-		if err := r.rbac.err(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return strings.Join(details, "\n"), errors.Join(errs...)
-}
-
-func (r *Replica) healthy(req *http.Request) error {
-	for _, g := range r.groups {
-		if g.elector != nil {
-			if err := g.elector.Check(req); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return strings.Join(details, "\n")
 }
 
 // Run runs the replica until ctx ends (the graceful path: stop taking

@@ -77,39 +77,6 @@ func TestCertificateRotationLosesNoRequest(t *testing.T) {
 	t.Logf("%d requests, none failed, across three renewals", sent.Load())
 }
 
-// TestHalfWrittenCertificateKeepsTheOld: a key pair that does not load
-// (one file renewed, the other not yet) leaves the last good pair in
-// service.
-func TestHalfWrittenCertificateKeepsTheOld(t *testing.T) {
-	ca := newTestCA(t)
-	dir, other := t.TempDir(), t.TempDir()
-	first := ca.issue(t, dir)
-	second := ca.issue(t, other)
-	now := time.Now()
-	files, err := newCertFiles(dir, "tls.crt", "tls.key", testLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	files.now = func() time.Time { return now }
-	serial := func() *big.Int {
-		c, err := files.getCertificate(nil)
-		if err != nil || c == nil || c.Leaf == nil {
-			t.Fatalf("getCertificate: %v, %v", c, err)
-		}
-		return c.Leaf.SerialNumber
-	}
-	copyFile(t, other+"/tls.crt", dir+"/tls.crt") // the certificate of another key
-	now = now.Add(certRecheck)
-	if got := serial(); got.Cmp(first) != 0 {
-		t.Errorf("with a mismatched pair: serving %v, want the previous %v", got, first)
-	}
-	copyFile(t, other+"/tls.key", dir+"/tls.key")
-	now = now.Add(certRecheck)
-	if got := serial(); got.Cmp(second) != 0 {
-		t.Errorf("with the pair complete: serving %v, want %v", got, second)
-	}
-}
-
 // readySource serves one certificate and stops with its context, as
 // SecretCertificates does.
 type readySource struct{ cert *tls.Certificate }

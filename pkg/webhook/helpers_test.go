@@ -238,14 +238,3 @@ func testLog() *logrus.Entry {
 	log.SetOutput(io.Discard)
 	return logrus.NewEntry(log)
 }
-
-func copyFile(t testing.TB, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}

@@ -111,7 +111,7 @@ func NewServer(opts Options) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		getCert = files.getCertificate
+		getCert = files.GetCertificate
 	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
