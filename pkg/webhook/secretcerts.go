@@ -15,13 +15,14 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/rein-k8s/rein/internal/rbacneeds"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/rein-k8s/rein/internal/rbacneeds"
 
 	"github.com/rein-k8s/rein/internal/certs"
 )
