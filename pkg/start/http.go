@@ -134,8 +134,10 @@ func serveChecks(endpoint string, checks []check, detail func() string) http.Han
 		for _, c := range checks {
 			if err := c.run(req); err != nil {
 				failed = true
-				// One line per check: a joined error's parts on it.
-				fmt.Fprintf(&lines, "[-]%s failed: %s\n", c.name, strings.ReplaceAll(err.Error(), "\n", "; "))
+				// A check's line starts with "[": an error of several
+				// lines (joined errors, the rbac check's YAML to add)
+				// goes on indented lines under it, readable and pastable.
+				fmt.Fprintf(&lines, "[-]%s failed: %s\n", c.name, strings.ReplaceAll(strings.TrimRight(err.Error(), "\n"), "\n", "\n    "))
 			} else {
 				fmt.Fprintf(&lines, "[+]%s ok\n", c.name)
 			}

@@ -348,7 +348,10 @@ func TestUserChecks(t *testing.T) {
 	probe := func(p string) (int, string) { return get(t, "http://"+r.ProbeAddr()+p) }
 
 	// Unready for the database alone once the replica's own checks pass.
-	eventually(t, "caches synced", func() bool { _, body := probe("/readyz"); return strings.Contains(body, "[+]caches ok") })
+	eventually(t, "caches synced and permissions checked", func() bool {
+		_, body := probe("/readyz")
+		return strings.Contains(body, "[+]caches ok") && strings.Contains(body, "[+]rbac ok")
+	})
 	code, body := probe("/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "[-]database failed: connection refused") || !strings.HasSuffix(body, "readyz check failed\n") {
 		t.Fatalf("/readyz with the database down: %d\n%s", code, body)
@@ -364,7 +367,7 @@ func TestUserChecks(t *testing.T) {
 		t.Errorf("/readyz with every check passing: %d %q", code, body)
 	}
 	code, body = probe("/readyz?verbose")
-	want := "[+]ping ok\n[+]caches ok\n[+]lease ok\n[+]database ok\n[+]queue ok\nreadyz check passed\n"
+	want := "[+]ping ok\n[+]caches ok\n[+]lease ok\n[+]rbac ok\n[+]database ok\n[+]queue ok\nreadyz check passed\n"
 	if code != http.StatusOK || body != want {
 		t.Errorf("/readyz?verbose: %d\n%s\nwant\n%s", code, body, want)
 	}

@@ -216,7 +216,8 @@ func TestMissingRBACHoldsTheCampaignUntilGranted(t *testing.T) {
 		"update leases.coordination.k8s.io " + ns + "/" + testLease,
 		"- apiGroups: [\"coordination.k8s.io\"]\n  resources: [\"leases\"]\n  resourceNames: [\"" + testLease + "\"]\n  verbs: [\"get\", \"list\", \"watch\", \"update\"]",
 	} {
-		if !strings.Contains(body, want) {
+		// The check's lines are indented under its "[-]rbac failed" line.
+		if !strings.Contains(strings.ReplaceAll(body, "\n    ", "\n"), want) {
 			t.Errorf("/readyz does not say %q:\n%s", want, body)
 		}
 	}

@@ -157,7 +157,10 @@ func missingReported(t *testing.T, p *lab.Process) []printedRole {
 			_ = resp.Body.Close()
 			last = string(body)
 			if i := strings.Index(last, marker); i >= 0 && resp.StatusCode == http.StatusServiceUnavailable {
-				return parseRoles(t, []byte(last[i:]))
+				// The YAML is indented under the "[-]rbac failed" line,
+				// and the last line of the answer sums the checks up.
+				yaml, _, _ := strings.Cut(last[i:], "\nreadyz check failed")
+				return parseRoles(t, []byte(strings.ReplaceAll(yaml, "\n    ", "\n")))
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
