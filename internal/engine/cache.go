@@ -317,7 +317,11 @@ func (f *CacheFactory) ForResource(res Resource) (cache.SharedIndexInformer, err
 		}
 	}
 	si := &sharedInformer{res: res, informer: informer}
-	if _, err := informer.AddEventHandler(OnEveryEvent(func(any) { si.changes.changed() })); err != nil {
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { si.changes.changed() },
+		UpdateFunc: func(_, _ any) { si.changes.changed() },
+		DeleteFunc: si.changes.gone,
+	}); err != nil {
 		return nil, fmt.Errorf("framework: informer for %s: %w", res, err)
 	}
 	if err := informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {

@@ -45,10 +45,15 @@ const lagWarning = 2 * time.Second
 
 // changeSignal wakes waiters when a cache changes. A waiter takes the
 // channel before it looks at the cache, so no change is missed between
-// its look and its wait.
+// its look and its wait. While a check records, it also keeps the last
+// resourceVersion of each object deleted from the cache: an object the
+// apiserver listed and the cache no longer holds is current if it was
+// deleted since (not if the cache never got it).
 type changeSignal struct {
-	mu sync.Mutex
-	ch chan struct{}
+	mu        sync.Mutex
+	ch        chan struct{}
+	recording int
+	deleted   map[string]string // key → last resourceVersion seen
 }
 
 // next returns a channel closed at the next change.
@@ -70,6 +75,58 @@ func (s *changeSignal) changed() {
 	}
 	s.mu.Unlock()
 }
+
+// gone notes the deletion of obj from the cache (while a check records)
+// and wakes the waiters.
+func (s *changeSignal) gone(obj any) {
+	s.mu.Lock()
+	if s.recording > 0 {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			// A relist found it gone: when, it cannot say. The relist
+			// ran while this check recorded, after its list began.
+			s.deleted[tomb.Key] = deletedAtSomePoint
+		} else if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
+			if m, err := meta.Accessor(obj); err == nil {
+				// A watch's delete carries the deletion's version.
+				s.deleted[key] = m.GetResourceVersion()
+			}
+		}
+	}
+	s.mu.Unlock()
+	s.changed()
+}
+
+// record keeps deletions until the returned function is called. A check
+// starts recording before it lists, so that no deletion after its list is
+// missed.
+func (s *changeSignal) record() (stop func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.recording == 0 {
+		s.deleted = map[string]string{}
+	}
+	s.recording++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.recording--; s.recording == 0 {
+			s.deleted = nil
+		}
+	}
+}
+
+// deletedSince reports whether key left the cache, while recording, at
+// resourceVersion rv or later.
+func (s *changeSignal) deletedSince(key, rv string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last, ok := s.deleted[key]
+	return ok && (last == deletedAtSomePoint || notOlder(last, rv))
+}
+
+// deletedAtSomePoint is the version noted for an object a relist found
+// gone.
+const deletedAtSomePoint = "*"
 
 // liveVersions is what the apiserver holds of a cache's objects at one
 // moment: each key's resourceVersion, and each list's own (by namespace;
@@ -148,10 +205,10 @@ func notOlder(a, b string) bool { return a == b || newer(a, b) }
 // behind returns the keys of live (those match admits) whose cached state
 // is older than the apiserver's, and the cached keys live lacks that are
 // not newer than it: each waits for an event of the cache.
-func behind(store cache.Store, live liveVersions, match func(key string) bool) map[string]string {
+func behind(store cache.Store, deletions *changeSignal, live liveVersions, match func(key string) bool) map[string]string {
 	out := map[string]string{}
 	for key, rv := range live.keys {
-		if match(key) && !cachedAtLeast(store, key, rv) {
+		if match(key) && !listedCurrent(store, deletions, key, rv) {
 			out[key] = rv
 		}
 	}
@@ -161,6 +218,13 @@ func behind(store cache.Store, live liveVersions, match func(key string) bool) m
 		}
 	}
 	return out
+}
+
+// listedCurrent reports whether the cache is current on a key the
+// apiserver listed at rv: it holds it at rv or newer, or the object was
+// deleted since.
+func listedCurrent(store cache.Store, deletions *changeSignal, key, rv string) bool {
+	return cachedAtLeast(store, key, rv) || deletions.deletedSince(key, rv)
 }
 
 // cachedAtLeast reports whether the cache holds key at resourceVersion rv
@@ -192,9 +256,9 @@ func cachedVersion(store cache.Store, key string, current func(rv string) bool, 
 
 // stillBehind narrows stale to the keys whose cached state is still
 // older than the apiserver's was.
-func stillBehind(store cache.Store, stale map[string]string, live liveVersions) {
+func stillBehind(store cache.Store, deletions *changeSignal, stale map[string]string, live liveVersions) {
 	for key, rv := range stale {
-		if (rv == "" && cachedNewer(store, key, live.listRV(key))) || (rv != "" && cachedAtLeast(store, key, rv)) {
+		if (rv == "" && cachedNewer(store, key, live.listRV(key))) || (rv != "" && listedCurrent(store, deletions, key, rv)) {
 			delete(stale, key)
 		}
 	}
@@ -204,13 +268,14 @@ func stillBehind(store cache.Store, stale map[string]string, live liveVersions) 
 // the apiserver's state as of the call or a newer one. It reports the lag
 // through lagging once it has waited lagWarning.
 func (f *CacheFactory) awaitCurrent(ctx context.Context, si *sharedInformer, match func(key string) bool, lagging func(kind string, keys int)) error {
+	defer si.changes.record()()
 	live, err := f.listLive(ctx, si)
 	if err != nil {
 		return err
 	}
 	store := si.informer.GetStore()
 	changes := si.changes.next()
-	stale := behind(store, live, match)
+	stale := behind(store, &si.changes, live, match)
 	warn := time.NewTimer(lagWarning)
 	defer warn.Stop()
 	for len(stale) > 0 {
@@ -221,7 +286,7 @@ func (f *CacheFactory) awaitCurrent(ctx context.Context, si *sharedInformer, mat
 			lagging(si.res.String(), len(stale))
 		case <-changes:
 			changes = si.changes.next()
-			stillBehind(store, stale, live)
+			stillBehind(store, &si.changes, stale, live)
 		}
 	}
 	return nil
