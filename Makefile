@@ -65,7 +65,7 @@ bench-scale: testbin ## rein (default, drop-data transform, metadata-only) vs wr
 	cd bench && $(GO) run ./cmd/driver --scenarios scale --objects 100000 --repeats 3 --bindir $(BIN) --out ../docs/benchmarks.md $(if $(SCALE_STATE),--scale-state $(abspath $(SCALE_STATE)))
 
 .PHONY: bench-fresh
-bench-fresh: testbin ## a new leader's first pass over 100,000 ConfigMaps after a SIGKILL, 100 changes made at random moments during it: change → handler call p50/p99 and the pass's length for rein before the priority queue (850532c, which the driver builds from git archive) and now, and controller-runtime with UsePriorityQueue on and off (bench/ --scenarios fresh: a handler that waits 2ms and writes nothing, 5 workers, 3 rounds); rewrites docs/benchmarks.md' fresh section (about 45 minutes on 2 cores)
+bench-fresh: testbin ## a new leader's first pass over 100,000 ConfigMaps after a SIGKILL, 100 changes made at random moments during it: change → handler call p50/p99 and the pass's length for rein before the priority queue (850532c, which the driver builds from git archive) and now, and controller-runtime with UsePriorityQueue on and off (bench/ --scenarios fresh: a handler that waits 2ms and writes nothing, 5 workers, 3 rounds); rewrites docs/benchmarks.md' fresh section (about 35 minutes on 2 cores, 4 of them creating the objects)
 	cd bench && $(GO) run ./cmd/driver --scenarios fresh --frameworks rein,controller-runtime --objects 100000 --repeats 3 --bindir $(BIN) --out ../docs/benchmarks.md
 
 .PHONY: bench-webhooks
