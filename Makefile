@@ -64,6 +64,10 @@ bench-shards: testbin ## rein sharded over 1, 3 and 5 replicas vs a fixed split 
 bench-scale: testbin ## rein (default, drop-data transform, metadata-only) vs wrangler, controller-runtime and a bare client-go writer at 100,000 ConfigMaps of 1 KiB (bench/ --scenarios scale: sync, peak RSS, objects/s, SIGKILL takeover with a full cache; 3 rounds); rewrites docs/benchmarks.md' scale section (about 3 hours on 2 cores, a round taking 49–58 minutes; creating the objects takes 2–4 minutes of it; SCALE_STATE=FILE keeps complete rounds in FILE and goes on from them when started again)
 	cd bench && $(GO) run ./cmd/driver --scenarios scale --objects 100000 --repeats 3 --bindir $(BIN) --out ../docs/benchmarks.md $(if $(SCALE_STATE),--scale-state $(abspath $(SCALE_STATE)))
 
+.PHONY: bench-fresh
+bench-fresh: testbin ## a new leader's first pass over 100,000 ConfigMaps after a SIGKILL, 100 changes made at random moments during it: change → handler call p50/p99 and the pass's length for rein before the priority queue (850532c, which the driver builds from git archive) and now, and controller-runtime with UsePriorityQueue on and off (bench/ --scenarios fresh: a handler that waits 2ms and writes nothing, 5 workers, 3 rounds); rewrites docs/benchmarks.md' fresh section (about 35 minutes on 2 cores, 4 of them creating the objects)
+	cd bench && $(GO) run ./cmd/driver --scenarios fresh --frameworks rein,controller-runtime --objects 100000 --repeats 3 --bindir $(BIN) --out ../docs/benchmarks.md
+
 .PHONY: bench-webhooks
 bench-webhooks: ## rein's webhook server vs controller-runtime's, same validator, separate processes (bench/cmd/webhooks: 20000 AdmissionReviews per framework per round, 8 in flight, 5 rounds): p50/p99 latency and server CPU; rewrites docs/benchmarks.md' webhooks section (about 2 minutes)
 	cd bench && $(GO) run ./cmd/webhooks --requests 20000 --concurrency 8 --repeats 5 --out ../docs/benchmarks.md

@@ -1,7 +1,10 @@
 // Command controllerruntime is the benchmark controller built on
 // sigs.k8s.io/controller-runtime: a manager with leader election and one
 // controller for ConfigMaps; --warmup sets the controller's EnableWarmup,
-// --cache metadata caches their metadata only (builder.OnlyMetadata).
+// --priority-queue=false turns its UsePriorityQueue off (v0.25.2 has it on
+// by default), --cache metadata caches their metadata only (builder.OnlyMetadata).
+// --workload pass: every reconcile waits --delay and writes nothing, and
+// logs the changes it sees.
 package main
 
 import (
@@ -33,6 +36,7 @@ func main() {
 	fs := flag.NewFlagSet(os.Args[0], flag.ExitOnError)
 	f.Bind(fs)
 	warmup := fs.Bool("warmup", false, "the controller's EnableWarmup option")
+	priorityQueue := fs.Bool("priority-queue", true, "the controller's UsePriorityQueue option (controller-runtime's default: on)")
 	_ = fs.Parse(os.Args[1:])
 	cfg := f.Config()
 	f.CacheOnly(common.CacheDefault, common.CacheMetadata)
@@ -62,7 +66,7 @@ func main() {
 		LeaseDuration:                       &ld,
 		RenewDeadline:                       &rd,
 		RetryPeriod:                         &rp,
-		Controller:                          config.Controller{EnableWarmup: warmup},
+		Controller:                          config.Controller{EnableWarmup: warmup, UsePriorityQueue: priorityQueue},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "manager:", err)
@@ -72,6 +76,7 @@ func main() {
 	c := mgr.GetClient()
 	patch := client.RawPatch("application/merge-patch+json", common.Patch(f.Mark))
 	pass := f.MarksPass()
+	var changes common.Changes
 	// The object the controller watches and reads: the ConfigMap, or with
 	// --cache metadata its metadata (For(..., OnlyMetadata) caches
 	// *metav1.PartialObjectMetadata).
@@ -94,6 +99,10 @@ func main() {
 				return reconcile.Result{}, client.IgnoreNotFound(err)
 			}
 			pass.Handled(req.String())
+			if f.Workload == common.WorkloadPass {
+				changes.Saw(obj.GetName(), obj.GetAnnotations())
+				return reconcile.Result{}, common.Wait(ctx, f.Delay)
+			}
 			if obj.GetAnnotations()[common.Annotation] == f.Mark {
 				return reconcile.Result{}, nil
 			}

@@ -56,6 +56,7 @@ type driver struct {
 	children *results // the children scenario
 	sharded  *results // the sharded scenario
 	scale    *scale   // the scale scenario's namespace and results
+	fresh    *fresh   // the fresh scenario's namespace and results
 	profDir  string
 	control  []int // pids of the apiserver and etcd
 	auditEnd int64 // the end of the audit log's last complete line, as last read
@@ -72,7 +73,7 @@ func main() {
 	objects := flag.Int("objects", 5000, "ConfigMaps every controller marks (children: Deployments, 3 children each)")
 	workers := flag.Int("workers", 5, "workers of every controller")
 	out := flag.String("out", "", "markdown file to write the report into (the sections of the scenarios run are replaced, or appended; empty: stdout)")
-	scen := flag.String("scenarios", "throughput,election", "comma-separated: throughput (one replica), election (three replicas: idle load, SIGTERM handoff, then SIGKILL takeover, each with winning → first reconcile), children (rein and wrangler only: a generating handler keeps 3 children per Deployment, --objects Deployments; converge, then a restarted process's resync), sharded (rein sharded over 1, 3 and 5 replicas against one leader and the peers, with a handler that waits --delay and without), scale (--objects ConfigMaps of 1 KiB: sync, memory, marking all against a bare client-go writer, SIGKILL takeover with a full cache; rein also with a drop-data transform and metadata-only)")
+	scen := flag.String("scenarios", "throughput,election", "comma-separated: throughput (one replica), election (three replicas: idle load, SIGTERM handoff, then SIGKILL takeover, each with winning → first reconcile), children (rein and wrangler only: a generating handler keeps 3 children per Deployment, --objects Deployments; converge, then a restarted process's resync), sharded (rein sharded over 1, 3 and 5 replicas against one leader and the peers, with a handler that waits --delay and without), scale (--objects ConfigMaps of 1 KiB: sync, memory, marking all against a bare client-go writer, SIGKILL takeover with a full cache; rein also with a drop-data transform and metadata-only), fresh (--objects ConfigMaps of 1 KiB, a new leader's first pass after a SIGKILL and --fresh-changes changes made during it: each change's wait for its handler call; rein before the priority queue (--fifo-ref) and now, controller-runtime with its priority queue on and off)")
 	fws := flag.String("frameworks", "", "comma-separated subset of rein,wrangler,controller-runtime,controller-runtime+warmup (default all)")
 	idle := flag.Duration("idle", 10*time.Second, "idle window for the election-load figure")
 	binDir := flag.String("bindir", "", "kube-apiserver and etcd (default $REIN_TESTBIN or ../bin)")
@@ -80,6 +81,9 @@ func main() {
 	delay := flag.Duration("delay", 20*time.Millisecond, "sharded scenario: how long the handler waits before it writes (a simulated external call); each round also runs without it")
 	replicaCounts := flag.String("sharded-replicas", "", "sharded scenario: only the configurations with these comma-separated replica counts (default all)")
 	scaleStatePath := flag.String("scale-state", "", "scale scenario: keep its complete rounds in this JSON file, and go on from them: a driver started again runs only the rounds still missing of --repeats, and reports all of them (for runs longer than one sitting)")
+	freshWork := flag.Duration("fresh-work", 2*time.Millisecond, "fresh scenario: how long every handler call waits (a simulated check of an external system; the pass over --objects keys takes about --objects × this ÷ --workers)")
+	freshChanges := flag.Int("fresh-changes", 100, "fresh scenario: changes made during each successor's first pass")
+	fifoRef := flag.String("fifo-ref", "850532c", "fresh scenario: the rein commit built as \"rein FIFO\" (the last one before the priority queue)")
 	profileDir := flag.String("profile-dir", "", "write CPU profiles of the apiserver (4 s) and of the controller (6 s from start), taken during each throughput run, into this folder")
 	flag.Parse()
 	// Setup failures (no binaries, an apiserver that does not start) end
@@ -94,8 +98,8 @@ func main() {
 	want := map[string]bool{}
 	for _, s := range strings.Split(*scen, ",") {
 		s = strings.TrimSpace(s)
-		if s != "throughput" && s != "election" && s != "children" && s != "sharded" && s != "scale" {
-			fmt.Fprintf(os.Stderr, "--scenarios: unknown scenario %q (want throughput, election, children, sharded, scale)\n", s)
+		if s != "throughput" && s != "election" && s != "children" && s != "sharded" && s != "scale" && s != "fresh" {
+			fmt.Fprintf(os.Stderr, "--scenarios: unknown scenario %q (want throughput, election, children, sharded, scale, fresh)\n", s)
 			os.Exit(2)
 		}
 		want[s] = true
@@ -142,6 +146,10 @@ func main() {
 		}
 		logf("scale: %s holds %d of %d rounds", *scaleStatePath, scaleSt.Rounds, *repeats)
 	}
+	if want["fresh"] && (*freshWork <= 0 || *freshChanges < 1) {
+		fmt.Fprintf(os.Stderr, "--fresh-work=%v --fresh-changes=%d: want a positive wait (a pass of waits that takes a while) and at least one change\n", *freshWork, *freshChanges)
+		os.Exit(2)
+	}
 	if *write != "patch" && *write != "update" {
 		fmt.Fprintf(os.Stderr, "--write=%q: want patch or update\n", *write)
 		os.Exit(2)
@@ -158,6 +166,7 @@ func main() {
 		}
 	}
 	began := time.Now()
+	load := loadAverage()
 
 	tmp, err := os.MkdirTemp("", "rein-bench-")
 	must(err)
@@ -170,6 +179,11 @@ func main() {
 		b.Stdout, b.Stderr = os.Stderr, os.Stderr
 		must(b.Run())
 		d.binaries[prog] = o
+	}
+	var baseline string
+	if want["fresh"] {
+		logf("building bench/cmd/rein against rein at %s", *fifoRef)
+		d.binaries[reinFIFOProgram], baseline = buildBaseline(tmp, *fifoRef)
 	}
 	envOpts := testenv.Options{BinDir: *binDir, Audit: true}
 	if want["scale"] {
@@ -192,6 +206,9 @@ func main() {
 	if marks || want["sharded"] {
 		d.createObjects()
 		defer d.st.cancel() // before the control plane stops
+	}
+	if want["fresh"] {
+		d.createFresh(*freshWork, *freshChanges, baseline, load)
 	}
 	first := 1
 	if want["scale"] {
@@ -249,6 +266,11 @@ func main() {
 				logf("scale: round %d of %d saved in %s", round, *repeats, *scaleStatePath)
 			}
 		}
+		if want["fresh"] {
+			for _, f := range freshFrameworks() {
+				d.guard(f, round, "fresh", d.freshRun)
+			}
+		}
 	}
 	took := time.Since(began)
 	var sections [][3]string // section, begin marker, end marker
@@ -263,6 +285,9 @@ func main() {
 	}
 	if want["scale"] {
 		sections = append(sections, [3]string{d.scaleReport(*repeats, *objects, *workers, *binDir, took), scaleBegin, scaleEnd})
+	}
+	if want["fresh"] {
+		sections = append(sections, [3]string{d.freshReport(*repeats, *objects, *workers, *binDir, took), freshBegin, freshEnd})
 	}
 	if *out == "" {
 		for _, s := range sections {
@@ -330,6 +355,8 @@ func (d *driver) guard(f framework, round int, scenario string, fn func(*run)) {
 				res = d.sharded
 			case "scale":
 				res = d.scale.res
+			case "fresh":
+				res = d.fresh.res
 			}
 			res.fail(f.name, r.tag)
 			d.saveAudit(r)

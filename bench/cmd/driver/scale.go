@@ -77,20 +77,32 @@ func scalePeer(name string) bool {
 // createScale makes the scale namespace and its ConfigMaps, each with
 // scaleDataBytes of data, and times it.
 func (d *driver) createScale() {
+	ns, took := d.createPayloadObjects("scale")
+	d.scale = &scale{ns: ns, created: took, res: newResults(), warm: map[string][]bool{}}
+	d.scale.st = follow(d.cs, ns)
+}
+
+// createPayloadObjects makes a namespace bench-<scenario>-… and --objects
+// ConfigMaps in it, cm-000000 on, each with scaleDataBytes of data, from
+// 16 goroutines, and returns the namespace and how long creating took.
+func (d *driver) createPayloadObjects(scenario string) (string, time.Duration) {
 	ctx := context.Background()
-	ns, err := d.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-scale-"}}, metav1.CreateOptions{})
+	ns, err := d.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-" + scenario + "-"}}, metav1.CreateOptions{})
 	must(err)
 	began := time.Now()
 	must(createEach(d.objects, func(i int) error {
-		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%06d", i)}, Data: map[string]string{"payload": scalePayload(i)}}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: payloadObjectName(i)}, Data: map[string]string{"payload": scalePayload(i)}}
 		_, err := d.cs.CoreV1().ConfigMaps(ns.Name).Create(ctx, cm, metav1.CreateOptions{})
 		return err
 	}))
-	d.scale = &scale{ns: ns.Name, created: time.Since(began), res: newResults(), warm: map[string][]bool{}}
-	logf("scale: created %d ConfigMaps of %d B in %s in %v (%.0f/s)", d.objects, scaleDataBytes, ns.Name,
-		d.scale.created.Round(time.Millisecond), float64(d.objects)/d.scale.created.Seconds())
-	d.scale.st = follow(d.cs, ns.Name)
+	took := time.Since(began)
+	logf("%s: created %d ConfigMaps of %d B in %s in %v (%.0f/s)", scenario, d.objects, scaleDataBytes, ns.Name,
+		took.Round(time.Millisecond), float64(d.objects)/took.Seconds())
+	return ns.Name, took
 }
+
+// payloadObjectName is the name of createPayloadObjects' ConfigMap number i.
+func payloadObjectName(i int) string { return fmt.Sprintf("cm-%06d", i) }
 
 // scalePayload is scaleDataBytes of hex digits, different for every object.
 func scalePayload(i int) string {

@@ -1,7 +1,9 @@
 // Command rein is the benchmark controller built on rein: it marks every
 // ConfigMap of a namespace with one annotation, leader-elected (--cache
 // drop-data: with a cache transform that drops data; --cache metadata: on
-// a metadata-only controller); or, with --workload children, keeps three children per Deployment with a
+// a metadata-only controller); with --workload pass, calls a handler that
+// waits --delay and writes nothing on every ConfigMap, logging the changes
+// it sees; or, with --workload children, keeps three children per Deployment with a
 // generating handler (children.go).
 package main
 
@@ -136,7 +138,8 @@ func dropData(obj any) (any, error) {
 	return obj, nil
 }
 
-// registerMarks registers the handler that marks every ConfigMap, on a
+// registerMarks registers the handler that marks every ConfigMap (with
+// --workload pass: that waits --delay and logs the changes it sees), on a
 // controller of either form: typed (*corev1.ConfigMap), or metadata-only
 // (*metav1.PartialObjectMetadata).
 func registerMarks[O any, T interface {
@@ -146,12 +149,17 @@ func registerMarks[O any, T interface {
 }, TList runtime.Object](ctx context.Context, c generic.Controller[T, TList], f *common.Flags, lead *common.Leadership) {
 	patch := common.Patch(f.Mark)
 	pass := f.MarksPass()
+	var changes common.Changes
 	c.OnChange(ctx, "mark", func(ctx context.Context, key string, obj T) (T, error) {
 		lead.Reconciling()
 		if obj == nil {
 			return nil, nil
 		}
 		pass.Handled(key)
+		if f.Workload == common.WorkloadPass {
+			changes.Saw(obj.GetName(), obj.GetAnnotations())
+			return nil, common.Wait(ctx, f.Delay)
+		}
 		if obj.GetAnnotations()[common.Annotation] == f.Mark {
 			return nil, nil
 		}

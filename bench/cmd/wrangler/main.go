@@ -29,6 +29,10 @@ func main() {
 	flag.Parse()
 	cfg := f.Config()
 	f.CacheOnly(common.CacheDefault)
+	if f.Workload == common.WorkloadPass {
+		fmt.Fprintln(os.Stderr, "--workload pass: this program has marks and children")
+		os.Exit(2)
+	}
 	if f.Identity != "" {
 		if err := syscall.Sethostname([]byte(f.Identity)); err != nil {
 			fmt.Fprintln(os.Stderr, "sethostname (run in its own UTS namespace):", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -75,18 +76,24 @@ type Pass struct {
 	mu   sync.Mutex
 	seen map[string]struct{}
 	done bool
+	// progress, for the pass workload, also logs "progress <percent>
+	// <time>" as each percent of the keys has been handled: the driver
+	// spreads its changes over the pass by it (99 lines a pass).
+	progress bool
 }
 
 // NewPass returns a Pass that waits for want distinct keys.
 func NewPass(want int) *Pass { return &Pass{want: want, seen: make(map[string]struct{}, want)} }
 
-// MarksPass is the marks workload's Pass: nil (no "handled-all" line)
-// unless --objects is set.
+// MarksPass is the marks and pass workloads' Pass: nil (no "handled-all"
+// line) unless --objects is set; with progress lines for the pass workload.
 func (f *Flags) MarksPass() *Pass {
 	if f.Objects <= 0 {
 		return nil
 	}
-	return NewPass(f.Objects)
+	p := NewPass(f.Objects)
+	p.progress = f.Workload == WorkloadPass
+	return p
 }
 
 // Handled records that key went through the handlers (a nil Pass records
@@ -100,7 +107,11 @@ func (p *Pass) Handled(key string) {
 	if p.done {
 		return
 	}
+	before := len(p.seen)
 	p.seen[key] = struct{}{}
+	if p.progress && len(p.seen) > before && len(p.seen) < p.want && len(p.seen)*100/p.want > before*100/p.want {
+		fmt.Printf("progress %d %s\n", len(p.seen)*100/p.want, time.Now().Format(time.RFC3339Nano))
+	}
 	if len(p.seen) >= p.want {
 		p.done = true
 		p.seen = nil // the keys are no longer needed: leave the process's memory as it was

@@ -36,8 +36,10 @@ type Flags struct {
 	// HeapProfile, when set, is where the "synced" line writes a heap
 	// profile (after a GC): what the full cache holds, by allocation site.
 	HeapProfile string
-	// Workload is what the controller does: "marks" (mark every ConfigMap)
-	// or "children" (a generating handler on Deployments; see children.go).
+	// Workload is what the controller does: "marks" (mark every ConfigMap),
+	// "pass" (call the handler on every ConfigMap, which waits Delay and
+	// writes nothing; see Changes) or "children" (a generating handler on
+	// Deployments; see children.go).
 	Workload string
 	// Parents is how many Deployments the children workload expects: the
 	// "handled-all" line comes once each has been through the handlers.
@@ -79,8 +81,8 @@ func (f *Flags) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.CPUProfile, "cpuprofile", "", "write a CPU profile of the first --cpuprofile-for of the process to this file")
 	fs.DurationVar(&f.CPUProfileFor, "cpuprofile-for", 8*time.Second, "how long --cpuprofile records")
 	fs.StringVar(&f.HeapProfile, "heapprofile", "", "write a heap profile to this file when the caches have synced (the \"synced\" line)")
-	fs.StringVar(&f.Workload, "workload", WorkloadMarks, "marks (mark every ConfigMap of --namespace) or children (declare a ConfigMap, a Secret and a ServiceAccount per Deployment of --namespace)")
-	fs.DurationVar(&f.Delay, "delay", 0, "marks workload: how long the handler waits before it writes (a simulated external call)")
+	fs.StringVar(&f.Workload, "workload", WorkloadMarks, "marks (mark every ConfigMap of --namespace), pass (rein and controller-runtime only: every handler call waits --delay and writes nothing, and logs the changes of "+ChangeAnnotation+" it sees) or children (declare a ConfigMap, a Secret and a ServiceAccount per Deployment of --namespace)")
+	fs.DurationVar(&f.Delay, "delay", 0, "marks workload: how long the handler waits before it writes (a simulated external call); pass workload: how long every handler call waits")
 	fs.IntVar(&f.Shards, "shards", 0, "rein only: run sharded active-active with this many shards (0: one leader)")
 	fs.StringVar(&f.Partition, "partition", "", "rein only: i/n, work only the keys whose shard of 60 is i modulo n, a fixed split with no protocol (the ceiling for --shards); give each process its own --lease-name")
 	fs.IntVar(&f.Parents, "parents", 0, "children workload: the number of Deployments; \"handled-all\" is logged once each went through the handlers")
@@ -119,6 +121,7 @@ func (f *Flags) CacheOnly(settings ...string) {
 // The workloads.
 const (
 	WorkloadMarks    = "marks"
+	WorkloadPass     = "pass"
 	WorkloadChildren = "children"
 )
 
@@ -132,8 +135,8 @@ func (f *Flags) Config() *rest.Config {
 		fmt.Fprintf(os.Stderr, "--write=%q: want patch or update\n", f.Write)
 		os.Exit(2)
 	}
-	if f.Workload != WorkloadMarks && f.Workload != WorkloadChildren {
-		fmt.Fprintf(os.Stderr, "--workload=%q: want %s or %s\n", f.Workload, WorkloadMarks, WorkloadChildren)
+	if f.Workload != WorkloadMarks && f.Workload != WorkloadPass && f.Workload != WorkloadChildren {
+		fmt.Fprintf(os.Stderr, "--workload=%q: want %s, %s or %s\n", f.Workload, WorkloadMarks, WorkloadPass, WorkloadChildren)
 		os.Exit(2)
 	}
 	if f.Cache != CacheDefault && f.Cache != CacheDropData && f.Cache != CacheMetadata {
