@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -14,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/rein-k8s/rein/pkg/fence"
 )
 
 // externalCall is one call of a replica's handler to the stand-in for an
@@ -25,25 +28,45 @@ type externalCall struct {
 	at     time.Time
 }
 
-// externalSystem records the calls replicas make to it.
+// externalSystem records the calls replicas make to it. It fences them
+// as an external system must (pkg/fence's receiver rule): a call whose
+// token is older than one it has seen for the same Lease is refused and
+// not counted, for it left a replica under a hold that has ended (a call
+// sent just before the process was stopped arrives after it wakes).
 type externalSystem struct {
 	*httptest.Server
-	mu    sync.Mutex
-	calls []externalCall
+	mu      sync.Mutex
+	calls   []externalCall
+	newest  map[string]int64 // the Lease's namespace/name → newest term seen
+	refused int
 }
 
 func newExternalSystem(t testing.TB) *externalSystem {
-	s := &externalSystem{}
+	s := &externalSystem{newest: map[string]int64{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var call externalCall
 		if err := json.NewDecoder(r.Body).Decode(&call); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		token := r.Header.Get(fence.TokenHeader)
+		i := strings.LastIndex(token, "/")
+		term, err := strconv.ParseInt(token[i+1:], 10, 64)
+		if i < 0 || err != nil {
+			http.Error(w, "no fencing token: "+token, http.StatusBadRequest)
+			return
+		}
+		lease := token[:i]
 		call.at = time.Now()
 		s.mu.Lock()
+		defer s.mu.Unlock()
+		if term < s.newest[lease] {
+			s.refused++
+			http.Error(w, "stale fencing token "+token, http.StatusConflict)
+			return
+		}
+		s.newest[lease] = term
 		s.calls = append(s.calls, call)
-		s.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(s.Close)
@@ -68,9 +91,11 @@ func (s *externalSystem) callsSince(t time.Time) []externalCall {
 // stops one replica at once, lets the others take its shards or lease and
 // finish the work, deletes and recreates objects under the same names (new
 // UIDs), then continues the stopped replica and waits until it holds work
-// again. No handler of the woken replica may call the external system for
-// an object deleted while it slept: its new hold starts from caches that
-// have caught up with the apiserver.
+// again. No handler of the woken replica may make a call the external
+// system accepts for an object deleted while it slept: its new hold starts
+// from caches that have caught up with the apiserver. (A call its old hold
+// had under way when it was stopped may arrive after it wakes; the system
+// refuses it by its fencing token, as the sample's hypervisor does.)
 func TestWokenReplicaActsOnlyOnLiveObjects(t *testing.T) {
 	t.Run("sharded", func(t *testing.T) {
 		external := newExternalSystem(t)
@@ -184,7 +209,10 @@ func (w *wokenCheck) cycle(cycle int, woken *replica, resumed time.Time, gone ma
 }
 
 func (w *wokenCheck) report() {
-	w.t.Logf("%d cycles: %d objects deleted while a replica slept; the woken replica's external calls for them: %d", wokenCycles, w.deleted, w.violations)
+	w.external.mu.Lock()
+	refused := w.external.refused
+	w.external.mu.Unlock()
+	w.t.Logf("%d cycles: %d objects deleted while a replica slept; the woken replica's accepted external calls for them: %d (calls refused for a stale token: %d)", wokenCycles, w.deleted, w.violations, refused)
 }
 
 // recreate deletes a quarter of the ConfigMaps (a different quarter each
