@@ -151,6 +151,13 @@ func TestFinalizersComeFirst(t *testing.T) {
 	t.Logf("%d tries: %d external creates, %d leaked; %d change-handler runs on a live object without the finalizer", tries, created, len(leaks), bare)
 	if len(leaks) > 0 {
 		t.Errorf("%d external creates never cleaned up: %v", len(leaks), leaks)
+		// Tell a late cleanup from a lost one: does the remove handler
+		// still run for them once the objects are gone?
+		waited := time.Now()
+		for len(x.leaks()) > 0 && time.Since(waited) < 10*time.Second {
+			time.Sleep(50 * time.Millisecond) // a diagnosis of a failure, not a synchronisation
+		}
+		t.Logf("%d of them still not cleaned up %v after the objects were gone", len(x.leaks()), time.Since(waited).Round(time.Millisecond))
 	}
 	if bare > 0 {
 		t.Errorf("the change handler ran %d times on a live object that did not carry %s yet", bare, finalizer)
