@@ -385,6 +385,10 @@ func (f *fixture) checkQuiet(window time.Duration) {
 			renewals++
 			return
 		}
+		if strings.HasSuffix(ev.ObjectRef.Resource, "accessreviews") || ev.ObjectRef.Resource == "tokenreviews" {
+			reads++ // a review is a question, not a write: the RBAC check of a replica that just started
+			return
+		}
 		writes[ev.Verb+" "+ev.ObjectRef.Resource]++
 	}); err != nil {
 		f.t.Fatal(err)
