@@ -246,6 +246,20 @@ func (f *CacheFactory) namespacesOf(res Resource) []string {
 	return []string{f.opts.Namespace}
 }
 
+// selectorsOf returns what sets the label and field selectors of res's
+// cache (KindCache) on a list or watch.
+func (f *CacheFactory) selectorsOf(res Resource) func(opts *metav1.ListOptions) {
+	kc := f.opts.PerKind[res.GVK]
+	return func(opts *metav1.ListOptions) {
+		if kc.Labels != nil && !kc.Labels.Empty() {
+			opts.LabelSelector = kc.Labels.String()
+		}
+		if kc.Fields != nil && !kc.Fields.Empty() {
+			opts.FieldSelector = kc.Fields.String()
+		}
+	}
+}
+
 // transformOf returns the transform of res's cache, or nil for none.
 func (f *CacheFactory) transformOf(res Resource) cache.TransformFunc {
 	user := f.opts.PerKind[res.GVK].Transform
@@ -277,15 +291,7 @@ func (f *CacheFactory) ForResource(res Resource) (cache.SharedIndexInformer, err
 	if err != nil {
 		return nil, fmt.Errorf("framework: %w", err)
 	}
-	kc := f.opts.PerKind[res.GVK]
-	selectors := func(opts *metav1.ListOptions) {
-		if kc.Labels != nil && !kc.Labels.Empty() {
-			opts.LabelSelector = kc.Labels.String()
-		}
-		if kc.Fields != nil && !kc.Fields.Empty() {
-			opts.FieldSelector = kc.Fields.String()
-		}
-	}
+	selectors := f.selectorsOf(res)
 	informerOf := func(namespace string) cache.SharedIndexInformer {
 		lw := &cache.ListWatch{
 			ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {

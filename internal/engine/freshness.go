@@ -153,16 +153,11 @@ func (f *CacheFactory) listLive(ctx context.Context, si *sharedInformer) (liveVe
 	if err != nil {
 		return liveVersions{}, err
 	}
-	kc := f.opts.PerKind[si.res.GVK]
+	selectors := f.selectorsOf(si.res)
 	live := liveVersions{keys: map[string]string{}, rvs: map[string]string{}}
 	for _, ns := range f.namespacesOf(si.res) {
 		opts := metav1.ListOptions{Limit: currentPageSize}
-		if kc.Labels != nil && !kc.Labels.Empty() {
-			opts.LabelSelector = kc.Labels.String()
-		}
-		if kc.Fields != nil && !kc.Fields.Empty() {
-			opts.FieldSelector = kc.Fields.String()
-		}
+		selectors(&opts)
 		for {
 			var page metav1.PartialObjectMetadataList
 			if err := client.List(ctx, ns, opts, &page); err != nil {

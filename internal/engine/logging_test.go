@@ -39,20 +39,8 @@ var styles = map[string]func(ctx context.Context, err error){
 		log.WithField("vm", "a").Debug("detail")
 		log.WithField("vm", "a").Trace("more detail")
 	},
-	"logr": func(ctx context.Context, err error) {
-		log := logr.FromContextOrDiscard(ctx)
-		log.Info("reconciled", "vm", "a", "attempt", 2)
-		log.Error(err, "failed", "vm", "a")
-		log.V(1).Info("detail", "vm", "a")
-		log.V(2).Info("more detail", "vm", "a")
-	},
-	"controller-runtime": func(ctx context.Context, err error) {
-		log := ctrllog.FromContext(ctx)
-		log.Info("reconciled", "vm", "a", "attempt", 2)
-		log.Error(err, "failed", "vm", "a")
-		log.V(1).Info("detail", "vm", "a")
-		log.V(2).Info("more detail", "vm", "a")
-	},
+	"logr":               func(ctx context.Context, err error) { logrCalls(logr.FromContextOrDiscard(ctx), err) },
+	"controller-runtime": func(ctx context.Context, err error) { logrCalls(ctrllog.FromContext(ctx), err) },
 	"slog": func(ctx context.Context, err error) {
 		log := engine.Slog(ctx)
 		log.Info("reconciled", "vm", "a", "attempt", 2)
@@ -217,4 +205,13 @@ func show(lines map[string]map[string]map[string]any, handler string) string {
 		}
 	}
 	return b.String()
+}
+
+// logrCalls are a ported reconciler's log calls, the same whether it finds
+// its logr.Logger with logr's context key or controller-runtime's helper.
+func logrCalls(log logr.Logger, err error) {
+	log.Info("reconciled", "vm", "a", "attempt", 2)
+	log.Error(err, "failed", "vm", "a")
+	log.V(1).Info("detail", "vm", "a")
+	log.V(2).Info("more detail", "vm", "a")
 }
