@@ -7,6 +7,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/klog/v2"
@@ -19,22 +20,33 @@ func TestEventRecorderEmitsEventsOnObjects(t *testing.T) {
 	cs := testkit.Admin(t, env)
 	ns := testkit.NewNamespace(t, cs, "events-")
 	cm := createConfigMap(t, ns, "evented")
-	recorder := framework.NewEventRecorder(t.Context(), cs, newScheme(t), "rein-test")
-	recorder.Eventf(cm, corev1.EventTypeWarning, "ProvisionFailed", "image %q refused", "bad:1")
-
-	selector := fields.OneTermEqualSelector("involvedObject.name", "evented").String()
-	eventually(t, 10*time.Second, "the event", func() bool {
-		list, err := cs.CoreV1().Events(ns).List(t.Context(), metav1.ListOptions{FieldSelector: selector})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ev := range list.Items {
-			if ev.Reason == "ProvisionFailed" && ev.Type == corev1.EventTypeWarning &&
-				ev.Message == `image "bad:1" refused` && ev.Source.Component == "rein-test" && ev.InvolvedObject.UID == cm.UID {
-				return true
+	recorder := framework.NewEventRecorder(t.Context(), cs, newScheme(t), "example.com/rein-test")
+	refused := func() {
+		recorder.Eventf(cm, nil, corev1.EventTypeWarning, "ProvisionFailed", "Provision", "image %q refused", "bad:1")
+	}
+	events := func(what string, done func([]eventsv1.Event) bool) []eventsv1.Event {
+		var got []eventsv1.Event
+		selector := fields.OneTermEqualSelector("regarding.name", "evented").String()
+		eventually(t, 10*time.Second, what, func() bool {
+			list, err := cs.EventsV1().Events(ns).List(t.Context(), metav1.ListOptions{FieldSelector: selector})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		return false
+			got = list.Items
+			return done(got)
+		})
+		return got
+	}
+	refused()
+	ev := events("the event", func(evs []eventsv1.Event) bool { return len(evs) == 1 })[0]
+	if ev.Reason != "ProvisionFailed" || ev.Type != corev1.EventTypeWarning || ev.Action != "Provision" ||
+		ev.Note != `image "bad:1" refused` || ev.ReportingController != "example.com/rein-test" || ev.Regarding.UID != cm.UID {
+		t.Errorf("event %+v, want a Warning ProvisionFailed/Provision on %s by example.com/rein-test", ev, cm.UID)
+	}
+	// A repeat becomes a series on the same Event, not a second Event.
+	refused()
+	events("the event's series", func(evs []eventsv1.Event) bool {
+		return len(evs) == 1 && evs[0].Series != nil && evs[0].Series.Count == 2
 	})
 }
 

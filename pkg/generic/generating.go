@@ -9,7 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 
 	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/pkg/apply"
@@ -36,7 +36,7 @@ type GeneratingOptions[S any] struct {
 	ConditionType string
 	// Recorder, when set, records a Warning Event on the owner for each
 	// failure (reason GenerateFailed or ApplyFailed).
-	Recorder record.EventRecorder
+	Recorder events.EventRecorder
 	// KeepChildren leaves the children when the owner is deleted (no
 	// finalizer; children with an owner reference are still deleted by
 	// the garbage collector).
@@ -107,7 +107,7 @@ func RegisterGeneratingHandler[T runtime.Object, S any, PS interface {
 			// Keep the last good status; only the condition says what failed.
 			next = *current.DeepCopy()
 			if opts.Recorder != nil {
-				opts.Recorder.Event(obj, corev1.EventTypeWarning, reason, failure.Error())
+				opts.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, reason, "Apply", "%s", failure.Error())
 			}
 		}
 		if opts.Conditions != nil {

@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 
 	testapi "github.com/rein-k8s/rein/internal/testapi/v1"
 	"github.com/rein-k8s/rein/internal/testkit"
@@ -44,7 +44,7 @@ func TestGeneratingHandler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recorder := record.NewFakeRecorder(10)
+	recorder := events.NewFakeRecorder(10)
 	generic.RegisterGeneratingHandler(ctx, ws, set, "parts",
 		func(w *testapi.Widget) *testapi.WidgetStatus { return &w.Status },
 		func(ctx context.Context, w *testapi.Widget, status testapi.WidgetStatus) ([]runtime.Object, testapi.WidgetStatus, error) {

@@ -368,7 +368,7 @@ func TestDeployRBACRulesAreTheNeededOnes(t *testing.T) {
 	add("ClusterRole", "vm.rein.dev", "virtualmachines", "get", "list", "watch", "update", "patch")
 	add("ClusterRole", "vm.rein.dev", "virtualmachines/status", "update", "patch")
 	add("ClusterRole", "vm.rein.dev", "virtualmachines/finalizers", "update")
-	add("ClusterRole", "", "events", "create", "patch")
+	add("ClusterRole", "events.k8s.io", "events", "create", "patch")
 	add("ClusterRole", "", "configmaps", "list", "watch", "create", "patch", "delete")
 	add("ClusterRole", "", "secrets", "list", "watch", "create", "patch", "delete")
 	add("Role", "coordination.k8s.io", "leases", "create")
@@ -474,7 +474,7 @@ func TestDeployRBACGrantsWhatTheControllerNeeds(t *testing.T) {
 		vm("tenant-a", "", "get"), vm("tenant-a", "", "update"), vm("tenant-a", "", "patch"),
 		vm("tenant-a", "status", "update"), vm("tenant-a", "status", "patch"),
 		vm("tenant-a", "finalizers", "update"),
-		core("tenant-a", "events", "create"), core("tenant-b", "events", "patch"),
+		{"tenant-a", "events.k8s.io", "events", "", "create", ""}, {"tenant-b", "events.k8s.io", "events", "", "patch", ""},
 		core("", "configmaps", "list"), core("", "secrets", "watch"),
 		core("tenant-a", "configmaps", "create"), core("tenant-a", "secrets", "patch"), core("tenant-b", "secrets", "delete"),
 		lease("vm-system", "get"), lease("vm-system", "list"), lease("vm-system", "watch"),
@@ -492,8 +492,8 @@ func TestDeployRBACGrantsWhatTheControllerNeeds(t *testing.T) {
 		{"vm-system", "coordination.k8s.io", "leases", "", "get", "another"}, {"vm-system", "coordination.k8s.io", "leases", "", "list", ""},
 		core("vm-system", "secrets", "get"), core("tenant-a", "secrets", "update"),
 		core("tenant-a", "configmaps", "update"), core("vm-system", "configmaps", "get"), core("", "secrets", "deletecollection"),
-		core("tenant-a", "events", "delete"), core("", "pods", "list"),
-		{"tenant-a", "events.k8s.io", "events", "", "create", ""},
+		{"tenant-a", "events.k8s.io", "events", "", "delete", ""}, core("", "pods", "list"),
+		core("tenant-a", "events", "create"),
 		{"vm-system", "", "secrets", "", "update", "another"}, {"tenant-a", "", "secrets", "", "get", "vmcontroller-webhook-cert"},
 		{"", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "update", "someone-elses"},
 		{"", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "create", ""},

@@ -749,8 +749,8 @@ func TestInvalidAndRefused(t *testing.T) {
 	}
 	// The recorder sends events in the background: wait for it.
 	for found := false; !found; {
-		events, err := l.Admin.CoreV1().Events("default").List(ctx, metav1.ListOptions{
-			FieldSelector: fields.OneTermEqualSelector("involvedObject.name", "refused").String()})
+		events, err := l.Admin.EventsV1().Events("default").List(ctx, metav1.ListOptions{
+			FieldSelector: fields.OneTermEqualSelector("regarding.name", "refused").String()})
 		if err != nil {
 			t.Fatal(err)
 		}

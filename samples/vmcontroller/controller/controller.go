@@ -20,7 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 
 	"github.com/rein-k8s/rein/pkg/apply"
 	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
@@ -62,7 +62,7 @@ type Deps struct {
 	// Applier keeps the children (apply.New on the factory).
 	Applier    *apply.Applier
 	Hypervisor *hypervisor.Client
-	Recorder   record.EventRecorder
+	Recorder   events.EventRecorder
 }
 
 // Controller holds what the handlers need.
@@ -70,7 +70,7 @@ type Controller struct {
 	vms         vmctrl.VirtualMachineController
 	secrets     corectrl.SecretCache
 	hv          *hypervisor.Client
-	recorder    record.EventRecorder
+	recorder    events.EventRecorder
 	poll        time.Duration
 	consoleBase string
 }
@@ -156,11 +156,11 @@ func (c *Controller) reconcile(ctx context.Context, vm *v1alpha1.VirtualMachine,
 			status.Phase = v1alpha1.PhaseFailed
 			setCondition(&status, vm, v1alpha1.ConditionProvisioned, metav1.ConditionFalse, "ImageRefused", fmt.Sprintf("image %s: %v", vm.Spec.Image, err))
 			setCondition(&status, vm, v1alpha1.ConditionReady, metav1.ConditionFalse, "ImageRefused", "the VM could not be created")
-			c.recorder.Eventf(vm, corev1.EventTypeWarning, "ImageRefused", "the hypervisor refused image %s: %v", vm.Spec.Image, err)
+			c.recorder.Eventf(vm, nil, corev1.EventTypeWarning, "ImageRefused", "CreateVM", "the hypervisor refused image %s: %v", vm.Spec.Image, err)
 			return status, nil
 		}
 		if err == nil {
-			c.recorder.Eventf(vm, corev1.EventTypeNormal, "Created", "VM %s created", machine.ID)
+			c.recorder.Eventf(vm, nil, corev1.EventTypeNormal, "Created", "CreateVM", "VM %s created", machine.ID)
 		}
 	}
 	if err != nil {
@@ -204,7 +204,7 @@ func (c *Controller) reconcile(ctx context.Context, vm *v1alpha1.VirtualMachine,
 // status is written) and returns it, so the key is retried with backoff.
 func (c *Controller) hypervisorFailed(vm *v1alpha1.VirtualMachine, status v1alpha1.VirtualMachineStatus, what string, err error) (v1alpha1.VirtualMachineStatus, error) {
 	setCondition(&status, vm, v1alpha1.ConditionReady, metav1.ConditionFalse, "HypervisorError", what+": "+err.Error())
-	c.recorder.Eventf(vm, corev1.EventTypeWarning, "HypervisorError", "%s: %v", what, err)
+	c.recorder.Eventf(vm, nil, corev1.EventTypeWarning, "HypervisorError", "CallHypervisor", "%s: %v", what, err)
 	return status, fmt.Errorf("%s: %w", what, err)
 }
 
@@ -219,7 +219,7 @@ func (c *Controller) cleanup(ctx context.Context, key string, vm *v1alpha1.Virtu
 		return nil, fmt.Errorf("look up the VM of %s: %w", key, err)
 	}
 	if err := c.hv.Delete(ctx, machine.ID); err != nil && !hypervisor.IsNotFound(err) {
-		c.recorder.Eventf(vm, corev1.EventTypeWarning, "HypervisorError", "cannot delete VM %s: %v", machine.ID, err)
+		c.recorder.Eventf(vm, nil, corev1.EventTypeWarning, "HypervisorError", "DeleteVM", "cannot delete VM %s: %v", machine.ID, err)
 		return nil, fmt.Errorf("delete VM %s of %s: %w", machine.ID, key, err)
 	}
 	return vm, nil

@@ -18,7 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 
 	"github.com/rein-k8s/rein/pkg/apply"
 	corectrl "github.com/rein-k8s/rein/pkg/controllers/core/v1"
@@ -79,7 +79,7 @@ func newLab(t *testing.T, cfg hypervisor.Config, objects ...runtime.Object) *lab
 		}
 	})
 
-	recorder := record.NewFakeRecorder(64)
+	recorder := events.NewFakeRecorder(64)
 	l := &lab{
 		t: t, env: env, server: server, events: recorder.Events,
 		vms: generic.NewController[*v1alpha1.VirtualMachine, *v1alpha1.VirtualMachineList](env.Factory(), vmctrl.VirtualMachineResource),
