@@ -21,7 +21,7 @@
 // tree is as it was), 2 for bad flags.
 //
 // Two more commands start a new operator project and add kinds to it, as
-// kubebuilder's do (docs/guide/00-new-project.md):
+// kubebuilder's do (docs/guide/09-new-project.md):
 //
 //	rein-gen init --module example.com/guestbook [--domain example.com] [--name guestbook] [--dir DIR]
 //	rein-gen create api --group webapp --version v1 --kind Guestbook [--cluster-scoped] [--webhook validating,defaulting] [--conversion] [--dir DIR]
