@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ import (
 // project that generates, builds and passes its own make test; create api
 // run twice changes nothing the second time, and skips a file the user
 // changed; make run against a real apiserver reconciles an object; and
-// deploy/ (and its fencing overlay) builds with kustomize into objects the
+// deploy/ (and with its fencing component) builds with kustomize into objects the
 // apiserver accepts.
 func TestScaffoldAProject(t *testing.T) {
 	if testing.Short() {
@@ -144,15 +145,28 @@ func TestScaffoldAProject(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- run.Wait() }()
+	// stopRun stops make run as Ctrl-C would stop it: SIGTERM to make, go
+	// run and the program, which drains and releases its Lease; then waits
+	// until every process of the group is gone.
+	var stopOnce sync.Once
 	stopRun := func() {
-		_ = syscall.Kill(-run.Process.Pid, syscall.SIGTERM) // drain, release the Lease
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = syscall.Kill(-run.Process.Pid, syscall.SIGKILL)
-			<-exited
-			t.Error("make run did not stop within 30s of SIGTERM")
-		}
+		stopOnce.Do(func() {
+			pgid := run.Process.Pid
+			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			deadline := time.After(30 * time.Second)
+			select {
+			case <-exited:
+			case <-deadline:
+			}
+			for syscall.Kill(-pgid, 0) == nil {
+				select {
+				case <-deadline:
+					_ = syscall.Kill(-pgid, syscall.SIGKILL)
+					t.Error("make run did not stop within 30s of SIGTERM")
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		})
 	}
 	defer func() {
 		stopRun()
@@ -184,7 +198,7 @@ func TestScaffoldAProject(t *testing.T) {
 		}
 		select {
 		case err := <-exited:
-			exited <- err
+			exited <- err // for stopRun
 			t.Fatalf("make run exited before reconciling: %v", err)
 		case <-time.After(200 * time.Millisecond):
 		}
@@ -193,9 +207,8 @@ func TestScaffoldAProject(t *testing.T) {
 		}
 	}
 	stopRun()
-	exited <- nil // stopRun's deferred call finds it stopped
 
-	// kubectl kustomize deploy (and deploy/fencing): kustomize builds both,
+	// kubectl kustomize deploy (and with deploy/fencing): kustomize builds both,
 	// and the apiserver takes every object they hold.
 	base := kustomize(t, filepath.Join(dir, "deploy"))
 	want := []string{
@@ -220,7 +233,15 @@ func TestScaffoldAProject(t *testing.T) {
 			t.Errorf("kustomize build deploy has no %s; it has %v", w, got)
 		}
 	}
-	fenced := kustomize(t, filepath.Join(dir, "deploy/fencing"))
+	// The fencing component, from an overlay as the user would opt in.
+	overlay := filepath.Join(dir, "fenced")
+	if err := os.MkdirAll(overlay, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte("resources: [../deploy]\ncomponents: [../deploy/fencing]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fenced := kustomize(t, overlay)
 	fencing := 0
 	for _, u := range fenced {
 		switch u.GetKind() {
@@ -229,12 +250,12 @@ func TestScaffoldAProject(t *testing.T) {
 		case "Deployment":
 			args, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
 			if len(args) == 0 || !slices.Contains(args[0].(map[string]any)["args"].([]any), any("--server-side-fencing")) {
-				t.Errorf("the fencing overlay's Deployment runs without --server-side-fencing: %v", args)
+				t.Errorf("with the fencing component, the Deployment runs without --server-side-fencing: %v", args)
 			}
 		}
 	}
 	if fencing != 2 || len(fenced) != len(base)+2 {
-		t.Errorf("the fencing overlay: %d objects, %d of the policy; the base %d", len(fenced), fencing, len(base))
+		t.Errorf("with the fencing component: %d objects, %d of the policy; the base %d", len(fenced), fencing, len(base))
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(env.Config())))
 	for _, u := range fenced {
@@ -265,11 +286,15 @@ func kustomize(t *testing.T, dir string) []*unstructured.Unstructured {
 	}
 	var out []*unstructured.Unstructured
 	for _, r := range resMap.Resources() {
-		m, err := r.Map()
+		data, err := r.MarshalJSON() // JSON's numbers, as client-go's
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, &unstructured.Unstructured{Object: m})
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(data); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, u)
 	}
 	if len(out) == 0 {
 		t.Fatalf("kustomize build %s: no objects", dir)

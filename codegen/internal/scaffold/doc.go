@@ -7,7 +7,7 @@
 // (the wiring of every kind), a Makefile, a Dockerfile, a README and
 // deploy/ (a kustomize base: namespace, service account, a Deployment of
 // three replicas, a PodDisruptionBudget, the metrics Service, and an
-// opt-in overlay with the fencing policy). CreateAPI adds a kind: its API
+// opt-in kustomize component with the fencing policy). CreateAPI adds a kind: its API
 // types with kubebuilder's markers, a handler on the handler ctx, a unit
 // test on pkg/generic/fake, an integration test on pkg/testenv, and,
 // when asked, webhook markers and functions and a conversion to the

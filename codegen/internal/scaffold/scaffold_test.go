@@ -286,3 +286,27 @@ func TestGoVersionIsReins(t *testing.T) {
 		t.Errorf("GoVersion %s, rein's go.mod says %s", GoVersion, f.Go.Version)
 	}
 }
+
+// TestRenderedYAMLParses: every YAML file of a project with every feature
+// is YAML with a kind, document by document.
+func TestRenderedYAMLParses(t *testing.T) {
+	st := &state{Module: "example.com/guestbook", Domain: "example.com", Name: "guestbook", Namespace: "guestbook-system", Kinds: []Kind{
+		{Group: "webapp", Version: "v1", Kind: "Guestbook", Webhooks: []string{"defaulting", "validating"}, Conversion: true},
+		{Group: "webapp", Version: "v2", Kind: "Guestbook", Conversion: true},
+	}}
+	m, err := renderMap(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, content := range m {
+		if !strings.HasSuffix(path, ".yaml") {
+			continue
+		}
+		for _, doc := range strings.Split(content, "\n---\n") {
+			var obj map[string]any
+			if err := yaml.Unmarshal([]byte(doc), &obj); err != nil || obj["kind"] == nil {
+				t.Errorf("%s: %v, kind %v:\n%s", path, err, obj["kind"], doc)
+			}
+		}
+	}
+}
