@@ -185,12 +185,12 @@ func Init(ctx context.Context, o InitOptions) error {
 		return err
 	}
 
-	changed, err := apply(dir, old, st, o.Log)
+	changed, skipped, err := apply(dir, old, st, o.Log)
 	if err != nil {
 		return err
 	}
 	if !changed && old != nil {
-		fmt.Fprintln(o.Log, "rein-gen: init: nothing to do: the project is as rein-gen wrote it")
+		fmt.Fprintln(o.Log, "rein-gen: init: nothing to do"+stillSkipped(skipped))
 		return nil
 	}
 	if err := writeState(dir, st); err != nil {
@@ -232,12 +232,12 @@ func CreateAPI(ctx context.Context, o APIOptions) error {
 	if err := st.add(k); err != nil {
 		return err
 	}
-	changed, err := apply(dir, old, &st, o.Log)
+	changed, skipped, err := apply(dir, old, &st, o.Log)
 	if err != nil {
 		return err
 	}
 	if !changed && slices.EqualFunc(old.Kinds, st.Kinds, equalKind) {
-		fmt.Fprintf(o.Log, "rein-gen: create api: nothing to do: %s %s/%s is in the project and every file is as rein-gen wrote it\n", k.Kind, k.Group, k.Version)
+		fmt.Fprintf(o.Log, "rein-gen: create api: nothing to do: %s %s/%s is in the project%s\n", k.Kind, k.Group, k.Version, stillSkipped(skipped))
 		return nil
 	}
 	if err := writeState(dir, &st); err != nil {
@@ -340,22 +340,29 @@ func equalKind(a, b Kind) bool {
 		slices.Equal(a.Webhooks, b.Webhooks) && a.Conversion == b.Conversion
 }
 
+// stillSkipped ends a "nothing to do" line.
+func stillSkipped(n int) string {
+	if n == 0 {
+		return " and every file is as rein-gen wrote it"
+	}
+	return fmt.Sprintf("; the %d file(s) above are still skipped", n)
+}
+
 // apply makes the files of the project match st's rendering, under the
 // rules of the package documentation, reports what it did to log, and
 // updates st.Files. old is the state before (nil for none). It says
-// whether it wrote or recorded anything.
-func apply(dir string, old, st *state, log io.Writer) (bool, error) {
+// whether it wrote or recorded anything, and how many files it skipped.
+func apply(dir string, old, st *state, log io.Writer) (changed bool, skips int, err error) {
 	files, err := render(st)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	var before map[string]string
 	if old != nil {
 		if before, err = renderMap(old); err != nil {
-			return false, err
+			return false, 0, err
 		}
 	}
-	changed := false
 	var skipped []string
 	for _, f := range files {
 		want := sum(f.content)
@@ -367,7 +374,7 @@ func apply(dir string, old, st *state, log io.Writer) (bool, error) {
 		current, err := os.ReadFile(path)
 		exists := err == nil
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return false, err
+			return false, 0, err
 		}
 		switch {
 		case exists && sum(string(current)) == want:
@@ -375,14 +382,14 @@ func apply(dir string, old, st *state, log io.Writer) (bool, error) {
 			changed = true
 		case !exists && !known:
 			if err := writeFile(path, f.content); err != nil {
-				return false, err
+				return false, 0, err
 			}
 			st.Files[f.path] = want
 			changed = true
 			fmt.Fprintf(log, "rein-gen: wrote %s\n", f.path)
 		case exists && known && sum(string(current)) == recorded:
 			if err := writeFile(path, f.content); err != nil {
-				return false, err
+				return false, 0, err
 			}
 			st.Files[f.path] = want
 			changed = true
@@ -408,7 +415,7 @@ func apply(dir string, old, st *state, log io.Writer) (bool, error) {
 	if len(skipped) > 0 {
 		fmt.Fprintf(log, "rein-gen: %d file(s) skipped, not overwritten: merge what they lack by hand\n", len(skipped))
 	}
-	return changed, nil
+	return changed, len(skipped), nil
 }
 
 // addedLines are the lines of next that prev lacks, in next's order
