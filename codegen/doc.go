@@ -9,6 +9,10 @@
 // module's +kubebuilder:rbac markers, the ClusterRole and Roles
 // controller-gen writes for them (role.yaml, Options.RBACDir).
 //
+// rein-gen's init and create api, which start an operator project and add
+// kinds to it, are package codegen/internal/scaffold (see its
+// documentation and docs/guide/09-new-project.md).
+//
 // Every output folder of a group is named after the group's package name
 // (its first label, one more on a collision, or +groupGoName; lower case),
 // whatever the API's layout: for a group batch.example.com in kubebuilder's api/v1,
