@@ -2,7 +2,8 @@
 // servers (the webhook server, the secure /metrics): a CA and serving
 // certificates it signs, as PEM (rein's self-managed webhook certificates
 // and the tests use them); a self-signed certificate; and Files, a key
-// pair served from a folder and loaded again when it changes.
+// pair served from a folder and loaded again when it changes; and the
+// collector that reports when a served certificate expires.
 package certs
 
 import (
@@ -18,6 +19,8 @@ import (
 	"math/big"
 	"net"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // backdate is how far before now a certificate's validity starts, for
@@ -183,4 +186,36 @@ func SelfSigned(hosts []string, validity time.Duration, now time.Time) (tls.Cert
 		return tls.Certificate{}, err
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// ExpiryCollector reports, when scraped, the expiry of the certificate
+// get serves now as rein_certificate_expiration_timestamp_seconds
+// {server="<server>"}: the certificate's NotAfter in seconds since the
+// epoch, for an alert to compare with time(). A certificate get cannot
+// give (a source not loaded yet) is reported by nothing.
+func ExpiryCollector(server string, get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) prometheus.Collector {
+	return &expiryCollector{get: get, desc: prometheus.NewDesc("rein_certificate_expiration_timestamp_seconds",
+		"When the serving certificate of a server of this replica (webhook, metrics) expires, in seconds since the epoch.",
+		nil, prometheus.Labels{"server": server})}
+}
+
+type expiryCollector struct {
+	get  func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	desc *prometheus.Desc
+}
+
+func (c *expiryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
+	pair, err := c.get(&tls.ClientHelloInfo{})
+	if err != nil || pair == nil || len(pair.Certificate) == 0 {
+		return
+	}
+	leaf := pair.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+			return
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(leaf.NotAfter.Unix()))
 }

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
+	"github.com/rein-k8s/rein/internal/procmetrics"
 	"github.com/rein-k8s/rein/pkg/fence"
 )
 
@@ -112,7 +113,9 @@ func NewClientFactory(config *rest.Config, scheme *runtime.Scheme) (*ClientFacto
 		cfg.QPS = -1
 	}
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return &managedTransport{next: fence.Transport(rt), manager: &f.manager, fallback: &f.fallback}
+		// Counted innermost: what reaches the apiserver, not what the
+		// fence refused (rein_fence_refusals_total counts that).
+		return &managedTransport{next: fence.Transport(procmetrics.Transport(rt)), manager: &f.manager, fallback: &f.fallback}
 	})
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {

@@ -35,7 +35,10 @@ type Controller struct {
 	enqueue func(key string, after time.Duration, p Priority)
 	log     *logrus.Entry
 	metrics *metrics
-	newObj  func() (runtime.Object, error)
+	// reconciles is the controller's series of the reconcile metrics
+	// (nil: none).
+	reconciles *controllerMetrics
+	newObj     func() (runtime.Object, error)
 
 	workers atomic.Int32
 	// timeout bounds each handler call of a worker's run; 0: none (see
@@ -76,8 +79,8 @@ func newController(res Resource, client ResourceClient, informer cache.SharedInd
 		vanished: map[string][]*vanishedObject{},
 	}
 	c.enqueue = c.queue.AddWithPriority
-	c.attachMetrics(m)
 	c.workers.Store(int32(workers))
+	c.attachMetrics(m)
 	c.handlers.Store(&[]handlerEntry{})
 	// Every event only queues a key: the queue deduplicates, and workers
 	// read the newest state from the cache when they get to it. Changes
@@ -156,6 +159,7 @@ func (c *Controller) attachMetrics(m *metrics) {
 		return
 	}
 	c.metrics = m
+	c.reconciles = m.reconcile.forController(c.name, int(c.workers.Load()))
 	c.queue.setMetrics(m.queueMetrics(c.name))
 	m.trackQueue(c.name, c.queue)
 }
@@ -317,6 +321,8 @@ func (c *Controller) processNext(taking context.Context, whole KeyGate, owner *s
 	}
 	// A value, not closures: releasing a key allocates nothing.
 	run := keyRun{owner: owner, key: key}
+	c.reconciles.working(1)
+	defer c.reconciles.working(-1)
 	defer c.finish(&run)
 	// Leadership can end between Get and here: keep the key for the next
 	// term, at its priority (it is queued again when Done runs), and
@@ -354,14 +360,17 @@ type wholeTerm struct{ term context.Context }
 func (w wholeTerm) Enter(string) (context.Context, func(), bool) { return w.term, func() {}, true }
 
 func (c *Controller) process(ctx context.Context, key string, run *keyRun) {
+	began := time.Now()
 	obj, err := c.cached(key)
 	if err != nil {
 		c.log.WithError(err).WithField("key", key).Error("cache lookup failed; retrying")
+		c.reconciles.reconciled(began, &chainResult{errs: []*HandlerError{{Controller: c.name, Key: key, Err: err}}})
 		c.queue.AddRateLimited(key)
 		return
 	}
 	_, forced := c.forced.LoadAndDelete(key)
 	res := c.runChain(ctx, key, obj, forced, run)
+	c.reconciles.reconciled(began, &res)
 	if len(res.errs) > 0 {
 		for _, e := range res.errs {
 			c.logHandlerError(ctx, e)

@@ -144,6 +144,13 @@ func TestErrorsRetryWithGrowingDelay(t *testing.T) {
 	if got := metricValue(t, reg, "workqueue_retries_total", "configmaps"); got < 4 {
 		t.Errorf("workqueue_retries_total %v, want ≥ 4", got)
 	}
+	// Four reconciles failed, whichever keys they were of.
+	if got := metricValue(t, reg, "controller_runtime_reconcile_errors_total", "configmaps"); got != 4 {
+		t.Errorf("controller_runtime_reconcile_errors_total %v, want 4", got)
+	}
+	if got := metricValue(t, reg, "controller_runtime_reconcile_total", "configmaps", "error"); got != 4 {
+		t.Errorf("controller_runtime_reconcile_total{result=error} %v, want 4", got)
+	}
 }
 
 func TestRequeueAfterAndSkip(t *testing.T) {
@@ -205,6 +212,17 @@ func TestRequeueAfterAndSkip(t *testing.T) {
 	if got := metricValue(t, reg, "workqueue_retries_total", "configmaps"); got != 0 {
 		t.Errorf("requeue-after and skip counted %v retries, want 0", got)
 	}
+	// One reconcile (chain run) asked for RequeueAfter: poll's first;
+	// the skip's ended in success, as every other did.
+	if got := metricValue(t, reg, "controller_runtime_reconcile_total", "configmaps", "requeue_after"); got != 1 {
+		t.Errorf("controller_runtime_reconcile_total{result=requeue_after} %v, want 1", got)
+	}
+	if got := metricValue(t, reg, "controller_runtime_reconcile_total", "configmaps", "success"); got < 2 {
+		t.Errorf("controller_runtime_reconcile_total{result=success} %v, want ≥ 2 (the requeued poll, the skip)", got)
+	}
+	if got := metricValue(t, reg, "controller_runtime_reconcile_errors_total", "configmaps"); got != 0 {
+		t.Errorf("controller_runtime_reconcile_errors_total %v, want 0", got)
+	}
 }
 
 func TestPanickingHandlerIsRetriedAndProcessSurvives(t *testing.T) {
@@ -231,6 +249,13 @@ func TestPanickingHandlerIsRetriedAndProcessSurvives(t *testing.T) {
 	}
 	if got := metricValue(t, reg, "rein_handler_executions_total", "configmaps", "boom", "panic"); got != 1 {
 		t.Errorf("panics counted %v, want 1", got)
+	}
+	if got := metricValue(t, reg, "controller_runtime_reconcile_panics_total", "configmaps"); got != 1 {
+		t.Errorf("controller_runtime_reconcile_panics_total %v, want 1", got)
+	}
+	// A panic is a failed reconcile too, as in controller-runtime.
+	if got := metricValue(t, reg, "controller_runtime_reconcile_errors_total", "configmaps"); got != 1 {
+		t.Errorf("controller_runtime_reconcile_errors_total %v, want 1", got)
 	}
 }
 
@@ -608,12 +633,15 @@ func TestTwoFactoriesShareARegistry(t *testing.T) {
 	if got := metricValue(t, reg, "rein_cache_objects", "ConfigMap"); got != 6 {
 		t.Fatalf("rein_cache_objects{kind=ConfigMap} = %v, want 3 objects × 2 factories", got)
 	}
-	if got := metricValue(t, reg, "workqueue_depth", "configmaps"); got != 6 {
-		t.Fatalf("workqueue_depth{name=configmaps} = %v, want 6 keys queued over both factories", got)
+	// The initial list is no change: every key of both factories waits
+	// at low priority (controller-runtime's -100).
+	if low, high := metricValue(t, reg, "workqueue_depth", "configmaps", "-100"), metricValue(t, reg, "workqueue_depth", "configmaps", "0"); low != 6 || high != 0 {
+		t.Fatalf("workqueue_depth{controller=configmaps} low (-100), high (0) = %v, %v; want 6, 0", low, high)
 	}
-	// The initial list is no change: every key waits at low priority.
-	if low, high := metricValue(t, reg, "rein_queue_depth", "configmaps", "low"), metricValue(t, reg, "rein_queue_depth", "configmaps", "high"); low != 6 || high != 0 {
-		t.Fatalf("rein_queue_depth{controller=configmaps} low, high = %v, %v; want 6, 0", low, high)
+	// Both factories' workers, as two controller-runtime controllers
+	// of one name would add up.
+	if got := metricValue(t, reg, "controller_runtime_max_concurrent_reconciles", "configmaps"); got != 2*engine.DefaultWorkers {
+		t.Fatalf("controller_runtime_max_concurrent_reconciles = %v, want %d (2 factories × the default)", got, 2*engine.DefaultWorkers)
 	}
 }
 

@@ -73,10 +73,14 @@
 // finalizer it had just added (kubernetes/kubernetes#77988) gets its
 // remove handlers run on its last state all the same.
 //
-// Metrics go to the prometheus.Registerer of Options: client-go's workqueue
-// metric names (through a workqueue.MetricsProvider on that registry),
+// Metrics go to the prometheus.Registerer of Options, with
+// controller-runtime's names and labels for what it measures too:
+// controller_runtime_reconcile_* and the worker gauges per controller
+// (reconcilemetrics.go: a reconcile is one chain run; how its handlers'
+// results map to controller-runtime's is at reconciled), workqueue_* by
+// name and controller, the depth also by priority ("0" high, "-100" low,
+// controller-runtime's priority queue's values). rein's own:
 // rein_handler_executions_total and rein_handler_duration_seconds per
-// controller, handler and result, rein_queue_depth per controller and
-// priority, and rein_cache_objects per kind. Nothing is registered
-// globally.
+// controller, handler and result, and rein_cache_objects per kind.
+// Nothing is registered globally.
 package engine

@@ -27,6 +27,21 @@ const (
 	resultFiltered = "filtered"
 )
 
+// Reconcile results, the "result" label of
+// controller_runtime_reconcile_total, as controller-runtime names them. A
+// reconcile is one run of a key through a controller's handler chain; see
+// reconcileResult for how its handlers' results map to one of these.
+const (
+	reconcileSuccess      = "success"
+	reconcileError        = "error"
+	reconcileRequeueAfter = "requeue_after"
+	// reconcileRequeue is controller-runtime's Result{Requeue: true}, a
+	// rate-limited retry without an error. rein has no such result (a
+	// handler returns an error or asks for RequeueAfter); the series is
+	// exported at 0 so that dashboards summing the results find it.
+	reconcileRequeue = "requeue"
+)
+
 // metrics holds the engine's collectors on the registry the user gave. A
 // nil *metrics records nothing. Nothing is registered globally: two
 // factories on two registries never collide, and two on one registry share
@@ -35,6 +50,7 @@ type metrics struct {
 	reg             prometheus.Registerer
 	handlerRuns     *prometheus.CounterVec
 	handlerDuration *prometheus.HistogramVec
+	reconcile       *reconcileMetrics
 	queue           *queueMetricsProvider
 }
 
@@ -59,6 +75,9 @@ func newMetrics(reg prometheus.Registerer, caches *CacheFactory) (*metrics, erro
 	if err != nil {
 		return nil, err
 	}
+	if m.reconcile, err = newReconcileMetrics(reg); err != nil {
+		return nil, err
+	}
 	if m.queue, err = newQueueMetricsProvider(reg); err != nil {
 		return nil, err
 	}
@@ -78,11 +97,19 @@ func (m *metrics) observeHandler(controller, handler, result string, took time.D
 	m.handlerDuration.WithLabelValues(controller, handler).Observe(took.Seconds())
 }
 
+// queueMetrics are the measurements of the queue of the controller
+// called name. Its depth is not among them: the collector reads it per
+// priority from the queue at scrape time (trackQueue).
 func (m *metrics) queueMetrics(name string) *keyQueueMetrics {
 	if m == nil {
 		return nil
 	}
-	return newKeyQueueMetrics(m.queue, name)
+	return &keyQueueMetrics{
+		Adds:         m.queue.NewAddsMetric(name),
+		Latency:      m.queue.NewLatencyMetric(name),
+		WorkDuration: m.queue.NewWorkDurationMetric(name),
+		Retries:      m.queue.NewRetriesMetric(name),
+	}
 }
 
 // trackQueue exports the unfinished-work gauges of q, computed when
@@ -128,72 +155,76 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // queueMetricsProvider is a client-go workqueue.MetricsProvider on a
-// registry of the user's, with client-go's metric names so that existing
-// dashboards work.
+// registry of the user's, with controller-runtime's names and labels
+// (name and controller, both the controller's name, as controller-runtime
+// sets them) so that existing dashboards work.
 type queueMetricsProvider struct {
-	depth        *prometheus.GaugeVec
 	adds         *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
 	workDuration *prometheus.HistogramVec
 	retries      *prometheus.CounterVec
-	unfinished   *queueGaugeCollector
+	gauges       *queueGaugeCollector
 }
 
 var _ workqueue.MetricsProvider = (*queueMetricsProvider)(nil)
 
+// queueLabels are the labels of every workqueue_* metric but the depth.
+var queueLabels = []string{"name", "controller"}
+
 func newQueueMetricsProvider(reg prometheus.Registerer) (*queueMetricsProvider, error) {
 	p := &queueMetricsProvider{}
 	var err error
-	if p.depth, err = promreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Subsystem: "workqueue", Name: "depth", Help: "Current depth of the workqueue.",
-	}, []string{"name"})); err != nil {
-		return nil, err
-	}
 	if p.adds, err = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Subsystem: "workqueue", Name: "adds_total", Help: "Adds handled by the workqueue.",
-	}, []string{"name"})); err != nil {
+		Subsystem: "workqueue", Name: "adds_total", Help: "Total number of adds handled by workqueue",
+	}, queueLabels)); err != nil {
 		return nil, err
 	}
-	if p.latency, err = promreg.Register(reg, queueSeconds("queue_duration_seconds", "Seconds a key waits in the workqueue before it is taken.")); err != nil {
+	if p.latency, err = promreg.Register(reg, queueSeconds("queue_duration_seconds", "How long in seconds an item stays in workqueue before being requested")); err != nil {
 		return nil, err
 	}
-	if p.workDuration, err = promreg.Register(reg, queueSeconds("work_duration_seconds", "Seconds processing one key takes.")); err != nil {
+	if p.workDuration, err = promreg.Register(reg, queueSeconds("work_duration_seconds", "How long in seconds processing an item from workqueue takes.")); err != nil {
 		return nil, err
 	}
 	if p.retries, err = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Subsystem: "workqueue", Name: "retries_total", Help: "Rate-limited retries handled by the workqueue.",
-	}, []string{"name"})); err != nil {
+		Subsystem: "workqueue", Name: "retries_total", Help: "Total number of rate-limited retries handled by workqueue (a handler's failure; not RequeueAfter)",
+	}, queueLabels)); err != nil {
 		return nil, err
 	}
-	if p.unfinished, err = promreg.Register(reg, newQueueGaugeCollector()); err != nil {
+	if p.gauges, err = promreg.Register(reg, newQueueGaugeCollector()); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// queueSeconds is a workqueue histogram of durations by queue name, from
-// a microsecond to over an hour.
+// queueSeconds is a workqueue histogram of durations by queue, with
+// controller-runtime's buckets (10ns to over an hour).
 func queueSeconds(name, help string) *prometheus.HistogramVec {
 	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Subsystem: "workqueue", Name: name, Help: help,
-		Buckets: prometheus.ExponentialBuckets(1e-6, 10, 10),
-	}, []string{"name"})
+		Buckets:                         prometheus.ExponentialBuckets(10e-9, 10, 12),
+		NativeHistogramBucketFactor:     1.1,
+		NativeHistogramMaxBucketNumber:  100,
+		NativeHistogramMinResetDuration: time.Hour,
+	}, queueLabels)
 }
 
-func (p *queueMetricsProvider) NewDepthMetric(name string) workqueue.GaugeMetric {
-	return p.depth.WithLabelValues(name)
+// NewDepthMetric is there for the interface only: the depth is read per
+// priority at scrape time (queueGaugeCollector), so that the queue's hot
+// path pays nothing for it.
+func (p *queueMetricsProvider) NewDepthMetric(string) workqueue.GaugeMetric {
+	return noopGauge{}
 }
 func (p *queueMetricsProvider) NewAddsMetric(name string) workqueue.CounterMetric {
-	return p.adds.WithLabelValues(name)
+	return p.adds.WithLabelValues(name, name)
 }
 func (p *queueMetricsProvider) NewLatencyMetric(name string) workqueue.HistogramMetric {
-	return p.latency.WithLabelValues(name)
+	return p.latency.WithLabelValues(name, name)
 }
 func (p *queueMetricsProvider) NewWorkDurationMetric(name string) workqueue.HistogramMetric {
-	return p.workDuration.WithLabelValues(name)
+	return p.workDuration.WithLabelValues(name, name)
 }
 func (p *queueMetricsProvider) NewRetriesMetric(name string) workqueue.CounterMetric {
-	return p.retries.WithLabelValues(name)
+	return p.retries.WithLabelValues(name, name)
 }
 
 // The two unfinished-work gauges are computed at scrape time from the
@@ -205,28 +236,39 @@ func (p *queueMetricsProvider) NewLongestRunningProcessorSecondsMetric(string) w
 	return noopGauge{}
 }
 
-func (p *queueMetricsProvider) track(name string, q *keyQueue) { p.unfinished.track(name, q) }
+func (p *queueMetricsProvider) track(name string, q *keyQueue) { p.gauges.track(name, q) }
 
 type noopGauge struct{}
 
 func (noopGauge) Set(float64) {}
+func (noopGauge) Inc()        {}
+func (noopGauge) Dec()        {}
 
 var (
 	unfinishedDesc = prometheus.NewDesc("workqueue_unfinished_work_seconds",
-		"Seconds of work in progress that has not been observed by work_duration yet.", []string{"name"}, nil)
+		"How many seconds of work has been done that is in progress and hasn't been observed by work_duration. Large values indicate stuck threads.", queueLabels, nil)
 	longestDesc = prometheus.NewDesc("workqueue_longest_running_processor_seconds",
-		"Seconds the longest running key of the queue has been processed.", []string{"name"}, nil)
-	// Read at scrape time like the two above, so that the queue's hot
-	// path pays nothing for it.
-	depthDesc = prometheus.NewDesc("rein_queue_depth",
-		"Keys waiting in a controller's queue by priority: high (changes, Enqueue) and low (the keys a start queues, resyncs, RequeueAfter). They add up to workqueue_depth.",
-		[]string{"controller", "priority"}, nil)
+		"How many seconds has the longest running processor for workqueue been running.", queueLabels, nil)
+	depthDesc = prometheus.NewDesc("workqueue_depth",
+		`Current depth of workqueue by workqueue and priority: "0" for changes and Enqueue, "-100" for the keys a start queues, resyncs and RequeueAfter (controller-runtime's default and low priorities)`,
+		[]string{"name", "controller", "priority"}, nil)
 )
+
+// priorityLabel is a priority as controller-runtime's priority queue
+// labels its depth: its default priority (0) for changes, and
+// handler.LowPriority (-100), which it gives the objects of the initial
+// list and of resyncs, for rein's low priority.
+func priorityLabel(p Priority) string {
+	if p == PriorityLow {
+		return "-100"
+	}
+	return "0"
+}
 
 // queueGaugeCollector reads unfinished work and the depth per priority from
 // the queues when scraped.
 // Queues of one name (one kind in two factories on one registry) are
-// summed, as client-go's depth and adds metrics of that name are.
+// summed, as the adds of that name are.
 type queueGaugeCollector struct {
 	mu     sync.Mutex
 	queues map[string][]*keyQueue
@@ -262,10 +304,10 @@ func (c *queueGaugeCollector) Collect(ch chan<- prometheus.Metric) {
 				depth[p] += n
 			}
 		}
-		ch <- prometheus.MustNewConstMetric(unfinishedDesc, prometheus.GaugeValue, total.Seconds(), name)
-		ch <- prometheus.MustNewConstMetric(longestDesc, prometheus.GaugeValue, longest.Seconds(), name)
+		ch <- prometheus.MustNewConstMetric(unfinishedDesc, prometheus.GaugeValue, total.Seconds(), name, name)
+		ch <- prometheus.MustNewConstMetric(longestDesc, prometheus.GaugeValue, longest.Seconds(), name, name)
 		for p, n := range depth {
-			ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(n), name, Priority(p).String())
+			ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(n), name, name, priorityLabel(Priority(p)))
 		}
 	}
 }

@@ -80,11 +80,11 @@ func TestChangeOvertakesInitialPass(t *testing.T) {
 		t.Fatalf("recorded %d keys of the initial list, want %d", len(initial), objects)
 	}
 	target = initial[objects-1]
-	if got := metricValue(t, reg, "rein_queue_depth", "configmaps", "low"); got != objects {
-		t.Fatalf("rein_queue_depth{priority=low} = %v after sync, want %d: the initial list is low", got, objects)
+	if got := metricValue(t, reg, "workqueue_depth", "configmaps", "-100"); got != objects {
+		t.Fatalf("workqueue_depth{priority=-100} = %v after sync, want %d: the initial list is low", got, objects)
 	}
-	if got := metricValue(t, reg, "rein_queue_depth", "configmaps", "high"); got != 0 {
-		t.Fatalf("rein_queue_depth{priority=high} = %v after sync, want 0", got)
+	if got := metricValue(t, reg, "workqueue_depth", "configmaps", "0"); got != 0 {
+		t.Fatalf("workqueue_depth{priority=0} = %v after sync, want 0", got)
 	}
 	w, err := engine.OpsOf(f).StartWorkers(ctx)
 	if err != nil {

@@ -77,6 +77,9 @@ func TestReconcileTimeoutLeavesHungHandler(t *testing.T) {
 	if got := metricValue(t, reg, "workqueue_retries_total", "configmaps"); got < 1 {
 		t.Errorf("workqueue_retries_total %v, want ≥ 1", got)
 	}
+	if got := metricValue(t, reg, "controller_runtime_reconcile_timeouts_total", "configmaps"); got != 1 {
+		t.Errorf("controller_runtime_reconcile_timeouts_total %v, want 1", got)
+	}
 	// An event for the hung key while its call runs must not hand it out:
 	// its retry (10ms backoff) or the event would come within the window.
 	hung, err := adminClient(t).CoreV1().ConfigMaps(ns).Get(t.Context(), "hung", metav1.GetOptions{})

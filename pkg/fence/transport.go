@@ -2,9 +2,12 @@ package fence
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/rein-k8s/rein/internal/procmetrics"
 )
 
 // TokenHeader is the HTTP header Transport puts a hold's token in.
@@ -84,11 +87,17 @@ func roundTrip(next http.RoundTripper, req *http.Request, deadline time.Time, ed
 }
 
 // refuse closes req's body, as a RoundTripper must when it does not send
-// the request, and returns err.
+// the request, counts the refusal (rein_fence_refusals_total, by the
+// hold's Lease) and returns err.
 func refuse(req *http.Request, err error) (*http.Response, error) {
 	if req.Body != nil {
 		_ = req.Body.Close()
 	}
+	var lease string
+	if e, ok := errors.AsType[*Error](err); ok {
+		lease = e.Lease
+	}
+	procmetrics.FenceRefused(lease)
 	return nil, err
 }
 

@@ -16,7 +16,8 @@ import (
 	"github.com/rein-k8s/rein/pkg/generic"
 )
 
-// queueDepth is rein_queue_depth of controller at priority ("low", "high").
+// queueDepth is workqueue_depth of controller at priority ("0": high,
+// "-100": low, as controller-runtime labels its priority queue).
 func queueDepth(t testing.TB, reg *prometheus.Registry, controller, priority string) float64 {
 	t.Helper()
 	families, err := reg.Gather()
@@ -24,7 +25,7 @@ func queueDepth(t testing.TB, reg *prometheus.Registry, controller, priority str
 		t.Fatal(err)
 	}
 	for _, fam := range families {
-		if fam.GetName() != "rein_queue_depth" {
+		if fam.GetName() != "workqueue_depth" {
 			continue
 		}
 		for _, m := range fam.GetMetric() {
@@ -58,11 +59,11 @@ func TestEnqueuePriorities(t *testing.T) {
 	cms.EnqueueLow(ns, "b", 0)
 	cms.EnqueueLow(ns, "c", 0)
 	cms.Enqueue(ns, "c") // a change to a low key moves it up
-	if high, low := queueDepth(t, reg, "configmaps", "high"), queueDepth(t, reg, "configmaps", "low"); high != 2 || low != 1 {
-		t.Fatalf("rein_queue_depth high, low = %v, %v; want 2 (a, c), 1 (b)", high, low)
+	if high, low := queueDepth(t, reg, "configmaps", "0"), queueDepth(t, reg, "configmaps", "-100"); high != 2 || low != 1 {
+		t.Fatalf("workqueue_depth high (0), low (-100) = %v, %v; want 2 (a, c), 1 (b)", high, low)
 	}
 	cms.EnqueueLow(ns, "d", 10*time.Millisecond)
 	testkit.Eventually(t, 10*time.Second, time.Millisecond, "d's delay to pass", func() bool {
-		return queueDepth(t, reg, "configmaps", "low") == 2
+		return queueDepth(t, reg, "configmaps", "-100") == 2
 	})
 }

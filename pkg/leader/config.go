@@ -54,9 +54,11 @@ type Config struct {
 	// Logger receives the elector's log lines; nil means
 	// logrus.StandardLogger().
 	Logger *logrus.Entry
-	// Registerer receives the elector's metrics; nil means no metrics.
-	// Every metric carries the const label lease="namespace/name", so
-	// electors of different leases can share one registry.
+	// Registerer receives the elector's metrics; nil means no metrics:
+	// leader_election_master_status{name="<lease name>"} (client-go's and
+	// controller-runtime's leader gauge) and rein_leader_election_* with
+	// the const label lease="namespace/name", so electors of Leases of
+	// different names can share one registry.
 	Registerer prometheus.Registerer
 }
 

@@ -123,24 +123,38 @@ func TestMetricsAreLabelledByLease(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "ns/a") || !strings.Contains(err.Error(), "own registry") {
 		t.Fatalf("the same lease twice on one registry: %v", err)
 	}
+	// leader_election_master_status names a Lease by its name alone, as
+	// client-go's does: the same name in another namespace is refused
+	// with the reason, and leaves nothing half registered.
+	cfg := validConfig()
+	cfg.Namespace, cfg.Name = "other", "a"
+	cfg.Client = fake.NewClientset().CoordinationV1()
+	cfg.Registerer = reg
+	if _, err := leader.New(cfg); err == nil || !strings.Contains(err.Error(), "other/a") || !strings.Contains(err.Error(), "name alone") {
+		t.Fatalf("a Lease of the same name in another namespace on one registry: %v", err)
+	}
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	series := map[string]int{}
 	leases := map[string]bool{}
+	names := map[string]bool{}
 	for _, f := range families {
 		for _, m := range f.GetMetric() {
 			series[f.GetName()]++
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "lease" {
+				switch l.GetName() {
+				case "lease":
 					leases[l.GetValue()] = true
+				case "name":
+					names[l.GetValue()] = true
 				}
 			}
 		}
 	}
 	want := map[string]int{
-		"rein_leader_election_is_leader":              2,
+		"leader_election_master_status":               2,
 		"rein_leader_election_transitions_total":      2 * 4, // acquired, lost, released, stopped
 		"rein_leader_election_renew_duration_seconds": 2,
 		"rein_leader_election_renew_failures_total":   2,
@@ -153,8 +167,11 @@ func TestMetricsAreLabelledByLease(t *testing.T) {
 	if !leases["ns/a"] || !leases["ns/b"] || len(leases) != 2 {
 		t.Errorf("lease labels %v, want ns/a and ns/b", leases)
 	}
+	if !names["a"] || !names["b"] || len(names) != 2 {
+		t.Errorf("leader_election_master_status name labels %v, want a and b (the Leases' names, as client-go's)", names)
+	}
 	// A nil registerer is fine.
-	cfg := validConfig()
+	cfg = validConfig()
 	cfg.Client = fake.NewClientset().CoordinationV1()
 	if _, err := leader.New(cfg); err != nil {
 		t.Fatal(err)

@@ -64,7 +64,7 @@ func New(cfg Config) (*Elector, error) {
 		logger = logrus.NewEntry(logrus.StandardLogger())
 	}
 	key := cfg.Namespace + "/" + cfg.Name
-	m, err := newMetrics(cfg.Registerer, key)
+	m, err := newMetrics(cfg.Registerer, cfg.Namespace, cfg.Name)
 	if err != nil {
 		return nil, err
 	}

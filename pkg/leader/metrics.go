@@ -23,16 +23,20 @@ type metrics struct {
 	renewFailures prometheus.Counter
 }
 
-// newMetrics makes the elector's metrics, labelled lease="namespace/name",
-// and registers them on reg unless reg is nil (then they are kept but
-// exported nowhere, so the code that updates them needs no nil checks).
-func newMetrics(reg prometheus.Registerer, lease string) (*metrics, error) {
+// newMetrics makes the elector's metrics and registers them on reg unless
+// reg is nil (then they are kept but exported nowhere, so the code that
+// updates them needs no nil checks). The leader gauge is client-go's and
+// controller-runtime's leader_election_master_status, labelled with the
+// Lease's name as theirs is (name="<lease>"); rein's own are labelled
+// lease="namespace/name".
+func newMetrics(reg prometheus.Registerer, namespace, name string) (*metrics, error) {
+	lease := namespace + "/" + name
 	labels := prometheus.Labels{"lease": lease}
 	m := &metrics{
 		isLeader: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "rein", Subsystem: "leader_election", Name: "is_leader",
-			Help:        "1 while this replica holds the lease (a term is live), else 0.",
-			ConstLabels: labels,
+			Name:        "leader_election_master_status",
+			Help:        "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease. Please make sure to group by name.",
+			ConstLabels: prometheus.Labels{"name": name},
 		}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "rein", Subsystem: "leader_election", Name: "transitions_total",
@@ -65,7 +69,7 @@ func newMetrics(reg prometheus.Registerer, lease string) (*metrics, error) {
 			}
 			var dup prometheus.AlreadyRegisteredError
 			if errors.As(err, &dup) {
-				return nil, fmt.Errorf("leader: metrics of lease %s are already registered on this registerer: give each elector of the same lease its own registry: %w", lease, err)
+				return nil, fmt.Errorf("leader: metrics of lease %s are already registered on this registerer (leader_election_master_status names a Lease by its name alone, as client-go does: two Leases of one name in two namespaces collide too): give each elector of the same lease its own registry: %w", lease, err)
 			}
 			return nil, fmt.Errorf("leader: register metrics of lease %s: %w", lease, err)
 		}

@@ -53,7 +53,7 @@ func TestWatchQueuesInitialListLow(t *testing.T) {
 		}
 		sum := 0.0
 		for _, fam := range families {
-			if fam.GetName() != "rein_queue_depth" {
+			if fam.GetName() != "workqueue_depth" {
 				continue
 			}
 			for _, m := range fam.GetMetric() {
@@ -67,13 +67,14 @@ func TestWatchQueuesInitialListLow(t *testing.T) {
 		return sum
 	}
 	// The source's handler may still be behind the caches' sync.
-	testkit.Eventually(t, 10*time.Second, time.Millisecond, "the target queued", func() bool { return depth("low")+depth("high") == 1 })
-	if high := depth("high"); high != 0 {
-		t.Fatalf("rein_queue_depth{priority=high} = %v after the initial list, want 0: it changed nothing", high)
+	// Priorities as controller-runtime labels them: "0" high, "-100" low.
+	testkit.Eventually(t, 10*time.Second, time.Millisecond, "the target queued", func() bool { return depth("-100")+depth("0") == 1 })
+	if high := depth("0"); high != 0 {
+		t.Fatalf("workqueue_depth{priority=0} = %v after the initial list, want 0: it changed nothing", high)
 	}
 	secret.StringData = map[string]string{"k": "v"}
 	if _, err := admin.CoreV1().Secrets(ns).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, 10*time.Second, time.Millisecond, "the target moved up", func() bool { return depth("high") == 1 && depth("low") == 0 })
+	testkit.Eventually(t, 10*time.Second, time.Millisecond, "the target moved up", func() bool { return depth("0") == 1 && depth("-100") == 0 })
 }

@@ -10,6 +10,8 @@ import (
 // group="namespace/group":
 //
 //	rein_shard_held                 shards running on this replica
+//	rein_shard_count                the group's shards (Config.Shards): an
+//	                                alert compares the sum of held with it
 //	rein_shard_moves_total{event}   started | stopped | marked-dead
 //	rein_shard_unowned_seconds      how long a shard this replica started
 //	                                was seen unowned before (takeovers, claims)
@@ -23,6 +25,10 @@ func (m *Member) RegisterMetrics(reg prometheus.Registerer, keys func(visit func
 		Namespace: "rein", Subsystem: "shard", Name: "held", ConstLabels: labels,
 		Help: "Shards running on this replica.",
 	}, func() float64 { return float64(len(m.Held())) })
+	count := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "rein", Subsystem: "shard", Name: "count", ConstLabels: labels,
+		Help: "Shards of the group: every replica's rein_shard_held add up to it while each shard runs somewhere.",
+	}, func() float64 { return float64(m.cfg.Shards) })
 	moves := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "rein", Subsystem: "shard", Name: "moves_total", ConstLabels: labels,
 		Help: "Shard moves seen by this replica: started (here), stopped (here), marked-dead (a member this replica marked dead).",
@@ -32,7 +38,7 @@ func (m *Member) RegisterMetrics(reg prometheus.Registerer, keys func(visit func
 		Help:    "For shards taken by this replica from a dead or departed holder: how long this replica saw the shard without a live holder before it started here.",
 		Buckets: []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 	})
-	cs := []prometheus.Collector{held, moves, unowned}
+	cs := []prometheus.Collector{held, count, moves, unowned}
 	if keys != nil {
 		cs = append(cs, &keysCollector{m: m, keys: keys, desc: prometheus.NewDesc("rein_shard_keys",
 			"Cached keys per shard (all controllers of the group), counted at scrape.", []string{"shard"}, labels)})

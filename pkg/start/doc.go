@@ -86,6 +86,16 @@
 // samples/vmcontroller/deploy/deployment.yaml does. A replica logs the
 // addresses it serves when it starts.
 //
+// # Metrics
+//
+// /metrics serves Options.Registry (New makes one with the Go and process
+// collectors when it is nil), on which New registers the metrics of every
+// factory (controller-runtime's reconcile and workqueue metrics, rein's
+// handler and cache metrics), of each Lease's elector
+// (leader_election_master_status, rein_leader_election_*), of the webhook
+// server, and the process's (rest_client_requests_total,
+// rein_fence_refusals_total). docs/guide/08-production.md lists them.
+//
 // # Health and readiness
 //
 // /healthz (liveness: the kubelet restarts a replica that fails it) fails
@@ -135,7 +145,7 @@
 // sharded group takes no OnLeader hooks and no ServerSideFencing (the
 // policy checks one Lease); a single-leader group beside it in the same
 // replica can run both. /readyz says which shards the replica holds, and
-// /metrics adds rein_shard_held, rein_shard_moves_total,
+// /metrics adds rein_shard_held, rein_shard_count, rein_shard_moves_total,
 // rein_shard_unowned_seconds and rein_shard_keys.
 //
 // # RBAC

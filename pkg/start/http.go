@@ -14,6 +14,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
+
+	"github.com/rein-k8s/rein/internal/certs"
+	"github.com/rein-k8s/rein/internal/promreg"
 )
 
 // probeServers serve /metrics, /healthz and /readyz, and pprof, on the
@@ -83,6 +86,14 @@ func newProbeServers(o Options, log *logrus.Entry, checks probeChecks) (_ *probe
 			}
 			if tlsConfig, err = metricsTLS(o.MetricsCertDir, log); err != nil {
 				return nil, err
+			}
+			if tlsConfig.GetCertificate != nil {
+				// The certificate of --metrics-cert-dir, which someone
+				// must renew. Not the self-signed one: it lives as long
+				// as the process, and no scraper verifies it anyway.
+				if _, err := promreg.Register(o.Registry, certs.ExpiryCollector("metrics", tlsConfig.GetCertificate)); err != nil {
+					return nil, err
+				}
 			}
 			metrics = auth.wrap(metrics)
 			p.metricsSecure = true

@@ -25,6 +25,7 @@ import (
 	"github.com/rein-k8s/rein/internal/connhealth"
 	"github.com/rein-k8s/rein/internal/electionflags"
 	"github.com/rein-k8s/rein/internal/engine"
+	"github.com/rein-k8s/rein/internal/procmetrics"
 	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/shard"
 )
@@ -160,6 +161,11 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 		opts.Registry = prometheus.NewRegistry()
 		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
+	// The process's own: apiserver requests (rest_client_requests_total)
+	// and fence refusals.
+	if err := procmetrics.Register(opts.Registry); err != nil {
+		return nil, fmt.Errorf("start: register metrics: %w", err)
+	}
 	r := &Replica{opts: opts, log: opts.Logger}
 
 	var clients, shardClients kubernetes.Interface
@@ -176,6 +182,7 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 		if err != nil {
 			return nil, fmt.Errorf("start: lease client: %w", err)
 		}
+		cfg.Wrap(procmetrics.Transport)
 		if clients, err = kubernetes.NewForConfig(cfg); err != nil {
 			return nil, fmt.Errorf("start: lease client: %w", err)
 		}

@@ -1,10 +1,12 @@
 package webhook
 
 import (
+	"crypto/tls"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rein-k8s/rein/internal/certs"
 	"github.com/rein-k8s/rein/internal/promreg"
 )
 
@@ -26,9 +28,14 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics registers the server's metrics on reg (nil: none), the
+// expiry of the certificate getCert serves among them.
+func newMetrics(reg prometheus.Registerer, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) (*metrics, error) {
 	if reg == nil {
 		return nil, nil
+	}
+	if _, err := promreg.Register(reg, certs.ExpiryCollector("webhook", getCert)); err != nil {
+		return nil, err
 	}
 	requests, err := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rein_webhook_requests_total",

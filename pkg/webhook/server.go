@@ -51,8 +51,9 @@ type Options struct {
 	// each handshake, e.g. SecretCertificates for a cluster without
 	// cert-manager.
 	Certificates CertificateSource
-	// Registerer receives the webhook metrics (rein_webhook_*). Nil
-	// records none.
+	// Registerer receives the webhook metrics (rein_webhook_*, and
+	// rein_certificate_expiration_timestamp_seconds{server="webhook"}).
+	// Nil records none.
 	Registerer prometheus.Registerer
 	// Logger is where the server logs; nil means logrus's standard logger.
 	Logger *logrus.Entry
@@ -113,7 +114,7 @@ func NewServer(opts Options) (*Server, error) {
 		}
 		getCert = files.GetCertificate
 	}
-	m, err := newMetrics(opts.Registerer)
+	m, err := newMetrics(opts.Registerer, getCert)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +130,8 @@ func NewServer(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// RegisterMetrics registers the server's metrics (rein_webhook_*) on reg
+// RegisterMetrics registers the server's metrics (rein_webhook_*, and
+// rein_certificate_expiration_timestamp_seconds{server="webhook"}) on reg
 // when its Options named no Registerer; otherwise it does nothing (they
 // are already recorded there). start.Run calls it with
 // start.Options.Registry, so that /metrics serves them.
@@ -137,7 +139,7 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 	if reg == nil || s.metrics.Load() != nil {
 		return nil
 	}
-	m, err := newMetrics(reg)
+	m, err := newMetrics(reg, s.tls.GetCertificate)
 	if err != nil {
 		return err
 	}

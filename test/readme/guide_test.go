@@ -52,7 +52,12 @@ func shardingReady(t *testing.T, r *pageRun) {
 func productionReady(t *testing.T, r *pageRun) {
 	shipSeen(t, r, "endeavour")
 	metrics := httpGet(t, "http://127.0.0.1:8080/metrics")
-	if want := `rein_leader_election_is_leader{lease="kube-system/shipyard"} 1`; !strings.Contains(metrics, want) {
-		t.Errorf("/metrics has no %s", want)
+	for _, want := range []string{
+		`leader_election_master_status{name="shipyard"} 1`,
+		`rein_leader_election_transitions_total{event="acquired",lease="kube-system/shipyard"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics has no %s", want)
+		}
 	}
 }

@@ -48,9 +48,11 @@ func quickstartReady(t *testing.T, r *pageRun) {
 	metrics := httpGet(t, "http://127.0.0.1:8080/metrics")
 	for _, want := range []string{
 		`rein_handler_executions_total{controller="ships.fleet.example.com",handler="see",result="success"}`,
-		`workqueue_adds_total{name="ships.fleet.example.com"}`,
+		`controller_runtime_reconcile_total{controller="ships.fleet.example.com",result="success"}`,
+		`workqueue_adds_total{controller="ships.fleet.example.com",name="ships.fleet.example.com"}`,
 		`rein_cache_objects{group="fleet.example.com",kind="Ship",version="v1"} 1`,
-		`rein_leader_election_is_leader{lease="default/shipyard"} 1`,
+		`leader_election_master_status{name="shipyard"} 1`,
+		`rein_leader_election_transitions_total{event="acquired",lease="default/shipyard"} 1`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(metrics, want) {
