@@ -1,0 +1,219 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/rein-k8s/rein/internal/engine"
+	"github.com/rein-k8s/rein/internal/partition"
+	"github.com/rein-k8s/rein/internal/testkit"
+)
+
+// events records what a handler of the partitioned cache received.
+type events struct {
+	mu      sync.Mutex
+	added   []string
+	deleted []string
+	// seen gets every added or deleted key.
+	seen chan string
+}
+
+func (e *events) handler() cache.ResourceEventHandler {
+	key := func(obj any) string {
+		k, _ := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+		return k
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			e.mu.Lock()
+			e.added = append(e.added, key(obj))
+			e.mu.Unlock()
+			e.seen <- key(obj)
+		},
+		DeleteFunc: func(obj any) {
+			e.mu.Lock()
+			e.deleted = append(e.deleted, key(obj))
+			e.mu.Unlock()
+			e.seen <- key(obj)
+		},
+	}
+}
+
+func (e *events) snapshot() (added, deleted []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	added, deleted = slices.Clone(e.added), slices.Clone(e.deleted)
+	slices.Sort(added)
+	return added, deleted
+}
+
+// A partitioned cache holds exactly the objects of the shards added to it,
+// hands them to its handlers before AddShard returns, forgets a dropped
+// shard's objects without a delete event, and names the shard of a
+// deleted object's key until Forget.
+func TestPartitionedCache(t *testing.T) {
+	cs := adminClient(t)
+	ns := newNamespace(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const n = 4
+	shardOf := map[string]int{} // key → shard, by UID
+	create := func(name string) string {
+		cm, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := ns + "/" + name
+		shardOf[key] = partition.OfValue(string(cm.UID), n)
+		return key
+	}
+	for i := range 40 {
+		create(fmt.Sprintf("cm-%d", i))
+	}
+	keysOf := func(shards ...int) []string {
+		var out []string
+		for key, s := range shardOf {
+			if slices.Contains(shards, s) {
+				out = append(out, key)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+
+	p := engine.NewPartitionedInformer(partition.ByUID, n, func(s int) cache.SharedIndexInformer {
+		return shardInformer(cs, ns, partition.Selector(partition.ByUID, []int{s}, n))
+	})
+	ev := &events{seen: make(chan string, 1000)}
+	if _, err := p.AddEventHandler(ev.handler()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetTransform(engine.DropManagedFields); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		p.RunWithContext(runCtx)
+	}()
+	defer func() {
+		stop()
+		testkit.Receive(t, ran, 30*time.Second, "the partitioned cache to stop")
+	}()
+	if !cache.WaitFor(ctx, "", p.HasSyncedChecker()) {
+		t.Fatal("a partitioned cache holding no shard did not sync")
+	}
+
+	for _, s := range []int{1, 3} {
+		if err := p.AddShard(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// AddShard returned: every object of both shards is stored and handed
+	// to the handler.
+	held := keysOf(1, 3)
+	stored := p.GetStore().ListKeys()
+	slices.Sort(stored)
+	if !slices.Equal(stored, held) {
+		t.Fatalf("cache of shards 1 and 3 holds %v, want %v", stored, held)
+	}
+	if added, _ := ev.snapshot(); !slices.Equal(added, held) {
+		t.Fatalf("handler got %v, want %v", added, held)
+	}
+	for key, s := range shardOf {
+		got, ok := p.ShardOfKey(key)
+		if want := s == 1 || s == 3; ok != want || ok && got != s {
+			t.Fatalf("ShardOfKey(%s) = %d, %v; its shard is %d", key, got, ok, s)
+		}
+		if _, ok, _ := p.GetStore().GetByKey(key); ok != (s == 1 || s == 3) {
+			t.Fatalf("GetByKey(%s) of shard %d: found %v", key, s, ok)
+		}
+	}
+
+	p.DropShard(1)
+	stored = p.GetStore().ListKeys()
+	slices.Sort(stored)
+	if want := keysOf(3); !slices.Equal(stored, want) {
+		t.Fatalf("after dropping shard 1 the cache holds %v, want %v", stored, want)
+	}
+	for _, key := range keysOf(1) {
+		if _, ok := p.ShardOfKey(key); ok {
+			t.Fatalf("ShardOfKey(%s) of the dropped shard 1 still answers", key)
+		}
+	}
+	if got := p.Shards(); !slices.Equal(got, []int{3}) {
+		t.Fatalf("Shards() = %v after dropping 1 of {1, 3}", got)
+	}
+
+	// New objects until one lands in shard 3: once the handler has it, the
+	// watch delivered every object created before it.
+	var last string
+	for i := 0; last == ""; i++ {
+		if key := create(fmt.Sprintf("new-%d", i)); shardOf[key] == 3 {
+			last = key
+		}
+	}
+	for key := ""; key != last; {
+		key = testkit.Receive(t, ev.seen, 30*time.Second, "the watch of shard 3 to deliver "+last)
+	}
+	// Delete an object of shard 3: its key keeps its shard for the
+	// handlers that run after the delete, until Forget.
+	victim := keysOf(3)[0]
+	if err := cs.CoreV1().ConfigMaps(ns).Delete(ctx, victim[len(ns)+1:], metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for key := ""; key != victim; {
+		key = testkit.Receive(t, ev.seen, 30*time.Second, "the delete of "+victim)
+	}
+	if s, ok := p.ShardOfKey(victim); !ok || s != 3 {
+		t.Fatalf("ShardOfKey(%s) after its delete = %d, %v; want 3", victim, s, ok)
+	}
+	p.Forget(victim)
+	if _, ok := p.ShardOfKey(victim); ok {
+		t.Fatalf("ShardOfKey(%s) still answers after Forget", victim)
+	}
+
+	added, deleted := ev.snapshot()
+	if !slices.Equal(deleted, []string{victim}) {
+		t.Fatalf("handler got deletes %v, want only %s (dropping a shard deletes nothing)", deleted, victim)
+	}
+	// The objects of shards 1 and 3 as they were added, then the new
+	// objects of shard 3 (shard 1's were created after it was dropped).
+	want := slices.Clone(held)
+	for key, s := range shardOf {
+		if s == 3 && !slices.Contains(held, key) {
+			want = append(want, key)
+		}
+	}
+	slices.Sort(want)
+	if !slices.Equal(added, want) {
+		t.Fatalf("handler got adds %v, want %v", added, want)
+	}
+}
+
+// shardInformer is the informer of one shard of ConfigMaps in ns.
+func shardInformer(cs kubernetes.Interface, ns, selector string) cache.SharedIndexInformer {
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			opts.ShardSelector = selector
+			return cs.CoreV1().ConfigMaps(ns).List(ctx, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.ShardSelector = selector
+			return cs.CoreV1().ConfigMaps(ns).Watch(ctx, opts)
+		},
+	}
+	return cache.NewSharedIndexInformer(lw, &corev1.ConfigMap{}, 0, cache.Indexers{})
+}
