@@ -181,4 +181,33 @@ func TestUngatedServerIgnoresSelector(t *testing.T) {
 	if got := len(names(list)); got != len(uids) {
 		t.Fatalf("an apiserver without the gate listed %d of %d objects", got, len(uids))
 	}
+	if ok, err := Probe(context.Background(), ByUID, configMapLister(cs, ns)); err != nil || ok {
+		t.Fatalf("Probe of an apiserver without the gate = %v, %v; want false", ok, err)
+	}
+}
+
+// Probe tells the two apiservers apart, by UID and by namespace, in a
+// namespace, in an empty one and across all of them.
+func TestProbe(t *testing.T) {
+	cs := testkit.Admin(t, gated.Get(t))
+	ns := testkit.NewNamespace(t, cs, "partition-probe-")
+	createConfigMaps(t, cs, ns, "cm", 3)
+	empty := testkit.NewNamespace(t, cs, "partition-probe-empty-")
+	for _, field := range []string{ByUID, ByNamespace} {
+		for _, in := range []string{ns, empty, ""} {
+			if ok, err := Probe(context.Background(), field, configMapLister(cs, in)); err != nil || !ok {
+				t.Fatalf("Probe(%s) in namespace %q of the gated apiserver = %v, %v; want true", field, in, ok, err)
+			}
+		}
+	}
+}
+
+func configMapLister(cs kubernetes.Interface, ns string) func(context.Context, metav1.ListOptions) (metav1.ListMeta, error) {
+	return func(ctx context.Context, opts metav1.ListOptions) (metav1.ListMeta, error) {
+		l, err := cs.CoreV1().ConfigMaps(ns).List(ctx, opts)
+		if err != nil {
+			return metav1.ListMeta{}, err
+		}
+		return l.ListMeta, nil
+	}
 }

@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"context"
 	"fmt"
 	"math/bits"
 	"strconv"
@@ -114,3 +115,16 @@ func Selector(field string, shards []int, n int) string {
 // feature gate drops the selector and answers with every object, and
 // without shardInfo.
 func Supported(list metav1.ListMeta) bool { return list.ShardInfo != nil }
+
+// Probe asks the apiserver whether it applies shard selectors to a kind:
+// one list of at most one object, with a selector of every shard on
+// field, through list (the kind's list call, returning the list's
+// metadata). A replica probes each partitioned kind once, before its
+// caches start, and caches the kind in full when the answer is no.
+func Probe(ctx context.Context, field string, list func(context.Context, metav1.ListOptions) (metav1.ListMeta, error)) (bool, error) {
+	meta, err := list(ctx, metav1.ListOptions{Limit: 1, ShardSelector: Selector(field, []int{0}, 1)})
+	if err != nil {
+		return false, err
+	}
+	return Supported(meta), nil
+}
