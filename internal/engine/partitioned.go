@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/rein-k8s/rein/internal/partition"
@@ -39,8 +41,18 @@ type partitionedInformer struct {
 	field string // partition.ByUID or ByNamespace
 	n     int    // the group's shard count
 	// newShard makes the informer of one shard: a list and watch with its
-	// selector.
+	// selector; shard -1 means every object (no selector).
 	newShard func(shard int) cache.SharedIndexInformer
+	// probe, when set, tells Run whether the apiserver applies shard
+	// selectors (partition.Probe); it is retried until it answers.
+	// Without support the cache holds every object in one informer (full
+	// mode): AddShard waits for it, DropShard keeps it.
+	probe func(ctx context.Context) (bool, error)
+	// fallback is called once when Run finds no support (a log line).
+	fallback func()
+	// full is set by Run before it closes running: every object is cached
+	// under the key -1 of shards.
+	full bool
 
 	mu        sync.RWMutex
 	shards    map[int]*shardInformer
@@ -73,20 +85,33 @@ var (
 	_ cache.Indexer             = partitionedIndexer{}
 )
 
-func newPartitionedInformer(field string, n int, newShard func(shard int) cache.SharedIndexInformer) *partitionedInformer {
+func newPartitionedInformer(field string, n int, newShard func(shard int) cache.SharedIndexInformer, probe func(context.Context) (bool, error), fallback func()) *partitionedInformer {
 	return &partitionedInformer{
-		field: field, n: n, newShard: newShard,
+		field: field, n: n, newShard: newShard, probe: probe, fallback: fallback,
 		shards: map[int]*shardInformer{}, indexers: cache.Indexers{},
 		running: make(chan struct{}), where: map[string]int{},
 	}
 }
 
+// allShards is the key of the one informer of a cache in full mode.
+const allShards = -1
+
 // AddShard starts caching shard s, if it is not yet, and returns once its
 // informer has synced and every handler has received its objects, or with
-// ctx's error. Before Run it waits for Run.
+// ctx's error. It waits for Run to start; in full mode it waits for the
+// one informer of every object.
 func (p *partitionedInformer) AddShard(ctx context.Context, s int) error {
 	if s < 0 || s >= p.n {
 		return fmt.Errorf("framework: shard %d of %d", s, p.n)
+	}
+	// Run decides between shards and full mode before it closes running.
+	select {
+	case <-p.running:
+	case <-ctx.Done():
+		return fmt.Errorf("framework: waiting for the partitioned cache to run: %w", context.Cause(ctx))
+	}
+	if p.full {
+		s = allShards
 	}
 	p.mu.Lock()
 	if p.stopped {
@@ -163,7 +188,8 @@ func (p *partitionedInformer) newShardLocked(s int) (*shardInformer, error) {
 	return si, nil
 }
 
-// remember records the shard of obj's key (the transform's hook).
+// remember records the shard of obj's key (the transform's hook); in full
+// mode (s is allShards) it computes it.
 func (p *partitionedInformer) remember(obj any, s int) {
 	if _, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		return // its key was recorded when it entered the cache
@@ -172,14 +198,27 @@ func (p *partitionedInformer) remember(obj any, s int) {
 	if err != nil {
 		return
 	}
+	if s == allShards {
+		ro, ok := obj.(runtime.Object)
+		if !ok {
+			return
+		}
+		if s, err = partition.Of(ro, p.field, p.n); err != nil {
+			return
+		}
+	}
 	p.whereMu.Lock()
 	p.where[key] = s
 	p.whereMu.Unlock()
 }
 
 // DropShard stops caching shard s and forgets its objects; handlers get
-// no event for them. It returns once the shard's informer has stopped.
+// no event for them. It returns once the shard's informer has stopped. In
+// full mode it does nothing.
 func (p *partitionedInformer) DropShard(s int) {
+	if s == allShards {
+		return
+	}
 	p.mu.Lock()
 	si, ok := p.shards[s]
 	if ok {
@@ -203,7 +242,7 @@ func (p *partitionedInformer) DropShard(s int) {
 	p.whereMu.Unlock()
 }
 
-// Shards returns the shards cached, in order.
+// Shards returns the shards cached, in order; [-1] in full mode.
 func (p *partitionedInformer) Shards() []int {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -225,7 +264,15 @@ func (p *partitionedInformer) ShardOfKey(key string) (int, bool) {
 	// key missing from where is in no store; ask the stores anyway, for an
 	// object stored by another path (a test's Add).
 	for _, si := range p.held() {
-		if _, ok, _ := si.inf.GetIndexer().GetByKey(key); ok {
+		if obj, ok, _ := si.inf.GetIndexer().GetByKey(key); ok {
+			if si.shard == allShards {
+				ro, isObj := obj.(runtime.Object)
+				if !isObj {
+					return 0, false
+				}
+				s, err := partition.Of(ro, p.field, p.n)
+				return s, err == nil
+			}
 			return si.shard, true
 		}
 	}
@@ -287,12 +334,43 @@ func (p *partitionedInformer) Run(stopCh <-chan struct{}) {
 // RunWithContext runs the held shards' informers, and those added later,
 // until ctx ends, and returns when all of them have.
 func (p *partitionedInformer) RunWithContext(ctx context.Context) {
+	full := false
+	if p.probe != nil {
+		supported, ok := p.awaitProbe(ctx)
+		if !ok {
+			// Stopped before it ran: AddShard and the sync checkers
+			// see it stopped, with nothing held.
+			p.mu.Lock()
+			p.stopped = true
+			if p.runCtx == nil {
+				p.runCtx = ctx
+				close(p.running)
+			}
+			p.mu.Unlock()
+			return
+		}
+		full = !supported
+	}
 	p.mu.Lock()
 	if p.runCtx != nil {
 		p.mu.Unlock()
 		return
 	}
 	p.runCtx = ctx
+	if full {
+		p.full = true
+		if p.fallback != nil {
+			p.fallback()
+		}
+		si, err := p.newShardLocked(allShards)
+		if err != nil {
+			// Only a handler that refuses a second informer can fail
+			// here; the cache then holds nothing and never syncs.
+			utilruntime.HandleErrorWithContext(ctx, err, "partitioned cache: cannot make the informer of every object")
+		} else {
+			p.shards[allShards] = si
+		}
+	}
 	for _, si := range p.shards {
 		p.runLocked(si)
 	}
@@ -307,6 +385,26 @@ func (p *partitionedInformer) RunWithContext(ctx context.Context) {
 
 // HasSynced: running, and every held shard synced (no shard held is
 // synced: there is nothing to list).
+// awaitProbe calls probe until it answers (every second at most), or ctx
+// ends (ok false).
+func (p *partitionedInformer) awaitProbe(ctx context.Context) (supported, ok bool) {
+	backoff := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 100, Cap: time.Second}
+	for {
+		supported, err := p.probe(ctx)
+		if err == nil {
+			return supported, true
+		}
+		utilruntime.HandleErrorWithContext(ctx, err, "partitioned cache: cannot tell whether the apiserver applies shard selectors; retrying")
+		t := time.NewTimer(backoff.Step())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false, false
+		case <-t.C:
+		}
+	}
+}
+
 func (p *partitionedInformer) HasSynced() bool {
 	select {
 	case <-p.running:

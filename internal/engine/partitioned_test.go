@@ -94,7 +94,7 @@ func TestPartitionedCache(t *testing.T) {
 
 	p := engine.NewPartitionedInformer(partition.ByUID, n, func(s int) cache.SharedIndexInformer {
 		return shardInformer(cs, ns, partition.Selector(partition.ByUID, []int{s}, n))
-	})
+	}, nil, nil)
 	ev := &events{seen: make(chan string, 1000)}
 	if _, err := p.AddEventHandler(ev.handler()); err != nil {
 		t.Fatal(err)
@@ -216,4 +216,76 @@ func shardInformer(cs kubernetes.Interface, ns, selector string) cache.SharedInd
 		},
 	}
 	return cache.NewSharedIndexInformer(lw, &corev1.ConfigMap{}, 0, cache.Indexers{})
+}
+
+// Without support for shard selectors (the probe says no), the cache holds
+// every object in one informer, once: AddShard waits for it, DropShard
+// keeps it, and ShardOfKey computes each key's shard from its object.
+func TestPartitionedCacheFallsBackToFull(t *testing.T) {
+	cs := adminClient(t)
+	ns := newNamespace(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const n = 4
+	shardOf := map[string]int{}
+	for i := range 20 {
+		cm, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%d", i)}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		shardOf[ns+"/"+cm.Name] = partition.OfValue(string(cm.UID), n)
+	}
+	var made []int
+	var madeMu sync.Mutex
+	fallbacks := 0
+	p := engine.NewPartitionedInformer(partition.ByUID, n, func(s int) cache.SharedIndexInformer {
+		madeMu.Lock()
+		made = append(made, s)
+		madeMu.Unlock()
+		return shardInformer(cs, ns, partition.Selector(partition.ByUID, []int{s}, n))
+	}, func(context.Context) (bool, error) { return false, nil }, func() { fallbacks++ })
+	ev := &events{seen: make(chan string, 1000)}
+	if _, err := p.AddEventHandler(ev.handler()); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		p.RunWithContext(runCtx)
+	}()
+	defer func() {
+		stop()
+		testkit.Receive(t, ran, 30*time.Second, "the partitioned cache to stop")
+	}()
+	if err := p.AddShard(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AddShard(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	p.DropShard(2)
+	var all []string
+	for key := range shardOf {
+		all = append(all, key)
+	}
+	slices.Sort(all)
+	stored := p.GetStore().ListKeys()
+	slices.Sort(stored)
+	if !slices.Equal(stored, all) {
+		t.Fatalf("the full cache holds %v, want every object %v", stored, all)
+	}
+	if added, _ := ev.snapshot(); !slices.Equal(added, all) {
+		t.Fatalf("handler got %v, want every object once: %v", added, all)
+	}
+	for key, s := range shardOf {
+		if got, ok := p.ShardOfKey(key); !ok || got != s {
+			t.Fatalf("ShardOfKey(%s) = %d, %v in full mode; its shard is %d", key, got, ok, s)
+		}
+	}
+	madeMu.Lock()
+	defer madeMu.Unlock()
+	if !slices.Equal(made, []int{-1}) || fallbacks != 1 {
+		t.Fatalf("full mode made informers %v and fell back %d times; want one informer of every object (-1), one fallback", made, fallbacks)
+	}
 }
