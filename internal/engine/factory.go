@@ -310,7 +310,7 @@ func (f *Ops) Controller(res Resource) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	informer, err := f.caches.ForResource(res)
+	informer, err := f.caches.forController(res)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/internal/partition"
 	"github.com/rein-k8s/rein/internal/testkit"
+	"github.com/rein-k8s/rein/internal/testkit/factorytest"
 )
 
 // events records what a handler of the partitioned cache received.
@@ -287,5 +288,123 @@ func TestPartitionedCacheFallsBackToFull(t *testing.T) {
 	defer madeMu.Unlock()
 	if !slices.Equal(made, []int{-1}) || fallbacks != 1 {
 		t.Fatalf("full mode made informers %v and fell back %d times; want one informer of every object (-1), one fallback", made, fallbacks)
+	}
+}
+
+// shardSet is a ShardGate that admits the shards it holds; a key it is
+// asked by key (not by shard) fails the test.
+type shardSet struct {
+	t    *testing.T
+	mu   sync.Mutex
+	held map[int]bool
+}
+
+func (g *shardSet) Enter(key string) (context.Context, func(), bool) {
+	g.t.Errorf("a partitioned controller entered by key %s", key)
+	return nil, nil, false
+}
+
+func (g *shardSet) EnterShard(s int) (context.Context, func(), bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return context.Background(), func() {}, g.held[s]
+}
+
+// A factory whose controllers' kinds are partitioned: a controller caches
+// and runs the objects of the shards added (by UID), enters its gate by
+// each key's shard, refuses keys of objects it does not cache, runs a
+// deleted object's key in its shard, and leaves related kinds in full.
+func TestPartitionedFactory(t *testing.T) {
+	ns := newNamespace(t)
+	f := newFactory(t, ns, engine.Options{})
+	const n = 4
+	if err := engine.OpsOf(f).Partition(partition.ByUID, n); err != nil {
+		t.Fatal(err)
+	}
+	gate := &shardSet{t: t, held: map[int]bool{0: true, 2: true}}
+	engine.OpsOf(f).GateKeys(gate)
+	type run struct {
+		key     string
+		deleted bool
+	}
+	ran := make(chan run, 100)
+	c := controller(t, f, factorytest.ConfigMaps)
+	c.AddHandler(t.Context(), "record", func(_ context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+		ran <- run{key, obj == nil}
+		return nil, nil
+	})
+	if err := engine.OpsOf(f).Partition(partition.ByUID, n); err == nil {
+		t.Fatal("Partition after a controller was made: no error")
+	}
+	// A related kind (Secrets here) is cached in full.
+	secrets, err := engine.OpsOf(f).Informer(factorytest.Secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adminClient(t).CoreV1().Secrets(ns).Create(t.Context(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	shardOf := map[string]int{}
+	for i := range 24 {
+		cm := createConfigMap(t, ns, fmt.Sprintf("cm-%d", i), nil)
+		shardOf[ns+"/"+cm.Name] = partition.OfValue(string(cm.UID), n)
+	}
+	startWithTerm(t, f, t.Context())
+	if err := engine.OpsOf(f).AddShards(t.Context(), []int{0, 2}); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for key, s := range shardOf {
+		if s == 0 || s == 2 {
+			want = append(want, key)
+		}
+	}
+	slices.Sort(want)
+	var got []string
+	for range want {
+		r := receive(t, ran, 30*time.Second, "the keys of shards 0 and 2")
+		got = append(got, r.key)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("ran %v, want the keys of shards 0 and 2: %v", got, want)
+	}
+	eventually(t, 10*time.Second, "the Secret in the full cache", func() bool { return len(secrets.GetStore().ListKeys()) == 1 })
+
+	// A key of shard 1, not cached here, is refused (another replica
+	// runs it); a key of shard 2, deleted, runs here as deleted.
+	var other, victim string
+	for key, s := range shardOf {
+		switch s {
+		case 1, 3:
+			other = key
+		case 2:
+			victim = key
+		}
+	}
+	if other == "" || victim == "" {
+		t.Skip("24 UIDs missed a shard: rerun")
+	}
+	c.Enqueue(other)
+	if err := adminClient(t).CoreV1().ConfigMaps(ns).Delete(t.Context(), victim[len(ns)+1:], metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := receive(t, ran, 30*time.Second, "the deleted key's run"); r != (run{victim, true}) {
+		t.Fatalf("ran %+v, want %s as deleted (and no run of %s, of another shard)", r, victim, other)
+	}
+	eventually(t, 10*time.Second, "the refused key dropped", func() bool { return c.QueueLen() == 0 })
+	select {
+	case r := <-ran:
+		t.Fatalf("ran %+v after the delete; want nothing", r)
+	default:
+	}
+
+	// Dropping shard 0 forgets its objects; shard 2's stay.
+	engine.OpsOf(f).DropShards([]int{0})
+	for _, key := range c.Informer().GetStore().ListKeys() {
+		if shardOf[key] != 2 {
+			t.Fatalf("after dropping shard 0 the cache holds %s of shard %d", key, shardOf[key])
+		}
 	}
 }
