@@ -75,6 +75,11 @@ func (m *Member) Fence() fence.Hold { return m.p.fence }
 // Held lists the shards running here now.
 func (m *Member) Held() []int { return m.p.gates.held() }
 
+// EnterShard is Enter for a key of shard s: for keys whose shard the
+// caller knows from elsewhere than the key (a partitioned cache maps a
+// key to its object's shard by UID or namespace).
+func (m *Member) EnterShard(s int) (context.Context, func(), bool) { return m.p.gates.enterShard(s) }
+
 // KeyShard returns the shard of a queue key ("namespace/name" or "name").
 func (m *Member) KeyShard(key string) int { return keyShard(key, m.cfg.Shards) }
 
@@ -131,6 +136,9 @@ func (m *Member) Run(ctx context.Context, leaveTimeout time.Duration) error {
 			preparing.Go(func() { m.prepare(loopCtx, started, gens) })
 		case m.cfg.OnStart != nil:
 			m.cfg.OnStart(started)
+		}
+		if stopped := m.p.takeStopped(); len(stopped) > 0 && m.cfg.OnStop != nil {
+			m.cfg.OnStop(stopped)
 		}
 		if m.p.hasLeft() {
 			return nil
