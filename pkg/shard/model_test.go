@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rein-k8s/rein/pkg/fence"
 	"io"
 	"math/rand/v2"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/rein-k8s/rein/pkg/fence"
 
 	"github.com/sirupsen/logrus"
 	coordinationv1 "k8s.io/api/coordination/v1"
