@@ -88,3 +88,35 @@ func (f *Ops) DropShards(shards []int) {
 		}
 	}
 }
+
+// EnqueueShards queues, at low priority, the key of each cached object of
+// shards on every controller, and returns how many it queued: what a
+// sharded replica does when shards start here. A partitioned controller
+// knows each key's shard from its object; for the others keyShard tells
+// it.
+func (f *Ops) EnqueueShards(shards []int, keyShard func(key string) int) int {
+	in := make(map[int]bool, len(shards))
+	for _, s := range shards {
+		in[s] = true
+	}
+	n := 0
+	for _, c := range f.controllerList() {
+		p, partitioned := c.informer.(*partitionedInformer)
+		for _, key := range c.informer.GetStore().ListKeys() {
+			var s int
+			if partitioned {
+				var ok bool
+				if s, ok = p.ShardOfKey(key); !ok {
+					continue
+				}
+			} else {
+				s = keyShard(key)
+			}
+			if in[s] {
+				c.enqueue(key, 0, PriorityLow)
+				n++
+			}
+		}
+	}
+	return n
+}

@@ -400,6 +400,27 @@ func TestPartitionedFactory(t *testing.T) {
 	default:
 	}
 
+	// EnqueueShards queues the keys of the shards asked, by their
+	// objects' shards (the key function is for unpartitioned kinds).
+	var shard0 []string
+	for key, s := range shardOf {
+		if s == 0 {
+			shard0 = append(shard0, key)
+		}
+	}
+	slices.Sort(shard0)
+	if got := engine.OpsOf(f).EnqueueShards([]int{0}, func(string) int { return 2 }); got != len(shard0) {
+		t.Fatalf("EnqueueShards(0) queued %d keys, want the %d of shard 0", got, len(shard0))
+	}
+	got = got[:0]
+	for range shard0 {
+		got = append(got, receive(t, ran, 30*time.Second, "the requeued keys of shard 0").key)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, shard0) {
+		t.Fatalf("EnqueueShards(0) ran %v, want %v", got, shard0)
+	}
+
 	// Dropping shard 0 forgets its objects; shard 2's stay.
 	engine.OpsOf(f).DropShards([]int{0})
 	for _, key := range c.Informer().GetStore().ListKeys() {
