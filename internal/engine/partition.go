@@ -9,6 +9,20 @@ import (
 	"github.com/rein-k8s/rein/internal/partition"
 )
 
+// Partitioned returns the shard count a factory partitions its
+// controllers' kinds into, 0 when it does not.
+func (f *Ops) Partitioned() int {
+	if f.caches == nil {
+		return 0
+	}
+	f.caches.mu.Lock()
+	defer f.caches.mu.Unlock()
+	if f.caches.partition == nil {
+		return 0
+	}
+	return f.caches.partition.n
+}
+
 // Partition makes the caches of this factory's controllers' kinds
 // partitioned among the replicas of a sharded group of n shards, by field
 // (partition.ByUID or partition.ByNamespace): each replica lists and
@@ -59,15 +73,16 @@ func (f *Ops) partitionedCaches() []*partitionedInformer {
 
 // AddShards caches the objects of shards in every partitioned cache and
 // returns once each has synced and handed them to its handlers (in
-// parallel: a shard's list each), or with the first error.
-func (f *Ops) AddShards(ctx context.Context, shards []int) error {
+// parallel: a shard's list each), or with the errors. A shard for which
+// held (when set) says no is skipped (see partitionedInformer.AddShard).
+func (f *Ops) AddShards(ctx context.Context, shards []int, held func(int) bool) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
 	for _, p := range f.partitionedCaches() {
 		for _, s := range shards {
 			wg.Go(func() {
-				if err := p.AddShard(ctx, s); err != nil {
+				if err := p.AddShard(ctx, s, held); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()

@@ -100,7 +100,13 @@ const allShards = -1
 // informer has synced and every handler has received its objects, or with
 // ctx's error. It waits for Run to start; in full mode it waits for the
 // one informer of every object.
-func (p *partitionedInformer) AddShard(ctx context.Context, s int) error {
+//
+// held, when set, is asked under the lock DropShard takes, right before
+// the shard's informer is made: when it says the shard is no longer held
+// here, AddShard makes nothing and returns nil. A caller that drops a
+// shard once it stops holding it (after held turns false) thus never
+// leaves a range cached that an AddShard racing with the stop added.
+func (p *partitionedInformer) AddShard(ctx context.Context, s int, held func(int) bool) error {
 	if s < 0 || s >= p.n {
 		return fmt.Errorf("framework: shard %d of %d", s, p.n)
 	}
@@ -119,6 +125,10 @@ func (p *partitionedInformer) AddShard(ctx context.Context, s int) error {
 		return errors.New("framework: the partitioned cache has stopped")
 	}
 	si, ok := p.shards[s]
+	if !ok && held != nil && s != allShards && !held(s) {
+		p.mu.Unlock()
+		return nil
+	}
 	if !ok {
 		var err error
 		if si, err = p.newShardLocked(s); err != nil {

@@ -118,7 +118,7 @@ func TestPartitionedCache(t *testing.T) {
 	}
 
 	for _, s := range []int{1, 3} {
-		if err := p.AddShard(ctx, s); err != nil {
+		if err := p.AddShard(ctx, s, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -156,6 +156,14 @@ func TestPartitionedCache(t *testing.T) {
 	}
 	if got := p.Shards(); !slices.Equal(got, []int{3}) {
 		t.Fatalf("Shards() = %v after dropping 1 of {1, 3}", got)
+	}
+	// A shard no longer held when its informer would be made is not
+	// added (a preparation that lost the race with the shard's stop).
+	if err := p.AddShard(ctx, 0, func(int) bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Shards(); !slices.Equal(got, []int{3}) {
+		t.Fatalf("Shards() = %v after adding shard 0, no longer held", got)
 	}
 
 	// New objects until one lands in shard 3: once the handler has it, the
@@ -259,10 +267,10 @@ func TestPartitionedCacheFallsBackToFull(t *testing.T) {
 		stop()
 		testkit.Receive(t, ran, 30*time.Second, "the partitioned cache to stop")
 	}()
-	if err := p.AddShard(ctx, 2); err != nil {
+	if err := p.AddShard(ctx, 2, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.AddShard(ctx, 0); err != nil {
+	if err := p.AddShard(ctx, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	p.DropShard(2)
@@ -351,7 +359,7 @@ func TestPartitionedFactory(t *testing.T) {
 		shardOf[ns+"/"+cm.Name] = partition.OfValue(string(cm.UID), n)
 	}
 	startWithTerm(t, f, t.Context())
-	if err := engine.OpsOf(f).AddShards(t.Context(), []int{0, 2}); err != nil {
+	if err := engine.OpsOf(f).AddShards(t.Context(), []int{0, 2}, nil); err != nil {
 		t.Fatal(err)
 	}
 	var want []string

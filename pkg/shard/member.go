@@ -129,6 +129,11 @@ func (m *Member) Run(ctx context.Context, leaveTimeout time.Duration) error {
 		case <-timer.C:
 		}
 		next := m.p.step(loopCtx)
+		// Stops first: a shard stopped and started again is dropped,
+		// then prepared.
+		if stopped := m.p.takeStopped(); len(stopped) > 0 && m.cfg.OnStop != nil {
+			m.cfg.OnStop(stopped)
+		}
 		switch started := m.p.takeStarted(); {
 		case len(started) == 0:
 		case m.cfg.Prepare != nil:
@@ -136,9 +141,6 @@ func (m *Member) Run(ctx context.Context, leaveTimeout time.Duration) error {
 			preparing.Go(func() { m.prepare(loopCtx, started, gens) })
 		case m.cfg.OnStart != nil:
 			m.cfg.OnStart(started)
-		}
-		if stopped := m.p.takeStopped(); len(stopped) > 0 && m.cfg.OnStop != nil {
-			m.cfg.OnStop(stopped)
 		}
 		if m.p.hasLeft() {
 			return nil
