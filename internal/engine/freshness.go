@@ -292,7 +292,8 @@ func (f *CacheFactory) awaitCurrent(ctx context.Context, si *sharedInformer, mat
 // for which match is true, the apiserver's state as of the call or a newer
 // one (see the top of freshness.go), or until ctx ends. A hold calls it
 // before its first handler runs. While a cache lags for longer than a
-// moment, the log and CacheLag name it.
+// moment, the log and CacheLag name it. Partitioned caches are not
+// checked: AddShards lists a new shard's objects afresh.
 func (f *Ops) AwaitCurrent(ctx context.Context, match func(key string) bool) error {
 	if f.caches == nil {
 		return errOnBackend
