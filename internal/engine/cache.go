@@ -14,7 +14,9 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -22,6 +24,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/rein-k8s/rein/internal/partition"
 )
 
 // DefaultSyncTimeout bounds WaitForCacheSync when no timeout is given. A
@@ -45,6 +49,19 @@ type CacheFactory struct {
 
 	// lag names the caches a new hold waits for (freshness.go).
 	lag cacheLag
+
+	// partition, when set, partitions the caches of controllers' kinds
+	// among a sharded group's replicas (Ops.Partition).
+	partition *partitionSpec
+}
+
+// partitionSpec is how a factory partitions its controllers' kinds.
+type partitionSpec struct {
+	field string // partition.ByUID or ByNamespace
+	n     int
+	// fallback reports, once per kind, that the apiserver ignores shard
+	// selectors and the kind is cached in full.
+	fallback func(res Resource)
 }
 
 // cacheKey names one cache: a kind in one form.
@@ -65,6 +82,8 @@ type sharedInformer struct {
 	// changes wakes a hold waiting for this cache to catch up
 	// (freshness.go) at each of its events.
 	changes changeSignal
+	// partitioned is informer when it is a partitioned cache, else nil.
+	partitioned *partitionedInformer
 
 	mu      sync.Mutex
 	lastErr error // the last list/watch error, named in sync timeouts
@@ -282,6 +301,28 @@ func (f *CacheFactory) ForResource(res Resource) (cache.SharedIndexInformer, err
 	if si, ok := f.informers[res.cacheKey()]; ok {
 		return si.informer, nil
 	}
+	return f.newInformerLocked(res, false)
+}
+
+// forController returns the shared informer of a controller's kind: a
+// partitioned one when the factory partitions its controllers' kinds
+// (Ops.Partition).
+func (f *CacheFactory) forController(res Resource) (cache.SharedIndexInformer, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	si, ok := f.informers[res.cacheKey()]
+	switch {
+	case ok && f.partition != nil && si.partitioned == nil:
+		return nil, fmt.Errorf("framework: %s is cached in full already (a related watch or a lister asked for it first), so its controller cannot have a partitioned cache: register the controller first", res)
+	case ok:
+		return si.informer, nil
+	}
+	return f.newInformerLocked(res, f.partition != nil)
+}
+
+// newInformerLocked makes the shared informer of res: one list and watch
+// per namespace, or, partitioned, that per held shard (partitioned.go).
+func (f *CacheFactory) newInformerLocked(res Resource, partitioned bool) (cache.SharedIndexInformer, error) {
 	client, err := f.clients.ForResource(res)
 	if err != nil {
 		return nil, err
@@ -292,7 +333,9 @@ func (f *CacheFactory) ForResource(res Resource) (cache.SharedIndexInformer, err
 		return nil, fmt.Errorf("framework: %w", err)
 	}
 	selectors := f.selectorsOf(res)
-	informerOf := func(namespace string) cache.SharedIndexInformer {
+	// informerOf makes the informer of one namespace, of the objects a
+	// shard selector picks ("" for all).
+	informerOf := func(namespace, shardSelector string) cache.SharedIndexInformer {
 		lw := &cache.ListWatch{
 			ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 				list, err := NewList(scheme, res)
@@ -300,10 +343,12 @@ func (f *CacheFactory) ForResource(res Resource) (cache.SharedIndexInformer, err
 					return nil, err
 				}
 				selectors(&opts)
+				opts.ShardSelector = shardSelector
 				return list, client.List(ctx, namespace, opts, list)
 			},
 			WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 				selectors(&opts)
+				opts.ShardSelector = shardSelector
 				return client.Watch(ctx, namespace, opts)
 			},
 		}
@@ -311,18 +356,47 @@ func (f *CacheFactory) ForResource(res Resource) (cache.SharedIndexInformer, err
 			cache.NamespaceIndex: cache.MetaNamespaceIndexFunc,
 		})
 	}
+	namespaces := f.namespacesOf(res)
+	selected := func(shardSelector string) cache.SharedIndexInformer {
+		if len(namespaces) == 1 {
+			return informerOf(namespaces[0], shardSelector)
+		}
+		return newNamespacesInformer(namespaces, func(ns string) cache.SharedIndexInformer { return informerOf(ns, shardSelector) })
+	}
 	var informer cache.SharedIndexInformer
-	if namespaces := f.namespacesOf(res); len(namespaces) == 1 {
-		informer = informerOf(namespaces[0])
+	var pinf *partitionedInformer
+	if partitioned {
+		spec := f.partition
+		probe := func(ctx context.Context) (bool, error) {
+			return partition.Probe(ctx, spec.field, func(ctx context.Context, opts metav1.ListOptions) (metav1.ListMeta, error) {
+				list, err := NewList(scheme, res)
+				if err != nil {
+					return metav1.ListMeta{}, err
+				}
+				selectors(&opts)
+				if err := client.List(ctx, namespaces[0], opts, list); err != nil {
+					return metav1.ListMeta{}, err
+				}
+				lm, err := meta.ListAccessor(list)
+				if err != nil {
+					return metav1.ListMeta{}, err
+				}
+				return metav1.ListMeta{ResourceVersion: lm.GetResourceVersion(), ShardInfo: shardInfoOf(list)}, nil
+			})
+		}
+		pinf = newPartitionedInformer(spec.field, spec.n, func(s int) cache.SharedIndexInformer {
+			return selected(partition.Selector(spec.field, []int{s}, spec.n))
+		}, probe, func() { spec.fallback(res) })
+		informer = pinf
 	} else {
-		informer = newNamespacesInformer(namespaces, informerOf)
+		informer = selected("")
 	}
 	if transform := f.transformOf(res); transform != nil {
 		if err := informer.SetTransform(transform); err != nil {
 			return nil, fmt.Errorf("framework: informer for %s: %w", res, err)
 		}
 	}
-	si := &sharedInformer{res: res, informer: informer}
+	si := &sharedInformer{res: res, informer: informer, partitioned: pinf}
 	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { si.changes.changed() },
 		UpdateFunc: func(_, _ any) { si.changes.changed() },
@@ -342,6 +416,19 @@ func (f *CacheFactory) ForResource(res Resource) (cache.SharedIndexInformer, err
 		f.startLocked(si)
 	}
 	return informer, nil
+}
+
+// shardInfoOf returns the shardInfo of a list, typed or unstructured.
+func shardInfoOf(list runtime.Object) *metav1.ShardInfo {
+	switch l := list.(type) {
+	case interface{ GetShardInfo() *metav1.ShardInfo }:
+		return l.GetShardInfo()
+	case *unstructured.UnstructuredList:
+		if sel, ok, _ := unstructured.NestedString(l.Object, "metadata", "shardInfo", "selector"); ok {
+			return &metav1.ShardInfo{Selector: sel}
+		}
+	}
+	return nil
 }
 
 // Start runs every informer created so far, and every one created later,

@@ -339,7 +339,7 @@ func (c *Controller) processNext(taking context.Context, whole KeyGate, owner *s
 	if g := c.gate.Load(); g != nil {
 		gate = *g
 	}
-	ctx, done, ok := gate.Enter(key)
+	ctx, done, ok := c.enter(gate, key)
 	if !ok {
 		// Not this replica's key now: drop it. The gate's owner queues it
 		// again when it is (a shard that starts here queues all of its
@@ -351,6 +351,31 @@ func (c *Controller) processNext(taking context.Context, whole KeyGate, owner *s
 	run.done = done
 	c.process(ctx, key, &run)
 	return true
+}
+
+// enter admits a worker to key through gate: by the shard of its object
+// when the controller's cache is partitioned and the gate admits by shard
+// (a key's shard is then its object's, which only the cache knows; a key
+// whose object this replica does not cache belongs to another replica).
+func (c *Controller) enter(gate KeyGate, key string) (context.Context, func(), bool) {
+	p, partitioned := c.informer.(*partitionedInformer)
+	sg, byShard := gate.(ShardGate)
+	if !partitioned || !byShard {
+		return gate.Enter(key)
+	}
+	s, ok := p.ShardOfKey(key)
+	if !ok {
+		return nil, nil, false
+	}
+	return sg.EnterShard(s)
+}
+
+// ShardGate is a KeyGate that also admits workers by shard: a controller
+// whose cache is partitioned (Ops.Partition) enters by the shard of the
+// key's object, from its UID or namespace, rather than by the key.
+type ShardGate interface {
+	KeyGate
+	EnterShard(shard int) (ctx context.Context, done func(), ok bool)
 }
 
 // wholeTerm is the gate of workers that hold every key for one term: a
@@ -386,6 +411,12 @@ func (c *Controller) process(ctx context.Context, key string, run *keyRun) {
 		c.forced.Store(key, struct{}{}) // asked for: every handler runs
 		// Low: a periodic look at a key is no change a user waits on.
 		c.queue.AddWithPriority(key, res.requeueAfter, PriorityLow)
+		return
+	}
+	if p, ok := c.informer.(*partitionedInformer); ok && obj == nil {
+		// The deleted object's handlers are done: its key no longer
+		// needs the shard it had.
+		p.Forget(key)
 	}
 }
 

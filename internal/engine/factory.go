@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rein-k8s/rein/internal/partition"
 	"github.com/rein-k8s/rein/internal/rbacneeds"
 	"github.com/rein-k8s/rein/pkg/fence"
 
@@ -83,6 +84,20 @@ type Options struct {
 	// KeepManagedFields keeps metadata.managedFields in cached objects,
 	// which are dropped by default (see CacheOptions).
 	KeepManagedFields bool
+	// PartitionShards, above zero, partitions the caches of the
+	// factory's controllers' kinds among the replicas of a sharded group
+	// of that many shards (start.Group.Shards, which must be the same):
+	// each replica lists and watches only the objects of the shards it
+	// holds, and a key's shard is its object's, by UID. It needs the
+	// apiserver's feature gate ShardedListAndWatch (alpha in Kubernetes
+	// 1.36); without it every replica caches every object, as without
+	// this option, and logs it once per kind. Related kinds and children
+	// stay cached in full. Every replica of the group must use the same
+	// setting. See docs/sharding.md, "Partitioned caches".
+	PartitionShards int
+	// PartitionByNamespace partitions by namespace instead of UID: the
+	// objects of a namespace share a shard.
+	PartitionByNamespace bool
 }
 
 // Factory is the engine of one group of controllers: shared clients, shared
@@ -150,6 +165,15 @@ func NewFactory(config *rest.Config, scheme *runtime.Scheme, opts Options) (*Fac
 	}
 	if f.metrics, err = newMetrics(opts.Registerer, f.caches); err != nil {
 		return nil, fmt.Errorf("framework: register metrics: %w", err)
+	}
+	if opts.PartitionShards != 0 {
+		field := partition.ByUID
+		if opts.PartitionByNamespace {
+			field = partition.ByNamespace
+		}
+		if err := OpsOf(f).Partition(field, opts.PartitionShards); err != nil {
+			return nil, err
+		}
 	}
 	return f, nil
 }
@@ -310,7 +334,7 @@ func (f *Ops) Controller(res Resource) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	informer, err := f.caches.ForResource(res)
+	informer, err := f.caches.forController(res)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -291,7 +292,8 @@ func (f *CacheFactory) awaitCurrent(ctx context.Context, si *sharedInformer, mat
 // for which match is true, the apiserver's state as of the call or a newer
 // one (see the top of freshness.go), or until ctx ends. A hold calls it
 // before its first handler runs. While a cache lags for longer than a
-// moment, the log and CacheLag name it.
+// moment, the log and CacheLag name it. Partitioned caches are not
+// checked: AddShards lists a new shard's objects afresh.
 func (f *Ops) AwaitCurrent(ctx context.Context, match func(key string) bool) error {
 	if f.caches == nil {
 		return errOnBackend
@@ -299,7 +301,10 @@ func (f *Ops) AwaitCurrent(ctx context.Context, match func(key string) bool) err
 	if match == nil {
 		match = func(string) bool { return true }
 	}
-	informers := f.caches.startedInformers()
+	// A partitioned cache is current for a shard once AddShards has
+	// listed it: it is not checked here (its full list would name every
+	// other replica's objects as missing).
+	informers := slices.DeleteFunc(f.caches.startedInformers(), func(si *sharedInformer) bool { return si.partitioned != nil })
 	errs := make([]error, len(informers))
 	var wg sync.WaitGroup
 	for i, si := range informers {

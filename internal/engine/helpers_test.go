@@ -23,7 +23,13 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
-	os.Exit(testenv.Main(m, testenv.Options{CRDDirs: []string{"../../internal/testapi/crds"}}, &env))
+	os.Exit(testenv.Main(m, testenv.Options{
+		CRDDirs: []string{"../../internal/testapi/crds"},
+		// Server-side sharded list and watch (alpha in v1.37), for the
+		// partitioned caches; requests without a shard selector are
+		// served as without the gate.
+		APIServerFlags: map[string][]string{"feature-gates": {"ShardedListAndWatch=true"}},
+	}, &env))
 }
 
 func newScheme(t testing.TB) *runtime.Scheme {

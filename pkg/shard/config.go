@@ -52,6 +52,13 @@ type Config struct {
 	// admitted. pkg/start waits there for its caches to catch up with the
 	// apiserver, so that no handler of a new hold runs on a stale cache.
 	Prepare func(ctx context.Context, shards []int) error
+	// OnStop, when set, is called with the shards that stopped on this
+	// replica (handed off, released, or lost with its incarnation) in
+	// one step, once they are shut: their handlers have returned or
+	// been cut off. It runs on the protocol's goroutine, outside its
+	// lock; a Prepare of the same shards may still be running. pkg/start
+	// drops their objects from partitioned caches.
+	OnStop func(shards []int)
 	// Clock is the clock (nil: the real one).
 	Clock clock.Clock
 	// Logger receives the group's logs (nil: logrus's standard logger).

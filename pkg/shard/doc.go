@@ -5,7 +5,10 @@
 // notes and the measurements.
 //
 // Every replica keeps complete caches and a full queue, as a standby of a
-// single-leader group does; a worker runs a key only while its replica
+// single-leader group does (unless pkg/start partitions the caches: then
+// a replica caches the objects of the shards it holds, Config.Prepare
+// lists a shard's, Config.OnStop drops them, and workers enter by shard,
+// Member.EnterShard); a worker runs a key only while its replica
 // holds the key's shard (Member.Enter), in a context that ends when the
 // shard moves, and carries the shard's hold (a fence.Hold): every write of
 // a handler passes fence.Transport under it, and writes in no shard's

@@ -110,7 +110,14 @@ func keyShard(key string, n int) int {
 // or ok false when this replica does not hold the key's shard (the key is
 // dropped; it is queued again when the shard starts here).
 func (g *gates) enter(key string) (ctx context.Context, done func(), ok bool) {
-	s := keyShard(key, g.n)
+	return g.enterShard(keyShard(key, g.n))
+}
+
+// enterShard is enter for a key of shard s.
+func (g *gates) enterShard(s int) (ctx context.Context, done func(), ok bool) {
+	if s < 0 || s >= g.n {
+		return nil, nil, false
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := &g.shards[s]

@@ -52,4 +52,5 @@ func (p *protocol) stopShardLocked(s int, cause error) {
 	held := now.Sub(st.startedAt)
 	st.phase = idle
 	p.emit(event{Shard: s, Kind: "stopped", Held: held})
+	p.stopped = append(p.stopped, s)
 }

@@ -75,6 +75,11 @@ func (m *Member) Fence() fence.Hold { return m.p.fence }
 // Held lists the shards running here now.
 func (m *Member) Held() []int { return m.p.gates.held() }
 
+// EnterShard is Enter for a key of shard s: for keys whose shard the
+// caller knows from elsewhere than the key (a partitioned cache maps a
+// key to its object's shard by UID or namespace).
+func (m *Member) EnterShard(s int) (context.Context, func(), bool) { return m.p.gates.enterShard(s) }
+
 // KeyShard returns the shard of a queue key ("namespace/name" or "name").
 func (m *Member) KeyShard(key string) int { return keyShard(key, m.cfg.Shards) }
 
@@ -124,6 +129,11 @@ func (m *Member) Run(ctx context.Context, leaveTimeout time.Duration) error {
 		case <-timer.C:
 		}
 		next := m.p.step(loopCtx)
+		// Stops first: a shard stopped and started again is dropped,
+		// then prepared.
+		if stopped := m.p.takeStopped(); len(stopped) > 0 && m.cfg.OnStop != nil {
+			m.cfg.OnStop(stopped)
+		}
 		switch started := m.p.takeStarted(); {
 		case len(started) == 0:
 		case m.cfg.Prepare != nil:

@@ -55,7 +55,7 @@ const (
 	testRetry  = 300 * time.Millisecond
 )
 
-func startMember(t *testing.T, group, name string) *testMember {
+func startMember(t *testing.T, group, name string, hooks ...func(*Config)) *testMember {
 	t.Helper()
 	tm := &testMember{name: name, done: make(chan error, 1)}
 	cfg := rest.CopyConfig(controlPlane.Get(t).Config())
@@ -71,11 +71,15 @@ func startMember(t *testing.T, group, name string) *testMember {
 	}
 	logger := logrus.New()
 	logger.SetLevel(logrus.WarnLevel)
-	tm.m, err = NewMember(Config{
+	mcfg := Config{
 		Namespace: "default", Group: group, Shards: testShards, Identity: id,
 		LeaseDuration: testLease, RenewDeadline: testRenew, RetryPeriod: testRetry, DrainGrace: time.Second,
 		Logger: logrus.NewEntry(logger).WithField("member", name),
-	}, cs.CoordinationV1())
+	}
+	for _, h := range hooks {
+		h(&mcfg)
+	}
+	tm.m, err = NewMember(mcfg, cs.CoordinationV1())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,5 +290,36 @@ func TestGroupOnApiserver(t *testing.T) {
 	}
 	if len(c.m.Held()) != 0 {
 		t.Errorf("the cut-off member still holds %v", c.m.Held())
+	}
+}
+
+// OnStop reports each shard a member stops: here, the shards a lone member
+// hands to a second one when it joins, each once, and only those.
+func TestOnStopReportsHandedOffShards(t *testing.T) {
+	group := fmt.Sprintf("g%d", time.Now().UnixNano()%1_000_000)
+	stopped := make(chan int, testShards)
+	a := startMember(t, group, "a", func(c *Config) {
+		c.OnStop = func(shards []int) {
+			for _, s := range shards {
+				stopped <- s
+			}
+		}
+	})
+	awaitBalanced(t, "a alone", 10*time.Second, a)
+	b := startMember(t, group, "b")
+	awaitBalanced(t, "b joins", 10*time.Second, a, b)
+	want := b.m.Held()
+	var got []int
+	for range want {
+		got = append(got, testkit.Receive(t, stopped, 10*time.Second, "OnStop of a shard handed to b"))
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("OnStop reported %v; b holds %v", got, want)
+	}
+	select {
+	case s := <-stopped:
+		t.Fatalf("OnStop reported shard %d too, which a still holds (%v)", s, a.m.Held())
+	default:
 	}
 }

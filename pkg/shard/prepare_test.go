@@ -60,3 +60,20 @@ func TestPreparedShardsWaitForAdmission(t *testing.T) {
 		t.Fatal("the new generation took a key before its own preparation")
 	}
 }
+
+// enterShard admits by shard what enter admits by key, and refuses a shard
+// out of range.
+func TestEnterShard(t *testing.T) {
+	const n = 4
+	g := newGates("ns", "group", n, clocktesting.NewFakeClock(time.Now()))
+	g.open(2, 1)
+	for s := -1; s <= n; s++ {
+		_, done, ok := g.enterShard(s)
+		if ok != (s == 2) {
+			t.Fatalf("enterShard(%d) = %v with shard 2 open", s, ok)
+		}
+		if ok {
+			done()
+		}
+	}
+}

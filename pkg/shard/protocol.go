@@ -104,8 +104,9 @@ type protocol struct {
 	// quietUntil holds back moves after one failed for another reason
 	// than a conflict (an apiserver error, missing RBAC, a timeout).
 	quietUntil time.Time
-	// started collects the shards started since takeStarted last ran.
-	started []int
+	// started collects the shards started since takeStarted last ran;
+	// stopped, those stopped since takeStopped last ran.
+	started, stopped []int
 	// sequentialWrites sends a step's record writes one after the other
 	// (the model test's store is not safe for concurrent use).
 	sequentialWrites bool

@@ -23,6 +23,15 @@ func (p *protocol) startShardLocked(s int, rec *coordinationv1.Lease) {
 	p.started = append(p.started, s)
 }
 
+// takeStopped returns the shards stopped since its last call.
+func (p *protocol) takeStopped() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := p.stopped
+	p.stopped = nil
+	return out
+}
+
 // takeStarted returns the shards started since its last call.
 func (p *protocol) takeStarted() []int {
 	p.mu.Lock()

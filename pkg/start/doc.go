@@ -148,6 +148,14 @@
 // /metrics adds rein_shard_held, rein_shard_count, rein_shard_moves_total,
 // rein_shard_unowned_seconds and rein_shard_keys.
 //
+// A factory built with framework.Options.PartitionShards equal to the
+// group's Shards has partitioned caches: its controllers' kinds are listed
+// and watched per held shard (the apiserver's ShardedListAndWatch), a
+// shard's objects are listed before its handlers run and dropped once it
+// has moved, and a key's shard is its object's UID's (docs/sharding.md,
+// "Partitioned caches"). rein_shard_keys still counts keys by their names'
+// shards.
+//
 // # RBAC
 //
 // What a replica may do is what its roles grant, and a missing rule is the

@@ -226,6 +226,13 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 				return nil, fmt.Errorf("start: election group %d, factory %d: %w", i, j, err)
 			}
 		}
+		if g.Shards == 0 {
+			for j, s := range g.Factories {
+				if engine.OpsOf(s.Base()).Partitioned() != 0 {
+					return nil, fmt.Errorf("start: election group %d, factory %d: partitioned caches (framework.Options.PartitionShards) need a sharded group: set Shards (--shards) to the same count", i, j)
+				}
+			}
+		}
 		if g.Shards != 0 {
 			if err := r.shardGroup(gr, shardClients); err != nil {
 				return nil, fmt.Errorf("start: election group %d: %w", i, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -27,22 +28,45 @@ func (r *Replica) shardGroup(g *groupRun, clients kubernetes.Interface) error {
 	}
 	g.log = r.log.WithField("shardGroup", r.opts.LeaseNamespace+"/"+g.LeaseName)
 	starters := g.Factories
+	for i, st := range starters {
+		if n := engine.OpsOf(st.Base()).Partitioned(); n != 0 && n != g.Shards {
+			return fmt.Errorf("factory %d partitions its caches into %d shards (framework.Options.PartitionShards) and the group has %d (--shards): use the same count", i, n, g.Shards)
+		}
+	}
 	var member *shard.Member
+	// held tells a partitioned cache whether a shard is still held here
+	// as it is about to list it: a shard that stopped meanwhile (and was
+	// dropped by OnStop) is not listed again.
+	held := func(s int) bool { return slices.Contains(member.Held(), s) }
 	member, err := shard.NewMember(shard.Config{
 		Namespace: r.opts.LeaseNamespace, Group: g.LeaseName, Shards: g.Shards, Identity: r.identity,
 		LeaseDuration: r.opts.LeaseDuration, RenewDeadline: r.opts.RenewDeadline, RetryPeriod: r.opts.RetryPeriod,
 		DrainGrace: r.opts.DrainGrace, Logger: r.log,
 		// A shard new here takes keys once the caches hold the
-		// apiserver's state of its objects as of its start.
+		// apiserver's state of its objects as of its start: a
+		// partitioned cache lists the shard's objects, the others catch
+		// up.
 		Prepare: func(ctx context.Context, started []int) error {
+			for _, st := range starters {
+				if err := engine.OpsOf(st.Base()).AddShards(ctx, started, held); err != nil {
+					return err
+				}
+			}
 			return r.awaitCurrent(ctx, g, inShards(member, started))
 		},
 		OnStart: func(started []int) {
 			n := 0
 			for _, st := range starters {
-				n += engine.OpsOf(st.Base()).EnqueueKeys(inShards(member, started))
+				n += engine.OpsOf(st.Base()).EnqueueShards(started, member.KeyShard)
 			}
 			g.log.WithFields(map[string]any{"started": started, "keys": n, "held": member.Held()}).Info("shards started here; their keys are queued")
+		},
+		// A shard gone from here leaves the partitioned caches: its new
+		// holder lists it.
+		OnStop: func(stopped []int) {
+			for _, st := range starters {
+				engine.OpsOf(st.Base()).DropShards(stopped)
+			}
 		},
 	}, clients.CoordinationV1())
 	if err != nil {

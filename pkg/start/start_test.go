@@ -37,7 +37,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(replicaProcessEnv) != "" {
 		replicaMain() // never returns: start.Run ends the process
 	}
-	os.Exit(testenv.Main(m, testenv.Options{}, &env))
+	// ShardedListAndWatch (alpha) for the partitioned caches; requests
+	// without a shard selector are served as without it.
+	os.Exit(testenv.Main(m, testenv.Options{APIServerFlags: map[string][]string{"feature-gates": {"ShardedListAndWatch=true"}}}, &env))
 }
 
 // testLease names the Lease of the tests' one group.

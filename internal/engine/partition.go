@@ -1,0 +1,137 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/rein-k8s/rein/internal/partition"
+)
+
+// Partitioned returns the shard count a factory partitions its
+// controllers' kinds into, 0 when it does not.
+func (f *Ops) Partitioned() int {
+	if f.caches == nil {
+		return 0
+	}
+	f.caches.mu.Lock()
+	defer f.caches.mu.Unlock()
+	if f.caches.partition == nil {
+		return 0
+	}
+	return f.caches.partition.n
+}
+
+// Partition makes the caches of this factory's controllers' kinds
+// partitioned among the replicas of a sharded group of n shards, by field
+// (partition.ByUID or partition.ByNamespace): each replica lists and
+// watches only the objects of the shards it holds (AddShards, DropShards).
+// Other kinds (related, children) stay cached in full. It must be called
+// before the first controller is made. When the apiserver ignores shard
+// selectors (the feature gate ShardedListAndWatch is off), each
+// partitioned kind is cached in full, and one line per kind says so.
+func (f *Ops) Partition(field string, n int) error {
+	if !partition.ValidField(field) {
+		return fmt.Errorf("framework: partition by %q: want %s or %s", field, partition.ByUID, partition.ByNamespace)
+	}
+	if n <= 0 {
+		return fmt.Errorf("framework: partition into %d shards", n)
+	}
+	if f.caches == nil {
+		return errOnBackend
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.controllers) > 0 || f.started {
+		return errors.New("framework: Partition after controllers were made: call it first")
+	}
+	log := f.log
+	f.caches.mu.Lock()
+	f.caches.partition = &partitionSpec{field: field, n: n, fallback: func(res Resource) {
+		log.WithField("kind", res.String()).Warn("the apiserver ignores shard selectors (feature gate ShardedListAndWatch off): this kind is cached in full on every replica")
+	}}
+	f.caches.mu.Unlock()
+	return nil
+}
+
+// partitionedCaches returns the factory's partitioned caches.
+func (f *Ops) partitionedCaches() []*partitionedInformer {
+	if f.caches == nil {
+		return nil
+	}
+	f.caches.mu.Lock()
+	defer f.caches.mu.Unlock()
+	var out []*partitionedInformer
+	for _, si := range f.caches.informers {
+		if si.partitioned != nil {
+			out = append(out, si.partitioned)
+		}
+	}
+	return out
+}
+
+// AddShards caches the objects of shards in every partitioned cache and
+// returns once each has synced and handed them to its handlers (in
+// parallel: a shard's list each), or with the errors. A shard for which
+// held (when set) says no is skipped (see partitionedInformer.AddShard).
+func (f *Ops) AddShards(ctx context.Context, shards []int, held func(int) bool) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for _, p := range f.partitionedCaches() {
+		for _, s := range shards {
+			wg.Go(func() {
+				if err := p.AddShard(ctx, s, held); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// DropShards stops caching the objects of shards in every partitioned
+// cache: a shard handed off here is watched by its new holder.
+func (f *Ops) DropShards(shards []int) {
+	for _, p := range f.partitionedCaches() {
+		for _, s := range shards {
+			p.DropShard(s)
+		}
+	}
+}
+
+// EnqueueShards queues, at low priority, the key of each cached object of
+// shards on every controller, and returns how many it queued: what a
+// sharded replica does when shards start here. A partitioned controller
+// knows each key's shard from its object; for the others keyShard tells
+// it.
+func (f *Ops) EnqueueShards(shards []int, keyShard func(key string) int) int {
+	in := make(map[int]bool, len(shards))
+	for _, s := range shards {
+		in[s] = true
+	}
+	n := 0
+	for _, c := range f.controllerList() {
+		p, partitioned := c.informer.(*partitionedInformer)
+		for _, key := range c.informer.GetStore().ListKeys() {
+			var s int
+			if partitioned {
+				var ok bool
+				if s, ok = p.ShardOfKey(key); !ok {
+					continue
+				}
+			} else {
+				s = keyShard(key)
+			}
+			if in[s] {
+				c.enqueue(key, 0, PriorityLow)
+				n++
+			}
+		}
+	}
+	return n
+}
