@@ -3,6 +3,7 @@ package vmcontroller_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -165,6 +166,24 @@ func (f *fixture) checkAPIWritersFenced() {
 		f.t.Fatal("the audit log has no write naming a replica as its field manager: is --server-side-fencing on?")
 	}
 	f.t.Logf("API writes by replicas: %d admitted, each while its writer held the lease; %d refused by the fencing policy", checked, refused)
+}
+
+// fault sends sig to the leader and says whether it arrived. On a machine
+// loaded far past its cores a leader can miss its renew deadline by itself
+// and exit 1 (lease lost) just before the fault: a failover the test did
+// not cause, but one all the same. The round goes on with the successor,
+// and every check after it (convergence, no duplicates, fencing) holds
+// either way.
+func (f *fixture) fault(leader *lab.Process, sig syscall.Signal) bool {
+	err := leader.Signal(sig)
+	if errors.Is(err, os.ErrProcessDone) {
+		f.t.Logf("%s exited before %v (it lost its lease by itself): the round goes on with its successor", leader.Name, sig)
+		return false
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return true
 }
 
 func (f *fixture) startReplica() *lab.Process {
@@ -446,11 +465,12 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 
 		// SIGTERM: drain, release, exit 0.
 		f.flip(50, 100)
-		if err := leader.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
+		want := 0 // drained and released
+		if !f.fault(leader, syscall.SIGTERM) {
+			want = 1
 		}
-		if code, err := leader.Wait(30 * time.Second); err != nil || code != 0 {
-			t.Fatalf("SIGTERM: exit %d, %v", code, err)
+		if code, err := leader.Wait(30 * time.Second); err != nil || code != want {
+			t.Fatalf("SIGTERM: exit %d, %v; want %d", code, err, want)
 		}
 		f.startReplica()
 		if leader, err = l.AwaitLeader(ctx, leader, 30*time.Second); err != nil {
@@ -469,17 +489,17 @@ func TestVirtualMachinesSurviveFailovers(t *testing.T) {
 		t.Logf("round %d: after SIGTERM (and a hypervisor restart in round 1) %s leads, converged", round+1, leader.Name)
 
 		// SIGSTOP past the lease: a standby takes over; the woken leader exits 1.
-		if err := leader.Signal(syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
-		}
+		stoppedBySignal := f.fault(leader, syscall.SIGSTOP)
 		stopped := leader
 		if leader, err = l.AwaitLeader(ctx, stopped, 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		f.flip(150, 200)
 		f.awaitConverged(2 * time.Minute)
-		if err := stopped.Signal(syscall.SIGCONT); err != nil {
-			t.Fatal(err)
+		if stoppedBySignal {
+			if err := stopped.Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if code, err := stopped.Wait(30 * time.Second); err != nil || code != 1 {
 			t.Fatalf("woken leader: exit %d, %v; want 1 (lease lost)", code, err)
