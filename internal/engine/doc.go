@@ -79,4 +79,10 @@
 // controller, handler and result, rein_queue_depth per controller and
 // priority, and rein_cache_objects per kind. Nothing is registered
 // globally.
+//
+// Traces go to the trace.TracerProvider of Options (or of
+// Ops.UseTracerProvider, pkg/start's): a span per worker's run of a key
+// and per handler call, and a client span per request made in one, with
+// traceparent (tracing.go). Without a provider nothing is traced, at the
+// cost of an atomic load per key, handler call and request.
 package engine

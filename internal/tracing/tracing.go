@@ -214,13 +214,37 @@ var noMeter = metricnoop.NewMeterProvider()
 // A request outside any trace (a cache's list or watch, a lease renewal)
 // passes unchanged: background traffic starts no traces.
 func Transport(next http.RoundTripper, tp trace.TracerProvider) http.RoundTripper {
-	return otelhttp.NewTransport(next,
+	return &transport{next: next, traced: otelhttp.NewTransport(next,
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithPropagators(Propagator),
 		otelhttp.WithMeterProvider(noMeter),
-		otelhttp.WithFilter(InTrace),
-	)
+	)}
 }
+
+type transport struct {
+	next, traced http.RoundTripper
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	span := trace.SpanFromContext(req.Context())
+	switch {
+	case !span.SpanContext().IsValid():
+		return t.next.RoundTrip(req)
+	case !span.IsRecording():
+		// A trace the sampler dropped: its client span would be dropped
+		// too, and otelhttp costs ten times the request's own work in
+		// the transport even then (attributes, metric options, a body
+		// wrapper). The request only carries the trace, marked not
+		// sampled, so that the server drops it too.
+		out := req.Clone(req.Context())
+		Propagator.Inject(req.Context(), propagation.HeaderCarrier(out.Header))
+		return t.next.RoundTrip(out)
+	}
+	return t.traced.RoundTrip(req)
+}
+
+// WrappedRoundTripper lets client-go reach the transport underneath.
+func (t *transport) WrappedRoundTripper() http.RoundTripper { return t.next }
 
 // InTrace tells whether req is made as part of a trace.
 func InTrace(req *http.Request) bool { return trace.SpanContextFromContext(req.Context()).IsValid() }
