@@ -280,7 +280,11 @@ func main() {
 			}
 		}
 		if want["tracing"] {
-			for _, c := range tracingConfigs() {
+			// Each round starts with the next setting, so that none is
+			// always first (or last) after the previous round's runs.
+			cfgs := tracingConfigs()
+			for i := range cfgs {
+				c := cfgs[(i+round-1)%len(cfgs)]
 				d.guard(framework{name: c.name, program: "rein"}, round, "tracing", d.tracingRun(c))
 			}
 		}

@@ -71,7 +71,7 @@ func (d *driver) tracingReport(repeats, objects, workers int, binDir string, too
 	b.WriteString("(`parentbased_traceidratio`, `0.01`): OTLP over gRPC to a receiver in the driver, which counts the spans\n")
 	b.WriteString("and drops them (its CPU is not the controller's). A reconcile makes three spans (the run, its handler, the\n")
 	b.WriteString("PATCH); the apiserver traces nothing here. ")
-	fmt.Fprintf(&b, "%d rounds, the settings interleaved in each. Cells: median (min–max, n);\n", repeats)
+	fmt.Fprintf(&b, "%d rounds, the settings interleaved in each, each round starting with the next one. Cells: median (min–max, n);\n", repeats)
 	b.WriteString("\"/ off\" is the ratio of the medians and, in brackets, the median of the ratios within a round.\n")
 	fmt.Fprintf(&b, "Load average (1 min) when the scenario began: %s; when it ended: %s.\n\n", d.tracing.loadBefore, d.tracing.loadAfter)
 
