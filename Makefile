@@ -13,7 +13,7 @@ STATICCHECK_VERSION := v0.8.2
 # not eat them.
 TEST_TIMEOUT ?= 20m
 # The budget of exported names in pkg/ (make api-surface).
-API_MAX ?= 420
+API_MAX ?= 421
 
 export REIN_TESTBIN := $(BIN)
 
@@ -71,6 +71,10 @@ bench-fresh: testbin ## a new leader's first pass over 100,000 ConfigMaps after 
 .PHONY: bench-webhooks
 bench-webhooks: ## rein's webhook server vs controller-runtime's, same validator, separate processes (bench/cmd/webhooks: 20000 AdmissionReviews per framework per round, 8 in flight, 5 rounds): p50/p99 latency and server CPU; rewrites docs/benchmarks.md' webhooks section (about 2 minutes)
 	cd bench && $(GO) run ./cmd/webhooks --requests 20000 --concurrency 8 --repeats 5 --out ../docs/benchmarks.md
+
+.PHONY: bench-tracing
+bench-tracing: testbin ## rein's throughput run with OpenTelemetry tracing off, at sampling 1.0 and at parent-based 0.01 (bench/ --scenarios tracing: 5000 ConfigMaps, 9 rounds, spans to a receiver in the driver): throughput, controller CPU and RSS; rewrites docs/benchmarks.md' tracing section (about 15 minutes on 2 cores)
+	cd bench && $(GO) run ./cmd/driver --scenarios tracing --repeats 9 --objects 5000 --bindir $(BIN) --out ../docs/benchmarks.md
 
 .PHONY: bench-rein
 bench-rein: testbin ## rein alone: end-to-end reconcile with 5 and 20 workers, then bench-election (about 10 minutes)

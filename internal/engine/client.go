@@ -78,6 +78,8 @@ type ClientFactory struct {
 	codecs     serializer.CodecFactory
 	fallback   atomic.Pointer[fence.Hold]
 	manager    atomic.Pointer[string]
+	// tracer is the factory's (nil: requests are not traced).
+	tracer atomic.Pointer[tracer]
 
 	mu       sync.Mutex
 	clients  map[clientKey]*rest.RESTClient
@@ -115,7 +117,9 @@ func NewClientFactory(config *rest.Config, scheme *runtime.Scheme) (*ClientFacto
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		// Counted innermost: what reaches the apiserver, not what the
 		// fence refused (rein_fence_refusals_total counts that).
-		return &managedTransport{next: fence.Transport(procmetrics.Transport(rt)), manager: &f.manager, fallback: &f.fallback}
+		managed := &managedTransport{next: fence.Transport(procmetrics.Transport(rt)), manager: &f.manager, fallback: &f.fallback}
+		// Outermost: a client span covers the fence's decision too.
+		return &tracedTransport{next: managed, tracer: &f.tracer}
 	})
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {

@@ -39,6 +39,10 @@ type Controller struct {
 	// (nil: none).
 	reconciles *controllerMetrics
 	newObj     func() (runtime.Object, error)
+	// tracer is the factory's (see tracing.go); spanName names the span
+	// of a run of a key.
+	tracer   *atomic.Pointer[tracer]
+	spanName string
 
 	workers atomic.Int32
 	// timeout bounds each handler call of a worker's run; 0: none (see
@@ -66,10 +70,15 @@ type Controller struct {
 	vanished map[string][]*vanishedObject
 }
 
-func newController(res Resource, client ResourceClient, informer cache.SharedIndexInformer, newObj func() (runtime.Object, error), workers int, rl RateLimit, log *logrus.Entry, m *metrics) (*Controller, error) {
+func newController(res Resource, client ResourceClient, informer cache.SharedIndexInformer, newObj func() (runtime.Object, error), workers int, rl RateLimit, log *logrus.Entry, m *metrics, t *atomic.Pointer[tracer]) (*Controller, error) {
 	name := res.String()
+	if t == nil {
+		t = new(atomic.Pointer[tracer]) // traces nothing
+	}
 	c := &Controller{
 		name:     name,
+		tracer:   t,
+		spanName: "reconcile " + name,
 		res:      res,
 		client:   client,
 		informer: informer,
@@ -141,7 +150,7 @@ func NewManualController(cfg ManualConfig) (*Controller, error) {
 	if log == nil {
 		log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	c, err := newController(cfg.Resource, cfg.Client, cfg.Informer, cfg.NewObject, 1, RateLimit{}.withDefaults(), log, nil)
+	c, err := newController(cfg.Resource, cfg.Client, cfg.Informer, cfg.NewObject, 1, RateLimit{}.withDefaults(), log, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +263,7 @@ func (c *Controller) addChainHandler(ctx context.Context, name string, h chainHa
 	}
 	c.mu.Lock()
 	c.nextID++
-	entry := handlerEntry{id: c.nextID, name: name, fn: h, done: ctx.Done()}
+	entry := handlerEntry{id: c.nextID, name: name, spanName: "handler " + name, fn: h, done: ctx.Done()}
 	for _, o := range opts {
 		o(&entry)
 	}
@@ -386,16 +395,20 @@ func (w wholeTerm) Enter(string) (context.Context, func(), bool) { return w.term
 
 func (c *Controller) process(ctx context.Context, key string, run *keyRun) {
 	began := time.Now()
+	t := c.tracer.Load()
+	ctx, span := c.startReconcile(ctx, t, key)
 	obj, err := c.cached(key)
 	if err != nil {
+		endReconcile(span, chainResult{}, err)
 		c.log.WithError(err).WithField("key", key).Error("cache lookup failed; retrying")
 		c.reconciles.reconciled(began, &chainResult{errs: []*HandlerError{{Controller: c.name, Key: key, Err: err}}})
 		c.queue.AddRateLimited(key)
 		return
 	}
 	_, forced := c.forced.LoadAndDelete(key)
-	res := c.runChain(ctx, key, obj, forced, run)
+	res := c.runChain(ctx, t, key, obj, forced, run)
 	c.reconciles.reconciled(began, &res)
+	endReconcile(span, res, nil)
 	if len(res.errs) > 0 {
 		for _, e := range res.errs {
 			c.logHandlerError(ctx, e)
@@ -452,7 +465,7 @@ func (c *Controller) Process(ctx context.Context, key string) (requeueAfter time
 	if err != nil {
 		return 0, fmt.Errorf("controller %s: cache lookup of %s: %w", c.name, key, err)
 	}
-	res := c.runChain(ctx, key, obj, true, nil) // an explicit run: no handler is filtered
+	res := c.runChain(ctx, c.tracer.Load(), key, obj, true, nil) // an explicit run: no handler is filtered
 	if len(res.errs) > 0 {
 		errs := make([]error, len(res.errs))
 		for i, e := range res.errs {
@@ -492,8 +505,9 @@ func (c *Controller) logHandlerError(ctx context.Context, e *HandlerError) {
 //
 // run is a worker's run of key, whose handler calls the controller's
 // reconcile timeout bounds; nil (Process) runs them directly. A call left
-// running past its timeout ends the chain there (see timeout.go).
-func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Object, forced bool, run *keyRun) chainResult {
+// running past its timeout ends the chain there (see timeout.go). Each
+// handler call is a span of t (nil: not traced).
+func (c *Controller) runChain(ctx context.Context, t *tracer, key string, obj runtime.Object, forced bool, run *keyRun) chainResult {
 	var res chainResult
 	chain := *c.handlers.Load()
 	if obj != nil {
@@ -521,7 +535,8 @@ func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Objec
 			}
 		}
 		start := time.Now()
-		out, herr := c.call(ctx, run, h, key, current)
+		hctx, span := c.startHandler(ctx, t, &h, key)
+		out, herr := c.call(hctx, run, h, key, current)
 		result := res.take(out, herr)
 		switch result {
 		case resultSuccess, resultRequeue:
@@ -531,11 +546,12 @@ func (c *Controller) runChain(ctx context.Context, key string, obj runtime.Objec
 			h.filter.record(key, fp)
 		}
 		c.metrics.observeHandler(c.name, h.name, result, time.Since(start))
+		endHandler(span, result, out, herr)
 		if run != nil && run.left {
 			return res
 		}
 	}
-	c.cleanUpVanished(ctx, key, chain, &res, run)
+	c.cleanUpVanished(ctx, t, key, chain, &res, run)
 	return res
 }
 

@@ -83,4 +83,10 @@
 // rein_handler_executions_total and rein_handler_duration_seconds per
 // controller, handler and result, and rein_cache_objects per kind.
 // Nothing is registered globally.
+//
+// Traces go to the trace.TracerProvider of Options (or of
+// Ops.UseTracerProvider, pkg/start's): a span per worker's run of a key
+// and per handler call, and a client span per request made in one, with
+// traceparent (tracing.go). Without a provider nothing is traced, at the
+// cost of an atomic load per key, handler call and request.
 package engine

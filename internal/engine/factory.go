@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rein-k8s/rein/internal/partition"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/trace"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -98,6 +100,14 @@ type Options struct {
 	// PartitionByNamespace partitions by namespace instead of UID: the
 	// objects of a namespace share a shard.
 	PartitionByNamespace bool
+	// TracerProvider traces the factory's work with OpenTelemetry: a span
+	// per reconcile of a key and per handler call, and a client span per
+	// request a handler makes, which carries traceparent so that the
+	// apiserver's spans of the write join the trace. A handler's context
+	// carries its span (trace.SpanFromContext). Nil: under pkg/start, the
+	// replica's provider when the OTEL_* variables turn tracing on (see
+	// pkg/start); elsewhere none, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Factory is the engine of one group of controllers: shared clients, shared
@@ -116,6 +126,8 @@ type Factory struct {
 	caches  *CacheFactory  // nil on a Backend
 	backend Backend        // nil: the apiserver of clients
 	metrics *metrics
+	// tracer traces the controllers' runs (nil: off); see tracing.go.
+	tracer atomic.Pointer[tracer]
 
 	mu          sync.Mutex
 	controllers map[cacheKey]*Controller
@@ -175,6 +187,7 @@ func NewFactory(config *rest.Config, scheme *runtime.Scheme, opts Options) (*Fac
 			return nil, err
 		}
 	}
+	f.setTracer(newTracer(opts.TracerProvider))
 	return f, nil
 }
 
@@ -351,7 +364,7 @@ func (f *Ops) Controller(res Resource) (*Controller, error) {
 	if perKind, ok := f.opts.RateLimitPerKind[res.GVK]; ok {
 		rl = perKind
 	}
-	c, err := newController(res, client, informer, newObj, workers, rl.withDefaults(), f.log, f.metrics)
+	c, err := newController(res, client, informer, newObj, workers, rl.withDefaults(), f.log, f.metrics, &f.tracer)
 	if err != nil {
 		return nil, err
 	}

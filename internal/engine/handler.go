@@ -26,7 +26,9 @@ import (
 // reconcile timeout (Options.ReconcileTimeout), so pass it to every call
 // that may block; Logger(ctx) is a logger with the controller, handler,
 // key and token fields, also as a logr.Logger (logr.FromContext) and an
-// *slog.Logger (Slog).
+// *slog.Logger (Slog). When the factory traces (Options.TracerProvider),
+// ctx carries the call's span: trace.SpanFromContext(ctx) adds to it, and
+// its TracerProvider() starts child spans.
 type Handler func(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error)
 
 // loggerKey keys a handler's logger in its context.
@@ -98,10 +100,12 @@ func RequeueAfter(d time.Duration) error { return &RequeueAfterError{Delay: d} }
 // handlerEntry is a registered handler. id tells entries with the same name
 // apart when one is unregistered.
 type handlerEntry struct {
-	id     uint64
-	name   string
-	fn     chainHandler
-	filter *changeFilter // nil: runs on every key processed
+	id   uint64
+	name string
+	// spanName names the span of a call when tracing ("handler <name>").
+	spanName string
+	fn       chainHandler
+	filter   *changeFilter // nil: runs on every key processed
 	// finalizer is the finalizer of a remove handler (AddRemoveHandler),
 	// "" for a change handler; remove is that handler as its author
 	// wrote it, which the chain runs on an object that vanished past

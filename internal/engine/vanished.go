@@ -158,7 +158,7 @@ func (c *Controller) forgetVanishedFinalizer(finalizer string, chain []handlerEn
 // that vanished past their finalizers, adding their failures and requeue
 // requests to res. A call left running past its timeout (run.left) ends
 // the clean-up there.
-func (c *Controller) cleanUpVanished(ctx context.Context, key string, chain []handlerEntry, res *chainResult, run *keyRun) {
+func (c *Controller) cleanUpVanished(ctx context.Context, t *tracer, key string, chain []handlerEntry, res *chainResult, run *keyRun) {
 	c.vmu.Lock()
 	none := len(c.vanished[key]) == 0
 	c.vmu.Unlock()
@@ -171,13 +171,15 @@ func (c *Controller) cleanUpVanished(ctx context.Context, key string, chain []ha
 		}
 		for _, v := range c.pendingVanished(key, h.finalizer) {
 			start := time.Now()
-			out, herr := c.call(ctx, run, handlerEntry{name: h.name, fn: chainHandler(h.remove)}, key, v.obj)
+			hctx, span := c.startHandler(ctx, t, &h, key)
+			out, herr := c.call(hctx, run, handlerEntry{name: h.name, fn: chainHandler(h.remove)}, key, v.obj)
 			result := res.take(out, herr)
 			if result == resultSuccess || result == resultSkip {
 				// done, or ErrSkip: nothing more to do for it
 				c.releaseVanished(key, v.uid, h.finalizer)
 			}
 			c.metrics.observeHandler(c.name, h.name, result, time.Since(start))
+			endHandler(span, result, out, herr)
 			if run != nil && run.left {
 				return
 			}

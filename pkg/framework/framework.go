@@ -16,8 +16,9 @@ type Factory = engine.Factory
 // Options configure a Factory: the namespaces cached (all by default),
 // per-kind cache shapes (KindCache), workers, retry pacing and the
 // reconcile timeout per controller (DefaultWorkers, RateLimit,
-// ReconcileTimeout: none by default), the metrics registry and the
-// logger. The zero value is a working default.
+// ReconcileTimeout: none by default), the metrics registry, the logger
+// and the OpenTelemetry tracer provider (none: pkg/start's, from the
+// OTEL_* variables, else no tracing). The zero value is a working default.
 type Options = engine.Options
 
 // RateLimit paces one controller's retries: per-key exponential backoff

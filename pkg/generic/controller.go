@@ -29,7 +29,9 @@ import (
 // or at the controller's reconcile timeout
 // (framework.Options.ReconcileTimeout): pass it to every call.
 // Logger(ctx) logs with the controller, handler, key and token (also as
-// logr, logr.FromContext(ctx), and slog, Slog(ctx)).
+// logr, logr.FromContext(ctx), and slog, Slog(ctx)). With tracing on,
+// ctx carries the call's span (trace.SpanFromContext(ctx)), and the
+// writes made with it join the trace.
 type ObjectHandler[T runtime.Object] func(ctx context.Context, key string, obj T) (T, error)
 
 // Client reads and writes objects of one kind. Every call takes the

@@ -228,6 +228,27 @@
 // own, plain HTTP and unauthenticated: keep it on loopback and reach it
 // with kubectl port-forward.
 //
+// # Tracing
+//
+// OpenTelemetry tracing is off unless the environment NewOptions reads
+// asks for it, and costs nothing then. It is on when OTEL_TRACES_EXPORTER
+// is "otlp", or when it is unset and OTEL_EXPORTER_OTLP_ENDPOINT (or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set; OTEL_TRACES_EXPORTER=none
+// and OTEL_SDK_DISABLED=true keep it off. Spans go out by OTLP over
+// OTEL_EXPORTER_OTLP_PROTOCOL, http/protobuf (the default) or grpc,
+// sampled by OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG (default
+// parentbased_always_on). A malformed value of these is a mistake New
+// reports with the others. The exporter, the batch span processor and the
+// resource read the rest of the OTEL_* variables themselves; the resource's
+// service.instance.id is the replica's identity.
+//
+// Run then gives its tracer provider to every factory built without
+// framework.Options.TracerProvider (a span per reconcile and per handler
+// call, and the handlers' requests carry traceparent: see
+// framework.Options) and to the webhook server (a request continues the
+// caller's trace, the apiserver's), and exports the spans still buffered
+// when it returns, for at most 5 s.
+//
 // # Flags
 //
 // The flags of Options.BindFlags and Group.BindFlags never stop

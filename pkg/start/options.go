@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/rein-k8s/rein/internal/electionflags"
+	"github.com/rein-k8s/rein/internal/tracing"
 	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/webhook"
 )
@@ -172,6 +173,10 @@ type Options struct {
 	// logFormat and logLevel are --log-format and --log-level ("": leave
 	// the logger as it is); see logging.go.
 	logFormat, logLevel string
+	// tracing is what the OTEL_* variables NewOptions read ask for, and
+	// tracingErr their mistakes (see tracing.go).
+	tracing    tracing.Settings
+	tracingErr error
 }
 
 // Default addresses NewOptions sets: loopback, so that a replica run on a
@@ -190,10 +195,11 @@ const DefaultLeaseNamespace = "default"
 // NewOptions returns defaults read from the pod's environment: leader
 // election on, the lease namespace from the service account's namespace
 // file or POD_NAMESPACE, the identity from POD_NAME or the hostname, metrics
-// on 127.0.0.1:8080, probes on 127.0.0.1:8081, and the start-up
-// permission check on (CheckRBAC). With LoadConfig (which
-// reads KUBECONFIG and the kubeconfig files), this is the one place rein
-// reads the environment.
+// on 127.0.0.1:8080, probes on 127.0.0.1:8081, the start-up
+// permission check on (CheckRBAC), and tracing as the OTEL_* variables
+// ask (off unless they name an exporter; see "Tracing" in the package
+// documentation). With LoadConfig (which reads KUBECONFIG and the
+// kubeconfig files), this is the one place rein reads the environment.
 func NewOptions() Options {
 	o := Options{
 		LeaderElect:            true,
@@ -211,6 +217,7 @@ func NewOptions() Options {
 	if o.IdentityBase == "" {
 		o.IdentityBase, _ = os.Hostname()
 	}
+	o.tracing, o.tracingErr = tracing.FromEnv(os.Getenv)
 	return o
 }
 
@@ -365,6 +372,9 @@ func (o *Options) settingsErrors(leaseNames []string) []error {
 		errs = append(errs, *o.flagErrs...)
 	}
 	errs = append(errs, o.logFlagErrors()...)
+	if o.tracingErr != nil {
+		errs = append(errs, fmt.Errorf("tracing: %w", o.tracingErr))
+	}
 	if o.DrainGrace < 0 {
 		errs = append(errs, fmt.Errorf("--drain-grace is %v: it must not be negative", o.DrainGrace))
 	}

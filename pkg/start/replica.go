@@ -26,6 +26,7 @@ import (
 	"github.com/rein-k8s/rein/internal/electionflags"
 	"github.com/rein-k8s/rein/internal/engine"
 	"github.com/rein-k8s/rein/internal/procmetrics"
+	"github.com/rein-k8s/rein/internal/tracing"
 	"github.com/rein-k8s/rein/pkg/leader"
 	"github.com/rein-k8s/rein/pkg/shard"
 )
@@ -449,6 +450,15 @@ func (r *Replica) shardsHeld() string {
 // ErrLeaseLost). A fatal start-up problem (a handler registration mistake)
 // is returned too. Run may be called once.
 func (r *Replica) Run(ctx context.Context) error {
+	tp, err := r.startTracing(ctx)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		// Deferred first, so it runs last: after the webhook server and
+		// the workers, whose last spans it exports.
+		defer r.stopTracing(ctx, tp)
+	}
 	r.http.serve(r.log)
 	r.logServing()
 	defer r.http.shutdown()
@@ -460,6 +470,10 @@ func (r *Replica) Run(ctx context.Context) error {
 	// released): it stops last, with the probes.
 	webhookErr := make(chan error, 1)
 	webhookCtx, stopWebhook := context.WithCancel(context.WithoutCancel(ctx))
+	if tp != nil {
+		// Its requests continue the apiserver's traces.
+		webhookCtx = tracing.WithProvider(webhookCtx, tp)
+	}
 	groupsCtx, stopGroups := context.WithCancel(ctx)
 	defer stopGroups()
 	if r.opts.Webhook != nil {

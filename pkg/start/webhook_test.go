@@ -31,6 +31,14 @@ import (
 // that trusts its CA.
 func webhookServer(t *testing.T, addr string) (*webhook.Server, webhook.Hook, *http.Client) {
 	t.Helper()
+	s, hook, client, _ := webhookServerCA(t, addr)
+	return s, hook, client
+}
+
+// webhookServerCA is webhookServer that also returns its CA's certificate
+// (PEM), for an apiserver to call it.
+func webhookServerCA(t *testing.T, addr string) (*webhook.Server, webhook.Hook, *http.Client, []byte) {
+	t.Helper()
 	ca, err := certs.NewCA("test", time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +75,7 @@ func webhookServer(t *testing.T, addr string) (*webhook.Server, webhook.Hook, *h
 	pool.AddCert(ca.Cert)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	t.Cleanup(client.CloseIdleConnections)
-	return s, hook, client
+	return s, hook, client, ca.CertPEM
 }
 
 type refusal struct{}

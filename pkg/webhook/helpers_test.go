@@ -97,6 +97,12 @@ func serveHook(t *testing.T, add func(*Server) (Hook, error)) (Hook, *testServer
 
 func startServer(t *testing.T, register func(*Server)) *testServer {
 	t.Helper()
+	return startServerIn(t, context.Background(), register)
+}
+
+// startServerIn is startServer with Serve's context derived from base.
+func startServerIn(t *testing.T, base context.Context, register func(*Server)) *testServer {
+	t.Helper()
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	ca.issue(t, dir)
@@ -111,7 +117,7 @@ func startServer(t *testing.T, register func(*Server)) *testServer {
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(base)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx) }()
 	ts := &testServer{Server: s, ca: ca, dir: dir, registry: reg, http: ca.client()}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+
+	"github.com/rein-k8s/rein/internal/tracing"
 )
 
 // defaultAddr is where a server listens unless Options.Addr says
@@ -218,7 +220,9 @@ func (s *Server) Start(ctx context.Context) error {
 
 // Serve serves on the address Listen bound until ctx ends, then lets the
 // requests in flight finish (at most 10 s) and returns nil. It returns an
-// error if serving fails.
+// error if serving fails. Under pkg/start with tracing on, ctx carries the
+// replica's tracer provider, and each request continues the caller's
+// trace (the apiserver's, which sends traceparent when it traces).
 func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	l := s.listener
@@ -233,8 +237,19 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.serving = true
 	s.mu.Unlock()
 
+	var handler http.Handler = s.mux
+	if tp := tracing.ProviderFrom(ctx); tp != nil {
+		// Each request is a server span that continues the trace its
+		// traceparent names: the apiserver's, so that the span of a
+		// write holds the webhook's answer to it. Named after the path
+		// served (the mux's pattern), whatever path a caller sends.
+		handler = tracing.Handler(s.mux, tp, func(r *http.Request) string {
+			_, pattern := s.mux.Handler(r)
+			return pattern
+		})
+	}
 	srv := &http.Server{
-		Handler:           s.mux,
+		Handler:           handler,
 		TLSConfig:         s.tls,
 		ReadHeaderTimeout: 10 * time.Second,
 		// Requests in flight when ctx ends are answered, not cut: an

@@ -26,6 +26,7 @@ import (
 
 	"github.com/rein-k8s/rein/bench/internal/common"
 	"github.com/rein-k8s/rein/internal/testbin"
+	"github.com/rein-k8s/rein/internal/testkit/otlptest"
 	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
@@ -57,6 +58,7 @@ type driver struct {
 	sharded  *results // the sharded scenario
 	scale    *scale   // the scale scenario's namespace and results
 	fresh    *fresh   // the fresh scenario's namespace and results
+	tracing  *tracing // the tracing scenario's receiver and results
 	profDir  string
 	control  []int // pids of the apiserver and etcd
 	auditEnd int64 // the end of the audit log's last complete line, as last read
@@ -73,7 +75,7 @@ func main() {
 	objects := flag.Int("objects", 5000, "ConfigMaps every controller marks (children: Deployments, 3 children each)")
 	workers := flag.Int("workers", 5, "workers of every controller")
 	out := flag.String("out", "", "markdown file to write the report into (the sections of the scenarios run are replaced, or appended; empty: stdout)")
-	scen := flag.String("scenarios", "throughput,election", "comma-separated: throughput (one replica), election (three replicas: idle load, SIGTERM handoff, then SIGKILL takeover, each with winning → first reconcile), children (rein and wrangler only: a generating handler keeps 3 children per Deployment, --objects Deployments; converge, then a restarted process's resync), sharded (rein sharded over 1, 3 and 5 replicas against one leader and the peers, with a handler that waits --delay and without), scale (--objects ConfigMaps of 1 KiB: sync, memory, marking all against a bare client-go writer, SIGKILL takeover with a full cache; rein also with a drop-data transform and metadata-only), fresh (--objects ConfigMaps of 1 KiB, a new leader's first pass after a SIGKILL and --fresh-changes changes made during it: each change's wait for its handler call; rein before the priority queue (--fifo-ref) and now, controller-runtime with its priority queue on and off)")
+	scen := flag.String("scenarios", "throughput,election", "comma-separated: throughput (one replica), election (three replicas: idle load, SIGTERM handoff, then SIGKILL takeover, each with winning → first reconcile), children (rein and wrangler only: a generating handler keeps 3 children per Deployment, --objects Deployments; converge, then a restarted process's resync), sharded (rein sharded over 1, 3 and 5 replicas against one leader and the peers, with a handler that waits --delay and without), scale (--objects ConfigMaps of 1 KiB: sync, memory, marking all against a bare client-go writer, SIGKILL takeover with a full cache; rein also with a drop-data transform and metadata-only), fresh (--objects ConfigMaps of 1 KiB, a new leader's first pass after a SIGKILL and --fresh-changes changes made during it: each change's wait for its handler call; rein before the priority queue (--fifo-ref) and now, controller-runtime with its priority queue on and off), tracing (rein's throughput run with OpenTelemetry tracing off, sampling every trace, and parent-based 0.01, exporting to a receiver in the driver)")
 	fws := flag.String("frameworks", "", "comma-separated subset of rein,wrangler,controller-runtime,controller-runtime+warmup (default all)")
 	idle := flag.Duration("idle", 10*time.Second, "idle window for the election-load figure")
 	binDir := flag.String("bindir", "", "kube-apiserver and etcd (default $REIN_TESTBIN or ../bin)")
@@ -98,8 +100,8 @@ func main() {
 	want := map[string]bool{}
 	for _, s := range strings.Split(*scen, ",") {
 		s = strings.TrimSpace(s)
-		if s != "throughput" && s != "election" && s != "children" && s != "sharded" && s != "scale" && s != "fresh" {
-			fmt.Fprintf(os.Stderr, "--scenarios: unknown scenario %q (want throughput, election, children, sharded, scale, fresh)\n", s)
+		if s != "throughput" && s != "election" && s != "children" && s != "sharded" && s != "scale" && s != "fresh" && s != "tracing" {
+			fmt.Fprintf(os.Stderr, "--scenarios: unknown scenario %q (want throughput, election, children, sharded, scale, fresh, tracing)\n", s)
 			os.Exit(2)
 		}
 		want[s] = true
@@ -203,12 +205,18 @@ func main() {
 	must(err)
 	d.cs = cs
 	marks := want["throughput"] || want["election"]
-	if marks || want["sharded"] {
+	if marks || want["sharded"] || want["tracing"] {
 		d.createObjects()
 		defer d.st.cancel() // before the control plane stops
 	}
 	if want["fresh"] {
 		d.createFresh(*freshWork, *freshChanges, baseline, load)
+	}
+	if want["tracing"] {
+		recv, err := otlptest.Start(false)
+		must(err)
+		defer recv.Stop()
+		d.tracing = &tracing{recv: recv, res: newResults(), loadBefore: loadAverage()}
 	}
 	first := 1
 	if want["scale"] {
@@ -271,6 +279,15 @@ func main() {
 				d.guard(f, round, "fresh", d.freshRun)
 			}
 		}
+		if want["tracing"] {
+			// Each round starts with the next setting, so that none is
+			// always first (or last) after the previous round's runs.
+			cfgs := tracingConfigs()
+			for i := range cfgs {
+				c := cfgs[(i+round-1)%len(cfgs)]
+				d.guard(framework{name: c.name, program: "rein"}, round, "tracing", d.tracingRun(c))
+			}
+		}
 	}
 	took := time.Since(began)
 	var sections [][3]string // section, begin marker, end marker
@@ -288,6 +305,10 @@ func main() {
 	}
 	if want["fresh"] {
 		sections = append(sections, [3]string{d.freshReport(*repeats, *objects, *workers, *binDir, took), freshBegin, freshEnd})
+	}
+	if want["tracing"] {
+		d.tracing.loadAfter = loadAverage()
+		sections = append(sections, [3]string{d.tracingReport(*repeats, *objects, *workers, *binDir, took), tracingBegin, tracingEnd})
 	}
 	if *out == "" {
 		for _, s := range sections {
@@ -331,13 +352,29 @@ type run struct {
 	offset int64  // audit log size when the run began
 	procs  []*proc
 	// ns, lease and extra, when set, replace the driver's namespace and
-	// the run's Lease name, and add arguments, for the next startProc.
+	// the run's Lease name, and add arguments, for the next startProc;
+	// env adds variables to its environment.
 	ns, lease string
 	extra     []string
+	env       []string
+}
+
+// tagSafe is name as part of a run's tag, which names its Lease: lower
+// case letters, digits, dots and dashes.
+func tagSafe(name string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '-':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '-'
+	}, name)
 }
 
 func (d *driver) guard(f framework, round int, scenario string, fn func(*run)) {
-	r := &run{d: d, fw: f, round: round, tag: fmt.Sprintf("%s-%s-%d", scenario, strings.ReplaceAll(f.name, "+", "-"), round)}
+	r := &run{d: d, fw: f, round: round, tag: fmt.Sprintf("%s-%s-%d", scenario, tagSafe(f.name), round)}
 	defer func() {
 		for _, p := range r.procs {
 			p.kill()
@@ -357,6 +394,8 @@ func (d *driver) guard(f framework, round int, scenario string, fn func(*run)) {
 				res = d.scale.res
 			case "fresh":
 				res = d.fresh.res
+			case "tracing":
+				res = d.tracing.res
 			}
 			res.fail(f.name, r.tag)
 			d.saveAudit(r)

@@ -59,6 +59,9 @@ func (r *run) startProc(name, mark string) *proc {
 	}
 	p.cmd = exec.Command(r.d.binaries[r.fw.program], args...)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	if len(r.env) > 0 {
+		p.cmd.Env = append(os.Environ(), r.env...)
+	}
 	if r.fw.program == "wrangler" {
 		// wrangler names the replica by its hostname: give each its own, as pods have.
 		p.cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUTS}
