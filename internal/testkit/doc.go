@@ -12,5 +12,6 @@
 // that need pkg/framework live in internal/testkit/factorytest. Its
 // subpackages audit (the apiserver's audit log of testenv.Options.Audit)
 // and leasehistory (a Lease's holder changes, from a watch) serve the
-// multi-replica tests and the benchmarks.
+// multi-replica tests and the benchmarks; otlptest (an OTLP trace
+// receiver in the process) the tracing tests and benchmark.
 package testkit

@@ -86,7 +86,7 @@ func main() {
 	freshWork := flag.Duration("fresh-work", 2*time.Millisecond, "fresh scenario: how long every handler call waits (a simulated check of an external system; the pass over --objects keys takes about --objects × this ÷ --workers)")
 	freshChanges := flag.Int("fresh-changes", 100, "fresh scenario: changes made during each successor's first pass")
 	fifoRef := flag.String("fifo-ref", "850532c", "fresh scenario: the rein commit built as \"rein FIFO\" (the last one before the priority queue)")
-	profileDir := flag.String("profile-dir", "", "write CPU profiles of the apiserver (4 s) and of the controller (6 s from start), taken during each throughput run, into this folder")
+	profileDir := flag.String("profile-dir", "", "write CPU profiles of the apiserver (4 s) and of the controller (6 s from start), taken during each throughput run, and of the controller (12 s from start) during each tracing run, into this folder")
 	flag.Parse()
 	// Setup failures (no binaries, an apiserver that does not start) end
 	// the driver with their error, after the deferred clean-ups ran.

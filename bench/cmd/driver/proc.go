@@ -54,6 +54,8 @@ func (r *run) startProc(name, mark string) *proc {
 	switch {
 	case r.d.profDir != "" && strings.HasPrefix(r.tag, "throughput"):
 		args = append(args, "--cpuprofile", filepath.Join(r.d.profDir, r.tag+"-"+name+".ctl.pprof"), "--cpuprofile-for", "6s")
+	case r.d.profDir != "" && strings.HasPrefix(r.tag, "tracing"):
+		args = append(args, "--cpuprofile", filepath.Join(r.d.profDir, r.tag+"-"+name+".ctl.pprof"), "--cpuprofile-for", "12s")
 	case r.d.profDir != "" && strings.HasPrefix(r.tag, "sharded") && r.fw.program == "rein":
 		args = append(args, "--cpuprofile", filepath.Join(r.d.profDir, r.tag+"-"+name+".ctl.pprof"), "--cpuprofile-for", "10s")
 	}

@@ -49,6 +49,10 @@ func (d *driver) tracingRun(c tracingConfig) func(*run) {
 		controlBefore := cpuOf(d.control...)
 		p := r.startProc("r0", r.tag)
 		m := d.awaitMarked(r, p, d.st, d.objects, controlBefore)
+		if d.profDir != "" {
+			// the controller writes its profile 12 s after its start
+			time.Sleep(time.Until(p.started.Add(13 * time.Second)))
+		}
 		res := d.tracing.res
 		res.addRound(c.name, "objects/s after leading", r.round, m.perSecond)
 		res.addRound(c.name, "controller CPU seconds", r.round, m.cpu)
