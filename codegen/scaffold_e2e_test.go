@@ -36,7 +36,8 @@ import (
 // run twice changes nothing the second time, and skips a file the user
 // changed; make run against a real apiserver reconciles an object; and
 // deploy/ (and with its fencing component) builds with kustomize into objects the
-// apiserver accepts.
+// apiserver accepts; and the operator runs on the RBAC it generated
+// (runOnTheGeneratedRBAC).
 func TestScaffoldAProject(t *testing.T) {
 	if testing.Short() {
 		t.Skip("generates, builds and tests a project")
@@ -131,7 +132,7 @@ func TestScaffoldAProject(t *testing.T) {
 	t.Logf("init → make test green in %v", time.Since(begin).Round(time.Millisecond))
 
 	// make run against a real apiserver: one replica reconciles a Guestbook.
-	env, err := testenv.Start(testenv.Options{CRDDirs: []string{filepath.Join(dir, "deploy/crd")}})
+	env, err := testenv.Start(testenv.Options{CRDDirs: []string{filepath.Join(dir, "deploy/crd")}, Audit: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,14 +244,19 @@ func TestScaffoldAProject(t *testing.T) {
 	}
 	fenced := kustomize(t, overlay)
 	fencing := 0
+	var deployArgs []string
 	for _, u := range fenced {
 		switch u.GetKind() {
 		case "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
 			fencing++
 		case "Deployment":
-			args, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
-			if len(args) == 0 || !slices.Contains(args[0].(map[string]any)["args"].([]any), any("--server-side-fencing")) {
-				t.Errorf("with the fencing component, the Deployment runs without --server-side-fencing: %v", args)
+			containers, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+			if len(containers) > 0 {
+				args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+				deployArgs = args
+			}
+			if !slices.Contains(deployArgs, "--server-side-fencing") {
+				t.Errorf("with the fencing component, the Deployment runs without --server-side-fencing: %v", deployArgs)
 			}
 		}
 	}
@@ -271,10 +277,16 @@ func TestScaffoldAProject(t *testing.T) {
 		if m.Scope.Name() == meta.RESTScopeNameNamespace {
 			ri = dyn.Resource(m.Resource).Namespace(u.GetNamespace())
 		}
-		if _, err := ri.Patch(ctx, u.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: "test", Force: ptrTrue()}); err != nil {
+		if _, err := ri.Patch(ctx, u.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: "test", Force: ptrTo(true)}); err != nil {
 			t.Errorf("apply %s %s/%s: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 		}
 	}
+	if t.Failed() {
+		return
+	}
+
+	// The replicas run as deployed, on the RBAC make generate printed.
+	runOnTheGeneratedRBAC(t, env, dir, deployArgs)
 }
 
 // kustomize builds the kustomization in dir as kubectl kustomize does.
@@ -308,5 +320,3 @@ func runtimeFromUnstructured(m map[string]any, into any) error {
 	}
 	return runtime.DefaultUnstructuredConverter.FromUnstructured(m, into)
 }
-
-func ptrTrue() *bool { v := true; return &v }

@@ -1,12 +1,9 @@
 package vmcontroller_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"slices"
@@ -14,115 +11,12 @@ import (
 	"testing"
 	"time"
 
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
 
 	"github.com/rein-k8s/rein/internal/testkit/audit"
+	"github.com/rein-k8s/rein/internal/testkit/rbactest"
 	"github.com/rein-k8s/rein/samples/vmcontroller/internal/lab"
 )
-
-// printedRole is one role of vmcontroller --print-rbac.
-type printedRole struct {
-	kind, namespace string
-	rules           []rbacv1.PolicyRule
-}
-
-// grant is one verb on one resource (and name) in a role: a PolicyRule
-// expanded.
-type grant struct{ kind, namespace, group, resource, name, verb string }
-
-func (r printedRole) grants(rule rbacv1.PolicyRule) []grant {
-	names := rule.ResourceNames
-	if len(names) == 0 {
-		names = []string{""}
-	}
-	var out []grant
-	for _, g := range rule.APIGroups {
-		for _, res := range rule.Resources {
-			for _, n := range names {
-				for _, v := range rule.Verbs {
-					out = append(out, grant{r.kind, r.namespace, g, res, n, v})
-				}
-			}
-		}
-	}
-	return out
-}
-
-// parseRoles reads the ClusterRoles and Roles of YAML documents strictly
-// as RBAC objects (bindings are checked for form and skipped).
-func parseRoles(t *testing.T, out []byte) []printedRole {
-	t.Helper()
-	var roles []printedRole
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(out)))
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return roles
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(bytes.TrimSpace(doc)) == 0 {
-			continue
-		}
-		var head struct{ Kind string }
-		if err := yaml.Unmarshal(doc, &head); err != nil {
-			t.Fatalf("%v\n%s", err, doc)
-		}
-		switch head.Kind {
-		case "ClusterRole":
-			var o rbacv1.ClusterRole
-			if err := yaml.UnmarshalStrict(doc, &o); err != nil {
-				t.Fatalf("%v\n%s", err, doc)
-			}
-			roles = append(roles, printedRole{"ClusterRole", "", o.Rules})
-		case "Role":
-			var o rbacv1.Role
-			if err := yaml.UnmarshalStrict(doc, &o); err != nil {
-				t.Fatalf("%v\n%s", err, doc)
-			}
-			roles = append(roles, printedRole{"Role", o.Namespace, o.Rules})
-		case "ClusterRoleBinding":
-			if err := yaml.UnmarshalStrict(doc, &rbacv1.ClusterRoleBinding{}); err != nil {
-				t.Fatalf("%v\n%s", err, doc)
-			}
-		case "RoleBinding":
-			if err := yaml.UnmarshalStrict(doc, &rbacv1.RoleBinding{}); err != nil {
-				t.Fatalf("%v\n%s", err, doc)
-			}
-		default:
-			t.Fatalf("unexpected %s:\n%s", head.Kind, doc)
-		}
-	}
-}
-
-// bindRoles makes roles, named name, and binds them to the user name.
-func bindRoles(t *testing.T, l *lab.Lab, name string, roles []printedRole) {
-	t.Helper()
-	ctx := t.Context()
-	rbac := l.Admin.RbacV1()
-	subjects := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: name}}
-	for _, r := range roles {
-		meta := metav1.ObjectMeta{Name: name, Namespace: r.namespace}
-		ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: r.kind, Name: name}
-		var err error
-		if r.kind == "ClusterRole" {
-			if _, err = rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: meta, Rules: r.rules}, metav1.CreateOptions{}); err == nil {
-				_, err = rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: meta, RoleRef: ref, Subjects: subjects}, metav1.CreateOptions{})
-			}
-		} else {
-			if _, err = rbac.Roles(r.namespace).Create(ctx, &rbacv1.Role{ObjectMeta: meta, Rules: r.rules}, metav1.CreateOptions{}); err == nil {
-				_, err = rbac.RoleBindings(r.namespace).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: meta, RoleRef: ref, Subjects: subjects}, metav1.CreateOptions{})
-			}
-		}
-		if err != nil {
-			t.Fatalf("%s for %s: %v", r.kind, name, err)
-		}
-	}
-}
 
 // readyzAddr waits for p to say where it serves /readyz.
 func readyzAddr(t *testing.T, p *lab.Process) string {
@@ -144,29 +38,15 @@ func readyzAddr(t *testing.T, p *lab.Process) string {
 
 // missingReported waits until p's /readyz reports missing permissions
 // and returns the roles of the YAML it says to add.
-func missingReported(t *testing.T, p *lab.Process) []printedRole {
+func missingReported(t *testing.T, p *lab.Process) []rbactest.Role {
 	t.Helper()
-	url := "http://" + readyzAddr(t, p) + "/readyz"
-	const marker = "# add these rules"
-	deadline := time.Now().Add(time.Minute)
-	last := ""
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			_ = resp.Body.Close()
-			last = string(body)
-			if i := strings.Index(last, marker); i >= 0 && resp.StatusCode == http.StatusServiceUnavailable {
-				// The YAML is indented under the "[-]rbac failed" line,
-				// and the last line of the answer sums the checks up.
-				yaml, _, _ := strings.Cut(last[i:], "\nreadyz check failed")
-				return parseRoles(t, []byte(strings.ReplaceAll(yaml, "\n    ", "\n")))
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	roles, err := rbactest.MissingFromReadyz(ctx, "http://"+readyzAddr(t, p)+"/readyz")
+	if err != nil {
+		t.Fatalf("%s: %v\nlog:\n%s", p.Name, err, p.Log())
 	}
-	t.Fatalf("%s's /readyz never reported missing permissions; last:\n%s\nlog:\n%s", p.Name, last, p.Log())
-	return nil
+	return roles
 }
 
 // TestRBACFromTheCode runs the sample as a user bound to exactly what
@@ -194,11 +74,16 @@ func TestRBACFromTheCode(t *testing.T) {
 	if !bytes.Equal(printed, again) {
 		t.Fatalf("--print-rbac printed differently:\n%s\n---- then ----\n%s", printed, again)
 	}
-	roles := parseRoles(t, printed)
+	roles, err := rbactest.Parse(printed)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// Exactly the printed rules.
 	const exact = "rbac-exact"
-	bindRoles(t, l, exact, roles)
+	if err := rbactest.Bind(ctx, l.Admin, exact, rbactest.User(exact), roles); err != nil {
+		t.Fatal(err)
+	}
 	user, err := l.Env.AddUser(exact)
 	if err != nil {
 		t.Fatal(err)
@@ -246,29 +131,15 @@ func TestRBACFromTheCode(t *testing.T) {
 	}
 
 	// Every rule removed in turn.
-	type dropped struct {
-		role, rule int
-	}
-	var drops []dropped
-	for i, r := range roles {
-		for j := range r.rules {
-			drops = append(drops, dropped{i, j})
-		}
-	}
-	for n, d := range drops {
+	for n, at := range rbactest.EachRule(roles) {
 		name := fmt.Sprintf("rbac-drop-%d", n)
-		var rest []printedRole
-		for i, r := range roles {
-			kept := r
-			if i == d.role {
-				kept.rules = slices.Delete(slices.Clone(r.rules), d.rule, d.rule+1)
+		rest, removed := rbactest.Without(roles, at)
+		want := rbactest.AllGrants([]rbactest.Role{removed})
+		rule := removed.Rules[0]
+		t.Run(fmt.Sprintf("without %s %v %v %v", removed.Kind, rule.Resources, rule.ResourceNames, rule.Verbs), func(t *testing.T) {
+			if err := rbactest.Bind(ctx, l.Admin, name, rbactest.User(name), rest); err != nil {
+				t.Fatal(err)
 			}
-			rest = append(rest, kept)
-		}
-		removed := roles[d.role]
-		want := removed.grants(removed.rules[d.rule])
-		t.Run(fmt.Sprintf("without %s %v %v %v", removed.kind, removed.rules[d.rule].Resources, removed.rules[d.rule].ResourceNames, removed.rules[d.rule].Verbs), func(t *testing.T) {
-			bindRoles(t, l, name, rest)
 			user, err := l.Env.AddUser(name)
 			if err != nil {
 				t.Fatal(err)
@@ -282,14 +153,7 @@ func TestRBACFromTheCode(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer p.Kill()
-			var got []grant
-			for _, r := range missingReported(t, p) {
-				for _, rule := range r.rules {
-					got = append(got, r.grants(rule)...)
-				}
-			}
-			sortGrants(got)
-			sortGrants(want)
+			got := rbactest.AllGrants(missingReported(t, p))
 			if !slices.Equal(got, want) {
 				t.Errorf("reported missing\n%v\nwant (the rule removed)\n%v", got, want)
 			}
@@ -307,10 +171,6 @@ func TestRBACFromTheCode(t *testing.T) {
 			}
 		})
 	}
-}
-
-func sortGrants(gs []grant) {
-	slices.SortFunc(gs, func(a, b grant) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
 }
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {

@@ -20,12 +20,13 @@
 // gofmt-clean, and a page that wrote any must leave a module that passes
 // go vet.
 //
-// The README's blocks before its replica block build the quickstart's
-// module, once per test run. The README's replica block runs in a copy of
-// it (TestReadme), and so does each guide page, which continues the
-// quickstart (TestGuide). A replica block builds the program, the CRDs
-// rein-gen wrote into config/crd are installed (what `kubectl apply -f
-// config/crd` does), the replica starts with a ~/.kube/config for a fresh
+// The README's quickstart runs in an empty folder (TestReadme). The
+// blocks of docs/guide/00-by-hand.md before its replica block build the
+// guide's module, once per test run; that page's replica block runs in a
+// copy of it, and so does each later guide page, which continues it
+// (TestGuide). A replica block builds the program, the CRDs rein-gen
+// wrote into config/crd or deploy/crd are installed (what `kubectl apply
+// -f` does), the replica starts with a ~/.kube/config for a fresh
 // control plane, and the test waits for its /readyz, runs what the page
 // promises (see pageChecks), stops it with SIGTERM and wants exit 0.
 //
@@ -157,8 +158,11 @@ func repoRoot() string {
 	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
 }
 
-// The quickstart's module: the README's blocks before its replica block,
-// run once per test run in a folder that TestMain removes.
+// byHandPage builds the module every later page of the guide continues.
+const byHandPage = "docs/guide/00-by-hand.md"
+
+// The guide's module: byHandPage's blocks before its replica block, run
+// once per test run in a folder that TestMain removes.
 var quickstart struct {
 	once sync.Once
 	root string // the folder the blocks started in
@@ -174,13 +178,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// quickstartCopy makes a copy of the quickstart's module in a new
-// temporary folder (building the module first, once) and returns the
-// folder the README's blocks ended in, in the copy.
+// quickstartCopy makes a copy of the guide's module in a new temporary
+// folder (building the module first, once) and returns the folder
+// byHandPage's blocks ended in, in the copy.
 func quickstartCopy(t *testing.T) string {
 	t.Helper()
 	var blocks []block
-	for _, b := range readPage(t, "README.md") {
+	for _, b := range readPage(t, byHandPage) {
 		if b.kind == "replica" {
 			break
 		}
@@ -206,7 +210,7 @@ func quickstartCopy(t *testing.T) string {
 		}
 	})
 	if quickstart.err != nil {
-		t.Fatalf("the README's quickstart: %v", quickstart.err)
+		t.Fatalf("%s: %v", byHandPage, quickstart.err)
 	}
 	dst := t.TempDir()
 	work := filepath.Join(quickstart.root, "work")
@@ -354,9 +358,13 @@ func runReplica(t *testing.T, b block, cwd string, userEnv []string, env *testen
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(cwd, "config", "crd")); err == nil {
-		if err := env.InstallCRDs(filepath.Join(cwd, "config", "crd")); err != nil {
-			t.Fatalf("the CRDs in config/crd: %v", err)
+	// rein-gen's CRDs: config/crd by hand, deploy/crd in a scaffolded
+	// project.
+	for _, crds := range []string{"config/crd", "deploy/crd"} {
+		if _, err := os.Stat(filepath.Join(cwd, crds)); err == nil {
+			if err := env.InstallCRDs(filepath.Join(cwd, crds)); err != nil {
+				t.Fatalf("the CRDs in %s: %v", crds, err)
+			}
 		}
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)

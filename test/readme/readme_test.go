@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,27 +20,70 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// TestReadme runs the README's quickstart from an empty folder to a
-// replica whose handler writes a status, that serves its metrics and
-// probes where the README says, and that releases its Lease on SIGTERM.
+// TestReadme runs the README's quickstart in an empty folder: the
+// scaffolded project passes its own tests, and its replica makes a
+// Guestbook Ready, serves its metrics and probes where the README says,
+// and releases its Lease on SIGTERM.
 func TestReadme(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a module and runs it")
+		t.Skip("scaffolds a project, tests and runs it")
 	}
 	blocks := readPage(t, "README.md")
-	for i, b := range blocks {
-		if b.kind == "replica" {
-			runPage(t, blocks[i:], quickstartCopy(t), pageChecks{ready: quickstartReady, stopped: leaseReleased})
-			return
-		}
+	if !slices.ContainsFunc(blocks, func(b block) bool { return b.kind == "replica" }) {
+		t.Fatal("the README starts no replica")
 	}
-	t.Fatal("the README starts no replica")
+	runPage(t, blocks, t.TempDir(), pageChecks{ready: scaffoldReady, stopped: leaseReleased("guestbook")})
 }
 
-// quickstartReady: the CRD's validation, the handler, /metrics with no
-// registry wired by hand, the probes, and the lease namespace the replica
-// chose and said.
-func quickstartReady(t *testing.T, r *pageRun) {
+// scaffoldReady: the scaffolded handler makes a Guestbook Ready, /metrics
+// and the probes answer, and the replica leads its Lease in the namespace
+// of the kubeconfig's context.
+func scaffoldReady(t *testing.T, r *pageRun) {
+	guestbooks := dynamic.NewForConfigOrDie(r.env.Config()).Resource(schema.GroupVersionResource{Group: "webapp.example.com", Version: "v1", Resource: "guestbooks"}).Namespace("default")
+	if _, err := guestbooks.Create(r.ctx, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "webapp.example.com/v1", "kind": "Guestbook", "metadata": map[string]any{"name": "first"}, "spec": map[string]any{"foo": "bar"},
+	}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got, err := guestbooks.Get(r.ctx, "first", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conditions, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
+		if slices.ContainsFunc(conditions, func(c any) bool {
+			m, ok := c.(map[string]any)
+			return ok && m["type"] == "Ready" && m["status"] == "True"
+		}) {
+			break
+		}
+		select {
+		case <-r.ctx.Done():
+			t.Fatalf("the handler did not make the Guestbook Ready: %v", r.ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	metrics := httpGet(t, "http://127.0.0.1:8080/metrics")
+	for _, want := range []string{
+		`controller_runtime_reconcile_total{controller="guestbooks.webapp.example.com",result="success"}`,
+		`leader_election_master_status{name="guestbook"} 1`,
+		`rein_leader_election_transitions_total{event="acquired",lease="default/guestbook"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics has no %s", want)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if body := httpGet(t, "http://127.0.0.1:8081"+path); strings.TrimSpace(body) != "ok" {
+			t.Errorf("%s: %q, want ok", path, body)
+		}
+	}
+}
+
+// byHandReady (docs/guide/00-by-hand.md): the CRD's validation, the
+// handler, /metrics with no registry wired by hand, the probes, and the
+// lease namespace the replica chose and said.
+func byHandReady(t *testing.T, r *pageRun) {
 	ships := shipsV1(r)
 	if _, err := ships.Create(r.ctx, ship("bounty", 0), metav1.CreateOptions{}); !apierrors.IsInvalid(err) {
 		t.Fatalf("a Ship with crew 0: %v; want the CRD's schema (Minimum=1) to refuse it", err)
@@ -69,15 +113,17 @@ func quickstartReady(t *testing.T, r *pageRun) {
 	}
 }
 
-// leaseReleased: after SIGTERM the Lease has no holder.
-func leaseReleased(t *testing.T, r *pageRun) {
-	cs := kubernetes.NewForConfigOrDie(r.env.Config())
-	lease, err := cs.CoordinationV1().Leases("default").Get(r.ctx, "shipyard", metav1.GetOptions{})
-	if err != nil {
-		t.Fatalf("the Lease the replica held: %v", err)
-	}
-	if holder := holderOf(lease); holder != "" {
-		t.Fatalf("after SIGTERM the Lease is still held by %q", holder)
+// leaseReleased: after SIGTERM the Lease default/name has no holder.
+func leaseReleased(name string) func(t *testing.T, r *pageRun) {
+	return func(t *testing.T, r *pageRun) {
+		cs := kubernetes.NewForConfigOrDie(r.env.Config())
+		lease, err := cs.CoordinationV1().Leases("default").Get(r.ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("the Lease the replica held: %v", err)
+		}
+		if holder := holderOf(lease); holder != "" {
+			t.Fatalf("after SIGTERM the Lease is still held by %q", holder)
+		}
 	}
 }
 
