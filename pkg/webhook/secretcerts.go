@@ -19,6 +19,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
@@ -87,6 +89,7 @@ type SecretCertificates struct {
 	loaded   chan struct{} // closed once a pair is served
 	loadOnce sync.Once
 	started  atomic.Bool // Start has been called
+	firstErr error       // why Start has no first pair yet
 
 	// loadWarnEvery is how long InjectOnLeader waits for the first pair
 	// before it says what it waits for (tests shorten it).
@@ -140,6 +143,9 @@ func (c *SecretCertificates) GetCertificate(*tls.ClientHelloInfo) (*tls.Certific
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.current == nil {
+		if c.firstErr != nil {
+			return nil, fmt.Errorf("webhook: no serving certificate yet from Secret %s/%s: %w", c.opts.Namespace, c.opts.Name, c.firstErr)
+		}
 		return nil, fmt.Errorf("webhook: no serving certificate yet from Secret %s/%s", c.opts.Namespace, c.opts.Name)
 	}
 	return c.current, nil
@@ -156,14 +162,54 @@ func (c *SecretCertificates) caBundle() ([]byte, <-chan struct{}) {
 // Start makes sure the Secret holds a valid CA and serving certificate
 // (creating or renewing them), then follows it until ctx ends: it serves
 // each pair the Secret gets, and renews the pair when its time comes. It
-// returns nil when ctx ends, or an error the replica cannot get past
-// (the Secret forbidden to it).
+// returns nil when ctx ends.
+//
+// Until the first pair is in hand, a Secret this replica may not read or
+// write (its RBAC not granted yet, or the apiserver out of reach) is
+// asked again, with backoff up to 30s: ending the replica here would end
+// it before pkg/start's permission check reports the rule it lacks. The
+// error is logged once per kind, and the server is not ready meanwhile,
+// saying why (GetCertificate's error).
 func (c *SecretCertificates) Start(ctx context.Context) error {
 	c.started.Store(true)
-	if err := c.ensure(ctx); err != nil {
-		return err
+	last := ""
+	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
+		err := c.ensure(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.mu.Lock()
+		c.firstErr = err
+		c.mu.Unlock()
+		if err.Error() != last {
+			c.log.WithError(err).Errorf("webhook: no serving certificate yet; asking again, then every %v at most", 30*time.Second)
+			last = err.Error()
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
 	}
-	lw := cache.NewListWatchFromClient(c.client.CoreV1().RESTClient(), "secrets", c.opts.Namespace, fields.OneTermEqualSelector("metadata.name", c.opts.Name))
+	// Through the typed client (not its RESTClient), which any
+	// kubernetes.Interface has.
+	secrets := c.client.CoreV1().Secrets(c.opts.Namespace)
+	byName := fields.OneTermEqualSelector("metadata.name", c.opts.Name).String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = byName
+			return secrets.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = byName
+			return secrets.Watch(ctx, o)
+		},
+	}
 	inf := cache.NewSharedInformer(lw, &corev1.Secret{}, 0)
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.take(obj) },

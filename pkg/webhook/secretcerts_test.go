@@ -348,10 +348,13 @@ func TestInjectOnLeaderSaysWhatItWaitsFor(t *testing.T) {
 			c.loadWarnEvery = 20 * time.Millisecond
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
+			started := make(chan error, 1)
 			if tc.start {
-				if err := c.Start(ctx); err == nil || !strings.Contains(err.Error(), "forbidden") {
-					t.Fatalf("Start with the Secret forbidden: %v, want a forbidden error", err)
-				}
+				// Start keeps asking while the Secret is forbidden: the
+				// replica lives on to report the missing rule.
+				go func() { started <- c.Start(ctx) }()
+			} else {
+				started <- nil
 			}
 			done := make(chan error, 1)
 			go func() { done <- c.InjectOnLeader(&rest.Config{Host: "https://127.0.0.1:1"}, CABundleTargets{})(ctx) }()
@@ -361,10 +364,68 @@ func TestInjectOnLeaderSaysWhatItWaitsFor(t *testing.T) {
 			if msg := <-seen; !strings.Contains(msg, "after 40ms") {
 				t.Errorf("second warning %q, want the time waited (40ms)", msg)
 			}
+			if tc.start {
+				select {
+				case err := <-started:
+					t.Fatalf("Start returned %v while the Secret is forbidden; want it to keep asking", err)
+				default:
+				}
+				if _, err := c.GetCertificate(nil); err == nil || !strings.Contains(err.Error(), "forbidden") {
+					t.Errorf("GetCertificate (the server's readiness) says %v; want it to name the forbidden Secret", err)
+				}
+			}
 			cancel()
 			if err := <-done; err != nil {
 				t.Errorf("hook at the end of its term: %v, want nil", err)
 			}
+			if err := <-started; err != nil {
+				t.Errorf("Start at the end of ctx: %v, want nil", err)
+			}
 		})
+	}
+}
+
+// TestSecretCertificatesWaitForTheirRBAC: a replica whose Secret is
+// forbidden keeps asking, not serving and saying why; once the rule is
+// granted it issues and serves a pair without a restart.
+func TestSecretCertificatesWaitForTheirRBAC(t *testing.T) {
+	client := fake.NewClientset()
+	var granted atomic.Bool
+	asked := make(chan struct{}, 1)
+	client.PrependReactor("*", "secrets", func(clienttesting.Action) (bool, runtime.Object, error) {
+		if granted.Load() {
+			return false, nil, nil // on to the object tracker
+		}
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		return true, nil, apierrors.NewForbidden(corev1.Resource("secrets"), "certs", errors.New("RBAC"))
+	})
+	log, _ := testkit.Logger(t, "certificates")
+	c, err := NewSecretCertificates(client, SecretCertificatesOptions{Namespace: "ns", Name: "certs", Hosts: []string{"hooks.ns.svc"}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	started := make(chan error, 1)
+	go func() { started <- c.Start(ctx) }()
+	testkit.Receive(t, asked, 10*time.Second, "Start asks for the Secret")
+	testkit.Eventually(t, 10*time.Second, 10*time.Millisecond, "GetCertificate names the forbidden Secret", func() bool {
+		_, err := c.GetCertificate(nil)
+		return err != nil && strings.Contains(err.Error(), "forbidden")
+	})
+	granted.Store(true)
+	// The next attempt, at most a backoff step (2s) later, issues a pair.
+	testkit.Eventually(t, 10*time.Second, 20*time.Millisecond, "a serving certificate once the Secret is granted", func() bool {
+		_, err := c.GetCertificate(nil)
+		return err == nil
+	})
+	if _, err := client.CoreV1().Secrets("ns").Get(ctx, "certs", metav1.GetOptions{}); err != nil {
+		t.Errorf("the Secret after the grant: %v", err)
+	}
+	cancel()
+	if err := testkit.Receive(t, started, 10*time.Second, "Start returns at the end of ctx"); err != nil {
+		t.Errorf("Start: %v, want nil", err)
 	}
 }
