@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rein-k8s/rein/pkg/fence"
 	"io"
 	"math/rand/v2"
 	"strconv"
@@ -17,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/rein-k8s/rein/pkg/fence"
 )
 
 // The model test runs the protocol of several replicas against an
