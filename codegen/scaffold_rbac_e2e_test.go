@@ -126,7 +126,7 @@ func runOnTheGeneratedRBAC(t *testing.T, env *testenv.Env, dir string, deployArg
 	}
 	saKubeconfig := writeKubeconfig(t, env, "serviceaccount", token.Status.Token)
 
-	start := func(name, kubeconfig string, webhookPort int) *replica {
+	start := func(t *testing.T, name, kubeconfig string, webhookPort int) *replica {
 		t.Helper()
 		args := append(append([]string(nil), deployArgs...),
 			"--kubeconfig="+kubeconfig,
@@ -160,10 +160,10 @@ func runOnTheGeneratedRBAC(t *testing.T, env *testenv.Env, dir string, deployArg
 	replicas := map[string]*replica{}
 	for i := range 2 {
 		name := fmt.Sprintf("%s-%d", projectName, i)
-		replicas[name] = start(name, saKubeconfig, ports[i])
+		replicas[name] = start(t, name, saKubeconfig, ports[i])
 	}
 	leader := awaitHolder(t, ctx, admin, "", replicas)
-	hooks := start(projectName+"-2", saKubeconfig, ports[2])
+	hooks := start(t, projectName+"-2", saKubeconfig, ports[2])
 	replicas[hooks.name] = hooks
 	hooksReady := hooks.readyzURL(t)
 	testkit.Eventually(t, time.Minute, 100*time.Millisecond, hooks.name+" ready", func() bool {
@@ -261,44 +261,49 @@ func runOnTheGeneratedRBAC(t *testing.T, env *testenv.Env, dir string, deployArg
 	if err != nil {
 		t.Fatal(err)
 	}
-	for n, at := range rbactest.EachRule(roles) {
-		rest, removed := rbactest.Without(roles, at)
-		rule := removed.Rules[0]
-		name := fmt.Sprintf("drop-%d", n)
-		t.Run(fmt.Sprintf("without %s %v %v %v %v", removed.Kind, rule.APIGroups, rule.Resources, rule.ResourceNames, rule.Verbs), func(t *testing.T) {
-			if err := rbactest.Bind(ctx, admin, name, rbactest.User(name), rest); err != nil {
-				t.Fatal(err)
-			}
-			user, err := env.AddUser(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			offset, err := audit.Read(env, 0, func(*audit.Event) {})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := start(name, user.KubeconfigPath, freePorts(t, 1)[0])
-			defer r.stop(t, syscall.SIGTERM)
-			wait, cancel := context.WithTimeout(ctx, time.Minute)
-			defer cancel()
-			missing, err := rbactest.MissingFromReadyz(wait, r.readyzURL(t))
-			if err != nil {
-				t.Fatalf("%v\n%s", err, r.log)
-			}
-			if got, want := rbactest.AllGrants(missing), rbactest.AllGrants([]rbactest.Role{removed}); fmt.Sprint(got) != fmt.Sprint(want) {
-				t.Errorf("reported missing\n%v\nwant (the rule removed)\n%v", got, want)
-			}
-			// /readyz reports after the check, which runs before the
-			// replica campaigns: by now it would have written its Lease.
-			if _, err := audit.Read(env, offset, func(ev *audit.Event) {
-				if ev.User.Username == name && ev.ObjectRef.Resource == "leases" && ev.Verb != "get" && ev.Verb != "list" && ev.Verb != "watch" {
-					t.Errorf("%s %s lease %s: a replica missing a permission campaigned", name, ev.Verb, ev.ObjectRef.Name)
+	// In parallel, in a group that returns once all are done (before the
+	// control plane stops).
+	t.Run("each rule removed", func(t *testing.T) {
+		for n, at := range rbactest.EachRule(roles) {
+			rest, removed := rbactest.Without(roles, at)
+			rule := removed.Rules[0]
+			name := fmt.Sprintf("drop-%d", n)
+			t.Run(fmt.Sprintf("without %s %v %v %v %v", removed.Kind, rule.APIGroups, rule.Resources, rule.ResourceNames, rule.Verbs), func(t *testing.T) {
+				t.Parallel() // each its own user; none campaigns
+				if err := rbactest.Bind(ctx, admin, name, rbactest.User(name), rest); err != nil {
+					t.Fatal(err)
 				}
-			}); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+				user, err := env.AddUser(name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				offset, err := audit.Read(env, 0, func(*audit.Event) {})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := start(t, name, user.KubeconfigPath, freePorts(t, 1)[0])
+				defer r.stop(t, syscall.SIGTERM)
+				wait, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+				missing, err := rbactest.MissingFromReadyz(wait, r.readyzURL(t))
+				if err != nil {
+					t.Fatalf("%v\n%s", err, r.log)
+				}
+				if got, want := rbactest.AllGrants(missing), rbactest.AllGrants([]rbactest.Role{removed}); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("reported missing\n%v\nwant (the rule removed)\n%v", got, want)
+				}
+				// /readyz reports after the check, which runs before the
+				// replica campaigns: by now it would have written its Lease.
+				if _, err := audit.Read(env, offset, func(ev *audit.Event) {
+					if ev.User.Username == name && ev.ObjectRef.Resource == "leases" && ev.Verb != "get" && ev.Verb != "list" && ev.Verb != "watch" {
+						t.Errorf("%s %s lease %s: a replica missing a permission campaigned", name, ev.Verb, ev.ObjectRef.Name)
+					}
+				}); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	})
 }
 
 // awaitHolder waits until the Lease is held by one of replicas other than
