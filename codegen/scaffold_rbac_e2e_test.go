@@ -331,32 +331,31 @@ func awaitHolder(t *testing.T, ctx context.Context, admin kubernetes.Interface, 
 // conversion webhooks at base, keeping each one's path.
 func pointWebhooksAt(t *testing.T, ctx context.Context, env *testenv.Env, admin kubernetes.Interface, base string) {
 	t.Helper()
-	url := func(svc *admissionv1.ServiceReference) *string {
-		path := ""
-		if svc != nil && svc.Path != nil {
-			path = *svc.Path
-		}
-		return ptrTo(base + path)
-	}
 	webhooks := admin.AdmissionregistrationV1()
 	v, err := webhooks.ValidatingWebhookConfigurations().Get(ctx, projectName, metav1.GetOptions{})
 	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range v.Webhooks {
-		c := &v.Webhooks[i].ClientConfig
-		c.URL, c.Service = url(c.Service), nil
-	}
-	if _, err := webhooks.ValidatingWebhookConfigurations().Update(ctx, v, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	m, err := webhooks.MutatingWebhookConfigurations().Get(ctx, projectName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	var configs []*admissionv1.WebhookClientConfig
+	for i := range v.Webhooks {
+		configs = append(configs, &v.Webhooks[i].ClientConfig)
+	}
 	for i := range m.Webhooks {
-		c := &m.Webhooks[i].ClientConfig
-		c.URL, c.Service = url(c.Service), nil
+		configs = append(configs, &m.Webhooks[i].ClientConfig)
+	}
+	for _, c := range configs {
+		path := ""
+		if c.Service != nil && c.Service.Path != nil {
+			path = *c.Service.Path
+		}
+		c.URL, c.Service = ptrTo(base+path), nil
+	}
+	if _, err := webhooks.ValidatingWebhookConfigurations().Update(ctx, v, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := webhooks.MutatingWebhookConfigurations().Update(ctx, m, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)

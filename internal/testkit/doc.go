@@ -13,5 +13,8 @@
 // subpackages audit (the apiserver's audit log of testenv.Options.Audit)
 // and leasehistory (a Lease's holder changes, from a watch) serve the
 // multi-replica tests and the benchmarks; otlptest (an OTLP trace
-// receiver in the process) the tracing tests and benchmark.
+// receiver in the process) the tracing tests and benchmark; rbactest
+// (printed RBAC read, bound, and compared rule by rule with what a
+// replica's /readyz says it lacks) the RBAC tests of the sample and of
+// scaffolded projects.
 package testkit
