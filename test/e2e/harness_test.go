@@ -130,7 +130,6 @@ func newClusterWith(t testing.TB, n int) *cluster {
 			// delete: a sharded group's members delete their member Lease
 			// when they leave, and collect dead members'.
 			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
-			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		},
 	}
 	if _, err := admin.RbacV1().Roles(c.ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
