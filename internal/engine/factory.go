@@ -425,16 +425,6 @@ func (f *Ops) EnqueueKeys(match func(key string) bool) int {
 	return n
 }
 
-// VisitKeys calls visit with the key of every cached object of every
-// controller (a key cached by two controllers' kinds is visited twice).
-func (f *Ops) VisitKeys(visit func(key string)) {
-	for _, c := range f.controllerList() {
-		for _, key := range c.informer.GetStore().ListKeys() {
-			visit(key)
-		}
-	}
-}
-
 func (f *Ops) controllerList() []*Controller {
 	f.mu.Lock()
 	defer f.mu.Unlock()

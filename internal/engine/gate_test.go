@@ -99,8 +99,8 @@ func TestKeyGate(t *testing.T) {
 		return gate.inflight == 0
 	})
 	seen := 0
-	engine.OpsOf(f).VisitKeys(func(string) { seen++ })
+	engine.OpsOf(f).VisitKeyShards(func(string) int { return 0 }, func(int) { seen++ })
 	if seen != 4 {
-		t.Fatalf("VisitKeys saw %d keys, want 4", seen)
+		t.Fatalf("VisitKeyShards saw %d keys, want 4", seen)
 	}
 }

@@ -115,6 +115,24 @@ func (f *Ops) EnqueueShards(shards []int, keyShard func(key string) int) int {
 		in[s] = true
 	}
 	n := 0
+	f.visitKeyShards(keyShard, func(c *Controller, key string, s int) {
+		if in[s] {
+			c.enqueue(key, 0, PriorityLow)
+			n++
+		}
+	})
+	return n
+}
+
+// VisitKeyShards calls visit with the shard of the key of every cached
+// object of every controller (a key cached by two controllers' kinds is
+// visited twice): a partitioned controller's shard from the key's object,
+// the others' from keyShard. rein_shard_keys counts them so.
+func (f *Ops) VisitKeyShards(keyShard func(key string) int, visit func(shard int)) {
+	f.visitKeyShards(keyShard, func(_ *Controller, _ string, s int) { visit(s) })
+}
+
+func (f *Ops) visitKeyShards(keyShard func(key string) int, visit func(c *Controller, key string, shard int)) {
 	for _, c := range f.controllerList() {
 		p, partitioned := c.informer.(*partitionedInformer)
 		for _, key := range c.informer.GetStore().ListKeys() {
@@ -122,16 +140,12 @@ func (f *Ops) EnqueueShards(shards []int, keyShard func(key string) int) int {
 			if partitioned {
 				var ok bool
 				if s, ok = p.ShardOfKey(key); !ok {
-					continue
+					continue // dropped since the list: no longer here
 				}
 			} else {
 				s = keyShard(key)
 			}
-			if in[s] {
-				c.enqueue(key, 0, PriorityLow)
-				n++
-			}
+			visit(c, key, s)
 		}
 	}
-	return n
 }

@@ -15,11 +15,15 @@ import (
 //	rein_shard_moves_total{event}   started | stopped | marked-dead
 //	rein_shard_unowned_seconds      how long a shard this replica started
 //	                                was seen unowned before (takeovers, claims)
-//	rein_shard_keys{shard}          cached keys per shard, counted at scrape
-//	                                by keys (nil: not exported)
+//	rein_shard_keys{shard}          cached keys per shard, counted at scrape:
+//	                                keyShards visits the shard of each
+//	                                cached key (nil: not exported)
 //
-// Call it before Run; it sets the member's event callback.
-func (m *Member) RegisterMetrics(reg prometheus.Registerer, keys func(visit func(key string))) error {
+// The caller says each key's shard because only it knows: a key's name
+// hashes to its shard (KeyShard), except in a partitioned cache, where
+// the object's UID does. Call it before Run; it sets the member's event
+// callback.
+func (m *Member) RegisterMetrics(reg prometheus.Registerer, keyShards func(visit func(shard int))) error {
 	labels := prometheus.Labels{"group": m.cfg.Namespace + "/" + m.cfg.Group}
 	held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "rein", Subsystem: "shard", Name: "held", ConstLabels: labels,
@@ -39,8 +43,8 @@ func (m *Member) RegisterMetrics(reg prometheus.Registerer, keys func(visit func
 		Buckets: []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 	})
 	cs := []prometheus.Collector{held, count, moves, unowned}
-	if keys != nil {
-		cs = append(cs, &keysCollector{m: m, keys: keys, desc: prometheus.NewDesc("rein_shard_keys",
+	if keyShards != nil {
+		cs = append(cs, &keysCollector{m: m, keyShards: keyShards, desc: prometheus.NewDesc("rein_shard_keys",
 			"Cached keys per shard (all controllers of the group), counted at scrape.", []string{"shard"}, labels)})
 	}
 	for _, c := range cs {
@@ -62,16 +66,20 @@ func (m *Member) RegisterMetrics(reg prometheus.Registerer, keys func(visit func
 }
 
 type keysCollector struct {
-	m    *Member
-	keys func(visit func(key string))
-	desc *prometheus.Desc
+	m         *Member
+	keyShards func(visit func(shard int))
+	desc      *prometheus.Desc
 }
 
 func (c *keysCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *keysCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := make([]int, c.m.cfg.Shards)
-	c.keys(func(key string) { counts[c.m.KeyShard(key)]++ })
+	c.keyShards(func(s int) {
+		if s >= 0 && s < len(counts) {
+			counts[s]++
+		}
+	})
 	for s, n := range counts {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), strconv.Itoa(s))
 	}

@@ -153,8 +153,7 @@
 // and watched per held shard (the apiserver's ShardedListAndWatch), a
 // shard's objects are listed before its handlers run and dropped once it
 // has moved, and a key's shard is its object's UID's (docs/sharding.md,
-// "Partitioned caches"). rein_shard_keys still counts keys by their names'
-// shards.
+// "Partitioned caches"); rein_shard_keys counts each key in that shard.
 //
 // # RBAC
 //

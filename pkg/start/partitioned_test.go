@@ -3,6 +3,7 @@ package start_test
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -159,6 +160,27 @@ func TestPartitionedShardedGroup(t *testing.T) {
 		return len(keys) == want
 	}
 	eventually(t, "each replica caches the objects of its shards", func() bool { return cached("a", heldA) && cached("b", heldB) })
+	// rein_shard_keys counts each cached key in its UID's shard, as the
+	// cache holds it (not in its name's).
+	eventually(t, "a's rein_shard_keys count its keys by their UIDs' shards", func() bool {
+		_, metrics := get(t, "http://"+a.MetricsAddr()+"/metrics")
+		mu.Lock()
+		defer mu.Unlock()
+		for s := range shards {
+			want := 0
+			if slices.Contains(heldA, s) {
+				for _, of := range shardOf {
+					if of == s {
+						want++
+					}
+				}
+			}
+			if !regexp.MustCompile(fmt.Sprintf(`(?m)^rein_shard_keys\{[^}]*shard="%d"[^}]*\} %d$`, s, want)).MatchString(metrics) {
+				return false
+			}
+		}
+		return true
+	})
 
 	handled := func() map[string]string {
 		mu.Lock()

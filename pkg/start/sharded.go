@@ -72,12 +72,12 @@ func (r *Replica) shardGroup(g *groupRun, clients kubernetes.Interface) error {
 	if err != nil {
 		return err
 	}
-	visit := func(f func(string)) {
+	keyShards := func(visit func(int)) {
 		for _, st := range starters {
-			engine.OpsOf(st.Base()).VisitKeys(f)
+			engine.OpsOf(st.Base()).VisitKeyShards(member.KeyShard, visit)
 		}
 	}
-	if err := member.RegisterMetrics(r.opts.Registry, visit); err != nil {
+	if err := member.RegisterMetrics(r.opts.Registry, keyShards); err != nil {
 		return fmt.Errorf("shard metrics: %w", err)
 	}
 	for _, st := range starters {
