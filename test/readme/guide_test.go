@@ -19,7 +19,7 @@ var checks = map[string]pageChecks{
 }
 
 // TestGuide runs every page of docs/guide, each in a copy of the
-// quickstart's module, as a reader who did the quickstart would.
+// guide's module (docs/guide/00-by-hand.md), as a reader who built it would.
 func TestGuide(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a module and runs it")
@@ -39,7 +39,7 @@ func TestGuide(t *testing.T) {
 				}
 				blocks = blocks[i:]
 			}
-			runPage(t, blocks, quickstartCopy(t), checks[page])
+			runPage(t, blocks, guideModuleCopy(t), checks[page])
 		})
 	}
 }

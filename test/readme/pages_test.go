@@ -163,7 +163,7 @@ const byHandPage = "docs/guide/00-by-hand.md"
 
 // The guide's module: byHandPage's blocks before its replica block, run
 // once per test run in a folder that TestMain removes.
-var quickstart struct {
+var guideModule struct {
 	once sync.Once
 	root string // the folder the blocks started in
 	cwd  string // the folder they ended in, under root
@@ -172,16 +172,16 @@ var quickstart struct {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if quickstart.root != "" {
-		_ = os.RemoveAll(quickstart.root)
+	if guideModule.root != "" {
+		_ = os.RemoveAll(guideModule.root)
 	}
 	os.Exit(code)
 }
 
-// quickstartCopy makes a copy of the guide's module in a new temporary
+// guideModuleCopy makes a copy of the guide's module in a new temporary
 // folder (building the module first, once) and returns the folder
 // byHandPage's blocks ended in, in the copy.
-func quickstartCopy(t *testing.T) string {
+func guideModuleCopy(t *testing.T) string {
 	t.Helper()
 	var blocks []block
 	for _, b := range readPage(t, byHandPage) {
@@ -190,34 +190,34 @@ func quickstartCopy(t *testing.T) string {
 		}
 		blocks = append(blocks, b)
 	}
-	quickstart.once.Do(func() {
-		quickstart.root, quickstart.err = os.MkdirTemp("", "rein-readme-")
-		if quickstart.err != nil {
+	guideModule.once.Do(func() {
+		guideModule.root, guideModule.err = os.MkdirTemp("", "rein-readme-")
+		if guideModule.err != nil {
 			return
 		}
-		home := filepath.Join(quickstart.root, "home")
-		work := filepath.Join(quickstart.root, "work")
+		home := filepath.Join(guideModule.root, "home")
+		work := filepath.Join(guideModule.root, "work")
 		for _, dir := range []string{home, work} {
-			if quickstart.err = os.Mkdir(dir, 0o755); quickstart.err != nil {
+			if guideModule.err = os.Mkdir(dir, 0o755); guideModule.err != nil {
 				return
 			}
 		}
 		env := userEnvironment(home, repoRoot())
 		start := time.Now()
-		quickstart.cwd, quickstart.err = runBlocks(t, blocks, work, env)
-		if quickstart.err == nil {
-			t.Logf("the quickstart's module, built once in %v", time.Since(start).Round(time.Second))
+		guideModule.cwd, guideModule.err = runBlocks(t, blocks, work, env)
+		if guideModule.err == nil {
+			t.Logf("the guide's module, built once in %v", time.Since(start).Round(time.Second))
 		}
 	})
-	if quickstart.err != nil {
-		t.Fatalf("%s: %v", byHandPage, quickstart.err)
+	if guideModule.err != nil {
+		t.Fatalf("%s: %v", byHandPage, guideModule.err)
 	}
 	dst := t.TempDir()
-	work := filepath.Join(quickstart.root, "work")
+	work := filepath.Join(guideModule.root, "work")
 	if out, err := exec.Command("cp", "-a", work+"/.", dst).CombinedOutput(); err != nil {
-		t.Fatalf("copying the quickstart's module: %v\n%s", err, out)
+		t.Fatalf("copying the guide's module: %v\n%s", err, out)
 	}
-	rel, err := filepath.Rel(work, quickstart.cwd)
+	rel, err := filepath.Rel(work, guideModule.cwd)
 	if err != nil {
 		t.Fatal(err)
 	}

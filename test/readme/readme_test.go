@@ -145,7 +145,7 @@ func ship(name string, crew int64) *unstructured.Unstructured {
 	}}
 }
 
-// shipSeen creates a v1 Ship called name and waits until the quickstart's
+// shipSeen creates a v1 Ship called name and waits until the guide module's
 // handler marks it seen.
 func shipSeen(t *testing.T, r *pageRun, name string) {
 	t.Helper()
