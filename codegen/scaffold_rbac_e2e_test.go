@@ -233,20 +233,14 @@ func runOnTheGeneratedRBAC(t *testing.T, env *testenv.Env, dir string, deployArg
 		r.stop(t, syscall.SIGTERM)
 	}
 	sa := "system:serviceaccount:" + projectNamespace + ":" + projectName
-	requests, forbidden := 0, 0
-	if _, err := audit.Read(env, auditFrom, func(ev *audit.Event) {
-		if ev.User.Username != sa {
-			return
-		}
-		requests++
-		if ev.ResponseStatus.Code == http.StatusForbidden {
-			forbidden++
-			t.Errorf("forbidden: %s %s %s/%s", ev.Verb, ev.ObjectRef.Resource, ev.ObjectRef.Namespace, ev.ObjectRef.Name)
-		}
-	}); err != nil {
+	requests, forbidden, err := rbactest.Requests(env, auditFrom, sa)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("3 replicas as %s, handoff %s → %s: %d requests, %d forbidden", sa, leader, successor, requests, forbidden)
+	for _, f := range forbidden {
+		t.Errorf("forbidden: %s", f)
+	}
+	t.Logf("3 replicas as %s, handoff %s → %s: %d requests, %d forbidden", sa, leader, successor, requests, len(forbidden))
 	if requests == 0 {
 		t.Fatal("the audit log has no request of the service account")
 	}
@@ -294,12 +288,12 @@ func runOnTheGeneratedRBAC(t *testing.T, env *testenv.Env, dir string, deployArg
 				}
 				// /readyz reports after the check, which runs before the
 				// replica campaigns: by now it would have written its Lease.
-				if _, err := audit.Read(env, offset, func(ev *audit.Event) {
-					if ev.User.Username == name && ev.ObjectRef.Resource == "leases" && ev.Verb != "get" && ev.Verb != "list" && ev.Verb != "watch" {
-						t.Errorf("%s %s lease %s: a replica missing a permission campaigned", name, ev.Verb, ev.ObjectRef.Name)
-					}
-				}); err != nil {
+				writes, err := rbactest.LeaseWrites(env, offset, name)
+				if err != nil {
 					t.Fatal(err)
+				}
+				for _, w := range writes {
+					t.Errorf("%s %s: a replica missing a permission campaigned", name, w)
 				}
 			})
 		}

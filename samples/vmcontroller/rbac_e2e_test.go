@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -112,20 +111,14 @@ func TestRBACFromTheCode(t *testing.T) {
 		t.Errorf("the replica did not report its permissions complete:\n%s", replica.Log())
 	}
 	replica.Kill()
-	requests, forbidden := 0, 0
-	if _, err := audit.Read(l.Env, 0, func(ev *audit.Event) {
-		if ev.User.Username != exact {
-			return
-		}
-		requests++
-		if ev.ResponseStatus.Code == http.StatusForbidden {
-			forbidden++
-			t.Errorf("forbidden: %s %s %s/%s", ev.Verb, ev.ObjectRef.Resource, ev.ObjectRef.Namespace, ev.ObjectRef.Name)
-		}
-	}); err != nil {
+	requests, forbidden, err := rbactest.Requests(l.Env, 0, exact)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("bound to exactly the printed rules: %d requests, %d forbidden", requests, forbidden)
+	for _, f := range forbidden {
+		t.Errorf("forbidden: %s", f)
+	}
+	t.Logf("bound to exactly the printed rules: %d requests, %d forbidden", requests, len(forbidden))
 	if requests == 0 {
 		t.Fatal("the audit log has no request of the replica's user")
 	}
@@ -162,12 +155,12 @@ func TestRBACFromTheCode(t *testing.T) {
 			}
 			// It stands by: a moment later it still has written no Lease.
 			time.Sleep(time.Second)
-			if _, err := audit.Read(l.Env, offset, func(ev *audit.Event) {
-				if ev.User.Username == name && ev.ObjectRef.Resource == "leases" && ev.Verb != "get" && ev.Verb != "list" && ev.Verb != "watch" {
-					t.Errorf("%s %s lease %s: a replica missing a permission campaigned", name, ev.Verb, ev.ObjectRef.Name)
-				}
-			}); err != nil {
+			writes, err := rbactest.LeaseWrites(l.Env, offset, name)
+			if err != nil {
 				t.Fatal(err)
+			}
+			for _, w := range writes {
+				t.Errorf("%s %s: a replica missing a permission campaigned", name, w)
 			}
 		})
 	}

@@ -22,6 +22,9 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
+
+	"github.com/rein-k8s/rein/internal/testkit/audit"
+	"github.com/rein-k8s/rein/pkg/testenv"
 )
 
 // Role is one Role or ClusterRole of printed RBAC: its rules and where
@@ -207,4 +210,32 @@ func MissingFromReadyz(ctx context.Context, url string) ([]Role, error) {
 		case <-tick.C:
 		}
 	}
+}
+
+// Requests reads env's audit log from offset on and returns how many
+// requests user sent and, one line each, those the apiserver forbade
+// (a 403: a permission the user lacks, or an admission policy's denial).
+func Requests(env *testenv.Env, offset int64, user string) (sent int, forbidden []string, err error) {
+	_, err = audit.Read(env, offset, func(ev *audit.Event) {
+		if ev.User.Username != user {
+			return
+		}
+		sent++
+		if ev.ResponseStatus.Code == http.StatusForbidden {
+			forbidden = append(forbidden, fmt.Sprintf("%s %s %s/%s", ev.Verb, ev.ObjectRef.Resource, ev.ObjectRef.Namespace, ev.ObjectRef.Name))
+		}
+	})
+	return sent, forbidden, err
+}
+
+// LeaseWrites reads env's audit log from offset on and returns, one line
+// each, the Lease writes user sent: a replica that campaigned.
+func LeaseWrites(env *testenv.Env, offset int64, user string) ([]string, error) {
+	var writes []string
+	_, err := audit.Read(env, offset, func(ev *audit.Event) {
+		if ev.User.Username == user && ev.ObjectRef.Resource == "leases" && ev.Verb != "get" && ev.Verb != "list" && ev.Verb != "watch" {
+			writes = append(writes, ev.Verb+" lease "+ev.ObjectRef.Name)
+		}
+	})
+	return writes, err
 }
