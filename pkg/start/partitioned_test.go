@@ -2,6 +2,7 @@ package start_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"regexp"
 	"slices"
@@ -35,23 +36,57 @@ func newPartitionedFactory(t *testing.T, ns string, shards int) *framework.Facto
 	return f
 }
 
-// A partitioned factory needs a sharded group of its shard count.
+// A partitioned factory needs a sharded group of its shard count, and
+// --partition-caches needs --shards and a factory built with
+// Group.PartitionShards().
 func TestPartitionedGroupMistakes(t *testing.T) {
 	for _, c := range []struct {
-		name   string
-		shards int
-		wants  string
+		name        string
+		args        []string
+		partitioned int // the factory's PartitionShards
+		wants       string
 	}{
-		{"other count", 8, "partitions its caches into 4 shards"},
-		{"single leader", 0, "need a sharded group"},
+		{"other count", []string{"--shards=8"}, 4, "partitions its caches into 4 shards"},
+		{"single leader", nil, 4, "need a sharded group"},
+		{"flag without shards", []string{"--partition-caches"}, 0, "--partition-caches needs --shards"},
+		{"flag, factory not partitioned", []string{"--shards=4", "--partition-caches"}, 0, "framework.Options{PartitionShards: group.PartitionShards()}"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			g := start.Group{LeaseName: testLease, Shards: c.shards, Factories: []start.Starter{newPartitionedFactory(t, "default", 4)}}
+			g := start.Group{LeaseName: testLease}
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			g.BindFlags(fs)
+			if err := fs.Parse(c.args); err != nil {
+				t.Fatal(err)
+			}
+			g.Factories = []start.Starter{newPartitionedFactory(t, "default", c.partitioned)}
 			_, err := start.New(testOptions(t, "default"), g)
 			if err == nil || !strings.Contains(err.Error(), c.wants) {
 				t.Fatalf("want an error naming %q, got %v", c.wants, err)
 			}
 		})
+	}
+}
+
+// The flag reaches the factory through PartitionShards: the shard count
+// with --partition-caches, 0 without.
+func TestPartitionShardsFromTheFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"--shards=6"}, 0},
+		{[]string{"--shards=6", "--partition-caches"}, 6},
+		{[]string{"--partition-caches=false", "--shards=6"}, 0},
+	} {
+		var g start.Group
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		g.BindFlags(fs)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		if got := g.PartitionShards(); got != c.want {
+			t.Errorf("%v: PartitionShards() = %d, want %d", c.args, got, c.want)
+		}
 	}
 }
 

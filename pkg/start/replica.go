@@ -66,15 +66,18 @@ type Group struct {
 	// Zero is a single leader. Every replica of a group must use the same
 	// count.
 	Shards int
+	// partitionCaches is --partition-caches (BindFlags): see
+	// PartitionShards.
+	partitionCaches bool
 
 	// flagErrs collects malformed values BindFlags' flags were given.
 	flagErrs *[]error
 }
 
 // BindFlags binds the group's flags to g's fields, with g's current values
-// as defaults: --leader-elect-resource-name (LeaseName) and --shards.
-// Malformed values do not stop the parse; New reports them with every
-// other mistake.
+// as defaults: --leader-elect-resource-name (LeaseName), --shards and
+// --partition-caches. Malformed values do not stop the parse; New reports
+// them with every other mistake.
 func (g *Group) BindFlags(fs *flag.FlagSet) {
 	if g.flagErrs == nil {
 		g.flagErrs = new([]error)
@@ -84,7 +87,28 @@ func (g *Group) BindFlags(fs *flag.FlagSet) {
 		"Name of the Lease the replicas elect a leader with (with --shards, the name of the shard group).")
 	scratch.IntVar(&g.Shards, "shards", g.Shards,
 		"Run sharded active-active with this many shards: every replica works on the keys of the shards it holds (0: one leader works, the others stand by). Every replica must use the same count.")
+	scratch.BoolVar(&g.partitionCaches, "partition-caches", g.partitionCaches,
+		"With --shards: each replica caches only the objects of the shards it holds (needs the apiserver's feature gate ShardedListAndWatch; without it every object is cached, with a warning). Every replica must use the same setting.")
 	moveFlags(scratch, fs, g.flagErrs)
+}
+
+// PartitionShards is the value of framework.Options.PartitionShards for
+// the group's factories: Shards when --partition-caches (BindFlags) is
+// set, else 0. With it each replica of the sharded group lists and
+// watches only the objects of the shards it holds (the apiserver's
+// ShardedListAndWatch; docs/sharding.md, "Partitioned caches"). A factory
+// decides its controllers' caches as they are made, before New sees it,
+// so the program passes the flag on:
+//
+//	framework.Options{PartitionShards: group.PartitionShards()}
+//
+// New refuses --partition-caches when a factory was built without it.
+// A program without flags sets framework.Options.PartitionShards itself.
+func (g *Group) PartitionShards() int {
+	if !g.partitionCaches {
+		return 0
+	}
+	return g.Shards
 }
 
 // problems reports every mistake of g's settings, naming the flag to fix.
@@ -95,6 +119,9 @@ func (g *Group) problems(leaderElect bool) []error {
 	}
 	if g.Shards < 0 || g.Shards > shard.MaxShards {
 		errs = append(errs, fmt.Errorf("--shards=%d: want 0 (one leader) to %d", g.Shards, shard.MaxShards))
+	}
+	if g.partitionCaches && g.Shards == 0 {
+		errs = append(errs, errors.New("--partition-caches needs --shards: only a sharded group's replicas split the objects among them"))
 	}
 	if leaderElect && g.LeaseName == "" {
 		errs = append(errs, fmt.Errorf("no lease name: set %s or Group.LeaseName", electionflags.ResourceName))
@@ -227,11 +254,12 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 				return nil, fmt.Errorf("start: election group %d, factory %d: %w", i, j, err)
 			}
 		}
-		if g.Shards == 0 {
-			for j, s := range g.Factories {
-				if engine.OpsOf(s.Base()).Partitioned() != 0 {
-					return nil, fmt.Errorf("start: election group %d, factory %d: partitioned caches (framework.Options.PartitionShards) need a sharded group: set Shards (--shards) to the same count", i, j)
-				}
+		for j, s := range g.Factories {
+			switch n := engine.OpsOf(s.Base()).Partitioned(); {
+			case g.Shards == 0 && n != 0:
+				return nil, fmt.Errorf("start: election group %d, factory %d: partitioned caches (framework.Options.PartitionShards) need a sharded group: set Shards (--shards) to the same count", i, j)
+			case g.partitionCaches && n == 0:
+				return nil, fmt.Errorf("start: election group %d, factory %d: --partition-caches is set but the factory was built without partitioned caches: build it with framework.Options{PartitionShards: group.PartitionShards()}", i, j)
 			}
 		}
 		if g.Shards != 0 {

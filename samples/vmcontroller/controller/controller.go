@@ -105,9 +105,6 @@ func Register(ctx context.Context, d Deps, opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.VMs.Cache().AddIndexer(UserDataIndex, indexByUserDataSecret); err != nil {
-		return nil, fmt.Errorf("controller: index VirtualMachines by user-data Secret: %w", err)
-	}
 	// The status helper writes the status only when it changed.
 	vmctrl.RegisterVirtualMachineStatusHandler(ctx, d.VMs, ProvisionHandler, c.reconcile)
 	vmctrl.RegisterVirtualMachineGeneratingHandler(ctx, d.VMs, set, ChildrenHandler, c.children,
@@ -117,6 +114,12 @@ func Register(ctx context.Context, d Deps, opts Options) (*Controller, error) {
 			Recorder:      d.Recorder,
 		})
 	d.VMs.OnRemove(ctx, CleanupHandler, c.cleanup)
+	// The index comes after the handlers: a controller's kind is cached
+	// (partitioned, with --partition-caches) as its first handler
+	// registers, and an earlier cache read would make it a full cache.
+	if err := d.VMs.Cache().AddIndexer(UserDataIndex, indexByUserDataSecret); err != nil {
+		return nil, fmt.Errorf("controller: index VirtualMachines by user-data Secret: %w", err)
+	}
 
 	err = errors.Join(
 		related.Owns(ctx, d.VMs, d.ConfigMaps.Informer(), d.Secrets.Informer()),

@@ -48,7 +48,7 @@ func main() {
 	webhookCertDir := fs.String("webhook-cert-dir", "", "tls.crt and tls.key of the webhook server")
 	external := fs.String("external-url", "", "before each write, POST the object's uid, key and this writer here (a stand-in for a call to an external system); empty: none")
 	opts.BindFlags(fs)
-	var group start.Group // --leader-elect-resource-name, --shards
+	var group start.Group // --leader-elect-resource-name, --shards, --partition-caches
 	group.BindFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
@@ -74,6 +74,7 @@ func main() {
 
 	factory, err := framework.NewFactory(cfg, clientgoscheme.Scheme, framework.Options{
 		Namespace: *namespace, Workers: *workers, Registerer: reg, Logger: opts.Logger,
+		PartitionShards: group.PartitionShards(), // --partition-caches
 	})
 	if err != nil {
 		log.WithError(err).Error("factory")

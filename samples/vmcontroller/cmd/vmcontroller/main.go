@@ -43,7 +43,7 @@ func main() {
 	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "15:04:05.000"})
 
 	opts := start.NewOptions()
-	group := start.Group{LeaseName: "vmcontroller"} // --leader-elect-resource-name, --shards
+	group := start.Group{LeaseName: "vmcontroller"} // --leader-elect-resource-name, --shards, --partition-caches
 	fs := flag.NewFlagSet("vmcontroller", flag.ContinueOnError)
 	hypervisorURL := fs.String("hypervisor-url", "", "base URL of the hypervisor API, e.g. http://hypervisor:8090 (required)")
 	namespace := fs.String("namespace", "", "watch VirtualMachines in this namespace only (default: all)")
@@ -80,6 +80,7 @@ func main() {
 
 	factory, err := vm.NewFactoryFromConfigWithOptions(cfg, framework.Options{
 		Namespace: *namespace, Workers: *workers, Logger: logger,
+		PartitionShards: group.PartitionShards(), // --partition-caches
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vmcontroller:", err)
