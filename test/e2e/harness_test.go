@@ -82,7 +82,10 @@ func setup(m *testing.M) (int, error) {
 	if *replicaBinary != "" {
 		binaries["replica"] = *replicaBinary
 	}
-	env, err = testenv.Start(testenv.Options{Audit: true})
+	// ShardedListAndWatch (alpha) for the partitioned caches of
+	// TestPartitionedShardedReplicas; requests without a shard selector
+	// are served as without it.
+	env, err = testenv.Start(testenv.Options{Audit: true, APIServerFlags: map[string][]string{"feature-gates": {"ShardedListAndWatch=true"}}})
 	if err != nil {
 		return 0, err
 	}

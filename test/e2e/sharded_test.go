@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/rein-k8s/rein/internal/netfault"
+	"github.com/rein-k8s/rein/internal/partition"
+	"github.com/rein-k8s/rein/internal/testkit/audit"
 	"github.com/rein-k8s/rein/pkg/shard"
 )
 
@@ -182,14 +185,31 @@ func (c *cluster) awaitBalanced(g *groupLog, timeout time.Duration, live ...*rep
 // SIGTERM, a SIGKILL, a SIGSTOP past the lease and a black-holed replica.
 // It checks from etcd's order that every reconcile write was committed
 // while the shard record of its object named its writer, that every object
-// is reconciled after each step, and it reports how long shards were
-// without a holder.
-func TestShardedReplicas(t *testing.T) {
+// is reconciled after each step (changes made during each handoff
+// included), and it reports how long shards were without a holder.
+func TestShardedReplicas(t *testing.T) { runShardedReplicas(t, false) }
+
+// TestPartitionedShardedReplicas is TestShardedReplicas with
+// --partition-caches: each replica lists and watches only its shards'
+// ConfigMaps (the apiserver's ShardedListAndWatch), and a key's shard is
+// its object's UID's. The audit log shows that every list and watch of the
+// replicas carried a shard selector.
+func TestPartitionedShardedReplicas(t *testing.T) { runShardedReplicas(t, true) }
+
+func runShardedReplicas(t *testing.T, partitioned bool) {
 	c := newClusterWith(t, 120)
+	auditFrom, err := audit.Read(env, 0, func(*audit.Event) {})
+	if err != nil {
+		t.Fatal(err)
+	}
 	group := c.watchGroup()
 	commits := c.watchCommits()
+	args := []string{"--shards", strconv.Itoa(testShards)}
+	if partitioned {
+		args = append(args, "--partition-caches")
+	}
 	sharded := func(name string, proxied bool) *replica {
-		return c.start(name, replicaOptions{proxied: proxied, args: []string{"--shards", strconv.Itoa(testShards)}})
+		return c.start(name, replicaOptions{proxied: proxied, args: args})
 	}
 	r1, r2, r3 := sharded("r1", false), sharded("r2", false), sharded("r3", false)
 	took := c.awaitBalanced(group, 60*time.Second, r1, r2, r3)
@@ -210,6 +230,7 @@ func TestShardedReplicas(t *testing.T) {
 	if err := r1.signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	c.bump() // a change while r1's shards move
 	if code := r1.awaitExit(t, 30*time.Second); code != 0 {
 		t.Fatalf("r1 exited %d after SIGTERM", code)
 	}
@@ -232,6 +253,7 @@ func TestShardedReplicas(t *testing.T) {
 		id := r.identity()
 		fault()
 		faulted := time.Now()
+		c.bump() // a change while r's shards wait for a new holder
 		c.awaitBalanced(group, 30*time.Second, c.liveExcept(r)...)
 		last := group.lastRenew(shard.MemberLeaseName(leaseName, id))
 		var worst time.Duration
@@ -300,8 +322,13 @@ func TestShardedReplicas(t *testing.T) {
 	slices.SortFunc(all, func(a, b replicaCommit) int { return cmp.Compare(a.rv, b.rv) })
 	var outside []string
 	perWriter := map[string]int{}
+	shardOf := func(name string) int { return shard.Of(c.ns, name, testShards) }
+	if partitioned {
+		uids := c.uids()
+		shardOf = func(name string) int { return partition.OfValue(uids[name], testShards) }
+	}
 	for _, cm := range all {
-		s := shard.Of(c.ns, cm.name, testShards)
+		s := shardOf(cm.name)
 		id := writerIdentity[cm.writer]
 		perWriter[id]++
 		if holder := group.holderAtRevision(s, cm.rv); holder != id {
@@ -314,6 +341,58 @@ func TestShardedReplicas(t *testing.T) {
 	}
 	if len(perWriter) < 5 {
 		t.Errorf("only %d replicas wrote: %v", len(perWriter), perWriter)
+	}
+	if partitioned {
+		c.checkPartitionedRequests(auditFrom)
+	}
+}
+
+// uids returns the UID of each of the cluster's ConfigMaps by name.
+func (c *cluster) uids() map[string]string {
+	list, err := c.admin.CoreV1().ConfigMaps(c.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, cm := range list.Items {
+		out[cm.Name] = string(cm.UID)
+	}
+	return out
+}
+
+// checkPartitionedRequests reads the audit log from offset on: every list
+// and watch of the namespace's ConfigMaps that a replica sent carried a
+// shard selector (none fell back to full caches), and no replica logged
+// the fallback.
+func (c *cluster) checkPartitionedRequests(offset int64) {
+	c.t.Helper()
+	var selected int
+	var full []string
+	_, err := audit.Read(env, offset, func(ev *audit.Event) {
+		if !strings.HasPrefix(ev.UserAgent, "rein-e2e/") || ev.ObjectRef.Resource != "configmaps" ||
+			ev.ObjectRef.Namespace != c.ns || (ev.Verb != "list" && ev.Verb != "watch") {
+			return
+		}
+		if u, err := url.Parse(ev.RequestURI); err == nil && u.Query().Get("shardSelector") != "" {
+			selected++
+			return
+		}
+		full = append(full, ev.Verb+" "+ev.RequestURI+" by "+ev.UserAgent)
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Logf("ConfigMap lists and watches by the replicas: %d with a shard selector, %d without", selected, len(full))
+	if selected == 0 {
+		c.t.Error("no list or watch of the replicas carried a shard selector")
+	}
+	for _, f := range full {
+		c.t.Error("a list or watch without a shard selector: " + f)
+	}
+	for _, r := range c.replicas {
+		if strings.Contains(r.logTail(100000), "ignores shard selectors") {
+			c.t.Errorf("%s fell back to full caches", r.name)
+		}
 	}
 }
 
