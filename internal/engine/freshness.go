@@ -146,8 +146,10 @@ func (l liveVersions) listRV(key string) string {
 	return l.rvs[ns]
 }
 
-// listLive lists the objects of si's cache as the apiserver has them now.
-func (f *CacheFactory) listLive(ctx context.Context, si *sharedInformer) (liveVersions, error) {
+// listLive lists the objects of si's cache as the apiserver has them now;
+// with shardSelector, those of that range only (a shard of a partitioned
+// cache).
+func (f *CacheFactory) listLive(ctx context.Context, si *sharedInformer, shardSelector string) (liveVersions, error) {
 	res := si.res
 	res.Form = Metadata
 	client, err := f.clients.ForResource(res)
@@ -157,7 +159,7 @@ func (f *CacheFactory) listLive(ctx context.Context, si *sharedInformer) (liveVe
 	selectors := f.selectorsOf(si.res)
 	live := liveVersions{keys: map[string]string{}, rvs: map[string]string{}}
 	for _, ns := range f.namespacesOf(si.res) {
-		opts := metav1.ListOptions{Limit: currentPageSize}
+		opts := metav1.ListOptions{Limit: currentPageSize, ShardSelector: shardSelector}
 		selectors(&opts)
 		for {
 			var page metav1.PartialObjectMetadataList
@@ -263,13 +265,15 @@ func stillBehind(store cache.Store, deletions *changeSignal, stale map[string]st
 // awaitCurrent waits until si's cache holds, for every key match admits,
 // the apiserver's state as of the call or a newer one. It reports the lag
 // through lagging once it has waited lagWarning.
-func (f *CacheFactory) awaitCurrent(ctx context.Context, si *sharedInformer, match func(key string) bool, lagging func(kind string, keys int)) error {
+//
+// store is the cache checked: si's, or one shard's of a partitioned si,
+// whose range shardSelector names ("" for the whole kind).
+func (f *CacheFactory) awaitCurrent(ctx context.Context, si *sharedInformer, store cache.Store, shardSelector string, match func(key string) bool, lagging func(kind string, keys int)) error {
 	defer si.changes.record()()
-	live, err := f.listLive(ctx, si)
+	live, err := f.listLive(ctx, si, shardSelector)
 	if err != nil {
 		return err
 	}
-	store := si.informer.GetStore()
 	changes := si.changes.next()
 	stale := behind(store, &si.changes, live, match)
 	warn := time.NewTimer(lagWarning)
@@ -309,7 +313,7 @@ func (f *Ops) AwaitCurrent(ctx context.Context, match func(key string) bool) err
 	var wg sync.WaitGroup
 	for i, si := range informers {
 		wg.Go(func() {
-			errs[i] = f.caches.awaitCurrent(ctx, si, match, func(kind string, keys int) {
+			errs[i] = f.caches.awaitCurrent(ctx, si, si.informer.GetStore(), "", match, func(kind string, keys int) {
 				f.log.WithFields(map[string]any{"cache": kind, "behind": keys}).Warn("a new hold waits for a cache that lags the apiserver; no handler runs until it has caught up")
 				f.caches.lag.note(kind, keys)
 			})

@@ -56,16 +56,16 @@ func (f *Ops) Partition(field string, n int) error {
 }
 
 // partitionedCaches returns the factory's partitioned caches.
-func (f *Ops) partitionedCaches() []*partitionedInformer {
+func (f *Ops) partitionedCaches() []*sharedInformer {
 	if f.caches == nil {
 		return nil
 	}
 	f.caches.mu.Lock()
 	defer f.caches.mu.Unlock()
-	var out []*partitionedInformer
+	var out []*sharedInformer
 	for _, si := range f.caches.informers {
 		if si.partitioned != nil {
-			out = append(out, si.partitioned)
+			out = append(out, si)
 		}
 	}
 	return out
@@ -75,14 +75,24 @@ func (f *Ops) partitionedCaches() []*partitionedInformer {
 // returns once each has synced and handed them to its handlers (in
 // parallel: a shard's list each), or with the errors. A shard for which
 // held (when set) says no is skipped (see partitionedInformer.AddShard).
+//
+// A shard cached before (warm, WarmShards) is not listed again: its cache
+// is checked against a metadata list of the shard's range instead, as
+// AwaitCurrent checks a full cache, since a replica that was stopped or
+// cut off wakes with warm shards that miss the events of its sleep.
 func (f *Ops) AddShards(ctx context.Context, shards []int, held func(int) bool) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	for _, p := range f.partitionedCaches() {
+	for _, si := range f.partitionedCaches() {
+		p := si.partitioned
 		for _, s := range shards {
 			wg.Go(func() {
-				if err := p.AddShard(ctx, s, held); err != nil {
+				reused, err := p.AddShard(ctx, s, held)
+				if err == nil && reused {
+					err = f.awaitShardCurrent(ctx, si, s)
+				}
+				if err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -94,13 +104,42 @@ func (f *Ops) AddShards(ctx context.Context, shards []int, held func(int) bool) 
 	return errors.Join(errs...)
 }
 
+// awaitShardCurrent waits until the cache of shard s of si holds the
+// apiserver's state as of the call (see freshness.go).
+func (f *Ops) awaitShardCurrent(ctx context.Context, si *sharedInformer, s int) error {
+	p := si.partitioned
+	store, ok := p.shardStore(s)
+	if !ok {
+		return nil // dropped meanwhile: not held here any more
+	}
+	kind := fmt.Sprintf("%s shard %d", si.res, s)
+	err := f.caches.awaitCurrent(ctx, si, store, partition.Selector(p.field, []int{s}, p.n), func(string) bool { return true }, func(_ string, keys int) {
+		f.log.WithFields(map[string]any{"cache": kind, "behind": keys}).Warn("a new hold waits for a warm shard's cache that lags the apiserver; no handler of the shard runs until it has caught up")
+		f.caches.lag.note(kind, keys)
+	})
+	f.caches.lag.clear(kind)
+	return err
+}
+
 // DropShards stops caching the objects of shards in every partitioned
-// cache: a shard handed off here is watched by its new holder.
+// cache: a shard handed off here is watched by its new holder. Warm
+// shards (WarmShards) stay.
 func (f *Ops) DropShards(shards []int) {
-	for _, p := range f.partitionedCaches() {
+	for _, si := range f.partitionedCaches() {
 		for _, s := range shards {
-			p.DropShard(s)
+			si.partitioned.DropShard(s)
 		}
+	}
+}
+
+// WarmShards caches shards in every partitioned cache ahead of a hold,
+// without waiting for their lists: the shards this replica is next in
+// line for (shard.Config.OnNext), so that taking one over lists nothing.
+// Shards warm before and not in shards are dropped unless held says they
+// are held here.
+func (f *Ops) WarmShards(shards []int, held func(int) bool) {
+	for _, si := range f.partitionedCaches() {
+		si.partitioned.SetWarm(shards, held)
 	}
 }
 

@@ -54,8 +54,11 @@ type partitionedInformer struct {
 	// under the key -1 of shards.
 	full bool
 
-	mu        sync.RWMutex
-	shards    map[int]*shardInformer
+	mu     sync.RWMutex
+	shards map[int]*shardInformer
+	// warm are the shards cached ahead of a hold (SetWarm): DropShard
+	// keeps them.
+	warm      map[int]bool
 	regs      []*partitionedRegistration
 	indexers  cache.Indexers
 	transform cache.TransformFunc
@@ -71,6 +74,17 @@ type partitionedInformer struct {
 	// takes it (see ShardOfKey).
 	whereMu sync.Mutex
 	where   map[string]int
+}
+
+// shardStore returns the store of shard s's informer.
+func (p *partitionedInformer) shardStore(s int) (cache.Store, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	si, ok := p.shards[s]
+	if !ok {
+		return nil, false
+	}
+	return si.inf.GetStore(), true
 }
 
 // shardInformer is one held shard's informer.
@@ -106,15 +120,19 @@ const allShards = -1
 // here, AddShard makes nothing and returns nil. A caller that drops a
 // shard once it stops holding it (after held turns false) thus never
 // leaves a range cached that an AddShard racing with the stop added.
-func (p *partitionedInformer) AddShard(ctx context.Context, s int, held func(int) bool) error {
+//
+// reused reports that the shard's informer ran before this call (warm, or
+// added twice): its cache may lag the apiserver, where a new informer's
+// list is current.
+func (p *partitionedInformer) AddShard(ctx context.Context, s int, held func(int) bool) (reused bool, err error) {
 	if s < 0 || s >= p.n {
-		return fmt.Errorf("framework: shard %d of %d", s, p.n)
+		return false, fmt.Errorf("framework: shard %d of %d", s, p.n)
 	}
 	// Run decides between shards and full mode before it closes running.
 	select {
 	case <-p.running:
 	case <-ctx.Done():
-		return fmt.Errorf("framework: waiting for the partitioned cache to run: %w", context.Cause(ctx))
+		return false, fmt.Errorf("framework: waiting for the partitioned cache to run: %w", context.Cause(ctx))
 	}
 	if p.full {
 		s = allShards
@@ -122,18 +140,18 @@ func (p *partitionedInformer) AddShard(ctx context.Context, s int, held func(int
 	p.mu.Lock()
 	if p.stopped {
 		p.mu.Unlock()
-		return errors.New("framework: the partitioned cache has stopped")
+		return false, errors.New("framework: the partitioned cache has stopped")
 	}
 	si, ok := p.shards[s]
 	if !ok && held != nil && s != allShards && !held(s) {
 		p.mu.Unlock()
-		return nil
+		return false, nil
 	}
+	reused = ok && s != allShards
 	if !ok {
-		var err error
 		if si, err = p.newShardLocked(s); err != nil {
 			p.mu.Unlock()
-			return err
+			return false, err
 		}
 		p.shards[s] = si
 		if p.runCtx != nil {
@@ -149,12 +167,63 @@ func (p *partitionedInformer) AddShard(ctx context.Context, s int, held func(int
 		select {
 		case <-c.Done():
 		case <-si.done:
-			return fmt.Errorf("framework: shard %d was dropped before its cache synced", s)
+			return reused, fmt.Errorf("framework: shard %d was dropped before its cache synced", s)
 		case <-ctx.Done():
-			return fmt.Errorf("framework: waiting for the cache of shard %d: %w", s, context.Cause(ctx))
+			return reused, fmt.Errorf("framework: waiting for the cache of shard %d: %w", s, context.Cause(ctx))
 		}
 	}
-	return nil
+	return reused, nil
+}
+
+// SetWarm caches shards ahead of a hold, without waiting for their lists,
+// and stops caching the shards warm before that are neither in shards nor
+// held (held says). A warm shard's objects are in the store and reach the
+// handlers like a held shard's; the gate keeps their keys from running
+// until the shard is held here. In full mode it does nothing.
+func (p *partitionedInformer) SetWarm(shards []int, held func(int) bool) {
+	select {
+	case <-p.running:
+	default:
+		return // not running yet: the member has no shards either
+	}
+	if p.full {
+		return
+	}
+	want := make(map[int]bool, len(shards))
+	for _, s := range shards {
+		if s >= 0 && s < p.n {
+			want[s] = true
+		}
+	}
+	var cold []int
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	for s := range want {
+		if _, ok := p.shards[s]; ok {
+			continue
+		}
+		si, err := p.newShardLocked(s)
+		if err != nil {
+			utilruntime.HandleError(fmt.Errorf("partitioned cache: cannot warm shard %d: %w", s, err))
+			delete(want, s)
+			continue
+		}
+		p.shards[s] = si
+		p.runLocked(si)
+	}
+	for s := range p.warm {
+		if !want[s] && !held(s) {
+			cold = append(cold, s)
+		}
+	}
+	p.warm = want
+	p.mu.Unlock()
+	for _, s := range cold {
+		p.DropShard(s)
+	}
 }
 
 // newShardLocked makes shard s's informer with everything installed so
@@ -224,12 +293,16 @@ func (p *partitionedInformer) remember(obj any, s int) {
 
 // DropShard stops caching shard s and forgets its objects; handlers get
 // no event for them. It returns once the shard's informer has stopped. In
-// full mode it does nothing.
+// full mode, and for a warm shard (SetWarm), it does nothing.
 func (p *partitionedInformer) DropShard(s int) {
 	if s == allShards {
 		return
 	}
 	p.mu.Lock()
+	if p.warm[s] {
+		p.mu.Unlock()
+		return // kept warm: this replica is next in line for it
+	}
 	si, ok := p.shards[s]
 	if ok {
 		delete(p.shards, s)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -118,7 +119,7 @@ func TestPartitionedCache(t *testing.T) {
 	}
 
 	for _, s := range []int{1, 3} {
-		if err := p.AddShard(ctx, s, nil); err != nil {
+		if _, err := p.AddShard(ctx, s, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -159,7 +160,7 @@ func TestPartitionedCache(t *testing.T) {
 	}
 	// A shard no longer held when its informer would be made is not
 	// added (a preparation that lost the race with the shard's stop).
-	if err := p.AddShard(ctx, 0, func(int) bool { return false }); err != nil {
+	if _, err := p.AddShard(ctx, 0, func(int) bool { return false }); err != nil {
 		t.Fatal(err)
 	}
 	if got := p.Shards(); !slices.Equal(got, []int{3}) {
@@ -267,10 +268,10 @@ func TestPartitionedCacheFallsBackToFull(t *testing.T) {
 		stop()
 		testkit.Receive(t, ran, 30*time.Second, "the partitioned cache to stop")
 	}()
-	if err := p.AddShard(ctx, 2, nil); err != nil {
+	if _, err := p.AddShard(ctx, 2, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.AddShard(ctx, 0, nil); err != nil {
+	if _, err := p.AddShard(ctx, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	p.DropShard(2)
@@ -435,5 +436,105 @@ func TestPartitionedFactory(t *testing.T) {
 		if shardOf[key] != 2 {
 			t.Fatalf("after dropping shard 0 the cache holds %s of shard %d", key, shardOf[key])
 		}
+	}
+}
+
+// Warm shards (WarmShards: the shards a replica is next in line for) are
+// cached ahead of a hold and run no handler; DropShards keeps them; taking
+// one lists nothing but checks its cache against the apiserver, and waits
+// while it lags; a shard no longer warm nor held is dropped.
+func TestWarmShards(t *testing.T) {
+	ns := newNamespace(t)
+	f := newFactory(t, ns, engine.Options{})
+	const n = 4
+	if err := engine.OpsOf(f).Partition(partition.ByUID, n); err != nil {
+		t.Fatal(err)
+	}
+	gate := &shardSet{t: t, held: map[int]bool{0: true}}
+	engine.OpsOf(f).GateKeys(gate)
+	held := func(s int) bool {
+		gate.mu.Lock()
+		defer gate.mu.Unlock()
+		return gate.held[s]
+	}
+	ran := make(chan string, 100)
+	c := controller(t, f, factorytest.ConfigMaps)
+	c.AddHandler(t.Context(), "record", func(_ context.Context, key string, _ runtime.Object) (runtime.Object, error) {
+		ran <- key
+		return nil, nil
+	})
+	keysOf := map[int][]string{}
+	shardOf := map[string]int{}
+	for i := range 32 {
+		cm := createConfigMap(t, ns, fmt.Sprintf("cm-%d", i), nil)
+		s := partition.OfValue(string(cm.UID), n)
+		keysOf[s] = append(keysOf[s], ns+"/"+cm.Name)
+		shardOf[ns+"/"+cm.Name] = s
+	}
+	if len(keysOf[0]) == 0 || len(keysOf[1]) == 0 || len(keysOf[2]) == 0 {
+		t.Skip("32 UIDs missed a shard: rerun")
+	}
+	cachedShards := func() map[int]int {
+		out := map[int]int{}
+		for _, key := range c.Informer().GetStore().ListKeys() {
+			out[shardOf[key]]++
+		}
+		return out
+	}
+	startWithTerm(t, f, t.Context())
+	if err := engine.OpsOf(f).AddShards(t.Context(), []int{0}, held); err != nil {
+		t.Fatal(err)
+	}
+	for range keysOf[0] {
+		receive(t, ran, 30*time.Second, "the keys of shard 0")
+	}
+
+	// Warm shard 1: cached, and its keys are refused by the gate.
+	engine.OpsOf(f).WarmShards([]int{1}, held)
+	eventually(t, 30*time.Second, "shard 1 cached warm", func() bool { return cachedShards()[1] == len(keysOf[1]) })
+	eventually(t, 10*time.Second, "the warm shard's keys refused", func() bool { return c.QueueLen() == 0 })
+	select {
+	case key := <-ran:
+		t.Fatalf("%s of warm shard %d ran before its shard was held", key, shardOf[key])
+	default:
+	}
+	engine.OpsOf(f).DropShards([]int{1})
+	if got := cachedShards()[1]; got != len(keysOf[1]) {
+		t.Fatalf("DropShards dropped warm shard 1: %d of its %d objects cached", got, len(keysOf[1]))
+	}
+
+	// A warm shard that lags the apiserver (an object the apiserver does
+	// not have) holds its new hold back until it has caught up.
+	store, ok := engine.ShardStore(c, 1)
+	if !ok {
+		t.Fatal("no store for warm shard 1")
+	}
+	ghost := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ghost", ResourceVersion: "1"}}
+	if err := store.Add(ghost); err != nil {
+		t.Fatal(err)
+	}
+	gate.mu.Lock()
+	gate.held[1] = true
+	gate.mu.Unlock()
+	short, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	err := engine.OpsOf(f).AddShards(short, []int{1}, held)
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "behind the apiserver") {
+		t.Fatalf("AddShards of a lagging warm shard: %v, want an error saying it is behind", err)
+	}
+	if err := store.Delete(ghost); err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.OpsOf(f).AddShards(t.Context(), []int{1}, held); err != nil {
+		t.Fatalf("AddShards of a current warm shard: %v", err)
+	}
+
+	// Warm sets change: shard 2 warm, then no shard warm: 2 is dropped,
+	// 1 stays (held).
+	engine.OpsOf(f).WarmShards([]int{2}, held)
+	eventually(t, 30*time.Second, "shard 2 cached warm", func() bool { return cachedShards()[2] == len(keysOf[2]) })
+	engine.OpsOf(f).WarmShards(nil, held)
+	if got := cachedShards(); got[2] != 0 || got[1] != len(keysOf[1]) || got[0] != len(keysOf[0]) {
+		t.Fatalf("after warming nothing the cache holds %v objects by shard, want shard 2 dropped and 0 and 1 kept", got)
 	}
 }

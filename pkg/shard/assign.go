@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/fnv"
 	"slices"
+	"strings"
 )
 
 // Of returns the shard of the object namespace/name among n shards (n >
@@ -148,4 +149,62 @@ func (p *protocol) assignLocked() (assign []string, live map[string]string) {
 		}
 	}
 	return assignShards(p.cfg.Shards, takers, current), live
+}
+
+// nextInLine returns the shards member me would be assigned if any one
+// other member of takers left, with its shards free, that it is not
+// assigned now (assign): the shards it would take over first on a death.
+// Each shard is in the result of at least one member other than its
+// assignee (with two members or more).
+func nextInLine(n int, takers, current, assign []string, me string) []int {
+	var next []int
+	in := make([]bool, n)
+	cur := make([]string, len(current))
+	for _, gone := range takers {
+		if gone == me {
+			continue
+		}
+		others := slices.DeleteFunc(slices.Clone(takers), func(id string) bool { return id == gone })
+		for s, id := range current {
+			cur[s] = id
+			if id == gone {
+				cur[s] = ""
+			}
+		}
+		for s, id := range assignShards(n, others, cur) {
+			if id == me && assign[s] != me && !in[s] {
+				in[s] = true
+				next = append(next, s)
+			}
+		}
+	}
+	slices.Sort(next)
+	return next
+}
+
+// takeNextInLine returns the shards this replica is next in line for
+// (nextInLine over its view) and whether they changed since the last
+// call. It recomputes only when the takers or the holders changed: the
+// cost is one assignment per other member.
+func (p *protocol) takeNextInLine() (next []int, changed bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var key string
+	if p.self.lease != nil && !p.self.leaving && p.synced {
+		_, takers := p.membersLocked()
+		slices.Sort(takers)
+		assign, _ := p.assignLocked()
+		key = strings.Join(takers, "\x00") + "\x01" + strings.Join(assign, "\x00")
+		if key != p.nextKey {
+			// The assignment is where shards go when nobody dies: count
+			// the holders it converges on, not those of the moment.
+			next = nextInLine(p.cfg.Shards, takers, assign, assign, p.cfg.Identity)
+		} else {
+			next = p.next
+		}
+	}
+	p.nextKey = key
+	changed = !slices.Equal(next, p.next)
+	p.next = next
+	return slices.Clone(next), changed
 }

@@ -172,3 +172,53 @@ func TestAssignAFourthReplica(t *testing.T) {
 		t.Errorf("%d shards moved, want 2", n)
 	}
 }
+
+// Next in line: a member's next shards are exactly those it takes when
+// some one other member leaves, never its own, and every shard has a
+// member next in line for it.
+func TestNextInLine(t *testing.T) {
+	for _, c := range []struct{ n, m int }{{16, 2}, {16, 5}, {60, 5}, {7, 3}, {4, 8}} {
+		ms := members(c.m)
+		assign := assignShards(c.n, ms, nil)
+		covered := make([]bool, c.n)
+		for _, me := range ms {
+			next := nextInLine(c.n, ms, assign, assign, me)
+			want := map[int]bool{}
+			for _, gone := range ms {
+				if gone == me {
+					continue
+				}
+				others := slices.DeleteFunc(slices.Clone(ms), func(id string) bool { return id == gone })
+				freed := slices.Clone(assign)
+				for s := range freed {
+					if freed[s] == gone {
+						freed[s] = ""
+					}
+				}
+				for s, id := range assignShards(c.n, others, freed) {
+					if id == me && assign[s] != me {
+						want[s] = true
+					}
+				}
+			}
+			for _, s := range next {
+				if assign[s] == me {
+					t.Errorf("%d shards, %d members: %s is next in line for shard %d, which it holds", c.n, c.m, me, s)
+				}
+				if !want[s] {
+					t.Errorf("%d shards, %d members: %s is next in line for shard %d, which no single departure gives it", c.n, c.m, me, s)
+				}
+				covered[s] = true
+			}
+			if len(next) != len(want) {
+				t.Errorf("%d shards, %d members: %s is next in line for %v, want the %d shards departures give it", c.n, c.m, me, next, len(want))
+			}
+		}
+		for s, ok := range covered {
+			if !ok && assign[s] != "" {
+				t.Errorf("%d shards, %d members: nobody is next in line for shard %d", c.n, c.m, s)
+			}
+		}
+		t.Logf("%d shards, %d members: each member holds about %d and is next in line for about %d", c.n, c.m, c.n/c.m, len(nextInLine(c.n, ms, assign, assign, ms[0])))
+	}
+}

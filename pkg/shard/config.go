@@ -59,6 +59,13 @@ type Config struct {
 	// lock; a Prepare of the same shards may still be running. pkg/start
 	// drops their objects from partitioned caches.
 	OnStop func(shards []int)
+	// OnNext, when set, is called with the shards this replica is next in
+	// line for, whenever they change: those the assignment would give it
+	// if any one other member left, that it is not assigned now (none
+	// while it joins or leaves). pkg/start caches them ahead of a
+	// takeover (--partition-caches=warm-next). It runs on the protocol's
+	// goroutine, outside its lock, after OnStop.
+	OnNext func(shards []int)
 	// Clock is the clock (nil: the real one).
 	Clock clock.Clock
 	// Logger receives the group's logs (nil: logrus's standard logger).

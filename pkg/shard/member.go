@@ -134,6 +134,11 @@ func (m *Member) Run(ctx context.Context, leaveTimeout time.Duration) error {
 		if stopped := m.p.takeStopped(); len(stopped) > 0 && m.cfg.OnStop != nil {
 			m.cfg.OnStop(stopped)
 		}
+		if m.cfg.OnNext != nil {
+			if next, changed := m.p.takeNextInLine(); changed {
+				m.cfg.OnNext(next)
+			}
+		}
 		switch started := m.p.takeStarted(); {
 		case len(started) == 0:
 		case m.cfg.Prepare != nil:

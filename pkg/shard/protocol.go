@@ -107,6 +107,10 @@ type protocol struct {
 	// started collects the shards started since takeStarted last ran;
 	// stopped, those stopped since takeStopped last ran.
 	started, stopped []int
+	// next are the shards this replica is next in line for, as last
+	// reported (takeNextInLine), computed for the view nextKey names.
+	next    []int
+	nextKey string
 	// sequentialWrites sends a step's record writes one after the other
 	// (the model test's store is not safe for concurrent use).
 	sequentialWrites bool

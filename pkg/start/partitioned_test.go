@@ -50,6 +50,7 @@ func TestPartitionedGroupMistakes(t *testing.T) {
 		{"single leader", nil, 4, "need a sharded group"},
 		{"flag without shards", []string{"--partition-caches"}, 0, "--partition-caches needs --shards"},
 		{"flag, factory not partitioned", []string{"--shards=4", "--partition-caches"}, 0, "framework.Options{PartitionShards: group.PartitionShards()}"},
+		{"malformed flag", []string{"--shards=4", "--partition-caches=maybe"}, 4, `--partition-caches="maybe": want true, false or warm-next`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			g := start.Group{LeaseName: testLease}
@@ -77,6 +78,7 @@ func TestPartitionShardsFromTheFlags(t *testing.T) {
 		{[]string{"--shards=6"}, 0},
 		{[]string{"--shards=6", "--partition-caches"}, 6},
 		{[]string{"--partition-caches=false", "--shards=6"}, 0},
+		{[]string{"--partition-caches=warm-next", "--shards=6"}, 6},
 	} {
 		var g start.Group
 		fs := flag.NewFlagSet("test", flag.ContinueOnError)
@@ -96,7 +98,15 @@ func TestPartitionShardsFromTheFlags(t *testing.T) {
 // object is handled by the replica holding its UID's shard with that
 // shard's token; when one replica stops, the other caches and handles
 // every object.
-func TestPartitionedShardedGroup(t *testing.T) {
+func TestPartitionedShardedGroup(t *testing.T) { testPartitionedShardedGroup(t, false) }
+
+// TestPartitionedWarmNext is TestPartitionedShardedGroup with
+// --partition-caches=warm-next: each replica also caches the shards it is
+// next in line for (with two replicas, the other's), runs none of their
+// keys, and takes them over when the other stops.
+func TestPartitionedWarmNext(t *testing.T) { testPartitionedShardedGroup(t, true) }
+
+func testPartitionedShardedGroup(t *testing.T, warm bool) {
 	admin := testkit.Admin(t, env)
 	ns := newNamespace(t, admin)
 	const shards = 4
@@ -118,7 +128,17 @@ func TestPartitionedShardedGroup(t *testing.T) {
 	}
 	caches := map[string]*engine.Controller{}
 	newReplica := func(name string) *start.Replica {
-		f := newPartitionedFactory(t, ns, shards)
+		g := start.Group{LeaseName: "work"}
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		g.BindFlags(fs)
+		mode := "true"
+		if warm {
+			mode = "warm-next"
+		}
+		if err := fs.Parse([]string{"--shards=" + fmt.Sprint(shards), "--partition-caches=" + mode}); err != nil {
+			t.Fatal(err)
+		}
+		f := newPartitionedFactory(t, ns, g.PartitionShards())
 		c, err := engine.OpsOf(f).Controller(factorytest.ConfigMaps)
 		if err != nil {
 			t.Fatal(err)
@@ -134,7 +154,8 @@ func TestPartitionedShardedGroup(t *testing.T) {
 		o := testOptions(t, ns)
 		o.IdentityBase = name
 		o.Registry = nil
-		r, err := start.New(o, start.Group{LeaseName: "work", Shards: shards, Factories: []start.Starter{f}})
+		g.Factories = []start.Starter{f}
+		r, err := start.New(o, g)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,8 +197,12 @@ func TestPartitionedShardedGroup(t *testing.T) {
 		return len(heldA) == shards/2 && len(heldB) == shards/2
 	})
 	// cached checks that a replica's cache holds exactly the objects of
-	// the shards it holds.
+	// the shards it holds (warm: every shard, as with two replicas each is
+	// next in line for the other's).
 	cached := func(name string, held []int) bool {
+		if warm {
+			held = []int{0, 1, 2, 3}
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		keys := caches[name].Informer().GetStore().ListKeys()
@@ -203,7 +228,7 @@ func TestPartitionedShardedGroup(t *testing.T) {
 		defer mu.Unlock()
 		for s := range shards {
 			want := 0
-			if slices.Contains(heldA, s) {
+			if warm || slices.Contains(heldA, s) {
 				for _, of := range shardOf {
 					if of == s {
 						want++

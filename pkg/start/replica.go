@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,7 +69,7 @@ type Group struct {
 	Shards int
 	// partitionCaches is --partition-caches (BindFlags): see
 	// PartitionShards.
-	partitionCaches bool
+	partitionCaches partitionMode
 
 	// flagErrs collects malformed values BindFlags' flags were given.
 	flagErrs *[]error
@@ -87,14 +88,14 @@ func (g *Group) BindFlags(fs *flag.FlagSet) {
 		"Name of the Lease the replicas elect a leader with (with --shards, the name of the shard group).")
 	scratch.IntVar(&g.Shards, "shards", g.Shards,
 		"Run sharded active-active with this many shards: every replica works on the keys of the shards it holds (0: one leader works, the others stand by). Every replica must use the same count.")
-	scratch.BoolVar(&g.partitionCaches, "partition-caches", g.partitionCaches,
-		"With --shards: each replica caches only the objects of the shards it holds (needs the apiserver's feature gate ShardedListAndWatch; without it every object is cached, with a warning). Every replica must use the same setting.")
+	scratch.Var(&g.partitionCaches, "partition-caches",
+		"With --shards: each replica caches only the objects of the shards it holds (needs the apiserver's feature gate ShardedListAndWatch; without it every object is cached, with a warning). warm-next also caches the shards it would take over first if another replica died: a takeover lists nothing, for about twice the memory. Every replica must use the same setting (true or false; warm-next may differ).")
 	moveFlags(scratch, fs, g.flagErrs)
 }
 
 // PartitionShards is the value of framework.Options.PartitionShards for
 // the group's factories: Shards when --partition-caches (BindFlags) is
-// set, else 0. With it each replica of the sharded group lists and
+// true or warm-next, else 0. With it each replica of the sharded group lists and
 // watches only the objects of the shards it holds (the apiserver's
 // ShardedListAndWatch; docs/sharding.md, "Partitioned caches"). A factory
 // decides its controllers' caches as they are made, before New sees it,
@@ -105,11 +106,50 @@ func (g *Group) BindFlags(fs *flag.FlagSet) {
 // New refuses --partition-caches when a factory was built without it.
 // A program without flags sets framework.Options.PartitionShards itself.
 func (g *Group) PartitionShards() int {
-	if !g.partitionCaches {
+	if g.partitionCaches == partitionOff {
 		return 0
 	}
 	return g.Shards
 }
+
+// partitionMode is the value of --partition-caches: a boolean, or
+// warm-next.
+type partitionMode int
+
+const (
+	partitionOff partitionMode = iota
+	partitionOn
+	partitionWarmNext
+)
+
+func (m *partitionMode) String() string {
+	switch *m {
+	case partitionOn:
+		return "true"
+	case partitionWarmNext:
+		return "warm-next"
+	}
+	return "false"
+}
+
+func (m *partitionMode) Set(v string) error {
+	if v == "warm-next" {
+		*m = partitionWarmNext
+		return nil
+	}
+	on, err := strconv.ParseBool(v)
+	if err != nil {
+		return errors.New("want true, false or warm-next")
+	}
+	*m = partitionOff
+	if on {
+		*m = partitionOn
+	}
+	return nil
+}
+
+// IsBoolFlag lets --partition-caches stand alone for true.
+func (m *partitionMode) IsBoolFlag() bool { return true }
 
 // problems reports every mistake of g's settings, naming the flag to fix.
 func (g *Group) problems(leaderElect bool) []error {
@@ -120,7 +160,7 @@ func (g *Group) problems(leaderElect bool) []error {
 	if g.Shards < 0 || g.Shards > shard.MaxShards {
 		errs = append(errs, fmt.Errorf("--shards=%d: want 0 (one leader) to %d", g.Shards, shard.MaxShards))
 	}
-	if g.partitionCaches && g.Shards == 0 {
+	if g.partitionCaches != partitionOff && g.Shards == 0 {
 		errs = append(errs, errors.New("--partition-caches needs --shards: only a sharded group's replicas split the objects among them"))
 	}
 	if leaderElect && g.LeaseName == "" {
@@ -258,7 +298,7 @@ func New(opts Options, groups ...Group) (*Replica, error) {
 			switch n := engine.OpsOf(s.Base()).Partitioned(); {
 			case g.Shards == 0 && n != 0:
 				return nil, fmt.Errorf("start: election group %d, factory %d: partitioned caches (framework.Options.PartitionShards) need a sharded group: set Shards (--shards) to the same count", i, j)
-			case g.partitionCaches && n == 0:
+			case g.partitionCaches != partitionOff && n == 0:
 				return nil, fmt.Errorf("start: election group %d, factory %d: --partition-caches is set but the factory was built without partitioned caches: build it with framework.Options{PartitionShards: group.PartitionShards()}", i, j)
 			}
 		}

@@ -38,6 +38,15 @@ func (r *Replica) shardGroup(g *groupRun, clients kubernetes.Interface) error {
 	// as it is about to list it: a shard that stopped meanwhile (and was
 	// dropped by OnStop) is not listed again.
 	held := func(s int) bool { return slices.Contains(member.Held(), s) }
+	var warmNext func(next []int)
+	if g.partitionCaches == partitionWarmNext {
+		warmNext = func(next []int) {
+			for _, st := range starters {
+				engine.OpsOf(st.Base()).WarmShards(next, held)
+			}
+			g.log.WithField("next", next).Debug("shards next in line cached warm")
+		}
+	}
 	member, err := shard.NewMember(shard.Config{
 		Namespace: r.opts.LeaseNamespace, Group: g.LeaseName, Shards: g.Shards, Identity: r.identity,
 		LeaseDuration: r.opts.LeaseDuration, RenewDeadline: r.opts.RenewDeadline, RetryPeriod: r.opts.RetryPeriod,
@@ -68,6 +77,10 @@ func (r *Replica) shardGroup(g *groupRun, clients kubernetes.Interface) error {
 				engine.OpsOf(st.Base()).DropShards(stopped)
 			}
 		},
+		// --partition-caches=warm-next: the shards this replica would
+		// take over first are cached ahead (a takeover checks them
+		// against the apiserver instead of listing them).
+		OnNext: warmNext,
 	}, clients.CoordinationV1())
 	if err != nil {
 		return err
