@@ -154,6 +154,11 @@
 // shard's objects are listed before its handlers run and dropped once it
 // has moved, and a key's shard is its object's UID's (docs/sharding.md,
 // "Partitioned caches"); rein_shard_keys counts each key in that shard.
+// The flag --partition-caches (Group.BindFlags) turns it on: pass
+// Group.PartitionShards() to the factories' framework.Options.
+// --partition-caches=warm-next also caches the shards a replica would
+// take over first, so that a takeover checks them instead of listing
+// them.
 //
 // # RBAC
 //
