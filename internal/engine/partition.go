@@ -72,9 +72,17 @@ func (f *Ops) partitionedCaches() []*sharedInformer {
 }
 
 // AddShards caches the objects of shards in every partitioned cache and
-// returns once each has synced and handed them to its handlers (in
-// parallel: a shard's list each), or with the errors. A shard for which
-// held (when set) says no is skipped (see partitionedInformer.AddShard).
+// returns once each has synced and handed them to its handlers, or with
+// the errors. A shard for which held (when set) says no is skipped (see
+// partitionedInformer.AddShard), and so is one dropped while it was
+// listed because it moved away meanwhile.
+//
+// At most addShardsAtOnce lists run at once, and each shard asks held just
+// before its list: a replica that holds many shards for a moment (the
+// first of a group to start takes every shard until the others join)
+// lists a few of them, not all, before the rest move away. Listing them
+// all at once would cost that replica a full cache's peak memory, the
+// thing partitioning saves.
 //
 // A shard cached before (warm, WarmShards) is not listed again: its cache
 // is checked against a metadata list of the shard's range instead, as
@@ -84,11 +92,24 @@ func (f *Ops) AddShards(ctx context.Context, shards []int, held func(int) bool) 
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
+	slots := make(chan struct{}, addShardsAtOnce)
 	for _, si := range f.partitionedCaches() {
 		p := si.partitioned
 		for _, s := range shards {
 			wg.Go(func() {
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("framework: waiting to list shard %d: %w", s, context.Cause(ctx)))
+					mu.Unlock()
+					return
+				}
+				defer func() { <-slots }()
 				reused, err := p.AddShard(ctx, s, held)
+				if errors.Is(err, errShardDropped) && held != nil && !held(s) {
+					err = nil // moved away while listed: nothing to prepare
+				}
 				if err == nil && reused {
 					err = f.awaitShardCurrent(ctx, si, s)
 				}
@@ -103,6 +124,9 @@ func (f *Ops) AddShards(ctx context.Context, shards []int, held func(int) bool) 
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// addShardsAtOnce bounds the shard lists AddShards runs at once.
+const addShardsAtOnce = 2
 
 // awaitShardCurrent waits until the cache of shard s of si holds the
 // apiserver's state as of the call (see freshness.go).

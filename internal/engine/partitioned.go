@@ -107,6 +107,10 @@ func newPartitionedInformer(field string, n int, newShard func(shard int) cache.
 	}
 }
 
+// errShardDropped is AddShard's error for a shard dropped before its
+// cache synced.
+var errShardDropped = errors.New("dropped before its cache synced")
+
 // allShards is the key of the one informer of a cache in full mode.
 const allShards = -1
 
@@ -167,7 +171,7 @@ func (p *partitionedInformer) AddShard(ctx context.Context, s int, held func(int
 		select {
 		case <-c.Done():
 		case <-si.done:
-			return reused, fmt.Errorf("framework: shard %d was dropped before its cache synced", s)
+			return reused, fmt.Errorf("framework: shard %d: %w", s, errShardDropped)
 		case <-ctx.Done():
 			return reused, fmt.Errorf("framework: waiting for the cache of shard %d: %w", s, context.Cause(ctx))
 		}
