@@ -24,8 +24,44 @@ func (d *driver) scanAudit(offset int64, fn func(ev *audit.Event)) {
 }
 
 func isWrite(ev *audit.Event, ua string) bool {
-	return ev.UserAgent == ua && ev.ObjectRef.Resource == "configmaps" && ev.Stage == "ResponseComplete" &&
+	return ev.UserAgent == ua && isConfigMapWrite(ev)
+}
+
+// isConfigMapWrite tells a successful ConfigMap write, of any user agent.
+func isConfigMapWrite(ev *audit.Event) bool {
+	return ev.ObjectRef.Resource == "configmaps" && ev.Stage == "ResponseComplete" &&
 		(ev.Verb == "patch" || ev.Verb == "update") && ev.ResponseStatus.Code < 300
+}
+
+// writes are one user agent's successful ConfigMap writes.
+type writes struct {
+	count int
+	// first is the arrival of the first, last the completion of the last.
+	first, last time.Time
+}
+
+// writesByUA reads the audit log from offset once: every user agent's
+// successful ConfigMap writes.
+func (d *driver) writesByUA(offset int64) map[string]*writes {
+	out := map[string]*writes{}
+	d.scanAudit(offset, func(ev *audit.Event) {
+		if !isConfigMapWrite(ev) {
+			return
+		}
+		w := out[ev.UserAgent]
+		if w == nil {
+			w = &writes{first: ev.RequestReceived}
+			out[ev.UserAgent] = w
+		}
+		w.count++
+		if ev.RequestReceived.Before(w.first) {
+			w.first = ev.RequestReceived
+		}
+		if ev.StageTimestamp.After(w.last) {
+			w.last = ev.StageTimestamp
+		}
+	})
+	return out
 }
 
 // firstWrite is the arrival of ua's first successful ConfigMap write,
@@ -44,6 +80,35 @@ func (d *driver) firstWrite(offset int64, ua string, timeout time.Duration) (tim
 		offset = next
 		if !first.IsZero() || time.Now().After(deadline) {
 			return first, !first.IsZero()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// awaitWrites waits, reading the audit log on from offset, until procs
+// have made n successful ConfigMap writes in all, and returns the
+// completion of the last of them.
+func (d *driver) awaitWrites(offset int64, procs []*proc, n int, timeout time.Duration) (time.Time, bool) {
+	uas := map[string]bool{}
+	for _, p := range procs {
+		uas[p.ua] = true
+	}
+	deadline := time.Now().Add(timeout)
+	count := 0
+	var last time.Time
+	for {
+		next, err := audit.Read(d.env, offset, func(ev *audit.Event) {
+			if uas[ev.UserAgent] && isConfigMapWrite(ev) {
+				count++
+				if ev.StageTimestamp.After(last) {
+					last = ev.StageTimestamp
+				}
+			}
+		})
+		must(err)
+		offset = next
+		if count >= n || time.Now().After(deadline) {
+			return last, count >= n
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -53,12 +53,13 @@ type driver struct {
 	objects  int
 	write    string
 	idle     time.Duration
-	results  *results // throughput and election
-	children *results // the children scenario
-	sharded  *results // the sharded scenario
-	scale    *scale   // the scale scenario's namespace and results
-	fresh    *fresh   // the fresh scenario's namespace and results
-	tracing  *tracing // the tracing scenario's receiver and results
+	results  *results           // throughput and election
+	children *results           // the children scenario
+	sharded  *results           // the sharded scenario
+	scale    *scale             // the scale scenario's namespace and results
+	fresh    *fresh             // the fresh scenario's namespace and results
+	tracing  *tracing           // the tracing scenario's receiver and results
+	part     *partitionScenario // the partition scenario's namespace, settings and results
 	profDir  string
 	control  []int // pids of the apiserver and etcd
 	auditEnd int64 // the end of the audit log's last complete line, as last read
@@ -75,7 +76,7 @@ func main() {
 	objects := flag.Int("objects", 5000, "ConfigMaps every controller marks (children: Deployments, 3 children each)")
 	workers := flag.Int("workers", 5, "workers of every controller")
 	out := flag.String("out", "", "markdown file to write the report into (the sections of the scenarios run are replaced, or appended; empty: stdout)")
-	scen := flag.String("scenarios", "throughput,election", "comma-separated: throughput (one replica), election (three replicas: idle load, SIGTERM handoff, then SIGKILL takeover, each with winning → first reconcile), children (rein and wrangler only: a generating handler keeps 3 children per Deployment, --objects Deployments; converge, then a restarted process's resync), sharded (rein sharded over 1, 3 and 5 replicas against one leader and the peers, with a handler that waits --delay and without), scale (--objects ConfigMaps of 1 KiB: sync, memory, marking all against a bare client-go writer, SIGKILL takeover with a full cache; rein also with a drop-data transform and metadata-only), fresh (--objects ConfigMaps of 1 KiB, a new leader's first pass after a SIGKILL and --fresh-changes changes made during it: each change's wait for its handler call; rein before the priority queue (--fifo-ref) and now, controller-runtime with its priority queue on and off), tracing (rein's throughput run with OpenTelemetry tracing off, sampling every trace, and parent-based 0.01, exporting to a receiver in the driver)")
+	scen := flag.String("scenarios", "throughput,election", "comma-separated: throughput (one replica), election (three replicas: idle load, SIGTERM handoff, then SIGKILL takeover, each with winning → first reconcile), children (rein and wrangler only: a generating handler keeps 3 children per Deployment, --objects Deployments; converge, then a restarted process's resync), sharded (rein sharded over 1, 3 and 5 replicas against one leader and the peers, with a handler that waits --delay and without), scale (--objects ConfigMaps of 1 KiB: sync, memory, marking all against a bare client-go writer, SIGKILL takeover with a full cache; rein also with a drop-data transform and metadata-only), partition (rein only: --objects ConfigMaps of 1 KiB, --partition-replicas sharded replicas with full caches against partitioned caches (--partition-caches, the apiserver's ShardedListAndWatch on): start → all reconciled with each replica's CPU and peak RSS, CPU under --partition-rate changes/s, and the takeover of a SIGKILLed replica's shards, cold), fresh (--objects ConfigMaps of 1 KiB, a new leader's first pass after a SIGKILL and --fresh-changes changes made during it: each change's wait for its handler call; rein before the priority queue (--fifo-ref) and now, controller-runtime with its priority queue on and off), tracing (rein's throughput run with OpenTelemetry tracing off, sampling every trace, and parent-based 0.01, exporting to a receiver in the driver)")
 	fws := flag.String("frameworks", "", "comma-separated subset of rein,wrangler,controller-runtime,controller-runtime+warmup (default all)")
 	idle := flag.Duration("idle", 10*time.Second, "idle window for the election-load figure")
 	binDir := flag.String("bindir", "", "kube-apiserver and etcd (default $REIN_TESTBIN or ../bin)")
@@ -86,6 +87,12 @@ func main() {
 	freshWork := flag.Duration("fresh-work", 2*time.Millisecond, "fresh scenario: how long every handler call waits (a simulated check of an external system; the pass over --objects keys takes about --objects × this ÷ --workers)")
 	freshChanges := flag.Int("fresh-changes", 100, "fresh scenario: changes made during each successor's first pass")
 	fifoRef := flag.String("fifo-ref", "850532c", "fresh scenario: the rein commit built as \"rein FIFO\" (the last one before the priority queue)")
+	partVariants := flag.String("partition-variants", "full,partitioned", "partition scenario: comma-separated variants of full (every replica caches every object), partitioned (--partition-caches) and warm-next (--partition-caches=warm-next: also the shards a replica is next in line for); ratios divide by the first")
+	partReplicas := flag.Int("partition-replicas", 5, "partition scenario: replicas of the sharded group")
+	partShards := flag.Int("partition-shards", 20, "partition scenario: shards of the group (20: 4 per replica of 5, and 5 per replica of the 4 left after the SIGKILL)")
+	partRate := flag.Float64("partition-rate", 100, "partition scenario: steady changes per second, each to an object picked at random (0: no steady phase)")
+	partWindow := flag.Duration("partition-window", 30*time.Second, "partition scenario: how long the steady changes are made")
+	partSample := flag.Int("partition-sample", 1000, "partition scenario: objects of the killed replica's shards changed at once after the SIGKILL (0: all of them; they should be made well within the lease)")
 	profileDir := flag.String("profile-dir", "", "write CPU profiles of the apiserver (4 s) and of the controller (6 s from start), taken during each throughput run, and of the controller (12 s from start) during each tracing run, into this folder")
 	flag.Parse()
 	// Setup failures (no binaries, an apiserver that does not start) end
@@ -100,8 +107,8 @@ func main() {
 	want := map[string]bool{}
 	for _, s := range strings.Split(*scen, ",") {
 		s = strings.TrimSpace(s)
-		if s != "throughput" && s != "election" && s != "children" && s != "sharded" && s != "scale" && s != "fresh" && s != "tracing" {
-			fmt.Fprintf(os.Stderr, "--scenarios: unknown scenario %q (want throughput, election, children, sharded, scale, fresh, tracing)\n", s)
+		if s != "throughput" && s != "election" && s != "children" && s != "sharded" && s != "scale" && s != "fresh" && s != "tracing" && s != "partition" {
+			fmt.Fprintf(os.Stderr, "--scenarios: unknown scenario %q (want throughput, election, children, sharded, scale, fresh, tracing, partition)\n", s)
 			os.Exit(2)
 		}
 		want[s] = true
@@ -152,6 +159,19 @@ func main() {
 		fmt.Fprintf(os.Stderr, "--fresh-work=%v --fresh-changes=%d: want a positive wait (a pass of waits that takes a while) and at least one change\n", *freshWork, *freshChanges)
 		os.Exit(2)
 	}
+	partSet := partitionSettings{replicas: *partReplicas, shards: *partShards, rate: *partRate, window: *partWindow, sample: *partSample}
+	if want["partition"] {
+		var err error
+		if partSet.variants, err = selectPartitionVariants(*partVariants); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		if partSet.replicas < 2 || partSet.shards < partSet.replicas || partSet.rate < 0 || partSet.sample < 0 || (partSet.rate > 0 && partSet.window <= 0) {
+			fmt.Fprintf(os.Stderr, "--partition-replicas=%d --partition-shards=%d --partition-rate=%v --partition-window=%v --partition-sample=%d: want at least 2 replicas (one is killed), a shard per replica at least, a rate ≥ 0 with a positive window, a sample ≥ 0\n",
+				partSet.replicas, partSet.shards, partSet.rate, partSet.window, partSet.sample)
+			os.Exit(2)
+		}
+	}
 	if *write != "patch" && *write != "update" {
 		fmt.Fprintf(os.Stderr, "--write=%q: want patch or update\n", *write)
 		os.Exit(2)
@@ -182,17 +202,24 @@ func main() {
 		must(b.Run())
 		d.binaries[prog] = o
 	}
+	if want["partition"] {
+		checkPartitionFlags(d.binaries["rein"], partSet.variants)
+	}
 	var baseline string
 	if want["fresh"] {
 		logf("building bench/cmd/rein against rein at %s", *fifoRef)
 		d.binaries[reinFIFOProgram], baseline = buildBaseline(tmp, *fifoRef)
 	}
 	envOpts := testenv.Options{BinDir: *binDir, Audit: true}
-	if want["scale"] {
+	if want["scale"] || want["partition"] {
 		// Every scale run writes every object: compact etcd's history
 		// every minute rather than every 5, so that 100k objects of 1 KiB
 		// rewritten run after run stay far from etcd's 2 GiB quota.
 		envOpts.APIServerFlags = map[string][]string{"etcd-compaction-interval": {"1m"}}
+	}
+	if want["partition"] {
+		// The partitioned caches' sharded list and watch (alpha).
+		envOpts.APIServerFlags["feature-gates"] = []string{"ShardedListAndWatch=true"}
 	}
 	d.env, err = testenv.Start(envOpts)
 	must(err)
@@ -211,6 +238,10 @@ func main() {
 	}
 	if want["fresh"] {
 		d.createFresh(*freshWork, *freshChanges, baseline, load)
+	}
+	if want["partition"] {
+		d.createPartition(partSet, load)
+		defer d.part.st.cancel()
 	}
 	if want["tracing"] {
 		recv, err := otlptest.Start(false)
@@ -279,6 +310,13 @@ func main() {
 				d.guard(f, round, "fresh", d.freshRun)
 			}
 		}
+		if want["partition"] {
+			// Each round starts with the next variant, as tracing's.
+			vs := d.part.variants
+			for i := range vs {
+				d.partitionRun(vs[(i+round-1)%len(vs)], round)
+			}
+		}
 		if want["tracing"] {
 			// Each round starts with the next setting, so that none is
 			// always first (or last) after the previous round's runs.
@@ -305,6 +343,9 @@ func main() {
 	}
 	if want["fresh"] {
 		sections = append(sections, [3]string{d.freshReport(*repeats, *objects, *workers, *binDir, took), freshBegin, freshEnd})
+	}
+	if want["partition"] {
+		sections = append(sections, [3]string{d.partitionReport(*repeats, *objects, *workers, *binDir, took), partitionBegin, partitionEnd})
 	}
 	if want["tracing"] {
 		d.tracing.loadAfter = loadAverage()
@@ -396,6 +437,8 @@ func (d *driver) guard(f framework, round int, scenario string, fn func(*run)) {
 				res = d.fresh.res
 			case "tracing":
 				res = d.tracing.res
+			case "partition":
+				res = d.part.res
 			}
 			res.fail(f.name, r.tag)
 			d.saveAudit(r)

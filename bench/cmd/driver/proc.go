@@ -143,6 +143,12 @@ func (p *proc) logTime(word string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// logContains tells whether p's log holds s.
+func (p *proc) logContains(s string) bool {
+	data, _ := os.ReadFile(p.logPath)
+	return strings.Contains(string(data), s)
+}
+
 func (p *proc) tail() string {
 	data, _ := os.ReadFile(p.logPath)
 	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/rein-k8s/rein/bench/internal/common"
-	"github.com/rein-k8s/rein/internal/testkit/audit"
 	"github.com/rein-k8s/rein/pkg/shard"
 )
 
@@ -136,22 +135,7 @@ func (d *driver) shardedRun(cfg shardedConfig, delay time.Duration, round int) {
 		if cfg.replicas > 1 {
 			// Each replica's share and when it finished: a late finisher
 			// is an uneven split or a slow start.
-			count := map[string]int{}
-			d.scanAudit(r.offset, func(ev *audit.Event) {
-				if ev.ObjectRef.Resource == "configmaps" && ev.Stage == "ResponseComplete" && ev.ResponseStatus.Code < 300 && (ev.Verb == "patch" || ev.Verb == "update") {
-					count[ev.UserAgent]++
-				}
-			})
-			var parts []string
-			for _, p := range procs {
-				if count[p.ua] == 0 {
-					parts = append(parts, p.name+": 0 writes") // a standby of one leader
-					continue
-				}
-				parts = append(parts, fmt.Sprintf("%s: %d writes, first %.2fs, last %.2fs", p.name, count[p.ua],
-					d.firstWriteAt(r.offset, p.ua).Sub(t0).Seconds(), d.lastWrite(r.offset, p.ua).Sub(t0).Seconds()))
-			}
-			logf("%s: %s", tag, strings.Join(parts, "; "))
+			logf("%s: %s", tag, writeShares(d.writesByUA(r.offset), procs, t0))
 		}
 		if cfg.shards > 0 && cfg.replicas == 3 && delay > 0 {
 			d.shardMoves(r, cfg, procs)
@@ -168,15 +152,7 @@ func (d *driver) shardMoves(r *run, cfg shardedConfig, procs []*proc) {
 	for s := range records {
 		records[s] = shard.RecordName(r.tag, s)
 	}
-	identity := func(p *proc) string {
-		// The replica's identity is <name>_<random>; the records name it.
-		for _, n := range records {
-			if h := d.st.holder(n); strings.HasPrefix(h, p.name+"_") {
-				return h
-			}
-		}
-		return ""
-	}
+	identity := func(p *proc) string { return d.st.identityOf(records, p.name) }
 	time.Sleep(2 * time.Second) // past the last writes
 	from := time.Now()
 	time.Sleep(d.idle)
@@ -307,9 +283,17 @@ func met(ok bool) string {
 	return "not met"
 }
 
-// firstWriteAt is the arrival of ua's first successful ConfigMap write
-// since offset (zero when none).
-func (d *driver) firstWriteAt(offset int64, ua string) time.Time {
-	t, _ := d.firstWrite(offset, ua, 0)
-	return t
+// writeShares says each of procs' writes in all and when its first and
+// last were, from t0: a late finisher is an uneven split or a slow start.
+func writeShares(all map[string]*writes, procs []*proc, t0 time.Time) string {
+	var parts []string
+	for _, p := range procs {
+		w := all[p.ua]
+		if w == nil {
+			parts = append(parts, p.name+": 0 writes") // a standby of one leader
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s: %d writes, first %.2fs, last %.2fs", p.name, w.count, w.first.Sub(t0).Seconds(), w.last.Sub(t0).Seconds()))
+	}
+	return strings.Join(parts, "; ")
 }

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"maps"
+	"strings"
 	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	toolswatch "k8s.io/client-go/tools/watch"
@@ -22,6 +25,7 @@ type state struct {
 	mu      sync.Mutex
 	marks   map[string]string         // ConfigMap → mark
 	counts  map[string]int            // mark → ConfigMaps carrying it
+	uids    map[string]types.UID      // ConfigMap → its UID
 	holders map[string][]holderChange // Lease → its holders in order
 	// renews is, per member Lease of a sharded group, the renewTime of
 	// its member's last write (marks by others left out).
@@ -30,16 +34,19 @@ type state struct {
 	cancel  context.CancelFunc
 }
 
-func (s *state) setMark(name, mark string, deleted bool) {
+func (s *state) setMark(cm *corev1.ConfigMap, deleted bool) {
+	name := cm.Name
 	if old, ok := s.marks[name]; ok {
 		s.counts[old]--
 	}
 	if deleted {
 		delete(s.marks, name)
+		delete(s.uids, name)
 		return
 	}
-	s.marks[name] = mark
-	s.counts[mark]++
+	s.marks[name] = cm.Annotations[common.Annotation]
+	s.counts[s.marks[name]]++
+	s.uids[name] = cm.UID
 }
 
 type holderChange struct {
@@ -57,7 +64,7 @@ func (l lw) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.I
 
 func follow(cs kubernetes.Interface, ns string) *state {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &state{marks: map[string]string{}, counts: map[string]int{}, holders: map[string][]holderChange{}, renews: map[string]time.Time{}, changed: make(chan struct{}), cancel: cancel}
+	s := &state{marks: map[string]string{}, counts: map[string]int{}, uids: map[string]types.UID{}, holders: map[string][]holderChange{}, renews: map[string]time.Time{}, changed: make(chan struct{}), cancel: cancel}
 	// In pages: the scale scenario's namespace holds 100k ConfigMaps of
 	// 1 KiB, too many for one response. Every page is of the first one's
 	// snapshot, so its resourceVersion is where the watch starts.
@@ -69,8 +76,8 @@ func follow(cs kubernetes.Interface, ns string) *state {
 		if rv == "" {
 			rv = list.ResourceVersion
 		}
-		for _, cm := range list.Items {
-			s.setMark(cm.Name, cm.Annotations[common.Annotation], false)
+		for i := range list.Items {
+			s.setMark(&list.Items[i], false)
 		}
 		if opts.Continue = list.Continue; opts.Continue == "" {
 			break
@@ -91,7 +98,7 @@ func follow(cs kubernetes.Interface, ns string) *state {
 		defer s.mu.Unlock()
 		switch o := ev.Object.(type) {
 		case *corev1.ConfigMap:
-			s.setMark(o.Name, o.Annotations[common.Annotation], ev.Type == watch.Deleted)
+			s.setMark(o, ev.Type == watch.Deleted)
 		case *coordinationv1.Lease:
 			if o.Labels[shard.LabelRole] == "member" && o.Annotations[shard.AnnotationState] == "" && ev.Type != watch.Deleted && o.Spec.RenewTime != nil {
 				s.renews[o.Name] = o.Spec.RenewTime.Time
@@ -218,4 +225,25 @@ func (s *state) heldBy(names []string, id string) []string {
 		}
 	}
 	return out
+}
+
+// identityOf is the identity (<name>_<random>) of the replica started as
+// name, as the first of the records it holds names it; "" when it holds
+// none.
+func (s *state) identityOf(records []string, name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range records {
+		if hs := s.holders[n]; len(hs) > 0 && strings.HasPrefix(hs[len(hs)-1].holder, name+"_") {
+			return hs[len(hs)-1].holder
+		}
+	}
+	return ""
+}
+
+// objects returns the ConfigMaps as last seen, by name, with their UIDs.
+func (s *state) objects() map[string]types.UID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.uids)
 }

@@ -34,7 +34,12 @@ import (
 func main() {
 	var f common.Flags
 	f.Bind(flag.CommandLine)
+	var group start.Group
+	bindGroupFlags(&group, flag.CommandLine)
 	flag.Parse()
+	// --shards and --lease-name are the shared flags (the fixed split and
+	// the other programs read them too).
+	group.LeaseName, group.Shards = f.LeaseName, f.Shards
 	cfg := f.Config()
 
 	opts := start.NewOptions()
@@ -70,7 +75,9 @@ func main() {
 		lead.Leading()
 	}
 
-	factoryOpts := framework.Options{Namespace: f.Namespace, Workers: f.Workers, Registerer: reg, Logger: opts.Logger}
+	// With --partition-caches each replica caches only the ConfigMaps of
+	// the shards it holds (start.Group.PartitionShards: --shards, else 0).
+	factoryOpts := framework.Options{Namespace: f.Namespace, Workers: f.Workers, Registerer: reg, Logger: opts.Logger, PartitionShards: group.PartitionShards()}
 	if f.Cache == common.CacheDropData {
 		factoryOpts.CachePerKind = map[schema.GroupVersionKind]framework.KindCache{configMaps.GVK: {Transform: dropData}}
 	}
@@ -103,11 +110,28 @@ func main() {
 			lead.Leading()
 		}
 	})
-	if err := start.Run(ctx, opts, start.Group{LeaseName: f.LeaseName, Shards: f.Shards, Factories: []start.Starter{factory}}); err != nil {
+	group.Factories = []start.Starter{factory}
+	if err := start.Run(ctx, opts, group); err != nil {
 		fmt.Fprintln(os.Stderr, "start:", err)
 		os.Exit(2)
 	}
 	select {}
+}
+
+// bindGroupFlags binds the flags of start.Group.BindFlags that the shared
+// flags (common.Flags) do not have to fs: --partition-caches, and any the
+// group gains later (the driver's partition scenario passes them on).
+// --shards and --lease-name stay the shared ones, which main copies into
+// g after the parse; --leader-elect-resource-name, another name for
+// --lease-name, is left out.
+func bindGroupFlags(g *start.Group, fs *flag.FlagSet) {
+	own := flag.NewFlagSet("group", flag.ContinueOnError)
+	g.BindFlags(own)
+	own.VisitAll(func(gf *flag.Flag) {
+		if fs.Lookup(gf.Name) == nil && gf.Name != "leader-elect-resource-name" {
+			fs.Var(gf.Value, gf.Name, gf.Usage)
+		}
+	})
 }
 
 // fixedSplit admits the keys whose shard (shard.Of over
