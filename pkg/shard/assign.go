@@ -153,25 +153,25 @@ func (p *protocol) assignLocked() (assign []string, live map[string]string) {
 
 // nextInLine returns the shards member me would be assigned if any one
 // other member of takers left, with its shards free, that it is not
-// assigned now (assign): the shards it would take over first on a death.
+// assigned in assign: the shards it would take over first on a death.
 // Each shard is in the result of at least one member other than its
 // assignee (with two members or more).
-func nextInLine(n int, takers, current, assign []string, me string) []int {
+func nextInLine(n int, takers, assign []string, me string) []int {
 	var next []int
 	in := make([]bool, n)
-	cur := make([]string, len(current))
+	freed := make([]string, len(assign))
 	for _, gone := range takers {
 		if gone == me {
 			continue
 		}
 		others := slices.DeleteFunc(slices.Clone(takers), func(id string) bool { return id == gone })
-		for s, id := range current {
-			cur[s] = id
+		for s, id := range assign {
+			freed[s] = id
 			if id == gone {
-				cur[s] = ""
+				freed[s] = ""
 			}
 		}
-		for s, id := range assignShards(n, others, cur) {
+		for s, id := range assignShards(n, others, freed) {
 			if id == me && assign[s] != me && !in[s] {
 				in[s] = true
 				next = append(next, s)
@@ -184,8 +184,10 @@ func nextInLine(n int, takers, current, assign []string, me string) []int {
 
 // takeNextInLine returns the shards this replica is next in line for
 // (nextInLine over its view) and whether they changed since the last
-// call. It recomputes only when the takers or the holders changed: the
-// cost is one assignment per other member.
+// call. It recomputes only when the takers or the assignment changed:
+// the cost is one assignment per other member. The assignment is where
+// shards go when nobody dies, so it stands for the holders the group
+// converges on, not those of the moment.
 func (p *protocol) takeNextInLine() (next []int, changed bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -196,9 +198,7 @@ func (p *protocol) takeNextInLine() (next []int, changed bool) {
 		assign, _ := p.assignLocked()
 		key = strings.Join(takers, "\x00") + "\x01" + strings.Join(assign, "\x00")
 		if key != p.nextKey {
-			// The assignment is where shards go when nobody dies: count
-			// the holders it converges on, not those of the moment.
-			next = nextInLine(p.cfg.Shards, takers, assign, assign, p.cfg.Identity)
+			next = nextInLine(p.cfg.Shards, takers, assign, p.cfg.Identity)
 		} else {
 			next = p.next
 		}

@@ -182,7 +182,7 @@ func TestNextInLine(t *testing.T) {
 		assign := assignShards(c.n, ms, nil)
 		covered := make([]bool, c.n)
 		for _, me := range ms {
-			next := nextInLine(c.n, ms, assign, assign, me)
+			next := nextInLine(c.n, ms, assign, me)
 			want := map[int]bool{}
 			for _, gone := range ms {
 				if gone == me {
@@ -219,6 +219,6 @@ func TestNextInLine(t *testing.T) {
 				t.Errorf("%d shards, %d members: nobody is next in line for shard %d", c.n, c.m, s)
 			}
 		}
-		t.Logf("%d shards, %d members: each member holds about %d and is next in line for about %d", c.n, c.m, c.n/c.m, len(nextInLine(c.n, ms, assign, assign, ms[0])))
+		t.Logf("%d shards, %d members: each member holds about %d and is next in line for about %d", c.n, c.m, c.n/c.m, len(nextInLine(c.n, ms, assign, ms[0])))
 	}
 }
