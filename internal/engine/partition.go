@@ -107,9 +107,6 @@ func (f *Ops) AddShards(ctx context.Context, shards []int, held func(int) bool) 
 				}
 				defer func() { <-slots }()
 				reused, err := p.AddShard(ctx, s, held)
-				if errors.Is(err, errShardDropped) && held != nil && !held(s) {
-					err = nil // moved away while listed: nothing to prepare
-				}
 				if err == nil && reused {
 					err = f.awaitShardCurrent(ctx, si, s)
 				}

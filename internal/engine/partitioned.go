@@ -107,10 +107,6 @@ func newPartitionedInformer(field string, n int, newShard func(shard int) cache.
 	}
 }
 
-// errShardDropped is AddShard's error for a shard dropped before its
-// cache synced.
-var errShardDropped = errors.New("dropped before its cache synced")
-
 // allShards is the key of the one informer of a cache in full mode.
 const allShards = -1
 
@@ -123,7 +119,8 @@ const allShards = -1
 // the shard's informer is made: when it says the shard is no longer held
 // here, AddShard makes nothing and returns nil. A caller that drops a
 // shard once it stops holding it (after held turns false) thus never
-// leaves a range cached that an AddShard racing with the stop added.
+// leaves a range cached that an AddShard racing with the stop added, and
+// a shard dropped while it was listed because it moved away is no error.
 //
 // reused reports that the shard's informer ran before this call (warm, or
 // added twice): its cache may lag the apiserver, where a new informer's
@@ -171,7 +168,10 @@ func (p *partitionedInformer) AddShard(ctx context.Context, s int, held func(int
 		select {
 		case <-c.Done():
 		case <-si.done:
-			return reused, fmt.Errorf("framework: shard %d: %w", s, errShardDropped)
+			if held != nil && !held(s) {
+				return reused, nil // moved away while listed: nothing to add
+			}
+			return reused, fmt.Errorf("framework: shard %d was dropped before its cache synced", s)
 		case <-ctx.Done():
 			return reused, fmt.Errorf("framework: waiting for the cache of shard %d: %w", s, context.Cause(ctx))
 		}

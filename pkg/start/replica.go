@@ -95,9 +95,10 @@ func (g *Group) BindFlags(fs *flag.FlagSet) {
 
 // PartitionShards is the value of framework.Options.PartitionShards for
 // the group's factories: Shards when --partition-caches (BindFlags) is
-// true or warm-next, else 0. With it each replica of the sharded group lists and
-// watches only the objects of the shards it holds (the apiserver's
-// ShardedListAndWatch; docs/sharding.md, "Partitioned caches"). A factory
+// true or warm-next, else 0. With it each replica of the sharded group
+// lists and watches only the objects of the shards it holds (the
+// apiserver's ShardedListAndWatch; docs/sharding.md, "Partitioned
+// caches"). A factory
 // decides its controllers' caches as they are made, before New sees it,
 // so the program passes the flag on:
 //
