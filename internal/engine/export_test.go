@@ -16,3 +16,9 @@ func ShardStore(c *Controller, s int) (interface {
 	}
 	return p.shardStore(s)
 }
+
+// PauseWarming keeps p's warmer from starting a list until resume, as an
+// AddShards does.
+func PauseWarming(p *partitionedInformer) (resume func()) {
+	return p.pauseWarming()
+}

@@ -93,7 +93,11 @@ func (f *Ops) AddShards(ctx context.Context, shards []int, held func(int) bool) 
 	var mu sync.Mutex
 	var errs []error
 	slots := make(chan struct{}, addShardsAtOnce)
-	for _, si := range f.partitionedCaches() {
+	caches := f.partitionedCaches()
+	for _, si := range caches {
+		defer si.partitioned.pauseWarming()()
+	}
+	for _, si := range caches {
 		p := si.partitioned
 		for _, s := range shards {
 			wg.Go(func() {

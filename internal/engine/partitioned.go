@@ -57,8 +57,13 @@ type partitionedInformer struct {
 	mu     sync.RWMutex
 	shards map[int]*shardInformer
 	// warm are the shards cached ahead of a hold (SetWarm): DropShard
-	// keeps them.
-	warm      map[int]bool
+	// keeps them. The warmer (warmShards) lists those not cached yet.
+	warm map[int]bool
+	// adding counts the AddShards under way (pauseWarming): the warmer
+	// starts no list while a takeover lists or checks its shards.
+	adding int
+	// warmWake wakes the warmer: a new warm set, or adding back at 0.
+	warmWake  chan struct{}
 	regs      []*partitionedRegistration
 	indexers  cache.Indexers
 	transform cache.TransformFunc
@@ -104,6 +109,7 @@ func newPartitionedInformer(field string, n int, newShard func(shard int) cache.
 		field: field, n: n, newShard: newShard, probe: probe, fallback: fallback,
 		shards: map[int]*shardInformer{}, indexers: cache.Indexers{},
 		running: make(chan struct{}), where: map[string]int{},
+		warmWake: make(chan struct{}, 1),
 	}
 }
 
@@ -179,11 +185,13 @@ func (p *partitionedInformer) AddShard(ctx context.Context, s int, held func(int
 	return reused, nil
 }
 
-// SetWarm caches shards ahead of a hold, without waiting for their lists,
-// and stops caching the shards warm before that are neither in shards nor
-// held (held says). A warm shard's objects are in the store and reach the
-// handlers like a held shard's; the gate keeps their keys from running
-// until the shard is held here. In full mode it does nothing.
+// SetWarm caches shards ahead of a hold, and stops caching the shards
+// warm before that are neither in shards nor held (held says). A warm
+// shard's objects are in the store and reach the handlers like a held
+// shard's; the gate keeps their keys from running until the shard is held
+// here. It does not wait for the lists: the warmer (warmShards) makes
+// them, one at a time and never during an AddShards. In full mode it does
+// nothing.
 func (p *partitionedInformer) SetWarm(shards []int, held func(int) bool) {
 	select {
 	case <-p.running:
@@ -205,19 +213,6 @@ func (p *partitionedInformer) SetWarm(shards []int, held func(int) bool) {
 		p.mu.Unlock()
 		return
 	}
-	for s := range want {
-		if _, ok := p.shards[s]; ok {
-			continue
-		}
-		si, err := p.newShardLocked(s)
-		if err != nil {
-			utilruntime.HandleError(fmt.Errorf("partitioned cache: cannot warm shard %d: %w", s, err))
-			delete(want, s)
-			continue
-		}
-		p.shards[s] = si
-		p.runLocked(si)
-	}
 	for s := range p.warm {
 		if !want[s] && !held(s) {
 			cold = append(cold, s)
@@ -225,9 +220,91 @@ func (p *partitionedInformer) SetWarm(shards []int, held func(int) bool) {
 	}
 	p.warm = want
 	p.mu.Unlock()
+	p.wakeWarmer()
 	for _, s := range cold {
 		p.DropShard(s)
 	}
+}
+
+// wakeWarmer tells the warmer to look for a warm shard to list.
+func (p *partitionedInformer) wakeWarmer() {
+	select {
+	case p.warmWake <- struct{}{}:
+	default: // a wake is pending already
+	}
+}
+
+// pauseWarming keeps the warmer from starting a list until the returned
+// func is called: AddShards calls it for its lists and checks.
+//
+// Why: the shards next in line change when a member leaves, at the very
+// moment the survivors take its shards, and each survivor is then next in
+// line for new ones. Listed at once, those warm lists (at 100k objects,
+// several shards of 5,000 per survivor) compete with the takeover's
+// lists, checks and handlers for the apiserver and the CPU, and made a
+// warm takeover slower than a cold one (docs/sharding.md, "Measured at
+// 100k objects").
+func (p *partitionedInformer) pauseWarming() (resume func()) {
+	p.mu.Lock()
+	p.adding++
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		p.adding--
+		idle := p.adding == 0
+		p.mu.Unlock()
+		if idle {
+			p.wakeWarmer()
+		}
+	}
+}
+
+// warmShards is the warmer: until ctx ends it lists the warm shards not
+// cached yet, lowest first, one at a time (the next once the last has
+// synced), and none while an AddShards is under way. Run starts it unless
+// the cache is in full mode.
+func (p *partitionedInformer) warmShards(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.warmWake:
+		}
+		for si := p.startWarmShard(); si != nil; si = p.startWarmShard() {
+			select {
+			case <-si.inf.HasSyncedChecker().Done():
+			case <-si.done: // dropped or stopped before it synced
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// startWarmShard makes and runs the informer of the lowest warm shard not
+// cached, and returns it; nil when there is none, or while an AddShards
+// is under way (its end wakes the warmer again).
+func (p *partitionedInformer) startWarmShard() *shardInformer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped || p.adding > 0 {
+		return nil
+	}
+	for _, s := range slices.Sorted(maps.Keys(p.warm)) {
+		if _, cached := p.shards[s]; cached {
+			continue
+		}
+		si, err := p.newShardLocked(s)
+		if err != nil {
+			utilruntime.HandleError(fmt.Errorf("partitioned cache: cannot warm shard %d: %w", s, err))
+			delete(p.warm, s)
+			continue
+		}
+		p.shards[s] = si
+		p.runLocked(si)
+		return si
+	}
+	return nil
 }
 
 // newShardLocked makes shard s's informer with everything installed so
@@ -460,6 +537,9 @@ func (p *partitionedInformer) RunWithContext(ctx context.Context) {
 	}
 	for _, si := range p.shards {
 		p.runLocked(si)
+	}
+	if !full {
+		p.wg.Go(func() { p.warmShards(ctx) })
 	}
 	close(p.running)
 	p.mu.Unlock()
