@@ -92,6 +92,7 @@ func main() {
 	partShards := flag.Int("partition-shards", 20, "partition scenario: shards of the group (20: 4 per replica of 5, and 5 per replica of the 4 left after the SIGKILL)")
 	partRate := flag.Float64("partition-rate", 100, "partition scenario: steady changes per second, each to an object picked at random (0: no steady phase)")
 	partWindow := flag.Duration("partition-window", 30*time.Second, "partition scenario: how long the steady changes are made")
+	partIdle := flag.Duration("partition-idle", 15*time.Second, "partition scenario: a window without changes before the steady ones (with --partition-rate > 0), over which each replica's CPU is measured (0: none)")
 	partSample := flag.Int("partition-sample", 1000, "partition scenario: objects of the killed replica's shards changed at once after the SIGKILL (0: all of them; they should be made well within the lease)")
 	profileDir := flag.String("profile-dir", "", "write CPU profiles of the apiserver (4 s) and of the controller (6 s from start), taken during each throughput run, and of the controller (12 s from start) during each tracing run, into this folder")
 	flag.Parse()
@@ -159,16 +160,16 @@ func main() {
 		fmt.Fprintf(os.Stderr, "--fresh-work=%v --fresh-changes=%d: want a positive wait (a pass of waits that takes a while) and at least one change\n", *freshWork, *freshChanges)
 		os.Exit(2)
 	}
-	partSet := partitionSettings{replicas: *partReplicas, shards: *partShards, rate: *partRate, window: *partWindow, sample: *partSample}
+	partSet := partitionSettings{replicas: *partReplicas, shards: *partShards, rate: *partRate, window: *partWindow, idle: *partIdle, sample: *partSample}
 	if want["partition"] {
 		var err error
 		if partSet.variants, err = selectPartitionVariants(*partVariants); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
-		if partSet.replicas < 2 || partSet.shards < partSet.replicas || partSet.rate < 0 || partSet.sample < 0 || (partSet.rate > 0 && partSet.window <= 0) {
-			fmt.Fprintf(os.Stderr, "--partition-replicas=%d --partition-shards=%d --partition-rate=%v --partition-window=%v --partition-sample=%d: want at least 2 replicas (one is killed), a shard per replica at least, a rate ≥ 0 with a positive window, a sample ≥ 0\n",
-				partSet.replicas, partSet.shards, partSet.rate, partSet.window, partSet.sample)
+		if partSet.replicas < 2 || partSet.shards < partSet.replicas || partSet.rate < 0 || partSet.sample < 0 || partSet.idle < 0 || (partSet.rate > 0 && partSet.window <= 0) {
+			fmt.Fprintf(os.Stderr, "--partition-replicas=%d --partition-shards=%d --partition-rate=%v --partition-window=%v --partition-idle=%v --partition-sample=%d: want at least 2 replicas (one is killed), a shard per replica at least, a rate ≥ 0 with a positive window, an idle window ≥ 0, a sample ≥ 0\n",
+				partSet.replicas, partSet.shards, partSet.rate, partSet.window, partSet.idle, partSet.sample)
 			os.Exit(2)
 		}
 	}

@@ -65,6 +65,7 @@ const (
 	partRSS       = "peak RSS per replica, all reconciled (MiB)"
 	partCPU       = "CPU seconds per replica, start → all reconciled"
 	partControl   = "apiserver + etcd CPU seconds, start → all reconciled"
+	partIdleCPU   = "no changes: CPU per replica (% of a core)"
 	partSteadyCPU = "steady changes: CPU per replica (% of a core)"
 	partSteadyCtl = "steady changes: apiserver + etcd CPU (% of a core)"
 	partSteadyLag = "steady changes: window end → every change handled (s)"
@@ -96,6 +97,7 @@ type partitionSettings struct {
 	shards   int
 	rate     float64       // steady changes per second
 	window   time.Duration // how long they are made
+	idle     time.Duration // the window without changes before them
 	sample   int           // changes after the SIGKILL (0: every object of its shards)
 }
 
@@ -211,6 +213,22 @@ func (d *driver) partitionSteady(r *run, procs []*proc, add func(string, float64
 		return
 	}
 	time.Sleep(2 * time.Second) // past the last writes of the initial pass
+	if pt.idle > 0 {
+		// What a replica spends with nothing to do (the runtime, lease
+		// renewals, the shard protocol): the part of the steady CPU that
+		// no cache saves.
+		before := make([]float64, len(procs))
+		for i, p := range procs {
+			before[i], _ = p.usage()
+		}
+		began := time.Now()
+		time.Sleep(pt.idle) // the window measured: nothing to await
+		secs := time.Since(began).Seconds()
+		for i, p := range procs {
+			cpu, _ := p.usage()
+			add(partIdleCPU, (cpu-before[i])*100/secs)
+		}
+	}
 	names := make([]string, total)
 	for i, k := range rand.Perm(n)[:total] {
 		names[i] = payloadObjectName(k)

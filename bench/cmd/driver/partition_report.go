@@ -35,6 +35,10 @@ func (d *driver) partitionReport(repeats, objects, workers int, binDir string, t
 	fmt.Fprintf(&b, "- **start → all reconciled**: the replicas start at once; from the first start to the last successful write of\n")
 	fmt.Fprintf(&b, "  the run's mark (audit log). Each replica's CPU seconds and peak RSS (VmHWM, /proc) as the driver's watch\n")
 	fmt.Fprintf(&b, "  sees every object marked; apiserver + etcd CPU over the same time.\n")
+	if pt.idle > 0 {
+		fmt.Fprintf(&b, "- **no changes**: after the initial pass, %v without changes; each replica's CPU over it, in %% of one core:\n", pt.idle)
+		fmt.Fprintf(&b, "  what a replica spends with nothing to do, which no cache saves.\n")
+	}
 	if pt.rate > 0 {
 		fmt.Fprintf(&b, "- **steady changes**: %s changes/s for %v (%d changes), each removing the mark of an object picked at random,\n", flagFloat(pt.rate), pt.window, min(int(pt.rate*pt.window.Seconds()), objects))
 		fmt.Fprintf(&b, "  which the holder of its shard writes back; each replica's CPU from the first change until the driver sees\n")
@@ -81,8 +85,8 @@ func (d *driver) partitionReport(repeats, objects, workers int, binDir string, t
 	}
 	b.WriteString("Versions: " + versions(binDir) + "\n\n")
 	b.WriteString("Machine: " + machine() + fmt.Sprintf("; load average (1 min) as the driver started and as it ended: %s, %s", pt.loadBefore, loadAverage()) + "\n\n")
-	fmt.Fprintf(&b, "Reproduce: `make bench-partition`, that is `cd bench && go run ./cmd/driver --scenarios partition --repeats %d --objects %d --partition-variants %s --partition-replicas %d --partition-shards %d --partition-rate %s --partition-window %v --partition-sample %d --out ../docs/benchmarks.md`.\n",
-		repeats, objects, strings.Join(names, ","), pt.replicas, pt.shards, flagFloat(pt.rate), pt.window, pt.sample)
+	fmt.Fprintf(&b, "Reproduce: `make bench-partition`, that is `cd bench && go run ./cmd/driver --scenarios partition --repeats %d --objects %d --partition-variants %s --partition-replicas %d --partition-shards %d --partition-rate %s --partition-window %v --partition-idle %v --partition-sample %d --out ../docs/benchmarks.md`.\n",
+		repeats, objects, strings.Join(names, ","), pt.replicas, pt.shards, flagFloat(pt.rate), pt.window, pt.idle, pt.sample)
 	b.WriteString(partitionEnd + "\n")
 	return b.String()
 }
@@ -138,6 +142,15 @@ func (d *driver) partitionTargets(base string) string {
 					continue
 				}
 				lines = append(lines, fmt.Sprintf("- %s, %s: %s× full (target ≤ %s×: %s%s)", n, fig, num(q), num(partitionTarget), verdict(q <= partitionTarget), worst))
+			}
+		}
+		if base == "full" {
+			// The steady CPU above the idle CPU: the part that depends on
+			// the changes, which a smaller cache can save.
+			xs, xi, fs, fi := v[partSteadyCPU][n], v[partIdleCPU][n], v[partSteadyCPU][base], v[partIdleCPU][base]
+			if len(xs) > 0 && len(xi) > 0 && len(fs) > 0 && len(fi) > 0 && median(fs) > median(fi) {
+				x, f := median(xs)-median(xi), median(fs)-median(fi)
+				lines = append(lines, fmt.Sprintf("- %s, steady changes less no changes (medians): %s %% of a core against %s %%: %s× full (idle %s %% against %s %%)", n, num(x), num(f), num(x/f), num(median(xi)), num(median(fi))))
 			}
 		}
 		if x := v[partKill][n]; len(x) > 0 {
