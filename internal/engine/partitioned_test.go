@@ -215,12 +215,31 @@ func TestPartitionedCache(t *testing.T) {
 
 // shardInformer is the informer of one shard of ConfigMaps in ns.
 func shardInformer(cs kubernetes.Interface, ns, selector string) cache.SharedIndexInformer {
+	return shardInformerListing(cs, ns, selector, nil)
+}
+
+// shardInformerListing is shardInformer whose every list, and every watch
+// that sends the initial objects (a watch-list), first calls listing, and
+// fails with its error.
+func shardInformerListing(cs kubernetes.Interface, ns, selector string, listing func(ctx context.Context) error) cache.SharedIndexInformer {
+	before := func(ctx context.Context, initial bool) error {
+		if listing == nil || !initial {
+			return nil
+		}
+		return listing(ctx)
+	}
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			if err := before(ctx, true); err != nil {
+				return nil, err
+			}
 			opts.ShardSelector = selector
 			return cs.CoreV1().ConfigMaps(ns).List(ctx, opts)
 		},
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			if err := before(ctx, opts.SendInitialEvents != nil && *opts.SendInitialEvents); err != nil {
+				return nil, err
+			}
 			opts.ShardSelector = selector
 			return cs.CoreV1().ConfigMaps(ns).Watch(ctx, opts)
 		},

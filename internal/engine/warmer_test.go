@@ -11,8 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/rein-k8s/rein/internal/engine"
@@ -84,26 +82,7 @@ func TestWarmerListsOneShardAtATime(t *testing.T) {
 		}
 	}
 	p := engine.NewPartitionedInformer(partition.ByUID, n, func(s int) cache.SharedIndexInformer {
-		selector := partition.Selector(partition.ByUID, []int{s}, n)
-		lw := &cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-				if err := begin(ctx, s); err != nil {
-					return nil, err
-				}
-				opts.ShardSelector = selector
-				return cs.CoreV1().ConfigMaps(ns).List(ctx, opts)
-			},
-			WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-				if opts.SendInitialEvents != nil && *opts.SendInitialEvents {
-					if err := begin(ctx, s); err != nil {
-						return nil, err
-					}
-				}
-				opts.ShardSelector = selector
-				return cs.CoreV1().ConfigMaps(ns).Watch(ctx, opts)
-			},
-		}
-		inf := cache.NewSharedIndexInformer(lw, &corev1.ConfigMap{}, 0, cache.Indexers{})
+		inf := shardInformerListing(cs, ns, partition.Selector(partition.ByUID, []int{s}, n), func(ctx context.Context) error { return begin(ctx, s) })
 		mu.Lock()
 		infs[s] = inf
 		mu.Unlock()
