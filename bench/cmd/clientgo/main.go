@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/rein-k8s/rein/bench/internal/common"
+	"github.com/rein-k8s/rein/internal/partition"
 )
 
 func main() {
@@ -45,7 +46,17 @@ func main() {
 		os.Exit(2)
 	}
 
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(f.Namespace))
+	factoryOpts := []informers.SharedInformerOption{informers.WithNamespace(f.Namespace)}
+	if f.UIDRange != "" {
+		i, n, err := common.ParseFraction("uid-range", f.UIDRange)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		selector := partition.Selector(partition.ByUID, []int{i}, n)
+		factoryOpts = append(factoryOpts, informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.ShardSelector = selector }))
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, factoryOpts...)
 	configMaps := factory.Core().V1().ConfigMaps()
 	queue := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
 	enqueue := func(obj any) {

@@ -87,14 +87,14 @@ func main() {
 	freshWork := flag.Duration("fresh-work", 2*time.Millisecond, "fresh scenario: how long every handler call waits (a simulated check of an external system; the pass over --objects keys takes about --objects × this ÷ --workers)")
 	freshChanges := flag.Int("fresh-changes", 100, "fresh scenario: changes made during each successor's first pass")
 	fifoRef := flag.String("fifo-ref", "850532c", "fresh scenario: the rein commit built as \"rein FIFO\" (the last one before the priority queue)")
-	partVariants := flag.String("partition-variants", "full,partitioned", "partition scenario: comma-separated variants of full (every replica caches every object), partitioned (--partition-caches) and warm-next (--partition-caches=warm-next: also the shards a replica is next in line for); ratios divide by the first")
+	partVariants := flag.String("partition-variants", "full,partitioned", "partition scenario: comma-separated variants of full (every replica caches every object), partitioned (--partition-caches), warm-next (--partition-caches=warm-next: also the shards a replica is next in line for) and floor (bare client-go writers, each listing and watching a fixed range of the UID hash: no lease, no protocol, no takeover); ratios divide by the first")
 	partReplicas := flag.Int("partition-replicas", 5, "partition scenario: replicas of the sharded group")
 	partShards := flag.Int("partition-shards", 20, "partition scenario: shards of the group (20: 4 per replica of 5, and 5 per replica of the 4 left after the SIGKILL)")
 	partRate := flag.Float64("partition-rate", 100, "partition scenario: steady changes per second, each to an object picked at random (0: no steady phase)")
 	partWindow := flag.Duration("partition-window", 30*time.Second, "partition scenario: how long the steady changes are made")
 	partIdle := flag.Duration("partition-idle", 15*time.Second, "partition scenario: a window without changes before the steady ones (with --partition-rate > 0), over which each replica's CPU is measured (0: none)")
 	partSample := flag.Int("partition-sample", 1000, "partition scenario: objects of the killed replica's shards changed at once after the SIGKILL (0: all of them; they should be made well within the lease)")
-	profileDir := flag.String("profile-dir", "", "write CPU profiles of the apiserver (4 s) and of the controller (6 s from start), taken during each throughput run, and of the controller (12 s from start) during each tracing run, into this folder")
+	profileDir := flag.String("profile-dir", "", "write CPU profiles of the apiserver (4 s) and of the controller (6 s from start), taken during each throughput run, and of the controller (12 s from start) during each tracing run, and of each partition scenario process over its steady changes, into this folder")
 	flag.Parse()
 	// Setup failures (no binaries, an apiserver that does not start) end
 	// the driver with their error, after the deferred clean-ups ran.
@@ -204,7 +204,7 @@ func main() {
 		d.binaries[prog] = o
 	}
 	if want["partition"] {
-		checkPartitionFlags(d.binaries["rein"], partSet.variants)
+		checkPartitionFlags(d.binaries, partSet.variants)
 	}
 	var baseline string
 	if want["fresh"] {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,25 +23,42 @@ import (
 
 const partitionBegin, partitionEnd = "<!-- bench-partition:begin -->", "<!-- bench-partition:end -->"
 
-// partitionVariant is one setting of the partition scenario: the flags
-// every rein process of its runs gets besides --shards.
+// partitionVariant is one setting of the partition scenario: the program
+// its processes run and the flags each gets (rein's besides --shards).
 type partitionVariant struct {
-	name string
-	args []string
+	name, program string
+	args          []string
 }
 
 // partitionVariants are the settings --partition-variants selects from:
-// full caches, partitioned caches, and partitioned caches that also keep
-// warm the shards a replica is next in line for.
+// full caches, partitioned caches, partitioned caches that also keep warm
+// the shards a replica is next in line for, and the floor: bare client-go
+// writers (bench/cmd/clientgo), each listing and watching a fixed range
+// of the UID hash with no lease, no protocol and no takeover, which is
+// what any partitioned replica spends at the least.
 var partitionVariants = []partitionVariant{
-	{"full", nil},
-	{"partitioned", []string{"--partition-caches"}},
-	{"warm-next", []string{"--partition-caches=warm-next"}},
+	{"full", "rein", nil},
+	{"partitioned", "rein", []string{"--partition-caches"}},
+	{"warm-next", "rein", []string{"--partition-caches=warm-next"}},
+	{"floor", "clientgo", nil},
 }
 
-// partitioned tells a variant whose replicas partition their caches.
+// partitioned tells a variant whose replicas partition their caches
+// (rein's, by --partition-caches).
 func (v partitionVariant) partitioned() bool {
 	return slices.ContainsFunc(v.args, func(a string) bool { return strings.HasPrefix(a, "--partition-caches") })
+}
+
+// fixed tells the floor: processes with a fixed range each (--uid-range),
+// no shard group and so no takeover.
+func (v partitionVariant) fixed() bool { return v.program == "clientgo" }
+
+// procArgs are the flags of the variant's process i of replicas.
+func (v partitionVariant) procArgs(i, replicas, shards int) []string {
+	if v.fixed() {
+		return []string{"--uid-range", fmt.Sprintf("%d/%d", i, replicas)}
+	}
+	return append([]string{"--shards", strconv.Itoa(shards)}, v.args...)
 }
 
 // selectPartitionVariants returns the variants named in the comma-separated
@@ -51,7 +69,7 @@ func selectPartitionVariants(list string) ([]partitionVariant, error) {
 		n = strings.TrimSpace(n)
 		i := slices.IndexFunc(partitionVariants, func(v partitionVariant) bool { return v.name == n })
 		if i < 0 || slices.ContainsFunc(out, func(v partitionVariant) bool { return v.name == n }) {
-			return nil, fmt.Errorf("--partition-variants=%q: want distinct names of full, partitioned, warm-next", list)
+			return nil, fmt.Errorf("--partition-variants=%q: want distinct names of full, partitioned, warm-next, floor", list)
 		}
 		out = append(out, partitionVariants[i])
 	}
@@ -77,14 +95,14 @@ const (
 	partRSSAfter  = "peak RSS per surviving replica after the takeover (MiB)"
 )
 
-// checkPartitionFlags exits when the rein program (binary) lacks a flag
-// of a selected variant (a rein older than the flag): the variant would
-// fail every run, after the objects were made.
-func checkPartitionFlags(binary string, variants []partitionVariant) {
+// checkPartitionFlags exits when a selected variant's program (of
+// binaries) lacks one of its flags (a rein older than the flag): the
+// variant would fail every run, after the objects were made.
+func checkPartitionFlags(binaries map[string]string, variants []partitionVariant) {
 	for _, v := range variants {
-		out, _ := exec.Command(binary, append(slices.Clone(v.args), "-h")...).CombinedOutput()
+		out, _ := exec.Command(binaries[v.program], append(v.procArgs(0, 1, 1), "-h")...).CombinedOutput()
 		if first, _, _ := strings.Cut(string(out), "\n"); strings.HasPrefix(first, "flag provided but not defined") {
-			fmt.Fprintf(os.Stderr, "--partition-variants: %s: bench/cmd/rein says %q (it passes on the flags of start.Group.BindFlags)\n", v.name, first)
+			fmt.Fprintf(os.Stderr, "--partition-variants: %s: bench/cmd/%s says %q (bench/cmd/rein passes on the flags of start.Group.BindFlags)\n", v.name, v.program, first)
 			os.Exit(2)
 		}
 	}
@@ -121,7 +139,7 @@ func (d *driver) createPartition(set partitionSettings, load string) {
 	ns, took := d.createPayloadObjects("partition")
 	d.part = &partitionScenario{partitionSettings: set, ns: ns, created: took, loadBefore: load, res: newResults()}
 	d.part.st = follow(d.cs, ns)
-	if slices.ContainsFunc(set.variants, partitionVariant.partitioned) {
+	if slices.ContainsFunc(set.variants, func(v partitionVariant) bool { return v.partitioned() || v.fixed() }) {
 		ok, err := partition.Probe(context.Background(), partition.ByUID, func(ctx context.Context, o metav1.ListOptions) (metav1.ListMeta, error) {
 			l, err := d.cs.CoreV1().ConfigMaps(ns).List(ctx, o)
 			if err != nil {
@@ -147,14 +165,14 @@ func (d *driver) createPartition(set partitionSettings, load string) {
 // survivors have written the last of them back.
 func (d *driver) partitionRun(v partitionVariant, round int) {
 	pt, n := d.part, d.objects
-	fw := framework{name: v.name, program: "rein"}
+	fw := framework{name: v.name, program: v.program}
 	d.guard(fw, round, "partition", func(r *run) {
 		add := func(figure string, x float64) { pt.res.addRound(v.name, figure, round, x) }
 		r.ns = pt.ns
-		r.extra = append([]string{"--write", "patch", "--shards", strconv.Itoa(pt.shards)}, v.args...)
 		controlBefore := cpuOf(d.control...)
 		var procs []*proc
 		for i := range pt.replicas {
+			r.extra = append([]string{"--write", "patch"}, v.procArgs(i, pt.replicas, pt.shards)...)
 			procs = append(procs, r.startProc("r"+strconv.Itoa(i), r.tag))
 		}
 		t0 := procs[0].started
@@ -192,7 +210,9 @@ func (d *driver) partitionRun(v partitionVariant, round int) {
 		}
 
 		d.partitionSteady(r, procs, add)
-		d.partitionTakeover(r, v, procs, add)
+		if !v.fixed() { // the floor has no shard group: nothing takes over
+			d.partitionTakeover(r, v, procs, add)
+		}
 	})
 }
 
@@ -239,6 +259,11 @@ func (d *driver) partitionSteady(r *run, procs []*proc, add func(string, float64
 	}
 	controlBefore := cpuOf(d.control...)
 	offset := d.auditSize()
+	if d.profDir != "" {
+		for _, p := range procs {
+			p.signal(syscall.SIGUSR1) // --cpuprofile-on-usr1 (startProc)
+		}
+	}
 	began := time.Now()
 	d.paced(pt.ns, names, pt.rate)
 	sent := time.Now()
@@ -252,6 +277,14 @@ func (d *driver) partitionSteady(r *run, procs []*proc, add func(string, float64
 	for i, p := range procs {
 		cpu, _ := p.usage()
 		add(partSteadyCPU, (cpu-before[i])*100/secs)
+	}
+	if d.profDir != "" {
+		for _, p := range procs {
+			p.signal(syscall.SIGUSR1) // the profile's end
+		}
+		for _, p := range procs {
+			p.awaitFile(p.profile, 10*time.Second)
+		}
 	}
 	add(partSteadyCtl, (cpuOf(d.control...)-controlBefore)*100/secs)
 	add(partSteadyLag, last.Sub(sent).Seconds())

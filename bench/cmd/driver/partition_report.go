@@ -96,6 +96,9 @@ func partitionVariantList(vs []partitionVariant, shards int) string {
 	var parts []string
 	for _, v := range vs {
 		flags := append([]string{fmt.Sprintf("--shards %d", shards)}, v.args...)
+		if v.fixed() {
+			flags = []string{"bench/cmd/clientgo --uid-range i/n"}
+		}
 		what := ""
 		switch v.name {
 		case "full":
@@ -104,6 +107,8 @@ func partitionVariantList(vs []partitionVariant, shards int) string {
 			what = ": each replica lists and watches the objects of the shards it holds, one watch per shard"
 		case "warm-next":
 			what = ": partitioned, and each replica keeps the shards it would take next warm"
+		case "floor":
+			what = ": bare client-go writers, process i listing and watching the i-th of n equal ranges of the UID hash with one watch, no lease, no shard protocol and no takeover; what any partitioned replica spends at the least"
 		}
 		parts = append(parts, fmt.Sprintf("%s (`%s`%s)", v.name, strings.Join(flags, " "), what))
 	}
@@ -118,6 +123,22 @@ func (d *driver) partitionTargets(base string) string {
 	pt := d.part
 	v := pt.res.values
 	var lines []string
+	if base == "full" && slices.ContainsFunc(pt.variants, partitionVariant.fixed) {
+		// The floor against full caches: where it is above the target,
+		// no partitioned implementation meets it on this machine.
+		for _, fig := range []string{partRSS, partCPU, partSteadyCPU} {
+			x, f, p := v[fig]["floor"], v[fig][base], v[fig]["partitioned"]
+			if len(x) == 0 || len(f) == 0 || median(f) == 0 || median(x) == 0 {
+				continue
+			}
+			q := median(x) / median(f)
+			line := fmt.Sprintf("- floor, %s: %s× full: the target ≤ %s× is %s", fig, num(q), num(partitionTarget), map[bool]string{true: "within reach", false: "out of reach of any partitioned replica here"}[q <= partitionTarget])
+			if len(p) > 0 {
+				line += fmt.Sprintf("; partitioned is %s× the floor", num(median(p)/median(x)))
+			}
+			lines = append(lines, line)
+		}
+	}
 	for _, variant := range pt.variants {
 		if !variant.partitioned() {
 			continue

@@ -25,6 +25,7 @@ type proc struct {
 	name, ua, mark string
 	cmd            *exec.Cmd
 	logPath        string
+	profile        string // --cpuprofile-on-usr1's file, if any
 	started        time.Time
 	exited         chan struct{}
 	state          *os.ProcessState
@@ -56,6 +57,10 @@ func (r *run) startProc(name, mark string) *proc {
 		args = append(args, "--cpuprofile", filepath.Join(r.d.profDir, r.tag+"-"+name+".ctl.pprof"), "--cpuprofile-for", "6s")
 	case r.d.profDir != "" && strings.HasPrefix(r.tag, "tracing"):
 		args = append(args, "--cpuprofile", filepath.Join(r.d.profDir, r.tag+"-"+name+".ctl.pprof"), "--cpuprofile-for", "12s")
+	case r.d.profDir != "" && strings.HasPrefix(r.tag, "partition"):
+		// The steady changes: partitionSteady signals their start and end.
+		p.profile = filepath.Join(r.d.profDir, r.tag+"-"+name+".steady.pprof")
+		args = append(args, "--cpuprofile", p.profile, "--cpuprofile-on-usr1", "--cpuprofile-for", (r.d.part.window + time.Minute).String())
 	case r.d.profDir != "" && strings.HasPrefix(r.tag, "sharded") && r.fw.program == "rein":
 		args = append(args, "--cpuprofile", filepath.Join(r.d.profDir, r.tag+"-"+name+".ctl.pprof"), "--cpuprofile-for", "10s")
 	}
@@ -114,6 +119,26 @@ func (p *proc) awaitLog(word string, timeout time.Duration) (time.Time, bool) {
 			return time.Time{}, false
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// awaitFile waits until the process has written path (a profile: empty
+// until it ends), or for timeout.
+func (p *proc) awaitFile(path string, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) && p.running() {
+		if st, err := os.Stat(path); err == nil && st.Size() > 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	logf("%s: %s still empty after %v", p.name, path, timeout)
+}
+
+// signal sends sig to the process, if it still runs.
+func (p *proc) signal(sig syscall.Signal) {
+	if p.running() {
+		_ = p.cmd.Process.Signal(sig)
 	}
 }
 

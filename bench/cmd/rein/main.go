@@ -59,7 +59,7 @@ func main() {
 	var lead common.Leadership
 	var partition engine.KeyGate
 	if f.Partition != "" {
-		i, n, err := common.ParsePartition(f.Partition)
+		i, n, err := common.ParseFraction("partition", f.Partition)
 		if err == nil && f.Shards > 0 {
 			err = fmt.Errorf("--partition=%s with --shards=%d: a fixed split has no protocol, give one or the other", f.Partition, f.Shards)
 		}

@@ -9,12 +9,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -33,6 +35,11 @@ type Flags struct {
 	Write                                            string
 	CPUProfile                                       string
 	CPUProfileFor                                    time.Duration
+	// CPUProfileOnSignal starts --cpuprofile at the first SIGUSR1
+	// rather than at the start, and ends it at the second: the driver
+	// profiles one phase of a run (the partition scenario's steady
+	// changes).
+	CPUProfileOnSignal bool
 	// HeapProfile, when set, is where the "synced" line writes a heap
 	// profile (after a GC): what the full cache holds, by allocation site.
 	HeapProfile string
@@ -54,6 +61,11 @@ type Flags struct {
 	// sharding protocol is measured against (give each process its own
 	// --lease-name, so that each leads at once).
 	Partition string
+	// UIDRange, "i/n", makes the client-go writer list and watch only
+	// the objects whose UID hash is in the i-th of n equal ranges (the
+	// apiserver's shard selector): a fixed partition with no protocol,
+	// the floor of a partitioned replica's cost.
+	UIDRange string
 	// Cache is what the cache keeps of each ConfigMap: CacheDefault,
 	// CacheDropData or CacheMetadata (marks workload; not every program
 	// has every setting).
@@ -80,11 +92,13 @@ func (f *Flags) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.Write, "write", "patch", "how the handler writes the annotation: patch (JSON merge patch) or update (the cached object with the annotation, resourceVersion precondition)")
 	fs.StringVar(&f.CPUProfile, "cpuprofile", "", "write a CPU profile of the first --cpuprofile-for of the process to this file")
 	fs.DurationVar(&f.CPUProfileFor, "cpuprofile-for", 8*time.Second, "how long --cpuprofile records")
+	fs.BoolVar(&f.CPUProfileOnSignal, "cpuprofile-on-usr1", false, "start --cpuprofile at the first SIGUSR1 rather than at the start, and end it at the second (or after --cpuprofile-for)")
 	fs.StringVar(&f.HeapProfile, "heapprofile", "", "write a heap profile to this file when the caches have synced (the \"synced\" line)")
 	fs.StringVar(&f.Workload, "workload", WorkloadMarks, "marks (mark every ConfigMap of --namespace), pass (rein and controller-runtime only: every handler call waits --delay and writes nothing, and logs the changes of "+ChangeAnnotation+" it sees) or children (declare a ConfigMap, a Secret and a ServiceAccount per Deployment of --namespace)")
 	fs.DurationVar(&f.Delay, "delay", 0, "marks workload: how long the handler waits before it writes (a simulated external call); pass workload: how long every handler call waits")
 	fs.IntVar(&f.Shards, "shards", 0, "rein only: run sharded active-active with this many shards (0: one leader)")
 	fs.StringVar(&f.Partition, "partition", "", "rein only: i/n, work only the keys whose shard of 60 is i modulo n, a fixed split with no protocol (the ceiling for --shards); give each process its own --lease-name")
+	fs.StringVar(&f.UIDRange, "uid-range", "", "clientgo only: i/n, list and watch only the ConfigMaps whose UID hash is in the i-th of n equal ranges (a server-side shard selector, feature gate ShardedListAndWatch), a fixed partition with no protocol")
 	fs.IntVar(&f.Parents, "parents", 0, "children workload: the number of Deployments; \"handled-all\" is logged once each went through the handlers")
 	fs.StringVar(&f.Cache, "cache", CacheDefault, "marks workload: what the cache keeps of each ConfigMap: default (all of it), drop-data (rein: a cache transform drops data and binaryData), metadata (metadata only: rein's NewMetadataController, controller-runtime's OnlyMetadata)")
 	fs.IntVar(&f.Objects, "objects", 0, "marks workload: log \"handled-all\" once this many ConfigMaps went through the handler (0: never)")
@@ -94,10 +108,11 @@ func (f *Flags) Bind(fs *flag.FlagSet) {
 // sharded runs: 60 splits evenly over 1, 3 and 5 processes.
 const PartitionShards = 60
 
-// ParsePartition parses --partition: "i/n" with 0 <= i < n.
-func ParsePartition(s string) (i, n int, err error) {
+// ParseFraction parses the value s of flag (--partition, --uid-range):
+// "i/n" with 0 <= i < n.
+func ParseFraction(flag, s string) (i, n int, err error) {
 	if _, err := fmt.Sscanf(s, "%d/%d", &i, &n); err != nil || n < 1 || i < 0 || i >= n || fmt.Sprintf("%d/%d", i, n) != s {
-		return 0, 0, fmt.Errorf("--partition=%q: want i/n with 0 <= i < n, e.g. 2/5", s)
+		return 0, 0, fmt.Errorf("--%s=%q: want i/n with 0 <= i < n, e.g. 2/5", flag, s)
 	}
 	return i, n, nil
 }
@@ -159,7 +174,17 @@ func (f *Flags) Config() *rest.Config {
 	if f.UserAgent == "" {
 		f.UserAgent = fmt.Sprintf("bench/%d", os.Getpid())
 	}
-	if f.CPUProfile != "" {
+	if f.CPUProfile != "" && f.CPUProfileOnSignal {
+		usr1 := make(chan os.Signal, 2)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		go func() { // lives as long as the process: one profile
+			<-usr1
+			stop := startCPUProfile(f.CPUProfile, f.CPUProfileFor)
+			<-usr1
+			signal.Stop(usr1)
+			stop()
+		}()
+	} else if f.CPUProfile != "" {
 		startCPUProfile(f.CPUProfile, f.CPUProfileFor)
 	}
 	heapProfile = f.HeapProfile
@@ -272,10 +297,10 @@ func (l *Leadership) Reconciling() {
 	l.first.Do(func() { logLine("first-reconcile") })
 }
 
-// startCPUProfile records a CPU profile into path for d, from now on; the
-// benchmark processes are killed rather than stopped, so the profile has a
-// fixed length.
-func startCPUProfile(path string, d time.Duration) {
+// startCPUProfile records a CPU profile into path for d, from now on, or
+// until stop is called (the benchmark processes are killed rather than
+// stopped: the profile ends at a time of its own).
+func startCPUProfile(path string, d time.Duration) (stop func()) {
 	out, err := os.Create(path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cpuprofile:", err)
@@ -285,8 +310,13 @@ func startCPUProfile(path string, d time.Duration) {
 		fmt.Fprintln(os.Stderr, "cpuprofile:", err)
 		os.Exit(2)
 	}
-	time.AfterFunc(d, func() {
-		pprof.StopCPUProfile()
-		_ = out.Close()
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			_ = out.Close()
+		})
+	}
+	time.AfterFunc(d, stop)
+	return stop
 }
