@@ -162,7 +162,9 @@ func (d *driver) createPartition(set partitionSettings, load string) {
 // window and until every change is handled); then the replica holding the
 // most shards is killed (SIGKILL) and the driver removes the mark from
 // sample objects of its shards at once: the time from the kill until the
-// survivors have written the last of them back.
+// survivors have written the last of them back. The floor's processes
+// hold fixed ranges: nothing takes over, and its run ends after the
+// steady changes.
 func (d *driver) partitionRun(v partitionVariant, round int) {
 	pt, n := d.part, d.objects
 	fw := framework{name: v.name, program: v.program}

@@ -180,7 +180,9 @@ func (d *driver) partitionTargets(base string) string {
 			if c := v[partKill]["partitioned"]; !cold && len(c) > 0 {
 				against = fmt.Sprintf("; cold (partitioned) %s s", num(median(c)))
 			}
-			lines = append(lines, fmt.Sprintf("- %s, %s: %s s, max %s s (target ≤ lease + %v = %s s: %s%s)", n, partKill, num(median(x)), num(slices.Max(x)), partitionTakeoverSlack, num(limit), verdict(median(x) <= limit), against))
+			// Two decimals: a median just past the bound must not read as
+			// equal to it.
+			lines = append(lines, fmt.Sprintf("- %s, %s: %.2f s, max %.2f s (target ≤ lease + %v = %s s: %s%s)", n, partKill, median(x), slices.Max(x), partitionTakeoverSlack, num(limit), verdict(median(x) <= limit), against))
 		}
 	}
 	if len(lines) == 0 {
