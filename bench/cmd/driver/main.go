@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -61,8 +62,9 @@ type driver struct {
 	tracing  *tracing           // the tracing scenario's receiver and results
 	part     *partitionScenario // the partition scenario's namespace, settings and results
 	profDir  string
-	control  []int // pids of the apiserver and etcd
-	auditEnd int64 // the end of the audit log's last complete line, as last read
+	reinLog  string // --rein-log-level
+	control  []int  // pids of the apiserver and etcd
+	auditEnd int64  // the end of the audit log's last complete line, as last read
 }
 
 func must(err error) {
@@ -94,6 +96,7 @@ func main() {
 	partWindow := flag.Duration("partition-window", 30*time.Second, "partition scenario: how long the steady changes are made")
 	partIdle := flag.Duration("partition-idle", 15*time.Second, "partition scenario: a window without changes before the steady ones (with --partition-rate > 0), over which each replica's CPU is measured (0: none)")
 	partSample := flag.Int("partition-sample", 1000, "partition scenario: objects of the killed replica's shards changed at once after the SIGKILL (0: all of them; they should be made well within the lease)")
+	reinLogLevel := flag.String("rein-log-level", "warning", "the log level of every bench/cmd/rein process (logrus: error, warning, info, debug); info logs a sharded replica's takeovers step by step (shard taken, caches current, keys queued)")
 	profileDir := flag.String("profile-dir", "", "write CPU profiles of the apiserver (4 s) and of the controller (6 s from start), taken during each throughput run, and of the controller (12 s from start) during each tracing run, and of each partition scenario process over its steady changes, into this folder")
 	flag.Parse()
 	// Setup failures (no binaries, an apiserver that does not start) end
@@ -182,6 +185,10 @@ func main() {
 			*binDir = abs
 		}
 	}
+	if _, err := logrus.ParseLevel(*reinLogLevel); err != nil {
+		fmt.Fprintf(os.Stderr, "--rein-log-level=%q: want error, warning, info or debug\n", *reinLogLevel)
+		os.Exit(2)
+	}
 	if *profileDir != "" {
 		if err := os.MkdirAll(*profileDir, 0o755); err != nil {
 			fmt.Fprintf(os.Stderr, "--profile-dir=%q: %v\n", *profileDir, err)
@@ -194,7 +201,7 @@ func main() {
 	tmp, err := os.MkdirTemp("", "rein-bench-")
 	must(err)
 	d := &driver{binaries: map[string]string{}, logDir: tmp, workers: *workers, objects: *objects, write: *write,
-		idle: *idle, results: newResults(), children: newResults(), sharded: newResults(), profDir: *profileDir}
+		idle: *idle, results: newResults(), children: newResults(), sharded: newResults(), profDir: *profileDir, reinLog: *reinLogLevel}
 	logf("building controllers into %s", tmp)
 	for _, prog := range []string{"rein", "wrangler", "controllerruntime", "clientgo"} {
 		o := filepath.Join(tmp, prog)

@@ -52,6 +52,9 @@ func (r *run) startProc(name, mark string) *proc {
 	}
 	args = append(args, r.fw.args...)
 	args = append(args, r.extra...)
+	if r.fw.program == "rein" {
+		args = append(args, "--log-level", r.d.reinLog)
+	}
 	switch {
 	case r.d.profDir != "" && strings.HasPrefix(r.tag, "throughput"):
 		args = append(args, "--cpuprofile", filepath.Join(r.d.profDir, r.tag+"-"+name+".ctl.pprof"), "--cpuprofile-for", "6s")

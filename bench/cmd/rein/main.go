@@ -36,7 +36,13 @@ func main() {
 	f.Bind(flag.CommandLine)
 	var group start.Group
 	bindGroupFlags(&group, flag.CommandLine)
+	logLevel := flag.String("log-level", "warning", "log level (logrus: error, warning, info, debug); info logs a sharded replica's takeovers step by step")
 	flag.Parse()
+	level, err := logrus.ParseLevel(*logLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "--log-level=%q: want error, warning, info or debug\n", *logLevel)
+		os.Exit(2)
+	}
 	// --shards and --lease-name are the shared flags (the fixed split and
 	// the other programs read them too).
 	group.LeaseName, group.Shards = f.LeaseName, f.Shards
@@ -51,7 +57,7 @@ func main() {
 	opts.LeaseDuration, opts.RenewDeadline, opts.RetryPeriod = f.LeaseDuration, f.RenewDeadline, f.RetryPeriod
 	opts.MetricsBindAddress, opts.HealthProbeBindAddress = "0", "0"
 	log := logrus.New()
-	log.SetLevel(logrus.WarnLevel)
+	log.SetLevel(level)
 	opts.Logger = logrus.NewEntry(log)
 	reg := prometheus.NewRegistry()
 	opts.Registry = reg
