@@ -67,7 +67,7 @@ bench-scale: testbin ## rein (default, drop-data transform, metadata-only) vs wr
 	cd bench && $(GO) run ./cmd/driver --scenarios scale --objects 100000 --repeats 3 --bindir $(BIN) --out ../docs/benchmarks.md $(if $(SCALE_STATE),--scale-state $(abspath $(SCALE_STATE)))
 
 .PHONY: bench-partition
-bench-partition: testbin ## rein's sharded group with full caches vs partitioned caches (--partition-caches, the apiserver's ShardedListAndWatch) and warm-next, against the floor (bare client-go writers, each with a fixed fifth of the UID hash) at 100,000 ConfigMaps of 1 KiB, 5 replicas, 20 shards (bench/ --scenarios partition: start → all reconciled with each replica's CPU and peak RSS, CPU with no changes and under 100 changes/s for 30s, a SIGKILLed replica's shards taken over; 2 rounds); rewrites docs/benchmarks.md' partition section (31 to 34 minutes on 2 cores without the floor, measured; creating the objects takes 2 to 3 of them)
+bench-partition: testbin ## rein's sharded group with full caches vs partitioned caches (--partition-caches, the apiserver's ShardedListAndWatch) and warm-next, against the floor (bare client-go writers, each with a fixed fifth of the UID hash) at 100,000 ConfigMaps of 1 KiB, 5 replicas, 20 shards (bench/ --scenarios partition: start → all reconciled with each replica's CPU and peak RSS, CPU with no changes and under 100 changes/s for 30s, a SIGKILLed replica's shards taken over; 2 rounds); rewrites docs/benchmarks.md' partition section (41 minutes on 2 cores, measured; creating the objects takes 2 of them)
 	cd bench && $(GO) run ./cmd/driver --scenarios partition --objects 100000 --repeats 2 --partition-variants full,partitioned,warm-next,floor --bindir $(BIN) --out ../docs/benchmarks.md
 
 .PHONY: bench-fresh
