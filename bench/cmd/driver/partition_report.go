@@ -132,7 +132,11 @@ func (d *driver) partitionTargets(base string) string {
 				continue
 			}
 			q := median(x) / median(f)
-			line := fmt.Sprintf("- floor, %s: %s× full: the target ≤ %s× is %s", fig, num(q), num(partitionTarget), map[bool]string{true: "within reach", false: "out of reach of any partitioned replica here"}[q <= partitionTarget])
+			reach := "out of reach of any partitioned replica here"
+			if q <= partitionTarget {
+				reach = "within reach"
+			}
+			line := fmt.Sprintf("- floor, %s: %s× full: the target ≤ %s× is %s", fig, num(q), num(partitionTarget), reach)
 			if len(p) > 0 {
 				line += fmt.Sprintf("; partitioned is %s× the floor", num(median(p)/median(x)))
 			}

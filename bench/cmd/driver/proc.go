@@ -100,9 +100,7 @@ func (p *proc) running() bool {
 // stop sends SIGTERM and waits for the process to end, killing it after
 // grace.
 func (p *proc) stop(grace time.Duration) {
-	if p.running() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	}
+	p.signal(syscall.SIGTERM)
 	select {
 	case <-p.exited:
 	case <-time.After(grace):

@@ -174,17 +174,18 @@ func (f *Flags) Config() *rest.Config {
 	if f.UserAgent == "" {
 		f.UserAgent = fmt.Sprintf("bench/%d", os.Getpid())
 	}
-	if f.CPUProfile != "" && f.CPUProfileOnSignal {
+	switch {
+	case f.CPUProfile != "" && f.CPUProfileOnSignal:
 		usr1 := make(chan os.Signal, 2)
 		signal.Notify(usr1, syscall.SIGUSR1)
-		go func() { // lives as long as the process: one profile
+		go func() { // ends after the second signal: one profile
 			<-usr1
 			stop := startCPUProfile(f.CPUProfile, f.CPUProfileFor)
 			<-usr1
 			signal.Stop(usr1)
 			stop()
 		}()
-	} else if f.CPUProfile != "" {
+	case f.CPUProfile != "":
 		startCPUProfile(f.CPUProfile, f.CPUProfileFor)
 	}
 	heapProfile = f.HeapProfile
